@@ -1,0 +1,134 @@
+/* base.h: what every stage of qmoe shares.
+ *
+ * qmoe is a one-way pipeline: lang (policy text -> AST), compiler (AST +
+ * model metadata + scores -> bit plan), runtime (plan -> quantized weights and
+ * metrics).  The pieces here sit under all three: status codes, the
+ * diagnostics sink through which library code reports errors (library code
+ * never prints and never exits; only the driver in cli/ does), a string map,
+ * atomic file output, and a thin YAML emitter.
+ */
+#ifndef QM_BASE_H
+#define QM_BASE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#if defined(__GNUC__)
+#define QM_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#else
+#define QM_PRINTF(f, a)
+#endif
+
+/* Status codes at every fallible API boundary.  The diagnostic that goes
+ * with a failure says what and where; the code says which kind. */
+typedef enum qm_status {
+    QM_OK = 0,
+    QM_ENOMEM,       /* allocation failed */
+    QM_EIO,          /* the operating system refused a read, write, map or rename */
+    QM_EFORMAT,      /* an input file is malformed */
+    QM_EINVAL,       /* a value is out of range or inconsistent */
+    QM_EUNSUPPORTED, /* well-formed, but not something qmoe handles */
+    QM_ENOTFOUND,    /* a named file, tensor or key does not exist */
+    QM_STATUS_COUNT
+} qm_status;
+
+/* Short stable name of a status ("format", "io", ...). */
+const char *qm_status_name(qm_status s);
+
+/* ---- diagnostics -------------------------------------------------------- */
+
+typedef enum qm_severity { QM_SEV_ERROR, QM_SEV_WARNING, QM_SEV_NOTE } qm_severity;
+
+typedef struct qm_diag qm_diag;
+
+/* A new, empty sink; caller frees with qm_diag_free(). NULL when out of memory. */
+qm_diag *qm_diag_new(void);
+void qm_diag_free(qm_diag *d);
+
+/* Record an error and return `code`, so that failing reads as
+ *   return qm_diag_fail(d, QM_EFORMAT, "%s: ...", path);
+ * A NULL sink is allowed (the message is dropped). */
+qm_status qm_diag_fail(qm_diag *d, qm_status code, const char *fmt, ...) QM_PRINTF(3, 4);
+void qm_diag_warn(qm_diag *d, const char *fmt, ...) QM_PRINTF(2, 3);
+void qm_diag_note(qm_diag *d, const char *fmt, ...) QM_PRINTF(2, 3);
+void qm_diag_add(qm_diag *d, qm_severity sev, const char *fmt, va_list ap);
+
+size_t qm_diag_errors(const qm_diag *d);
+size_t qm_diag_warnings(const qm_diag *d);
+size_t qm_diag_count(const qm_diag *d);
+qm_severity qm_diag_severity(const qm_diag *d, size_t i);
+const char *qm_diag_text(const qm_diag *d, size_t i); /* owned by the sink */
+
+/* Print every entry as "PROG: error: TEXT" (or warning/note) and empty the sink. */
+void qm_diag_print(qm_diag *d, FILE *f, const char *prog);
+void qm_diag_clear(qm_diag *d);
+
+/* ---- memory ------------------------------------------------------------- */
+
+/* Formatted string in fresh memory; caller frees.  NULL when out of memory. */
+char *qm_strfmt(const char *fmt, ...) QM_PRINTF(1, 2);
+char *qm_strdup(const char *s);
+
+/* ---- string map ---------------------------------------------------------- */
+
+/* Open-addressing map from borrowed NUL-terminated keys to size_t values.
+ * The map does not copy keys: they must outlive it. */
+typedef struct qm_strmap {
+    const char **keys; /* (cap), NULL = empty slot */
+    size_t *vals;      /* (cap) */
+    size_t cap, n;
+} qm_strmap;
+
+qm_status qm_strmap_init(qm_strmap *m, size_t expected);
+void qm_strmap_free(qm_strmap *m);
+/* Insert key; if it was present, leave the map unchanged and return QM_EINVAL
+ * with *old set to the existing value (when old is not NULL). */
+qm_status qm_strmap_put(qm_strmap *m, const char *key, size_t val, size_t *old);
+/* 1 and *val set when key is present, 0 otherwise. */
+int qm_strmap_get(const qm_strmap *m, const char *key, size_t *val);
+
+/* ---- atomic output ------------------------------------------------------- */
+
+/* Output goes to a temporary file beside `path` and replaces `path` only on
+ * qm_afile_commit(), so a failure or an interruption never leaves a
+ * half-written file under the final name. */
+typedef struct qm_afile {
+    FILE *f;     /* write here */
+    char *path;  /* final name (owned) */
+    char *tmp;   /* temporary name (owned) */
+} qm_afile;
+
+qm_status qm_afile_open(qm_afile *a, const char *path, qm_diag *d);
+/* Flush, fsync, close and rename; on any failure the temporary is removed. */
+qm_status qm_afile_commit(qm_afile *a, qm_diag *d);
+/* Discard the temporary (safe to call after a failed commit or twice). */
+void qm_afile_abort(qm_afile *a);
+
+/* ---- YAML output ----------------------------------------------------------- */
+
+/* A small layer over libyaml's emitter with explicit structure calls.
+ * Errors are sticky: check qm_yaml_end()'s result once at the end. */
+typedef struct qm_yaml qm_yaml;
+
+qm_yaml *qm_yaml_begin(FILE *f); /* caller ends with qm_yaml_end(); NULL when out of memory */
+void qm_yaml_map(qm_yaml *y);    /* start a block mapping */
+void qm_yaml_flow_map(qm_yaml *y);
+void qm_yaml_seq(qm_yaml *y);    /* start a block sequence */
+void qm_yaml_flow_seq(qm_yaml *y);
+void qm_yaml_close(qm_yaml *y);  /* end the innermost mapping or sequence */
+void qm_yaml_str(qm_yaml *y, const char *s); /* quoted only when YAML needs it */
+void qm_yaml_int(qm_yaml *y, long long v);
+void qm_yaml_uint(qm_yaml *y, unsigned long long v);
+void qm_yaml_real(qm_yaml *y, double v, int digits); /* %.*f */
+void qm_yaml_bool(qm_yaml *y, int v);
+void qm_yaml_null(qm_yaml *y);
+/* key: value helpers for mappings */
+void qm_yaml_kstr(qm_yaml *y, const char *k, const char *v);
+void qm_yaml_kint(qm_yaml *y, const char *k, long long v);
+void qm_yaml_kuint(qm_yaml *y, const char *k, unsigned long long v);
+/* Close everything still open, finish the document, free; QM_OK or QM_EIO. */
+qm_status qm_yaml_end(qm_yaml *y, qm_diag *d);
+
+#endif

@@ -1,0 +1,97 @@
+/* strmap.c: open-addressing hash map from borrowed strings to indices.
+ *
+ * Used wherever names are looked up by the tens of thousands (tensor names
+ * of a checkpoint, canonical module names), so it is FNV-1a with linear
+ * probing at load factor <= 1/2: simple, and fast enough that inventorying a
+ * 37k-tensor checkpoint is dominated by JSON parsing.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/base.h"
+
+static uint64_t hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+qm_status qm_strmap_init(qm_strmap *m, size_t expected)
+{
+    size_t cap = 16;
+    while (cap < expected * 2 + 1)
+        cap *= 2;
+    m->keys = calloc(cap, sizeof *m->keys);
+    m->vals = malloc(cap * sizeof *m->vals);
+    m->cap = cap;
+    m->n = 0;
+    if (!m->keys || !m->vals) {
+        qm_strmap_free(m);
+        return QM_ENOMEM;
+    }
+    return QM_OK;
+}
+
+void qm_strmap_free(qm_strmap *m)
+{
+    free(m->keys);
+    free(m->vals);
+    memset(m, 0, sizeof *m);
+}
+
+static size_t slot(const qm_strmap *m, const char *key)
+{
+    size_t i = (size_t)hash(key) & (m->cap - 1);
+    while (m->keys[i] && strcmp(m->keys[i], key) != 0)
+        i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
+static qm_status grow(qm_strmap *m)
+{
+    qm_strmap bigger;
+    if (qm_strmap_init(&bigger, m->cap) != QM_OK)
+        return QM_ENOMEM;
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->keys[i]) {
+            size_t j = slot(&bigger, m->keys[i]);
+            bigger.keys[j] = m->keys[i];
+            bigger.vals[j] = m->vals[i];
+            bigger.n++;
+        }
+    qm_strmap_free(m);
+    *m = bigger;
+    return QM_OK;
+}
+
+qm_status qm_strmap_put(qm_strmap *m, const char *key, size_t val, size_t *old)
+{
+    if ((m->n + 1) * 2 > m->cap && grow(m) != QM_OK)
+        return QM_ENOMEM;
+    size_t i = slot(m, key);
+    if (m->keys[i]) {
+        if (old)
+            *old = m->vals[i];
+        return QM_EINVAL;
+    }
+    m->keys[i] = key;
+    m->vals[i] = val;
+    m->n++;
+    return QM_OK;
+}
+
+int qm_strmap_get(const qm_strmap *m, const char *key, size_t *val)
+{
+    if (!m->cap)
+        return 0;
+    size_t i = slot(m, key);
+    if (!m->keys[i])
+        return 0;
+    if (val)
+        *val = m->vals[i];
+    return 1;
+}

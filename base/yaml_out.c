@@ -1,0 +1,190 @@
+/* yaml_out.c: structured YAML output through libyaml's emitter.
+ *
+ * Every YAML that qmoe prints (inspect, plans, logs, results) is emitted
+ * here, so quoting is always right: strings that YAML would read back as
+ * another type ("true", "3", "null", "") are double-quoted, everything else
+ * is left plain when libyaml allows it.  Output is deterministic: the same
+ * calls give the same bytes.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "base/base.h"
+
+enum { MAX_DEPTH = 64 };
+
+struct qm_yaml {
+    yaml_emitter_t em;
+    int failed;
+    int depth;
+    char kind[MAX_DEPTH]; /* 'm' mapping or 's' sequence, innermost last */
+};
+
+static int write_file(void *data, unsigned char *buf, size_t size)
+{
+    return fwrite(buf, 1, size, (FILE *)data) == size;
+}
+
+static void emit(qm_yaml *y, yaml_event_t *ev)
+{
+    if (!y->failed && !yaml_emitter_emit(&y->em, ev))
+        y->failed = 1;
+}
+
+qm_yaml *qm_yaml_begin(FILE *f)
+{
+    qm_yaml *y = calloc(1, sizeof *y);
+    if (!y)
+        return NULL;
+    if (!yaml_emitter_initialize(&y->em)) {
+        free(y);
+        return NULL;
+    }
+    yaml_emitter_set_output(&y->em, write_file, f);
+    yaml_emitter_set_unicode(&y->em, 1);
+    yaml_emitter_set_width(&y->em, -1);
+    yaml_emitter_set_indent(&y->em, 2);
+    yaml_event_t ev;
+    yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING);
+    emit(y, &ev);
+    yaml_document_start_event_initialize(&ev, NULL, NULL, NULL, 1);
+    emit(y, &ev);
+    return y;
+}
+
+static void open_node(qm_yaml *y, char kind, int flow)
+{
+    yaml_event_t ev;
+    if (y->depth == MAX_DEPTH) {
+        y->failed = 1;
+        return;
+    }
+    if (kind == 'm')
+        yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1,
+                                            flow ? YAML_FLOW_MAPPING_STYLE : YAML_BLOCK_MAPPING_STYLE);
+    else
+        yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1,
+                                             flow ? YAML_FLOW_SEQUENCE_STYLE : YAML_BLOCK_SEQUENCE_STYLE);
+    emit(y, &ev);
+    y->kind[y->depth++] = kind;
+}
+
+void qm_yaml_map(qm_yaml *y) { open_node(y, 'm', 0); }
+void qm_yaml_flow_map(qm_yaml *y) { open_node(y, 'm', 1); }
+void qm_yaml_seq(qm_yaml *y) { open_node(y, 's', 0); }
+void qm_yaml_flow_seq(qm_yaml *y) { open_node(y, 's', 1); }
+
+void qm_yaml_close(qm_yaml *y)
+{
+    yaml_event_t ev;
+    if (y->depth == 0) {
+        y->failed = 1;
+        return;
+    }
+    if (y->kind[--y->depth] == 'm')
+        yaml_mapping_end_event_initialize(&ev);
+    else
+        yaml_sequence_end_event_initialize(&ev);
+    emit(y, &ev);
+}
+
+static void scalar(qm_yaml *y, const char *s, yaml_scalar_style_t style)
+{
+    yaml_event_t ev;
+    if (!yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)s, (int)strlen(s), 1, 1, style)) {
+        y->failed = 1;
+        return;
+    }
+    emit(y, &ev);
+}
+
+/* Would a plain scalar with this text be read back as something other than
+ * a string (YAML 1.1 or 1.2 core schema)? */
+static int looks_typed(const char *s)
+{
+    static const char *const words[] = {"", "~", "null", "Null", "NULL", "true", "True", "TRUE",
+                                        "false", "False", "FALSE", "yes", "Yes", "YES", "no",
+                                        "No", "NO", "on", "On", "ON", "off", "Off", "OFF",
+                                        "y", "Y", "n", "N", ".nan", ".inf", "-.inf"};
+    for (size_t i = 0; i < sizeof words / sizeof *words; i++)
+        if (strcmp(s, words[i]) == 0)
+            return 1;
+    char *end;
+    strtod(s, &end);
+    return end != s && *end == '\0';
+}
+
+void qm_yaml_str(qm_yaml *y, const char *s)
+{
+    scalar(y, s, looks_typed(s) ? YAML_DOUBLE_QUOTED_SCALAR_STYLE : YAML_ANY_SCALAR_STYLE);
+}
+
+void qm_yaml_int(qm_yaml *y, long long v)
+{
+    char b[32];
+    snprintf(b, sizeof b, "%lld", v);
+    scalar(y, b, YAML_PLAIN_SCALAR_STYLE);
+}
+
+void qm_yaml_uint(qm_yaml *y, unsigned long long v)
+{
+    char b[32];
+    snprintf(b, sizeof b, "%llu", v);
+    scalar(y, b, YAML_PLAIN_SCALAR_STYLE);
+}
+
+void qm_yaml_real(qm_yaml *y, double v, int digits)
+{
+    char b[64];
+    if (v != v)
+        snprintf(b, sizeof b, ".nan");
+    else if (v > 1e308 || v < -1e308)
+        snprintf(b, sizeof b, v > 0 ? ".inf" : "-.inf");
+    else
+        snprintf(b, sizeof b, "%.*f", digits, v);
+    scalar(y, b, YAML_PLAIN_SCALAR_STYLE);
+}
+
+void qm_yaml_bool(qm_yaml *y, int v) { scalar(y, v ? "true" : "false", YAML_PLAIN_SCALAR_STYLE); }
+void qm_yaml_null(qm_yaml *y) { scalar(y, "null", YAML_PLAIN_SCALAR_STYLE); }
+
+void qm_yaml_kstr(qm_yaml *y, const char *k, const char *v)
+{
+    qm_yaml_str(y, k);
+    if (v)
+        qm_yaml_str(y, v);
+    else
+        qm_yaml_null(y);
+}
+
+void qm_yaml_kint(qm_yaml *y, const char *k, long long v)
+{
+    qm_yaml_str(y, k);
+    qm_yaml_int(y, v);
+}
+
+void qm_yaml_kuint(qm_yaml *y, const char *k, unsigned long long v)
+{
+    qm_yaml_str(y, k);
+    qm_yaml_uint(y, v);
+}
+
+qm_status qm_yaml_end(qm_yaml *y, qm_diag *d)
+{
+    yaml_event_t ev;
+    while (y->depth > 0)
+        qm_yaml_close(y);
+    yaml_document_end_event_initialize(&ev, 1);
+    emit(y, &ev);
+    yaml_stream_end_event_initialize(&ev);
+    emit(y, &ev);
+    if (!y->failed && !yaml_emitter_flush(&y->em))
+        y->failed = 1;
+    int failed = y->failed;
+    yaml_emitter_delete(&y->em);
+    free(y);
+    return failed ? qm_diag_fail(d, QM_EIO, "YAML output failed") : QM_OK;
+}

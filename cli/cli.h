@@ -1,0 +1,28 @@
+/* cli.h: the qmoe command's driver, shared by its subcommands.
+ *
+ * The driver is the only place that prints diagnostics and picks exit
+ * codes: 0 success, 1 failure, 2 usage error (documented in qmoe(1)).
+ */
+#ifndef QM_CLI_H
+#define QM_CLI_H
+
+#include "base/base.h"
+
+enum { QM_EXIT_OK = 0, QM_EXIT_FAIL = 1, QM_EXIT_USAGE = 2 };
+
+typedef struct qm_cmd {
+    const char *name;
+    int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
+    const char *synopsis;               /* the usage line after "qmoe " */
+    const char *summary;                /* one line for `qmoe --help` */
+    const char *help;                   /* options, for `qmoe help CMD` */
+} qm_cmd;
+
+extern const qm_cmd qm_cmd_inspect;
+
+/* Print "qmoe: MSG" and the subcommand's usage to stderr; returns QM_EXIT_USAGE. */
+int qm_cli_usage(const qm_cmd *cmd, const char *fmt, ...) QM_PRINTF(2, 3);
+/* Print and empty the diagnostics; returns QM_EXIT_FAIL when any was an error. */
+int qm_cli_report(qm_diag *d);
+
+#endif

@@ -1,0 +1,229 @@
+/* cmd_inspect.c: `qmoe inspect MODEL_DIR`: what a model is, from its headers alone. */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "runtime/model.h"
+
+static const char *const group_keys[QM_GROUP_COUNT] = {
+    [QM_GROUP_ATTENTION] = "attention",   [QM_GROUP_ROUTED] = "routed_experts",
+    [QM_GROUP_SHARED] = "shared_experts", [QM_GROUP_DENSE_MLP] = "dense_mlp",
+    [QM_GROUP_ROUTER] = "router",         [QM_GROUP_EMBEDDINGS] = "embeddings",
+    [QM_GROUP_NORMS] = "norms",
+};
+
+static const char *const group_labels[QM_GROUP_COUNT] = {
+    [QM_GROUP_ATTENTION] = "attention",        [QM_GROUP_ROUTED] = "routed experts",
+    [QM_GROUP_SHARED] = "shared experts",      [QM_GROUP_DENSE_MLP] = "dense MLP",
+    [QM_GROUP_ROUTER] = "router",              [QM_GROUP_EMBEDDINGS] = "embeddings and head",
+    [QM_GROUP_NORMS] = "norms",
+};
+
+/* The dtypes the weights are stored in, e.g. "BF16" or "BF16, F32". */
+static void dtypes_str(const qm_model *m, char *buf, size_t cap)
+{
+    int seen[QM_DT_COUNT] = {0};
+    for (size_t i = 0; i < m->n; i++)
+        seen[m->t[i].st->dtype] = 1;
+    size_t o = 0;
+    buf[0] = '\0';
+    for (int t = 0; t < QM_DT_COUNT && o < cap; t++)
+        if (seen[t])
+            o += (size_t)snprintf(buf + o, cap - o, "%s%s", o ? ", " : "", qm_dtype_name((qm_dtype)t));
+}
+
+/* "0-3, 5, 7-9" for the layers where is_moe == want. */
+static void ranges_str(const qm_model *m, int want, char *buf, size_t cap)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (long long l = 0; l < m->cfg.layers && o < cap; l++) {
+        if (m->is_moe[l] != want)
+            continue;
+        long long e = l;
+        while (e + 1 < m->cfg.layers && m->is_moe[e + 1] == want)
+            e++;
+        o += (size_t)(e > l ? snprintf(buf + o, cap - o, "%s%lld-%lld", o ? ", " : "", l, e)
+                            : snprintf(buf + o, cap - o, "%s%lld", o ? ", " : "", l));
+        l = e;
+    }
+    if (!o)
+        snprintf(buf, cap, "none");
+}
+
+/* 1234567 -> "1,234,567" */
+static const char *thousands(uint64_t v, char buf[32])
+{
+    char t[32];
+    int n = snprintf(t, sizeof t, "%llu", (unsigned long long)v), o = 0;
+    for (int i = 0; i < n; i++) {
+        if (i && (n - i) % 3 == 0)
+            buf[o++] = ',';
+        buf[o++] = t[i];
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+static void print_text(const qm_model *m, int tensors)
+{
+    const qm_config *c = &m->cfg;
+    uint64_t params[QM_GROUP_COUNT], bytes, total = 0;
+    char b1[32], b2[4096], dt[128];
+    qm_model_count(m, params, &bytes);
+    dtypes_str(m, dt, sizeof dt);
+    printf("model         %s\n", m->dir);
+    printf("architecture  %s\n", m->arch->name);
+    ranges_str(m, 1, b2, sizeof b2);
+    printf("layers        %lld (MoE: %s; ", c->layers, b2);
+    ranges_str(m, 0, b2, sizeof b2);
+    printf("dense: %s)\n", b2);
+    printf("experts       %lld routed per MoE layer, %lld per token%s, %lld shared\n", c->experts,
+           c->top_k, c->norm_topk ? " (renormalised)" : "", c->shared);
+    printf("hidden        %lld, vocab %lld, heads %lld (kv %lld, head_dim %lld)\n", c->hidden,
+           c->vocab, c->heads, c->kv_heads, c->head_dim);
+    printf("parameters\n");
+    for (int g = 0; g < QM_GROUP_COUNT; g++) {
+        printf("  %-20s %16s\n", group_labels[g], thousands(params[g], b1));
+        total += params[g];
+    }
+    printf("  %-20s %16s\n", "total", thousands(total, b1));
+    printf("size          %s bytes (%.1f MiB, %s)\n", thousands(bytes, b1), bytes / 1048576.0, dt);
+    printf("tensors       %zu in %zu file%s\n", m->n, m->ckpt->n_files, m->ckpt->n_files == 1 ? "" : "s");
+    if (!tensors)
+        return;
+    printf("\n%-32s %-56s %-16s %s\n", "canonical", "checkpoint", "shape", "dtype");
+    for (size_t i = 0; i < m->n; i++) {
+        const qm_st_tensor *t = m->t[i].st;
+        char shape[64];
+        if (t->ndim == 2)
+            snprintf(shape, sizeof shape, "%llu x %llu", (unsigned long long)t->shape[0],
+                     (unsigned long long)t->shape[1]);
+        else
+            snprintf(shape, sizeof shape, "%llu", (unsigned long long)t->shape[0]);
+        printf("%-32s %-56s %-16s %s\n", m->t[i].canon, t->name, shape, qm_dtype_name(t->dtype));
+    }
+}
+
+static qm_status print_yaml(const qm_model *m, int tensors, qm_diag *d)
+{
+    const qm_config *c = &m->cfg;
+    uint64_t params[QM_GROUP_COUNT], bytes, total = 0;
+    qm_model_count(m, params, &bytes);
+    qm_yaml *y = qm_yaml_begin(stdout);
+    if (!y)
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    qm_yaml_map(y);
+    qm_yaml_kstr(y, "model", m->dir);
+    qm_yaml_kstr(y, "architecture", m->arch->name);
+    qm_yaml_kint(y, "layers", c->layers);
+    qm_yaml_str(y, "moe_layers");
+    qm_yaml_flow_seq(y);
+    for (long long l = 0; l < c->layers; l++)
+        if (m->is_moe[l])
+            qm_yaml_int(y, l);
+    qm_yaml_close(y);
+    qm_yaml_kint(y, "experts", c->experts);
+    qm_yaml_kint(y, "experts_per_token", c->top_k);
+    qm_yaml_kint(y, "shared_experts", c->shared);
+    qm_yaml_str(y, "norm_topk_prob");
+    qm_yaml_bool(y, c->norm_topk);
+    qm_yaml_kint(y, "hidden_size", c->hidden);
+    qm_yaml_kint(y, "vocab_size", c->vocab);
+    qm_yaml_str(y, "params");
+    qm_yaml_map(y);
+    for (int g = 0; g < QM_GROUP_COUNT; g++) {
+        qm_yaml_kuint(y, group_keys[g], params[g]);
+        total += params[g];
+    }
+    qm_yaml_close(y);
+    qm_yaml_kuint(y, "total_params", total);
+    qm_yaml_kuint(y, "bytes", bytes);
+    qm_yaml_kuint(y, "files", m->ckpt->n_files);
+    qm_yaml_str(y, "tensors");
+    if (!tensors) {
+        qm_yaml_uint(y, m->n);
+    } else {
+        qm_yaml_seq(y);
+        for (size_t i = 0; i < m->n; i++) {
+            const qm_st_tensor *t = m->t[i].st;
+            qm_yaml_map(y);
+            qm_yaml_kstr(y, "module", m->t[i].canon);
+            qm_yaml_kstr(y, "name", t->name);
+            qm_yaml_str(y, "shape");
+            qm_yaml_flow_seq(y);
+            for (int k = 0; k < t->ndim; k++)
+                qm_yaml_uint(y, t->shape[k]);
+            qm_yaml_close(y);
+            qm_yaml_kstr(y, "dtype", qm_dtype_name(t->dtype));
+            qm_yaml_close(y);
+        }
+        qm_yaml_close(y);
+    }
+    return qm_yaml_end(y, d);
+}
+
+static int run(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"tensors", no_argument, NULL, 't'},
+        {"format", required_argument, NULL, 'f'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int tensors = 0, yaml = 0, o;
+    optind = 1;
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, "hf:", opts, NULL)) != -1) {
+        switch (o) {
+        case 't': tensors = 1; break;
+        case 'f':
+            if (strcmp(optarg, "yaml") == 0)
+                yaml = 1;
+            else if (strcmp(optarg, "text") != 0)
+                return qm_cli_usage(&qm_cmd_inspect, "--format must be 'text' or 'yaml', not '%s'", optarg);
+            break;
+        case 'h':
+            printf("usage: qmoe %s\n\n%s", qm_cmd_inspect.synopsis, qm_cmd_inspect.help);
+            return QM_EXIT_OK;
+        default:
+            return qm_cli_usage(&qm_cmd_inspect, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (argc - optind != 1)
+        return qm_cli_usage(&qm_cmd_inspect, "expected one MODEL_DIR");
+    qm_diag *d = qm_diag_new();
+    if (!d) {
+        fputs("qmoe: out of memory\n", stderr);
+        return QM_EXIT_FAIL;
+    }
+    qm_model *m;
+    qm_status st = qm_model_open(argv[optind], &m, d);
+    if (st == QM_OK) {
+        qm_cli_report(d); /* warnings first, then the report */
+        if (yaml)
+            st = print_yaml(m, tensors, d);
+        else
+            print_text(m, tensors);
+        if (fflush(stdout) != 0 || ferror(stdout))
+            st = qm_diag_fail(d, QM_EIO, "writing standard output failed");
+        qm_model_close(m);
+    }
+    int rc = qm_cli_report(d);
+    qm_diag_free(d);
+    return st != QM_OK ? QM_EXIT_FAIL : rc;
+}
+
+const qm_cmd qm_cmd_inspect = {
+    .name = "inspect",
+    .run = run,
+    .synopsis = "inspect [--tensors] [--format text|yaml] MODEL_DIR",
+    .summary = "describe a model: architecture, MoE layout, parameter counts, size",
+    .help = "Reads config.json and the safetensors headers of MODEL_DIR (one file or shards with\n"
+            "model.safetensors.index.json); never reads weight data.\n\n"
+            "  --tensors        list every tensor: canonical name, checkpoint name, shape, dtype\n"
+            "  --format FORMAT  text (default) or yaml\n",
+};

@@ -1,0 +1,184 @@
+/* checkpoint.c: a model directory's weights, one file or shards.
+ *
+ * With model.safetensors.index.json, the index's weight_map (tensor name ->
+ * shard file) is the truth: every shard it names must exist and hold exactly
+ * the tensors the index assigns to it.  Without an index, model.safetensors
+ * is the checkpoint.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "runtime/json.h"
+#include "runtime/safetensors.h"
+
+void qm_ckpt_close(qm_ckpt *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < c->n_files; i++)
+        qm_st_close(c->files[i]);
+    free(c->files);
+    free(c->t);
+    qm_strmap_free(&c->by_name);
+    free(c->dir);
+    free(c);
+}
+
+long qm_ckpt_find(const qm_ckpt *c, const char *name)
+{
+    size_t i;
+    return qm_strmap_get(&c->by_name, name, &i) ? (long)i : -1;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static qm_status add_file(qm_ckpt *c, const char *name, qm_diag *d)
+{
+    char *path = qm_strfmt("%s/%s", c->dir, name);
+    if (!path)
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    qm_st_file *f;
+    qm_status st = qm_st_open(path, &f, d);
+    free(path);
+    if (st != QM_OK)
+        return st;
+    c->files[c->n_files++] = f;
+    return QM_OK;
+}
+
+/* Flatten the files' tensors into checkpoint order and index them by name. */
+static qm_status build_index(qm_ckpt *c, qm_diag *d)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < c->n_files; i++)
+        total += c->files[i]->n;
+    c->t = calloc(total ? total : 1, sizeof *c->t);
+    if (!c->t || qm_strmap_init(&c->by_name, total) != QM_OK)
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    for (size_t i = 0; i < c->n_files; i++)
+        for (size_t j = 0; j < c->files[i]->n; j++) {
+            const qm_st_tensor *t = &c->files[i]->t[j];
+            size_t prev;
+            if (qm_strmap_put(&c->by_name, t->name, c->n, &prev) != QM_OK)
+                return qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s' is also in %s", c->files[i]->path,
+                                    t->name, c->files[c->t[prev].file]->path);
+            c->t[c->n++] = (qm_ckpt_tensor){t, i};
+        }
+    return QM_OK;
+}
+
+static qm_status open_sharded(qm_ckpt *c, const char *index_path, qm_diag *d)
+{
+    json_t *root;
+    qm_status st = qm_json_load(index_path, &root, d);
+    if (st != QM_OK)
+        return st;
+    json_t *map = json_object_get(root, "weight_map");
+    const char **shards = NULL;
+    size_t n_shards = 0;
+    if (!json_is_object(map)) {
+        st = qm_diag_fail(d, QM_EFORMAT, "%s: no 'weight_map' object", index_path);
+        goto done;
+    }
+    /* Distinct shard names, sorted: shards are numbered, so name order is file order. */
+    shards = malloc((json_object_size(map) + 1) * sizeof *shards);
+    if (!shards) {
+        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+        goto done;
+    }
+    const char *name;
+    json_t *v;
+    json_object_foreach(map, name, v)
+    {
+        const char *s = json_string_value(v);
+        if (!s || !*s || strchr(s, '/') || strcmp(s, "..") == 0) {
+            st = qm_diag_fail(d, QM_EFORMAT,
+                              "%s: weight_map entry '%s' is not a file name in the model directory",
+                              index_path, name);
+            goto done;
+        }
+        shards[n_shards++] = s;
+    }
+    qsort(shards, n_shards, sizeof *shards, cmp_str);
+    size_t u = 0;
+    for (size_t i = 0; i < n_shards; i++)
+        if (u == 0 || strcmp(shards[u - 1], shards[i]) != 0)
+            shards[u++] = shards[i];
+    n_shards = u;
+    c->files = calloc(n_shards ? n_shards : 1, sizeof *c->files);
+    if (!c->files) {
+        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n_shards; i++)
+        if ((st = add_file(c, shards[i], d)) != QM_OK) {
+            qm_diag_note(d, "%s lists shard '%s'", index_path, shards[i]);
+            goto done;
+        }
+    if ((st = build_index(c, d)) != QM_OK)
+        goto done;
+    json_object_foreach(map, name, v)
+    {
+        long k = qm_ckpt_find(c, name);
+        const char *shard = json_string_value(v);
+        if (k < 0 || strcmp(strrchr(c->files[c->t[k].file]->path, '/') + 1, shard) != 0) {
+            st = qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s' is listed in shard '%s' but is not in it",
+                              index_path, name, shard);
+            goto done;
+        }
+    }
+    if (c->n != json_object_size(map)) {
+        for (size_t i = 0; i < c->n; i++)
+            if (!json_object_get(map, c->t[i].t->name)) {
+                st = qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s' is not listed in %s",
+                                  c->files[c->t[i].file]->path, c->t[i].t->name, index_path);
+                goto done;
+            }
+    }
+done:
+    free(shards);
+    json_decref(root);
+    return st;
+}
+
+qm_status qm_ckpt_open(const char *dir, qm_ckpt **out, qm_diag *d)
+{
+    *out = NULL;
+    qm_ckpt *c = calloc(1, sizeof *c);
+    char *index = qm_strfmt("%s/model.safetensors.index.json", dir);
+    if (!c || !index || !(c->dir = qm_strdup(dir))) {
+        free(index);
+        qm_ckpt_close(c);
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
+    qm_status st;
+    struct stat sb;
+    if (stat(index, &sb) == 0) {
+        st = open_sharded(c, index, d);
+    } else {
+        char *single = qm_strfmt("%s/model.safetensors", dir);
+        if (!single)
+            st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+        else if (stat(single, &sb) != 0)
+            st = qm_diag_fail(d, QM_ENOTFOUND,
+                              "%s: no model.safetensors and no model.safetensors.index.json", dir);
+        else if (!(c->files = calloc(1, sizeof *c->files)))
+            st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+        else if ((st = add_file(c, "model.safetensors", d)) == QM_OK)
+            st = build_index(c, d);
+        free(single);
+    }
+    free(index);
+    if (st != QM_OK) {
+        qm_ckpt_close(c);
+        return st;
+    }
+    *out = c;
+    return QM_OK;
+}

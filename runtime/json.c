@@ -1,0 +1,73 @@
+/* json.c: jansson with qmoe diagnostics. */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "runtime/json.h"
+
+qm_status qm_json_load(const char *path, json_t **out, qm_diag *d)
+{
+    json_error_t err;
+    *out = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    if (*out)
+        return QM_OK;
+    if (json_error_code(&err) == json_error_cannot_open_file) {
+        int e = errno; /* jansson fails right after fopen, so errno is fopen's */
+        return qm_diag_fail(d, e == ENOENT ? QM_ENOTFOUND : QM_EIO, "%s: %s", path, strerror(e));
+    }
+    return qm_diag_fail(d, QM_EFORMAT, "%s:%d:%d: invalid JSON: %s", path, err.line, err.column,
+                        err.text);
+}
+
+qm_status qm_json_int(const char *path, json_t *o, const char *key, int required, long long dflt,
+                      long long lo, long long hi, long long *v, qm_diag *d)
+{
+    json_t *j = json_object_get(o, key);
+    if (!j || json_is_null(j)) {
+        if (required)
+            return qm_diag_fail(d, QM_EFORMAT, "%s: missing required field '%s'", path, key);
+        *v = dflt;
+        return QM_OK;
+    }
+    if (json_is_real(j) && json_real_value(j) == (double)(long long)json_real_value(j))
+        *v = (long long)json_real_value(j); /* 1e4 written as a float is still an integer */
+    else if (json_is_integer(j))
+        *v = json_integer_value(j);
+    else
+        return qm_diag_fail(d, QM_EFORMAT, "%s: field '%s' is not an integer", path, key);
+    if (*v < lo || *v > hi)
+        return qm_diag_fail(d, QM_EINVAL, "%s: field '%s' is %lld, outside [%lld, %lld]", path, key,
+                            *v, lo, hi);
+    return QM_OK;
+}
+
+qm_status qm_json_real(const char *path, json_t *o, const char *key, double dflt, double lo,
+                       double hi, double *v, qm_diag *d)
+{
+    json_t *j = json_object_get(o, key);
+    if (!j || json_is_null(j)) {
+        *v = dflt;
+        return QM_OK;
+    }
+    if (!json_is_number(j))
+        return qm_diag_fail(d, QM_EFORMAT, "%s: field '%s' is not a number", path, key);
+    *v = json_number_value(j);
+    if (!(*v >= lo && *v <= hi))
+        return qm_diag_fail(d, QM_EINVAL, "%s: field '%s' is %g, outside [%g, %g]", path, key, *v, lo,
+                            hi);
+    return QM_OK;
+}
+
+qm_status qm_json_bool(const char *path, json_t *o, const char *key, int dflt, int *v, qm_diag *d)
+{
+    json_t *j = json_object_get(o, key);
+    if (!j || json_is_null(j)) {
+        *v = dflt;
+        return QM_OK;
+    }
+    if (!json_is_boolean(j))
+        return qm_diag_fail(d, QM_EFORMAT, "%s: field '%s' is not true or false", path, key);
+    *v = json_is_true(j);
+    return QM_OK;
+}

@@ -1,0 +1,320 @@
+/* model.c: the model inventory: every checkpoint tensor placed in the
+ * canonical module tree, shapes checked against the config.
+ *
+ * The expected tensor set is generated from the config (layers, experts,
+ * which layers are MoE) and the adapter's name patterns, then looked up in
+ * the checkpoint's name index; both directions are checked, so a missing
+ * tensor and a stray one are each reported by name.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/model.h"
+
+#define P(canon, group, where, linear, d0, d1) {canon, group, where, linear, {d0, d1}}
+const qm_part_info qm_parts[QM_PART_COUNT] = {
+    [QM_PART_EMBED] = P("embed", QM_GROUP_EMBEDDINGS, QM_IN_MODEL, 0, QM_DIM_VOCAB, QM_DIM_HIDDEN),
+    [QM_PART_LM_HEAD] = P("lm_head", QM_GROUP_EMBEDDINGS, QM_IN_MODEL, 1, QM_DIM_VOCAB, QM_DIM_HIDDEN),
+    [QM_PART_FINAL_NORM] = P("norm", QM_GROUP_NORMS, QM_IN_MODEL, 0, QM_DIM_HIDDEN, QM_DIM_NONE),
+    [QM_PART_ATTN_NORM] = P("attn_norm", QM_GROUP_NORMS, QM_IN_LAYER, 0, QM_DIM_HIDDEN, QM_DIM_NONE),
+    [QM_PART_FFN_NORM] = P("ffn_norm", QM_GROUP_NORMS, QM_IN_LAYER, 0, QM_DIM_HIDDEN, QM_DIM_NONE),
+    [QM_PART_Q] = P("attn.q", QM_GROUP_ATTENTION, QM_IN_LAYER, 1, QM_DIM_QDIM, QM_DIM_HIDDEN),
+    [QM_PART_K] = P("attn.k", QM_GROUP_ATTENTION, QM_IN_LAYER, 1, QM_DIM_KVDIM, QM_DIM_HIDDEN),
+    [QM_PART_V] = P("attn.v", QM_GROUP_ATTENTION, QM_IN_LAYER, 1, QM_DIM_KVDIM, QM_DIM_HIDDEN),
+    [QM_PART_O] = P("attn.o", QM_GROUP_ATTENTION, QM_IN_LAYER, 1, QM_DIM_HIDDEN, QM_DIM_QDIM),
+    [QM_PART_Q_BIAS] = P("attn.q.bias", QM_GROUP_ATTENTION, QM_IN_LAYER, 0, QM_DIM_QDIM, QM_DIM_NONE),
+    [QM_PART_K_BIAS] = P("attn.k.bias", QM_GROUP_ATTENTION, QM_IN_LAYER, 0, QM_DIM_KVDIM, QM_DIM_NONE),
+    [QM_PART_V_BIAS] = P("attn.v.bias", QM_GROUP_ATTENTION, QM_IN_LAYER, 0, QM_DIM_KVDIM, QM_DIM_NONE),
+    [QM_PART_Q_NORM] = P("attn.q_norm", QM_GROUP_NORMS, QM_IN_LAYER, 0, QM_DIM_HEAD, QM_DIM_NONE),
+    [QM_PART_K_NORM] = P("attn.k_norm", QM_GROUP_NORMS, QM_IN_LAYER, 0, QM_DIM_HEAD, QM_DIM_NONE),
+    [QM_PART_ROUTER] = P("router", QM_GROUP_ROUTER, QM_IN_MOE, 1, QM_DIM_EXPERTS, QM_DIM_HIDDEN),
+    [QM_PART_EXPERT_GATE] = P("gate", QM_GROUP_ROUTED, QM_IN_EXPERT, 1, QM_DIM_EXPERT_FF, QM_DIM_HIDDEN),
+    [QM_PART_EXPERT_UP] = P("up", QM_GROUP_ROUTED, QM_IN_EXPERT, 1, QM_DIM_EXPERT_FF, QM_DIM_HIDDEN),
+    [QM_PART_EXPERT_DOWN] = P("down", QM_GROUP_ROUTED, QM_IN_EXPERT, 1, QM_DIM_HIDDEN, QM_DIM_EXPERT_FF),
+    [QM_PART_SHARED_GATE] = P("shared.gate", QM_GROUP_SHARED, QM_IN_SHARED, 1, QM_DIM_SHARED_FF, QM_DIM_HIDDEN),
+    [QM_PART_SHARED_UP] = P("shared.up", QM_GROUP_SHARED, QM_IN_SHARED, 1, QM_DIM_SHARED_FF, QM_DIM_HIDDEN),
+    [QM_PART_SHARED_DOWN] = P("shared.down", QM_GROUP_SHARED, QM_IN_SHARED, 1, QM_DIM_HIDDEN, QM_DIM_SHARED_FF),
+    [QM_PART_SHARED_ROUTER] = P("shared_gate", QM_GROUP_SHARED, QM_IN_SHARED, 0, QM_DIM_ONE, QM_DIM_HIDDEN),
+    [QM_PART_MLP_GATE] = P("mlp.gate", QM_GROUP_DENSE_MLP, QM_IN_DENSE, 1, QM_DIM_FF, QM_DIM_HIDDEN),
+    [QM_PART_MLP_UP] = P("mlp.up", QM_GROUP_DENSE_MLP, QM_IN_DENSE, 1, QM_DIM_FF, QM_DIM_HIDDEN),
+    [QM_PART_MLP_DOWN] = P("mlp.down", QM_GROUP_DENSE_MLP, QM_IN_DENSE, 1, QM_DIM_HIDDEN, QM_DIM_FF),
+};
+#undef P
+
+/* Names every supported family shares (the Llama layout). */
+static const qm_arch_name common_names[] = {
+    {QM_PART_EMBED, "model.embed_tokens.weight"},
+    {QM_PART_LM_HEAD, "lm_head.weight"},
+    {QM_PART_FINAL_NORM, "model.norm.weight"},
+    {QM_PART_ATTN_NORM, "model.layers.{L}.input_layernorm.weight"},
+    {QM_PART_FFN_NORM, "model.layers.{L}.post_attention_layernorm.weight"},
+    {QM_PART_Q, "model.layers.{L}.self_attn.q_proj.weight"},
+    {QM_PART_K, "model.layers.{L}.self_attn.k_proj.weight"},
+    {QM_PART_V, "model.layers.{L}.self_attn.v_proj.weight"},
+    {QM_PART_O, "model.layers.{L}.self_attn.o_proj.weight"},
+    {QM_PART_Q_BIAS, "model.layers.{L}.self_attn.q_proj.bias"},
+    {QM_PART_K_BIAS, "model.layers.{L}.self_attn.k_proj.bias"},
+    {QM_PART_V_BIAS, "model.layers.{L}.self_attn.v_proj.bias"},
+    {QM_PART_Q_NORM, "model.layers.{L}.self_attn.q_norm.weight"},
+    {QM_PART_K_NORM, "model.layers.{L}.self_attn.k_norm.weight"},
+    {QM_PART_MLP_GATE, "model.layers.{L}.mlp.gate_proj.weight"},
+    {QM_PART_MLP_UP, "model.layers.{L}.mlp.up_proj.weight"},
+    {QM_PART_MLP_DOWN, "model.layers.{L}.mlp.down_proj.weight"},
+    {QM_PART_COUNT, NULL},
+};
+
+/* Does this model have `part` at all (independent of layer)? */
+static int has_part(const qm_arch *a, const qm_config *c, qm_part part)
+{
+    switch (part) {
+    case QM_PART_LM_HEAD: return !c->tie_embeddings;
+    case QM_PART_Q_BIAS:
+    case QM_PART_K_BIAS:
+    case QM_PART_V_BIAS: return (a->flags & QM_ARCH_QKV_BIAS) || c->attn_bias;
+    case QM_PART_Q_NORM:
+    case QM_PART_K_NORM: return (a->flags & (QM_ARCH_QK_NORM_HEAD | QM_ARCH_QK_NORM_WHOLE)) != 0;
+    case QM_PART_SHARED_ROUTER: return c->shared > 0 && (a->flags & QM_ARCH_SHARED_SIGMOID);
+    default: return 1;
+    }
+}
+
+/* Expected shape; q/k norms over the whole projection are wider than per head. */
+static void expected_shape(const qm_arch *a, const qm_config *c, qm_part part, uint64_t shape[2],
+                           int *ndim)
+{
+    const qm_part_info *pi = &qm_parts[part];
+    qm_dim d0 = pi->shape[0];
+    if (a->flags & QM_ARCH_QK_NORM_WHOLE) {
+        if (part == QM_PART_Q_NORM)
+            d0 = QM_DIM_QDIM;
+        else if (part == QM_PART_K_NORM)
+            d0 = QM_DIM_KVDIM;
+    }
+    shape[0] = (uint64_t)qm_dim_size(c, d0);
+    shape[1] = (uint64_t)qm_dim_size(c, pi->shape[1]);
+    *ndim = pi->shape[1] == QM_DIM_NONE ? 1 : 2;
+}
+
+static int layer_is_moe(const qm_config *c, long long l)
+{
+    if (l < c->first_dense || l % c->moe_freq != 0 || (l + 1) % c->sparse_step != 0)
+        return 0;
+    for (long long i = 0; i < c->n_mlp_only; i++)
+        if (c->mlp_only[i] == l)
+            return 0;
+    return 1;
+}
+
+/* Expand "{L}" and "{E}" in a pattern into buf. */
+static void expand(char *buf, size_t cap, const char *pat, int layer, int expert)
+{
+    size_t o = 0;
+    for (const char *p = pat; *p && o + 1 < cap; p++) {
+        if (p[0] == '{' && (p[1] == 'L' || p[1] == 'E') && p[2] == '}') {
+            o += (size_t)snprintf(buf + o, cap - o, "%d", p[1] == 'L' ? layer : expert);
+            p += 2;
+        } else {
+            buf[o++] = *p;
+        }
+    }
+    buf[o < cap ? o : cap - 1] = '\0';
+}
+
+static char *canonical(qm_part part, int layer, int expert)
+{
+    const qm_part_info *pi = &qm_parts[part];
+    if (pi->where == QM_IN_MODEL)
+        return qm_strdup(pi->canon);
+    if (pi->where == QM_IN_EXPERT)
+        return qm_strfmt("layers[%d].experts[%d].%s", layer, expert, pi->canon);
+    return qm_strfmt("layers[%d].%s", layer, pi->canon);
+}
+
+static const char *pattern_for(const qm_arch *a, qm_part part)
+{
+    for (const qm_arch_name *n = a->names; n->pattern; n++)
+        if (n->part == part)
+            return n->pattern;
+    for (const qm_arch_name *n = common_names; n->pattern; n++)
+        if (n->part == part)
+            return n->pattern;
+    return NULL;
+}
+
+enum { REPORT_MAX = 8 }; /* name this many missing/stray tensors, then count */
+
+typedef struct build {
+    qm_model *m;
+    unsigned char *seen;  /* (ckpt->n) matched by an expected tensor */
+    size_t missing, mismatched, cap;
+    qm_diag *d;
+} build;
+
+static void shape_str(char *b, size_t cap, const uint64_t *s, int ndim)
+{
+    size_t o = (size_t)snprintf(b, cap, "[");
+    for (int i = 0; i < ndim && o < cap; i++)
+        o += (size_t)snprintf(b + o, cap - o, "%s%llu", i ? ", " : "", (unsigned long long)s[i]);
+    if (o < cap)
+        snprintf(b + o, cap - o, "]");
+}
+
+static qm_status expect(build *b, qm_part part, int layer, int expert)
+{
+    qm_model *m = b->m;
+    char name[512];
+    expand(name, sizeof name, pattern_for(m->arch, part), layer, expert);
+    long k = qm_ckpt_find(m->ckpt, name);
+    if (k < 0) {
+        if (b->missing++ < REPORT_MAX)
+            qm_diag_fail(b->d, QM_EFORMAT, "%s: missing tensor '%s'", m->dir, name);
+        return QM_OK;
+    }
+    b->seen[k] = 1;
+    const qm_st_tensor *st = m->ckpt->t[k].t;
+    uint64_t shape[2];
+    int ndim;
+    expected_shape(m->arch, &m->cfg, part, shape, &ndim);
+    if (st->ndim != ndim || st->shape[0] != shape[0] || (ndim == 2 && st->shape[1] != shape[1])) {
+        char got[128], want[64];
+        shape_str(got, sizeof got, st->shape, st->ndim);
+        shape_str(want, sizeof want, shape, ndim);
+        if (b->mismatched++ < REPORT_MAX)
+            qm_diag_fail(b->d, QM_EFORMAT, "%s: tensor '%s' has shape %s, but %s implies %s",
+                         m->ckpt->files[m->ckpt->t[k].file]->path, name, got, m->config_path, want);
+        return QM_OK;
+    }
+    if (m->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 256;
+        qm_tensor *t = realloc(m->t, cap * sizeof *t);
+        if (!t)
+            return qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
+        m->t = t;
+        b->cap = cap;
+    }
+    char *canon = canonical(part, layer, expert);
+    if (!canon)
+        return qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
+    m->t[m->n++] = (qm_tensor){part, layer, expert, canon, st, (size_t)k};
+    return QM_OK;
+}
+
+/* Every expected tensor, part by part, layer by layer. */
+static qm_status expect_all(build *b)
+{
+    qm_model *m = b->m;
+    const qm_config *c = &m->cfg;
+    qm_status st = QM_OK;
+    for (int p = 0; p < QM_PART_COUNT && st == QM_OK; p++) {
+        qm_where w = qm_parts[p].where;
+        if (!has_part(m->arch, c, (qm_part)p) || !pattern_for(m->arch, (qm_part)p))
+            continue;
+        if (w == QM_IN_MODEL) {
+            st = expect(b, (qm_part)p, -1, -1);
+            continue;
+        }
+        for (int l = 0; l < c->layers && st == QM_OK; l++) {
+            int moe = m->is_moe[l];
+            if ((w == QM_IN_MOE && !moe) || (w == QM_IN_DENSE && moe) ||
+                (w == QM_IN_SHARED && (!moe || c->shared == 0)) || (w == QM_IN_EXPERT && !moe))
+                continue;
+            if (w == QM_IN_EXPERT)
+                for (int e = 0; e < c->experts && st == QM_OK; e++)
+                    st = expect(b, (qm_part)p, l, e);
+            else
+                st = expect(b, (qm_part)p, l, -1);
+        }
+    }
+    return st;
+}
+
+static int by_ckpt_index(const void *x, const void *y)
+{
+    const qm_tensor *a = x, *b = y;
+    if (a->file != b->file) /* `file` holds the checkpoint index while sorting */
+        return a->file < b->file ? -1 : 1;
+    return 0;
+}
+
+static qm_status inventory(qm_model *m, qm_diag *d)
+{
+    build b = {.m = m, .d = d};
+    b.seen = calloc(m->ckpt->n ? m->ckpt->n : 1, 1);
+    if (!b.seen)
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    qm_status st = expect_all(&b);
+    if (st == QM_OK && b.missing > REPORT_MAX)
+        qm_diag_note(d, "%zu tensors missing in all", b.missing);
+    if (st == QM_OK && b.mismatched > REPORT_MAX)
+        qm_diag_note(d, "%zu tensors with the wrong shape in all", b.mismatched);
+    if (st == QM_OK && (b.missing || b.mismatched))
+        st = QM_EFORMAT;
+    for (size_t i = 0; st == QM_OK && i < m->ckpt->n; i++)
+        if (!b.seen[i] && m->n_unexpected++ < REPORT_MAX)
+            qm_diag_warn(d, "%s: unexpected tensor '%s' (not part of a %s)",
+                         m->ckpt->files[m->ckpt->t[i].file]->path, m->ckpt->t[i].t->name,
+                         m->arch->name);
+    if (st == QM_OK && m->n_unexpected > REPORT_MAX)
+        qm_diag_note(d, "%zu unexpected tensors in all", m->n_unexpected);
+    free(b.seen);
+    if (st != QM_OK)
+        return st;
+    /* Checkpoint order: sort by checkpoint index, then store the file index. */
+    qsort(m->t, m->n, sizeof *m->t, by_ckpt_index);
+    for (size_t i = 0; i < m->n; i++)
+        m->t[i].file = m->ckpt->t[m->t[i].file].file;
+    return QM_OK;
+}
+
+void qm_model_close(qm_model *m)
+{
+    if (!m)
+        return;
+    for (size_t i = 0; i < m->n; i++)
+        free(m->t[i].canon);
+    free(m->t);
+    free(m->is_moe);
+    qm_ckpt_close(m->ckpt);
+    qm_config_free(&m->cfg);
+    free(m->config_path);
+    free(m->dir);
+    free(m);
+}
+
+qm_status qm_model_open(const char *dir, qm_model **out, qm_diag *d)
+{
+    *out = NULL;
+    qm_model *m = calloc(1, sizeof *m);
+    if (!m || !(m->dir = qm_strdup(dir)) || !(m->config_path = qm_strfmt("%s/config.json", dir))) {
+        qm_model_close(m);
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
+    qm_status st = qm_config_read(m->config_path, &m->arch, &m->cfg, d);
+    if (st == QM_OK)
+        st = qm_ckpt_open(dir, &m->ckpt, d);
+    if (st == QM_OK && !(m->is_moe = calloc((size_t)m->cfg.layers, 1)))
+        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    if (st == QM_OK) {
+        for (long long l = 0; l < m->cfg.layers; l++)
+            m->n_moe += m->is_moe[l] = (unsigned char)layer_is_moe(&m->cfg, l);
+        st = inventory(m, d);
+    }
+    if (st != QM_OK) {
+        qm_model_close(m);
+        return st;
+    }
+    *out = m;
+    return QM_OK;
+}
+
+void qm_model_count(const qm_model *m, uint64_t params[QM_GROUP_COUNT], uint64_t *bytes)
+{
+    memset(params, 0, QM_GROUP_COUNT * sizeof *params);
+    *bytes = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        params[qm_parts[m->t[i].part].group] += m->t[i].st->numel;
+        *bytes += m->t[i].st->end - m->t[i].st->begin;
+    }
+}
