@@ -1,0 +1,489 @@
+/* test_model.c: config reading, the five architecture adapters and the inventory.
+ *
+ * For each real config in tests/data/configs the test writes a header-only
+ * (sparse) checkpoint at full scale, named the way the published checkpoints
+ * name their tensors, once as one file and once as three shards, and checks
+ * the inventory's parameter counts against closed-form counts it computes
+ * itself from the config.
+ */
+#include "config.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/model.h"
+#include "tests/unit/testutil.h"
+
+/* ---- writing header-only checkpoints --------------------------------------------- */
+
+typedef struct tensor {
+    char *name;
+    uint64_t shape[2];
+    int ndim;
+} tensor;
+
+typedef struct tlist {
+    tensor *t;
+    size_t n, cap;
+} tlist;
+
+static void add(tlist *l, uint64_t d0, uint64_t d1, const char *fmt, ...)
+{
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 1024;
+        l->t = realloc(l->t, l->cap * sizeof *l->t);
+    }
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    l->t[l->n++] = (tensor){strdup(buf), {d0, d1}, d1 ? 2 : 1};
+}
+
+static void tlist_free(tlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->t[i].name);
+    free(l->t);
+    memset(l, 0, sizeof *l);
+}
+
+/* Write tensors [from, to) as one BF16 file with a sparse data area. */
+static void write_shard(const char *path, const tlist *l, size_t from, size_t to)
+{
+    json_t *h = json_object();
+    uint64_t off = 0;
+    for (size_t i = from; i < to; i++) {
+        uint64_t bytes = 2 * l->t[i].shape[0] * (l->t[i].ndim == 2 ? l->t[i].shape[1] : 1);
+        json_t *shape = l->t[i].ndim == 2 ? json_pack("[II]", (json_int_t)l->t[i].shape[0], (json_int_t)l->t[i].shape[1])
+                                          : json_pack("[I]", (json_int_t)l->t[i].shape[0]);
+        json_object_set_new(h, l->t[i].name,
+                            json_pack("{s:s, s:o, s:[II]}", "dtype", "BF16", "shape", shape, "data_offsets",
+                                      (json_int_t)off, (json_int_t)(off + bytes)));
+        off += bytes;
+    }
+    char *text = json_dumps(h, JSON_COMPACT);
+    CU_ASSERT_EQUAL(tu_write_st(path, text, off), 0);
+    free(text);
+    json_decref(h);
+}
+
+static void write_model(const char *dir, json_t *config, const tlist *l, int shards)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    CU_ASSERT_EQUAL(json_dump_file(config, p, JSON_INDENT(2)), 0);
+    if (shards <= 1) {
+        snprintf(p, sizeof p, "%s/model.safetensors", dir);
+        write_shard(p, l, 0, l->n);
+        return;
+    }
+    json_t *map = json_object();
+    for (int s = 0; s < shards; s++) {
+        size_t from = l->n * (size_t)s / (size_t)shards, to = l->n * (size_t)(s + 1) / (size_t)shards;
+        char name[64];
+        snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", s + 1, shards);
+        snprintf(p, sizeof p, "%s/%s", dir, name);
+        write_shard(p, l, from, to);
+        for (size_t i = from; i < to; i++)
+            json_object_set_new(map, l->t[i].name, json_string(name));
+    }
+    json_t *index = json_pack("{s:{}, s:o}", "metadata", "weight_map", map);
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    CU_ASSERT_EQUAL(json_dump_file(index, p, 0), 0);
+    json_decref(index);
+}
+
+/* ---- the published naming, per family, written out independently ------------------ */
+
+typedef struct dims {
+    uint64_t V, d, L, H, KV, hd, E, k, eff, ff, sff, nshared, first_dense;
+    int qkv_bias, qk_norm; /* qk_norm: 0 none, 1 per head, 2 whole projection */
+    const char *moe, *router, *ename[3], *sname[3];
+} dims;
+
+static uint64_t geti(json_t *c, const char *k, uint64_t dflt)
+{
+    json_t *v = json_object_get(c, k);
+    return json_is_integer(v) ? (uint64_t)json_integer_value(v) : dflt;
+}
+
+static dims dims_of(json_t *c)
+{
+    const char *arch = json_string_value(json_array_get(json_object_get(c, "architectures"), 0));
+    dims x = {0};
+    x.V = geti(c, "vocab_size", 0);
+    x.d = geti(c, "hidden_size", 0);
+    x.L = geti(c, "num_hidden_layers", 0);
+    x.H = geti(c, "num_attention_heads", 0);
+    x.KV = geti(c, "num_key_value_heads", x.H);
+    x.hd = geti(c, "head_dim", x.d / x.H);
+    x.k = geti(c, "num_experts_per_tok", 0);
+    static const char *hf[3] = {"gate_proj", "up_proj", "down_proj"};
+    memcpy(x.ename, hf, sizeof hf);
+    memcpy(x.sname, hf, sizeof hf);
+    x.moe = "mlp";
+    x.router = "mlp.gate";
+    if (strcmp(arch, "MixtralForCausalLM") == 0) {
+        static const char *w[3] = {"w1", "w3", "w2"};
+        memcpy(x.ename, w, sizeof w);
+        x.moe = "block_sparse_moe";
+        x.router = "block_sparse_moe.gate";
+        x.E = geti(c, "num_local_experts", 0);
+        x.eff = geti(c, "intermediate_size", 0);
+    } else if (strcmp(arch, "DeepseekForCausalLM") == 0) {
+        x.E = geti(c, "n_routed_experts", 0);
+        x.eff = geti(c, "moe_intermediate_size", 0);
+        x.ff = geti(c, "intermediate_size", 0);
+        x.nshared = geti(c, "n_shared_experts", 0);
+        x.sff = x.nshared * x.eff;
+        x.first_dense = geti(c, "first_k_dense_replace", 0);
+    } else if (strcmp(arch, "Qwen2MoeForCausalLM") == 0) {
+        x.E = geti(c, "num_experts", 0);
+        x.eff = geti(c, "moe_intermediate_size", 0);
+        x.sff = geti(c, "shared_expert_intermediate_size", 0);
+        x.nshared = 1;
+        x.qkv_bias = 1;
+    } else if (strcmp(arch, "Qwen3MoeForCausalLM") == 0) {
+        x.E = geti(c, "num_experts", 0);
+        x.eff = geti(c, "moe_intermediate_size", 0);
+        x.qk_norm = 1;
+    } else if (strcmp(arch, "OlmoeForCausalLM") == 0) {
+        x.E = geti(c, "num_experts", 0);
+        x.eff = geti(c, "intermediate_size", 0);
+        x.qk_norm = 2;
+    }
+    return x;
+}
+
+static void checkpoint_names(const dims *x, json_t *c, tlist *l)
+{
+    const char *shared = strcmp(x->ename[0], "w1") == 0 ? NULL
+                         : json_object_get(c, "n_shared_experts") ? "shared_experts" : "shared_expert";
+    add(l, x->V, x->d, "model.embed_tokens.weight");
+    for (uint64_t i = 0; i < x->L; i++) {
+        const char *P = "model.layers";
+        add(l, x->d, 0, "%s.%llu.input_layernorm.weight", P, (unsigned long long)i);
+        add(l, x->H * x->hd, x->d, "%s.%llu.self_attn.q_proj.weight", P, (unsigned long long)i);
+        add(l, x->KV * x->hd, x->d, "%s.%llu.self_attn.k_proj.weight", P, (unsigned long long)i);
+        add(l, x->KV * x->hd, x->d, "%s.%llu.self_attn.v_proj.weight", P, (unsigned long long)i);
+        add(l, x->d, x->H * x->hd, "%s.%llu.self_attn.o_proj.weight", P, (unsigned long long)i);
+        if (x->qkv_bias) {
+            add(l, x->H * x->hd, 0, "%s.%llu.self_attn.q_proj.bias", P, (unsigned long long)i);
+            add(l, x->KV * x->hd, 0, "%s.%llu.self_attn.k_proj.bias", P, (unsigned long long)i);
+            add(l, x->KV * x->hd, 0, "%s.%llu.self_attn.v_proj.bias", P, (unsigned long long)i);
+        }
+        if (x->qk_norm) {
+            add(l, x->qk_norm == 1 ? x->hd : x->H * x->hd, 0, "%s.%llu.self_attn.q_norm.weight", P, (unsigned long long)i);
+            add(l, x->qk_norm == 1 ? x->hd : x->KV * x->hd, 0, "%s.%llu.self_attn.k_norm.weight", P, (unsigned long long)i);
+        }
+        add(l, x->d, 0, "%s.%llu.post_attention_layernorm.weight", P, (unsigned long long)i);
+        if (i < x->first_dense) {
+            add(l, x->ff, x->d, "%s.%llu.mlp.gate_proj.weight", P, (unsigned long long)i);
+            add(l, x->ff, x->d, "%s.%llu.mlp.up_proj.weight", P, (unsigned long long)i);
+            add(l, x->d, x->ff, "%s.%llu.mlp.down_proj.weight", P, (unsigned long long)i);
+            continue;
+        }
+        add(l, x->E, x->d, "%s.%llu.%s.weight", P, (unsigned long long)i, x->router);
+        for (uint64_t e = 0; e < x->E; e++) {
+            add(l, x->eff, x->d, "%s.%llu.%s.experts.%llu.%s.weight", P, (unsigned long long)i, x->moe, (unsigned long long)e, x->ename[0]);
+            add(l, x->eff, x->d, "%s.%llu.%s.experts.%llu.%s.weight", P, (unsigned long long)i, x->moe, (unsigned long long)e, x->ename[1]);
+            add(l, x->d, x->eff, "%s.%llu.%s.experts.%llu.%s.weight", P, (unsigned long long)i, x->moe, (unsigned long long)e, x->ename[2]);
+        }
+        if (x->nshared && shared) {
+            add(l, x->sff, x->d, "%s.%llu.mlp.%s.gate_proj.weight", P, (unsigned long long)i, shared);
+            add(l, x->sff, x->d, "%s.%llu.mlp.%s.up_proj.weight", P, (unsigned long long)i, shared);
+            add(l, x->d, x->sff, "%s.%llu.mlp.%s.down_proj.weight", P, (unsigned long long)i, shared);
+            if (x->qkv_bias) /* Qwen2-MoE: the shared expert's sigmoid gate */
+                add(l, 1, x->d, "%s.%llu.mlp.shared_expert_gate.weight", P, (unsigned long long)i);
+        }
+    }
+    add(l, x->d, 0, "model.norm.weight");
+    add(l, x->V, x->d, "lm_head.weight");
+}
+
+/* Closed-form parameter counts per group. */
+static void expected_counts(const dims *x, uint64_t p[QM_GROUP_COUNT])
+{
+    uint64_t moe = x->L - x->first_dense, q = x->H * x->hd, kv = x->KV * x->hd;
+    memset(p, 0, QM_GROUP_COUNT * sizeof *p);
+    p[QM_GROUP_ATTENTION] = x->L * (2 * x->d * q + 2 * x->d * kv + (x->qkv_bias ? q + 2 * kv : 0));
+    p[QM_GROUP_ROUTED] = moe * x->E * 3 * x->d * x->eff;
+    p[QM_GROUP_SHARED] = x->nshared ? moe * (3 * x->d * x->sff + (x->qkv_bias ? x->d : 0)) : 0;
+    p[QM_GROUP_DENSE_MLP] = x->first_dense * 3 * x->d * x->ff;
+    p[QM_GROUP_ROUTER] = moe * x->E * x->d;
+    p[QM_GROUP_EMBEDDINGS] = 2 * x->V * x->d;
+    p[QM_GROUP_NORMS] = (2 * x->L + 1) * x->d + (x->qk_norm == 1 ? 2 * x->L * x->hd : x->qk_norm == 2 ? x->L * (q + kv) : 0);
+}
+
+static json_t *load_config(const char *name)
+{
+    char rel[256];
+    snprintf(rel, sizeof rel, "tests/data/configs/%s", name);
+    json_error_t err;
+    json_t *c = json_load_file(tu_src(rel), 0, &err);
+    if (!c)
+        fprintf(stderr, "%s: %s\n", tu_src(rel), err.text);
+    return c;
+}
+
+static void check_real_config(const char *file, const char *arch, int shards)
+{
+    json_t *c = load_config(file);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(c);
+    dims x = dims_of(c);
+    tlist l = {0};
+    checkpoint_names(&x, c, &l);
+    char dirname[128];
+    snprintf(dirname, sizeof dirname, "%s-%d", file, shards);
+    const char *dir = tu_mkdir(dirname);
+    write_model(dir, c, &l, shards);
+
+    qm_diag *d = qm_diag_new();
+    qm_model *m = NULL;
+    qm_status st = qm_model_open(dir, &m, d);
+    if (st != QM_OK)
+        fprintf(stderr, "\n%s:\n%s", file, tu_diag_all(d));
+    CU_ASSERT_EQUAL_FATAL(st, QM_OK);
+    CU_ASSERT_EQUAL(qm_diag_warnings(d), 0);
+    CU_ASSERT_STRING_EQUAL(m->arch->name, arch);
+    CU_ASSERT_EQUAL(m->n, l.n);
+    CU_ASSERT_EQUAL(m->ckpt->n_files, shards > 1 ? (size_t)shards : 1);
+    CU_ASSERT_EQUAL(m->n_moe, (long long)(x.L - x.first_dense));
+    CU_ASSERT_EQUAL(m->cfg.shared, (long long)x.nshared);
+    uint64_t got[QM_GROUP_COUNT], want[QM_GROUP_COUNT], bytes, total = 0;
+    qm_model_count(m, got, &bytes);
+    expected_counts(&x, want);
+    for (int g = 0; g < QM_GROUP_COUNT; g++) {
+        if (got[g] != want[g])
+            fprintf(stderr, "\n%s group %d: got %llu want %llu\n", file, g, (unsigned long long)got[g],
+                    (unsigned long long)want[g]);
+        CU_ASSERT_EQUAL(got[g], want[g]);
+        total += want[g];
+    }
+    CU_ASSERT_EQUAL(bytes, 2 * total);
+    /* checkpoint order is kept: the first tensor written is the first listed */
+    CU_ASSERT_STRING_EQUAL(m->t[0].st->name, l.t[0].name);
+    CU_ASSERT_STRING_EQUAL(m->t[0].canon, "embed");
+    qm_model_close(m);
+    qm_diag_free(d);
+    tlist_free(&l);
+    json_decref(c);
+}
+
+static void test_mixtral(void)
+{
+    check_real_config("mixtral-8x7b.json", "MixtralForCausalLM", 1);
+    check_real_config("mixtral-8x7b.json", "MixtralForCausalLM", 3);
+    /* the published total of Mixtral-8x7B */
+    json_t *c = load_config("mixtral-8x7b.json");
+    dims x = dims_of(c);
+    uint64_t p[QM_GROUP_COUNT], t = 0;
+    expected_counts(&x, p);
+    for (int g = 0; g < QM_GROUP_COUNT; g++)
+        t += p[g];
+    CU_ASSERT_EQUAL(t, 46702792704ull);
+    json_decref(c);
+}
+
+static void test_deepseek(void)
+{
+    check_real_config("deepseek-moe-16b.json", "DeepseekForCausalLM", 1);
+    check_real_config("deepseek-moe-16b.json", "DeepseekForCausalLM", 4);
+}
+
+static void test_qwen2moe(void)
+{
+    check_real_config("qwen1.5-moe-a2.7b.json", "Qwen2MoeForCausalLM", 1);
+    check_real_config("qwen1.5-moe-a2.7b.json", "Qwen2MoeForCausalLM", 2);
+}
+
+static void test_qwen3moe(void)
+{
+    check_real_config("qwen3-30b-a3b.json", "Qwen3MoeForCausalLM", 1);
+    check_real_config("qwen3-30b-a3b.json", "Qwen3MoeForCausalLM", 5);
+}
+
+static void test_olmoe(void)
+{
+    check_real_config("olmoe-1b-7b.json", "OlmoeForCausalLM", 1);
+    check_real_config("olmoe-1b-7b.json", "OlmoeForCausalLM", 3);
+}
+
+/* ---- canonical names and errors on a tiny Mixtral ------------------------------------------ */
+
+static json_t *tiny_mixtral(void)
+{
+    return json_pack("{s:[s], s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i}", "architectures",
+                     "MixtralForCausalLM", "vocab_size", 16, "hidden_size", 8, "num_hidden_layers", 2,
+                     "num_attention_heads", 2, "num_key_value_heads", 1, "num_local_experts", 4,
+                     "num_experts_per_tok", 2, "intermediate_size", 12);
+}
+
+static qm_status open_tiny(const char *name, json_t *c, tlist *l, qm_model **m, qm_diag *d)
+{
+    const char *dir = tu_mkdir(name);
+    write_model(dir, c, l, 1);
+    return qm_model_open(dir, m, d);
+}
+
+static void test_canonical_names(void)
+{
+    json_t *c = tiny_mixtral();
+    dims x = dims_of(c);
+    tlist l = {0};
+    checkpoint_names(&x, c, &l);
+    qm_diag *d = qm_diag_new();
+    qm_model *m;
+    CU_ASSERT_EQUAL_FATAL(open_tiny("tiny-ok", c, &l, &m, d), QM_OK);
+    int found = 0;
+    for (size_t i = 0; i < m->n; i++)
+        if (strcmp(m->t[i].st->name, "model.layers.1.block_sparse_moe.experts.3.w2.weight") == 0) {
+            CU_ASSERT_STRING_EQUAL(m->t[i].canon, "layers[1].experts[3].down");
+            CU_ASSERT_EQUAL(m->t[i].part, QM_PART_EXPERT_DOWN);
+            CU_ASSERT_EQUAL(m->t[i].layer, 1);
+            CU_ASSERT_EQUAL(m->t[i].expert, 3);
+            found++;
+        } else if (strcmp(m->t[i].st->name, "model.layers.0.block_sparse_moe.experts.0.w3.weight") == 0) {
+            CU_ASSERT_STRING_EQUAL(m->t[i].canon, "layers[0].experts[0].up");
+            found++;
+        } else if (strcmp(m->t[i].st->name, "model.layers.0.self_attn.k_proj.weight") == 0) {
+            CU_ASSERT_STRING_EQUAL(m->t[i].canon, "layers[0].attn.k");
+            CU_ASSERT_EQUAL(m->t[i].st->shape[0], 4); /* 1 kv head of 8 / 2 */
+            found++;
+        } else if (strcmp(m->t[i].st->name, "model.layers.1.block_sparse_moe.gate.weight") == 0) {
+            CU_ASSERT_STRING_EQUAL(m->t[i].canon, "layers[1].router");
+            found++;
+        }
+    CU_ASSERT_EQUAL(found, 4);
+    CU_ASSERT_EQUAL(m->cfg.norm_topk, 1); /* Mixtral always renormalises */
+    CU_ASSERT_DOUBLE_EQUAL(m->cfg.rope_theta, 10000.0, 1e-9);
+    qm_model_close(m);
+    qm_diag_free(d);
+    tlist_free(&l);
+    json_decref(c);
+}
+
+static void test_inventory_errors(void)
+{
+    qm_diag *d = qm_diag_new();
+    qm_model *m;
+    json_t *c = tiny_mixtral();
+    dims x = dims_of(c);
+    tlist l = {0};
+
+    /* a missing tensor is named */
+    checkpoint_names(&x, c, &l);
+    free(l.t[5].name);
+    l.t[5] = l.t[--l.n];
+    CU_ASSERT_NOT_EQUAL(open_tiny("tiny-missing", c, &l, &m, d), QM_OK);
+    TU_ASSERT_DIAG(d, "missing tensor 'model.layers.0.self_attn.o_proj.weight'");
+    qm_diag_clear(d);
+    tlist_free(&l);
+
+    /* a wrong shape is named with both shapes */
+    checkpoint_names(&x, c, &l);
+    l.t[2].shape[0] = 5;
+    CU_ASSERT_NOT_EQUAL(open_tiny("tiny-shape", c, &l, &m, d), QM_OK);
+    TU_ASSERT_DIAG(d, "tensor 'model.layers.0.self_attn.q_proj.weight' has shape [5, 8], but");
+    TU_ASSERT_DIAG(d, "config.json implies [8, 8]");
+    qm_diag_clear(d);
+    tlist_free(&l);
+
+    /* an unexpected tensor is a warning, and the model still opens */
+    checkpoint_names(&x, c, &l);
+    add(&l, 4, 0, "model.layers.0.self_attn.rotary_emb.inv_freq");
+    CU_ASSERT_EQUAL(open_tiny("tiny-extra", c, &l, &m, d), QM_OK);
+    TU_ASSERT_DIAG(d, "unexpected tensor 'model.layers.0.self_attn.rotary_emb.inv_freq'");
+    CU_ASSERT_EQUAL(qm_diag_errors(d), 0);
+    CU_ASSERT_EQUAL(m->n_unexpected, 1);
+    qm_model_close(m);
+    qm_diag_clear(d);
+    tlist_free(&l);
+
+    /* an unknown architecture lists the supported ones */
+    checkpoint_names(&x, c, &l);
+    json_object_set_new(c, "architectures", json_pack("[s]", "LlamaForCausalLM"));
+    CU_ASSERT_EQUAL(open_tiny("tiny-llama", c, &l, &m, d), QM_EUNSUPPORTED);
+    TU_ASSERT_DIAG(d, "architecture 'LlamaForCausalLM' is not supported (supported: MixtralForCausalLM, "
+                      "DeepseekForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, OlmoeForCausalLM)");
+    qm_diag_clear(d);
+    json_object_set_new(c, "architectures", json_pack("[s]", "MixtralForCausalLM"));
+
+    /* config fields: required, typed, ranged */
+    json_object_del(c, "num_local_experts");
+    CU_ASSERT_NOT_EQUAL(open_tiny("tiny-noexp", c, &l, &m, d), QM_OK);
+    TU_ASSERT_DIAG(d, "missing required field 'num_local_experts'");
+    qm_diag_clear(d);
+    json_object_set_new(c, "num_local_experts", json_string("eight"));
+    CU_ASSERT_NOT_EQUAL(open_tiny("tiny-strexp", c, &l, &m, d), QM_OK);
+    TU_ASSERT_DIAG(d, "field 'num_local_experts' is not an integer");
+    qm_diag_clear(d);
+    json_object_set_new(c, "num_local_experts", json_integer(4));
+    json_object_set_new(c, "num_hidden_layers", json_integer(100000000));
+    CU_ASSERT_NOT_EQUAL(open_tiny("tiny-layers", c, &l, &m, d), QM_OK);
+    TU_ASSERT_DIAG(d, "field 'num_hidden_layers' is 100000000, outside [0, 4096]");
+    qm_diag_clear(d);
+    json_object_set_new(c, "num_hidden_layers", json_integer(2));
+    json_object_set_new(c, "num_experts_per_tok", json_integer(9));
+    CU_ASSERT_NOT_EQUAL(open_tiny("tiny-topk", c, &l, &m, d), QM_OK);
+    TU_ASSERT_DIAG(d, "num_experts_per_tok 9 is outside [1, 4]");
+    qm_diag_clear(d);
+    json_object_set_new(c, "num_experts_per_tok", json_integer(2));
+    json_object_set_new(c, "num_key_value_heads", json_integer(3));
+    CU_ASSERT_NOT_EQUAL(open_tiny("tiny-kv", c, &l, &m, d), QM_OK);
+    TU_ASSERT_DIAG(d, "num_attention_heads 2 is not a multiple of num_key_value_heads 3");
+    qm_diag_clear(d);
+
+    /* no config at all */
+    CU_ASSERT_EQUAL(qm_model_open(tu_mkdir("no-config"), &m, d), QM_ENOTFOUND);
+    TU_ASSERT_DIAG(d, "no-config/config.json");
+    qm_diag_free(d);
+    tlist_free(&l);
+    json_decref(c);
+}
+
+static void test_layer_kinds(void)
+{
+    /* Qwen: mlp_only_layers and decoder_sparse_step make dense layers */
+    json_t *c = load_config("qwen3-30b-a3b.json");
+    json_object_set_new(c, "mlp_only_layers", json_pack("[i]", 0));
+    json_object_set_new(c, "decoder_sparse_step", json_integer(2));
+    json_object_set_new(c, "num_hidden_layers", json_integer(6));
+    char p[1024];
+    const char *dir = tu_mkdir("qwen3-kinds");
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    CU_ASSERT_EQUAL(json_dump_file(c, p, 0), 0);
+    const qm_arch *a;
+    qm_config cfg;
+    qm_diag *d = qm_diag_new();
+    CU_ASSERT_EQUAL_FATAL(qm_config_read(p, &a, &cfg, d), QM_OK);
+    CU_ASSERT_EQUAL(cfg.n_mlp_only, 1);
+    CU_ASSERT_EQUAL(cfg.sparse_step, 2);
+    CU_ASSERT_EQUAL(cfg.norm_topk, 1);
+    CU_ASSERT_EQUAL(cfg.head_dim, 128); /* explicit, not hidden / heads = 64 */
+    qm_config_free(&cfg);
+    qm_diag_free(d);
+    json_decref(c);
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("adapters at real scale", NULL, NULL);
+    CU_add_test(s, "Mixtral-8x7B", test_mixtral);
+    CU_add_test(s, "DeepSeek-MoE-16B", test_deepseek);
+    CU_add_test(s, "Qwen1.5-MoE-A2.7B", test_qwen2moe);
+    CU_add_test(s, "Qwen3-30B-A3B", test_qwen3moe);
+    CU_add_test(s, "OLMoE-1B-7B", test_olmoe);
+    s = CU_add_suite("inventory", NULL, NULL);
+    CU_add_test(s, "canonical names", test_canonical_names);
+    CU_add_test(s, "errors name the tensor or field", test_inventory_errors);
+    CU_add_test(s, "dense and MoE layers", test_layer_kinds);
+    return tu_run();
+}
