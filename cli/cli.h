@@ -19,9 +19,13 @@ typedef struct qm_cmd {
 } qm_cmd;
 
 extern const qm_cmd qm_cmd_inspect;
+extern const qm_cmd qm_cmd_eval;
 
 /* Print "qmoe: MSG" and the subcommand's usage to stderr; returns QM_EXIT_USAGE. */
 int qm_cli_usage(const qm_cmd *cmd, const char *fmt, ...) QM_PRINTF(2, 3);
+/* Parse the value of option `opt` as an integer in [lo, hi] into *v; on
+ * failure print a usage error and return nonzero. */
+int qm_cli_long(const qm_cmd *cmd, const char *opt, const char *arg, long lo, long hi, long *v);
 /* Print and empty the diagnostics; returns QM_EXIT_FAIL when any was an error. */
 int qm_cli_report(qm_diag *d);
 

@@ -6,7 +6,9 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -14,6 +16,7 @@
 
 static const qm_cmd *const commands[] = {
     &qm_cmd_inspect,
+    &qm_cmd_eval,
 };
 
 static const qm_cmd *find(const char *name)
@@ -35,6 +38,18 @@ int qm_cli_usage(const qm_cmd *cmd, const char *fmt, ...)
     if (cmd)
         fprintf(stderr, "usage: qmoe %s\nTry 'qmoe help %s'.\n", cmd->synopsis, cmd->name);
     return QM_EXIT_USAGE;
+}
+
+int qm_cli_long(const qm_cmd *cmd, const char *opt, const char *arg, long lo, long hi, long *v)
+{
+    char *end;
+    errno = 0;
+    *v = strtol(arg, &end, 10);
+    if (end == arg || *end || errno || *v < lo || *v > hi) {
+        qm_cli_usage(cmd, "%s must be an integer in [%ld, %ld], not '%s'", opt, lo, hi, arg);
+        return 1;
+    }
+    return 0;
 }
 
 int qm_cli_report(qm_diag *d)

@@ -1,0 +1,233 @@
+/* cmd_eval.c: `qmoe eval`: perplexity, KL divergence against a base model, tasks. */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "runtime/eval.h"
+
+typedef struct progress {
+    struct timespec t0;
+} progress;
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + 1e-9 * (double)(t.tv_nsec - t0->tv_nsec);
+}
+
+static void show_progress(void *ctx, size_t done, size_t total)
+{
+    progress *p = ctx;
+    double s = seconds_since(&p->t0), rate = done / (s > 0 ? s : 1e-9);
+    fprintf(stderr, "\rqmoe: %zu/%zu tokens  %.0f tok/s  ETA %.0f s   ", done, total, rate,
+            (double)(total - done) / (rate > 0 ? rate : 1));
+    if (done == total)
+        fputc('\n', stderr);
+}
+
+/* Open a model and load all its weights; prints nothing. */
+static qm_status open_net(const char *dir, qm_model **m, qm_net *net, qm_diag *d)
+{
+    qm_status st = qm_model_open(dir, m, d);
+    if (st != QM_OK)
+        return st;
+    if ((st = qm_net_load(*m, net, d)) != QM_OK) {
+        qm_model_close(*m);
+        *m = NULL;
+    }
+    return st;
+}
+
+static void print_text(const qm_eval_result *r, const qm_task_result *t, size_t nt)
+{
+    if (r->tokens) {
+        printf("tokens      %zu\n", r->tokens);
+        printf("ppl         %.4f\n", r->ppl);
+        if (r->has_base) {
+            printf("base ppl    %.4f\n", r->base_ppl);
+            printf("ppl ratio   %.4f\n", r->ppl_ratio);
+            printf("KLD         %.6f ± %.6f (median %.6f, p99 %.6f)\n", r->kld_mean, r->kld_se,
+                   r->kld_median, r->kld_p99);
+            printf("top-1 agree %.2f%%\n", r->top1_agree);
+        }
+    }
+    for (size_t i = 0; i < nt; i++)
+        printf("task %-20s n %-6zu acc %.4f ± %.4f  acc_norm %.4f ± %.4f\n", t[i].name, t[i].n,
+               t[i].acc, t[i].acc_se, t[i].acc_norm, t[i].acc_norm_se);
+}
+
+static qm_status print_yaml(const qm_eval_result *r, const qm_task_result *t, size_t nt, qm_diag *d)
+{
+    qm_yaml *y = qm_yaml_begin(stdout);
+    if (!y)
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    qm_yaml_map(y);
+    if (r->tokens) {
+        qm_yaml_kuint(y, "tokens", r->tokens);
+        qm_yaml_str(y, "ppl");
+        qm_yaml_real(y, r->ppl, 4);
+        if (r->has_base) {
+            const struct {
+                const char *k;
+                double v;
+                int digits;
+            } f[] = {{"base_ppl", r->base_ppl, 4},     {"kld_mean", r->kld_mean, 6},
+                     {"kld_se", r->kld_se, 6},         {"kld_median", r->kld_median, 6},
+                     {"kld_p99", r->kld_p99, 6},       {"top1_agree", r->top1_agree, 2},
+                     {"ppl_ratio", r->ppl_ratio, 4}};
+            for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
+                qm_yaml_str(y, f[i].k);
+                qm_yaml_real(y, f[i].v, f[i].digits);
+            }
+        }
+    }
+    if (nt) {
+        qm_yaml_str(y, "tasks");
+        qm_yaml_map(y);
+        for (size_t i = 0; i < nt; i++) {
+            qm_yaml_str(y, t[i].name);
+            qm_yaml_map(y);
+            const double v[] = {t[i].acc, t[i].acc_se, t[i].acc_norm, t[i].acc_norm_se};
+            const char *k[] = {"acc", "acc_se", "acc_norm", "acc_norm_se"};
+            for (int j = 0; j < 4; j++) {
+                qm_yaml_str(y, k[j]);
+                qm_yaml_real(y, v[j], 4);
+            }
+            qm_yaml_kuint(y, "n", t[i].n);
+            qm_yaml_close(y);
+        }
+        qm_yaml_close(y);
+    }
+    return qm_yaml_end(y, d);
+}
+
+static int run(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"base", required_argument, NULL, 'b'},   {"text", required_argument, NULL, 't'},
+        {"tokens", required_argument, NULL, 'k'}, {"ctx", required_argument, NULL, 'c'},
+        {"max-tokens", required_argument, NULL, 'm'}, {"tasks", required_argument, NULL, 'a'},
+        {"format", required_argument, NULL, 'f'}, {"batch", required_argument, NULL, 'B'},
+        {"quiet", no_argument, NULL, 'q'},        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *base = NULL, *text = NULL, *ids = NULL, *tasks = NULL;
+    long ctx = 512, max_tokens = 0, batch = 0;
+    int yaml = 0, quiet = 0, o;
+    optind = 1;
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, "qhf:", opts, NULL)) != -1) {
+        switch (o) {
+        case 'b': base = optarg; break;
+        case 't': text = optarg; break;
+        case 'k': ids = optarg; break;
+        case 'a': tasks = optarg; break;
+        case 'q': quiet = 1; break;
+        case 'c':
+            if (qm_cli_long(&qm_cmd_eval, "--ctx", optarg, 1, 1 << 20, &ctx))
+                return QM_EXIT_USAGE;
+            break;
+        case 'm':
+            if (qm_cli_long(&qm_cmd_eval, "--max-tokens", optarg, 2, 1L << 40, &max_tokens))
+                return QM_EXIT_USAGE;
+            break;
+        case 'B':
+            if (qm_cli_long(&qm_cmd_eval, "--batch", optarg, 1, 1024, &batch))
+                return QM_EXIT_USAGE;
+            break;
+        case 'f':
+            if (strcmp(optarg, "yaml") == 0)
+                yaml = 1;
+            else if (strcmp(optarg, "text") != 0)
+                return qm_cli_usage(&qm_cmd_eval, "--format must be 'text' or 'yaml', not '%s'", optarg);
+            break;
+        case 'h':
+            printf("usage: qmoe %s\n\n%s", qm_cmd_eval.synopsis, qm_cmd_eval.help);
+            return QM_EXIT_OK;
+        default:
+            return qm_cli_usage(&qm_cmd_eval, "unknown option or missing value '%s'", argv[optind - 1]);
+        }
+    }
+    if (argc - optind != 1)
+        return qm_cli_usage(&qm_cmd_eval, "expected one MODEL");
+    if (text && ids)
+        return qm_cli_usage(&qm_cmd_eval, "give --text or --tokens, not both");
+    if (!text && !ids && !tasks)
+        return qm_cli_usage(&qm_cmd_eval, "nothing to evaluate: give --text, --tokens or --tasks");
+
+    qm_diag *d = qm_diag_new();
+    qm_model *m = NULL, *bm = NULL;
+    qm_net net = {0}, bnet = {0};
+    qm_tokens toks = {0};
+    qm_eval_result r = {0};
+    qm_task_result *tr = NULL;
+    size_t ntr = 0;
+    qm_status st = open_net(argv[optind], &m, &net, d);
+    if (st == QM_OK && base)
+        st = open_net(base, &bm, &bnet, d);
+    if (st == QM_OK && text && !m->cfg.byte_tokenizer)
+        st = qm_diag_fail(d, QM_EINVAL, "%s does not declare a byte-level tokenizer; give token ids with --tokens",
+                          argv[optind]);
+    if (st == QM_OK && (text || ids)) {
+        st = text ? qm_tokens_from_text(text, &toks, d) : qm_tokens_from_ids(ids, m->cfg.vocab, &toks, d);
+        if (st == QM_OK && max_tokens && toks.n > (size_t)max_tokens)
+            toks.n = (size_t)max_tokens;
+        progress p;
+        clock_gettime(CLOCK_MONOTONIC, &p.t0);
+        qm_eval_opts eo = {.ctx = (int)ctx, .batch = (int)batch};
+        if (!quiet && isatty(2)) {
+            eo.progress = show_progress;
+            eo.progress_ctx = &p;
+        }
+        if (st == QM_OK)
+            st = qm_eval_ppl(&net, base ? &bnet : NULL, &toks, &eo, &r, d);
+    }
+    if (st == QM_OK && tasks)
+        st = qm_eval_tasks(&net, tasks, (int)ctx, &tr, &ntr, d);
+    if (st == QM_OK) {
+        if (yaml)
+            st = print_yaml(&r, tr, ntr, d);
+        else
+            print_text(&r, tr, ntr);
+        if (fflush(stdout) != 0 || ferror(stdout))
+            st = qm_diag_fail(d, QM_EIO, "writing standard output failed");
+    }
+    qm_task_results_free(tr, ntr);
+    qm_tokens_free(&toks);
+    if (m) {
+        qm_net_free(&net);
+        qm_model_close(m);
+    }
+    if (bm) {
+        qm_net_free(&bnet);
+        qm_model_close(bm);
+    }
+    int rc = qm_cli_report(d);
+    qm_diag_free(d);
+    return st != QM_OK ? QM_EXIT_FAIL : rc;
+}
+
+const qm_cmd qm_cmd_eval = {
+    .name = "eval",
+    .run = run,
+    .synopsis = "eval MODEL [--base BASE] (--text FILE | --tokens FILE) [--ctx N] [--max-tokens N]\n"
+                "                 [--tasks FILE.jsonl] [--format text|yaml] [-q]",
+    .summary = "perplexity, KL divergence against the unquantized model, task accuracy",
+    .help = "Scores the next-token predictions of MODEL over windows of --ctx tokens (see qmoe(1)).\n\n"
+            "  --base DIR        the unquantized model: adds KL divergence, top-1 agreement, PPL ratio\n"
+            "  --text FILE       text, one token per byte (byte-level models)\n"
+            "  --tokens FILE     token ids: FILE.u32 little-endian uint32, else decimal text\n"
+            "  --ctx N           window length (default 512)\n"
+            "  --max-tokens N    use only the first N tokens\n"
+            "  --tasks FILE      multiple-choice tasks (JSONL: context, choices, gold, optional task)\n"
+            "  --batch N         windows per forward call (default: chosen from the vocabulary size)\n"
+            "  --format FORMAT   text (default) or yaml\n"
+            "  -q, --quiet       no progress on standard error\n",
+};

@@ -1,0 +1,321 @@
+/* eval.c: perplexity, KL divergence and multiple-choice accuracy.
+ *
+ * Log-probabilities are taken in double precision from float logits, so the
+ * printed figures do not depend on summation order beyond the forward pass.
+ */
+#include "config.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/eval.h"
+
+/* log-sum-exp of n logits */
+static double lse(const float *x, int n)
+{
+    float mx = x[0];
+    for (int i = 1; i < n; i++)
+        mx = x[i] > mx ? x[i] : mx;
+    double s = 0;
+    for (int i = 0; i < n; i++)
+        s += exp((double)x[i] - mx);
+    return mx + log(s);
+}
+
+static int argmax(const float *x, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b])
+            b = i;
+    return b;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Windows of ctx inputs; the last may be shorter.  Window w starts at w*ctx. */
+static size_t n_windows(size_t n, int ctx) { return n < 2 ? 0 : (n - 1 + (size_t)ctx - 1) / (size_t)ctx; }
+
+qm_status qm_eval_ppl(const qm_net *net, const qm_net *base, const qm_tokens *toks,
+                      const qm_eval_opts *o, qm_eval_result *r, qm_diag *d)
+{
+    memset(r, 0, sizeof *r);
+    int ctx = o->ctx > 0 ? o->ctx : 512, V = (int)net->m->cfg.vocab;
+    if (base && base->m->cfg.vocab != V)
+        return qm_diag_fail(d, QM_EINVAL, "the base model's vocabulary (%lld) differs from the model's (%d)",
+                            base->m->cfg.vocab, V);
+    size_t W = n_windows(toks->n, ctx), total = toks->n ? toks->n - 1 : 0;
+    if (W == 0)
+        return qm_diag_fail(d, QM_EINVAL, "%zu tokens: at least 2 are needed to score a prediction", toks->n);
+    int batch = o->batch > 0 ? o->batch : (int)(((size_t)64 << 20) / ((size_t)ctx * V * sizeof(float)));
+    batch = batch < 1 ? 1 : batch > 16 ? 16 : batch;
+    float *lg = malloc((size_t)batch * ctx * V * sizeof *lg);
+    float *lb = base ? malloc((size_t)batch * ctx * V * sizeof *lb) : NULL;
+    double *kld = base ? malloc(total * sizeof *kld) : NULL;
+    if (!lg || (base && (!lb || !kld))) {
+        free(lg);
+        free(lb);
+        free(kld);
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory for %d windows of %d tokens", batch, ctx);
+    }
+    qm_status st = QM_OK;
+    double nll = 0, nll_base = 0;
+    size_t agree = 0, done = 0;
+    for (size_t w = 0; w < W && st == QM_OK;) {
+        /* a batch of full windows, or the final short window on its own */
+        size_t start = w * (size_t)ctx, left = toks->n - 1 - start;
+        int S = left < (size_t)ctx ? (int)left : ctx, B = 1;
+        while (S == ctx && B < batch && w + (size_t)B < W && left - (size_t)B * ctx >= (size_t)ctx)
+            B++;
+        w += (size_t)B;
+        st = qm_net_forward(net, toks->ids + start, B, S, lg, NULL, d);
+        if (st == QM_OK && base)
+            st = qm_net_forward(base, toks->ids + start, B, S, lb, NULL, d);
+        for (int i = 0; st == QM_OK && i < B * S; i++) {
+            int target = toks->ids[start + (size_t)i + 1];
+            const float *x = lg + (size_t)i * V;
+            double lz = lse(x, V);
+            nll += lz - x[target];
+            if (base) {
+                const float *y = lb + (size_t)i * V;
+                double lzb = lse(y, V), k = 0;
+                nll_base += lzb - y[target];
+                for (int v = 0; v < V; v++) {
+                    double lp = y[v] - lzb, lq = x[v] - lz;
+                    k += exp(lp) * (lp - lq);
+                }
+                kld[done + (size_t)i] = k > 0 ? k : 0; /* rounding can leave -1e-17 */
+                agree += argmax(x, V) == argmax(y, V);
+            }
+        }
+        done += (size_t)B * S;
+        if (o->progress)
+            o->progress(o->progress_ctx, done, total);
+    }
+    if (st == QM_OK) {
+        r->tokens = done;
+        r->nll = nll / done;
+        r->ppl = exp(r->nll);
+        if (base) {
+            double sum = 0, sq = 0;
+            for (size_t i = 0; i < done; i++) {
+                sum += kld[i];
+                sq += kld[i] * kld[i];
+            }
+            r->has_base = 1;
+            r->base_ppl = exp(nll_base / done);
+            r->kld_mean = sum / done;
+            double var = done > 1 ? (sq - sum * sum / done) / (done - 1) : 0;
+            r->kld_se = sqrt(var > 0 ? var / done : 0);
+            qsort(kld, done, sizeof *kld, cmp_double);
+            r->kld_median = done % 2 ? kld[done / 2] : 0.5 * (kld[done / 2 - 1] + kld[done / 2]);
+            r->kld_p99 = kld[(size_t)floor(0.99 * (double)(done - 1))];
+            r->top1_agree = 100.0 * agree / done;
+            r->ppl_ratio = r->ppl / r->base_ppl;
+        }
+    }
+    free(lg);
+    free(lb);
+    free(kld);
+    return st;
+}
+
+/* ---- multiple-choice tasks ----------------------------------------------------------- */
+
+void qm_task_results_free(qm_task_result *r, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(r[i].name);
+    free(r);
+}
+
+/* Tokens of a JSON string (byte models) or of an id array. */
+static int tokens_of(json_t *j, const qm_net *net, int *out, int cap, int *nbytes)
+{
+    int n = 0;
+    *nbytes = 0;
+    if (json_is_string(j)) {
+        const char *s = json_string_value(j);
+        size_t len = json_string_length(j);
+        if (!net->m->cfg.byte_tokenizer)
+            return -2;
+        for (size_t i = 0; i < len && n < cap; i++)
+            out[n++] = (unsigned char)s[i];
+        *nbytes = (int)len;
+        return len > (size_t)cap ? -1 : n;
+    }
+    if (!json_is_array(j))
+        return -3;
+    size_t i;
+    json_t *v;
+    json_array_foreach(j, i, v)
+    {
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= net->m->cfg.vocab)
+            return -3;
+        if (n == cap)
+            return -1;
+        out[n++] = (int)json_integer_value(v);
+    }
+    *nbytes = n;
+    return n;
+}
+
+/* Summed log-likelihood of choice tokens ch (nc) after context cx (nx),
+ * left-truncating the context so that everything fits in ctx positions. */
+static qm_status choice_loglik(const qm_net *net, const int *cx, int nx, const int *ch, int nc, int ctx,
+                               int *buf, float *lg, double *ll, qm_diag *d)
+{
+    int keep = nx + nc > ctx + 1 ? ctx + 1 - nc : nx;
+    if (keep < 1)
+        return qm_diag_fail(d, QM_EINVAL, "a choice of %d tokens does not fit in --ctx %d", nc, ctx);
+    memcpy(buf, cx + nx - keep, (size_t)keep * sizeof *buf);
+    memcpy(buf + keep, ch, (size_t)nc * sizeof *buf);
+    int S = keep + nc - 1, V = (int)net->m->cfg.vocab;
+    qm_status st = qm_net_forward(net, buf, 1, S, lg, NULL, d);
+    *ll = 0;
+    for (int i = keep - 1; st == QM_OK && i < S; i++) {
+        const float *x = lg + (size_t)i * V;
+        *ll += x[buf[i + 1]] - lse(x, V);
+    }
+    return st;
+}
+
+static qm_task_result *task_slot(qm_task_result **r, size_t *n, const char *name, double **hits,
+                                 double **hits_norm)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp((*r)[i].name, name) == 0)
+            return &(*r)[i];
+    qm_task_result *g = realloc(*r, (*n + 1) * sizeof **r);
+    double *h = realloc(*hits, (*n + 1) * sizeof **hits), *hn = realloc(*hits_norm, (*n + 1) * sizeof **hits_norm);
+    if (g)
+        *r = g;
+    if (h)
+        *hits = h;
+    if (hn)
+        *hits_norm = hn;
+    if (!g || !h || !hn)
+        return NULL;
+    memset(&g[*n], 0, sizeof g[*n]);
+    h[*n] = hn[*n] = 0;
+    if (!(g[*n].name = qm_strdup(name)))
+        return NULL;
+    return &g[(*n)++];
+}
+
+qm_status qm_eval_tasks(const qm_net *net, const char *path, int ctx, qm_task_result **out,
+                        size_t *n_out, qm_diag *d)
+{
+    *out = NULL;
+    *n_out = 0;
+    char *text;
+    size_t len;
+    qm_status st = qm_read_file(path, &text, &len, d);
+    if (st != QM_OK)
+        return st;
+    int V = (int)net->m->cfg.vocab, cap = 1 << 16;
+    int *cx = malloc((size_t)cap * sizeof *cx), *ch = malloc((size_t)cap * sizeof *ch);
+    int *buf = malloc(((size_t)ctx + 1) * sizeof *buf);
+    float *lg = malloc((size_t)ctx * V * sizeof *lg);
+    double *hits = NULL, *hits_norm = NULL;
+    qm_task_result *res = NULL;
+    size_t nres = 0;
+    const char *stem = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    if (!cx || !ch || !buf || !lg)
+        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    int line = 0;
+    for (char *p = text, *nl; st == QM_OK && p < text + len; p = nl + 1) {
+        nl = strchr(p, '\n');
+        if (!nl)
+            nl = text + len;
+        *nl = '\0';
+        line++;
+        if (strspn(p, " \t\r") == strlen(p))
+            continue;
+        json_error_t err;
+        json_t *item = json_loads(p, JSON_REJECT_DUPLICATES, &err);
+        json_t *choices = json_object_get(item, "choices");
+        json_t *gold = json_object_get(item, "gold");
+        const char *name = json_string_value(json_object_get(item, "task"));
+        if (!item) {
+            st = qm_diag_fail(d, QM_EFORMAT, "%s:%d: invalid JSON: %s", path, line, err.text);
+        } else if (!json_is_array(choices) || json_array_size(choices) < 2 || !json_is_integer(gold) ||
+                   json_integer_value(gold) < 0 || (size_t)json_integer_value(gold) >= json_array_size(choices)) {
+            st = qm_diag_fail(d, QM_EFORMAT, "%s:%d: need 'context', 'choices' (2 or more) and 'gold' (an index "
+                                             "into choices)", path, line);
+        } else {
+            int nb, nx = tokens_of(json_object_get(item, "context"), net, cx, cap, &nb);
+            double best = -INFINITY, best_norm = -INFINITY;
+            size_t arg = 0, arg_norm = 0, i;
+            json_t *c;
+            json_array_foreach(choices, i, c)
+            {
+                int nc = tokens_of(c, net, ch, cap, &nb);
+                double ll = 0;
+                if (nx < 0 || nc <= 0) {
+                    st = qm_diag_fail(d, QM_EFORMAT, "%s:%d: %s", path, line,
+                                      nx == -2 || nc == -2 ? "text needs a byte-level model; give token id arrays"
+                                      : nx == -1 || nc == -1 ? "too many tokens"
+                                                             : "context and choices must be strings or arrays of token ids");
+                    break;
+                }
+                if (nx == 0) {
+                    st = qm_diag_fail(d, QM_EFORMAT, "%s:%d: empty context", path, line);
+                    break;
+                }
+                if ((st = choice_loglik(net, cx, nx, ch, nc, ctx, buf, lg, &ll, d)) != QM_OK)
+                    break;
+                if (ll > best) {
+                    best = ll;
+                    arg = i;
+                }
+                if (ll / nb > best_norm) {
+                    best_norm = ll / nb;
+                    arg_norm = i;
+                }
+            }
+            if (st == QM_OK) {
+                qm_task_result *t = task_slot(&res, &nres, name ? name : stem, &hits, &hits_norm);
+                if (!t) {
+                    st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+                } else {
+                    size_t k = (size_t)(t - res);
+                    t->n++;
+                    hits[k] += arg == (size_t)json_integer_value(gold);
+                    hits_norm[k] += arg_norm == (size_t)json_integer_value(gold);
+                }
+            }
+        }
+        json_decref(item);
+    }
+    for (size_t k = 0; st == QM_OK && k < nres; k++) {
+        double n = (double)res[k].n;
+        res[k].acc = hits[k] / n;
+        res[k].acc_norm = hits_norm[k] / n;
+        /* sample standard deviation / sqrt(n), as lm-evaluation-harness */
+        res[k].acc_se = n > 1 ? sqrt(res[k].acc * (1 - res[k].acc) / (n - 1)) : 0;
+        res[k].acc_norm_se = n > 1 ? sqrt(res[k].acc_norm * (1 - res[k].acc_norm) / (n - 1)) : 0;
+    }
+    if (st == QM_OK && nres == 0)
+        st = qm_diag_fail(d, QM_EFORMAT, "%s: no task items", path);
+    free(text);
+    free(cx);
+    free(ch);
+    free(buf);
+    free(lg);
+    free(hits);
+    free(hits_norm);
+    if (st != QM_OK) {
+        qm_task_results_free(res, nres);
+        return st;
+    }
+    *out = res;
+    *n_out = nres;
+    return QM_OK;
+}

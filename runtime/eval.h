@@ -1,0 +1,55 @@
+/* eval.h: perplexity, KL divergence against the unquantized model, and
+ * multiple-choice tasks.
+ *
+ * Windows: a stream of N tokens is cut into windows of ctx + 1 tokens that
+ * share their boundary token: window w feeds tokens [w*ctx, w*ctx + ctx) and
+ * scores the prediction of each next token, [w*ctx + 1, w*ctx + ctx].  So
+ * every token but the first is scored exactly once, each with between 1 and
+ * ctx tokens of context (the context restarts at each window); the last
+ * window may be shorter.
+ */
+#ifndef QM_EVAL_H
+#define QM_EVAL_H
+
+#include "runtime/forward.h"
+#include "runtime/tokens.h"
+
+typedef struct qm_eval_opts {
+    int ctx;              /* window length (default 512) */
+    int batch;            /* windows per forward call (0: choose) */
+    /* Called after each batch with tokens scored so far and in all; may be NULL. */
+    void (*progress)(void *ctx, size_t done, size_t total);
+    void *progress_ctx;
+} qm_eval_opts;
+
+typedef struct qm_eval_result {
+    size_t tokens;        /* predictions scored */
+    double nll;           /* mean negative log-likelihood, nats */
+    double ppl;           /* exp(nll) */
+    int has_base;
+    double base_ppl;
+    double kld_mean, kld_se, kld_median, kld_p99; /* KL(base || model) per token, nats */
+    double top1_agree;    /* % of positions where both models' argmax agree */
+    double ppl_ratio;     /* ppl / base_ppl */
+} qm_eval_result;
+
+/* Score `toks` with `net`, and against `base` when it is not NULL. */
+qm_status qm_eval_ppl(const qm_net *net, const qm_net *base, const qm_tokens *toks,
+                      const qm_eval_opts *o, qm_eval_result *r, qm_diag *d);
+
+typedef struct qm_task_result {
+    char *name;           /* owned */
+    size_t n;
+    double acc, acc_se, acc_norm, acc_norm_se;
+} qm_task_result;
+
+/* Multiple-choice tasks from a JSONL file (format in qmoe(1)): each choice is
+ * scored by the summed log-likelihood of its tokens after the context;
+ * acc takes the best sum, acc_norm the best sum per byte of the choice, as
+ * lm-evaluation-harness does.  Results per task name, in first-seen order;
+ * caller frees with qm_task_results_free(). */
+qm_status qm_eval_tasks(const qm_net *net, const char *path, int ctx, qm_task_result **out,
+                        size_t *n_out, qm_diag *d);
+void qm_task_results_free(qm_task_result *r, size_t n);
+
+#endif

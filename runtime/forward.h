@@ -1,0 +1,97 @@
+/* forward.h: the MoE forward pass, layer by layer over a batch of sequences.
+ *
+ * All five architectures share one decoder layer:
+ *
+ *   h   = x + o( attention( rope( qk_norm( q(n1), k(n1) ) ), v(n1) ) ),  n1 = rmsnorm(x)
+ *   out = h + ffn(n2),                                                    n2 = rmsnorm(h)
+ *   ffn = dense SwiGLU (dense layers)
+ *       | sum over the token's top-k experts of w_e * expert_e(n2)
+ *         + shared(n2) [* sigmoid(shared_gate n2) for Qwen2-MoE]
+ *
+ * Router: softmax in fp32 over all experts, top-k, renormalised when the
+ * config says so.  Each expert runs once per layer over the rows routed to
+ * it (gathered, two sgemms, scattered back weighted), so the work is that of
+ * the active parameters, done as large matrix products on OpenBLAS.
+ *
+ * Weights are converted to float32 when a layer is loaded (F32, F16, BF16);
+ * qm_layer_load() loads one layer, so a caller can stream a model through
+ * memory one layer at a time (GPTQ), or keep all layers (evaluation).
+ *
+ * Hooks let a caller see the rows entering any linear (calibration
+ * Hessians), the router's choices (expert frequency) and each MoE block's
+ * input and output (block importance) without a second forward pass.
+ */
+#ifndef QM_FORWARD_H
+#define QM_FORWARD_H
+
+#include "runtime/model.h"
+
+/* A linear layer y = x W^T (+ b). */
+typedef struct qm_lin {
+    float *w;  /* (out, in) row-major; NULL when absent */
+    float *b;  /* (out) or NULL */
+    int out, in;
+} qm_lin;
+
+typedef struct qm_layer_w {
+    int layer, moe;
+    float *attn_norm, *ffn_norm;  /* (d) */
+    float *q_norm, *k_norm;       /* (head_dim) or (heads*head_dim); NULL when absent */
+    qm_lin q, k, v, o;
+    qm_lin router;                /* (E, d) */
+    qm_lin *gate, *up, *down;     /* (E) experts; owned */
+    qm_lin sgate, sup, sdown;     /* shared expert(s), fused */
+    float *shared_gate;           /* (d) Qwen2-MoE sigmoid gate; NULL when absent */
+    qm_lin mgate, mup, mdown;     /* dense MLP */
+} qm_layer_w;
+
+/* Load layer `layer` of `m` as float32.  Caller frees with qm_layer_free(). */
+qm_status qm_layer_load(const qm_model *m, int layer, qm_layer_w *w, qm_diag *d);
+void qm_layer_free(qm_layer_w *w);
+
+/* The model-level weights: embeddings, final norm, lm_head (tied or not). */
+typedef struct qm_head_w {
+    float *embed;   /* (vocab, d) */
+    float *norm;    /* (d) */
+    float *lm_head; /* (vocab, d); == embed when tied */
+} qm_head_w;
+
+qm_status qm_head_load(const qm_model *m, qm_head_w *h, qm_diag *d);
+void qm_head_free(qm_head_w *h);
+
+typedef struct qm_fwd_hooks {
+    void *ctx;
+    /* Rows x (n, in) entering linear `part` (expert >= 0 for routed experts)
+     * of `layer`.  For experts only the routed rows are passed. */
+    void (*linear_in)(void *ctx, int layer, qm_part part, int expert, const float *x, int n, int in);
+    /* Router choices: idx (T, k) expert indices, w (T, k) weights used. */
+    void (*routing)(void *ctx, int layer, const int *idx, const float *w, int T, int k);
+    /* An FFN block's input n2 (T, d), its output ffn (T, d), the residual stream
+     * before (h) and after (out = h + ffn). */
+    void (*block)(void *ctx, int layer, const float *n2, const float *ffn, const float *h,
+                  const float *out, int T, int d);
+} qm_fwd_hooks;
+
+/* Run one decoder layer in place on x (B*S, d): B sequences of S tokens,
+ * positions 0..S-1 each.  hooks may be NULL. */
+qm_status qm_forward_layer(const qm_model *m, const qm_layer_w *w, float *x, int B, int S,
+                           const qm_fwd_hooks *hooks, qm_diag *d);
+
+/* Embed tokens (B*S) into x (B*S, d).  Tokens must be < vocab. */
+void qm_forward_embed(const qm_model *m, const qm_head_w *h, const int *tokens, int n, float *x);
+/* Final norm and lm_head: x (n, d) -> logits (n, vocab).  x is overwritten. */
+void qm_forward_logits(const qm_model *m, const qm_head_w *h, float *x, int n, float *logits);
+
+/* Whole model, all layers resident: tokens (B*S) -> logits (B*S, vocab). */
+typedef struct qm_net {
+    const qm_model *m;
+    qm_head_w head;
+    qm_layer_w *layers; /* (cfg.layers) */
+} qm_net;
+
+qm_status qm_net_load(const qm_model *m, qm_net *net, qm_diag *d);
+void qm_net_free(qm_net *net);
+qm_status qm_net_forward(const qm_net *net, const int *tokens, int B, int S, float *logits,
+                         const qm_fwd_hooks *hooks, qm_diag *d);
+
+#endif

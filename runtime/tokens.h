@@ -1,0 +1,28 @@
+/* tokens.h: the token streams that evaluation and calibration read.
+ *
+ * Models whose config declares "qmoe_tokenizer": "byte" (the shipped
+ * examples) read plain text, one token per byte.  Other models read token
+ * ids produced by their own tokenizer elsewhere: a file ending in ".u32"
+ * holds little-endian uint32 ids; any other --tokens file holds ids as
+ * decimal text separated by whitespace.
+ */
+#ifndef QM_TOKENS_H
+#define QM_TOKENS_H
+
+#include "base/base.h"
+
+typedef struct qm_tokens {
+    int *ids;   /* (n), owned; free with qm_tokens_free() */
+    size_t n;
+} qm_tokens;
+
+/* Bytes of a text file as tokens (byte-level models). */
+qm_status qm_tokens_from_text(const char *path, qm_tokens *t, qm_diag *d);
+/* Token ids from a .u32 or whitespace-separated decimal file; each must be < vocab. */
+qm_status qm_tokens_from_ids(const char *path, long long vocab, qm_tokens *t, qm_diag *d);
+void qm_tokens_free(qm_tokens *t);
+
+/* Whole file into memory (NUL-terminated for convenience); caller frees. */
+qm_status qm_read_file(const char *path, char **data, size_t *len, qm_diag *d);
+
+#endif
