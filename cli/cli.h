@@ -6,7 +6,10 @@
 #ifndef QM_CLI_H
 #define QM_CLI_H
 
+#include <time.h>
+
 #include "base/base.h"
+#include "runtime/forward.h"
 
 enum { QM_EXIT_OK = 0, QM_EXIT_FAIL = 1, QM_EXIT_USAGE = 2 };
 
@@ -20,6 +23,7 @@ typedef struct qm_cmd {
 
 extern const qm_cmd qm_cmd_inspect;
 extern const qm_cmd qm_cmd_eval;
+extern const qm_cmd qm_cmd_score;
 
 /* Print "qmoe: MSG" and the subcommand's usage to stderr; returns QM_EXIT_USAGE. */
 int qm_cli_usage(const qm_cmd *cmd, const char *fmt, ...) QM_PRINTF(2, 3);
@@ -28,5 +32,18 @@ int qm_cli_usage(const qm_cmd *cmd, const char *fmt, ...) QM_PRINTF(2, 3);
 int qm_cli_long(const qm_cmd *cmd, const char *opt, const char *arg, long lo, long hi, long *v);
 /* Print and empty the diagnostics; returns QM_EXIT_FAIL when any was an error. */
 int qm_cli_report(qm_diag *d);
+
+/* Open a model directory and load all its weights as float32. */
+qm_status qm_cli_open_net(const char *dir, qm_model **m, qm_net *net, qm_diag *d);
+/* Close what qm_cli_open_net opened (m may be NULL). */
+void qm_cli_close_net(qm_model *m, qm_net *net);
+
+/* Progress on stderr ("N/M tokens  R tok/s  ETA S s"), only when stderr is a
+ * terminal and not quiet: qm_cli_progress_start returns 0 otherwise. */
+typedef struct qm_cli_progress {
+    struct timespec t0;
+} qm_cli_progress;
+int qm_cli_progress_start(qm_cli_progress *p, int quiet);
+void qm_cli_progress_show(void *p, size_t done, size_t total);
 
 #endif

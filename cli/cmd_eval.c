@@ -5,45 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
 #include "runtime/eval.h"
-
-typedef struct progress {
-    struct timespec t0;
-} progress;
-
-static double seconds_since(const struct timespec *t0)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)(t.tv_sec - t0->tv_sec) + 1e-9 * (double)(t.tv_nsec - t0->tv_nsec);
-}
-
-static void show_progress(void *ctx, size_t done, size_t total)
-{
-    progress *p = ctx;
-    double s = seconds_since(&p->t0), rate = done / (s > 0 ? s : 1e-9);
-    fprintf(stderr, "\rqmoe: %zu/%zu tokens  %.0f tok/s  ETA %.0f s   ", done, total, rate,
-            (double)(total - done) / (rate > 0 ? rate : 1));
-    if (done == total)
-        fputc('\n', stderr);
-}
-
-/* Open a model and load all its weights; prints nothing. */
-static qm_status open_net(const char *dir, qm_model **m, qm_net *net, qm_diag *d)
-{
-    qm_status st = qm_model_open(dir, m, d);
-    if (st != QM_OK)
-        return st;
-    if ((st = qm_net_load(*m, net, d)) != QM_OK) {
-        qm_model_close(*m);
-        *m = NULL;
-    }
-    return st;
-}
 
 static void print_text(const qm_eval_result *r, const qm_task_result *t, size_t nt)
 {
@@ -169,9 +133,9 @@ static int run(int argc, char **argv)
     qm_eval_result r = {0};
     qm_task_result *tr = NULL;
     size_t ntr = 0;
-    qm_status st = open_net(argv[optind], &m, &net, d);
+    qm_status st = qm_cli_open_net(argv[optind], &m, &net, d);
     if (st == QM_OK && base)
-        st = open_net(base, &bm, &bnet, d);
+        st = qm_cli_open_net(base, &bm, &bnet, d);
     if (st == QM_OK && text && !m->cfg.byte_tokenizer)
         st = qm_diag_fail(d, QM_EINVAL, "%s does not declare a byte-level tokenizer; give token ids with --tokens",
                           argv[optind]);
@@ -179,11 +143,10 @@ static int run(int argc, char **argv)
         st = text ? qm_tokens_from_text(text, &toks, d) : qm_tokens_from_ids(ids, m->cfg.vocab, &toks, d);
         if (st == QM_OK && max_tokens && toks.n > (size_t)max_tokens)
             toks.n = (size_t)max_tokens;
-        progress p;
-        clock_gettime(CLOCK_MONOTONIC, &p.t0);
+        qm_cli_progress p;
         qm_eval_opts eo = {.ctx = (int)ctx, .batch = (int)batch};
-        if (!quiet && isatty(2)) {
-            eo.progress = show_progress;
+        if (qm_cli_progress_start(&p, quiet)) {
+            eo.progress = qm_cli_progress_show;
             eo.progress_ctx = &p;
         }
         if (st == QM_OK)
@@ -201,14 +164,8 @@ static int run(int argc, char **argv)
     }
     qm_task_results_free(tr, ntr);
     qm_tokens_free(&toks);
-    if (m) {
-        qm_net_free(&net);
-        qm_model_close(m);
-    }
-    if (bm) {
-        qm_net_free(&bnet);
-        qm_model_close(bm);
-    }
+    qm_cli_close_net(m, &net);
+    qm_cli_close_net(bm, &bnet);
     int rc = qm_cli_report(d);
     qm_diag_free(d);
     return st != QM_OK ? QM_EXIT_FAIL : rc;

@@ -17,6 +17,7 @@
 static const qm_cmd *const commands[] = {
     &qm_cmd_inspect,
     &qm_cmd_eval,
+    &qm_cmd_score,
 };
 
 static const qm_cmd *find(const char *name)

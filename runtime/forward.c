@@ -491,7 +491,7 @@ qm_status qm_net_forward(const qm_net *net, const int *tokens, int B, int S, flo
     qm_status st = QM_OK;
     for (int l = 0; st == QM_OK && l < m->cfg.layers; l++)
         st = qm_forward_layer(m, &net->layers[l], x, B, S, hooks, d);
-    if (st == QM_OK)
+    if (st == QM_OK && logits)
         qm_forward_logits(m, &net->head, x, T, logits);
     free(x);
     return st;

@@ -82,7 +82,8 @@ void qm_forward_embed(const qm_model *m, const qm_head_w *h, const int *tokens, 
 /* Final norm and lm_head: x (n, d) -> logits (n, vocab).  x is overwritten. */
 void qm_forward_logits(const qm_model *m, const qm_head_w *h, float *x, int n, float *logits);
 
-/* Whole model, all layers resident: tokens (B*S) -> logits (B*S, vocab). */
+/* Whole model, all layers resident: tokens (B*S) -> logits (B*S, vocab);
+ * logits may be NULL when only the hooks matter. */
 typedef struct qm_net {
     const qm_model *m;
     qm_head_w head;

@@ -1,0 +1,81 @@
+/* cmd_score.c: `qmoe score`: expert frequency, block importance, outlier scores. */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "runtime/score.h"
+
+static int run(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"calib", required_argument, NULL, 'c'},      {"ctx", required_argument, NULL, 'x'},
+        {"max-tokens", required_argument, NULL, 'm'}, {"output", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
+    };
+    const char *calib = NULL, *out = NULL;
+    long ctx = 512, max_tokens = 0;
+    int o;
+    optind = 1;
+    opterr = 0;
+    while ((o = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        switch (o) {
+        case 'c': calib = optarg; break;
+        case 'o': out = optarg; break;
+        case 'x':
+            if (qm_cli_long(&qm_cmd_score, "--ctx", optarg, 1, 1 << 20, &ctx))
+                return QM_EXIT_USAGE;
+            break;
+        case 'm':
+            if (qm_cli_long(&qm_cmd_score, "--max-tokens", optarg, 2, 1L << 40, &max_tokens))
+                return QM_EXIT_USAGE;
+            break;
+        case 'h':
+            printf("usage: qmoe %s\n\n%s", qm_cmd_score.synopsis, qm_cmd_score.help);
+            return QM_EXIT_OK;
+        default:
+            return qm_cli_usage(&qm_cmd_score, "unknown option or missing value '%s'", argv[optind - 1]);
+        }
+    }
+    if (argc - optind != 1)
+        return qm_cli_usage(&qm_cmd_score, "expected one MODEL");
+    if (!calib || !out)
+        return qm_cli_usage(&qm_cmd_score, "--calib FILE and -o SCORES are required");
+
+    qm_diag *d = qm_diag_new();
+    qm_model *m = NULL;
+    qm_net net = {0};
+    qm_tokens toks = {0};
+    qm_scores sc = {0};
+    qm_status st = qm_cli_open_net(argv[optind], &m, &net, d);
+    if (st == QM_OK)
+        st = m->cfg.byte_tokenizer ? qm_tokens_from_text(calib, &toks, d)
+                                   : qm_tokens_from_ids(calib, m->cfg.vocab, &toks, d);
+    if (st == QM_OK && max_tokens && toks.n > (size_t)max_tokens)
+        toks.n = (size_t)max_tokens;
+    if (st == QM_OK)
+        st = qm_score_model(&net, &toks, (int)ctx, &sc, d);
+    if (st == QM_OK)
+        st = qm_scores_write(&sc, m, calib, out, d);
+    qm_scores_free(&sc);
+    qm_tokens_free(&toks);
+    qm_cli_close_net(m, &net);
+    int rc = qm_cli_report(d);
+    qm_diag_free(d);
+    return st != QM_OK ? QM_EXIT_FAIL : rc;
+}
+
+const qm_cmd qm_cmd_score = {
+    .name = "score",
+    .run = run,
+    .synopsis = "score MODEL --calib FILE [--ctx N] [--max-tokens N] -o SCORES",
+    .summary = "measure expert frequency, MoE block importance and linear outlier scores",
+    .help = "Runs the calibration tokens through MODEL and writes the scores file that\n"
+            "`qmoe compile --scores` reads (format in qmoe(1)).\n\n"
+            "  --calib FILE      text for byte-level models, else token ids (.u32 or decimal)\n"
+            "  --ctx N           window length (default 512)\n"
+            "  --max-tokens N    use only the first N tokens\n"
+            "  -o, --output FILE the scores file (YAML), written atomically\n",
+};

@@ -1,0 +1,209 @@
+/* score.c: expert frequency, block importance and linear outlier scores. */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/score.h"
+
+double qm_outlier_score(const float *w, int out, int in)
+{
+    double best = 0;
+    for (int j = 0; j < in; j++) {
+        double mx = 0, sum = 0;
+        for (int i = 0; i < out; i++) {
+            double a = fabs(w[(size_t)i * in + j]);
+            sum += a;
+            mx = a > mx ? a : mx;
+        }
+        if (sum > 0 && mx / (sum / out) > best)
+            best = mx / (sum / out);
+    }
+    return best;
+}
+
+typedef struct acc {
+    qm_scores *s;
+    double *cos_ffn, *cos_res; /* (layers) sums */
+    size_t *n;                  /* (layers) tokens */
+} acc;
+
+static void on_routing(void *ctx, int layer, const int *idx, const float *w, int T, int k)
+{
+    acc *a = ctx;
+    double *row = a->s->freq + (size_t)layer * a->s->experts;
+    for (size_t i = 0; i < (size_t)T * k; i++)
+        row[idx[i]] += 1;
+}
+
+static double cosine(const float *x, const float *y, int d)
+{
+    double xy = 0, xx = 0, yy = 0;
+    for (int i = 0; i < d; i++) {
+        xy += (double)x[i] * y[i];
+        xx += (double)x[i] * x[i];
+        yy += (double)y[i] * y[i];
+    }
+    return xx > 0 && yy > 0 ? xy / sqrt(xx * yy) : 0;
+}
+
+static void on_block(void *ctx, int layer, const float *n2, const float *ffn, const float *h,
+                     const float *out, int T, int d)
+{
+    acc *a = ctx;
+    for (int t = 0; t < T; t++) {
+        size_t o = (size_t)t * d;
+        a->cos_ffn[layer] += cosine(n2 + o, ffn + o, d);
+        a->cos_res[layer] += cosine(h + o, out + o, d);
+    }
+    a->n[layer] += (size_t)T;
+}
+
+void qm_scores_free(qm_scores *s)
+{
+    free(s->freq);
+    free(s->imp_ffn);
+    free(s->imp_residual);
+    for (size_t i = 0; i < s->n_outlier; i++)
+        free(s->outlier_name[i]);
+    free(s->outlier_name);
+    free(s->outlier);
+    memset(s, 0, sizeof *s);
+}
+
+static qm_status outliers(const qm_model *m, qm_scores *s, qm_diag *d)
+{
+    s->outlier_name = calloc(m->n, sizeof *s->outlier_name);
+    s->outlier = calloc(m->n, sizeof *s->outlier);
+    if (!s->outlier_name || !s->outlier)
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    for (size_t i = 0; i < m->n; i++) {
+        const qm_st_tensor *t = m->t[i].st;
+        if (!qm_parts[m->t[i].part].linear || t->ndim != 2)
+            continue;
+        float *w = malloc((size_t)t->numel * sizeof *w);
+        if (!w)
+            return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+        if (qm_to_f32(t->dtype, t->data, w, (size_t)t->numel) != 0) {
+            free(w);
+            return qm_diag_fail(d, QM_EUNSUPPORTED, "tensor '%s' is %s; weights must be F32, F16 or BF16",
+                                t->name, qm_dtype_name(t->dtype));
+        }
+        s->outlier[s->n_outlier] = qm_outlier_score(w, (int)t->shape[0], (int)t->shape[1]);
+        free(w);
+        if (!(s->outlier_name[s->n_outlier++] = qm_strdup(m->t[i].canon)))
+            return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
+    return QM_OK;
+}
+
+qm_status qm_score_model(const qm_net *net, const qm_tokens *calib, int ctx, qm_scores *s, qm_diag *d)
+{
+    const qm_model *m = net->m;
+    memset(s, 0, sizeof *s);
+    s->layers = m->cfg.layers;
+    s->experts = m->cfg.experts;
+    s->ctx = ctx;
+    size_t L = (size_t)s->layers;
+    s->freq = calloc(L * (size_t)s->experts, sizeof *s->freq);
+    s->imp_ffn = calloc(L, sizeof *s->imp_ffn);
+    s->imp_residual = calloc(L, sizeof *s->imp_residual);
+    acc a = {s, calloc(L, sizeof(double)), calloc(L, sizeof(double)), calloc(L, sizeof(size_t))};
+    qm_status st = QM_OK;
+    if (!s->freq || !s->imp_ffn || !s->imp_residual || !a.cos_ffn || !a.cos_res || !a.n)
+        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    if (st == QM_OK && calib->n < 2)
+        st = qm_diag_fail(d, QM_EINVAL, "%zu calibration tokens: need at least 2", calib->n);
+    qm_fwd_hooks hk = {.ctx = &a, .routing = on_routing, .block = on_block};
+    /* Whole windows of ctx, then the remainder as one shorter window. */
+    for (size_t start = 0; st == QM_OK && start < calib->n;) {
+        size_t left = calib->n - start;
+        int S = left < (size_t)ctx ? (int)left : ctx;
+        int B = S == ctx ? (int)(left / (size_t)ctx) : 1;
+        B = B > 8 ? 8 : B;
+        st = qm_net_forward(net, calib->ids + start, B, S, NULL, &hk, d);
+        start += (size_t)B * S;
+        s->tokens += (size_t)B * S;
+    }
+    for (size_t l = 0; st == QM_OK && l < L; l++) {
+        int moe = m->is_moe[l] && a.n[l];
+        s->imp_ffn[l] = moe ? a.cos_ffn[l] / a.n[l] : NAN;
+        s->imp_residual[l] = moe ? a.cos_res[l] / a.n[l] : NAN;
+    }
+    if (st == QM_OK)
+        st = outliers(m, s, d);
+    free(a.cos_ffn);
+    free(a.cos_res);
+    free(a.n);
+    if (st != QM_OK)
+        qm_scores_free(s);
+    return st;
+}
+
+qm_status qm_scores_write(const qm_scores *s, const qm_model *m, const char *calib_path,
+                          const char *path, qm_diag *d)
+{
+    qm_afile f;
+    qm_status st = qm_afile_open(&f, path, d);
+    if (st != QM_OK)
+        return st;
+    fprintf(f.f, "# qmoe scores: written by `qmoe score`, read by `qmoe compile --scores`.\n");
+    qm_yaml *y = qm_yaml_begin(f.f);
+    if (!y) {
+        qm_afile_abort(&f);
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
+    qm_yaml_map(y);
+    qm_yaml_kint(y, "qmoe_scores", 1);
+    qm_yaml_str(y, "model");
+    qm_yaml_map(y);
+    qm_yaml_kstr(y, "architecture", m->arch->name);
+    qm_yaml_kint(y, "layers", m->cfg.layers);
+    qm_yaml_kint(y, "experts", m->cfg.experts);
+    qm_yaml_close(y);
+    qm_yaml_str(y, "calibration");
+    qm_yaml_map(y);
+    qm_yaml_kstr(y, "file", calib_path);
+    qm_yaml_kuint(y, "tokens", s->tokens);
+    qm_yaml_kint(y, "ctx", s->ctx);
+    qm_yaml_close(y);
+    qm_yaml_str(y, "frequency");
+    qm_yaml_map(y);
+    for (long long l = 0; l < s->layers; l++) {
+        if (!m->is_moe[l])
+            continue;
+        qm_yaml_int(y, l);
+        qm_yaml_flow_seq(y);
+        for (long long e = 0; e < s->experts; e++)
+            qm_yaml_real(y, s->freq[l * s->experts + e], 0);
+        qm_yaml_close(y);
+    }
+    qm_yaml_close(y);
+    qm_yaml_str(y, "importance");
+    qm_yaml_map(y);
+    for (long long l = 0; l < s->layers; l++) {
+        if (!m->is_moe[l])
+            continue;
+        qm_yaml_int(y, l);
+        qm_yaml_flow_map(y);
+        qm_yaml_str(y, "ffn");
+        qm_yaml_real(y, s->imp_ffn[l], 6);
+        qm_yaml_str(y, "residual");
+        qm_yaml_real(y, s->imp_residual[l], 6);
+        qm_yaml_close(y);
+    }
+    qm_yaml_close(y);
+    qm_yaml_str(y, "outlier");
+    qm_yaml_map(y);
+    for (size_t i = 0; i < s->n_outlier; i++) {
+        qm_yaml_str(y, s->outlier_name[i]);
+        qm_yaml_real(y, s->outlier[i], 4);
+    }
+    qm_yaml_close(y);
+    if ((st = qm_yaml_end(y, d)) != QM_OK) {
+        qm_afile_abort(&f);
+        return st;
+    }
+    return qm_afile_commit(&f, d);
+}
