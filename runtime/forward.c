@@ -213,33 +213,41 @@ static void rope(float *x, int T, int S, int heads, int hd, double theta)
 }
 
 /* Causal attention for B sequences of S rows: q (T, H*hd), k, v (T, KV*hd)
- * -> out (T, H*hd).  scores (S, S) is scratch. */
+ * -> out (T, H*hd).  Queries go in blocks of QBLOCK rows, each against only
+ * the keys it may see, so the masked upper triangle is mostly never
+ * computed.  scores (S, S) is scratch. */
+enum { QBLOCK = 64 };
+
 static void attention(const float *q, const float *k, const float *v, int B, int S, int H, int KV,
                       int hd, float *out, float *scores)
 {
     int qd = H * hd, kvd = KV * hd, group = H / KV;
     float scale = 1.0f / sqrtf((float)hd);
     for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            const float *qb = q + (size_t)b * S * qd + (size_t)h * hd;
-            const float *kb = k + (size_t)b * S * kvd + (size_t)(h / group) * hd;
-            const float *vb = v + (size_t)b * S * kvd + (size_t)(h / group) * hd;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, S, S, hd, scale, qb, qd, kb, kvd, 0.0f,
-                        scores, S);
-            for (int i = 0; i < S; i++) {
-                float *r = scores + (size_t)i * S, mx = r[0], sum = 0;
-                for (int j = 1; j <= i; j++)
-                    mx = r[j] > mx ? r[j] : mx;
-                for (int j = 0; j <= i; j++)
-                    sum += r[j] = expf(r[j] - mx);
-                for (int j = 0; j <= i; j++)
-                    r[j] /= sum;
-                for (int j = i + 1; j < S; j++)
-                    r[j] = 0;
+        for (int h = 0; h < H; h++)
+            for (int r0 = 0; r0 < S; r0 += QBLOCK) {
+                int rows = S - r0 < QBLOCK ? S - r0 : QBLOCK, keys = r0 + rows;
+                const float *qb = q + ((size_t)b * S + r0) * qd + (size_t)h * hd;
+                const float *kb = k + (size_t)b * S * kvd + (size_t)(h / group) * hd;
+                const float *vb = v + (size_t)b * S * kvd + (size_t)(h / group) * hd;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, hd, scale, qb, qd, kb,
+                            kvd, 0.0f, scores, keys);
+                for (int i = 0; i < rows; i++) {
+                    int last = r0 + i; /* the query's own position */
+                    float *r = scores + (size_t)i * keys, mx = r[0], sum = 0;
+                    for (int j = 1; j <= last; j++)
+                        mx = r[j] > mx ? r[j] : mx;
+                    for (int j = 0; j <= last; j++)
+                        sum += r[j] = expf(r[j] - mx);
+                    float inv = 1.0f / sum;
+                    for (int j = 0; j <= last; j++)
+                        r[j] *= inv;
+                    for (int j = last + 1; j < keys; j++)
+                        r[j] = 0;
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, keys, 1.0f, scores, keys,
+                            vb, kvd, 0.0f, out + ((size_t)b * S + r0) * qd + (size_t)h * hd, qd);
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, S, hd, S, 1.0f, scores, S, vb, kvd,
-                        0.0f, out + (size_t)b * S * qd + (size_t)h * hd, qd);
-        }
 }
 
 static void hook_in(const qm_fwd_hooks *hk, int layer, qm_part p, int e, const float *x, int n, int in)
@@ -291,22 +299,32 @@ static void route(const float *logits, int E, int k, int renorm, float *prob, in
             w[j] /= tot;
 }
 
-typedef struct scratch {
+struct qm_fwd_ws {
+    int T, S;
     float *n, *q, *k, *v, *att, *scores, *y, *g, *u, *rows, *eo, *out, *logit, *prob, *rw;
     int *idx, *tok;
-} scratch;
+};
 
-static void scratch_free(scratch *s)
+void qm_fwd_ws_free(qm_fwd_ws *s)
 {
+    if (!s)
+        return;
     float *fs[] = {s->n, s->q, s->k, s->v, s->att, s->scores, s->y, s->g, s->u, s->rows, s->eo, s->out, s->logit, s->prob, s->rw};
     for (size_t i = 0; i < sizeof fs / sizeof *fs; i++)
         free(fs[i]);
     free(s->idx);
     free(s->tok);
+    free(s);
 }
 
-static int scratch_alloc(scratch *s, const qm_config *c, int T, int S)
+qm_fwd_ws *qm_fwd_ws_new(const qm_model *m, int T, int S)
 {
+    const qm_config *c = &m->cfg;
+    qm_fwd_ws *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->T = T;
+    s->S = S;
     size_t D = (size_t)c->hidden, qd = (size_t)(c->heads * c->head_dim),
            kvd = (size_t)(c->kv_heads * c->head_dim), E = (size_t)c->experts, k = (size_t)c->top_k;
     size_t width = (size_t)c->expert_ff;
@@ -314,7 +332,6 @@ static int scratch_alloc(scratch *s, const qm_config *c, int T, int S)
         width = (size_t)c->ff;
     if ((size_t)c->shared_ff > width)
         width = (size_t)c->shared_ff;
-    memset(s, 0, sizeof *s);
     s->n = malloc((size_t)T * D * sizeof(float));
     s->q = malloc((size_t)T * qd * sizeof(float));
     s->k = malloc((size_t)T * kvd * sizeof(float));
@@ -332,12 +349,16 @@ static int scratch_alloc(scratch *s, const qm_config *c, int T, int S)
     s->rw = malloc((size_t)T * k * sizeof(float));
     s->idx = malloc((size_t)T * k * sizeof(int));
     s->tok = malloc((size_t)T * sizeof(int));
-    return s->n && s->q && s->k && s->v && s->att && s->scores && s->y && s->g && s->u && s->rows &&
-           s->eo && s->out && s->logit && s->prob && s->rw && s->idx && s->tok;
+    if (!(s->n && s->q && s->k && s->v && s->att && s->scores && s->y && s->g && s->u && s->rows &&
+          s->eo && s->out && s->logit && s->prob && s->rw && s->idx && s->tok)) {
+        qm_fwd_ws_free(s);
+        return NULL;
+    }
+    return s;
 }
 
 /* The routed experts and shared experts of an MoE block: n2 (T, D) -> y (T, D). */
-static void moe_block(const qm_config *c, const qm_layer_w *w, const float *n2, int T, scratch *s,
+static void moe_block(const qm_config *c, const qm_layer_w *w, const float *n2, int T, qm_fwd_ws *s,
                       const qm_fwd_hooks *hk)
 {
     int D = (int)c->hidden, E = (int)c->experts, k = (int)c->top_k, L = w->layer;
@@ -388,50 +409,50 @@ static void moe_block(const qm_config *c, const qm_layer_w *w, const float *n2, 
 }
 
 qm_status qm_forward_layer(const qm_model *m, const qm_layer_w *w, float *x, int B, int S,
-                           const qm_fwd_hooks *hk, qm_diag *d)
+                           qm_fwd_ws *ws, const qm_fwd_hooks *hk, qm_diag *d)
 {
     const qm_config *c = &m->cfg;
     int T = B * S, D = (int)c->hidden, H = (int)c->heads, KV = (int)c->kv_heads, hd = (int)c->head_dim;
     int L = w->layer;
-    scratch s;
-    if (!scratch_alloc(&s, c, T, S)) {
-        scratch_free(&s);
-        return qm_diag_fail(d, QM_ENOMEM, "out of memory in the forward pass of layer %d", L);
+    qm_fwd_ws *own = NULL;
+    if (!ws || ws->T < T || ws->S < S) {
+        if (!(own = ws = qm_fwd_ws_new(m, T, S)))
+            return qm_diag_fail(d, QM_ENOMEM, "out of memory in the forward pass of layer %d", L);
     }
     /* attention */
-    rmsnorm(x, w->attn_norm, T, D, c->rms_eps, s.n);
-    hook_in(hk, L, QM_PART_Q, -1, s.n, T, D);
-    hook_in(hk, L, QM_PART_K, -1, s.n, T, D);
-    hook_in(hk, L, QM_PART_V, -1, s.n, T, D);
-    linear(&w->q, s.n, T, s.q);
-    linear(&w->k, s.n, T, s.k);
-    linear(&w->v, s.n, T, s.v);
+    rmsnorm(x, w->attn_norm, T, D, c->rms_eps, ws->n);
+    hook_in(hk, L, QM_PART_Q, -1, ws->n, T, D);
+    hook_in(hk, L, QM_PART_K, -1, ws->n, T, D);
+    hook_in(hk, L, QM_PART_V, -1, ws->n, T, D);
+    linear(&w->q, ws->n, T, ws->q);
+    linear(&w->k, ws->n, T, ws->k);
+    linear(&w->v, ws->n, T, ws->v);
     if (w->q_norm) {
         int whole = (m->arch->flags & QM_ARCH_QK_NORM_WHOLE) != 0;
-        rmsnorm(s.q, w->q_norm, whole ? T : T * H, whole ? H * hd : hd, c->rms_eps, s.q);
-        rmsnorm(s.k, w->k_norm, whole ? T : T * KV, whole ? KV * hd : hd, c->rms_eps, s.k);
+        rmsnorm(ws->q, w->q_norm, whole ? T : T * H, whole ? H * hd : hd, c->rms_eps, ws->q);
+        rmsnorm(ws->k, w->k_norm, whole ? T : T * KV, whole ? KV * hd : hd, c->rms_eps, ws->k);
     }
-    rope(s.q, T, S, H, hd, c->rope_theta);
-    rope(s.k, T, S, KV, hd, c->rope_theta);
-    attention(s.q, s.k, s.v, B, S, H, KV, hd, s.att, s.scores);
-    hook_in(hk, L, QM_PART_O, -1, s.att, T, H * hd);
-    linear(&w->o, s.att, T, s.y);
+    rope(ws->q, T, S, H, hd, c->rope_theta);
+    rope(ws->k, T, S, KV, hd, c->rope_theta);
+    attention(ws->q, ws->k, ws->v, B, S, H, KV, hd, ws->att, ws->scores);
+    hook_in(hk, L, QM_PART_O, -1, ws->att, T, H * hd);
+    linear(&w->o, ws->att, T, ws->y);
     for (size_t i = 0; i < (size_t)T * D; i++)
-        x[i] += s.y[i];
+        x[i] += ws->y[i];
     /* feed-forward */
-    rmsnorm(x, w->ffn_norm, T, D, c->rms_eps, s.n);
+    rmsnorm(x, w->ffn_norm, T, D, c->rms_eps, ws->n);
     if (w->moe)
-        moe_block(c, w, s.n, T, &s, hk);
+        moe_block(c, w, ws->n, T, ws, hk);
     else
-        swiglu(&w->mgate, &w->mup, &w->mdown, s.n, T, s.g, s.u, s.y, hk, L, QM_PART_MLP_GATE, -1);
+        swiglu(&w->mgate, &w->mup, &w->mdown, ws->n, T, ws->g, ws->u, ws->y, hk, L, QM_PART_MLP_GATE, -1);
     if (hk && hk->block) {
         for (size_t i = 0; i < (size_t)T * D; i++)
-            s.out[i] = x[i] + s.y[i];
-        hk->block(hk->ctx, L, s.n, s.y, x, s.out, T, D);
+            ws->out[i] = x[i] + ws->y[i];
+        hk->block(hk->ctx, L, ws->n, ws->y, x, ws->out, T, D);
     }
     for (size_t i = 0; i < (size_t)T * D; i++)
-        x[i] += s.y[i];
-    scratch_free(&s);
+        x[i] += ws->y[i];
+    qm_fwd_ws_free(own);
     return QM_OK;
 }
 
@@ -487,10 +508,16 @@ qm_status qm_net_forward(const qm_net *net, const int *tokens, int B, int S, flo
     float *x = malloc((size_t)T * (size_t)m->cfg.hidden * sizeof *x);
     if (!x)
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    qm_fwd_ws *ws = qm_fwd_ws_new(m, T, S);
+    if (!ws) {
+        free(x);
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
     qm_forward_embed(m, &net->head, tokens, T, x);
     qm_status st = QM_OK;
     for (int l = 0; st == QM_OK && l < m->cfg.layers; l++)
-        st = qm_forward_layer(m, &net->layers[l], x, B, S, hooks, d);
+        st = qm_forward_layer(m, &net->layers[l], x, B, S, ws, hooks, d);
+    qm_fwd_ws_free(ws);
     if (st == QM_OK && logits)
         qm_forward_logits(m, &net->head, x, T, logits);
     free(x);

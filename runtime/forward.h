@@ -72,10 +72,18 @@ typedef struct qm_fwd_hooks {
                   const float *out, int T, int d);
 } qm_fwd_hooks;
 
+/* Scratch memory for layers over up to T rows in sequences of up to S;
+ * reusing one across layers and calls avoids faulting in fresh pages for
+ * every layer.  NULL when out of memory; free with qm_fwd_ws_free(). */
+typedef struct qm_fwd_ws qm_fwd_ws;
+qm_fwd_ws *qm_fwd_ws_new(const qm_model *m, int T, int S);
+void qm_fwd_ws_free(qm_fwd_ws *ws);
+
 /* Run one decoder layer in place on x (B*S, d): B sequences of S tokens,
- * positions 0..S-1 each.  hooks may be NULL. */
+ * positions 0..S-1 each.  ws may be NULL (scratch is then allocated for
+ * the call); hooks may be NULL. */
 qm_status qm_forward_layer(const qm_model *m, const qm_layer_w *w, float *x, int B, int S,
-                           const qm_fwd_hooks *hooks, qm_diag *d);
+                           qm_fwd_ws *ws, const qm_fwd_hooks *hooks, qm_diag *d);
 
 /* Embed tokens (B*S) into x (B*S, d).  Tokens must be < vocab. */
 void qm_forward_embed(const qm_model *m, const qm_head_w *h, const int *tokens, int n, float *x);

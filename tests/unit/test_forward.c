@@ -112,7 +112,7 @@ static void moe_case(const qm_arch *arch, int renorm, int shared, int sigmoid)
     }
     float x[2] = {3, 4};
     qm_diag *d = qm_diag_new();
-    CU_ASSERT_EQUAL_FATAL(qm_forward_layer(&m, &w, x, 1, 1, NULL, d), QM_OK);
+    CU_ASSERT_EQUAL_FATAL(qm_forward_layer(&m, &w, x, 1, 1, NULL, NULL, d), QM_OK);
 
     /* expected, by the equations */
     double r = 1 / sqrt((9.0 + 16.0) / 2 + 1e-6), n[2] = {3 * r, 4 * r}, lg[3], p[3], z = 0;
@@ -179,7 +179,7 @@ static void attention_case(const qm_arch *arch, int qk_norm)
     double xin[2][4];
     memcpy(xin, (double[2][4]){{1, 2, -1, 0.5}, {-0.5, 1, 2, 1}}, sizeof xin);
     qm_diag *d = qm_diag_new();
-    CU_ASSERT_EQUAL_FATAL(qm_forward_layer(&m, &w, &x[0][0], 1, 2, NULL, d), QM_OK);
+    CU_ASSERT_EQUAL_FATAL(qm_forward_layer(&m, &w, &x[0][0], 1, 2, NULL, NULL, d), QM_OK);
 
     double n1[2][4], q[2][4], k[2][2], v[2][2];
     for (int t = 0; t < 2; t++) {
