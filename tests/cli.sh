@@ -45,8 +45,58 @@ has "$out" "shape: [128, 256]"
 expect 0 "$QMOE" inspect --tensors "$mx"
 has "$out" "layers[0].attn.k"
 
-# a corrupt checkpoint is an error naming the file, not a crash
+# eval: figures are stable to the last printed digit across runs
+txt="$QM_SRCDIR/examples/data/wikitext2-test.txt"
+expect 0 "$QMOE" eval "$ds" --text "$txt" --max-tokens 3000 --ctx 256 --base "$ds" --format yaml -q
+first=$out
+has "$out" "tokens: 2999"
+has "$out" "kld_mean: 0.000000"     # a model against itself
+has "$out" "top1_agree: 100.00"
+has "$out" "ppl_ratio: 1.0000"
+expect 0 "$QMOE" eval "$ds" --text "$txt" --max-tokens 3000 --ctx 256 --base "$ds" --format yaml -q
+[ "$out" = "$first" ] && ok || bad "eval output differs between runs"
+expect 0 "$QMOE" eval "$mx" --text "$txt" --max-tokens 2000 --base "$ds" -q
+has "$out" "KLD"
+expect 2 "$QMOE" eval "$ds" --text "$txt" --tokens x;   has "$err" "give --text or --tokens, not both"
+expect 2 "$QMOE" eval "$ds";                            has "$err" "nothing to evaluate"
+expect 2 "$QMOE" eval "$ds" --text "$txt" --ctx 0;      has "$err" "--ctx must be an integer in [1,"
+expect 1 "$QMOE" eval "$ds" --text /nonexistent.txt;    has "$err" "/nonexistent.txt: No such file or directory"
+
+# token-id input: decimal text and .u32
 tmp=$(mktemp -d); trap 'rm -rf "$tmp" /tmp/qmoe-cli-err.$$' EXIT
+head -c 600 "$txt" | od -An -v -tu1 > "$tmp/ids.txt"
+expect 0 "$QMOE" eval "$ds" --tokens "$tmp/ids.txt" --format yaml -q
+ids_out=$out
+expect 0 "$QMOE" eval "$ds" --text "$txt" --max-tokens 600 --format yaml -q
+[ "$out" = "$ids_out" ] && ok || bad "--tokens ids and --text bytes disagree"
+echo "12 999" > "$tmp/bad.txt"
+expect 1 "$QMOE" eval "$ds" --tokens "$tmp/bad.txt"; has "$err" "token 1 is id 999, outside the vocabulary [0, 256)"
+
+# tasks: the model must prefer real continuations over shuffled bytes
+cat > "$tmp/tasks.jsonl" <<'JSONL'
+{"task": "demo", "context": " The game 's", "choices": [" development began in 2010", " ngdvmeoetlp 0b1a n2e0 ei"], "gold": 0}
+{"task": "demo", "context": " In the beginning God created", "choices": [" the heaven and the earth", " hte nveahe dan hte rathe"], "gold": 0}
+{"task": "demo", "context": " He was born in", "choices": [" yrdeoCn", " the city of London"], "gold": 1}
+JSONL
+expect 0 "$QMOE" eval "$ds" --tasks "$tmp/tasks.jsonl" --format yaml -q
+has "$out" "demo:"
+has "$out" "acc: 1.0000"
+has "$out" "\"n\": 3"   # quoted: a plain n reads as false in YAML 1.1
+echo '{"context": "x", "choices": ["a"], "gold": 0}' > "$tmp/badtask.jsonl"
+expect 1 "$QMOE" eval "$ds" --tasks "$tmp/badtask.jsonl"; has "$err" "badtask.jsonl:1: need 'context', 'choices' (2 or more)"
+
+# score: frequency counts add up to tokens x top-k per layer
+expect 0 "$QMOE" score "$ds" --calib "$QM_SRCDIR/examples/data/wikitext2-valid.txt" --max-tokens 2048 -o "$tmp/scores.yaml"
+sc=$(cat "$tmp/scores.yaml")
+has "$sc" "qmoe_scores: 1"
+has "$sc" "tokens: 2048"
+has "$sc" "layers[1].experts[15].down:"
+sum=$(sed -n 's/^  1: \[\(.*\)\]$/\1/p' "$tmp/scores.yaml" | tr ',' '\n' | awk '{s += $1} END {print s}')
+[ "$sum" = "8192" ] && ok || bad "layer 1 frequency sums to $sum, expected 2048 x 4"
+expect 2 "$QMOE" score "$ds" --calib x;  has "$err" "--calib FILE and -o SCORES are required"
+
+# a corrupt checkpoint is an error naming the file, not a crash
+mkdir "$tmp/corrupt"; tmp="$tmp/corrupt"
 cp "$mx/config.json" "$tmp/"
 printf '\377\377\377\377\377\377\377\377' > "$tmp/model.safetensors"
 expect 1 "$QMOE" inspect "$tmp"; has "$err" "$tmp/model.safetensors: header length"
