@@ -1,0 +1,413 @@
+/* gptq.c: GPTQ for one linear, the blocked version and the reference (see gptq.h).
+ *
+ * Columns of W are rows of Wt = W^T (in, out), so a column's update is one
+ * contiguous vector of `out` floats and a block of columns is one
+ * contiguous (B, out) matrix for sgemm.
+ */
+#include "config.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/gptq.h"
+
+/* LAPACK from OpenBLAS (Fortran ABI: trailing hidden length of the string). */
+extern void spotrf_(const char *uplo, const int *n, float *a, const int *lda, int *info, size_t len);
+extern void spotri_(const char *uplo, const int *n, float *a, const int *lda, int *info, size_t len);
+
+void qm_qresult_free(qm_qresult *r)
+{
+    free(r->deq);
+    free(r->codes);
+    free(r->scale);
+    free(r->zero);
+    free(r->g_idx);
+    memset(r, 0, sizeof *r);
+}
+
+void qm_hessian_add(float *H, const float *X, int n, int in)
+{
+    if (n > 0)
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, in, n, 1.0f, X, in, 1.0f, H, in);
+}
+
+void qm_hessian_finish(float *H, int in, long long samples)
+{
+    float f = samples > 0 ? 2.0f / (float)samples : 0.0f;
+    for (int i = 0; i < in; i++)
+        for (int j = i; j < in; j++)
+            H[(size_t)j * in + i] = H[(size_t)i * in + j] *= f;
+}
+
+/* ---- the grid ------------------------------------------------------------------------------ */
+
+static float quant1(float w, float scale, int zero, int maxq, int *code)
+{
+    float q = nearbyintf(w / scale) + (float)zero;
+    q = q < 0 ? 0 : q > (float)maxq ? (float)maxq : q;
+    *code = (int)q;
+    return scale * (q - (float)zero);
+}
+
+static void grid_from_range(float mn, float mx, int maxq, int sym, float *scale, int *zero)
+{
+    if (sym) {
+        float a = fmaxf(fabsf(mn), mx);
+        mn = mn < 0 ? -a : mn;
+        mx = a;
+    }
+    if (mn == 0 && mx == 0) {
+        mn = -1;
+        mx = 1;
+    }
+    *scale = (mx - mn) / (float)maxq;
+    *zero = sym ? (maxq + 1) / 2 : (int)nearbyintf(-mn / *scale);
+}
+
+/* Grid of each output row r from rows [c0, c1) of Wt (in, out): scale[r], zero[r]. */
+/* Grid of each output row r over rows `rows[0..n)` of Wt (in, out), or over
+ * rows [c0, c0 + n) when rows is NULL: scale[r], zero[r]. */
+static void find_params(const float *Wt, int out, const int *rows, int c0, int n, const qm_qspec *s,
+                        float *mn, float *mx, float *scale, int32_t *zero)
+{
+    int maxq = (1 << s->bits) - 1;
+    for (int r = 0; r < out; r++)
+        mn[r] = mx[r] = 0; /* 0 is always inside the range */
+    for (int k = 0; k < n; k++) {
+        const float *w = Wt + (size_t)(rows ? rows[k] : c0 + k) * out;
+        for (int r = 0; r < out; r++) {
+            mn[r] = w[r] < mn[r] ? w[r] : mn[r];
+            mx[r] = w[r] > mx[r] ? w[r] : mx[r];
+        }
+    }
+    for (int r = 0; r < out; r++) {
+        int z;
+        grid_from_range(mn[r], mx[r], maxq, s->sym, &scale[r], &z);
+        if (s->mse) {
+            double best = INFINITY;
+            for (int i = 0; i < 80; i++) {
+                float p = 1.0f - (float)i / 100.0f, sc;
+                int zz, code;
+                grid_from_range(p * mn[r], p * mx[r], maxq, s->sym, &sc, &zz);
+                double err = 0;
+                for (int k = 0; k < n; k++) {
+                    float w = Wt[(size_t)(rows ? rows[k] : c0 + k) * out + r];
+                    err += pow(fabs((double)(quant1(w, sc, zz, maxq, &code) - w)), 2.4);
+                }
+                if (err < best) {
+                    best = err;
+                    scale[r] = sc;
+                    z = zz;
+                }
+            }
+        }
+        zero[r] = z;
+    }
+}
+
+/* ---- shared set-up ----------------------------------------------------------------------- */
+
+typedef struct job {
+    const qm_qspec *s;
+    int out, in, gs, maxq;
+    float *Wt;      /* (in, out) in processing order */
+    float *U;       /* (in, in) upper Cholesky factor of H^-1, processing order */
+    int *perm;      /* (in) processing position -> input column */
+    float *Qt;      /* (in, out) dequantized, processing order */
+    float *mn, *mx; /* (out) scratch */
+} job;
+
+static void job_free(job *j)
+{
+    free(j->Wt);
+    free(j->U);
+    free(j->perm);
+    free(j->Qt);
+    free(j->mn);
+    free(j->mx);
+}
+
+typedef struct keyed {
+    float key;
+    int idx;
+} keyed;
+
+/* Descending H_ii; ties keep column order, so act-order is deterministic. */
+static int by_desc_key(const void *a, const void *b)
+{
+    const keyed *x = a, *y = b;
+    return x->key > y->key ? -1 : x->key < y->key ? 1 : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* U = upper Cholesky factor of (H + damp)^-1, growing damp until H is positive definite. */
+static qm_status inverse_factor(float *H, int in, const qm_qspec *s, qm_qresult *r, float *U, qm_diag *d)
+{
+    double mean = 0;
+    for (int i = 0; i < in; i++)
+        mean += H[(size_t)i * in + i];
+    mean /= in;
+    double damp = s->damp;
+    for (int attempt = 0; attempt < 8; attempt++, damp = damp > 0 ? damp * 10 : 0.01) {
+        memcpy(U, H, (size_t)in * in * sizeof *U);
+        for (int i = 0; i < in; i++)
+            U[(size_t)i * in + i] += (float)(damp * mean);
+        int info = 0;
+        /* row-major symmetric = column-major symmetric: "L" in LAPACK's terms
+         * is the upper triangle in ours */
+        spotrf_("L", &in, U, &in, &info, 1);
+        if (info == 0)
+            spotri_("L", &in, U, &in, &info, 1);
+        if (info == 0) {
+            for (int i = 0; i < in; i++)
+                for (int j = i + 1; j < in; j++)
+                    U[(size_t)j * in + i] = U[(size_t)i * in + j];
+            spotrf_("L", &in, U, &in, &info, 1);
+        }
+        if (info == 0) {
+            for (int i = 0; i < in; i++)
+                for (int j = 0; j < i; j++)
+                    U[(size_t)i * in + j] = 0;
+            r->damp = damp;
+            r->retries = attempt;
+            return QM_OK;
+        }
+    }
+    return qm_diag_fail(d, QM_EINVAL, "Hessian (%d x %d) is not positive definite even with damping %g "
+                        "of its mean diagonal", in, in, damp / 10);
+}
+
+static qm_status setup(const float *W, int out, int in, float *H, const qm_qspec *s, qm_qresult *r,
+                       job *j, qm_diag *d)
+{
+    memset(r, 0, sizeof *r);
+    memset(j, 0, sizeof *j);
+    if (s->bits < 2 || s->bits > 8 || s->group < 0 || (s->group && in % s->group))
+        return qm_diag_fail(d, QM_EINVAL, "bits %d / group %d do not fit a linear with %d input columns",
+                            s->bits, s->group, in);
+    j->s = s;
+    j->out = out;
+    j->in = in;
+    j->gs = s->group ? s->group : in;
+    j->maxq = (1 << s->bits) - 1;
+    r->out = out;
+    r->in = in;
+    r->groups = in / j->gs;
+    size_t n = (size_t)out * in;
+    j->Wt = malloc(n * sizeof *j->Wt);
+    j->Qt = malloc(n * sizeof *j->Qt);
+    j->perm = malloc((size_t)in * sizeof *j->perm);
+    j->mn = malloc((size_t)out * sizeof *j->mn);
+    j->mx = malloc((size_t)out * sizeof *j->mx);
+    r->deq = malloc(n * sizeof *r->deq);
+    r->codes = malloc(n);
+    r->scale = malloc((size_t)r->groups * out * sizeof *r->scale);
+    r->zero = malloc((size_t)r->groups * out * sizeof *r->zero);
+    r->g_idx = malloc((size_t)in * sizeof *r->g_idx);
+    keyed *diag = malloc((size_t)in * sizeof *diag);
+    float *Hp = NULL;
+    if (H) {
+        j->U = malloc((size_t)in * in * sizeof *j->U);
+        Hp = malloc((size_t)in * in * sizeof *Hp);
+    }
+    qm_status st = QM_OK;
+    if (!j->Wt || !j->Qt || !j->perm || !j->mn || !j->mx || !r->deq || !r->codes || !r->scale ||
+        !r->zero || !r->g_idx || !diag || (H && (!j->U || !Hp)))
+        st = qm_diag_fail(d, QM_ENOMEM, "out of memory for a %d x %d linear", out, in);
+    for (int i = 0; st == QM_OK && i < in; i++) {
+        diag[i] = (keyed){H ? H[(size_t)i * in + i] : 1, i};
+        if (diag[i].key == 0) { /* dead input: always zero, so its weights cannot matter */
+            H[(size_t)i * in + i] = 1;
+            r->dead++;
+        }
+    }
+    if (st == QM_OK && H && s->act_order)
+        qsort(diag, (size_t)in, sizeof *diag, by_desc_key);
+    for (int i = 0; st == QM_OK && i < in; i++) {
+        int c = j->perm[i] = diag[i].idx;
+        for (int o = 0; o < out; o++)
+            j->Wt[(size_t)i * out + o] = diag[i].key == 0 ? 0 : W[(size_t)o * in + c];
+    }
+    if (st == QM_OK && H) {
+        for (int a = 0; a < in; a++)
+            for (int b = 0; b < in; b++)
+                Hp[(size_t)a * in + b] = H[(size_t)j->perm[a] * in + j->perm[b]];
+        st = inverse_factor(Hp, in, s, r, j->U, d);
+    }
+    free(diag);
+    free(Hp);
+    if (st != QM_OK) {
+        job_free(j);
+        qm_qresult_free(r);
+    }
+    return st;
+}
+
+/* ---- the column loop ----------------------------------------------------------------------- */
+
+/* Grids fixed before any column is quantized: per channel (one group over
+ * all columns) or static groups (by original column order). */
+static qm_status fixed_groups(job *j, qm_qresult *r, qm_diag *d)
+{
+    int out = j->out, in = j->in, gs = j->gs;
+    if (!j->s->group) {
+        find_params(j->Wt, out, NULL, 0, in, j->s, j->mn, j->mx, r->scale, r->zero);
+        return QM_OK;
+    }
+    int *inv = malloc((size_t)in * sizeof *inv);
+    if (!inv)
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    for (int i = 0; i < in; i++)
+        inv[j->perm[i]] = i;
+    for (int g = 0; g < r->groups; g++)
+        find_params(j->Wt, out, inv + (size_t)g * gs, 0, gs, j->s, j->mn, j->mx,
+                    r->scale + (size_t)g * out, r->zero + (size_t)g * out);
+    free(inv);
+    return QM_OK;
+}
+
+static int fixed(const qm_qspec *s) { return !s->group || s->static_groups; }
+
+/* Quantize processing position i with its group's grid: Qt row i, codes,
+ * g_idx; fixes the grid first when a dynamic group starts here. */
+static void quantize_column(job *j, qm_qresult *r, int i)
+{
+    int out = j->out, c = j->perm[i];
+    int g = fixed(j->s) ? (j->s->group ? c / j->gs : 0) : i / j->gs;
+    if (!fixed(j->s) && i % j->gs == 0)
+        find_params(j->Wt, out, NULL, i, j->gs, j->s, j->mn, j->mx, r->scale + (size_t)g * out,
+                    r->zero + (size_t)g * out);
+    const float *sc = r->scale + (size_t)g * out;
+    const int32_t *z = r->zero + (size_t)g * out;
+    const float *w = j->Wt + (size_t)i * out;
+    float *q = j->Qt + (size_t)i * out;
+    for (int o = 0; o < out; o++) {
+        int code;
+        q[o] = quant1(w[o], sc[o], z[o], j->maxq, &code);
+        r->codes[(size_t)o * j->in + c] = (uint8_t)code;
+    }
+    r->g_idx[c] = g;
+}
+
+/* Results back in input-column order. */
+static void finish(job *j, qm_qresult *r)
+{
+    for (int i = 0; i < j->in; i++)
+        for (int o = 0; o < j->out; o++)
+            r->deq[(size_t)o * j->in + j->perm[i]] = j->Qt[(size_t)i * j->out + o];
+    job_free(j);
+}
+
+/* Quantize position i and return its scaled error in err (out): (w - q) / U_ii. */
+static void column_error(job *j, qm_qresult *r, int i, float *err)
+{
+    quantize_column(j, r, i);
+    float u = j->U[(size_t)i * j->in + i];
+    const float *w = j->Wt + (size_t)i * j->out, *q = j->Qt + (size_t)i * j->out;
+    for (int o = 0; o < j->out; o++)
+        err[o] = (w[o] - q[o]) / u;
+}
+
+qm_status qm_gptq_ref(const float *W, int out, int in, float *H, const qm_qspec *s, qm_qresult *r,
+                      qm_diag *d)
+{
+    job j;
+    qm_status st = setup(W, out, in, H, s, r, &j, d);
+    float *err = st == QM_OK ? malloc((size_t)out * sizeof *err) : NULL;
+    if (st == QM_OK && (!err || (fixed(s) && fixed_groups(&j, r, d) != QM_OK))) {
+        free(err);
+        job_free(&j);
+        qm_qresult_free(r);
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
+    if (st != QM_OK)
+        return st;
+    for (int i = 0; i < in; i++) {
+        column_error(&j, r, i, err);
+        for (int k = i + 1; k < in; k++) /* every later column, at once */
+            cblas_saxpy(out, -j.U[(size_t)i * in + k], err, 1, j.Wt + (size_t)k * out, 1);
+    }
+    free(err);
+    finish(&j, r);
+    return QM_OK;
+}
+
+qm_status qm_gptq(const float *W, int out, int in, float *H, const qm_qspec *s, qm_qresult *r,
+                  qm_diag *d)
+{
+    job j;
+    qm_status st = setup(W, out, in, H, s, r, &j, d);
+    if (st != QM_OK)
+        return st;
+    /* Blocks hold whole groups, so a group's grid sees all its updates. */
+    int B = !s->group || QM_GPTQ_BLOCK % s->group == 0 ? QM_GPTQ_BLOCK : s->group;
+    float *err = malloc((size_t)B * out * sizeof *err);
+    if (!err || (fixed(s) && fixed_groups(&j, r, d) != QM_OK)) {
+        free(err);
+        job_free(&j);
+        qm_qresult_free(r);
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
+    for (int i1 = 0; i1 < in; i1 += B) {
+        int i2 = i1 + B < in ? i1 + B : in;
+        for (int i = i1; i < i2; i++) {
+            float *e = err + (size_t)(i - i1) * out;
+            column_error(&j, r, i, e);
+            for (int k = i + 1; k < i2; k++) /* the rest of the block now */
+                cblas_saxpy(out, -j.U[(size_t)i * in + k], e, 1, j.Wt + (size_t)k * out, 1);
+        }
+        /* later blocks all at once: Wt[i2:] -= U[i1:i2, i2:]^T Err */
+        if (i2 < in)
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in - i2, out, i2 - i1, -1.0f,
+                        j.U + (size_t)i1 * in + i2, in, err, out, 1.0f, j.Wt + (size_t)i2 * out, out);
+    }
+    free(err);
+    finish(&j, r);
+    return QM_OK;
+}
+
+qm_status qm_rtn(const float *W, int out, int in, const qm_qspec *s, qm_qresult *r, qm_diag *d)
+{
+    job j;
+    qm_qspec plain = *s;
+    plain.act_order = 0; /* no Hessian, no order */
+    qm_status st = setup(W, out, in, NULL, &plain, r, &j, d);
+    if (st != QM_OK)
+        return st;
+    j.s = s;
+    if (fixed(s) && fixed_groups(&j, r, d) != QM_OK) {
+        job_free(&j);
+        qm_qresult_free(r);
+        return QM_ENOMEM;
+    }
+    for (int i = 0; i < in; i++)
+        quantize_column(&j, r, i);
+    finish(&j, r);
+    return QM_OK;
+}
+
+double qm_relative_error(const float *W, const float *Q, int out, int in, const float *H)
+{
+    size_t n = (size_t)out * in;
+    if (n == 0)
+        return 0;
+    float *D = malloc(n * sizeof *D), *M = malloc(n * sizeof *M);
+    if (!D || !M) {
+        free(D);
+        free(M);
+        return NAN;
+    }
+    for (size_t i = 0; i < n; i++)
+        D[i] = W[i] - Q[i];
+    double num = 0, den = 0;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, in, 1.0f, D, in, H, in, 0.0f, M, in);
+    for (size_t i = 0; i < n; i++)
+        num += (double)M[i] * D[i];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, in, 1.0f, W, in, H, in, 0.0f, M, in);
+    for (size_t i = 0; i < n; i++)
+        den += (double)M[i] * W[i];
+    free(D);
+    free(M);
+    return den > 0 ? num / den : 0;
+}

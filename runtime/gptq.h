@@ -1,0 +1,91 @@
+/* gptq.h: GPTQ (Frantar et al., 2022) for one linear layer, and the quantizer grid.
+ *
+ * For a weight W (out, in) and calibration inputs X (n, in), GPTQ quantizes
+ * W column by column, each time spreading the column's rounding error over
+ * the columns not yet quantized, weighted by the inverse Hessian
+ * H = 2 X^T X / n, so that the layer's outputs X W^T move as little as
+ * possible.  Steps, as in the paper and its reference code:
+ *
+ *   1. dead columns (H_ii = 0: the input is always zero) get H_ii = 1 and W_:i = 0
+ *   2. act-order (optional): process columns by descending H_ii
+ *   3. damping: H += damp * mean(diag H) * I; if H is still not positive
+ *      definite, damp is multiplied by 10 and the factorisation retried
+ *   4. U = upper Cholesky factor of H^-1 (LAPACK spotrf/spotri)
+ *   5. for each column i: q = quant(w_i); err = (w_i - q) / U_ii;
+ *      w_j -= err * U_ij for the later columns j
+ *
+ * qm_gptq() does step 5 in blocks of 128 columns, applying a block's errors
+ * to all later columns with one sgemm (the "lazy batch" update, where the
+ * FLOPs are); qm_gptq_ref() applies every update at once, column by column,
+ * exactly as written above.  Both give the same result up to rounding.
+ *
+ * Quantizer: per output row and group of `group` input columns (or the whole
+ * row for per-channel), from the min and max of the group's current
+ * weights (with 0 always inside the range):
+ *   asym  scale = (max - min) / maxq, zero = round(-min / scale)
+ *   sym   scale = 2 max|w| / maxq,    zero = (maxq + 1) / 2
+ *   q = clamp(round(w / scale) + zero, 0, maxq), w' = scale (q - zero)
+ * where maxq = 2^bits - 1 and round is to nearest even.  The optional MSE
+ * search shrinks the range by p in 1, 0.99, ..., 0.21 and keeps the p with
+ * the least sum |w - w'|^2.4 (the reference code's clipping search).
+ *
+ * Groups are taken from the weights as updated so far: a group starting at
+ * column c is fixed when column c is reached, from all its columns' current
+ * values.  (The reference code reads the later columns of a group before
+ * the current block's updates reach them; qmoe's groups divide the block,
+ * so here every column of the group is up to date.)  With act-order, groups
+ * follow the processing order (g_idx maps each input column to its group);
+ * static groups instead fix every group from the original weights in
+ * column order before anything is quantized.
+ */
+#ifndef QM_GPTQ_H
+#define QM_GPTQ_H
+
+#include "base/base.h"
+
+enum { QM_GPTQ_BLOCK = 128 };
+
+typedef struct qm_qspec {
+    int bits;          /* 2, 3, 4 or 8 */
+    int group;         /* input columns per group; 0 = one group per row (per channel) */
+    int sym;
+    int act_order;
+    int static_groups;
+    int mse;           /* search the clipping range */
+    double damp;       /* fraction of mean(diag H); the default is 0.01 */
+} qm_qspec;
+
+typedef struct qm_qresult {
+    int out, in, groups;
+    float *deq;        /* (out, in) dequantized weights; owned */
+    uint8_t *codes;    /* (out, in) integer codes in [0, maxq]; owned */
+    float *scale;      /* (groups, out); owned */
+    int32_t *zero;     /* (groups, out) in [0, maxq]; owned */
+    int32_t *g_idx;    /* (in) group of each input column; owned */
+    double damp;       /* damping fraction finally used */
+    int retries;       /* times damping had to grow */
+    int dead;          /* dead input columns */
+} qm_qresult;
+
+void qm_qresult_free(qm_qresult *r);
+
+/* Accumulate H (in, in) += X^T X for X (n, in), upper triangle (ssyrk). */
+void qm_hessian_add(float *H, const float *X, int n, int in);
+/* Finish an accumulated H over `samples` rows: H = 2 H / samples, symmetric. */
+void qm_hessian_finish(float *H, int in, long long samples);
+
+/* GPTQ of W (out, in) with Hessian H (in, in), which is overwritten.
+ * On success r holds the result (caller frees with qm_qresult_free()). */
+qm_status qm_gptq(const float *W, int out, int in, float *H, const qm_qspec *s, qm_qresult *r,
+                  qm_diag *d);
+/* The same, column by column without blocking: the reference for tests. */
+qm_status qm_gptq_ref(const float *W, int out, int in, float *H, const qm_qspec *s, qm_qresult *r,
+                      qm_diag *d);
+/* Round-to-nearest on the same grid (no error feedback). */
+qm_status qm_rtn(const float *W, int out, int in, const qm_qspec *s, qm_qresult *r, qm_diag *d);
+
+/* ||(W - Q) X^T||^2 / ||W X^T||^2 via the Hessian: tr(D H D^T) / tr(W H W^T)
+ * with D = W - Q and H = X^T X (any positive scale). */
+double qm_relative_error(const float *W, const float *Q, int out, int in, const float *H);
+
+#endif

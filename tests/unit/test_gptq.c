@@ -1,0 +1,228 @@
+/* test_gptq.c: GPTQ against its reference, against round-to-nearest, and its edge cases.
+ *
+ * Inputs are correlated (X = Z A with a random mixing A), as real activations
+ * are; on white inputs GPTQ has nothing to exploit.  Seeds are fixed.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/gptq.h"
+#include "tests/unit/testutil.h"
+
+static unsigned long long rng = 88172645463325252ull;
+static double uniform(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (double)(rng >> 11) / 9007199254740992.0;
+}
+static float gauss(void) { return (float)(sqrt(-2 * log(uniform() + 1e-300)) * cos(6.283185307 * uniform())); }
+
+/* W (out, in) gaussian; X (n, in) correlated; H = X^T X, finished as GPTQ does. */
+static void problem(int out, int in, int n, float **W, float **X, float **H)
+{
+    *W = malloc((size_t)out * in * sizeof **W);
+    *X = malloc((size_t)n * in * sizeof **X);
+    *H = calloc((size_t)in * in, sizeof **H);
+    float *A = malloc((size_t)in * in * sizeof *A), *Z = malloc((size_t)n * in * sizeof *Z);
+    for (size_t i = 0; i < (size_t)out * in; i++)
+        (*W)[i] = gauss();
+    for (size_t i = 0; i < (size_t)in * in; i++)
+        A[i] = gauss() / sqrtf((float)in) + (i % (in + 1) == 0 ? 1.0f : 0.0f);
+    for (size_t i = 0; i < (size_t)n * in; i++)
+        Z[i] = gauss() * (i % 7 == 0 ? 4.0f : 1.0f); /* a few loud channels */
+    for (int t = 0; t < n; t++)
+        for (int j = 0; j < in; j++) {
+            float v = 0;
+            for (int k = 0; k < in; k++)
+                v += Z[(size_t)t * in + k] * A[(size_t)k * in + j];
+            (*X)[(size_t)t * in + j] = v;
+        }
+    qm_hessian_add(*H, *X, n, in);
+    qm_hessian_finish(*H, in, n);
+    free(A);
+    free(Z);
+}
+
+static float *copy(const float *x, size_t n)
+{
+    float *c = malloc(n * sizeof *c);
+    memcpy(c, x, n * sizeof *c);
+    return c;
+}
+
+static void test_blocked_matches_reference(void)
+{
+    int out = 48, in = 256, n = 512;
+    float *W, *X, *H;
+    problem(out, in, n, &W, &X, &H);
+    const qm_qspec specs[] = {
+        {4, 0, 1, 0, 0, 0, 0.01},  {4, 64, 0, 0, 0, 0, 0.01}, {3, 32, 1, 1, 0, 0, 0.01},
+        {2, 128, 0, 1, 0, 0, 0.01}, {8, 0, 0, 1, 0, 0, 0.01}, {4, 64, 1, 1, 1, 0, 0.01},
+        {4, 256, 0, 0, 0, 1, 0.01}, {3, 0, 0, 0, 0, 1, 0.01},
+    };
+    qm_diag *d = qm_diag_new();
+    for (size_t k = 0; k < sizeof specs / sizeof *specs; k++) {
+        float *H1 = copy(H, (size_t)in * in), *H2 = copy(H, (size_t)in * in);
+        qm_qresult a, b;
+        CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &specs[k], &a, d), QM_OK);
+        CU_ASSERT_EQUAL_FATAL(qm_gptq_ref(W, out, in, H2, &specs[k], &b, d), QM_OK);
+        /* Same codes but for values sitting on a rounding boundary, where the
+         * two summation orders may fall either way (up to 0.5%); the error
+         * they make agrees to 0.1%. */
+        size_t differ = 0;
+        for (size_t i = 0; i < (size_t)out * in; i++)
+            differ += a.codes[i] != b.codes[i];
+        double ea = qm_relative_error(W, a.deq, out, in, H), eb = qm_relative_error(W, b.deq, out, in, H);
+        if (differ > (size_t)out * in / 200 || fabs(ea - eb) > 1e-3 * eb)
+            fprintf(stderr, "\nspec %zu: %zu codes differ, errors %g vs %g\n", k, differ, ea, eb);
+        CU_ASSERT(differ <= (size_t)out * in / 200);
+        CU_ASSERT(fabs(ea - eb) <= 1e-3 * eb);
+        CU_ASSERT_EQUAL(memcmp(a.g_idx, b.g_idx, (size_t)in * sizeof *a.g_idx), 0);
+        qm_qresult_free(&a);
+        qm_qresult_free(&b);
+        free(H1);
+        free(H2);
+    }
+    qm_diag_free(d);
+    free(W);
+    free(X);
+    free(H);
+}
+
+static void test_beats_round_to_nearest(void)
+{
+    int out = 64, in = 128, n = 512;
+    float *W, *X, *H;
+    problem(out, in, n, &W, &X, &H);
+    qm_diag *d = qm_diag_new();
+    for (int bits = 2; bits <= 4; bits++) {
+        qm_qspec s = {bits, 32, 1, 1, 0, 0, 0.01};
+        float *H1 = copy(H, (size_t)in * in);
+        qm_qresult g, r;
+        CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &s, &g, d), QM_OK);
+        CU_ASSERT_EQUAL_FATAL(qm_rtn(W, out, in, &s, &r, d), QM_OK);
+        double eg = qm_relative_error(W, g.deq, out, in, H), er = qm_relative_error(W, r.deq, out, in, H);
+        printf("\n    %d bits: GPTQ %.4f, RTN %.4f ", bits, eg, er);
+        CU_ASSERT(eg < 0.8 * er);
+        qm_qresult_free(&g);
+        qm_qresult_free(&r);
+        free(H1);
+    }
+    /* 8 bits is nearly lossless */
+    qm_qspec s8 = {8, 0, 0, 0, 0, 0, 0.01};
+    qm_qresult g;
+    CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H, &s8, &g, d), QM_OK);
+    CU_ASSERT(qm_relative_error(W, g.deq, out, in, H) < 1e-4);
+    qm_qresult_free(&g);
+    qm_diag_free(d);
+    free(W);
+    free(X);
+    free(H);
+}
+
+static void test_grid(void)
+{
+    /* one row, per channel: values on the 2-bit asymmetric grid come back exactly */
+    float W[4] = {-1.5f, -0.5f, 0.5f, 1.5f};
+    qm_qspec s = {2, 0, 0, 0, 0, 0, 0.01};
+    qm_qresult r;
+    qm_diag *d = qm_diag_new();
+    CU_ASSERT_EQUAL_FATAL(qm_rtn(W, 1, 4, &s, &r, d), QM_OK);
+    CU_ASSERT_DOUBLE_EQUAL(r.scale[0], 1.0, 1e-6);
+    CU_ASSERT_EQUAL(r.zero[0], 2); /* round(1.5 / 1) = 2, half to even */
+    /* w / scale + zero = 0.5, 1.5, 2.5, 3.5 round to even: 0, 2, 2, 4 -> clamped to 3 */
+    CU_ASSERT_EQUAL(r.codes[0], 0);
+    CU_ASSERT_EQUAL(r.codes[1], 2);
+    CU_ASSERT_EQUAL(r.codes[2], 2);
+    CU_ASSERT_EQUAL(r.codes[3], 3);
+    qm_qresult_free(&r);
+    /* symmetric: zero at the middle of the lopsided grid (maxq + 1) / 2 */
+    qm_qspec sy = {2, 0, 1, 0, 0, 0, 0.01};
+    float V[2] = {-3.0f, 1.0f};
+    CU_ASSERT_EQUAL_FATAL(qm_rtn(V, 1, 2, &sy, &r, d), QM_OK);
+    CU_ASSERT_EQUAL(r.zero[0], 2);
+    CU_ASSERT_DOUBLE_EQUAL(r.scale[0], 2.0, 1e-6); /* 2 * 3 / 3 */
+    CU_ASSERT_DOUBLE_EQUAL(r.deq[0], -4.0, 1e-6);  /* -3 / 2 = -1.5 rounds to -2 (even): code 0 */
+    CU_ASSERT_DOUBLE_EQUAL(r.deq[1], 0.0, 1e-6);   /* 1 / 2 = 0.5 rounds to 0 (even): code 2 */
+    qm_qresult_free(&r);
+    qm_diag_free(d);
+}
+
+static void test_dead_columns(void)
+{
+    int out = 16, in = 64, n = 256;
+    float *W, *X, *H;
+    problem(out, in, n, &W, &X, &H);
+    /* inputs 5 and 40 are always zero */
+    memset(H, 0, (size_t)in * in * sizeof *H);
+    for (int t = 0; t < n; t++)
+        X[(size_t)t * in + 5] = X[(size_t)t * in + 40] = 0;
+    qm_hessian_add(H, X, n, in);
+    qm_hessian_finish(H, in, n);
+    qm_qspec s = {4, 16, 0, 1, 0, 0, 0.01};
+    qm_qresult r;
+    qm_diag *d = qm_diag_new();
+    CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H, &s, &r, d), QM_OK);
+    CU_ASSERT_EQUAL(r.dead, 2);
+    for (int o = 0; o < out; o++) {
+        CU_ASSERT_EQUAL(r.deq[(size_t)o * in + 5], 0.0f);
+        CU_ASSERT_EQUAL(r.deq[(size_t)o * in + 40], 0.0f);
+        for (int i = 0; i < in; i++)
+            CU_ASSERT(isfinite(r.deq[(size_t)o * in + i]));
+    }
+    qm_qresult_free(&r);
+    qm_diag_free(d);
+    free(W);
+    free(X);
+    free(H);
+}
+
+static void test_extra_damping(void)
+{
+    /* fewer samples than inputs and two identical inputs: H is singular, and
+     * with no damping at all GPTQ must add some, say so, and still work */
+    int out = 8, in = 32, n = 16;
+    float *W, *X, *H;
+    problem(out, in, n, &W, &X, &H);
+    memset(H, 0, (size_t)in * in * sizeof *H);
+    for (int t = 0; t < n; t++)
+        X[(size_t)t * in + 3] = X[(size_t)t * in + 4];
+    qm_hessian_add(H, X, n, in);
+    qm_hessian_finish(H, in, n);
+    qm_qspec s = {4, 0, 1, 0, 0, 0, 0.0};
+    qm_qresult r;
+    qm_diag *d = qm_diag_new();
+    CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H, &s, &r, d), QM_OK);
+    CU_ASSERT(r.retries >= 1);
+    CU_ASSERT(r.damp > 0);
+    for (size_t i = 0; i < (size_t)out * in; i++)
+        CU_ASSERT(isfinite(r.deq[i]));
+    qm_qresult_free(&r);
+    /* a group that does not divide the columns is refused */
+    qm_qspec bad = {4, 24, 1, 0, 0, 0, 0.01};
+    CU_ASSERT_NOT_EQUAL(qm_gptq(W, out, in, H, &bad, &r, d), QM_OK);
+    TU_ASSERT_DIAG(d, "group 24 do not fit a linear with 32 input columns");
+    qm_diag_free(d);
+    free(W);
+    free(X);
+    free(H);
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("gptq", NULL, NULL);
+    CU_add_test(s, "the quantizer grid", test_grid);
+    CU_add_test(s, "blocked GPTQ matches the column-by-column reference", test_blocked_matches_reference);
+    CU_add_test(s, "GPTQ beats round-to-nearest; 8 bits nearly lossless", test_beats_round_to_nearest);
+    CU_add_test(s, "dead columns", test_dead_columns);
+    CU_add_test(s, "a singular Hessian gets more damping", test_extra_damping);
+    return tu_run();
+}
