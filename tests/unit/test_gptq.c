@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/dtype.h"
 #include "runtime/gptq.h"
+#include "runtime/pack.h"
 #include "tests/unit/testutil.h"
 
 static unsigned long long rng = 88172645463325252ull;
@@ -214,6 +216,79 @@ static void test_extra_damping(void)
     free(H);
 }
 
+static void test_pack_known_layout(void)
+{
+    /* 4 bits: values 0..7 of one column land in one word as 0x76543210 */
+    uint8_t codes[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    int32_t qw[1], qz[1], zeros[8] = {8, 8, 8, 8, 8, 8, 8, 8};
+    qm_pack_qweight(codes, 1, 8, 4, qw);
+    CU_ASSERT_EQUAL((uint32_t)qw[0], 0x76543210u);
+    /* symmetric 4-bit zero 8 is stored as 7: the familiar 0x77777777 */
+    qm_pack_qzeros(zeros, 1, 8, 4, 1, qz);
+    CU_ASSERT_EQUAL((uint32_t)qz[0], 0x77777777u);
+    /* 3 bits: 32 values in 3 words; value 10 straddles words 0 and 1 */
+    uint8_t c3[32] = {0};
+    int32_t q3[3];
+    c3[10] = 7;
+    qm_pack_qweight(c3, 1, 32, 3, q3);
+    CU_ASSERT_EQUAL((uint32_t)q3[0], 0xC0000000u);
+    CU_ASSERT_EQUAL((uint32_t)q3[1], 0x1u);
+    CU_ASSERT_EQUAL((uint32_t)q3[2], 0x0u);
+}
+
+/* GPTQ, pack, unpack, dequantize from the packed form: the same weights,
+ * up to the float16 rounding of the scales. */
+static void test_pack_roundtrip(void)
+{
+    int out = 64, in = 128, n = 256;
+    float *W, *X, *H;
+    problem(out, in, n, &W, &X, &H);
+    qm_diag *d = qm_diag_new();
+    for (int bits = 2; bits <= 8; bits++) {
+        if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
+            continue;
+        for (int v = 0; v < 4; v++) {
+            qm_qspec s = {bits, v & 1 ? 32 : 0, v & 2 ? 1 : 0, v & 1, 0, 0, 0.01};
+            float *H1 = copy(H, (size_t)in * in);
+            qm_qresult r;
+            CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &s, &r, d), QM_OK);
+            int32_t *qw = malloc((size_t)in * bits / 32 * out * 4), *qz = malloc((size_t)r.groups * out * bits / 32 * 4);
+            uint16_t *sc = malloc((size_t)r.groups * out * 2);
+            uint8_t *codes = malloc((size_t)out * in);
+            int32_t *zeros = malloc((size_t)r.groups * out * 4);
+            float *w = malloc((size_t)out * in * 4);
+            /* zero points lie on the grid */
+            for (int k = 0; k < r.groups * out; k++)
+                CU_ASSERT(r.zero[k] >= 0 && r.zero[k] <= (1 << bits) - 1);
+            qm_pack_qweight(r.codes, out, in, bits, qw);
+            qm_pack_qzeros(r.zero, r.groups, out, bits, 0, qz);
+            for (int k = 0; k < r.groups * out; k++)
+                sc[k] = qm_f32_to_f16(r.scale[k]);
+            qm_unpack_qweight(qw, out, in, bits, codes);
+            qm_unpack_qzeros(qz, r.groups, out, bits, 0, zeros);
+            CU_ASSERT_EQUAL(memcmp(codes, r.codes, (size_t)out * in), 0);
+            CU_ASSERT_EQUAL(memcmp(zeros, r.zero, (size_t)r.groups * out * 4), 0);
+            qm_dequant_packed(qw, qz, sc, r.g_idx, out, in, r.groups, bits, 0, w);
+            double worst = 0;
+            for (size_t k = 0; k < (size_t)out * in; k++)
+                worst = fmax(worst, fabs((double)w[k] - r.deq[k]) / (fabs(r.deq[k]) + 1e-3));
+            CU_ASSERT(worst < 1e-3); /* float16 scales: 2^-11 relative */
+            free(qw);
+            free(qz);
+            free(sc);
+            free(codes);
+            free(zeros);
+            free(w);
+            free(H1);
+            qm_qresult_free(&r);
+        }
+    }
+    qm_diag_free(d);
+    free(W);
+    free(X);
+    free(H);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -224,5 +299,8 @@ int main(void)
     CU_add_test(s, "GPTQ beats round-to-nearest; 8 bits nearly lossless", test_beats_round_to_nearest);
     CU_add_test(s, "dead columns", test_dead_columns);
     CU_add_test(s, "a singular Hessian gets more damping", test_extra_damping);
+    s = CU_add_suite("packing", NULL, NULL);
+    CU_add_test(s, "known layouts (4-bit, zeros, 3-bit straddle)", test_pack_known_layout);
+    CU_add_test(s, "GPTQ -> pack -> unpack -> dequantize, 2/3/4/8 bits", test_pack_roundtrip);
     return tu_run();
 }
