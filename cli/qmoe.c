@@ -18,6 +18,7 @@ static const qm_cmd *const commands[] = {
     &qm_cmd_inspect,
     &qm_cmd_eval,
     &qm_cmd_score,
+    &qm_cmd_gptq_tensor,
 };
 
 static const qm_cmd *find(const char *name)

@@ -64,6 +64,8 @@ static void grid_from_range(float mn, float mx, int maxq, int sym, float *scale,
     }
     *scale = (mx - mn) / (float)maxq;
     *zero = sym ? (maxq + 1) / 2 : (int)nearbyintf(-mn / *scale);
+    if (*zero < 1) /* format "gptq" stores zero - 1, so 0 cannot be written */
+        *zero = 1;
 }
 
 /* Grid of each output row r from rows [c0, c1) of Wt (in, out): scale[r], zero[r]. */

@@ -22,10 +22,12 @@
  * Quantizer: per output row and group of `group` input columns (or the whole
  * row for per-channel), from the min and max of the group's current
  * weights (with 0 always inside the range):
- *   asym  scale = (max - min) / maxq, zero = round(-min / scale)
+ *   asym  scale = (max - min) / maxq, zero = max(1, round(-min / scale))
  *   sym   scale = 2 max|w| / maxq,    zero = (maxq + 1) / 2
  *   q = clamp(round(w / scale) + zero, 0, maxq), w' = scale (q - zero)
- * where maxq = 2^bits - 1 and round is to nearest even.  The optional MSE
+ * where maxq = 2^bits - 1 and round is to nearest even.  (The floor of 1 on
+ * the asymmetric zero point exists because GPTQ checkpoints store zero - 1;
+ * it only matters for a group whose weights are all >= 0.)  The optional MSE
  * search shrinks the range by p in 1, 0.99, ..., 0.21 and keeps the p with
  * the least sum |w - w'|^2.4 (the reference code's clipping search).
  *

@@ -9,10 +9,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "runtime/dtype.h"
 #include "runtime/gptq.h"
 #include "runtime/pack.h"
+#include "runtime/safetensors.h"
 #include "tests/unit/testutil.h"
 
 static unsigned long long rng = 88172645463325252ull;
@@ -289,6 +291,68 @@ static void test_pack_roundtrip(void)
     free(H);
 }
 
+/* `qmoe gptq-tensor` as a user runs it, on files this test writes. */
+static void test_gptq_tensor_command(void)
+{
+    const char *qmoe = getenv("QMOE");
+    if (!qmoe) {
+        fprintf(stderr, "QMOE is not set\n");
+        CU_FAIL_FATAL("QMOE is not set");
+    }
+    int out = 64, in = 128, n = 512;
+    float *W, *X, *H;
+    problem(out, in, n, &W, &X, &H);
+    qm_diag *d = qm_diag_new();
+    uint64_t sw[2] = {(uint64_t)out, (uint64_t)in}, sx[2] = {(uint64_t)n, (uint64_t)in};
+    qm_st_entry ew = {"weight", QM_DT_F32, 2, sw, W}, ex = {"inputs", QM_DT_F32, 2, sx, X};
+    CU_ASSERT_EQUAL_FATAL(qm_st_write(tu_path("W.safetensors"), &ew, 1, NULL, d), QM_OK);
+    CU_ASSERT_EQUAL_FATAL(qm_st_write(tu_path("X.safetensors"), &ex, 1, NULL, d), QM_OK);
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "'%s' gptq-tensor --weight '%s' --inputs '%s' --bits 3 --group 32 --act-order "
+             "--format yaml -o '%s'", qmoe, tu_path("W.safetensors"), tu_path("X.safetensors"),
+             tu_path("Q.safetensors"));
+    FILE *p = popen(cmd, "r");
+    char line[256];
+    double e = -1, er = -1;
+    int has_seconds = 0;
+    while (p && fgets(line, sizeof line, p)) {
+        sscanf(line, "relative_error: %lf", &e);
+        sscanf(line, "rtn_relative_error: %lf", &er);
+        has_seconds |= strncmp(line, "seconds: ", 9) == 0;
+    }
+    CU_ASSERT_EQUAL(p ? pclose(p) : -1, 0);
+    CU_ASSERT(e > 0 && er > 0 && e < er);
+    CU_ASSERT(has_seconds);
+    /* the direct computation agrees with what the command printed */
+    qm_qspec s = {3, 32, 1, 1, 0, 0, 0.01};
+    qm_qresult r;
+    float *H1 = copy(H, (size_t)in * in);
+    CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &s, &r, d), QM_OK);
+    CU_ASSERT_DOUBLE_EQUAL(qm_relative_error(W, r.deq, out, in, H), e, 1e-6);
+    qm_st_file *f;
+    CU_ASSERT_EQUAL_FATAL(qm_st_open(tu_path("Q.safetensors"), &f, d), QM_OK);
+    const qm_st_tensor *qw = qm_st_find(f, "qweight"), *sc = qm_st_find(f, "scales"),
+                       *gi = qm_st_find(f, "g_idx"), *dq = qm_st_find(f, "weight"), *qz = qm_st_find(f, "qzeros");
+    CU_ASSERT_FATAL(qw && sc && gi && dq && qz);
+    CU_ASSERT_EQUAL(qw->shape[0], (uint64_t)in * 3 / 32);
+    CU_ASSERT_EQUAL(qw->shape[1], (uint64_t)out);
+    CU_ASSERT_EQUAL(qz->shape[0], 4);
+    CU_ASSERT_EQUAL(qz->shape[1], (uint64_t)out * 3 / 32);
+    CU_ASSERT_EQUAL(sc->dtype, QM_DT_F16);
+    CU_ASSERT_EQUAL(memcmp(dq->data, r.deq, (size_t)out * in * 4), 0);
+    CU_ASSERT_STRING_EQUAL(qm_st_meta(f, "checkpoint_format"), "gptq");
+    qm_st_close(f);
+    /* a bad width is a usage error */
+    snprintf(cmd, sizeof cmd, "'%s' gptq-tensor --weight x --inputs y --bits 5 2>/dev/null", qmoe);
+    CU_ASSERT_EQUAL(WEXITSTATUS(system(cmd)), 2);
+    qm_qresult_free(&r);
+    free(H1);
+    qm_diag_free(d);
+    free(W);
+    free(X);
+    free(H);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -302,5 +366,7 @@ int main(void)
     s = CU_add_suite("packing", NULL, NULL);
     CU_add_test(s, "known layouts (4-bit, zeros, 3-bit straddle)", test_pack_known_layout);
     CU_add_test(s, "GPTQ -> pack -> unpack -> dequantize, 2/3/4/8 bits", test_pack_roundtrip);
+    s = CU_add_suite("qmoe gptq-tensor", NULL, NULL);
+    CU_add_test(s, "one linear from files", test_gptq_tensor_command);
     return tu_run();
 }
