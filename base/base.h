@@ -106,6 +106,21 @@ qm_status qm_afile_commit(qm_afile *a, qm_diag *d);
 /* Discard the temporary (safe to call after a failed commit or twice). */
 void qm_afile_abort(qm_afile *a);
 
+/* ---- SHA-256 ---------------------------------------------------------------- */
+
+typedef struct qm_sha256 {
+    uint32_t h[8];
+    uint64_t len;
+    unsigned char buf[64];
+    size_t fill;
+} qm_sha256;
+
+void qm_sha256_init(qm_sha256 *s);
+void qm_sha256_update(qm_sha256 *s, const void *data, size_t n);
+/* Finish and write 64 lowercase hex digits and a NUL. */
+void qm_sha256_hex(qm_sha256 *s, char out[65]);
+qm_status qm_sha256_file(const char *path, char out[65], qm_diag *d);
+
 /* ---- YAML output ----------------------------------------------------------- */
 
 /* A small layer over libyaml's emitter with explicit structure calls.

@@ -1,0 +1,145 @@
+/* test_base.c: the shared pieces: SHA-256, string map, atomic files, YAML quoting, diagnostics. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/base.h"
+#include "tests/unit/testutil.h"
+
+static void sha_of(const char *msg, size_t n, char out[65])
+{
+    qm_sha256 s;
+    qm_sha256_init(&s);
+    qm_sha256_update(&s, msg, n);
+    qm_sha256_hex(&s, out);
+}
+
+static void test_sha256_vectors(void)
+{
+    char h[65];
+    sha_of("", 0, h); /* FIPS 180-4 examples */
+    CU_ASSERT_STRING_EQUAL(h, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    sha_of("abc", 3, h);
+    CU_ASSERT_STRING_EQUAL(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    sha_of(two, strlen(two), h);
+    CU_ASSERT_STRING_EQUAL(h, "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    /* a million 'a', fed in uneven pieces */
+    qm_sha256 s;
+    qm_sha256_init(&s);
+    char a[997];
+    memset(a, 'a', sizeof a);
+    size_t left = 1000000;
+    while (left) {
+        size_t n = left < sizeof a ? left : sizeof a;
+        qm_sha256_update(&s, a, n);
+        left -= n;
+    }
+    qm_sha256_hex(&s, h);
+    CU_ASSERT_STRING_EQUAL(h, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    CU_ASSERT_EQUAL(tu_write(tu_path("abc"), "abc", 3), 0);
+    CU_ASSERT_EQUAL(qm_sha256_file(tu_path("abc"), h, NULL), QM_OK);
+    CU_ASSERT_STRING_EQUAL(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+static void test_strmap(void)
+{
+    qm_strmap m;
+    CU_ASSERT_EQUAL_FATAL(qm_strmap_init(&m, 2), QM_OK);
+    static char keys[5000][16];
+    for (int i = 0; i < 5000; i++) {
+        snprintf(keys[i], sizeof keys[i], "k%d", i);
+        CU_ASSERT_EQUAL(qm_strmap_put(&m, keys[i], (size_t)i, NULL), QM_OK);
+    }
+    size_t v, old;
+    for (int i = 0; i < 5000; i += 7)
+        CU_ASSERT(qm_strmap_get(&m, keys[i], &v) && v == (size_t)i);
+    CU_ASSERT(!qm_strmap_get(&m, "k5000", &v));
+    CU_ASSERT_EQUAL(qm_strmap_put(&m, "k42", 1, &old), QM_EINVAL);
+    CU_ASSERT_EQUAL(old, 42);
+    qm_strmap_free(&m);
+}
+
+static void test_afile(void)
+{
+    qm_diag *d = qm_diag_new();
+    qm_afile a;
+    const char *p = tu_path("atomic.txt");
+    CU_ASSERT_EQUAL(tu_write(p, "old", 3), 0);
+    CU_ASSERT_EQUAL_FATAL(qm_afile_open(&a, p, d), QM_OK);
+    fputs("new", a.f);
+    qm_afile_abort(&a); /* abandoned: the old file stays */
+    char buf[8] = {0};
+    FILE *f = fopen(p, "r");
+    CU_ASSERT(fread(buf, 1, 7, f) == 3);
+    fclose(f);
+    CU_ASSERT_STRING_EQUAL(buf, "old");
+    CU_ASSERT_EQUAL_FATAL(qm_afile_open(&a, p, d), QM_OK);
+    fputs("new", a.f);
+    CU_ASSERT_EQUAL(qm_afile_commit(&a, d), QM_OK);
+    f = fopen(p, "r");
+    CU_ASSERT(fread(buf, 1, 7, f) == 3);
+    fclose(f);
+    CU_ASSERT_STRING_EQUAL(buf, "new");
+    CU_ASSERT_NOT_EQUAL(qm_afile_open(&a, tu_path("missing/dir/x"), d), QM_OK);
+    TU_ASSERT_DIAG(d, "cannot create a temporary file beside it");
+    qm_diag_free(d);
+}
+
+static void test_yaml_quoting(void)
+{
+    FILE *f = fopen(tu_path("q.yaml"), "w+");
+    qm_yaml *y = qm_yaml_begin(f);
+    qm_yaml_map(y);
+    qm_yaml_kstr(y, "a", "true");
+    qm_yaml_kstr(y, "b", "12");
+    qm_yaml_kstr(y, "c", "layers[0].attn.q");
+    qm_yaml_kstr(y, "d", "");
+    qm_yaml_kstr(y, "n", "x");
+    qm_yaml_str(y, "e");
+    qm_yaml_real(y, 0.5, 3);
+    CU_ASSERT_EQUAL(qm_yaml_end(y, NULL), QM_OK);
+    rewind(f);
+    char buf[512] = {0};
+    CU_ASSERT(fread(buf, 1, sizeof buf - 1, f) > 0);
+    fclose(f);
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "a: \"true\"\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "b: \"12\"\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "c: layers[0].attn.q\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "d: \"\"\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "\"n\": x\n"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(buf, "e: 0.500\n"));
+}
+
+static void test_diag(void)
+{
+    qm_diag *d = qm_diag_new();
+    CU_ASSERT_EQUAL(qm_diag_fail(d, QM_EFORMAT, "bad %d", 7), QM_EFORMAT);
+    qm_diag_warn(d, "careful");
+    CU_ASSERT_EQUAL(qm_diag_errors(d), 1);
+    CU_ASSERT_EQUAL(qm_diag_warnings(d), 1);
+    CU_ASSERT_STRING_EQUAL(qm_diag_text(d, 0), "bad 7");
+    for (int i = 0; i < 2000; i++) /* past the cap: counted, not stored */
+        qm_diag_fail(d, QM_EFORMAT, "again");
+    CU_ASSERT_EQUAL(qm_diag_errors(d), 2001);
+    CU_ASSERT(qm_diag_count(d) <= 1000);
+    CU_ASSERT_EQUAL(qm_diag_fail(NULL, QM_EIO, "dropped"), QM_EIO);
+    CU_ASSERT_STRING_EQUAL(qm_status_name(QM_EFORMAT), "format");
+    qm_diag_free(d);
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("base", NULL, NULL);
+    CU_add_test(s, "SHA-256 test vectors", test_sha256_vectors);
+    CU_add_test(s, "string map", test_strmap);
+    CU_add_test(s, "atomic files", test_afile);
+    CU_add_test(s, "YAML quoting", test_yaml_quoting);
+    CU_add_test(s, "diagnostics", test_diag);
+    return tu_run();
+}
