@@ -1,0 +1,357 @@
+/* plan.c: bit plans: summary, YAML output through the shared emitter, and
+ * validated YAML input through libyaml's document loader. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "runtime/plan.h"
+
+void qm_plan_free(qm_plan *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n; i++) {
+        free(p->t[i].name);
+        free(p->t[i].module);
+        free(p->t[i].rule);
+    }
+    free(p->t);
+    free(p->policy_path);
+    free(p->policy_sha256);
+    free(p->arch);
+    free(p->config_sha256);
+    free(p->scores_path);
+    free(p->scores_sha256);
+    free(p);
+}
+
+static uint64_t numel(const qm_plan_tensor *t)
+{
+    uint64_t n = 1;
+    for (int k = 0; k < t->ndim; k++)
+        n *= t->shape[k];
+    return n;
+}
+
+uint64_t qm_plan_tensor_bytes(const qm_plan_tensor *t)
+{
+    if (!t->bits || t->ndim != 2)
+        return numel(t) * qm_dtype_size(t->dtype);
+    uint64_t out = t->shape[0], in = t->shape[1], b = (uint64_t)t->bits;
+    uint64_t groups = t->group ? in / (uint64_t)t->group : 1;
+    /* qweight + qzeros (packed) + scales (fp16) + g_idx (int32) */
+    return in * out * b / 8 + groups * out * b / 8 + 2 * groups * out + 4 * in;
+}
+
+void qm_plan_summarize(qm_plan *p)
+{
+    qm_plan_summary *s = &p->summary;
+    memset(s, 0, sizeof *s);
+    double bits = 0, stored = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        const qm_plan_tensor *t = &p->t[i];
+        uint64_t n = numel(t);
+        s->by_bits[t->bits]++;
+        s->bytes_before += n * qm_dtype_size(t->dtype);
+        s->bytes_after += qm_plan_tensor_bytes(t);
+        if (t->bits) {
+            s->quantized_params += n;
+            bits += (double)n * t->bits;
+            stored += 8.0 * (double)qm_plan_tensor_bytes(t);
+        } else {
+            s->kept_params += n;
+        }
+    }
+    s->average_bits = s->quantized_params ? bits / (double)s->quantized_params : 0;
+    s->effective_bits = s->quantized_params ? stored / (double)s->quantized_params : 0;
+}
+
+/* ---- output -------------------------------------------------------------------------------- */
+
+static void kbool(qm_yaml *y, const char *k, int v)
+{
+    qm_yaml_str(y, k);
+    qm_yaml_bool(y, v);
+}
+
+qm_status qm_plan_emit(const qm_plan *p, FILE *f, qm_diag *d)
+{
+    qm_yaml *y = qm_yaml_begin(f);
+    if (!y)
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    const qm_plan_summary *s = &p->summary;
+    qm_yaml_map(y);
+    qm_yaml_kint(y, "qmoe_plan", QM_PLAN_VERSION);
+    qm_yaml_str(y, "policy");
+    qm_yaml_map(y);
+    qm_yaml_kstr(y, "path", p->policy_path);
+    qm_yaml_kstr(y, "sha256", p->policy_sha256);
+    qm_yaml_close(y);
+    qm_yaml_str(y, "model");
+    qm_yaml_map(y);
+    qm_yaml_kstr(y, "architecture", p->arch);
+    qm_yaml_kstr(y, "config_sha256", p->config_sha256);
+    qm_yaml_close(y);
+    qm_yaml_str(y, "scores");
+    if (p->scores_sha256) {
+        qm_yaml_map(y);
+        qm_yaml_kstr(y, "path", p->scores_path);
+        qm_yaml_kstr(y, "sha256", p->scores_sha256);
+        qm_yaml_close(y);
+    } else {
+        qm_yaml_null(y);
+    }
+    qm_yaml_str(y, "summary");
+    qm_yaml_map(y);
+    qm_yaml_str(y, "average_bits");
+    qm_yaml_real(y, s->average_bits, 4);
+    qm_yaml_str(y, "effective_bits");
+    qm_yaml_real(y, s->effective_bits, 4);
+    qm_yaml_kuint(y, "quantized_params", s->quantized_params);
+    qm_yaml_kuint(y, "kept_params", s->kept_params);
+    qm_yaml_str(y, "tensors_by_bits");
+    qm_yaml_flow_map(y);
+    static const int widths[] = {2, 3, 4, 8};
+    for (size_t i = 0; i < 4; i++) {
+        qm_yaml_int(y, widths[i]);
+        qm_yaml_uint(y, s->by_bits[widths[i]]);
+    }
+    qm_yaml_kuint(y, "keep", s->by_bits[0]);
+    qm_yaml_close(y);
+    qm_yaml_kuint(y, "bytes_before", s->bytes_before);
+    qm_yaml_kuint(y, "bytes_after", s->bytes_after);
+    qm_yaml_close(y);
+    qm_yaml_str(y, "tensors");
+    qm_yaml_seq(y);
+    for (size_t i = 0; i < p->n; i++) {
+        const qm_plan_tensor *t = &p->t[i];
+        qm_yaml_flow_map(y);
+        qm_yaml_kstr(y, "name", t->name);
+        qm_yaml_kstr(y, "module", t->module);
+        qm_yaml_str(y, "shape");
+        qm_yaml_flow_seq(y);
+        for (int k = 0; k < t->ndim; k++)
+            qm_yaml_uint(y, t->shape[k]);
+        qm_yaml_close(y);
+        qm_yaml_kstr(y, "dtype", qm_dtype_name(t->dtype));
+        qm_yaml_str(y, "bits");
+        if (t->bits)
+            qm_yaml_int(y, t->bits);
+        else
+            qm_yaml_str(y, "keep");
+        qm_yaml_kint(y, "group_size", t->group);
+        kbool(y, "sym", t->sym);
+        kbool(y, "act_order", t->act_order);
+        qm_yaml_kstr(y, "rule", t->rule);
+        qm_yaml_close(y);
+    }
+    qm_yaml_close(y);
+    return qm_yaml_end(y, d);
+}
+
+qm_status qm_plan_write(const qm_plan *p, const char *path, qm_diag *d)
+{
+    qm_afile a;
+    qm_status st = qm_afile_open(&a, path, d);
+    if (st != QM_OK)
+        return st;
+    if ((st = qm_plan_emit(p, a.f, d)) != QM_OK) {
+        qm_afile_abort(&a);
+        return st;
+    }
+    return qm_afile_commit(&a, d);
+}
+
+/* ---- input --------------------------------------------------------------------------------- */
+
+typedef struct reader {
+    const char *path;
+    yaml_document_t doc;
+    qm_diag *d;
+} reader;
+
+static qm_status bad(reader *r, yaml_node_t *n, const char *what, const char *detail)
+{
+    return qm_diag_fail(r->d, QM_EFORMAT, "%s:%zu:%zu: %s %s", r->path, n ? n->start_mark.line + 1 : 0,
+                        n ? n->start_mark.column + 1 : 0, what, detail);
+}
+
+static yaml_node_t *get(reader *r, yaml_node_t *map, const char *key)
+{
+    if (!map || map->type != YAML_MAPPING_NODE)
+        return NULL;
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = yaml_document_get_node(&r->doc, p->key);
+        if (k && k->type == YAML_SCALAR_NODE && strcmp((char *)k->data.scalar.value, key) == 0)
+            return yaml_document_get_node(&r->doc, p->value);
+    }
+    return NULL;
+}
+
+static const char *scalar(yaml_node_t *n)
+{
+    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+/* Copy of the scalar at map[key]; NULL (and a diagnostic) when missing. */
+static char *need_str(reader *r, yaml_node_t *map, const char *key, const char *where, qm_status *st)
+{
+    const char *v = scalar(get(r, map, key));
+    if (!v) {
+        char what[128];
+        snprintf(what, sizeof what, "%s needs", where);
+        char k[96];
+        snprintf(k, sizeof k, "'%s'", key);
+        *st = bad(r, map, what, k);
+        return NULL;
+    }
+    char *c = qm_strdup(v);
+    if (!c)
+        *st = qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
+    return c;
+}
+
+static int as_long(const char *s, long long *v)
+{
+    char *end;
+    errno = 0;
+    *v = s ? strtoll(s, &end, 10) : 0;
+    return s && *s && !*end && !errno;
+}
+
+static int as_bool(const char *s, int *v)
+{
+    if (s && strcmp(s, "true") == 0)
+        *v = 1;
+    else if (s && strcmp(s, "false") == 0)
+        *v = 0;
+    else
+        return 0;
+    return 1;
+}
+
+static qm_status read_tensor(reader *r, yaml_node_t *n, size_t i, qm_plan_tensor *t)
+{
+    char where[64];
+    snprintf(where, sizeof where, "tensors[%zu]", i);
+    if (!n || n->type != YAML_MAPPING_NODE)
+        return bad(r, n, where, "is not a mapping");
+    qm_status st = QM_OK;
+    t->name = need_str(r, n, "name", where, &st);
+    if (st == QM_OK)
+        t->module = need_str(r, n, "module", where, &st);
+    if (st == QM_OK)
+        t->rule = need_str(r, n, "rule", where, &st);
+    if (st != QM_OK)
+        return st;
+    yaml_node_t *shape = get(r, n, "shape");
+    if (!shape || shape->type != YAML_SEQUENCE_NODE || shape->data.sequence.items.top - shape->data.sequence.items.start < 1 ||
+        shape->data.sequence.items.top - shape->data.sequence.items.start > 2)
+        return bad(r, shape ? shape : n, where, "shape must be a list of 1 or 2 sizes");
+    t->ndim = (int)(shape->data.sequence.items.top - shape->data.sequence.items.start);
+    for (int k = 0; k < t->ndim; k++) {
+        long long v;
+        if (!as_long(scalar(yaml_document_get_node(&r->doc, shape->data.sequence.items.start[k])), &v) || v < 0)
+            return bad(r, shape, where, "shape must be a list of 1 or 2 sizes");
+        t->shape[k] = (uint64_t)v;
+    }
+    const char *dt = scalar(get(r, n, "dtype"));
+    if (!dt || !qm_dtype_parse(dt, &t->dtype))
+        return bad(r, n, where, "dtype must name a safetensors dtype");
+    const char *b = scalar(get(r, n, "bits"));
+    long long v;
+    if (b && strcmp(b, "keep") == 0)
+        t->bits = 0;
+    else if (as_long(b, &v) && (v == 2 || v == 3 || v == 4 || v == 8))
+        t->bits = (int)v;
+    else
+        return bad(r, get(r, n, "bits") ? get(r, n, "bits") : n, where, "bits must be 2, 3, 4, 8 or keep");
+    if (!as_long(scalar(get(r, n, "group_size")), &v) || v < 0 ||
+        (v && t->ndim == 2 && t->shape[1] % (uint64_t)v))
+        return bad(r, get(r, n, "group_size") ? get(r, n, "group_size") : n, where,
+                   "group_size must be 0 (per channel) or divide the input columns");
+    t->group = (int)v;
+    if (!as_bool(scalar(get(r, n, "sym")), &t->sym) || !as_bool(scalar(get(r, n, "act_order")), &t->act_order))
+        return bad(r, n, where, "sym and act_order must be true or false");
+    if (t->bits && t->ndim != 2)
+        return bad(r, n, where, "only 2-D tensors can be quantized");
+    return QM_OK;
+}
+
+static qm_status read_plan(reader *r, qm_plan *p)
+{
+    yaml_node_t *root = yaml_document_get_root_node(&r->doc);
+    long long v;
+    qm_status st = QM_OK;
+    if (!root || root->type != YAML_MAPPING_NODE)
+        return bad(r, root, "plan:", "the document is not a mapping");
+    if (!as_long(scalar(get(r, root, "qmoe_plan")), &v))
+        return bad(r, root, "plan:", "no 'qmoe_plan' version: not a qmoe plan");
+    if (v != QM_PLAN_VERSION)
+        return bad(r, get(r, root, "qmoe_plan"), "plan:", "has a format version this qmoe does not read");
+    yaml_node_t *pol = get(r, root, "policy"), *model = get(r, root, "model"), *sc = get(r, root, "scores");
+    p->policy_path = need_str(r, pol, "path", "policy", &st);
+    if (st == QM_OK)
+        p->policy_sha256 = need_str(r, pol, "sha256", "policy", &st);
+    if (st == QM_OK)
+        p->arch = need_str(r, model, "architecture", "model", &st);
+    if (st == QM_OK)
+        p->config_sha256 = need_str(r, model, "config_sha256", "model", &st);
+    if (st == QM_OK && sc && sc->type == YAML_MAPPING_NODE) {
+        p->scores_path = need_str(r, sc, "path", "scores", &st);
+        if (st == QM_OK)
+            p->scores_sha256 = need_str(r, sc, "sha256", "scores", &st);
+    }
+    if (st != QM_OK)
+        return st;
+    yaml_node_t *ts = get(r, root, "tensors");
+    if (!ts || ts->type != YAML_SEQUENCE_NODE)
+        return bad(r, ts ? ts : root, "plan:", "'tensors' must be a list");
+    size_t n = (size_t)(ts->data.sequence.items.top - ts->data.sequence.items.start);
+    p->t = calloc(n ? n : 1, sizeof *p->t);
+    if (!p->t)
+        return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n && st == QM_OK; i++) {
+        st = read_tensor(r, yaml_document_get_node(&r->doc, ts->data.sequence.items.start[i]), i, &p->t[i]);
+        p->n++;
+    }
+    if (st == QM_OK)
+        qm_plan_summarize(p);
+    return st;
+}
+
+qm_status qm_plan_read(const char *path, qm_plan **out, qm_diag *d)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return qm_diag_fail(d, errno == ENOENT ? QM_ENOTFOUND : QM_EIO, "%s: %s", path, strerror(errno));
+    reader r = {.path = path, .d = d};
+    yaml_parser_t parser;
+    qm_plan *p = calloc(1, sizeof *p);
+    qm_status st = QM_OK;
+    if (!p || !yaml_parser_initialize(&parser)) {
+        fclose(f);
+        free(p);
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
+    yaml_parser_set_input_file(&parser, f);
+    if (!yaml_parser_load(&parser, &r.doc)) {
+        st = qm_diag_fail(d, QM_EFORMAT, "%s:%zu:%zu: invalid YAML: %s", path, parser.problem_mark.line + 1,
+                          parser.problem_mark.column + 1, parser.problem ? parser.problem : "?");
+    } else {
+        st = read_plan(&r, p);
+        yaml_document_delete(&r.doc);
+    }
+    yaml_parser_delete(&parser);
+    fclose(f);
+    if (st != QM_OK) {
+        qm_plan_free(p);
+        return st;
+    }
+    *out = p;
+    return QM_OK;
+}

@@ -1,0 +1,69 @@
+/* plan.h: the bit plan, the contract between the compiler and the runtime.
+ *
+ * A plan lists every weight tensor of a model in checkpoint order with the
+ * precision the runtime must give it, and names its inputs by hash so that
+ * a plan cannot silently be applied to another model.  The compiler builds
+ * plans from policies; the runtime only ever reads this file.
+ *
+ * YAML layout (qmoe(1) documents every key):
+ *
+ *   qmoe_plan: 1
+ *   policy:  {path: ..., sha256: ...}
+ *   model:   {architecture: ..., config_sha256: ...}
+ *   scores:  {path: ..., sha256: ...} | null
+ *   summary: {average_bits, effective_bits, quantized_params, kept_params,
+ *             tensors_by_bits: {2: n, 3: n, 4: n, 8: n, keep: n},
+ *             bytes_before, bytes_after}
+ *   tensors:
+ *     - {name, module, shape, dtype, bits: 2|3|4|8|keep, group_size, sym, act_order, rule}
+ */
+#ifndef QM_PLAN_H
+#define QM_PLAN_H
+
+#include "base/base.h"
+#include "runtime/dtype.h"
+
+enum { QM_PLAN_VERSION = 1 };
+
+typedef struct qm_plan_tensor {
+    char *name;        /* checkpoint name */
+    char *module;      /* canonical name */
+    int ndim;
+    uint64_t shape[2];
+    qm_dtype dtype;    /* as stored in the checkpoint */
+    int bits;          /* 2, 3, 4, 8; 0 = keep */
+    int group;         /* group size; 0 = per channel */
+    int sym, act_order;
+    char *rule;        /* "file:line" of the deciding rule, or "default" */
+} qm_plan_tensor;
+
+typedef struct qm_plan_summary {
+    double average_bits;     /* weight bits over quantized parameters */
+    double effective_bits;   /* with scales, zeros and g_idx as stored */
+    uint64_t quantized_params, kept_params;
+    size_t by_bits[9];       /* tensors per width; [0] = kept */
+    uint64_t bytes_before, bytes_after;
+} qm_plan_summary;
+
+typedef struct qm_plan {
+    char *policy_path, *policy_sha256;
+    char *arch, *config_sha256;
+    char *scores_path, *scores_sha256; /* NULL when no scores were used */
+    qm_plan_summary summary;
+    size_t n;
+    qm_plan_tensor *t;                 /* (n), checkpoint order */
+} qm_plan;
+
+void qm_plan_free(qm_plan *p);
+/* Fill p->summary from p->t. */
+void qm_plan_summarize(qm_plan *p);
+/* Stored bytes of one tensor under the plan (packed GPTQ tensors when quantized). */
+uint64_t qm_plan_tensor_bytes(const qm_plan_tensor *t);
+/* Write the plan as YAML to `f` (byte-identical for identical plans). */
+qm_status qm_plan_emit(const qm_plan *p, FILE *f, qm_diag *d);
+/* Write atomically to `path`. */
+qm_status qm_plan_write(const qm_plan *p, const char *path, qm_diag *d);
+/* Read and validate a plan file.  Caller frees with qm_plan_free(). */
+qm_status qm_plan_read(const char *path, qm_plan **out, qm_diag *d);
+
+#endif

@@ -1,0 +1,123 @@
+/* test_plan.c: plan files: summary arithmetic, write/read round trip, and
+ * validated reading (each bad plan names the line and the problem). */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "runtime/plan.h"
+#include "tests/unit/testutil.h"
+
+static qm_plan *sample(void)
+{
+    qm_plan *p = calloc(1, sizeof *p);
+    p->policy_path = qm_strdup("p.qmoe");
+    p->policy_sha256 = qm_strdup("aa");
+    p->arch = qm_strdup("MixtralForCausalLM");
+    p->config_sha256 = qm_strdup("bb");
+    p->n = 3;
+    p->t = calloc(3, sizeof *p->t);
+    /* attention 4096 x 4096 at 4 bits, group 128; an expert 14336 x 4096 at 2 bits per
+     * channel; a norm kept */
+    p->t[0] = (qm_plan_tensor){qm_strdup("q"), qm_strdup("layers[0].attn.q"), 2, {4096, 4096}, QM_DT_BF16, 4, 128, 1, 0, qm_strdup("p.qmoe:2")};
+    p->t[1] = (qm_plan_tensor){qm_strdup("w1"), qm_strdup("layers[0].experts[0].gate"), 2, {14336, 4096}, QM_DT_BF16, 2, 0, 1, 1, qm_strdup("p.qmoe:1")};
+    p->t[2] = (qm_plan_tensor){qm_strdup("n"), qm_strdup("layers[0].attn_norm"), 1, {4096, 0}, QM_DT_BF16, 0, 0, 0, 0, qm_strdup("default")};
+    qm_plan_summarize(p);
+    return p;
+}
+
+static void test_summary(void)
+{
+    qm_plan *p = sample();
+    double a = 4096.0 * 4096, e = 14336.0 * 4096;
+    CU_ASSERT_EQUAL(p->summary.quantized_params, (uint64_t)(a + e));
+    CU_ASSERT_EQUAL(p->summary.kept_params, 4096);
+    CU_ASSERT_DOUBLE_EQUAL(p->summary.average_bits, (4 * a + 2 * e) / (a + e), 1e-12);
+    /* 4-bit g128: 4 + (16 + 4) / 128 + 32 / 4096 bits per weight = 4.16406 */
+    double eff_a = 4 + 20.0 / 128 + 32.0 / 4096, eff_e = 2 + 18.0 / 4096 + 32.0 / 14336;
+    CU_ASSERT_DOUBLE_EQUAL(p->summary.effective_bits, (eff_a * a + eff_e * e) / (a + e), 1e-9);
+    CU_ASSERT_EQUAL(p->summary.by_bits[4], 1);
+    CU_ASSERT_EQUAL(p->summary.by_bits[2], 1);
+    CU_ASSERT_EQUAL(p->summary.by_bits[0], 1);
+    CU_ASSERT_EQUAL(p->summary.bytes_before, (uint64_t)(2 * (a + e) + 2 * 4096));
+    qm_plan_free(p);
+}
+
+static void test_roundtrip(void)
+{
+    qm_diag *d = qm_diag_new();
+    qm_plan *p = sample(), *q;
+    CU_ASSERT_EQUAL_FATAL(qm_plan_write(p, tu_path("plan.yaml"), d), QM_OK);
+    CU_ASSERT_EQUAL_FATAL(qm_plan_read(tu_path("plan.yaml"), &q, d), QM_OK);
+    CU_ASSERT_EQUAL(q->n, 3);
+    CU_ASSERT_STRING_EQUAL(q->t[1].module, "layers[0].experts[0].gate");
+    CU_ASSERT_EQUAL(q->t[1].bits, 2);
+    CU_ASSERT_EQUAL(q->t[1].act_order, 1);
+    CU_ASSERT_EQUAL(q->t[2].bits, 0);
+    CU_ASSERT_EQUAL(q->t[0].group, 128);
+    CU_ASSERT_STRING_EQUAL(q->t[0].rule, "p.qmoe:2");
+    CU_ASSERT_PTR_NULL(q->scores_sha256);
+    CU_ASSERT_DOUBLE_EQUAL(q->summary.average_bits, p->summary.average_bits, 1e-12);
+    /* byte-identical when written again */
+    CU_ASSERT_EQUAL_FATAL(qm_plan_write(q, tu_path("plan2.yaml"), d), QM_OK);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", tu_path("plan.yaml"), tu_path("plan2.yaml"));
+    CU_ASSERT_EQUAL(system(cmd), 0);
+    qm_plan_free(p);
+    qm_plan_free(q);
+    qm_diag_free(d);
+}
+
+static void check_bad(const char *text, const char *expect)
+{
+    qm_diag *d = qm_diag_new();
+    qm_plan *q = NULL;
+    CU_ASSERT_EQUAL_FATAL(tu_write(tu_path("bad.yaml"), text, strlen(text)), 0);
+    CU_ASSERT_NOT_EQUAL(qm_plan_read(tu_path("bad.yaml"), &q, d), QM_OK);
+    CU_ASSERT_PTR_NULL(q);
+    TU_ASSERT_DIAG(d, expect);
+    qm_diag_free(d);
+}
+
+static void test_bad_plans(void)
+{
+    const char *head = "qmoe_plan: 1\npolicy: {path: p, sha256: a}\nmodel: {architecture: X, config_sha256: b}\n"
+                       "scores: null\n";
+    char buf[1024];
+    check_bad("a: [1", "bad.yaml:2:1: invalid YAML");
+    check_bad("- 1\n", "bad.yaml:1:1: plan: the document is not a mapping");
+    check_bad("x: 1\n", "no 'qmoe_plan' version: not a qmoe plan");
+    check_bad("qmoe_plan: 9\n", "bad.yaml:1:12: plan: has a format version this qmoe does not read");
+    check_bad("qmoe_plan: 1\npolicy: {path: p}\n", "bad.yaml:2:9: policy needs 'sha256'");
+    snprintf(buf, sizeof buf, "%stensors: 3\n", head);
+    check_bad(buf, "bad.yaml:5:10: plan: 'tensors' must be a list");
+    snprintf(buf, sizeof buf, "%stensors:\n- {name: a, module: m, rule: r, shape: [4, 8], dtype: BF16, bits: 5, "
+                              "group_size: 0, sym: true, act_order: false}\n", head);
+    check_bad(buf, "bad.yaml:6:67: tensors[0] bits must be 2, 3, 4, 8 or keep");
+    snprintf(buf, sizeof buf, "%stensors:\n- {name: a, module: m, rule: r, shape: [4, 8], dtype: BF16, bits: 4, "
+                              "group_size: 3, sym: true, act_order: false}\n", head);
+    check_bad(buf, "tensors[0] group_size must be 0 (per channel) or divide the input columns");
+    snprintf(buf, sizeof buf, "%stensors:\n- {name: a, rule: r, shape: [4, 8], dtype: BF16, bits: 4, "
+                              "group_size: 0, sym: true, act_order: false}\n", head);
+    check_bad(buf, "bad.yaml:6:3: tensors[0] needs 'module'");
+    snprintf(buf, sizeof buf, "%stensors:\n- {name: a, module: m, rule: r, shape: [4], dtype: BF16, bits: 4, "
+                              "group_size: 0, sym: yes, act_order: false}\n", head);
+    check_bad(buf, "tensors[0] sym and act_order must be true or false");
+    snprintf(buf, sizeof buf, "%stensors:\n- {name: a, module: m, rule: r, shape: [4], dtype: BF16, bits: 4, "
+                              "group_size: 0, sym: true, act_order: false}\n", head);
+    check_bad(buf, "tensors[0] only 2-D tensors can be quantized");
+    check_bad("", "plan: the document is not a mapping");
+}
+
+int main(void)
+{
+    if (CU_initialize_registry() != CUE_SUCCESS)
+        return 1;
+    CU_pSuite s = CU_add_suite("plan", NULL, NULL);
+    CU_add_test(s, "summary: average and effective bits", test_summary);
+    CU_add_test(s, "write, read, write again: identical", test_roundtrip);
+    CU_add_test(s, "bad plans name line and problem", test_bad_plans);
+    return tu_run();
+}
