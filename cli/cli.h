@@ -25,6 +25,7 @@ extern const qm_cmd qm_cmd_inspect;
 extern const qm_cmd qm_cmd_eval;
 extern const qm_cmd qm_cmd_score;
 extern const qm_cmd qm_cmd_gptq_tensor;
+extern const qm_cmd qm_cmd_quantize;
 
 /* Print "qmoe: MSG" and the subcommand's usage to stderr; returns QM_EXIT_USAGE. */
 int qm_cli_usage(const qm_cmd *cmd, const char *fmt, ...) QM_PRINTF(2, 3);

@@ -27,12 +27,24 @@ static void dtypes_str(const qm_model *m, char *buf, size_t cap)
 {
     int seen[QM_DT_COUNT] = {0};
     for (size_t i = 0; i < m->n; i++)
-        seen[m->t[i].st->dtype] = 1;
+        if (!m->t[i].bits)
+            seen[m->t[i].st->dtype] = 1;
     size_t o = 0;
     buf[0] = '\0';
     for (int t = 0; t < QM_DT_COUNT && o < cap; t++)
         if (seen[t])
             o += (size_t)snprintf(buf + o, cap - o, "%s%s", o ? ", " : "", qm_dtype_name((qm_dtype)t));
+    if (m->n_packed && o < cap)
+        snprintf(buf + o, cap - o, "%s%zu linears GPTQ-packed", o ? "; " : "", m->n_packed);
+}
+
+/* "BF16", or "GPTQ-4" for a packed linear (whose name is its qweight's). */
+static void dtype_of(const qm_tensor *t, char *buf, size_t cap)
+{
+    if (t->bits)
+        snprintf(buf, cap, "GPTQ-%d", t->bits);
+    else
+        snprintf(buf, cap, "%s", qm_dtype_name(t->st->dtype));
 }
 
 /* "0-3, 5, 7-9" for the layers where is_moe == want. */
@@ -97,14 +109,15 @@ static void print_text(const qm_model *m, int tensors)
         return;
     printf("\n%-32s %-56s %-16s %s\n", "canonical", "checkpoint", "shape", "dtype");
     for (size_t i = 0; i < m->n; i++) {
-        const qm_st_tensor *t = m->t[i].st;
-        char shape[64];
+        const qm_tensor *t = &m->t[i];
+        char shape[64], tdt[32];
         if (t->ndim == 2)
             snprintf(shape, sizeof shape, "%llu x %llu", (unsigned long long)t->shape[0],
                      (unsigned long long)t->shape[1]);
         else
             snprintf(shape, sizeof shape, "%llu", (unsigned long long)t->shape[0]);
-        printf("%-32s %-56s %-16s %s\n", m->t[i].canon, t->name, shape, qm_dtype_name(t->dtype));
+        dtype_of(t, tdt, sizeof tdt);
+        printf("%-32s %-56s %-16s %s\n", t->canon, t->st->name, shape, tdt);
     }
 }
 
@@ -149,16 +162,18 @@ static qm_status print_yaml(const qm_model *m, int tensors, qm_diag *d)
     } else {
         qm_yaml_seq(y);
         for (size_t i = 0; i < m->n; i++) {
-            const qm_st_tensor *t = m->t[i].st;
+            const qm_tensor *t = &m->t[i];
+            char dt[32];
+            dtype_of(t, dt, sizeof dt);
             qm_yaml_map(y);
-            qm_yaml_kstr(y, "module", m->t[i].canon);
-            qm_yaml_kstr(y, "name", t->name);
+            qm_yaml_kstr(y, "module", t->canon);
+            qm_yaml_kstr(y, "name", t->st->name);
             qm_yaml_str(y, "shape");
             qm_yaml_flow_seq(y);
             for (int k = 0; k < t->ndim; k++)
                 qm_yaml_uint(y, t->shape[k]);
             qm_yaml_close(y);
-            qm_yaml_kstr(y, "dtype", qm_dtype_name(t->dtype));
+            qm_yaml_kstr(y, "dtype", dt);
             qm_yaml_close(y);
         }
         qm_yaml_close(y);

@@ -18,6 +18,7 @@ static const qm_cmd *const commands[] = {
     &qm_cmd_inspect,
     &qm_cmd_eval,
     &qm_cmd_score,
+    &qm_cmd_quantize,
     &qm_cmd_gptq_tensor,
 };
 
@@ -67,7 +68,7 @@ static void overview(FILE *f)
                "Mixed-precision post-training quantization of Mixture-of-Experts models.\n\n"
                "Commands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-        fprintf(f, "  %-10s %s\n", commands[i]->name, commands[i]->summary);
+        fprintf(f, "  %-12s %s\n", commands[i]->name, commands[i]->summary);
     fprintf(f, "\n'qmoe help COMMAND' shows a command's options; man qmoe has the reference.\n");
 }
 

@@ -146,6 +146,9 @@ qm_status qm_config_read(const char *path, const qm_arch **arch, qm_config *c, q
     }
     const char *tok = json_string_value(json_object_get(root, "qmoe_tokenizer"));
     c->byte_tokenizer = tok && strcmp(tok, "byte") == 0;
+    const char *fmt = json_string_value(
+        json_object_get(json_object_get(root, "quantization_config"), "checkpoint_format"));
+    c->zero_offset = fmt && strcmp(fmt, "gptq_v2") == 0 ? 0 : 1;
     if ((st = read_keys(path, root, common_keys, c, d)) != QM_OK ||
         (st = read_keys(path, root, (*arch)->keys, c, d)) != QM_OK ||
         (st = qm_json_bool(path, root, "tie_word_embeddings", 0, &c->tie_embeddings, d)) != QM_OK ||

@@ -8,17 +8,39 @@
 #include <string.h>
 
 #include "runtime/forward.h"
+#include "runtime/pack.h"
 
 /* ---- loading ------------------------------------------------------------------ */
 
 /* Float32 copy of tensor i of m; caller frees. */
 static float *load_f32(const qm_model *m, size_t i, qm_diag *d)
 {
-    const qm_st_tensor *t = m->t[i].st;
-    float *f = malloc((size_t)t->numel * sizeof *f);
+    const qm_tensor *mt = &m->t[i];
+    const qm_st_tensor *t = mt->st;
+    float *f = malloc((size_t)mt->numel * sizeof *f);
     if (!f) {
         qm_diag_fail(d, QM_ENOMEM, "out of memory loading '%s'", t->name);
         return NULL;
+    }
+    if (mt->bits) { /* GPTQ-packed: dequantized on load */
+        uint16_t *sc = malloc((size_t)mt->scales->numel * sizeof *sc);
+        if (!sc) {
+            free(f);
+            qm_diag_fail(d, QM_ENOMEM, "out of memory loading '%s'", t->name);
+            return NULL;
+        }
+        for (uint64_t k = 0; k < mt->scales->numel; k++) {
+            float v;
+            if (mt->scales->dtype == QM_DT_F32)
+                memcpy(&v, (const char *)mt->scales->data + 4 * k, 4);
+            sc[k] = mt->scales->dtype == QM_DT_F32 ? qm_f32_to_f16(v)
+                                                   : (uint16_t)(((const unsigned char *)mt->scales->data)[2 * k] |
+                                                                ((const unsigned char *)mt->scales->data)[2 * k + 1] << 8);
+        }
+        qm_dequant_packed(t->data, mt->qzeros->data, sc, mt->g_idx->data, (int)mt->shape[0], (int)mt->shape[1],
+                          mt->groups, mt->bits, (int)m->cfg.zero_offset, f);
+        free(sc);
+        return f;
     }
     if (qm_to_f32(t->dtype, t->data, f, (size_t)t->numel) != 0) {
         qm_diag_fail(d, QM_EUNSUPPORTED, "%s: tensor '%s' is %s; weights must be F32, F16 or BF16",
@@ -111,7 +133,6 @@ qm_status qm_layer_load(const qm_model *m, int layer, qm_layer_w *w, qm_diag *d)
             qm_layer_free(w);
             return QM_EFORMAT;
         }
-        const qm_st_tensor *st = t->st;
         qm_lin *lin = NULL;
         if (t->part == QM_PART_EXPERT_GATE)
             lin = &w->gate[t->expert];
@@ -127,8 +148,8 @@ qm_status qm_layer_load(const qm_model *m, int layer, qm_layer_w *w, qm_diag *d)
             lin = (qm_lin *)((char *)w + slots[t->part].off);
         if (lin) {
             lin->w = f;
-            lin->out = (int)st->shape[0];
-            lin->in = (int)st->shape[1];
+            lin->out = (int)t->shape[0];
+            lin->in = (int)t->shape[1];
         }
     }
     return QM_OK;
@@ -163,8 +184,7 @@ qm_status qm_head_load(const qm_model *m, qm_head_w *h, qm_diag *d)
 
 /* ---- kernels ---------------------------------------------------------------------- */
 
-/* y (n, out) = x (n, in) W^T (+ b) */
-static void linear(const qm_lin *l, const float *x, int n, float *y)
+void qm_lin_apply(const qm_lin *l, const float *x, int n, float *y)
 {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, l->out, l->in, 1.0f, x, l->in, l->w,
                 l->in, 0.0f, y, l->out);
@@ -262,13 +282,13 @@ static void swiglu(const qm_lin *gate, const qm_lin *up, const qm_lin *down, con
 {
     hook_in(hk, layer, pg, e, x, n, gate->in);
     hook_in(hk, layer, pg + 1, e, x, n, up->in);
-    linear(gate, x, n, g);
-    linear(up, x, n, u);
+    qm_lin_apply(gate, x, n, g);
+    qm_lin_apply(up, x, n, u);
     size_t nw = (size_t)n * gate->out;
     for (size_t i = 0; i < nw; i++)
         g[i] = silu(g[i]) * u[i];
     hook_in(hk, layer, pg + 2, e, g, n, down->in);
-    linear(down, g, n, y);
+    qm_lin_apply(down, g, n, y);
 }
 
 /* Softmax over E logits, then the k largest (ties: lower index first). */
@@ -363,7 +383,7 @@ static void moe_block(const qm_config *c, const qm_layer_w *w, const float *n2, 
 {
     int D = (int)c->hidden, E = (int)c->experts, k = (int)c->top_k, L = w->layer;
     hook_in(hk, L, QM_PART_ROUTER, -1, n2, T, D);
-    linear(&w->router, n2, T, s->logit);
+    qm_lin_apply(&w->router, n2, T, s->logit);
     for (int t = 0; t < T; t++)
         route(s->logit + (size_t)t * E, E, k, c->norm_topk, s->prob + (size_t)t * E,
               s->idx + (size_t)t * k, s->rw + (size_t)t * k);
@@ -424,9 +444,9 @@ qm_status qm_forward_layer(const qm_model *m, const qm_layer_w *w, float *x, int
     hook_in(hk, L, QM_PART_Q, -1, ws->n, T, D);
     hook_in(hk, L, QM_PART_K, -1, ws->n, T, D);
     hook_in(hk, L, QM_PART_V, -1, ws->n, T, D);
-    linear(&w->q, ws->n, T, ws->q);
-    linear(&w->k, ws->n, T, ws->k);
-    linear(&w->v, ws->n, T, ws->v);
+    qm_lin_apply(&w->q, ws->n, T, ws->q);
+    qm_lin_apply(&w->k, ws->n, T, ws->k);
+    qm_lin_apply(&w->v, ws->n, T, ws->v);
     if (w->q_norm) {
         int whole = (m->arch->flags & QM_ARCH_QK_NORM_WHOLE) != 0;
         rmsnorm(ws->q, w->q_norm, whole ? T : T * H, whole ? H * hd : hd, c->rms_eps, ws->q);
@@ -436,7 +456,7 @@ qm_status qm_forward_layer(const qm_model *m, const qm_layer_w *w, float *x, int
     rope(ws->k, T, S, KV, hd, c->rope_theta);
     attention(ws->q, ws->k, ws->v, B, S, H, KV, hd, ws->att, ws->scores);
     hook_in(hk, L, QM_PART_O, -1, ws->att, T, H * hd);
-    linear(&w->o, ws->att, T, ws->y);
+    qm_lin_apply(&w->o, ws->att, T, ws->y);
     for (size_t i = 0; i < (size_t)T * D; i++)
         x[i] += ws->y[i];
     /* feed-forward */
@@ -468,7 +488,7 @@ void qm_forward_logits(const qm_model *m, const qm_head_w *h, float *x, int n, f
     int D = (int)m->cfg.hidden, V = (int)m->cfg.vocab;
     rmsnorm(x, h->norm, n, D, m->cfg.rms_eps, x);
     qm_lin head = {h->lm_head, NULL, V, D};
-    linear(&head, x, n, logits);
+    qm_lin_apply(&head, x, n, logits);
 }
 
 void qm_net_free(qm_net *net)

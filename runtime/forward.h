@@ -33,6 +33,9 @@ typedef struct qm_lin {
     int out, in;
 } qm_lin;
 
+/* y (n, out) = x (n, in) W^T (+ b), one sgemm. */
+void qm_lin_apply(const qm_lin *l, const float *x, int n, float *y);
+
 typedef struct qm_layer_w {
     int layer, moe;
     float *attn_norm, *ffn_norm;  /* (d) */

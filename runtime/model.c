@@ -161,44 +161,97 @@ static void shape_str(char *b, size_t cap, const uint64_t *s, int ndim)
         snprintf(b + o, cap - o, "]");
 }
 
+static qm_status push(build *b, qm_tensor t)
+{
+    qm_model *m = b->m;
+    if (m->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 256;
+        qm_tensor *nt = realloc(m->t, cap * sizeof *nt);
+        if (!nt)
+            return qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
+        m->t = nt;
+        b->cap = cap;
+    }
+    if (!(t.canon = canonical(t.part, t.layer, t.expert)))
+        return qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
+    m->t[m->n++] = t;
+    return QM_OK;
+}
+
+/* A linear stored GPTQ-packed under `prefix`: qweight (in*bits/32, out),
+ * qzeros (groups, out*bits/32), scales (groups, out), g_idx (in).  Returns 1
+ * and fills t when all four are there with consistent shapes. */
+static int packed(build *b, const char *prefix, const uint64_t shape[2], qm_tensor *t)
+{
+    static const char *const suffix[4] = {".qweight", ".qzeros", ".scales", ".g_idx"};
+    long k[4];
+    char name[600];
+    for (int i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "%s%s", prefix, suffix[i]);
+        if ((k[i] = qm_ckpt_find(b->m->ckpt, name)) < 0)
+            return 0;
+    }
+    const qm_st_tensor *qw = b->m->ckpt->t[k[0]].t, *qz = b->m->ckpt->t[k[1]].t, *sc = b->m->ckpt->t[k[2]].t,
+                       *gi = b->m->ckpt->t[k[3]].t;
+    uint64_t out = shape[0], in = shape[1];
+    if (qw->ndim != 2 || qw->dtype != QM_DT_I32 || qw->shape[1] != out || in == 0 || (qw->shape[0] * 32) % in)
+        return 0;
+    int bits = (int)(qw->shape[0] * 32 / in);
+    uint64_t groups = sc->ndim == 2 ? sc->shape[0] : 0;
+    if ((bits != 2 && bits != 3 && bits != 4 && bits != 8) || groups == 0 || in % groups || sc->shape[1] != out ||
+        (sc->dtype != QM_DT_F16 && sc->dtype != QM_DT_F32) || qz->ndim != 2 || qz->dtype != QM_DT_I32 ||
+        qz->shape[0] != groups || qz->shape[1] * 32 != out * (uint64_t)bits || gi->ndim != 1 ||
+        gi->dtype != QM_DT_I32 || gi->shape[0] != in)
+        return 0;
+    for (int i = 0; i < 4; i++)
+        b->seen[k[i]] = 1;
+    t->st = qw;
+    t->file = (size_t)k[0];
+    t->bits = bits;
+    t->groups = (int)groups;
+    t->qzeros = qz;
+    t->scales = sc;
+    t->g_idx = gi;
+    return 1;
+}
+
 static qm_status expect(build *b, qm_part part, int layer, int expert)
 {
     qm_model *m = b->m;
     char name[512];
     expand(name, sizeof name, pattern_for(m->arch, part), layer, expert);
+    qm_tensor t = {.part = part, .layer = layer, .expert = expert};
+    expected_shape(m->arch, &m->cfg, part, t.shape, &t.ndim);
+    t.numel = t.shape[0] * (t.ndim == 2 ? t.shape[1] : 1);
     long k = qm_ckpt_find(m->ckpt, name);
     if (k < 0) {
+        size_t n = strlen(name);
+        if (qm_parts[part].linear && t.ndim == 2 && n > 7 && strcmp(name + n - 7, ".weight") == 0) {
+            name[n - 7] = '\0';
+            if (packed(b, name, t.shape, &t)) {
+                m->n_packed++;
+                return push(b, t);
+            }
+            name[n - 7] = '.';
+        }
         if (b->missing++ < REPORT_MAX)
             qm_diag_fail(b->d, QM_EFORMAT, "%s: missing tensor '%s'", m->dir, name);
         return QM_OK;
     }
     b->seen[k] = 1;
     const qm_st_tensor *st = m->ckpt->t[k].t;
-    uint64_t shape[2];
-    int ndim;
-    expected_shape(m->arch, &m->cfg, part, shape, &ndim);
-    if (st->ndim != ndim || st->shape[0] != shape[0] || (ndim == 2 && st->shape[1] != shape[1])) {
+    if (st->ndim != t.ndim || st->shape[0] != t.shape[0] || (t.ndim == 2 && st->shape[1] != t.shape[1])) {
         char got[128], want[64];
         shape_str(got, sizeof got, st->shape, st->ndim);
-        shape_str(want, sizeof want, shape, ndim);
+        shape_str(want, sizeof want, t.shape, t.ndim);
         if (b->mismatched++ < REPORT_MAX)
             qm_diag_fail(b->d, QM_EFORMAT, "%s: tensor '%s' has shape %s, but %s implies %s",
                          m->ckpt->files[m->ckpt->t[k].file]->path, name, got, m->config_path, want);
         return QM_OK;
     }
-    if (m->n == b->cap) {
-        size_t cap = b->cap ? 2 * b->cap : 256;
-        qm_tensor *t = realloc(m->t, cap * sizeof *t);
-        if (!t)
-            return qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
-        m->t = t;
-        b->cap = cap;
-    }
-    char *canon = canonical(part, layer, expert);
-    if (!canon)
-        return qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
-    m->t[m->n++] = (qm_tensor){part, layer, expert, canon, st, (size_t)k};
-    return QM_OK;
+    t.st = st;
+    t.file = (size_t)k;
+    return push(b, t);
 }
 
 /* Every expected tensor, part by part, layer by layer. */
@@ -309,12 +362,15 @@ qm_status qm_model_open(const char *dir, qm_model **out, qm_diag *d)
     return QM_OK;
 }
 
+static uint64_t bytes_of(const qm_st_tensor *t) { return t ? t->end - t->begin : 0; }
+
 void qm_model_count(const qm_model *m, uint64_t params[QM_GROUP_COUNT], uint64_t *bytes)
 {
     memset(params, 0, QM_GROUP_COUNT * sizeof *params);
     *bytes = 0;
     for (size_t i = 0; i < m->n; i++) {
-        params[qm_parts[m->t[i].part].group] += m->t[i].st->numel;
-        *bytes += m->t[i].st->end - m->t[i].st->begin;
+        const qm_tensor *t = &m->t[i];
+        params[qm_parts[t->part].group] += t->numel;
+        *bytes += bytes_of(t->st) + bytes_of(t->qzeros) + bytes_of(t->scales) + bytes_of(t->g_idx);
     }
 }

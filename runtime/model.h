@@ -119,6 +119,8 @@ typedef struct qm_config {
     int tie_embeddings;
     int attn_bias;           /* q/k/v projections have biases */
     int byte_tokenizer;      /* "qmoe_tokenizer": "byte" (the shipped examples) */
+    int zero_offset;         /* GPTQ-packed zero points store zero - offset: 1 for
+                              * checkpoint_format "gptq", 0 for "gptq_v2" */
     double rope_theta, rms_eps;
 } qm_config;
 
@@ -174,8 +176,15 @@ typedef struct qm_tensor {
     int layer;               /* -1 for model-level parts */
     int expert;              /* -1 unless a routed expert */
     char *canon;             /* canonical name, e.g. "layers[3].experts[5].down"; owned */
-    const qm_st_tensor *st;  /* header entry in the checkpoint */
+    const qm_st_tensor *st;  /* header entry in the checkpoint (qweight when packed) */
     size_t file;             /* index of its checkpoint file */
+    int ndim;
+    uint64_t shape[2];       /* logical shape: (out, in) for linears */
+    uint64_t numel;          /* logical parameter count */
+    /* A linear stored GPTQ-packed (X.qweight, X.qzeros, X.scales, X.g_idx in
+     * place of X.weight): bits > 0 and the other three tensors. */
+    int bits, groups;
+    const qm_st_tensor *qzeros, *scales, *g_idx;
 } qm_tensor;
 
 typedef struct qm_model {
@@ -189,6 +198,7 @@ typedef struct qm_model {
     size_t n;
     qm_tensor *t;            /* (n) in checkpoint order; owned */
     size_t n_unexpected;     /* checkpoint tensors that map to nothing */
+    size_t n_packed;         /* linears stored GPTQ-packed */
 } qm_model;
 
 /* Open the model directory `dir` (config.json + safetensors).  Caller

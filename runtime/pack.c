@@ -1,6 +1,8 @@
 /* pack.c: bit-stream packing of GPTQ codes and zero points (see pack.h). */
 #include "config.h"
 
+#include <string.h>
+
 #include "runtime/dtype.h"
 #include "runtime/pack.h"
 
@@ -14,13 +16,21 @@ static void put(uint32_t *w, size_t stride, uint64_t pos, int bits, uint32_t v)
         w[(k + 1) * stride] |= v >> (32 - off);
 }
 
+/* Word i of a stream that may sit unaligned in a mapped file. */
+static uint32_t word(const uint32_t *w, size_t i)
+{
+    uint32_t v;
+    memcpy(&v, (const unsigned char *)w + 4 * i, 4);
+    return v;
+}
+
 static uint32_t get(const uint32_t *w, size_t stride, uint64_t pos, int bits)
 {
     size_t k = (size_t)(pos / 32);
     int off = (int)(pos % 32);
-    uint64_t two = w[k * stride] >> off;
+    uint64_t two = word(w, k * stride) >> off;
     if (off + bits > 32)
-        two |= (uint64_t)w[(k + 1) * stride] << (32 - off);
+        two |= (uint64_t)word(w, (k + 1) * stride) << (32 - off);
     return (uint32_t)(two & ((1u << bits) - 1));
 }
 
@@ -71,7 +81,8 @@ void qm_dequant_packed(const int32_t *qweight, const int32_t *qzeros, const uint
     size_t zwords = (size_t)out * bits / 32;
     for (int o = 0; o < out; o++)
         for (int i = 0; i < in; i++) {
-            int g = g_idx[i];
+            int32_t g;
+            memcpy(&g, (const unsigned char *)g_idx + 4 * (size_t)i, 4);
             g = g < 0 ? 0 : g >= groups ? groups - 1 : g;
             int code = (int)get(q + o, (size_t)out, (uint64_t)i * bits, bits);
             int zero = (int)get(z + (size_t)g * zwords, 1, (uint64_t)o * bits, bits) + offset;

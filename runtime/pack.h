@@ -29,7 +29,8 @@ void qm_pack_qzeros(const int32_t *zero, int groups, int out, int bits, int offs
 void qm_unpack_qzeros(const int32_t *qzeros, int groups, int out, int bits, int offset, int32_t *zero);
 
 /* Dequantize a packed linear: w (out, in) = scale * (code - zero) by each
- * column's group in g_idx (clamped into [0, groups)). */
+ * column's group in g_idx (clamped into [0, groups)).  The packed arrays
+ * may be unaligned (they usually point into a mapped checkpoint). */
 void qm_dequant_packed(const int32_t *qweight, const int32_t *qzeros, const uint16_t *scales_f16,
                        const int32_t *g_idx, int out, int in, int groups, int bits, int offset, float *w);
 

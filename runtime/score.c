@@ -80,8 +80,10 @@ static qm_status outliers(const qm_model *m, qm_scores *s, qm_diag *d)
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
     for (size_t i = 0; i < m->n; i++) {
         const qm_st_tensor *t = m->t[i].st;
-        if (!qm_parts[m->t[i].part].linear || t->ndim != 2)
+        if (!qm_parts[m->t[i].part].linear || m->t[i].ndim != 2)
             continue;
+        if (m->t[i].bits)
+            return qm_diag_fail(d, QM_EUNSUPPORTED, "'%s' is GPTQ-packed: score the unquantized model", t->name);
         float *w = malloc((size_t)t->numel * sizeof *w);
         if (!w)
             return qm_diag_fail(d, QM_ENOMEM, "out of memory");

@@ -1,0 +1,118 @@
+/* cmd_quantize.c: `qmoe quantize`: execute a bit plan with GPTQ. */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "runtime/quantize.h"
+
+static void progress(void *ctx, const char *line)
+{
+    fprintf(stderr, "qmoe: %s\n", line);
+}
+
+static int run(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"plan", required_argument, NULL, 'p'},        {"model", required_argument, NULL, 'm'},
+        {"calib", required_argument, NULL, 'c'},       {"ctx", required_argument, NULL, 'x'},
+        {"samples", required_argument, NULL, 'n'},     {"damp", required_argument, NULL, 'd'},
+        {"min-expert-tokens", required_argument, NULL, 'e'},
+        {"expert-fallback", required_argument, NULL, 'F'},
+        {"calibrate-all-experts", no_argument, NULL, 'A'},
+        {"fake-quant", no_argument, NULL, 'Q'},        {"output", required_argument, NULL, 'o'},
+        {"quiet", no_argument, NULL, 'q'},             {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *plan = NULL, *model = NULL, *calib = NULL, *out = NULL;
+    long ctx = 512, samples = 128, min_tok = 16;
+    qm_quant_opts o = {.damp = 0.01};
+    int quiet = 0, c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "hqo:", opts, NULL)) != -1) {
+        char *end;
+        switch (c) {
+        case 'p': plan = optarg; break;
+        case 'm': model = optarg; break;
+        case 'c': calib = optarg; break;
+        case 'o': out = optarg; break;
+        case 'q': quiet = 1; break;
+        case 'A': o.all_experts = 1; break;
+        case 'Q': o.fake_quant = 1; break;
+        case 'x':
+            if (qm_cli_long(&qm_cmd_quantize, "--ctx", optarg, 1, 1 << 20, &ctx))
+                return QM_EXIT_USAGE;
+            break;
+        case 'n':
+            if (qm_cli_long(&qm_cmd_quantize, "--samples", optarg, 1, 1 << 20, &samples))
+                return QM_EXIT_USAGE;
+            break;
+        case 'e':
+            if (qm_cli_long(&qm_cmd_quantize, "--min-expert-tokens", optarg, 0, 1L << 30, &min_tok))
+                return QM_EXIT_USAGE;
+            break;
+        case 'F':
+            if (strcmp(optarg, "pooled") == 0)
+                o.fallback_pooled = 1;
+            else if (strcmp(optarg, "rtn") != 0)
+                return qm_cli_usage(&qm_cmd_quantize, "--expert-fallback must be 'rtn' or 'pooled', not '%s'", optarg);
+            break;
+        case 'd':
+            o.damp = strtod(optarg, &end);
+            if (end == optarg || *end || !(o.damp >= 0 && o.damp <= 10))
+                return qm_cli_usage(&qm_cmd_quantize, "--damp must be a number in [0, 10], not '%s'", optarg);
+            break;
+        case 'h':
+            printf("usage: qmoe %s\n\n%s", qm_cmd_quantize.synopsis, qm_cmd_quantize.help);
+            return QM_EXIT_OK;
+        default:
+            return qm_cli_usage(&qm_cmd_quantize, "unknown option or missing value '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind != argc)
+        return qm_cli_usage(&qm_cmd_quantize, "unexpected argument '%s'", argv[optind]);
+    if (!plan || !model || !calib || !out)
+        return qm_cli_usage(&qm_cmd_quantize, "--plan, --model, --calib and -o are required");
+    o.ctx = (int)ctx;
+    o.samples = (int)samples;
+    o.min_expert_tokens = (int)min_tok;
+    if (!quiet)
+        o.progress = progress;
+    qm_diag *d = qm_diag_new();
+    qm_quant_report rep;
+    qm_status st = qm_quantize(plan, model, calib, out, &o, &rep, d);
+    if (st == QM_OK && !quiet)
+        fprintf(stderr, "qmoe: %zu tensors quantized (%zu by fallback) in %.1f s; peak memory %.1f MiB%s\n",
+                rep.tensors_quantized, rep.fallbacks, rep.seconds, rep.peak_rss_kib / 1024.0,
+                rep.layers_resumed ? " (resumed)" : "");
+    int rc = qm_cli_report(d);
+    qm_diag_free(d);
+    return st != QM_OK ? QM_EXIT_FAIL : rc;
+}
+
+const qm_cmd qm_cmd_quantize = {
+    .name = "quantize",
+    .run = run,
+    .synopsis = "quantize --plan PLAN --model DIR --calib FILE [--ctx N] [--samples N] [--damp D]\n"
+                "                 [--min-expert-tokens N] [--expert-fallback rtn|pooled] [--calibrate-all-experts]\n"
+                "                 [--fake-quant] [-q] -o OUT_DIR",
+    .summary = "execute a bit plan: layer-by-layer GPTQ, written as a GPTQ checkpoint",
+    .help = "Quantizes each layer in order with the earlier layers already quantized (see qmoe(1)).\n"
+            "Rerunning the same command continues after the last finished layer.\n\n"
+            "  --plan PLAN               the bit plan (qmoe compile)\n"
+            "  --model DIR               the unquantized model the plan was compiled for\n"
+            "  --calib FILE              calibration text (byte-level models) or token ids\n"
+            "  --ctx N                   window length (default 512)\n"
+            "  --samples N               windows (default 128)\n"
+            "  --damp D                  GPTQ damping, fraction of the mean Hessian diagonal (default 0.01)\n"
+            "  --min-expert-tokens N     experts routed fewer rows use the fallback (default 16)\n"
+            "  --expert-fallback F       rtn (round-to-nearest, default) or pooled (every row)\n"
+            "  --calibrate-all-experts   every row through every expert for the Hessians\n"
+            "  --fake-quant              also write OUT_DIR/fake-quant, dequantized in the original dtype\n"
+            "  -q, --quiet               no progress on standard error\n"
+            "  -o OUT_DIR                the output directory\n",
+};

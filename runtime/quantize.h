@@ -1,0 +1,55 @@
+/* quantize.h: executing a bit plan: layer-by-layer GPTQ over calibration text,
+ * written as a GPTQ checkpoint that engines load.
+ *
+ * For each layer in order, with the earlier layers already quantized:
+ *   1. q, k, v   from the Hessian of the layer's normed input
+ *   2. o         from the attention output, q/k/v already quantized
+ *   3. the FFN   router (when the plan quantizes it) from the FFN's normed
+ *                input; then expert by expert: gate and up from the rows the
+ *                router sends to that expert, down from those rows'
+ *                activations through the quantized gate and up; each
+ *                expert's Hessians are built, used and freed before the next;
+ *                the shared expert and dense MLPs see every row
+ *   4. the layer's outputs, all of it quantized, become the next layer's inputs
+ * An expert routed fewer than min_expert_tokens rows is quantized by the
+ * fallback (round-to-nearest on the same grid, or the layer's pooled
+ * Hessian: every row through that expert) and reported, never zeroed.
+ *
+ * The output directory holds one safetensors shard per layer (plus one for
+ * embeddings, final norm and head) with an index, config.json with a
+ * "quantization_config" (format "gptq", per-module "dynamic" overrides for
+ * the widths that differ from the most common one), quantize_config.json,
+ * the plan, and quant_log.yaml.  Progress is saved after every layer in
+ * .qmoe-state/; the same command run again continues after the last
+ * finished layer, and refuses a directory made from another plan, model,
+ * calibration text or settings.
+ */
+#ifndef QM_QUANTIZE_H
+#define QM_QUANTIZE_H
+
+#include "base/base.h"
+
+typedef struct qm_quant_opts {
+    int ctx;                 /* calibration window (default 512) */
+    int samples;             /* windows (default 128; fewer if the text is short) */
+    double damp;             /* GPTQ damping (default 0.01) */
+    int min_expert_tokens;   /* below this an expert uses the fallback (default 16) */
+    int fallback_pooled;     /* fallback: 0 round-to-nearest, 1 pooled Hessian */
+    int all_experts;         /* every row through every expert for the Hessians */
+    int fake_quant;          /* also write dequantized weights in the original dtype */
+    /* One-line progress reports; may be NULL. */
+    void (*progress)(void *ctx, const char *line);
+    void *progress_ctx;
+} qm_quant_opts;
+
+typedef struct qm_quant_report {
+    int layers, layers_resumed;
+    size_t tensors_quantized, fallbacks;
+    double seconds;
+    long peak_rss_kib;
+} qm_quant_report;
+
+qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *calib_path,
+                      const char *out_dir, const qm_quant_opts *o, qm_quant_report *rep, qm_diag *d);
+
+#endif
