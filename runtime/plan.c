@@ -286,7 +286,9 @@ static qm_status read_plan(reader *r, qm_plan *p)
     yaml_node_t *root = yaml_document_get_root_node(&r->doc);
     long long v;
     qm_status st = QM_OK;
-    if (!root || root->type != YAML_MAPPING_NODE)
+    if (!root)
+        return qm_diag_fail(r->d, QM_EFORMAT, "%s: empty, not a qmoe plan", r->path);
+    if (root->type != YAML_MAPPING_NODE)
         return bad(r, root, "plan:", "the document is not a mapping");
     if (!as_long(scalar(get(r, root, "qmoe_plan")), &v))
         return bad(r, root, "plan:", "no 'qmoe_plan' version: not a qmoe plan");

@@ -108,7 +108,7 @@ static void test_bad_plans(void)
     snprintf(buf, sizeof buf, "%stensors:\n- {name: a, module: m, rule: r, shape: [4], dtype: BF16, bits: 4, "
                               "group_size: 0, sym: true, act_order: false}\n", head);
     check_bad(buf, "tensors[0] only 2-D tensors can be quantized");
-    check_bad("", "plan: the document is not a mapping");
+    check_bad("", "bad.yaml: empty, not a qmoe plan");
 }
 
 int main(void)

@@ -1,0 +1,76 @@
+#!/bin/sh
+# quantize.sh: `qmoe quantize` end to end on tiny-deepseek: uniform plans at
+# 8, 4 and 2 bits evaluated against the unquantized model (KL divergence must
+# order 8 < 4 < 2), an interrupted run that resumes to the same bytes as an
+# uninterrupted one, refusal of a directory made from another plan, and the
+# fake-quant export.
+set -u
+: "${QMOE:?}" "${QM_SRCDIR:?}"
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+model="$QM_SRCDIR/examples/models/tiny-deepseek"
+calib="$QM_SRCDIR/examples/data/wikitext2-valid.txt"
+text="$QM_SRCDIR/examples/data/wikitext2-test.txt"
+fast="--ctx 256 --samples 8"
+
+kld() { "$QMOE" eval "$1" --base "$model" --text "$text" --max-tokens 8192 --format yaml -q | sed -n 's/^kld_mean: //p'; }
+
+for b in 8 4 2; do
+    sh "$QM_SRCDIR/tests/make_plan.sh" "$QMOE" "$model" $b 32 > "$tmp/plan$b.yaml" || bad "make_plan $b"
+    if "$QMOE" quantize -q --plan "$tmp/plan$b.yaml" --model "$model" --calib "$calib" $fast -o "$tmp/q$b"; then
+        ok
+    else
+        bad "quantize at $b bits failed"
+    fi
+    eval "k$b=\$(kld \"$tmp/q$b\")"
+done
+echo "KL divergence: 8-bit $k8, 4-bit $k4, 2-bit $k2"
+awk -v a="$k8" -v b="$k4" -v c="$k2" 'BEGIN { exit !(a < b && b < c) }' && ok || bad "KLD not ordered 8 < 4 < 2"
+
+# the output is a GPTQ checkpoint engines read
+for f in config.json quantize_config.json model.safetensors.index.json plan.yaml quant_log.yaml; do
+    [ -s "$tmp/q4/$f" ] && ok || bad "q4/$f missing"
+done
+grep -q '"checkpoint_format": "gptq"' "$tmp/q4/quantize_config.json" && ok || bad "checkpoint_format"
+grep -q '"quantization_config"' "$tmp/q4/config.json" && ok || bad "quantization_config in config.json"
+grep -q 'self_attn.q_proj.qweight' "$tmp/q4/model.safetensors.index.json" && ok || bad "qweight in the index"
+"$QMOE" inspect "$tmp/q4" | grep -q "linears GPTQ-packed" && ok || bad "inspect of the packed model"
+
+# interrupted: kill -9 once two layers are done, run again, compare with q4
+"$QMOE" quantize -q --plan "$tmp/plan4.yaml" --model "$model" --calib "$calib" $fast -o "$tmp/r4" &
+pid=$!
+i=0
+while [ ! -e "$tmp/r4/.qmoe-state/layer-00001.log" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+kill -9 $pid 2>/dev/null
+wait $pid 2>/dev/null
+"$QMOE" quantize --plan "$tmp/plan4.yaml" --model "$model" --calib "$calib" $fast -o "$tmp/r4" 2> "$tmp/resume.err" \
+    && ok || bad "resumed run failed: $(cat "$tmp/resume.err")"
+for f in "$tmp"/q4/model-*.safetensors "$tmp/q4/config.json" "$tmp/q4/quantize_config.json" \
+         "$tmp/q4/model.safetensors.index.json"; do
+    cmp -s "$f" "$tmp/r4/$(basename "$f")" && ok || bad "resumed $(basename "$f") differs"
+done
+ls "$tmp"/r4/*.tmp.* >/dev/null 2>&1 && bad "temporary files left behind" || ok
+
+# the same directory with another plan is refused
+"$QMOE" quantize -q --plan "$tmp/plan2.yaml" --model "$model" --calib "$calib" $fast -o "$tmp/q4" 2> "$tmp/err" \
+    && bad "another plan was accepted" || ok
+grep -q "holds a run of another plan" "$tmp/err" && ok || bad "refusal message: $(cat "$tmp/err")"
+
+# a plan for another model is refused
+mx="$QM_SRCDIR/examples/models/tiny-mixtral"
+"$QMOE" quantize -q --plan "$tmp/plan4.yaml" --model "$mx" --calib "$calib" $fast -o "$tmp/x" 2> "$tmp/err" \
+    && bad "plan for another model accepted" || ok
+grep -q "the plan was compiled for another model" "$tmp/err" && ok || bad "model mismatch message: $(cat "$tmp/err")"
+
+# fake-quant: the dequantized weights in the original dtype, a plain checkpoint
+"$QMOE" quantize -q --plan "$tmp/plan4.yaml" --model "$model" --calib "$calib" $fast --fake-quant -o "$tmp/f4" \
+    && ok || bad "fake-quant run"
+"$QMOE" inspect "$tmp/f4/fake-quant" | grep -q "BF16)" && ok || bad "fake-quant is not plain BF16"
+kf=$(kld "$tmp/f4/fake-quant")
+awk -v a="$kf" -v b="$k4" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 0.05 * b + 1e-6) }' \
+    && ok || bad "fake-quant KLD $kf far from packed $k4"
+
+echo "$pass passed, $fail failed"
+[ "$fail" -eq 0 ]
