@@ -67,6 +67,7 @@ typedef struct qm_qresult {
     double damp;       /* damping fraction finally used */
     int retries;       /* times damping had to grow */
     int dead;          /* dead input columns */
+    double update_seconds, update_flops; /* the lazy-batch sgemms of qm_gptq() */
 } qm_qresult;
 
 void qm_qresult_free(qm_qresult *r);
