@@ -302,6 +302,15 @@ static void finish(job *j, qm_qresult *r)
     job_free(j);
 }
 
+/* y -= a x over n floats.  A plain loop (the compiler vectorises it): a
+ * BLAS saxpy per column would dispatch OpenBLAS's threads hundreds of
+ * thousands of times per linear, which costs more than the arithmetic. */
+static void axpy_sub(int n, float a, const float *x, float *y)
+{
+    for (int i = 0; i < n; i++)
+        y[i] -= a * x[i];
+}
+
 /* Quantize position i and return its scaled error in err (out): (w - q) / U_ii. */
 static void column_error(job *j, qm_qresult *r, int i, float *err)
 {
@@ -329,7 +338,7 @@ qm_status qm_gptq_ref(const float *W, int out, int in, float *H, const qm_qspec 
     for (int i = 0; i < in; i++) {
         column_error(&j, r, i, err);
         for (int k = i + 1; k < in; k++) /* every later column, at once */
-            cblas_saxpy(out, -j.U[(size_t)i * in + k], err, 1, j.Wt + (size_t)k * out, 1);
+            axpy_sub(out, j.U[(size_t)i * in + k], err, j.Wt + (size_t)k * out);
     }
     free(err);
     finish(&j, r);
@@ -358,7 +367,7 @@ qm_status qm_gptq(const float *W, int out, int in, float *H, const qm_qspec *s, 
             float *e = err + (size_t)(i - i1) * out;
             column_error(&j, r, i, e);
             for (int k = i + 1; k < i2; k++) /* the rest of the block now */
-                cblas_saxpy(out, -j.U[(size_t)i * in + k], e, 1, j.Wt + (size_t)k * out, 1);
+                axpy_sub(out, j.U[(size_t)i * in + k], e, j.Wt + (size_t)k * out);
         }
         /* later blocks all at once: Wt[i2:] -= U[i1:i2, i2:]^T Err */
         if (i2 < in) {
