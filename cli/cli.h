@@ -26,6 +26,8 @@ extern const qm_cmd qm_cmd_eval;
 extern const qm_cmd qm_cmd_score;
 extern const qm_cmd qm_cmd_gptq_tensor;
 extern const qm_cmd qm_cmd_quantize;
+extern const qm_cmd qm_cmd_check;
+extern const qm_cmd qm_cmd_fmt;
 
 /* Print "qmoe: MSG" and the subcommand's usage to stderr; returns QM_EXIT_USAGE. */
 int qm_cli_usage(const qm_cmd *cmd, const char *fmt, ...) QM_PRINTF(2, 3);
@@ -34,6 +36,9 @@ int qm_cli_usage(const qm_cmd *cmd, const char *fmt, ...) QM_PRINTF(2, 3);
 int qm_cli_long(const qm_cmd *cmd, const char *opt, const char *arg, long lo, long hi, long *v);
 /* Print and empty the diagnostics; returns QM_EXIT_FAIL when any was an error. */
 int qm_cli_report(qm_diag *d);
+/* The same for diagnostics from lang/ (qm_policy_*), which are complete
+ * "FILE:LINE:COL: error: ..." messages printed as they are. */
+int qm_cli_report_policy(qm_diag *d);
 
 /* Open a model directory and load all its weights as float32. */
 qm_status qm_cli_open_net(const char *dir, qm_model **m, qm_net *net, qm_diag *d);

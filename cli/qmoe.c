@@ -16,6 +16,8 @@
 
 static const qm_cmd *const commands[] = {
     &qm_cmd_inspect,
+    &qm_cmd_check,
+    &qm_cmd_fmt,
     &qm_cmd_eval,
     &qm_cmd_score,
     &qm_cmd_quantize,

@@ -1,0 +1,565 @@
+/* check.c: the names the language knows, and the checks a statement gets
+ * once it has parsed.
+ *
+ * The parser accepts any name where a selector, scorer or family goes; here
+ * each is looked up in its table (indexed by the enums in ast.h), the
+ * selector's scope is told from its modules, and the rules of the language
+ * that a grammar cannot say are enforced: which brackets go where, which
+ * scorer ranks what, which widths exist, which actions conflict.  Messages
+ * name the bad value and what is allowed.  No model is known here.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "lang/internal.h"
+
+#define COUNT(a) (sizeof(a) / sizeof *(a))
+
+/* ---- tables ------------------------------------------------------------------- */
+
+static const char *const scorer_names[QM_SCORER_COUNT] = {
+    [QM_SCORER_FREQUENCY] = "frequency",
+    [QM_SCORER_IMPORTANCE] = "importance",
+    [QM_SCORER_IMPORTANCE_RESIDUAL] = "importance_residual",
+    [QM_SCORER_OUTLIER] = "outlier",
+};
+_Static_assert(COUNT(scorer_names) == QM_SCORER_COUNT, "a name per scorer");
+
+static const char *const family_names[QM_FAMILY_COUNT] = {
+    [QM_FAMILY_MIXTRAL] = "mixtral",   [QM_FAMILY_DEEPSEEK] = "deepseek",
+    [QM_FAMILY_QWEN2MOE] = "qwen2moe", [QM_FAMILY_QWEN3MOE] = "qwen3moe",
+    [QM_FAMILY_OLMOE] = "olmoe",
+};
+_Static_assert(COUNT(family_names) == QM_FAMILY_COUNT, "a name per family");
+
+/* What each scorer ranks, for selections and messages. */
+typedef enum level { LEVEL_BLOCK, LEVEL_EXPERT, LEVEL_LINEAR } level;
+static const level scorer_level[QM_SCORER_COUNT] = {
+    [QM_SCORER_FREQUENCY] = LEVEL_EXPERT,
+    [QM_SCORER_IMPORTANCE] = LEVEL_BLOCK,
+    [QM_SCORER_IMPORTANCE_RESIDUAL] = LEVEL_BLOCK,
+    [QM_SCORER_OUTLIER] = LEVEL_LINEAR,
+};
+static const char *const level_names[] = {
+    [LEVEL_BLOCK] = "MoE blocks", [LEVEL_EXPERT] = "experts", [LEVEL_LINEAR] = "linears",
+};
+static const char *const level_usage[] = {
+    [LEVEL_BLOCK] = "moe_layers[top 5 by importance]",
+    [LEVEL_EXPERT] = "experts[top 30 per layer by frequency]",
+    [LEVEL_LINEAR] = "experts.*[top 25% by outlier]",
+};
+
+#define PART(m) (1u << (m))
+#define QKVO (PART(QM_MOD_Q) | PART(QM_MOD_K) | PART(QM_MOD_V) | PART(QM_MOD_O) | PART(QM_MOD_ANY))
+#define GUD (PART(QM_MOD_GATE) | PART(QM_MOD_UP) | PART(QM_MOD_DOWN) | PART(QM_MOD_ANY))
+
+typedef struct module_info {
+    const char *name;  /* canonical */
+    const char *alias; /* also accepted, or NULL */
+    unsigned parts;    /* PART() bits of the names that may follow */
+    int model_level;   /* outside the layers: no scope */
+    int is_part;       /* a part (second segment), not a module */
+} module_info;
+
+static const module_info modules[QM_MOD_COUNT] = {
+    [QM_MOD_ATTN] = {"attn", NULL, QKVO, 0, 0},
+    [QM_MOD_ROUTER] = {"router", NULL, 0, 0, 0},
+    [QM_MOD_EXPERTS] = {"experts", NULL, GUD, 0, 0},
+    [QM_MOD_SHARED] = {"shared", "shared_experts", GUD, 0, 0},
+    [QM_MOD_SHARED_GATE] = {"shared_gate", NULL, 0, 0, 0},
+    [QM_MOD_MLP] = {"mlp", NULL, GUD, 0, 0},
+    [QM_MOD_NORMS] = {"norms", "norm", 0, 0, 0},
+    [QM_MOD_ATTN_NORM] = {"attn_norm", NULL, 0, 0, 0},
+    [QM_MOD_FFN_NORM] = {"ffn_norm", NULL, 0, 0, 0},
+    [QM_MOD_EMBED] = {"embed", NULL, 0, 1, 0},
+    [QM_MOD_LM_HEAD] = {"lm_head", NULL, 0, 1, 0},
+    [QM_MOD_Q] = {"q", NULL, 0, 0, 1},
+    [QM_MOD_K] = {"k", NULL, 0, 0, 1},
+    [QM_MOD_V] = {"v", NULL, 0, 0, 1},
+    [QM_MOD_O] = {"o", NULL, 0, 0, 1},
+    [QM_MOD_GATE] = {"gate", NULL, 0, 0, 1},
+    [QM_MOD_UP] = {"up", NULL, 0, 0, 1},
+    [QM_MOD_DOWN] = {"down", NULL, 0, 0, 1},
+    [QM_MOD_ANY] = {"*", NULL, 0, 0, 1},
+};
+_Static_assert(COUNT(modules) == QM_MOD_COUNT, "an entry per module");
+_Static_assert(QM_MOD_COUNT <= 32, "parts fit a bit set");
+
+/* Selector names as the messages list them. */
+static const char modules_list[] =
+    "attn router experts shared_experts (shared) shared_gate mlp norms (norm) attn_norm "
+    "ffn_norm embed lm_head, after an optional scope layers[...] or moe_layers[...]";
+
+static const struct {
+    const char *word;
+    qm_action_kind kind;
+} action_words[] = {
+    {"keep", QM_ACT_KEEP},           {"sym", QM_ACT_SYM},
+    {"asym", QM_ACT_ASYM},           {"act_order", QM_ACT_ACT_ORDER},
+    {"no_act_order", QM_ACT_NO_ACT_ORDER},
+};
+
+/* Every action's spelling, for suggestions. */
+static const char *const action_spellings[] = {
+    "2bit", "3bit", "4bit", "8bit", "keep", "group", "sym", "asym", "act_order", "no_act_order",
+};
+static const char actions_list[] =
+    "2bit 3bit 4bit 8bit keep +1bit -1bit group N, group none, sym asym act_order no_act_order";
+
+const char lang_widths[] = "2bit 3bit 4bit 8bit";
+
+enum { MAX_DELTA = 6, MAX_GROUP = 1 << 20 };
+#define MIN_BUDGET 2.0
+#define MAX_BUDGET 8.0
+
+const char *qm_scorer_name(qm_scorer s)
+{
+    return (unsigned)s < QM_SCORER_COUNT ? scorer_names[s] : "?";
+}
+
+const char *qm_family_name(qm_family f)
+{
+    return (unsigned)f < QM_FAMILY_COUNT ? family_names[f] : "?";
+}
+
+const char *qm_module_name(qm_module m)
+{
+    return (unsigned)m < QM_MOD_COUNT ? modules[m].name : "?";
+}
+
+int lang_is_width(long long bits)
+{
+    return bits == 2 || bits == 3 || bits == 4 || bits == 8;
+}
+
+int lang_action_word(const char *s, qm_action_kind *k)
+{
+    for (size_t i = 0; i < COUNT(action_words); i++)
+        if (strcmp(s, action_words[i].word) == 0) {
+            *k = action_words[i].kind;
+            return 1;
+        }
+    return 0;
+}
+
+/* ---- suggestions ---------------------------------------------------------------- */
+
+/* Edit distance between a and b, giving up (returning limit + 1) beyond limit. */
+static size_t distance(const char *a, const char *b, size_t limit)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    if (la > 32 || lb > 32 || (la > lb ? la - lb : lb - la) > limit)
+        return limit + 1;
+    size_t row[33];
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j];
+            size_t best = diag + (a[i - 1] != b[j - 1]);
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            if (up + 1 < best)
+                best = up + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+const char *lang_suggest(const char *s, const char *const *names, size_t n)
+{
+    /* an abbreviation of one name ("freq") */
+    size_t len = strlen(s);
+    const char *prefix_of = NULL;
+    int prefixes = 0;
+    for (size_t i = 0; len >= 3 && i < n; i++)
+        if (names[i] && strncmp(s, names[i], len) == 0) {
+            prefix_of = names[i];
+            prefixes++;
+        }
+    if (prefixes == 1)
+        return prefix_of;
+    size_t limit = strlen(s) <= 4 ? 1 : 2, best = limit + 1;
+    const char *pick = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!names[i])
+            continue;
+        size_t dist = distance(s, names[i], limit);
+        if (dist < best) {
+            best = dist;
+            pick = names[i];
+        }
+    }
+    return pick;
+}
+
+/* ---- lookups ------------------------------------------------------------------- */
+
+/* The span's text as a NUL-terminated string in buf (cut at cap). */
+static const char *span_str(const lang_state *ps, qm_span sp, char *buf, size_t cap)
+{
+    size_t n = sp.end - sp.begin;
+    if (n >= cap)
+        n = cap - 1;
+    memcpy(buf, lang_text(ps->src, sp), n);
+    buf[n] = '\0';
+    return buf;
+}
+
+static int find_name(const char *s, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (names[i] && strcmp(s, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static int find_module(const char *s)
+{
+    for (int i = 0; i < QM_MOD_COUNT; i++)
+        if (strcmp(s, modules[i].name) == 0 || (modules[i].alias && strcmp(s, modules[i].alias) == 0))
+            return i;
+    return -1;
+}
+
+/* Resolve the scorer named at sp; QM_SCORER_NONE after reporting. */
+static qm_scorer scorer(lang_state *ps, qm_span sp)
+{
+    char name[64];
+    span_str(ps, sp, name, sizeof name);
+    int i = find_name(name, scorer_names, QM_SCORER_COUNT);
+    if (i >= 0)
+        return (qm_scorer)i;
+    const char *near = lang_suggest(name, scorer_names, QM_SCORER_COUNT);
+    if (near)
+        lang_error(ps, sp, "unknown scorer '%s'; did you mean '%s'?", name, near);
+    else
+        lang_error(ps, sp, "unknown scorer '%s'; the scorers are frequency importance "
+                           "importance_residual outlier", name);
+    return QM_SCORER_NONE;
+}
+
+void lang_unknown_action(lang_state *ps, const char *word, qm_span span)
+{
+    const char *near = lang_suggest(word, action_spellings, COUNT(action_spellings));
+    int selector = find_module(word) >= 0 || strcmp(word, "layers") == 0 ||
+                   strcmp(word, "moe_layers") == 0;
+    char *end;
+    long long n = strtoll(word, &end, 10);
+    if (end != word && lang_is_width(n)) { /* '4b', '4bt' */
+        lang_error_once(ps, span, "unknown action '%s'; did you mean '%lldbit'?", word, n);
+    } else if (end != word) {
+        lang_error_once(ps, span, "unknown action '%s'; the widths are %s", word, lang_widths);
+    } else if (selector && ps->tok[0].span.begin == span.begin && ps->tok[1].tok == ':') {
+        /* `attn:` ends a line and the next rule follows: the actions were left out */
+        qm_span colon = ps->tok[1].span;
+        lang_error_once(ps, (qm_span){colon.end, colon.end}, "missing actions after ':'");
+    } else if (selector) {
+        lang_error_once(ps, span, "'%s' is a selector, not an action; is a ';' missing before it?", word);
+    } else if (near) {
+        lang_error_once(ps, span, "unknown action '%s'; did you mean '%s'?", word, near);
+    } else {
+        lang_error_once(ps, span, "unknown action '%s'; the actions are %s", word, actions_list);
+    }
+}
+
+/* ---- selectors ------------------------------------------------------------------ */
+
+static void check_ranges(lang_state *ps, const qm_index *ix)
+{
+    for (size_t i = 0; i < ix->u.list.n; i++) {
+        const qm_range *r = &ix->u.list.v[i];
+        if (!r->lo_open && !r->hi_open && !r->single && (r->lo < 0) == (r->hi < 0) && r->lo > r->hi)
+            lang_error(ps, r->span, "empty range %lld..%lld: write the lower index first", r->lo,
+                       r->hi);
+    }
+}
+
+/* Check a data-driven or threshold spec against the level it selects at;
+ * `what` names the place for messages ("moe_layers", "experts", ...). */
+static void check_ranked(lang_state *ps, qm_index *ix, level at, const char *what)
+{
+    qm_scorer *s;
+    qm_span sp;
+    if (ix->kind == QM_INDEX_THRESHOLD) {
+        s = &ix->u.threshold.scorer;
+        sp = ix->u.threshold.scorer_span;
+    } else {
+        s = &ix->u.pick.scorer;
+        sp = ix->u.pick.scorer_span;
+        if (ix->u.pick.is_percent && !(ix->u.pick.percent > 0 && ix->u.pick.percent <= 100))
+            lang_error(ps, ix->u.pick.amount_span, "a percentage must be more than 0%% and at most 100%%");
+        if (!ix->u.pick.is_percent && ix->u.pick.count < 1)
+            lang_error(ps, ix->u.pick.amount_span, "select at least 1, not %lld", ix->u.pick.count);
+        if (ix->u.pick.per_layer && at == LEVEL_BLOCK)
+            lang_error(ps, ix->span, "'per layer' does not apply to %s, which selects whole layers",
+                       what);
+    }
+    if (*s == QM_SCORER_NONE) /* random */
+        return;
+    *s = scorer(ps, sp);
+    if (*s == QM_SCORER_NONE)
+        return;
+    level l = scorer_level[*s];
+    if (l != at)
+        lang_error(ps, sp, "'%s' ranks %s, not %s: use it as in %s", scorer_names[*s], level_names[l],
+                   level_names[at], level_usage[l]);
+}
+
+static void check_scope(lang_state *ps, qm_selector *sel)
+{
+    qm_index *ix = sel->scope_index;
+    if (!ix) {
+        lang_error(ps, sel->scope_span, "'%s' needs brackets saying which layers, e.g. %s[0..3]",
+                   sel->scope_text, sel->scope_text);
+        return;
+    }
+    if (ix->kind == QM_INDEX_LIST) {
+        check_ranges(ps, ix);
+        return;
+    }
+    if (sel->scope == QM_SCOPE_LAYERS) {
+        lang_error(ps, ix->span, "data-driven selections rank MoE blocks: write moe_layers[...]");
+        return;
+    }
+    check_ranked(ps, ix, LEVEL_BLOCK, "moe_layers");
+}
+
+static void check_selector(lang_state *ps, qm_selector *sel)
+{
+    char name[64];
+    /* the scope */
+    if (sel->nseg > 0 && (strcmp(sel->seg[0].text, "layers") == 0 ||
+                          strcmp(sel->seg[0].text, "moe_layers") == 0)) {
+        qm_segment *s = &sel->seg[0];
+        sel->scope = s->text[0] == 'l' ? QM_SCOPE_LAYERS : QM_SCOPE_MOE_LAYERS;
+        sel->scope_text = s->text;
+        sel->scope_index = s->index;
+        sel->scope_span = s->span;
+        sel->seg++;
+        sel->nseg--;
+        check_scope(ps, sel);
+    }
+    if (sel->nseg == 0)
+        return;
+    /* the module */
+    qm_segment *m = &sel->seg[0];
+    int mod = find_module(m->text);
+    if (strcmp(m->text, "layers") == 0 || strcmp(m->text, "moe_layers") == 0) {
+        lang_error(ps, m->span, "a selector has one scope: '%s' cannot follow '%s[...]'", m->text,
+                   sel->scope_text);
+        return;
+    }
+    if (mod < 0) {
+        const char *cands[QM_MOD_COUNT * 2];
+        size_t nc = 0;
+        for (int i = 0; i < QM_MOD_COUNT; i++)
+            if (!modules[i].is_part) {
+                cands[nc++] = modules[i].name;
+                if (modules[i].alias)
+                    cands[nc++] = modules[i].alias;
+            }
+        const char *near = lang_suggest(m->text, cands, nc);
+        if (near)
+            lang_error(ps, m->span, "unknown selector '%s'; did you mean '%s'?", m->text, near);
+        else
+            lang_error(ps, m->span, "unknown selector '%s'; the selectors are %s", m->text, modules_list);
+        return;
+    }
+    m->mod = (qm_module)mod;
+    const module_info *mi = &modules[mod];
+    if (mi->is_part) {
+        if (mod == QM_MOD_ANY)
+            lang_error(ps, m->span, "'*' stands for every linear of a module: write it after one, "
+                                    "as in experts.*");
+        else if (QKVO & PART(mod))
+            lang_error(ps, m->span, "'%s' is a part of attn: write attn.%s", m->text, m->text);
+        else
+            lang_error(ps, m->span, "'%s' is a part: write experts.%s, shared_experts.%s or mlp.%s",
+                       m->text, m->text, m->text, m->text);
+        return;
+    }
+    if (mi->model_level && sel->scope != QM_SCOPE_NONE)
+        lang_error(ps, m->span, "'%s' is not inside a layer: write it without '%s[...]'", m->text,
+                   sel->scope_text);
+    if (m->index) {
+        if (mod != QM_MOD_EXPERTS)
+            lang_error(ps, m->index->span, "'%s' takes no brackets; brackets go on layers, moe_layers, "
+                                           "experts and linears", m->text);
+        else if (m->index->kind == QM_INDEX_LIST)
+            check_ranges(ps, m->index);
+        else
+            check_ranked(ps, m->index, LEVEL_EXPERT, "experts");
+    }
+    if (sel->nseg == 1)
+        return;
+    /* the part */
+    qm_segment *p = &sel->seg[1];
+    int part = find_module(p->text);
+    if (!mi->parts) {
+        lang_error(ps, p->span, "'%s' has no parts; '%s' cannot follow it", m->text, p->text);
+        return;
+    }
+    if (part < 0 || !(mi->parts & PART(part))) {
+        lang_buf b = {0};
+        for (int i = 0; i < QM_MOD_COUNT; i++)
+            if (mi->parts & PART(i))
+                lang_buf_printf(&b, "%s%s", b.n ? " " : "", modules[i].name);
+        lang_error(ps, p->span, "'%s' has no part '%s'; its parts are %s", m->text, p->text,
+                   b.s ? b.s : "");
+        free(b.s);
+        return;
+    }
+    p->mod = (qm_module)part;
+    if (p->index) {
+        if (p->index->kind == QM_INDEX_LIST)
+            lang_error(ps, p->index->span, "a linear takes no index list; to pick experts write "
+                                           "experts[...].%s", p->text);
+        else
+            check_ranked(ps, p->index, LEVEL_LINEAR, span_str(ps, p->span, name, sizeof name));
+    }
+    if (sel->nseg > 2)
+        lang_error(ps, sel->seg[2].span, "a selector names a module and at most one of its parts; "
+                                         "'%s' goes too deep", sel->seg[2].text);
+}
+
+/* ---- actions --------------------------------------------------------------------- */
+
+static const qm_field action_field[QM_ACT_COUNT] = {
+    [QM_ACT_WIDTH] = QM_FIELD_WIDTH,         [QM_ACT_KEEP] = QM_FIELD_WIDTH,
+    [QM_ACT_DELTA] = QM_FIELD_DELTA,         [QM_ACT_GROUP] = QM_FIELD_GROUP,
+    [QM_ACT_GROUP_NONE] = QM_FIELD_GROUP,    [QM_ACT_SYM] = QM_FIELD_SYM,
+    [QM_ACT_ASYM] = QM_FIELD_SYM,            [QM_ACT_ACT_ORDER] = QM_FIELD_ACT_ORDER,
+    [QM_ACT_NO_ACT_ORDER] = QM_FIELD_ACT_ORDER,
+};
+
+static void check_actions(lang_state *ps, qm_actions *a, int is_default)
+{
+    const qm_action *by[QM_FIELD_COUNT] = {0};
+    for (size_t i = 0; i < a->n; i++) {
+        const qm_action *x = &a->v[i];
+        qm_field f = action_field[x->kind];
+        int len = (int)(x->span.end - x->span.begin);
+        const char *text = lang_text(ps->src, x->span);
+        switch (x->kind) {
+        case QM_ACT_WIDTH:
+            if (!lang_is_width(x->value)) {
+                lang_error(ps, x->span, "'%.*s' is not a width; the widths are %s", len, text, lang_widths);
+                continue;
+            }
+            a->bits = (int)x->value;
+            break;
+        case QM_ACT_KEEP: a->bits = QM_KEEP; break;
+        case QM_ACT_DELTA:
+            if (x->value == 0 || x->value > MAX_DELTA || x->value < -MAX_DELTA) {
+                lang_error(ps, x->span, "'%.*s' is out of range: a relative width is +1bit to +%dbit "
+                                        "or -1bit to -%dbit", len, text, MAX_DELTA, MAX_DELTA);
+                continue;
+            }
+            if (is_default) {
+                lang_error(ps, x->span, "a default sets widths; '%.*s' needs a width to change", len,
+                           text);
+                continue;
+            }
+            a->delta = (int)x->value;
+            break;
+        case QM_ACT_GROUP:
+            if (x->value < 1 || x->value > MAX_GROUP) {
+                lang_error(ps, x->span, "a group is 1 to %d columns, or 'none' for per channel",
+                           MAX_GROUP);
+                continue;
+            }
+            a->group = x->value;
+            break;
+        case QM_ACT_GROUP_NONE: a->group = 0; break;
+        case QM_ACT_SYM: a->sym = 1; break;
+        case QM_ACT_ASYM: a->sym = 0; break;
+        case QM_ACT_ACT_ORDER: a->act_order = 1; break;
+        case QM_ACT_NO_ACT_ORDER: a->act_order = 0; break;
+        case QM_ACT_COUNT: continue;
+        }
+        /* each field once; a width and a change of width never together */
+        const qm_action *before = by[f];
+        if (!before && f == QM_FIELD_WIDTH)
+            before = by[QM_FIELD_DELTA];
+        if (!before && f == QM_FIELD_DELTA)
+            before = by[QM_FIELD_WIDTH];
+        if (before) {
+            int blen = (int)(before->span.end - before->span.begin);
+            const char *btext = lang_text(ps->src, before->span);
+            if (blen == len && memcmp(btext, text, (size_t)len) == 0)
+                lang_error(ps, x->span, "'%.*s' is given twice in this rule", len, text);
+            else
+                lang_error(ps, x->span, "'%.*s' conflicts with '%.*s' earlier in this rule", len, text,
+                           blen, btext);
+            continue;
+        }
+        by[f] = x;
+        a->set |= QM_SETS(f);
+        a->where[f] = x->span;
+    }
+}
+
+/* ---- statements ------------------------------------------------------------------- */
+
+void lang_check_stmt(lang_state *ps, qm_stmt *st)
+{
+    switch (st->kind) {
+    case QM_STMT_IMPORT:
+        if (!st->u.import.name[0])
+            lang_error(ps, st->u.import.name_span, "an import needs a name, as in import \"paper/attn-4bit\"");
+        break;
+    case QM_STMT_ARCH:
+        for (size_t i = 0; i < st->u.arch.n; i++) {
+            qm_word *w = &st->u.arch.v[i];
+            w->id = find_name(w->text, family_names, QM_FAMILY_COUNT);
+            if (w->id < 0) {
+                const char *near = lang_suggest(w->text, family_names, QM_FAMILY_COUNT);
+                if (near)
+                    lang_error(ps, w->span, "unknown architecture '%s'; did you mean '%s'?", w->text, near);
+                else
+                    lang_error(ps, w->span, "unknown architecture '%s'; the architectures are mixtral "
+                                            "deepseek qwen2moe qwen3moe olmoe", w->text);
+                continue;
+            }
+            for (size_t j = 0; j < i; j++)
+                if (st->u.arch.v[j].id == w->id) {
+                    lang_error(ps, w->span, "'%s' is listed twice", w->text);
+                    break;
+                }
+        }
+        break;
+    case QM_STMT_BUDGET: {
+        double b = st->u.budget.bits;
+        if (!(b >= MIN_BUDGET && b <= MAX_BUDGET))
+            lang_error(ps, st->u.budget.bits_span, "a budget of %.*s bits is out of reach: widths run "
+                                                   "from 2bit to 8bit",
+                       (int)(st->u.budget.bits_span.end - st->u.budget.bits_span.begin),
+                       lang_text(ps->src, st->u.budget.bits_span));
+        if (st->u.budget.by != QM_SCORER_NONE)
+            st->u.budget.by = scorer(ps, st->u.budget.by_span);
+        if (ps->budget) {
+            size_t line, col;
+            qm_source_linecol(ps->src, ps->budget->span.begin, &line, &col);
+            lang_error(ps, st->span, "a second budget; the first is on line %zu", line);
+        } else {
+            ps->budget = st;
+        }
+        break;
+    }
+    case QM_STMT_DEFAULT:
+        check_actions(ps, &st->u.rule.act, 1);
+        break;
+    case QM_STMT_RULE:
+        for (size_t i = 0; i < st->u.rule.nsel; i++)
+            check_selector(ps, &st->u.rule.sel[i]);
+        check_actions(ps, &st->u.rule.act, 0);
+        break;
+    }
+}
