@@ -28,6 +28,8 @@ extern const qm_cmd qm_cmd_gptq_tensor;
 extern const qm_cmd qm_cmd_quantize;
 extern const qm_cmd qm_cmd_check;
 extern const qm_cmd qm_cmd_fmt;
+extern const qm_cmd qm_cmd_compile;
+extern const qm_cmd qm_cmd_explain;
 
 /* Print "qmoe: MSG" and the subcommand's usage to stderr; returns QM_EXIT_USAGE. */
 int qm_cli_usage(const qm_cmd *cmd, const char *fmt, ...) QM_PRINTF(2, 3);
@@ -39,6 +41,10 @@ int qm_cli_report(qm_diag *d);
 /* The same for diagnostics from lang/ (qm_policy_*), which are complete
  * "FILE:LINE:COL: error: ..." messages printed as they are. */
 int qm_cli_report_policy(qm_diag *d);
+
+/* The same for the compiler's mix: lang-style messages as they are, the
+ * others as "qmoe: SEVERITY: MESSAGE" (cmd_compile.c). */
+int qm_cli_report_compile(qm_diag *d);
 
 /* Open a model directory and load all its weights as float32. */
 qm_status qm_cli_open_net(const char *dir, qm_model **m, qm_net *net, qm_diag *d);

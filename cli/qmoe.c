@@ -18,6 +18,8 @@ static const qm_cmd *const commands[] = {
     &qm_cmd_inspect,
     &qm_cmd_check,
     &qm_cmd_fmt,
+    &qm_cmd_compile,
+    &qm_cmd_explain,
     &qm_cmd_eval,
     &qm_cmd_score,
     &qm_cmd_quantize,

@@ -1,0 +1,153 @@
+/* cmd_compile.c: `qmoe compile POLICY --model DIR`: the bit plan a policy
+ * gives a model, as YAML (qmoe(1), PLAN FILES) or a readable table. */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "compiler/compiler.h"
+
+int qm_cli_report_compile(qm_diag *d)
+{
+    static const char *const sev[] = {"error", "warning", "note"};
+    int failed = qm_diag_errors(d) > 0;
+    for (size_t i = 0; i < qm_diag_count(d); i++) {
+        const char *t = qm_diag_text(d, i), *nl = strchr(t, '\n');
+        size_t first = nl ? (size_t)(nl - t) : strlen(t);
+        int complete = 0; /* a lang-style "FILE:LINE:COL: SEVERITY: ..." message */
+        for (int s = 0; s < 3 && !complete; s++) {
+            char key[16];
+            snprintf(key, sizeof key, ": %s: ", sev[s]);
+            const char *k = strstr(t, key);
+            complete = k && (size_t)(k - t) < first;
+        }
+        if (complete)
+            fprintf(stderr, "%s\n", t);
+        else
+            fprintf(stderr, "qmoe: %s: %s\n", sev[qm_diag_severity(d, i)], t);
+    }
+    qm_diag_clear(d);
+    return failed ? QM_EXIT_FAIL : QM_EXIT_OK;
+}
+
+static void table(const qm_plan *p, FILE *f)
+{
+    const qm_plan_summary *s = &p->summary;
+    fprintf(f, "policy          %s\n", p->policy_path);
+    fprintf(f, "model           %s\n", p->arch);
+    fprintf(f, "scores          %s\n", p->scores_path ? p->scores_path : "(none)");
+    fprintf(f, "\n%-8s %10s %18s %8s\n", "width", "tensors", "params", "share");
+    static const int widths[] = {2, 3, 4, 8, 0};
+    uint64_t params[9] = {0};
+    for (size_t i = 0; i < p->n; i++)
+        params[p->t[i].bits] += p->t[i].ndim == 2 ? p->t[i].shape[0] * p->t[i].shape[1] : p->t[i].shape[0];
+    uint64_t all = s->quantized_params + s->kept_params;
+    for (size_t w = 0; w < sizeof widths / sizeof *widths; w++) {
+        int b = widths[w];
+        if (!s->by_bits[b])
+            continue;
+        char name[8];
+        snprintf(name, sizeof name, b ? "%dbit" : "keep", b);
+        fprintf(f, "%-8s %10zu %18llu %7.2f%%\n", name, s->by_bits[b], (unsigned long long)params[b],
+                all ? 100.0 * (double)params[b] / (double)all : 0.0);
+    }
+    fprintf(f, "\naverage bits    %.4f  (over %llu quantized parameters)\n", s->average_bits,
+            (unsigned long long)s->quantized_params);
+    fprintf(f, "effective bits  %.4f  (with scales, zeros and g_idx)\n", s->effective_bits);
+    fprintf(f, "kept params     %llu\n", (unsigned long long)s->kept_params);
+    fprintf(f, "bytes           %llu -> %llu  (%.2fx smaller)\n", (unsigned long long)s->bytes_before,
+            (unsigned long long)s->bytes_after,
+            s->bytes_after ? (double)s->bytes_before / (double)s->bytes_after : 0.0);
+}
+
+static int run(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"model", required_argument, NULL, 'm'}, {"scores", required_argument, NULL, 's'},
+        {"strict", no_argument, NULL, 'S'},      {"format", required_argument, NULL, 'f'},
+        {"output", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char **dirs = calloc((size_t)argc, sizeof *dirs);
+    qm_compile_opts o = {0};
+    const char *outp = NULL, *format = "yaml";
+    int c;
+    if (!dirs) {
+        fputs("qmoe: out of memory\n", stderr);
+        return QM_EXIT_FAIL;
+    }
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "hI:o:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'I': dirs[o.n_dirs++] = optarg; break;
+        case 'm': o.model = optarg; break;
+        case 's': o.scores = optarg; break;
+        case 'S': o.strict = 1; break;
+        case 'f': format = optarg; break;
+        case 'o': outp = optarg; break;
+        case 'h':
+            free(dirs);
+            printf("usage: qmoe %s\n\n%s", qm_cmd_compile.synopsis, qm_cmd_compile.help);
+            return QM_EXIT_OK;
+        default:
+            free(dirs);
+            if (optopt)
+                return qm_cli_usage(&qm_cmd_compile, "option -%c needs a value", optopt);
+            return qm_cli_usage(&qm_cmd_compile, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    o.dirs = dirs;
+    if (argc - optind != 1 || !o.model) {
+        free(dirs);
+        return qm_cli_usage(&qm_cmd_compile, argc - optind != 1 ? "expected one POLICY" : "--model DIR is required");
+    }
+    if (strcmp(format, "yaml") != 0 && strcmp(format, "table") != 0) {
+        free(dirs);
+        return qm_cli_usage(&qm_cmd_compile, "--format '%s': expected yaml or table", format);
+    }
+    o.policy = argv[optind];
+    qm_diag *d = qm_diag_new();
+    if (!d) {
+        free(dirs);
+        fputs("qmoe: out of memory\n", stderr);
+        return QM_EXIT_FAIL;
+    }
+    qm_plan *p = NULL;
+    qm_status st = qm_compile(&o, &p, d);
+    if (st == QM_OK) {
+        if (strcmp(format, "table") == 0) {
+            table(p, stdout);
+            if (fflush(stdout) != 0)
+                st = qm_diag_fail(d, QM_EIO, "standard output: write failed");
+        } else if (outp) {
+            st = qm_plan_write(p, outp, d);
+        } else {
+            st = qm_plan_emit(p, stdout, d);
+        }
+    }
+    int rc = qm_cli_report_compile(d);
+    qm_plan_free(p);
+    qm_diag_free(d);
+    free(dirs);
+    return st != QM_OK ? QM_EXIT_FAIL : rc;
+}
+
+const qm_cmd qm_cmd_compile = {
+    .name = "compile",
+    .run = run,
+    .synopsis = "compile POLICY --model DIR [--scores FILE] [-I DIR]... [--strict] [-o PLAN] [--format yaml|table]",
+    .summary = "compile a policy for a model into a bit plan",
+    .help = "Matches POLICY (qmoe-policy(5)) against the model's tensors and scores and\n"
+            "writes the bit plan: YAML, byte-identical for identical inputs.\n\n"
+            "  --model DIR       the model directory (config.json + safetensors); required\n"
+            "  --scores FILE     scores from `qmoe score` for data-driven selections\n"
+            "  -I DIR            look for imports in DIR first (repeatable)\n"
+            "  --strict          a rule that matches nothing is an error\n"
+            "  -o, --output PLAN write the plan to PLAN atomically (default: stdout)\n"
+            "  --format FMT      yaml (default) or table: widths, counts, average and\n"
+            "                    effective bits, bytes before and after\n",
+};

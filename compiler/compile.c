@@ -1,0 +1,406 @@
+/* compile.c: the rules of a policy, in order, over a model -> a bit plan.
+ *
+ * Semantics (qmoe-policy(5), SEMANTICS):
+ *   - imports are expanded in place (lang/ does it);
+ *   - `default` rules apply first, in their order, to every linear of
+ *     attention, routed experts, shared experts and dense MLPs; then every
+ *     other rule in source order; a rule sets only the fields it names;
+ *   - router, shared gate, embeddings and lm_head are kept unless a rule
+ *     names their module; norms and biases are always kept;
+ *   - a rule matching nothing warns (an error under --strict);
+ *   - a width or group a weight cannot take is an error naming rule and weight;
+ *   - the budget, if any, runs last (budget.c);
+ *   - fields no rule sets: group 128 (per channel when 128 does not divide the
+ *     input columns), sym, no_act_order.
+ * Each stage returns an error count through d; the plan is made only at zero.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compiler/internal.h"
+
+enum { IMPLICIT_GROUP = 128, MAX_APPLY_ERRORS = 3 };
+
+void qm_cstate_free(qm_cstate *c)
+{
+    if (c->hits && c->policy)
+        for (size_t i = 0; i < c->policy->n; i++)
+            free(c->hits[i]);
+    free(c->hits);
+    free(c->nhits);
+    qm_c_scores_free(&c->sc);
+    free(c->moe_index);
+    free(c->moe_layer);
+    free(c->set);
+    free(c->mask);
+    free(c->rank);
+    free(c->outlier_w);
+    free(c->outlier_done);
+    qm_model_close(c->model);
+    qm_policy_free(c->policy);
+    memset(c, 0, sizeof *c);
+}
+
+static int cmp_tensor(const void *a, const void *b, void *ctx)
+{
+    const qm_model *m = ctx;
+    const qm_tensor *x = &m->t[*(const size_t *)a], *y = &m->t[*(const size_t *)b];
+    if (x->layer != y->layer)
+        return x->layer < y->layer ? -1 : 1;
+    if (x->expert != y->expert)
+        return x->expert < y->expert ? -1 : 1;
+    return strcmp(x->canon, y->canon);
+}
+
+/* rank[i]: position of tensor i by (layer, expert, canonical name). */
+static qm_status make_rank(qm_cstate *c)
+{
+    size_t n = c->model->n, *ord = malloc((n + 1) * sizeof *ord);
+    if (!ord)
+        return qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        ord[i] = i;
+    qsort_r(ord, n, sizeof *ord, cmp_tensor, c->model);
+    for (size_t i = 0; i < n; i++)
+        c->rank[ord[i]] = i;
+    free(ord);
+    return QM_OK;
+}
+
+static int is_width(int b)
+{
+    return b == 2 || b == 3 || b == 4 || b == 8;
+}
+
+static qm_status hit(qm_cstate *c, size_t s, size_t i)
+{
+    if (!c->record)
+        return QM_OK;
+    size_t n = c->nhits[s];
+    if ((n & (n - 1)) == 0) { /* grow at powers of two */
+        size_t *p = realloc(c->hits[s], (n ? 2 * n : 1) * sizeof *p);
+        if (!p)
+            return qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
+        c->hits[s] = p;
+    }
+    c->hits[s][c->nhits[s]++] = i;
+    return QM_OK;
+}
+
+/* Apply rule s's actions to tensor i.  Returns 0, or 1 for an error (added
+ * to d only while *errs < MAX_APPLY_ERRORS). */
+static int apply(qm_cstate *c, size_t s, size_t i, size_t *errs)
+{
+    const qm_stmt *st = c->policy->stmt[s];
+    const qm_actions *a = &st->u.rule.act;
+    const qm_tensor *t = &c->model->t[i];
+    qm_setting *x = &c->set[i];
+    if (!qm_parts[t->part].linear)
+        return 0; /* norms and biases are always kept */
+    x->rule = (int)s;
+    if (a->set & (QM_SETS(QM_FIELD_WIDTH) | QM_SETS(QM_FIELD_DELTA)))
+        x->bits_rule = (int)s;
+    if (a->set & QM_SETS(QM_FIELD_GROUP))
+        x->group_rule = (int)s;
+    if (a->set & QM_SETS(QM_FIELD_WIDTH))
+        x->bits = a->bits;
+    if (a->set & QM_SETS(QM_FIELD_DELTA)) {
+        int b = x->bits + a->delta;
+        if (x->bits <= 0 || !is_width(b)) {
+            if ((*errs)++ < MAX_APPLY_ERRORS) {
+                if (x->bits < 0)
+                    qm_source_diag(c->d, QM_SEV_ERROR, st->src, a->where[QM_FIELD_DELTA],
+                                   "'%s' has no width yet to change by %+dbit", t->canon, a->delta);
+                else if (x->bits == QM_KEEP)
+                    qm_source_diag(c->d, QM_SEV_ERROR, st->src, a->where[QM_FIELD_DELTA],
+                                   "'%s' is kept; %+dbit needs a width", t->canon, a->delta);
+                else
+                    qm_source_diag(c->d, QM_SEV_ERROR, st->src, a->where[QM_FIELD_DELTA],
+                                   "%+dbit makes '%s' %d bits; the widths are 2bit 3bit 4bit 8bit", a->delta,
+                                   t->canon, b);
+            }
+            return 1;
+        }
+        x->bits = b;
+    }
+    if (a->set & QM_SETS(QM_FIELD_GROUP))
+        x->group = a->group;
+    if (a->set & QM_SETS(QM_FIELD_SYM))
+        x->sym = a->sym;
+    if (a->set & QM_SETS(QM_FIELD_ACT_ORDER))
+        x->act_order = a->act_order;
+    return 0;
+}
+
+static qm_status arch_guard(qm_cstate *c)
+{
+    const char *fam = c->model->arch->short_name;
+    qm_status st = QM_OK;
+    for (size_t s = 0; s < c->policy->n; s++) {
+        const qm_stmt *x = c->policy->stmt[s];
+        if (x->kind != QM_STMT_ARCH)
+            continue;
+        int ok = 0;
+        for (size_t k = 0; k < x->u.arch.n; k++)
+            ok |= strcmp(qm_family_name((qm_family)x->u.arch.v[k].id), fam) == 0;
+        if (!ok)
+            st = qm_source_diag(c->d, QM_SEV_ERROR, x->src, x->span,
+                                "this policy is for other architectures; the model '%s' is %s (%s)", c->model->dir,
+                                fam, c->model->arch->name);
+    }
+    return st;
+}
+
+/* Every rule in order; then the budget. */
+qm_status qm_c_run(qm_cstate *c)
+{
+    qm_model *m = c->model;
+    qm_policy *p = c->policy;
+    size_t n = m->n;
+    qm_status st = arch_guard(c);
+    if (st != QM_OK)
+        return st;
+    for (size_t i = 0; i < n; i++)
+        c->set[i] = (qm_setting){-1, -1, -1, -1, -1, -1, -1};
+    size_t errors0 = qm_diag_errors(c->d);
+    int budget = -1;
+    /* defaults first */
+    for (size_t s = 0; s < p->n; s++) {
+        if (p->stmt[s]->kind != QM_STMT_DEFAULT)
+            continue;
+        size_t errs = 0;
+        for (size_t i = 0; i < n; i++)
+            if (qm_c_broad(m->t[i].part)) {
+                apply(c, s, i, &errs);
+                if ((st = hit(c, s, i)) != QM_OK)
+                    return st;
+            }
+    }
+    for (size_t s = 0; s < p->n; s++) {
+        const qm_stmt *x = p->stmt[s];
+        if (x->kind == QM_STMT_BUDGET)
+            budget = (int)s;
+        if (x->kind != QM_STMT_RULE)
+            continue;
+        memset(c->mask, 0, n);
+        unsigned char *one = malloc(n + 1);
+        if (!one)
+            return qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
+        int bad = 0;
+        for (size_t k = 0; k < x->u.rule.nsel; k++) {
+            if (qm_c_resolve(c, x->src, &x->u.rule.sel[k], one) != QM_OK) {
+                bad = 1;
+                continue;
+            }
+            for (size_t i = 0; i < n; i++)
+                c->mask[i] |= one[i];
+        }
+        free(one);
+        if (bad)
+            continue;
+        size_t matched = 0, errs = 0;
+        for (size_t i = 0; i < n; i++)
+            if (c->mask[i]) {
+                matched++;
+                apply(c, s, i, &errs);
+                if ((st = hit(c, s, i)) != QM_OK)
+                    return st;
+            }
+        if (errs > MAX_APPLY_ERRORS)
+            qm_source_diag(c->d, QM_SEV_NOTE, x->src, x->span, "and %zu more weights like these", errs - MAX_APPLY_ERRORS);
+        if (!matched)
+            qm_source_diag(c->d, c->o->strict ? QM_SEV_ERROR : QM_SEV_WARNING, x->src, x->span,
+                           "rule matches nothing in this model (%s)", m->arch->name);
+    }
+    if (qm_diag_errors(c->d) > errors0)
+        return QM_EFORMAT;
+
+    /* what no rule decided */
+    size_t nowidth = 0;
+    for (size_t i = 0; i < n; i++) {
+        qm_setting *x = &c->set[i];
+        const qm_tensor *t = &m->t[i];
+        if (!qm_parts[t->part].linear || (x->bits < 0 && !qm_c_broad(t->part))) {
+            x->bits = QM_KEEP;
+        } else if (x->bits < 0 && nowidth++ < MAX_APPLY_ERRORS) {
+            qm_diag_fail(c->d, QM_EFORMAT, "%s: '%s' has no width: no rule gives it one (add a `default`)",
+                         p->src->path, t->canon);
+        }
+    }
+    if (nowidth > MAX_APPLY_ERRORS)
+        qm_diag_fail(c->d, QM_EFORMAT, "%s: and %zu more weights with no width", p->src->path,
+                     nowidth - MAX_APPLY_ERRORS);
+    if (nowidth)
+        return QM_EFORMAT;
+    if (budget >= 0) {
+        double achieved;
+        if ((st = qm_c_budget(c, budget, &achieved)) != QM_OK)
+            return st;
+    }
+
+    /* settings each weight must be able to take */
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        qm_setting *x = &c->set[i];
+        const qm_tensor *t = &m->t[i];
+        if (x->bits == QM_KEEP)
+            continue;
+        uint64_t out = t->shape[0], in = t->shape[1];
+        if (x->group < 0)
+            x->group = in % IMPLICIT_GROUP == 0 ? IMPLICIT_GROUP : 0;
+        if (x->sym < 0)
+            x->sym = 1;
+        if (x->act_order < 0)
+            x->act_order = 0;
+        const qm_stmt *r = x->group_rule >= 0 ? p->stmt[x->group_rule] : NULL;
+        if (x->group > 0 && in % (uint64_t)x->group != 0) {
+            if (bad++ < MAX_APPLY_ERRORS && r)
+                qm_source_diag(c->d, QM_SEV_ERROR, r->src, r->span,
+                               "group %lld does not divide the %llu input columns of '%s' (shape [%llu, %llu])",
+                               x->group, (unsigned long long)in, t->canon, (unsigned long long)out,
+                               (unsigned long long)in);
+        } else if ((in * (uint64_t)x->bits) % 32 || (out * (uint64_t)x->bits) % 32) {
+            r = x->bits_rule >= 0 ? p->stmt[x->bits_rule] : NULL;
+            if (bad++ < MAX_APPLY_ERRORS && r)
+                qm_source_diag(c->d, QM_SEV_ERROR, r->src, r->span,
+                               "'%s' (shape [%llu, %llu]) cannot be packed at %d bits: in x bits and out x bits "
+                               "must be multiples of 32",
+                               t->canon, (unsigned long long)out, (unsigned long long)in, x->bits);
+        }
+    }
+    if (bad > MAX_APPLY_ERRORS)
+        qm_diag_fail(c->d, QM_EFORMAT, "%s: and %zu more weights that cannot take their settings", p->src->path,
+                     bad - MAX_APPLY_ERRORS);
+    return bad ? QM_EFORMAT : QM_OK;
+}
+
+/* Parse, expand, open the model, read scores, set up the state. */
+static qm_status start(qm_cstate *c, const qm_compile_opts *o, qm_diag *d, int record)
+{
+    memset(c, 0, sizeof *c);
+    c->o = o;
+    c->d = d;
+    c->record = record;
+    qm_status st = qm_policy_parse_file(o->policy, &c->policy, d);
+    if (st != QM_OK)
+        return st;
+    qm_search s = {.dirs = o->dirs, .n_dirs = o->n_dirs};
+    if ((st = qm_policy_expand(c->policy, &s, d)) != QM_OK)
+        return st;
+    if ((st = qm_model_open(o->model, &c->model, d)) != QM_OK)
+        return st;
+    qm_model *m = c->model;
+    size_t n = m->n, L = (size_t)m->cfg.layers;
+    c->moe_index = malloc((L + 1) * sizeof *c->moe_index);
+    c->moe_layer = malloc((L + 1) * sizeof *c->moe_layer);
+    c->set = malloc((n + 1) * sizeof *c->set);
+    c->mask = malloc(n + 1);
+    c->rank = malloc((n + 1) * sizeof *c->rank);
+    c->outlier_w = malloc((n + 1) * sizeof *c->outlier_w);
+    c->outlier_done = calloc(n + 1, 1);
+    c->hits = calloc(c->policy->n + 1, sizeof *c->hits);
+    c->nhits = calloc(c->policy->n + 1, sizeof *c->nhits);
+    if (!c->moe_index || !c->moe_layer || !c->set || !c->mask || !c->rank || !c->outlier_w || !c->outlier_done ||
+        !c->hits || !c->nhits)
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++)
+        c->outlier_w[i] = NAN;
+    long long k = 0;
+    for (size_t l = 0; l < L; l++) {
+        c->moe_index[l] = m->is_moe[l] ? k : -1;
+        if (m->is_moe[l])
+            c->moe_layer[k++] = (long long)l;
+    }
+    if ((st = make_rank(c)) != QM_OK)
+        return st;
+    return qm_c_scores_read(c, o->scores);
+}
+
+static char *rule_text(const qm_cstate *c, int s)
+{
+    if (s < 0)
+        return qm_strdup("default");
+    const qm_stmt *x = c->policy->stmt[s];
+    size_t line, col;
+    qm_source_linecol(x->src, x->span.begin, &line, &col);
+    return qm_strfmt("%s:%zu", x->src->path, line);
+}
+
+static qm_status make_plan(qm_cstate *c, qm_plan **out)
+{
+    qm_model *m = c->model;
+    qm_plan *p = calloc(1, sizeof *p);
+    char pol[65], cfg[65], sc[65];
+    qm_status st;
+    if (!p)
+        return qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
+    if ((st = qm_sha256_file(c->o->policy, pol, c->d)) != QM_OK ||
+        (st = qm_sha256_file(m->config_path, cfg, c->d)) != QM_OK ||
+        (c->o->scores && (st = qm_sha256_file(c->o->scores, sc, c->d)) != QM_OK)) {
+        qm_plan_free(p);
+        return st;
+    }
+    p->policy_path = qm_strdup(c->o->policy);
+    p->policy_sha256 = qm_strdup(pol);
+    p->arch = qm_strdup(m->arch->name);
+    p->config_sha256 = qm_strdup(cfg);
+    if (c->o->scores) {
+        p->scores_path = qm_strdup(c->o->scores);
+        p->scores_sha256 = qm_strdup(sc);
+    }
+    p->t = calloc(m->n + 1, sizeof *p->t);
+    int oom = !p->policy_path || !p->policy_sha256 || !p->arch || !p->config_sha256 || !p->t ||
+              (c->o->scores && (!p->scores_path || !p->scores_sha256));
+    for (size_t i = 0; !oom && i < m->n; i++) {
+        const qm_tensor *t = &m->t[i];
+        const qm_setting *x = &c->set[i];
+        qm_plan_tensor *pt = &p->t[p->n++];
+        pt->name = qm_strdup(t->st->name);
+        pt->module = qm_strdup(t->canon);
+        pt->rule = rule_text(c, x->bits == QM_KEEP && !qm_c_broad(t->part) && x->rule < 0 ? -1 : x->rule);
+        pt->ndim = t->ndim;
+        pt->shape[0] = t->shape[0];
+        pt->shape[1] = t->shape[1];
+        pt->dtype = t->st->dtype;
+        pt->bits = x->bits;
+        pt->group = x->bits ? (int)x->group : 0;
+        pt->sym = x->bits ? x->sym : 0;
+        pt->act_order = x->bits ? x->act_order : 0;
+        oom = !pt->name || !pt->module || !pt->rule;
+    }
+    if (oom) {
+        qm_plan_free(p);
+        return qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
+    }
+    qm_plan_summarize(p);
+    *out = p;
+    return QM_OK;
+}
+
+qm_status qm_compile(const qm_compile_opts *o, qm_plan **out, qm_diag *d)
+{
+    qm_cstate c;
+    *out = NULL;
+    qm_status st = start(&c, o, d, 0);
+    if (st == QM_OK)
+        st = qm_c_run(&c);
+    if (st == QM_OK)
+        st = make_plan(&c, out);
+    qm_cstate_free(&c);
+    return st;
+}
+
+/* ---- explain --------------------------------------------------------------------- */
+
+qm_status qm_c_start(qm_cstate *c, const qm_compile_opts *o, qm_diag *d, int record)
+{
+    return start(c, o, d, record);
+}
+
+char *qm_c_rule_text(const qm_cstate *c, int s)
+{
+    return rule_text(c, s);
+}

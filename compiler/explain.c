@@ -1,0 +1,125 @@
+/* explain.c: `qmoe explain`: which rules touched a weight, in order, and its
+ * final setting.  It compiles with hit recording on (compile.c keeps, for
+ * each statement, the tensors it touched, ascending) and walks the
+ * statements in the order they apply: defaults, rules, then the budget. */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "compiler/internal.h"
+
+static int touched(const qm_cstate *c, size_t s, size_t i)
+{
+    const size_t *h = c->hits[s];
+    size_t lo = 0, hi = c->nhits[s];
+    if (c->policy->stmt[s]->kind == QM_STMT_BUDGET) { /* budget hits are not sorted */
+        for (size_t k = 0; k < hi; k++)
+            if (h[k] == i)
+                return 1;
+        return 0;
+    }
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (h[mid] == i)
+            return 1;
+        if (h[mid] < i)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
+
+/* The statement's text on one line. */
+static void print_stmt(FILE *f, const qm_stmt *x)
+{
+    for (size_t b = x->span.begin; b < x->span.end; b++) {
+        char ch = x->src->text[b];
+        fputc(ch == '\n' || ch == '\t' || ch == '\r' ? ' ' : ch, f);
+    }
+}
+
+static void print_setting(FILE *f, const qm_setting *x)
+{
+    if (x->bits == QM_KEEP) {
+        fputs("keep", f);
+        return;
+    }
+    fprintf(f, "%dbit", x->bits);
+    if (x->group == 0)
+        fputs(" group none", f);
+    else
+        fprintf(f, " group %lld", x->group);
+    fprintf(f, " %s %s", x->sym ? "sym" : "asym", x->act_order ? "act_order" : "no_act_order");
+}
+
+static void print_rule(FILE *f, const qm_cstate *c, size_t s)
+{
+    char *where = qm_c_rule_text(c, (int)s);
+    fprintf(f, "  %s: ", where ? where : "?");
+    print_stmt(f, c->policy->stmt[s]);
+    fputc('\n', f);
+    free(where);
+}
+
+qm_status qm_compile_explain(const qm_compile_opts *o, const char *selector, FILE *f, qm_diag *d)
+{
+    qm_cstate c;
+    qm_policy *sp = NULL;
+    qm_status st = qm_c_start(&c, o, d, 1);
+    if (st == QM_OK)
+        st = qm_c_run(&c);
+    if (st != QM_OK)
+        goto out;
+    char *text = qm_strfmt("%s: keep", selector);
+    if (!text) {
+        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+        goto out;
+    }
+    st = qm_policy_parse("<selector>", text, strlen(text), &sp, d);
+    free(text);
+    if (st != QM_OK)
+        goto out;
+    if (sp->n != 1 || sp->stmt[0]->kind != QM_STMT_RULE || sp->stmt[0]->u.rule.nsel != 1) {
+        st = qm_diag_fail(d, QM_EINVAL, "'%s' is not one selector", selector);
+        goto out;
+    }
+    if ((st = qm_c_resolve(&c, sp->stmt[0]->src, &sp->stmt[0]->u.rule.sel[0], c.mask)) != QM_OK)
+        goto out;
+    size_t shown = 0;
+    for (size_t i = 0; i < c.model->n; i++) {
+        if (!c.mask[i])
+            continue;
+        const qm_tensor *t = &c.model->t[i];
+        if (shown++)
+            fputc('\n', f);
+        fprintf(f, "%s  (%s", t->canon, t->st->name);
+        if (t->ndim == 2)
+            fprintf(f, ", [%llu, %llu]", (unsigned long long)t->shape[0], (unsigned long long)t->shape[1]);
+        fputs(")\n", f);
+        int any = 0;
+        for (int pass = 0; pass < 3; pass++)
+            for (size_t s = 0; s < c.policy->n; s++) {
+                qm_stmt_kind k = c.policy->stmt[s]->kind;
+                if ((pass == 0 && k != QM_STMT_DEFAULT) || (pass == 1 && k != QM_STMT_RULE) ||
+                    (pass == 2 && k != QM_STMT_BUDGET) || !touched(&c, s, i))
+                    continue;
+                print_rule(f, &c, s);
+                any = 1;
+            }
+        if (!any)
+            fputs(qm_parts[t->part].linear ? "  no rule: kept (not quantized unless a rule names its module)\n"
+                                           : "  no rule: kept (norms and biases are always kept)\n",
+                  f);
+        fputs("  final: ", f);
+        print_setting(f, &c.set[i]);
+        fputc('\n', f);
+    }
+    if (!shown)
+        st = qm_diag_fail(d, QM_ENOTFOUND, "selector '%s' matches nothing in %s", selector, o->model);
+out:
+    qm_policy_free(sp);
+    qm_cstate_free(&c);
+    return st;
+}

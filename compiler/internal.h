@@ -1,0 +1,98 @@
+/* internal.h: the compiler's private state, shared by its files.
+ *
+ *   resolve.c  a selector -> the set of model tensors it names
+ *   select.c   data-driven picks (top/bottom/random/threshold) inside a selector
+ *   scores.c   the scores file; outlier scores computed from weights
+ *   budget.c   `budget X bits`: the greedy allocation
+ *   compile.c  the rules in order -> settings -> qm_plan
+ *   explain.c  `qmoe explain`
+ */
+#ifndef QM_COMPILER_INTERNAL_H
+#define QM_COMPILER_INTERNAL_H
+
+#include "compiler/compiler.h"
+#include "lang/ast.h"
+#include "runtime/model.h"
+
+/* Scores as the compiler ranks them (higher = more deserving of bits). */
+typedef struct qm_cscores {
+    const char *path;     /* NULL when no file was given */
+    long long layers, experts;
+    double *freq;         /* (layers, experts) share of the layer's choices; NAN when absent */
+    int has_freq;
+    double *imp_ffn;      /* (layers) 1 - mean cosine; NAN for dense layers or absent */
+    double *imp_residual; /* (layers) */
+    int has_imp;
+    int has_outlier;      /* the file's scores are in qm_cstate.outlier_w */
+} qm_cscores;
+
+/* One tensor's settings while rules apply: -1 = not set. */
+typedef struct qm_setting {
+    int bits;         /* 2,3,4,8, QM_KEEP (0), or -1 */
+    long long group;  /* -1, 0 (per channel) or columns */
+    int sym, act_order;
+    int rule;         /* index of the last statement that touched it, -1 none */
+    int bits_rule, group_rule; /* the statements that set the width and the group */
+} qm_setting;
+
+/* A compilation.  Owned by qm_compile(); freed at once by qm_cstate_free(). */
+typedef struct qm_cstate {
+    const qm_compile_opts *o;
+    qm_policy *policy;
+    qm_model *model;
+    qm_cscores sc;
+    long long *moe_index;  /* (layers) MoE block number of a layer, -1 for dense */
+    long long *moe_layer;  /* (n_moe) layer of each MoE block */
+    qm_setting *set;       /* (model->n) */
+    unsigned char *mask;   /* (model->n) scratch: the tensors a selector names */
+    size_t **hits;         /* (policy->n) tensors each statement touched, NULL none */
+    size_t *nhits;         /* (policy->n) */
+    int record;            /* fill hits (for explain) */
+    double *outlier_w;     /* (model->n) outlier scores computed from weights */
+    unsigned char *outlier_done; /* (model->n) */
+    size_t *rank;          /* (model->n) tie rank: layer, expert, canonical name */
+    qm_diag *d;
+} qm_cstate;
+
+/* 1 when part p is a quantizable weight a broad selector (layers[0], a
+ * default) may quantize: attention, routed, shared and dense-MLP linears. */
+int qm_c_broad(qm_part p);
+
+/* Set mask[i] = 1 for every tensor `sel` names, 0 for the others.  Errors
+ * (an index beyond the model, a scorer the scores lack) are reported at
+ * src and counted; returns QM_OK or the failure. */
+qm_status qm_c_resolve(qm_cstate *c, const qm_source *src, const qm_selector *sel,
+                       unsigned char *mask);
+
+/* Data-driven picks.  Units are numbered 0..n-1 with scores v[i] (NAN:
+ * unknown) and `group[i]` (the layer, for `per layer`); key[i] orders ties
+ * (rank[i], lower first).  Sets keep[i] to 1 for the units picked
+ * (ties and NANs are handled as select.c says). */
+void qm_c_pick(const qm_index *ix, size_t n, const double *v, const long long *group,
+               const size_t *rank, unsigned char *keep);
+
+/* A unit's score, NAN when the scores lack it. */
+double qm_c_freq(const qm_cstate *c, int layer, int expert);
+double qm_c_importance(const qm_cstate *c, qm_scorer s, int layer);
+double qm_c_outlier(qm_cstate *c, size_t tensor);
+/* 1 when the scorer has data for this model (an error is added otherwise). */
+int qm_c_have(qm_cstate *c, qm_scorer s, const qm_source *src, qm_span at);
+
+/* Read the scores file (o->scores) into c->sc; outlier scores absent from
+ * it are computed from the weights when asked for. */
+qm_status qm_c_scores_read(qm_cstate *c, const char *path);
+void qm_c_scores_free(qm_cscores *s);
+
+/* Apply the budget statement `st` to c->set. */
+qm_status qm_c_budget(qm_cstate *c, int st, double *achieved);
+
+/* Parse, expand, open, read scores (compile.c); then qm_c_run(). */
+qm_status qm_c_start(qm_cstate *c, const qm_compile_opts *o, qm_diag *d, int record);
+/* "file:line" of statement s, or "default" for s < 0; caller frees. */
+char *qm_c_rule_text(const qm_cstate *c, int s);
+
+/* Compile up to the final settings (everything but the plan). */
+qm_status qm_c_run(qm_cstate *c);
+void qm_cstate_free(qm_cstate *c);
+
+#endif

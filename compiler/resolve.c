@@ -1,0 +1,239 @@
+/* resolve.c: a selector -> the set of tensors it names in one model.
+ *
+ * The canonical module tree (runtime/model.h) is matched by part: each
+ * module of the language stands for a set of qm_part values, a part segment
+ * narrows it, a scope keeps some layers, and brackets keep some experts or
+ * linears.  Data-driven brackets rank what the rest of the selector allows
+ * (select.c), in this order: the scope's brackets (layers or MoE blocks),
+ * then `experts[...]` (experts of the layers left), then the part's
+ * brackets (linears left).
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "compiler/internal.h"
+
+#define P(x) (1ull << QM_PART_##x)
+
+/* The parts each module of the language covers. */
+static const unsigned long long module_parts[QM_MOD_COUNT] = {
+    [QM_MOD_ATTN] = P(Q) | P(K) | P(V) | P(O) | P(Q_BIAS) | P(K_BIAS) | P(V_BIAS),
+    [QM_MOD_ROUTER] = P(ROUTER),
+    [QM_MOD_EXPERTS] = P(EXPERT_GATE) | P(EXPERT_UP) | P(EXPERT_DOWN),
+    [QM_MOD_SHARED] = P(SHARED_GATE) | P(SHARED_UP) | P(SHARED_DOWN),
+    [QM_MOD_SHARED_GATE] = P(SHARED_ROUTER),
+    [QM_MOD_MLP] = P(MLP_GATE) | P(MLP_UP) | P(MLP_DOWN),
+    [QM_MOD_NORMS] = P(FINAL_NORM) | P(ATTN_NORM) | P(FFN_NORM) | P(Q_NORM) | P(K_NORM),
+    [QM_MOD_ATTN_NORM] = P(ATTN_NORM),
+    [QM_MOD_FFN_NORM] = P(FFN_NORM),
+    [QM_MOD_EMBED] = P(EMBED),
+    [QM_MOD_LM_HEAD] = P(LM_HEAD),
+    [QM_MOD_Q] = P(Q) | P(Q_BIAS),
+    [QM_MOD_K] = P(K) | P(K_BIAS),
+    [QM_MOD_V] = P(V) | P(V_BIAS),
+    [QM_MOD_O] = P(O),
+    [QM_MOD_GATE] = P(EXPERT_GATE) | P(SHARED_GATE) | P(MLP_GATE),
+    [QM_MOD_UP] = P(EXPERT_UP) | P(SHARED_UP) | P(MLP_UP),
+    [QM_MOD_DOWN] = P(EXPERT_DOWN) | P(SHARED_DOWN) | P(MLP_DOWN),
+    [QM_MOD_ANY] = ~0ull,
+};
+_Static_assert(QM_PART_COUNT <= 64, "part sets are 64-bit masks");
+
+int qm_c_broad(qm_part p)
+{
+    qm_group g = qm_parts[p].group;
+    return qm_parts[p].linear && (g == QM_GROUP_ATTENTION || g == QM_GROUP_ROUTED ||
+                                  g == QM_GROUP_SHARED || g == QM_GROUP_DENSE_MLP);
+}
+
+/* Mark keep[0..n) from an index list over n things named `what`. */
+static qm_status list(qm_cstate *c, const qm_source *src, const qm_index *ix, long long n,
+                      const char *what, unsigned char *keep)
+{
+    qm_status st = QM_OK;
+    for (size_t r = 0; r < ix->u.list.n; r++) {
+        const qm_range *g = &ix->u.list.v[r];
+        long long lo = g->lo_open ? 0 : g->lo, hi = g->hi_open ? n - 1 : g->single ? g->lo : g->hi;
+        long long rlo = lo < 0 ? n + lo : lo, rhi = hi < 0 ? n + hi : hi;
+        if (rlo < 0 || rhi < 0 || rlo >= n || rhi >= n) {
+            long long bad = (rlo < 0 || rlo >= n) ? lo : hi;
+            st = qm_source_diag(c->d, QM_SEV_ERROR, src, g->span,
+                                "index %lld is beyond the model's %lld %s (0..%lld, or -%lld..-1)", bad, n,
+                                what, n - 1, n);
+            continue;
+        }
+        for (long long i = rlo; i <= rhi; i++)
+            keep[i] = 1;
+    }
+    return st;
+}
+
+qm_status qm_c_resolve(qm_cstate *c, const qm_source *src, const qm_selector *sel,
+                       unsigned char *mask)
+{
+    const qm_model *m = c->model;
+    long long L = m->cfg.layers, E = m->cfg.experts > 0 ? m->cfg.experts : 1;
+    unsigned char *layer_ok = calloc((size_t)L + 1, 1);
+    unsigned char *expert_ok = calloc((size_t)E + 1, 1);
+    qm_status st = QM_OK;
+    if (!layer_ok || !expert_ok) {
+        st = qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
+        goto out;
+    }
+
+    /* 1. layers */
+    if (sel->scope == QM_SCOPE_NONE) {
+        memset(layer_ok, 1, (size_t)L);
+    } else {
+        int moe = sel->scope == QM_SCOPE_MOE_LAYERS;
+        long long n = moe ? m->n_moe : L;
+        unsigned char *k = calloc((size_t)n + 1, 1);
+        if (!k) {
+            st = qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
+            goto out;
+        }
+        const qm_index *ix = sel->scope_index;
+        if (ix->kind == QM_INDEX_LIST) {
+            st = list(c, src, ix, n, moe ? "MoE layers" : "layers", k);
+        } else {
+            qm_scorer s = ix->kind == QM_INDEX_PICK ? ix->u.pick.scorer : ix->u.threshold.scorer;
+            qm_span at = ix->kind == QM_INDEX_PICK ? ix->u.pick.scorer_span : ix->u.threshold.scorer_span;
+            double *v = malloc(((size_t)n + 1) * sizeof *v);
+            long long *grp = calloc((size_t)n + 1, sizeof *grp);
+            size_t *rank = malloc(((size_t)n + 1) * sizeof *rank);
+            if (!v || !grp || !rank) {
+                st = qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
+            } else if (s == QM_SCORER_NONE || qm_c_have(c, s, src, at)) {
+                for (long long i = 0; i < n; i++) {
+                    long long layer = moe ? c->moe_layer[i] : i;
+                    v[i] = s == QM_SCORER_NONE ? 0 : qm_c_importance(c, s, (int)layer);
+                    rank[i] = (size_t)i;
+                }
+                qm_c_pick(ix, (size_t)n, v, grp, rank, k);
+            } else {
+                st = QM_EFORMAT;
+            }
+            free(v);
+            free(grp);
+            free(rank);
+        }
+        for (long long i = 0; i < n; i++)
+            if (k[i])
+                layer_ok[moe ? c->moe_layer[i] : i] = 1;
+        free(k);
+    }
+    if (st != QM_OK)
+        goto out;
+
+    /* 2. structure: module, part, expert list */
+    unsigned long long parts = 0;
+    const qm_index *eix = NULL, *pix = NULL;
+    if (sel->nseg == 0) {
+        for (int p = 0; p < QM_PART_COUNT; p++)
+            if (qm_c_broad((qm_part)p))
+                parts |= 1ull << p;
+    } else {
+        parts = module_parts[sel->seg[0].mod];
+        eix = sel->seg[0].index;
+        if (sel->nseg > 1) {
+            parts &= module_parts[sel->seg[1].mod];
+            if (sel->seg[1].mod == QM_MOD_ANY)
+                for (int p = 0; p < QM_PART_COUNT; p++)
+                    if (!qm_parts[p].linear)
+                        parts &= ~(1ull << p);
+            pix = sel->seg[1].index;
+        }
+    }
+    if (eix && eix->kind == QM_INDEX_LIST)
+        st = list(c, src, eix, m->cfg.experts, "experts", expert_ok);
+    if (st != QM_OK)
+        goto out;
+    for (size_t i = 0; i < m->n; i++) {
+        const qm_tensor *t = &m->t[i];
+        int ok = (parts >> t->part) & 1;
+        if (ok && t->layer >= 0)
+            ok = layer_ok[t->layer];
+        else if (ok)
+            ok = sel->scope == QM_SCOPE_NONE;
+        if (ok && eix && eix->kind == QM_INDEX_LIST)
+            ok = t->expert >= 0 && expert_ok[t->expert];
+        mask[i] = (unsigned char)ok;
+    }
+
+    /* 3. experts[pick]: units are (layer, expert) */
+    if (eix && eix->kind != QM_INDEX_LIST) {
+        size_t nu = (size_t)(L * E);
+        qm_scorer s = eix->kind == QM_INDEX_PICK ? eix->u.pick.scorer : eix->u.threshold.scorer;
+        qm_span at = eix->kind == QM_INDEX_PICK ? eix->u.pick.scorer_span : eix->u.threshold.scorer_span;
+        unsigned char *cand = calloc(nu, 1), *k = calloc(nu, 1);
+        double *v = malloc(nu * sizeof *v);
+        long long *grp = malloc(nu * sizeof *grp);
+        size_t *rank = malloc(nu * sizeof *rank), *id = malloc(nu * sizeof *id);
+        if (!cand || !k || !v || !grp || !rank || !id) {
+            st = qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
+        } else if (s != QM_SCORER_NONE && !qm_c_have(c, s, src, at)) {
+            st = QM_EFORMAT;
+        } else {
+            for (size_t i = 0; i < m->n; i++)
+                if (mask[i] && m->t[i].expert >= 0)
+                    cand[(size_t)m->t[i].layer * (size_t)E + (size_t)m->t[i].expert] = 1;
+            size_t n = 0;
+            for (size_t u = 0; u < nu; u++) {
+                if (!cand[u])
+                    continue;
+                int layer = (int)(u / (size_t)E), e = (int)(u % (size_t)E);
+                v[n] = s == QM_SCORER_NONE ? 0 : qm_c_freq(c, layer, e);
+                grp[n] = layer;
+                rank[n] = n;
+                id[n++] = u;
+            }
+            qm_c_pick(eix, n, v, grp, rank, k);
+            memset(cand, 0, nu);
+            for (size_t j = 0; j < n; j++)
+                cand[id[j]] = k[j];
+            for (size_t i = 0; i < m->n; i++)
+                if (mask[i])
+                    mask[i] = m->t[i].expert >= 0 &&
+                              cand[(size_t)m->t[i].layer * (size_t)E + (size_t)m->t[i].expert];
+        }
+        free(cand), free(k), free(v), free(grp), free(rank), free(id);
+        if (st != QM_OK)
+            goto out;
+    }
+
+    /* 4. part[pick]: units are linears */
+    if (pix) {
+        qm_scorer s = pix->kind == QM_INDEX_PICK ? pix->u.pick.scorer : pix->u.threshold.scorer;
+        qm_span at = pix->kind == QM_INDEX_PICK ? pix->u.pick.scorer_span : pix->u.threshold.scorer_span;
+        size_t n = 0;
+        size_t *id = malloc((m->n + 1) * sizeof *id), *rank = malloc((m->n + 1) * sizeof *rank);
+        double *v = malloc((m->n + 1) * sizeof *v);
+        long long *grp = malloc((m->n + 1) * sizeof *grp);
+        unsigned char *k = malloc(m->n + 1);
+        if (!id || !rank || !v || !grp || !k) {
+            st = qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
+        } else if (s != QM_SCORER_NONE && !qm_c_have(c, s, src, at)) {
+            st = QM_EFORMAT;
+        } else {
+            for (size_t i = 0; i < m->n; i++)
+                if (mask[i] && qm_parts[m->t[i].part].linear) {
+                    v[n] = s == QM_SCORER_NONE ? 0 : qm_c_outlier(c, i);
+                    grp[n] = m->t[i].layer;
+                    rank[n] = c->rank[i];
+                    id[n++] = i;
+                }
+            qm_c_pick(pix, n, v, grp, rank, k);
+            memset(mask, 0, m->n);
+            for (size_t j = 0; j < n; j++)
+                mask[id[j]] = k[j];
+        }
+        free(id), free(rank), free(v), free(grp), free(k);
+    }
+out:
+    free(layer_ok);
+    free(expert_ok);
+    return st;
+}

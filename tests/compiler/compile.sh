@@ -1,0 +1,192 @@
+#!/bin/sh
+# tests/compiler/compile.sh: `qmoe compile` and `qmoe explain` on header-only
+# checkpoints of the real Mixtral-8x7B and DeepSeek-MoE-16B configs: the
+# study's average bits (DOMAIN.md section 4), precedence, warnings and
+# errors with their exact text, data-driven selections on a handwritten
+# scores file, budgets, and explain.  Exits non-zero on the first failure.
+set -u
+src=${QM_SRCDIR:-.}
+bld=${QM_BUILDDIR:-.}
+qmoe=${QMOE:-$bld/qmoe}
+mk=$bld/tests/compiler/mkmodel
+t=$(mktemp -d)
+trap 'rm -rf "$t"' EXIT
+fails=0 n=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+fail() { n=$((n + 1)); fails=$((fails + 1)); echo "FAIL $n - $1"; }
+check() { if eval "$2"; then ok "$1"; else fail "$1"; fi; }
+
+"$mk" "$src/tests/data/configs/mixtral-8x7b.json" "$t/mixtral" || exit 1
+"$mk" "$src/tests/data/configs/deepseek-moe-16b.json" "$t/deepseek" || exit 1
+
+avg() { # avg POLICY MODEL [args]: the plan's average_bits
+    p=$1 m=$2; shift 2
+    "$qmoe" compile -I "$src/stdlib" "$p" --model "$t/$m" "$@" 2>"$t/err" | awk '/^  average_bits:/ {print $2}'
+}
+near() { awk -v a="$1" -v b="$2" -v e="$3" 'BEGIN { d = a - b; exit !(d < e && d > -e) }'; }
+plan_field() { # plan_field PLAN MODULE KEY
+    grep -F -e "module: '$2'," -e "module: $2," "$1" | sed "s/.*[{ ]$3: \([^,}]*\).*/\1/; s/^'\(.*\)'\$/\1/"
+}
+
+# ---- the study's figures ----------------------------------------------------------
+a=$(avg "$src/stdlib/paper/attn-4bit.qmoe" mixtral)
+check "Mixtral attention 4 over 2-bit experts = 2.06 (got $a)" 'near "$a" 2.06 0.005'
+a=$(avg "$src/stdlib/paper/attn-4bit.qmoe" deepseek)
+check "DeepSeek +Attn = 2.067 (got $a)" 'near "$a" 2.067 0.0005'
+a=$(avg "$src/stdlib/paper/shared-4bit.qmoe" deepseek)
+check "DeepSeek +Shared = 2.126 (got $a)" 'near "$a" 2.126 0.0005'
+for b in 2 3 4 8; do
+    a=$(avg "$src/stdlib/paper/uniform-${b}bit.qmoe" deepseek)
+    check "uniform $b bits = $b (got $a)" 'near "$a" $b 0.00005'
+done
+check "stdlib attn-4bit compiles for Mixtral without warnings" '! test -s "$t/err"'
+
+# ---- byte-identical plans, atomically written --------------------------------------
+"$qmoe" compile -I "$src/stdlib" "$src/stdlib/paper/shared-4bit.qmoe" --model "$t/deepseek" -o "$t/a.yaml"
+"$qmoe" compile -I "$src/stdlib" "$src/stdlib/paper/shared-4bit.qmoe" --model "$t/deepseek" -o "$t/b.yaml"
+check "identical inputs give byte-identical plans" 'cmp -s "$t/a.yaml" "$t/b.yaml"'
+check "plan header keys" 'grep -q "^qmoe_plan: 1" "$t/a.yaml" && grep -q "^scores: null" "$t/a.yaml" && grep -q "architecture: DeepseekForCausalLM" "$t/a.yaml"'
+check "plan names the deciding rule file:line" \
+    'test "$(plan_field "$t/a.yaml" "layers[1].shared.down" rule)" = "$src/stdlib/paper/shared-4bit.qmoe:6"'
+check "router is kept by default, rule 'default'" \
+    'test "$(plan_field "$t/a.yaml" "layers[1].router" bits)" = keep && test "$(plan_field "$t/a.yaml" "layers[1].router" rule)" = default'
+check "dense layer 0 MLP at 4 bits (grouped with attention)" 'test "$(plan_field "$t/a.yaml" "layers[0].mlp.up" bits)" = 4'
+
+# ---- precedence ------------------------------------------------------------------------
+cat > "$t/p.qmoe" <<'P'
+default: 2bit group 128 sym
+experts.down: 4bit
+experts: asym
+attn: +1bit
+attn.q: +1bit
+layers[0].experts[1]: keep
+lm_head: 8bit group none
+P
+"$qmoe" compile "$t/p.qmoe" --model "$t/mixtral" -o "$t/p.yaml" 2>"$t/err"
+check "later rule overrides only the fields it sets (down: 4 bits, asym, group 128)" \
+    'test "$(plan_field "$t/p.yaml" "layers[3].experts[2].down" bits)" = 4 &&
+     test "$(plan_field "$t/p.yaml" "layers[3].experts[2].down" sym)" = false &&
+     test "$(plan_field "$t/p.yaml" "layers[3].experts[2].down" group_size)" = 128'
+check "relative +1bit applies to the width so far (attn.k 3, attn.q 4)" \
+    'test "$(plan_field "$t/p.yaml" "layers[5].attn.k" bits)" = 3 && test "$(plan_field "$t/p.yaml" "layers[5].attn.q" bits)" = 4'
+check "keep on one expert" 'test "$(plan_field "$t/p.yaml" "layers[0].experts[1].gate" bits)" = keep'
+check "a rule naming lm_head quantizes it" \
+    'test "$(plan_field "$t/p.yaml" "lm_head" bits)" = 8 && test "$(plan_field "$t/p.yaml" "lm_head" group_size)" = 0'
+check "embed stays kept" 'test "$(plan_field "$t/p.yaml" "embed" bits)" = keep'
+
+printf 'default: 2bit\nattn: +2bit\n' > "$t/r.qmoe"
+"$qmoe" compile "$t/r.qmoe" --model "$t/mixtral" >/dev/null 2>"$t/err"; rc=$?
+check "+2bit from 2 gives 4 (a width)" 'test $rc = 0'
+printf 'default: 3bit\nattn: +2bit\n' > "$t/r.qmoe"
+"$qmoe" compile "$t/r.qmoe" --model "$t/mixtral" >/dev/null 2>"$t/err"; rc=$?
+check "+2bit from 3 is an error naming rule and weight" \
+    'test $rc = 1 && grep -q "r.qmoe:2:7: error: +2bit makes '\''layers\[0\].attn.q'\'' 5 bits; the widths are 2bit 3bit 4bit 8bit" "$t/err"'
+printf 'attn: +1bit\n' > "$t/r.qmoe"
+"$qmoe" compile "$t/r.qmoe" --model "$t/mixtral" >/dev/null 2>"$t/err"; rc=$?
+check "relative width on a weight with no width is an error" 'test $rc = 1 && grep -q "has no width yet to change by +1bit" "$t/err"'
+printf 'attn: 4bit\n' > "$t/r.qmoe"
+"$qmoe" compile "$t/r.qmoe" --model "$t/mixtral" >/dev/null 2>"$t/err"; rc=$?
+check "a linear no rule gives a width is an error" 'test $rc = 1 && grep -q "has no width: no rule gives it one" "$t/err"'
+
+# ---- matching nothing, impossible settings, arch -----------------------------------------
+printf 'default: 2bit\nshared_experts: 4bit\n' > "$t/w.qmoe"
+"$qmoe" compile "$t/w.qmoe" --model "$t/mixtral" >/dev/null 2>"$t/err"; rc=$?
+check "a rule matching nothing warns with its location" \
+    'test $rc = 0 && grep -q "w.qmoe:2:1: warning: rule matches nothing in this model (MixtralForCausalLM)" "$t/err"'
+"$qmoe" compile --strict "$t/w.qmoe" --model "$t/mixtral" >/dev/null 2>"$t/err"; rc=$?
+check "... and is an error under --strict" 'test $rc = 1 && grep -q "w.qmoe:2:1: error: rule matches nothing" "$t/err"'
+printf 'default: 2bit\nattn.o: group 3000\nattn: 4bit\n' > "$t/g.qmoe"
+"$qmoe" compile "$t/g.qmoe" --model "$t/mixtral" >/dev/null 2>"$t/err"; rc=$?
+check "a group that does not divide the input columns is an error naming rule and weight" \
+    'test $rc = 1 && grep -q "g.qmoe:2:1: error: group 3000 does not divide the 4096 input columns of '\''layers\[0\].attn.o'\''" "$t/err"'
+printf 'default: 2bit\nlayers[40].attn: 4bit\n' > "$t/g.qmoe"
+"$qmoe" compile "$t/g.qmoe" --model "$t/mixtral" >/dev/null 2>"$t/err"; rc=$?
+check "a layer beyond the model is an error naming the count" \
+    'test $rc = 1 && grep -q "error: index 40 is beyond the model'\''s 32 layers" "$t/err"'
+printf 'arch deepseek\ndefault: 2bit\n' > "$t/g.qmoe"
+"$qmoe" compile "$t/g.qmoe" --model "$t/mixtral" >/dev/null 2>"$t/err"; rc=$?
+check "the arch guard refuses another family" 'test $rc = 1 && grep -q "g.qmoe:1:1: error: this policy is for other architectures" "$t/err"'
+printf 'default: 2bit\nmoe_layers[0].experts: 4bit\n' > "$t/g.qmoe"
+"$qmoe" compile "$t/g.qmoe" --model "$t/deepseek" -o "$t/g.yaml" 2>"$t/err"
+check "moe_layers[0] is DeepSeek's layer 1" \
+    'test "$(plan_field "$t/g.yaml" "layers[1].experts[0].up" bits)" = 4 && test "$(plan_field "$t/g.yaml" "layers[2].experts[0].up" bits)" = 2'
+
+# ---- data-driven selections -----------------------------------------------------------------
+cat > "$t/s.yaml" <<'S'
+qmoe_scores: 1
+frequency:
+  0: [10, 1, 1, 1, 1, 1, 1, 5]
+  1: [1, 1, 1, 1, 1, 1, 1, 1]
+importance:
+  0: {ffn: 0.9, residual: 0.99}
+  1: {ffn: 0.5, residual: 0.98}
+  2: {ffn: 0.7, residual: 0.97}
+outlier:
+  layers[0].experts[0].down: 100
+  layers[5].experts[3].gate: 50
+  layers[6].experts[1].up: 50
+S
+sel() { # sel RULE: the modules the rule gives 4 bits
+    printf 'default: 2bit\n%s: 4bit\n' "$1" > "$t/d.qmoe"
+    "$qmoe" compile "$t/d.qmoe" --model "$t/mixtral" --scores "$t/s.yaml" 2>"$t/err" |
+        grep "bits: 4," | sed "s/.*module: '\([^']*\)'.*/\1/" | grep -v '\.\(up\|down\)$' | sed 's/\.gate$//' | tr '\n' ' '
+}
+s=$(sel 'experts[top 2 per layer by frequency]')
+check "top 2 per layer by frequency; ties by lower expert (got $s)" \
+    'test "$s" = "layers[0].experts[0] layers[0].experts[7] layers[1].experts[0] layers[1].experts[1] "'
+s=$(sel 'experts[top 3 by frequency]')
+check "global top 3 on normalised counts, tie to the lower layer/expert (got $s)" \
+    'test "$s" = "layers[0].experts[0] layers[0].experts[7] layers[1].experts[0] "'
+s=$(sel 'experts[bottom 1 per layer by frequency]')
+check "bottom 1 per layer (got $s)" 'test "$s" = "layers[0].experts[1] layers[1].experts[0] "'
+s=$(sel 'experts[top 25% by frequency]')
+check "top 25% of the 16 scored experts = 4 (got $s)" \
+    'test "$s" = "layers[0].experts[0] layers[0].experts[7] layers[1].experts[0] layers[1].experts[1] "'
+s=$(sel 'experts[frequency > 0.2]')
+check "threshold on the layer share (got $s)" 'test "$s" = "layers[0].experts[0] layers[0].experts[7] "'
+s=$(sel 'moe_layers[top 1 by importance].experts[0]')
+check "moe_layers[top 1 by importance] is the lowest cosine (got $s)" 'test "$s" = "layers[1].experts[0] "'
+printf 'default: 2bit\nexperts.*[top 2 by outlier]: 4bit\n' > "$t/d.qmoe"
+s=$("$qmoe" compile "$t/d.qmoe" --model "$t/mixtral" --scores "$t/s.yaml" | grep "bits: 4," | sed "s/.*module: '\([^']*\)'.*/\1/" | tr '\n' ' ')
+check "linears by outlier, tie to the lower layer (got $s)" 'test "$s" = "layers[0].experts[0].down layers[5].experts[3].gate "'
+r1=$(sel 'experts[random 3 per layer seed 42]')
+r2=$(sel 'experts[random 3 per layer seed 42]')
+r3=$(sel 'experts[random 3 per layer seed 7]')
+check "random with a seed is reproducible" 'test -n "$r1" && test "$r1" = "$r2"'
+check "random: another seed, another pick" 'test "$r1" != "$r3"'
+check "random 3 per layer picks 3 in each of 32 layers" 'test $(echo "$r1" | wc -w) = 96'
+printf 'default: 2bit\nexperts[top 2 by frequency]: 4bit\n' > "$t/d.qmoe"
+"$qmoe" compile "$t/d.qmoe" --model "$t/mixtral" >/dev/null 2>"$t/err"; rc=$?
+check "frequency without a scores file is an error" 'test $rc = 1 && grep -q "d.qmoe:2:18: error: selecting by frequency needs a scores file" "$t/err"'
+
+# ---- budget --------------------------------------------------------------------------------
+printf 'default: 2bit\nattn: 4bit\nbudget 2.5 bits by frequency\n' > "$t/b.qmoe"
+a=$(avg "$t/b.qmoe" mixtral --scores "$t/s.yaml")
+check "budget 2.5 bits reached within one expert (got $a)" 'near "$a" 2.5 0.005'
+check "budget reports target and achieved" 'grep -q "note: budget: target 2.500 bits, achieved 2.49[0-9] (moved [0-9]* routed experts from 2bit to 4bit by frequency)" "$t/err"'
+printf 'default: 2bit\nbudget 3.0 bits\n' > "$t/b.qmoe"
+printf 'qmoe_scores: 1\noutlier:\n  layers[1].experts[0].down: 5\n' > "$t/ds.yaml"
+a=$(avg "$t/b.qmoe" deepseek --scores "$t/ds.yaml")
+check "budget 3.0 by outlier (linears) on DeepSeek (got $a)" 'near "$a" 3.0 0.001'
+printf 'default: 2bit\nbudget 6 bits by frequency\n' > "$t/b.qmoe"
+"$qmoe" compile "$t/b.qmoe" --model "$t/mixtral" --scores "$t/s.yaml" >/dev/null 2>"$t/err"; rc=$?
+check "an unreachable budget is an error stating the range" \
+    'test $rc = 1 && grep -q "b.qmoe:2:8: error: budget 6 bits is out of reach: moving routed experts between 2bit and 4bit after the rules gives 2.000 to 3.942 bits" "$t/err"'
+
+# ---- explain --------------------------------------------------------------------------------
+"$qmoe" explain "$t/p.qmoe" --model "$t/mixtral" 'layers[3].experts[2].down' > "$t/x" 2>"$t/err"
+cat > "$t/x.want" <<X
+layers[3].experts[2].down  (model.layers.3.block_sparse_moe.experts.2.w2.weight, [4096, 14336])
+  $t/p.qmoe:1: default: 2bit group 128 sym
+  $t/p.qmoe:2: experts.down: 4bit
+  $t/p.qmoe:3: experts: asym
+  final: 4bit group 128 asym no_act_order
+X
+check "explain lists every rule in order and the final setting" 'cmp -s "$t/x" "$t/x.want" || { diff "$t/x.want" "$t/x"; false; }'
+"$qmoe" explain "$t/p.qmoe" --model "$t/mixtral" 'layers[0].router' > "$t/x" 2>"$t/err"
+check "explain on a kept router" 'grep -q "no rule: kept" "$t/x" && grep -q "final: keep" "$t/x"'
+"$qmoe" explain "$t/p.qmoe" --model "$t/mixtral" 'shared' > "$t/x" 2>"$t/err"; rc=$?
+check "explain on a selector matching nothing fails" 'test $rc = 1 && grep -q "matches nothing" "$t/err"'
+
+echo "compile.sh: $((n - fails))/$n passed"
+test $fails = 0
