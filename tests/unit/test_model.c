@@ -15,62 +15,10 @@
 #include <string.h>
 
 #include "runtime/model.h"
+#include "tests/unit/hfnames.h"
 #include "tests/unit/testutil.h"
 
 /* ---- writing header-only checkpoints --------------------------------------------- */
-
-typedef struct tensor {
-    char *name;
-    uint64_t shape[2];
-    int ndim;
-} tensor;
-
-typedef struct tlist {
-    tensor *t;
-    size_t n, cap;
-} tlist;
-
-static void add(tlist *l, uint64_t d0, uint64_t d1, const char *fmt, ...)
-{
-    if (l->n == l->cap) {
-        l->cap = l->cap ? 2 * l->cap : 1024;
-        l->t = realloc(l->t, l->cap * sizeof *l->t);
-    }
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    l->t[l->n++] = (tensor){strdup(buf), {d0, d1}, d1 ? 2 : 1};
-}
-
-static void tlist_free(tlist *l)
-{
-    for (size_t i = 0; i < l->n; i++)
-        free(l->t[i].name);
-    free(l->t);
-    memset(l, 0, sizeof *l);
-}
-
-/* Write tensors [from, to) as one BF16 file with a sparse data area. */
-static void write_shard(const char *path, const tlist *l, size_t from, size_t to)
-{
-    json_t *h = json_object();
-    uint64_t off = 0;
-    for (size_t i = from; i < to; i++) {
-        uint64_t bytes = 2 * l->t[i].shape[0] * (l->t[i].ndim == 2 ? l->t[i].shape[1] : 1);
-        json_t *shape = l->t[i].ndim == 2 ? json_pack("[II]", (json_int_t)l->t[i].shape[0], (json_int_t)l->t[i].shape[1])
-                                          : json_pack("[I]", (json_int_t)l->t[i].shape[0]);
-        json_object_set_new(h, l->t[i].name,
-                            json_pack("{s:s, s:o, s:[II]}", "dtype", "BF16", "shape", shape, "data_offsets",
-                                      (json_int_t)off, (json_int_t)(off + bytes)));
-        off += bytes;
-    }
-    char *text = json_dumps(h, JSON_COMPACT);
-    CU_ASSERT_EQUAL(tu_write_st(path, text, off), 0);
-    free(text);
-    json_decref(h);
-}
 
 static void write_model(const char *dir, json_t *config, const tlist *l, int shards)
 {
@@ -79,7 +27,7 @@ static void write_model(const char *dir, json_t *config, const tlist *l, int sha
     CU_ASSERT_EQUAL(json_dump_file(config, p, JSON_INDENT(2)), 0);
     if (shards <= 1) {
         snprintf(p, sizeof p, "%s/model.safetensors", dir);
-        write_shard(p, l, 0, l->n);
+        CU_ASSERT_EQUAL(hf_write_shard(p, l, 0, l->n), 0);
         return;
     }
     json_t *map = json_object();
@@ -88,7 +36,7 @@ static void write_model(const char *dir, json_t *config, const tlist *l, int sha
         char name[64];
         snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", s + 1, shards);
         snprintf(p, sizeof p, "%s/%s", dir, name);
-        write_shard(p, l, from, to);
+        CU_ASSERT_EQUAL(hf_write_shard(p, l, from, to), 0);
         for (size_t i = from; i < to; i++)
             json_object_set_new(map, l->t[i].name, json_string(name));
     }
@@ -98,116 +46,8 @@ static void write_model(const char *dir, json_t *config, const tlist *l, int sha
     json_decref(index);
 }
 
-/* ---- the published naming, per family, written out independently ------------------ */
-
-typedef struct dims {
-    uint64_t V, d, L, H, KV, hd, E, k, eff, ff, sff, nshared, first_dense;
-    int qkv_bias, qk_norm; /* qk_norm: 0 none, 1 per head, 2 whole projection */
-    const char *moe, *router, *ename[3], *sname[3];
-} dims;
-
-static uint64_t geti(json_t *c, const char *k, uint64_t dflt)
-{
-    json_t *v = json_object_get(c, k);
-    return json_is_integer(v) ? (uint64_t)json_integer_value(v) : dflt;
-}
-
-static dims dims_of(json_t *c)
-{
-    const char *arch = json_string_value(json_array_get(json_object_get(c, "architectures"), 0));
-    dims x = {0};
-    x.V = geti(c, "vocab_size", 0);
-    x.d = geti(c, "hidden_size", 0);
-    x.L = geti(c, "num_hidden_layers", 0);
-    x.H = geti(c, "num_attention_heads", 0);
-    x.KV = geti(c, "num_key_value_heads", x.H);
-    x.hd = geti(c, "head_dim", x.d / x.H);
-    x.k = geti(c, "num_experts_per_tok", 0);
-    static const char *hf[3] = {"gate_proj", "up_proj", "down_proj"};
-    memcpy(x.ename, hf, sizeof hf);
-    memcpy(x.sname, hf, sizeof hf);
-    x.moe = "mlp";
-    x.router = "mlp.gate";
-    if (strcmp(arch, "MixtralForCausalLM") == 0) {
-        static const char *w[3] = {"w1", "w3", "w2"};
-        memcpy(x.ename, w, sizeof w);
-        x.moe = "block_sparse_moe";
-        x.router = "block_sparse_moe.gate";
-        x.E = geti(c, "num_local_experts", 0);
-        x.eff = geti(c, "intermediate_size", 0);
-    } else if (strcmp(arch, "DeepseekForCausalLM") == 0) {
-        x.E = geti(c, "n_routed_experts", 0);
-        x.eff = geti(c, "moe_intermediate_size", 0);
-        x.ff = geti(c, "intermediate_size", 0);
-        x.nshared = geti(c, "n_shared_experts", 0);
-        x.sff = x.nshared * x.eff;
-        x.first_dense = geti(c, "first_k_dense_replace", 0);
-    } else if (strcmp(arch, "Qwen2MoeForCausalLM") == 0) {
-        x.E = geti(c, "num_experts", 0);
-        x.eff = geti(c, "moe_intermediate_size", 0);
-        x.sff = geti(c, "shared_expert_intermediate_size", 0);
-        x.nshared = 1;
-        x.qkv_bias = 1;
-    } else if (strcmp(arch, "Qwen3MoeForCausalLM") == 0) {
-        x.E = geti(c, "num_experts", 0);
-        x.eff = geti(c, "moe_intermediate_size", 0);
-        x.qk_norm = 1;
-    } else if (strcmp(arch, "OlmoeForCausalLM") == 0) {
-        x.E = geti(c, "num_experts", 0);
-        x.eff = geti(c, "intermediate_size", 0);
-        x.qk_norm = 2;
-    }
-    return x;
-}
-
-static void checkpoint_names(const dims *x, json_t *c, tlist *l)
-{
-    const char *shared = strcmp(x->ename[0], "w1") == 0 ? NULL
-                         : json_object_get(c, "n_shared_experts") ? "shared_experts" : "shared_expert";
-    add(l, x->V, x->d, "model.embed_tokens.weight");
-    for (uint64_t i = 0; i < x->L; i++) {
-        const char *P = "model.layers";
-        add(l, x->d, 0, "%s.%llu.input_layernorm.weight", P, (unsigned long long)i);
-        add(l, x->H * x->hd, x->d, "%s.%llu.self_attn.q_proj.weight", P, (unsigned long long)i);
-        add(l, x->KV * x->hd, x->d, "%s.%llu.self_attn.k_proj.weight", P, (unsigned long long)i);
-        add(l, x->KV * x->hd, x->d, "%s.%llu.self_attn.v_proj.weight", P, (unsigned long long)i);
-        add(l, x->d, x->H * x->hd, "%s.%llu.self_attn.o_proj.weight", P, (unsigned long long)i);
-        if (x->qkv_bias) {
-            add(l, x->H * x->hd, 0, "%s.%llu.self_attn.q_proj.bias", P, (unsigned long long)i);
-            add(l, x->KV * x->hd, 0, "%s.%llu.self_attn.k_proj.bias", P, (unsigned long long)i);
-            add(l, x->KV * x->hd, 0, "%s.%llu.self_attn.v_proj.bias", P, (unsigned long long)i);
-        }
-        if (x->qk_norm) {
-            add(l, x->qk_norm == 1 ? x->hd : x->H * x->hd, 0, "%s.%llu.self_attn.q_norm.weight", P, (unsigned long long)i);
-            add(l, x->qk_norm == 1 ? x->hd : x->KV * x->hd, 0, "%s.%llu.self_attn.k_norm.weight", P, (unsigned long long)i);
-        }
-        add(l, x->d, 0, "%s.%llu.post_attention_layernorm.weight", P, (unsigned long long)i);
-        if (i < x->first_dense) {
-            add(l, x->ff, x->d, "%s.%llu.mlp.gate_proj.weight", P, (unsigned long long)i);
-            add(l, x->ff, x->d, "%s.%llu.mlp.up_proj.weight", P, (unsigned long long)i);
-            add(l, x->d, x->ff, "%s.%llu.mlp.down_proj.weight", P, (unsigned long long)i);
-            continue;
-        }
-        add(l, x->E, x->d, "%s.%llu.%s.weight", P, (unsigned long long)i, x->router);
-        for (uint64_t e = 0; e < x->E; e++) {
-            add(l, x->eff, x->d, "%s.%llu.%s.experts.%llu.%s.weight", P, (unsigned long long)i, x->moe, (unsigned long long)e, x->ename[0]);
-            add(l, x->eff, x->d, "%s.%llu.%s.experts.%llu.%s.weight", P, (unsigned long long)i, x->moe, (unsigned long long)e, x->ename[1]);
-            add(l, x->d, x->eff, "%s.%llu.%s.experts.%llu.%s.weight", P, (unsigned long long)i, x->moe, (unsigned long long)e, x->ename[2]);
-        }
-        if (x->nshared && shared) {
-            add(l, x->sff, x->d, "%s.%llu.mlp.%s.gate_proj.weight", P, (unsigned long long)i, shared);
-            add(l, x->sff, x->d, "%s.%llu.mlp.%s.up_proj.weight", P, (unsigned long long)i, shared);
-            add(l, x->d, x->sff, "%s.%llu.mlp.%s.down_proj.weight", P, (unsigned long long)i, shared);
-            if (x->qkv_bias) /* Qwen2-MoE: the shared expert's sigmoid gate */
-                add(l, 1, x->d, "%s.%llu.mlp.shared_expert_gate.weight", P, (unsigned long long)i);
-        }
-    }
-    add(l, x->d, 0, "model.norm.weight");
-    add(l, x->V, x->d, "lm_head.weight");
-}
-
 /* Closed-form parameter counts per group. */
-static void expected_counts(const dims *x, uint64_t p[QM_GROUP_COUNT])
+static void expected_counts(const hf_dims *x, uint64_t p[QM_GROUP_COUNT])
 {
     uint64_t moe = x->L - x->first_dense, q = x->H * x->hd, kv = x->KV * x->hd;
     memset(p, 0, QM_GROUP_COUNT * sizeof *p);
@@ -235,9 +75,9 @@ static void check_real_config(const char *file, const char *arch, int shards)
 {
     json_t *c = load_config(file);
     CU_ASSERT_PTR_NOT_NULL_FATAL(c);
-    dims x = dims_of(c);
+    hf_dims x = hf_dims_of(c);
     tlist l = {0};
-    checkpoint_names(&x, c, &l);
+    hf_checkpoint_names(&x, c, &l);
     char dirname[128];
     snprintf(dirname, sizeof dirname, "%s-%d", file, shards);
     const char *dir = tu_mkdir(dirname);
@@ -271,7 +111,7 @@ static void check_real_config(const char *file, const char *arch, int shards)
     CU_ASSERT_STRING_EQUAL(m->t[0].canon, "embed");
     qm_model_close(m);
     qm_diag_free(d);
-    tlist_free(&l);
+    hf_tlist_free(&l);
     json_decref(c);
 }
 
@@ -281,7 +121,7 @@ static void test_mixtral(void)
     check_real_config("mixtral-8x7b.json", "MixtralForCausalLM", 3);
     /* the published total of Mixtral-8x7B */
     json_t *c = load_config("mixtral-8x7b.json");
-    dims x = dims_of(c);
+    hf_dims x = hf_dims_of(c);
     uint64_t p[QM_GROUP_COUNT], t = 0;
     expected_counts(&x, p);
     for (int g = 0; g < QM_GROUP_COUNT; g++)
@@ -334,9 +174,9 @@ static qm_status open_tiny(const char *name, json_t *c, tlist *l, qm_model **m, 
 static void test_canonical_names(void)
 {
     json_t *c = tiny_mixtral();
-    dims x = dims_of(c);
+    hf_dims x = hf_dims_of(c);
     tlist l = {0};
-    checkpoint_names(&x, c, &l);
+    hf_checkpoint_names(&x, c, &l);
     qm_diag *d = qm_diag_new();
     qm_model *m;
     CU_ASSERT_EQUAL_FATAL(open_tiny("tiny-ok", c, &l, &m, d), QM_OK);
@@ -364,7 +204,7 @@ static void test_canonical_names(void)
     CU_ASSERT_DOUBLE_EQUAL(m->cfg.rope_theta, 10000.0, 1e-9);
     qm_model_close(m);
     qm_diag_free(d);
-    tlist_free(&l);
+    hf_tlist_free(&l);
     json_decref(c);
 }
 
@@ -373,40 +213,40 @@ static void test_inventory_errors(void)
     qm_diag *d = qm_diag_new();
     qm_model *m;
     json_t *c = tiny_mixtral();
-    dims x = dims_of(c);
+    hf_dims x = hf_dims_of(c);
     tlist l = {0};
 
     /* a missing tensor is named */
-    checkpoint_names(&x, c, &l);
+    hf_checkpoint_names(&x, c, &l);
     free(l.t[5].name);
     l.t[5] = l.t[--l.n];
     CU_ASSERT_NOT_EQUAL(open_tiny("tiny-missing", c, &l, &m, d), QM_OK);
     TU_ASSERT_DIAG(d, "missing tensor 'model.layers.0.self_attn.o_proj.weight'");
     qm_diag_clear(d);
-    tlist_free(&l);
+    hf_tlist_free(&l);
 
     /* a wrong shape is named with both shapes */
-    checkpoint_names(&x, c, &l);
+    hf_checkpoint_names(&x, c, &l);
     l.t[2].shape[0] = 5;
     CU_ASSERT_NOT_EQUAL(open_tiny("tiny-shape", c, &l, &m, d), QM_OK);
     TU_ASSERT_DIAG(d, "tensor 'model.layers.0.self_attn.q_proj.weight' has shape [5, 8], but");
     TU_ASSERT_DIAG(d, "config.json implies [8, 8]");
     qm_diag_clear(d);
-    tlist_free(&l);
+    hf_tlist_free(&l);
 
     /* an unexpected tensor is a warning, and the model still opens */
-    checkpoint_names(&x, c, &l);
-    add(&l, 4, 0, "model.layers.0.self_attn.rotary_emb.inv_freq");
+    hf_checkpoint_names(&x, c, &l);
+    hf_add(&l, 4, 0, "model.layers.0.self_attn.rotary_emb.inv_freq");
     CU_ASSERT_EQUAL(open_tiny("tiny-extra", c, &l, &m, d), QM_OK);
     TU_ASSERT_DIAG(d, "unexpected tensor 'model.layers.0.self_attn.rotary_emb.inv_freq'");
     CU_ASSERT_EQUAL(qm_diag_errors(d), 0);
     CU_ASSERT_EQUAL(m->n_unexpected, 1);
     qm_model_close(m);
     qm_diag_clear(d);
-    tlist_free(&l);
+    hf_tlist_free(&l);
 
     /* an unknown architecture lists the supported ones */
-    checkpoint_names(&x, c, &l);
+    hf_checkpoint_names(&x, c, &l);
     json_object_set_new(c, "architectures", json_pack("[s]", "LlamaForCausalLM"));
     CU_ASSERT_EQUAL(open_tiny("tiny-llama", c, &l, &m, d), QM_EUNSUPPORTED);
     TU_ASSERT_DIAG(d, "architecture 'LlamaForCausalLM' is not supported (supported: MixtralForCausalLM, "
@@ -443,7 +283,7 @@ static void test_inventory_errors(void)
     CU_ASSERT_EQUAL(qm_model_open(tu_mkdir("no-config"), &m, d), QM_ENOTFOUND);
     TU_ASSERT_DIAG(d, "no-config/config.json");
     qm_diag_free(d);
-    tlist_free(&l);
+    hf_tlist_free(&l);
     json_decref(c);
 }
 
