@@ -17,33 +17,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "bench/bench.h"
 #include "runtime/gptq.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static double sgemm_rate(void)
-{
-    int n = 1024;
-    float *a = malloc((size_t)n * n * 4), *b = malloc((size_t)n * n * 4), *c = malloc((size_t)n * n * 4);
-    for (size_t i = 0; i < (size_t)n * n; i++)
-        a[i] = b[i] = (float)(i % 7) * 0.1f;
-    double best = 0;
-    for (int r = 0; r < 6; r++) {
-        double t0 = now();
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
-        double f = 2.0 * n * n * n / (now() - t0);
-        best = f > best ? f : best;
-    }
-    free(a);
-    free(b);
-    free(c);
-    return best;
-}
 
 static unsigned long long rng = 0x9E3779B97F4A7C15ull;
 static float noise(void)
