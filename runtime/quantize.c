@@ -471,6 +471,25 @@ static void free_done(run *r)
     r->n_done = 0;
 }
 
+/* The hidden states entering layer L are saved as hidden-L.f32: named by
+ * layer, so that the state file's layers_done always points at the right
+ * one, whatever moment a kill interrupts the writes between them. */
+static const char *hidden_name(char *buf, size_t cap, int L)
+{
+    snprintf(buf, cap, "hidden-%05d.f32", L);
+    return buf;
+}
+
+/* Remove .qmoe-state/hidden-L.f32 (no longer needed once layer L is done). */
+static void drop_hidden(const run *r, int L)
+{
+    char file[64];
+    char *h = quant_state_path(r, hidden_name(file, sizeof file, L));
+    if (h)
+        remove(h);
+    free(h);
+}
+
 static qm_status one_layer(run *r, int L, char *fake_dir)
 {
     char *logbuf = NULL;
@@ -499,7 +518,8 @@ static qm_status one_layer(run *r, int L, char *fake_dir)
     if (st == QM_OK)
         st = save_blob(r, file, logbuf, loglen);
     if (st == QM_OK)
-        st = save_blob(r, "hidden.f32", r->x, (size_t)r->B * r->S * (size_t)r->m->cfg.hidden * sizeof *r->x);
+        st = save_blob(r, hidden_name(file, sizeof file, L + 1), r->x,
+                       (size_t)r->B * r->S * (size_t)r->m->cfg.hidden * sizeof *r->x);
     free(logbuf);
     free_done(r);
     qm_layer_free(&r->w);
@@ -556,7 +576,8 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory for %zu calibration rows", T);
     int total = r.m ? (int)r.m->cfg.layers : 0;
     if (st == QM_OK && cur.layers_done > 0 && cur.layers_done < total) {
-        st = load_blob(&r, "hidden.f32", r.x, T * D * sizeof *r.x);
+        char file[64];
+        st = load_blob(&r, hidden_name(file, sizeof file, cur.layers_done), r.x, T * D * sizeof *r.x);
         rep->layers_resumed = cur.layers_done;
         qm_diag_note(d, "%s: resuming after layer %d of %d", out_dir, cur.layers_done - 1, total);
     } else if (st == QM_OK && cur.layers_done == 0) {
@@ -571,7 +592,8 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
         say(&r, "layer %d/%d: %d x %d calibration tokens", L, total, r.B, r.S);
         if ((st = one_layer(&r, L, fake_dir)) == QM_OK) {
             cur.layers_done = L + 1;
-            st = write_state(&r, &cur);
+            if ((st = write_state(&r, &cur)) == QM_OK)
+                drop_hidden(&r, L);
         }
         double left = (now() - t) * (total - L - 1);
         say(&r, "layer %d/%d done in %.1f s, ETA %.0f s", L, total, now() - t, left);
@@ -585,12 +607,8 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
         st = quant_finish(&r, plan_path, out_dir, 0);
     if (st == QM_OK && fake_dir)
         st = quant_finish(&r, plan_path, fake_dir, 1);
-    if (st == QM_OK) {
-        char *h = quant_state_path(&r, "hidden.f32");
-        if (h)
-            remove(h); /* the run is complete: the hidden states are no longer needed */
-        free(h);
-    }
+    if (st == QM_OK)
+        drop_hidden(&r, total); /* the run is complete: no layer needs them */
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0)
         rep->peak_rss_kib = ru.ru_maxrss;
