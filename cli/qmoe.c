@@ -24,6 +24,7 @@ static const qm_cmd *const commands[] = {
     &qm_cmd_score,
     &qm_cmd_quantize,
     &qm_cmd_gptq_tensor,
+    &qm_cmd_bench,
 };
 
 static const qm_cmd *find(const char *name)

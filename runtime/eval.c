@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,31 +43,102 @@ static int cmp_double(const void *a, const void *b)
 /* Windows of ctx inputs; the last may be shorter.  Window w starts at w*ctx. */
 static size_t n_windows(size_t n, int ctx) { return n < 2 ? 0 : (n - 1 + (size_t)ctx - 1) / (size_t)ctx; }
 
-qm_status qm_eval_ppl(const qm_net *net, const qm_net *base, const qm_tokens *toks,
-                      const qm_eval_opts *o, qm_eval_result *r, qm_diag *d)
+/* Logits y (n, V) -> log-probabilities lp (n, V), in float as stored. */
+static void log_softmax(const float *y, int n, int V, float *lp)
+{
+    for (int i = 0; i < n; i++) {
+        double lz = lse(y + (size_t)i * V, V);
+        for (int v = 0; v < V; v++)
+            lp[(size_t)i * V + v] = (float)(y[(size_t)i * V + v] - lz);
+    }
+}
+
+/* Running sums over the scored positions. */
+typedef struct tally {
+    double nll, nll_base;
+    size_t agree, done;
+    double *kld; /* (total) per-position KL(base || model); NULL without a base */
+} tally;
+
+/* Score n positions: model logits x (n, V), base log-probabilities lp
+ * (n, V) or NULL, the next tokens `next` (n). */
+static void score(tally *t, const float *x, const float *lp, const int *next, int n, int V)
+{
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * V;
+        double lz = lse(xi, V);
+        t->nll += lz - xi[next[i]];
+        if (!lp)
+            continue;
+        const float *pi = lp + (size_t)i * V;
+        double k = 0;
+        t->nll_base -= pi[next[i]];
+        for (int v = 0; v < V; v++) {
+            double lq = xi[v] - lz;
+            k += exp((double)pi[v]) * ((double)pi[v] - lq);
+        }
+        t->kld[t->done + (size_t)i] = k > 0 ? k : 0; /* rounding can leave -1e-17 */
+        t->agree += argmax(xi, V) == argmax(pi, V);
+    }
+    t->done += (size_t)n;
+}
+
+static void finish(tally *t, int has_base, qm_eval_result *r)
+{
+    size_t done = t->done;
+    r->tokens = done;
+    r->nll = t->nll / done;
+    r->ppl = exp(r->nll);
+    if (!has_base)
+        return;
+    double sum = 0, sq = 0;
+    for (size_t i = 0; i < done; i++) {
+        sum += t->kld[i];
+        sq += t->kld[i] * t->kld[i];
+    }
+    r->has_base = 1;
+    r->base_ppl = exp(t->nll_base / done);
+    r->kld_mean = sum / done;
+    double var = done > 1 ? (sq - sum * sum / done) / (done - 1) : 0;
+    r->kld_se = sqrt(var > 0 ? var / done : 0);
+    qsort(t->kld, done, sizeof *t->kld, cmp_double);
+    r->kld_median = done % 2 ? t->kld[done / 2] : 0.5 * (t->kld[done / 2 - 1] + t->kld[done / 2]);
+    r->kld_p99 = t->kld[(size_t)floor(0.99 * (double)(done - 1))];
+    r->top1_agree = 100.0 * t->agree / done;
+    r->ppl_ratio = r->ppl / r->base_ppl;
+}
+
+/* The walk over windows shared by every entry point.  With `base` its
+ * log-probabilities are computed batch by batch; with `ref` they are read
+ * from the stored ones; `keep` (when not NULL) receives the model's own
+ * log-probabilities for every scored position, (total, V). */
+static qm_status walk(const qm_net *net, const qm_net *base, const qm_eval_ref *ref, const qm_tokens *toks,
+                      const qm_eval_opts *o, qm_eval_result *r, float *keep, qm_diag *d)
 {
     memset(r, 0, sizeof *r);
     int ctx = o->ctx > 0 ? o->ctx : 512, V = (int)net->m->cfg.vocab;
     if (base && base->m->cfg.vocab != V)
         return qm_diag_fail(d, QM_EINVAL, "the base model's vocabulary (%lld) differs from the model's (%d)",
                             base->m->cfg.vocab, V);
+    if (ref && (ref->vocab != V || ref->ctx != ctx || ref->tokens != toks->n))
+        return qm_diag_fail(d, QM_EINVAL, "the stored base log-probabilities were made for another vocabulary, "
+                                          "window or token count");
     size_t W = n_windows(toks->n, ctx), total = toks->n ? toks->n - 1 : 0;
     if (W == 0)
         return qm_diag_fail(d, QM_EINVAL, "%zu tokens: at least 2 are needed to score a prediction", toks->n);
     int batch = o->batch > 0 ? o->batch : (int)(((size_t)64 << 20) / ((size_t)ctx * V * sizeof(float)));
     batch = batch < 1 ? 1 : batch > 16 ? 16 : batch;
+    int has_base = base || ref;
     float *lg = malloc((size_t)batch * ctx * V * sizeof *lg);
     float *lb = base ? malloc((size_t)batch * ctx * V * sizeof *lb) : NULL;
-    double *kld = base ? malloc(total * sizeof *kld) : NULL;
-    if (!lg || (base && (!lb || !kld))) {
+    tally t = {.kld = has_base ? malloc(total * sizeof *t.kld) : NULL};
+    if (!lg || (base && !lb) || (has_base && !t.kld)) {
         free(lg);
         free(lb);
-        free(kld);
+        free(t.kld);
         return qm_diag_fail(d, QM_ENOMEM, "out of memory for %d windows of %d tokens", batch, ctx);
     }
     qm_status st = QM_OK;
-    double nll = 0, nll_base = 0;
-    size_t agree = 0, done = 0;
     for (size_t w = 0; w < W && st == QM_OK;) {
         /* a batch of full windows, or the final short window on its own */
         size_t start = w * (size_t)ctx, left = toks->n - 1 - start;
@@ -75,55 +147,61 @@ qm_status qm_eval_ppl(const qm_net *net, const qm_net *base, const qm_tokens *to
             B++;
         w += (size_t)B;
         st = qm_net_forward(net, toks->ids + start, B, S, lg, NULL, d);
-        if (st == QM_OK && base)
-            st = qm_net_forward(base, toks->ids + start, B, S, lb, NULL, d);
-        for (int i = 0; st == QM_OK && i < B * S; i++) {
-            int target = toks->ids[start + (size_t)i + 1];
-            const float *x = lg + (size_t)i * V;
-            double lz = lse(x, V);
-            nll += lz - x[target];
-            if (base) {
-                const float *y = lb + (size_t)i * V;
-                double lzb = lse(y, V), k = 0;
-                nll_base += lzb - y[target];
-                for (int v = 0; v < V; v++) {
-                    double lp = y[v] - lzb, lq = x[v] - lz;
-                    k += exp(lp) * (lp - lq);
-                }
-                kld[done + (size_t)i] = k > 0 ? k : 0; /* rounding can leave -1e-17 */
-                agree += argmax(x, V) == argmax(y, V);
-            }
-        }
-        done += (size_t)B * S;
+        if (st == QM_OK && base && (st = qm_net_forward(base, toks->ids + start, B, S, lb, NULL, d)) == QM_OK)
+            log_softmax(lb, B * S, V, lb);
+        if (st != QM_OK)
+            break;
+        const float *lp = base ? lb : ref ? ref->logp + t.done * (size_t)V : NULL;
+        if (keep)
+            log_softmax(lg, B * S, V, keep + t.done * (size_t)V);
+        score(&t, lg, lp, toks->ids + start + 1, B * S, V);
         if (o->progress)
-            o->progress(o->progress_ctx, done, total);
+            o->progress(o->progress_ctx, t.done, total);
     }
-    if (st == QM_OK) {
-        r->tokens = done;
-        r->nll = nll / done;
-        r->ppl = exp(r->nll);
-        if (base) {
-            double sum = 0, sq = 0;
-            for (size_t i = 0; i < done; i++) {
-                sum += kld[i];
-                sq += kld[i] * kld[i];
-            }
-            r->has_base = 1;
-            r->base_ppl = exp(nll_base / done);
-            r->kld_mean = sum / done;
-            double var = done > 1 ? (sq - sum * sum / done) / (done - 1) : 0;
-            r->kld_se = sqrt(var > 0 ? var / done : 0);
-            qsort(kld, done, sizeof *kld, cmp_double);
-            r->kld_median = done % 2 ? kld[done / 2] : 0.5 * (kld[done / 2 - 1] + kld[done / 2]);
-            r->kld_p99 = kld[(size_t)floor(0.99 * (double)(done - 1))];
-            r->top1_agree = 100.0 * agree / done;
-            r->ppl_ratio = r->ppl / r->base_ppl;
-        }
-    }
+    if (st == QM_OK)
+        finish(&t, has_base, r);
     free(lg);
     free(lb);
-    free(kld);
+    free(t.kld);
     return st;
+}
+
+qm_status qm_eval_ppl(const qm_net *net, const qm_net *base, const qm_tokens *toks, const qm_eval_opts *o,
+                      qm_eval_result *r, qm_diag *d)
+{
+    return walk(net, base, NULL, toks, o, r, NULL, d);
+}
+
+qm_status qm_eval_ref_make(const qm_net *base, const qm_tokens *toks, const qm_eval_opts *o, qm_eval_ref *ref,
+                           qm_eval_result *r, qm_diag *d)
+{
+    memset(ref, 0, sizeof *ref);
+    size_t total = toks->n ? toks->n - 1 : 0, V = (size_t)base->m->cfg.vocab;
+    if (total && V > SIZE_MAX / sizeof(float) / total)
+        return qm_diag_fail(d, QM_ENOMEM, "%zu tokens x %zu log-probabilities do not fit in memory", total, V);
+    if (total && !(ref->logp = malloc(total * V * sizeof *ref->logp)))
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory for %zu x %zu base log-probabilities", total, V);
+    qm_status st = walk(base, NULL, NULL, toks, o, r, ref->logp, d);
+    if (st != QM_OK) {
+        qm_eval_ref_free(ref);
+        return st;
+    }
+    ref->vocab = (int)V;
+    ref->ctx = o->ctx > 0 ? o->ctx : 512;
+    ref->tokens = toks->n;
+    return QM_OK;
+}
+
+void qm_eval_ref_free(qm_eval_ref *ref)
+{
+    free(ref->logp);
+    memset(ref, 0, sizeof *ref);
+}
+
+qm_status qm_eval_ppl_ref(const qm_net *net, const qm_eval_ref *ref, const qm_tokens *toks, const qm_eval_opts *o,
+                          qm_eval_result *r, qm_diag *d)
+{
+    return walk(net, NULL, ref, toks, o, r, NULL, d);
 }
 
 /* ---- multiple-choice tasks ----------------------------------------------------------- */

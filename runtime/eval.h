@@ -37,6 +37,24 @@ typedef struct qm_eval_result {
 qm_status qm_eval_ppl(const qm_net *net, const qm_net *base, const qm_tokens *toks,
                       const qm_eval_opts *o, qm_eval_result *r, qm_diag *d);
 
+/* The base model's log-probabilities at every scored position, made once so
+ * that many models can be scored against it without running the base
+ * again (qmoe bench).  (tokens - 1) x vocab floats. */
+typedef struct qm_eval_ref {
+    float *logp;          /* (tokens - 1, vocab), owned */
+    int vocab, ctx;
+    size_t tokens;        /* the length of the stream it was made on */
+} qm_eval_ref;
+
+/* Run `base` over `toks` once: fills ref (caller frees with
+ * qm_eval_ref_free()) and r with the base's own perplexity. */
+qm_status qm_eval_ref_make(const qm_net *base, const qm_tokens *toks, const qm_eval_opts *o, qm_eval_ref *ref,
+                           qm_eval_result *r, qm_diag *d);
+void qm_eval_ref_free(qm_eval_ref *ref);
+/* As qm_eval_ppl() against the base that made ref, on the same toks and ctx. */
+qm_status qm_eval_ppl_ref(const qm_net *net, const qm_eval_ref *ref, const qm_tokens *toks, const qm_eval_opts *o,
+                          qm_eval_result *r, qm_diag *d);
+
 typedef struct qm_task_result {
     char *name;           /* owned */
     size_t n;

@@ -1,0 +1,253 @@
+/* record.c: one bench run's result.yaml, written after the run and read
+ * back to reuse it (matrix.h).
+ *
+ *   qmoe_bench_run: 1
+ *   policy: NAME            path: FILE          key: SHA-256 of what was measured
+ *   average_bits, effective_bits, size_bytes, tokens, ppl, base_ppl, ppl_ratio,
+ *   kld_mean, kld_se, kld_median, kld_p99, top1_agree,
+ *   tasks: {TASK: {acc, acc_se, acc_norm, acc_norm_se, n}},
+ *   quantize_seconds, eval_seconds
+ *
+ * Figures are written with 12 decimals so that a reused run prints the same
+ * table as a fresh one.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "matrix/matrix.h"
+
+enum { RECORD_VERSION = 1, DIGITS = 12 };
+
+/* The row's real-valued fields, by key, so writing and reading share one list. */
+typedef struct field {
+    const char *key;
+    size_t off;
+} field;
+
+#define F(k, m) {k, offsetof(qm_matrix_row, m)}
+static const field fields[] = {
+    F("average_bits", average_bits), F("effective_bits", effective_bits), F("ppl", ev.ppl),
+    F("base_ppl", ev.base_ppl),      F("ppl_ratio", ev.ppl_ratio),        F("kld_mean", ev.kld_mean),
+    F("kld_se", ev.kld_se),          F("kld_median", ev.kld_median),      F("kld_p99", ev.kld_p99),
+    F("top1_agree", ev.top1_agree),  F("quantize_seconds", quantize_seconds),
+    F("eval_seconds", eval_seconds),
+};
+#undef F
+
+static double *at(qm_matrix_row *r, const field *f) { return (double *)((char *)r + f->off); }
+
+void qm_matrix_row_free(qm_matrix_row *r)
+{
+    free(r->name);
+    free(r->path);
+    qm_task_results_free(r->tasks, r->n_tasks);
+    memset(r, 0, sizeof *r);
+}
+
+qm_status qm_matrix_row_write(const qm_matrix_row *r, const char *path, qm_diag *d)
+{
+    qm_afile a;
+    qm_status st = qm_afile_open(&a, path, d);
+    if (st != QM_OK)
+        return st;
+    qm_yaml *y = qm_yaml_begin(a.f);
+    if (!y) {
+        qm_afile_abort(&a);
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
+    qm_yaml_map(y);
+    qm_yaml_kint(y, "qmoe_bench_run", RECORD_VERSION);
+    qm_yaml_kstr(y, "policy", r->name);
+    qm_yaml_kstr(y, "path", r->path);
+    qm_yaml_kstr(y, "key", r->key);
+    qm_yaml_kuint(y, "size_bytes", r->size_bytes);
+    qm_yaml_kuint(y, "tokens", r->ev.tokens);
+    qm_matrix_row *w = (qm_matrix_row *)r; /* at() reads only */
+    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
+        qm_yaml_str(y, fields[i].key);
+        qm_yaml_real(y, *at(w, &fields[i]), DIGITS);
+    }
+    qm_yaml_str(y, "tasks");
+    qm_yaml_map(y);
+    for (size_t i = 0; i < r->n_tasks; i++) {
+        const qm_task_result *t = &r->tasks[i];
+        qm_yaml_str(y, t->name);
+        qm_yaml_flow_map(y);
+        const char *k[] = {"acc", "acc_se", "acc_norm", "acc_norm_se"};
+        const double v[] = {t->acc, t->acc_se, t->acc_norm, t->acc_norm_se};
+        for (int j = 0; j < 4; j++) {
+            qm_yaml_str(y, k[j]);
+            qm_yaml_real(y, v[j], DIGITS);
+        }
+        qm_yaml_kuint(y, "n", t->n);
+        qm_yaml_close(y);
+    }
+    qm_yaml_close(y);
+    if ((st = qm_yaml_end(y, d)) != QM_OK) {
+        qm_afile_abort(&a);
+        return st;
+    }
+    return qm_afile_commit(&a, d);
+}
+
+/* ---- reading back -------------------------------------------------------------------- */
+
+typedef struct reader {
+    yaml_document_t doc;
+    const char *path;
+    qm_diag *d;
+} reader;
+
+static yaml_node_t *node(reader *rd, int id) { return yaml_document_get_node(&rd->doc, id); }
+
+static const char *scalar(yaml_node_t *n)
+{
+    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static int number(const char *s, double *v)
+{
+    char *end;
+    if (!s)
+        return 0;
+    errno = 0;
+    *v = strtod(s, &end);
+    return end != s && *end == 0 && errno == 0;
+}
+
+static qm_status bad(reader *rd, const char *key, const char *what)
+{
+    return qm_diag_fail(rd->d, QM_EFORMAT, "%s: '%s' %s; delete the file to measure the run again", rd->path, key,
+                        what);
+}
+
+static qm_status read_tasks(reader *rd, yaml_node_t *map, qm_matrix_row *r)
+{
+    if (map->type != YAML_MAPPING_NODE)
+        return bad(rd, "tasks", "is not a mapping");
+    size_t n = (size_t)(map->data.mapping.pairs.top - map->data.mapping.pairs.start);
+    if (n && !(r->tasks = calloc(n, sizeof *r->tasks)))
+        return qm_diag_fail(rd->d, QM_ENOMEM, "out of memory");
+    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
+        const char *name = scalar(node(rd, p->key));
+        yaml_node_t *v = node(rd, p->value);
+        if (!name || !v || v->type != YAML_MAPPING_NODE)
+            return bad(rd, "tasks", "holds an entry that is not NAME: {acc, ...}");
+        qm_task_result *t = &r->tasks[r->n_tasks];
+        if (!(t->name = qm_strdup(name)))
+            return qm_diag_fail(rd->d, QM_ENOMEM, "out of memory");
+        r->n_tasks++;
+        int seen = 0;
+        for (yaml_node_pair_t *q = v->data.mapping.pairs.start; q < v->data.mapping.pairs.top; q++) {
+            const char *k = scalar(node(rd, q->key));
+            double x;
+            if (!k || !number(scalar(node(rd, q->value)), &x))
+                return bad(rd, name, "holds a value that is not a number");
+            double *dst = strcmp(k, "acc") == 0 ? &t->acc : strcmp(k, "acc_se") == 0 ? &t->acc_se
+                          : strcmp(k, "acc_norm") == 0 ? &t->acc_norm : strcmp(k, "acc_norm_se") == 0 ? &t->acc_norm_se
+                          : NULL;
+            if (dst)
+                *dst = x, seen++;
+            else if (strcmp(k, "n") == 0 && x >= 0)
+                t->n = (size_t)x, seen++;
+        }
+        if (seen != 5)
+            return bad(rd, name, "lacks one of acc, acc_se, acc_norm, acc_norm_se, n");
+    }
+    return QM_OK;
+}
+
+static qm_status read_row(reader *rd, qm_matrix_row *r)
+{
+    yaml_node_t *root = yaml_document_get_root_node(&rd->doc);
+    if (!root || root->type != YAML_MAPPING_NODE)
+        return qm_diag_fail(rd->d, QM_EFORMAT, "%s: not a bench run record", rd->path);
+    unsigned long long seen = 0; /* bit i: fields[i]; then version, policy, path, key, size, tokens, tasks */
+    enum { NF = sizeof fields / sizeof *fields };
+    qm_status st = QM_OK;
+    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; st == QM_OK && p < root->data.mapping.pairs.top;
+         p++) {
+        const char *k = scalar(node(rd, p->key));
+        yaml_node_t *vn = node(rd, p->value);
+        const char *v = scalar(vn);
+        double x;
+        if (!k)
+            continue;
+        size_t i = 0;
+        while (i < NF && strcmp(k, fields[i].key) != 0)
+            i++;
+        if (i < NF) {
+            if (!number(v, at(r, &fields[i])))
+                st = bad(rd, k, "is not a number");
+            seen |= 1ull << i;
+        } else if (strcmp(k, "qmoe_bench_run") == 0) {
+            if (!number(v, &x) || x != RECORD_VERSION)
+                st = bad(rd, k, "is not 1");
+            seen |= 1ull << NF;
+        } else if (strcmp(k, "policy") == 0 || strcmp(k, "path") == 0) {
+            char **dst = k[1] == 'o' ? &r->name : &r->path;
+            if (!v)
+                st = bad(rd, k, "is not a string");
+            else if (!(*dst = qm_strdup(v)))
+                st = qm_diag_fail(rd->d, QM_ENOMEM, "out of memory");
+            seen |= 1ull << (NF + (k[1] == 'o' ? 1 : 2));
+        } else if (strcmp(k, "key") == 0) {
+            if (!v || strlen(v) != 64)
+                st = bad(rd, k, "is not a SHA-256");
+            else
+                memcpy(r->key, v, 65);
+            seen |= 1ull << (NF + 3);
+        } else if (strcmp(k, "size_bytes") == 0 || strcmp(k, "tokens") == 0) {
+            if (!number(v, &x) || x < 0)
+                st = bad(rd, k, "is not a count");
+            else if (k[0] == 's')
+                r->size_bytes = (uint64_t)x;
+            else
+                r->ev.tokens = (size_t)x;
+            seen |= 1ull << (NF + (k[0] == 's' ? 4 : 5));
+        } else if (strcmp(k, "tasks") == 0) {
+            st = read_tasks(rd, vn, r);
+            seen |= 1ull << (NF + 6);
+        }
+    }
+    if (st == QM_OK && seen != (1ull << (NF + 7)) - 1)
+        st = qm_diag_fail(rd->d, QM_EFORMAT, "%s: a key is missing; delete the file to measure the run again",
+                          rd->path);
+    r->ev.has_base = 1;
+    return st;
+}
+
+qm_status qm_matrix_row_read(const char *path, qm_matrix_row *r, qm_diag *d)
+{
+    memset(r, 0, sizeof *r);
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        if (errno == ENOENT)
+            return QM_ENOTFOUND;
+        return qm_diag_fail(d, QM_EIO, "%s: %s", path, strerror(errno));
+    }
+    reader rd = {.path = path, .d = d};
+    yaml_parser_t parser;
+    qm_status st = QM_OK;
+    if (!yaml_parser_initialize(&parser)) {
+        fclose(f);
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
+    yaml_parser_set_input_file(&parser, f);
+    if (!yaml_parser_load(&parser, &rd.doc)) {
+        st = qm_diag_fail(d, QM_EFORMAT, "%s:%zu: %s; delete the file to measure the run again", path,
+                          parser.problem_mark.line + 1, parser.problem ? parser.problem : "not YAML");
+    } else {
+        st = read_row(&rd, r);
+        yaml_document_delete(&rd.doc);
+    }
+    yaml_parser_delete(&parser);
+    fclose(f);
+    if (st != QM_OK)
+        qm_matrix_row_free(r);
+    return st;
+}

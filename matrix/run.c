@@ -1,0 +1,527 @@
+/* run.c: the bench itself: score once, compile every policy, then for each
+ * plan quantize, evaluate against the unquantized model and record
+ * (matrix.h).
+ *
+ * Order of work, chosen so that mistakes surface before hours of compute:
+ * every policy is compiled (against freshly measured or reused scores)
+ * before the first quantization, so a typo in the last policy fails the
+ * bench in seconds.  The unquantized model stays loaded for the whole
+ * bench; each quantized checkpoint is loaded only for its evaluation.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "compiler/compiler.h"
+#include "matrix/matrix.h"
+#include "runtime/quantize.h"
+#include "runtime/score.h"
+
+/* The base's log-probabilities are kept in memory up to this many floats
+ * (1 GiB); a longer evaluation runs the base beside each model instead. */
+#define REF_MAX ((uint64_t)1 << 28)
+
+typedef struct bench {
+    const qm_matrix_opts *o;
+    qm_matrix *m;
+    qm_diag *d;
+    qm_model *model;       /* the unquantized model, loaded once */
+    qm_net net;
+    qm_tokens eval;        /* the evaluation tokens, truncated to eval_tokens */
+    qm_eval_ref ref;       /* the base's log-probabilities on them, made at first use */
+    int have_ref;
+    char **paths;          /* (n_paths) policy files, owned */
+    size_t n_paths;
+    qm_plan **plans;       /* (n_paths) compiled plans, owned */
+    char *scores_path;     /* owned */
+} bench;
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void say(bench *b, const char *fmt, ...) QM_PRINTF(2, 3);
+static void say(bench *b, const char *fmt, ...)
+{
+    if (!b->o->progress)
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    b->o->progress(b->o->progress_ctx, line);
+}
+
+static qm_status make_dir(const char *path, qm_diag *d)
+{
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+        return qm_diag_fail(d, QM_EIO, "%s: %s", path, strerror(errno));
+    return QM_OK;
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+/* Remove a directory tree (a stale or discarded checkpoint); absent is fine. */
+static qm_status remove_tree(const char *path, qm_diag *d)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0)
+        return QM_OK;
+    if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        return qm_diag_fail(d, QM_EIO, "%s: cannot remove: %s", path, strerror(errno));
+    return QM_OK;
+}
+
+/* Stored bytes of the *.safetensors files in dir. */
+static uint64_t checkpoint_bytes(const char *dir)
+{
+    uint64_t total = 0;
+    DIR *dp = opendir(dir);
+    if (!dp)
+        return 0;
+    for (struct dirent *e; (e = readdir(dp));) {
+        size_t n = strlen(e->d_name);
+        struct stat sb;
+        char *p;
+        if (n < 12 || strcmp(e->d_name + n - 12, ".safetensors") != 0 || !(p = qm_strfmt("%s/%s", dir, e->d_name)))
+            continue;
+        if (stat(p, &sb) == 0)
+            total += (uint64_t)sb.st_size;
+        free(p);
+    }
+    closedir(dp);
+    return total;
+}
+
+/* A small text file holding one key: write atomically, or compare. */
+static qm_status key_write(const char *path, const char *key, qm_diag *d)
+{
+    qm_afile a;
+    qm_status st = qm_afile_open(&a, path, d);
+    if (st == QM_OK) {
+        fprintf(a.f, "%s\n", key);
+        st = qm_afile_commit(&a, d);
+    }
+    return st;
+}
+
+static int key_matches(const char *path, const char *key)
+{
+    char buf[80] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return 0;
+    int ok = fgets(buf, sizeof buf, f) && strncmp(buf, key, 64) == 0 && buf[64] == '\n';
+    fclose(f);
+    return ok;
+}
+
+/* SHA-256 of a label and the given strings, each on its own line. */
+static void key_of(char out[65], const char *label, const char *const *parts, size_t n)
+{
+    qm_sha256 s;
+    qm_sha256_init(&s);
+    qm_sha256_update(&s, label, strlen(label));
+    for (size_t i = 0; i < n; i++) {
+        qm_sha256_update(&s, "\n", 1);
+        qm_sha256_update(&s, parts[i], strlen(parts[i]));
+    }
+    qm_sha256_hex(&s, out);
+}
+
+/* ---- the policies --------------------------------------------------------------------- */
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static qm_status add_path(bench *b, char *p)
+{
+    char **g = realloc(b->paths, (b->n_paths + 1) * sizeof *g);
+    if (!g) {
+        free(p);
+        return qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
+    }
+    b->paths = g;
+    b->paths[b->n_paths++] = p;
+    return QM_OK;
+}
+
+/* Files as given; directories contribute their *.qmoe files in name order. */
+static qm_status collect_policies(bench *b)
+{
+    qm_status st = QM_OK;
+    for (size_t i = 0; i < b->o->n_policies && st == QM_OK; i++) {
+        const char *arg = b->o->policies[i];
+        struct stat sb;
+        if (stat(arg, &sb) != 0)
+            return qm_diag_fail(b->d, QM_ENOTFOUND, "%s: %s", arg, strerror(errno));
+        if (!S_ISDIR(sb.st_mode)) {
+            char *p = qm_strdup(arg);
+            st = p ? add_path(b, p) : qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
+            continue;
+        }
+        DIR *dp = opendir(arg);
+        if (!dp)
+            return qm_diag_fail(b->d, QM_EIO, "%s: %s", arg, strerror(errno));
+        size_t first = b->n_paths;
+        for (struct dirent *e; st == QM_OK && (e = readdir(dp));) {
+            size_t n = strlen(e->d_name);
+            if (n > 5 && strcmp(e->d_name + n - 5, ".qmoe") == 0) {
+                char *p = qm_strfmt("%s%s%s", arg, arg[strlen(arg) - 1] == '/' ? "" : "/", e->d_name);
+                st = p ? add_path(b, p) : qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
+            }
+        }
+        closedir(dp);
+        if (st == QM_OK && b->n_paths == first)
+            st = qm_diag_fail(b->d, QM_ENOTFOUND, "%s: no *.qmoe policies in this directory", arg);
+        qsort(b->paths + first, b->n_paths - first, sizeof *b->paths, cmp_str);
+    }
+    return st;
+}
+
+/* A policy's name: its file name less ".qmoe" (fresh memory). */
+static char *policy_name(const char *path)
+{
+    const char *s = strrchr(path, '/');
+    s = s ? s + 1 : path;
+    size_t n = strlen(s);
+    if (n > 5 && strcmp(s + n - 5, ".qmoe") == 0)
+        n -= 5;
+    return qm_strfmt("%.*s", (int)n, s);
+}
+
+/* ---- the steps ------------------------------------------------------------------------ */
+
+static qm_status load_tokens(bench *b, const char *path, size_t max, qm_tokens *t)
+{
+    qm_status st = b->model->cfg.byte_tokenizer ? qm_tokens_from_text(path, t, b->d)
+                                                : qm_tokens_from_ids(path, b->model->cfg.vocab, t, b->d);
+    if (st == QM_OK && max && t->n > max)
+        t->n = max;
+    return st;
+}
+
+/* scores.yaml, measured on the calibration windows unless a file made under
+ * the same key is there. */
+static qm_status scores(bench *b)
+{
+    const qm_matrix_opts *o = b->o;
+    char key[65], settings[64], *kpath = qm_strfmt("%s/scores.key", o->out);
+    b->scores_path = qm_strfmt("%s/scores.yaml", o->out);
+    if (!kpath || !b->scores_path) {
+        free(kpath);
+        return qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
+    }
+    snprintf(settings, sizeof settings, "ctx=%d samples=%d", o->ctx, o->samples);
+    const char *parts[] = {b->m->config_sha256, b->m->calib_sha256, settings};
+    key_of(key, "qmoe-bench-scores 1", parts, 3);
+    struct stat sb;
+    qm_status st = QM_OK;
+    if (stat(b->scores_path, &sb) == 0 && key_matches(kpath, key)) {
+        say(b, "scores: reusing %s", b->scores_path);
+    } else {
+        qm_tokens t = {0};
+        qm_scores sc = {0};
+        double t0 = now();
+        say(b, "scores: routing frequency, block importance and outliers over %d x %d calibration tokens",
+            o->samples, o->ctx);
+        st = load_tokens(b, o->calib, (size_t)o->samples * (size_t)o->ctx, &t);
+        if (st == QM_OK)
+            st = qm_score_model(&b->net, &t, o->ctx, &sc, b->d);
+        if (st == QM_OK)
+            st = qm_scores_write(&sc, b->model, o->calib, b->scores_path, b->d);
+        if (st == QM_OK)
+            st = key_write(kpath, key, b->d);
+        if (st == QM_OK)
+            say(b, "scores: %zu tokens in %.1f s", t.n, now() - t0);
+        qm_scores_free(&sc);
+        qm_tokens_free(&t);
+    }
+    free(kpath);
+    return st;
+}
+
+static qm_status compile_all(bench *b)
+{
+    const qm_matrix_opts *o = b->o;
+    if (!(b->plans = calloc(b->n_paths, sizeof *b->plans)))
+        return qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
+    qm_status first = QM_OK;
+    for (size_t i = 0; i < b->n_paths; i++) {
+        qm_compile_opts co = {.policy = b->paths[i], .model = o->model, .scores = b->scores_path,
+                              .dirs = o->dirs, .n_dirs = o->n_dirs};
+        qm_status st = qm_compile(&co, &b->plans[i], b->d);
+        if (st != QM_OK && first == QM_OK)
+            first = st;
+        for (size_t j = 0; j < i && st == QM_OK; j++) {
+            char *a = policy_name(b->paths[i]), *c = policy_name(b->paths[j]);
+            if (a && c && strcmp(a, c) == 0)
+                first = qm_diag_fail(b->d, QM_EINVAL, "%s and %s are both named '%s': results would collide",
+                                     b->paths[j], b->paths[i], a);
+            free(a);
+            free(c);
+        }
+    }
+    if (first == QM_OK && b->n_paths)
+        b->m->base_bytes = b->plans[0]->summary.bytes_before;
+    return first;
+}
+
+/* The unquantized model's task accuracy, cached in base.yaml. */
+static qm_status base_tasks(bench *b)
+{
+    const qm_matrix_opts *o = b->o;
+    if (!o->tasks)
+        return QM_OK;
+    char ctx[32], *path = qm_strfmt("%s/base.yaml", o->out);
+    if (!path)
+        return qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
+    snprintf(ctx, sizeof ctx, "ctx=%d", o->ctx);
+    const char *parts[] = {b->m->config_sha256, b->m->tasks_sha256, ctx};
+    qm_matrix_row r;
+    char key[65];
+    key_of(key, "qmoe-bench-base 1", parts, 3);
+    qm_status st = qm_matrix_row_read(path, &r, b->d);
+    if (st == QM_OK && strcmp(r.key, key) == 0) {
+        say(b, "base: reusing the unquantized model's task accuracy from %s", path);
+    } else {
+        if (st == QM_OK)
+            qm_matrix_row_free(&r);
+        memset(&r, 0, sizeof r);
+        say(b, "base: task accuracy of the unquantized model");
+        memcpy(r.key, key, sizeof key);
+        r.name = qm_strdup("base");
+        r.path = qm_strdup(o->model);
+        st = r.name && r.path ? qm_eval_tasks(&b->net, o->tasks, o->ctx, &r.tasks, &r.n_tasks, b->d)
+                              : qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
+        if (st == QM_OK)
+            st = qm_matrix_row_write(&r, path, b->d);
+    }
+    if (st == QM_OK) {
+        b->m->base_tasks = r.tasks;
+        b->m->n_base_tasks = r.n_tasks;
+        r.tasks = NULL;
+        r.n_tasks = 0;
+        qm_matrix_row_free(&r);
+    }
+    free(path);
+    return st;
+}
+
+/* Quantize plan i into runs/NAME/model and evaluate it into r. */
+static qm_status measure(bench *b, size_t i, const char *dir, const char *plan_path, qm_matrix_row *r)
+{
+    const qm_matrix_opts *o = b->o;
+    char *model_dir = qm_strfmt("%s/model", dir);
+    if (!model_dir)
+        return qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
+    /* quantize's per-tensor lines would drown the bench's own; quant_log.yaml keeps them */
+    qm_quant_opts qo = {.ctx = o->ctx, .samples = o->samples, .damp = o->damp, .min_expert_tokens = 16};
+    qm_quant_report rep;
+    say(b, "[%zu/%zu] %s: %.3f bits: quantizing", i + 1, b->n_paths, r->name, r->average_bits);
+    qm_status st = qm_quantize(plan_path, o->model, o->calib, model_dir, &qo, &rep, b->d);
+    r->quantize_seconds = rep.seconds;
+    qm_model *qm = NULL;
+    qm_net qnet = {0};
+    double t0 = now();
+    if (st == QM_OK && (st = qm_model_open(model_dir, &qm, b->d)) == QM_OK)
+        st = qm_net_load(qm, &qnet, b->d);
+    qm_eval_opts eo = {.ctx = o->ctx};
+    if (st == QM_OK && !b->have_ref && (uint64_t)b->eval.n * (uint64_t)b->model->cfg.vocab <= REF_MAX) {
+        qm_eval_result base_ev;
+        say(b, "base: log-probabilities of the unquantized model on %zu tokens", b->eval.n);
+        st = qm_eval_ref_make(&b->net, &b->eval, &eo, &b->ref, &base_ev, b->d);
+        b->have_ref = st == QM_OK;
+    }
+    if (st == QM_OK) {
+        say(b, "[%zu/%zu] %s: evaluating on %zu tokens", i + 1, b->n_paths, r->name, b->eval.n);
+        st = b->have_ref ? qm_eval_ppl_ref(&qnet, &b->ref, &b->eval, &eo, &r->ev, b->d)
+                         : qm_eval_ppl(&qnet, &b->net, &b->eval, &eo, &r->ev, b->d);
+    }
+    if (st == QM_OK && o->tasks)
+        st = qm_eval_tasks(&qnet, o->tasks, o->ctx, &r->tasks, &r->n_tasks, b->d);
+    r->eval_seconds = now() - t0;
+    if (qm) {
+        qm_net_free(&qnet);
+        qm_model_close(qm);
+    }
+    r->size_bytes = checkpoint_bytes(model_dir);
+    if (st == QM_OK && o->discard_models)
+        st = remove_tree(model_dir, b->d);
+    free(model_dir);
+    return st;
+}
+
+/* Policy i: reuse its result.yaml when the key matches, else measure it. */
+static qm_status one_policy(bench *b, size_t i)
+{
+    const qm_matrix_opts *o = b->o;
+    qm_matrix *m = b->m;
+    qm_matrix_row r = {0};
+    qm_status st = QM_OK;
+    char *dir = NULL, *plan_path = NULL, *res_path = NULL, *key_path = NULL, *model_dir = NULL;
+    char plan_sha[65], settings[128];
+    r.name = policy_name(b->paths[i]);
+    r.path = qm_strdup(b->paths[i]);
+    if (r.name)
+        dir = qm_strfmt("%s/runs/%s", o->out, r.name);
+    if (dir) {
+        plan_path = qm_strfmt("%s/plan.yaml", dir);
+        res_path = qm_strfmt("%s/result.yaml", dir);
+        key_path = qm_strfmt("%s/key", dir);
+        model_dir = qm_strfmt("%s/model", dir);
+    }
+    if (!r.path || !plan_path || !res_path || !key_path || !model_dir)
+        st = qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
+    if (st == QM_OK)
+        st = make_dir(dir, b->d);
+    if (st == QM_OK)
+        st = qm_plan_write(b->plans[i], plan_path, b->d);
+    if (st == QM_OK)
+        st = qm_sha256_file(plan_path, plan_sha, b->d);
+    if (st == QM_OK) {
+        snprintf(settings, sizeof settings, "ctx=%d samples=%d eval_tokens=%zu damp=%g", o->ctx, o->samples,
+                 b->eval.n, o->damp);
+        const char *parts[] = {plan_sha, m->calib_sha256, m->eval_sha256, m->tasks_sha256, settings};
+        key_of(r.key, "qmoe-bench-run 1", parts, 5);
+        r.average_bits = b->plans[i]->summary.average_bits;
+        r.effective_bits = b->plans[i]->summary.effective_bits;
+    }
+    qm_matrix_row old;
+    qm_status rs = st == QM_OK ? qm_matrix_row_read(res_path, &old, b->d) : st;
+    if (rs == QM_OK && strcmp(old.key, r.key) == 0) {
+        qm_matrix_row_free(&r);
+        r = old;
+        r.reused = 1;
+        say(b, "[%zu/%zu] %s: reusing %s", i + 1, b->n_paths, r.name, res_path);
+    } else if (st == QM_OK) {
+        if (rs == QM_OK)
+            qm_matrix_row_free(&old);
+        else if (rs != QM_ENOTFOUND)
+            st = rs;
+        /* a checkpoint left by another plan or setting cannot be resumed */
+        if (st == QM_OK && !key_matches(key_path, r.key)) {
+            st = remove_tree(model_dir, b->d);
+            if (st == QM_OK)
+                st = key_write(key_path, r.key, b->d);
+        }
+        if (st == QM_OK)
+            st = measure(b, i, dir, plan_path, &r);
+        if (st == QM_OK)
+            st = qm_matrix_row_write(&r, res_path, b->d);
+        if (st == QM_OK)
+            say(b, "[%zu/%zu] %s: %.3f bits, KLD %.5f ± %.5f, PPL %.4f, top-1 %.2f%% (quantize %.1f s, eval %.1f s)",
+                i + 1, b->n_paths, r.name, r.average_bits, r.ev.kld_mean, r.ev.kld_se, r.ev.ppl, r.ev.top1_agree,
+                r.quantize_seconds, r.eval_seconds);
+    }
+    if (st == QM_OK) {
+        qm_matrix_row *g = realloc(m->rows, (m->n + 1) * sizeof *g);
+        if (!g) {
+            st = qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
+        } else {
+            m->rows = g;
+            m->rows[m->n++] = r;
+            memset(&r, 0, sizeof r);
+            m->base_ppl = m->rows[0].ev.base_ppl;
+        }
+    }
+    qm_matrix_row_free(&r);
+    free(dir);
+    free(plan_path);
+    free(res_path);
+    free(key_path);
+    free(model_dir);
+    return st;
+}
+
+static qm_status hashes(bench *b)
+{
+    qm_matrix *m = b->m;
+    const qm_matrix_opts *o = b->o;
+    qm_status st = qm_sha256_file(b->model->config_path, m->config_sha256, b->d);
+    if (st == QM_OK)
+        st = qm_sha256_file(o->calib, m->calib_sha256, b->d);
+    if (st == QM_OK)
+        st = qm_sha256_file(o->eval, m->eval_sha256, b->d);
+    if (st == QM_OK && o->tasks)
+        st = qm_sha256_file(o->tasks, m->tasks_sha256, b->d);
+    else if (st == QM_OK)
+        strcpy(m->tasks_sha256, "none");
+    return st;
+}
+
+void qm_matrix_free(qm_matrix *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        qm_matrix_row_free(&m->rows[i]);
+    free(m->rows);
+    free(m->arch);
+    qm_task_results_free(m->base_tasks, m->n_base_tasks);
+    memset(m, 0, sizeof *m);
+}
+
+qm_status qm_matrix_run(const qm_matrix_opts *o, qm_matrix *m, qm_diag *d)
+{
+    memset(m, 0, sizeof *m);
+    m->o = o;
+    bench b = {.o = o, .m = m, .d = d};
+    char *runs = qm_strfmt("%s/runs", o->out);
+    qm_status st = runs ? make_dir(o->out, d) : qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    if (st == QM_OK)
+        st = make_dir(runs, d);
+    if (st == QM_OK)
+        st = collect_policies(&b);
+    if (st == QM_OK && (st = qm_model_open(o->model, &b.model, d)) == QM_OK &&
+        !(m->arch = qm_strdup(b.model->arch->name)))
+        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    if (st == QM_OK)
+        st = hashes(&b);
+    if (st == QM_OK)
+        st = qm_net_load(b.model, &b.net, d);
+    if (st == QM_OK)
+        st = load_tokens(&b, o->eval, o->eval_tokens, &b.eval);
+    if (st == QM_OK)
+        st = scores(&b);
+    if (st == QM_OK) {
+        say(&b, "compiling %zu policies", b.n_paths);
+        st = compile_all(&b);
+    }
+    if (st == QM_OK)
+        st = base_tasks(&b);
+    for (size_t i = 0; st == QM_OK && i < b.n_paths; i++) {
+        if ((st = one_policy(&b, i)) == QM_OK) {
+            qm_matrix_sort(m->rows, m->n);
+            qm_matrix_pareto(m->rows, m->n);
+            st = qm_matrix_report(m, d);
+        }
+    }
+    for (size_t i = 0; b.plans && i < b.n_paths; i++)
+        qm_plan_free(b.plans[i]);
+    free(b.plans);
+    for (size_t i = 0; i < b.n_paths; i++)
+        free(b.paths[i]);
+    free(b.paths);
+    free(b.scores_path);
+    qm_tokens_free(&b.eval);
+    qm_eval_ref_free(&b.ref);
+    if (b.model) {
+        qm_net_free(&b.net);
+        qm_model_close(b.model);
+    }
+    free(runs);
+    return st;
+}
