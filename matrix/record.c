@@ -129,6 +129,8 @@ static qm_status read_tasks(reader *rd, yaml_node_t *map, qm_matrix_row *r)
 {
     if (map->type != YAML_MAPPING_NODE)
         return bad(rd, "tasks", "is not a mapping");
+    if (r->tasks)
+        return bad(rd, "tasks", "appears twice");
     size_t n = (size_t)(map->data.mapping.pairs.top - map->data.mapping.pairs.start);
     if (n && !(r->tasks = calloc(n, sizeof *r->tasks)))
         return qm_diag_fail(rd->d, QM_ENOMEM, "out of memory");
@@ -189,12 +191,13 @@ static qm_status read_row(reader *rd, qm_matrix_row *r)
                 st = bad(rd, k, "is not 1");
             seen |= 1ull << NF;
         } else if (strcmp(k, "policy") == 0 || strcmp(k, "path") == 0) {
-            char **dst = k[1] == 'o' ? &r->name : &r->path;
+            int is_policy = strcmp(k, "policy") == 0;
+            char **dst = is_policy ? &r->name : &r->path;
             if (!v)
                 st = bad(rd, k, "is not a string");
-            else if (!(*dst = qm_strdup(v)))
+            else if (!*dst && !(*dst = qm_strdup(v)))
                 st = qm_diag_fail(rd->d, QM_ENOMEM, "out of memory");
-            seen |= 1ull << (NF + (k[1] == 'o' ? 1 : 2));
+            seen |= 1ull << (NF + (is_policy ? 1 : 2));
         } else if (strcmp(k, "key") == 0) {
             if (!v || strlen(v) != 64)
                 st = bad(rd, k, "is not a SHA-256");
@@ -204,11 +207,11 @@ static qm_status read_row(reader *rd, qm_matrix_row *r)
         } else if (strcmp(k, "size_bytes") == 0 || strcmp(k, "tokens") == 0) {
             if (!number(v, &x) || x < 0)
                 st = bad(rd, k, "is not a count");
-            else if (k[0] == 's')
+            else if (strcmp(k, "size_bytes") == 0)
                 r->size_bytes = (uint64_t)x;
             else
                 r->ev.tokens = (size_t)x;
-            seen |= 1ull << (NF + (k[0] == 's' ? 4 : 5));
+            seen |= 1ull << (NF + (strcmp(k, "size_bytes") == 0 ? 4 : 5));
         } else if (strcmp(k, "tasks") == 0) {
             st = read_tasks(rd, vn, r);
             seen |= 1ull << (NF + 6);

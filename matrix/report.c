@@ -257,39 +257,55 @@ static qm_status results_yaml(const qm_matrix *m, FILE *f, qm_diag *d)
     return qm_yaml_end(y, d);
 }
 
-/* Write one summary file atomically through `fill`. */
-static qm_status write_one(const qm_matrix *m, const char *file, int kind, qm_diag *d)
+static qm_status put_yaml(const qm_matrix *m, FILE *f, qm_diag *d) { return results_yaml(m, f, d); }
+
+static qm_status put_csv(const qm_matrix *m, FILE *f, qm_diag *d)
 {
-    char *path = qm_strfmt("%s/%s", m->o->out, file);
-    if (!path)
-        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    qm_afile a;
-    qm_status st = qm_afile_open(&a, path, d);
-    free(path);
-    if (st != QM_OK)
-        return st;
-    switch (kind) {
-    case 0: st = results_yaml(m, a.f, d); break;
-    case 1: csv(m, a.f); break;
-    case 2: qm_matrix_markdown(m, a.f); break;
-    default: {
-        char title[256];
-        snprintf(title, sizeof title, "%s (%s): KL divergence against average bits", m->o->model, m->arch);
-        qm_matrix_svg(m->rows, m->n, title, a.f);
-    }
-    }
-    if (st != QM_OK) {
-        qm_afile_abort(&a);
-        return st;
-    }
-    return qm_afile_commit(&a, d);
+    (void)d;
+    csv(m, f);
+    return QM_OK;
 }
+
+static qm_status put_markdown(const qm_matrix *m, FILE *f, qm_diag *d)
+{
+    (void)d;
+    qm_matrix_markdown(m, f);
+    return QM_OK;
+}
+
+static qm_status put_svg(const qm_matrix *m, FILE *f, qm_diag *d)
+{
+    (void)d;
+    char title[512];
+    snprintf(title, sizeof title, "%s (%s): KL divergence against average bits", m->o->model, m->arch);
+    qm_matrix_svg(m->rows, m->n, title, f);
+    return QM_OK;
+}
+
+static const struct {
+    const char *file;
+    qm_status (*put)(const qm_matrix *m, FILE *f, qm_diag *d);
+} summaries[] = {
+    {"results.yaml", put_yaml},
+    {"results.csv", put_csv},
+    {"results.md", put_markdown},
+    {"kld_vs_bits.svg", put_svg},
+};
 
 qm_status qm_matrix_report(const qm_matrix *m, qm_diag *d)
 {
-    static const char *const files[] = {"results.yaml", "results.csv", "results.md", "kld_vs_bits.svg"};
     qm_status st = QM_OK;
-    for (int k = 0; k < 4 && st == QM_OK; k++)
-        st = write_one(m, files[k], k, d);
+    for (size_t k = 0; k < sizeof summaries / sizeof *summaries && st == QM_OK; k++) {
+        char *path = qm_strfmt("%s/%s", m->o->out, summaries[k].file);
+        qm_afile a;
+        if (!path)
+            return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+        st = qm_afile_open(&a, path, d);
+        free(path);
+        if (st == QM_OK && (st = summaries[k].put(m, a.f, d)) != QM_OK)
+            qm_afile_abort(&a);
+        else if (st == QM_OK)
+            st = qm_afile_commit(&a, d);
+    }
     return st;
 }
