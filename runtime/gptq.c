@@ -16,7 +16,8 @@
 
 /* LAPACK from OpenBLAS (Fortran ABI: trailing hidden length of the string). */
 extern void spotrf_(const char *uplo, const int *n, float *a, const int *lda, int *info, size_t len);
-extern void spotri_(const char *uplo, const int *n, float *a, const int *lda, int *info, size_t len);
+extern void strtri_(const char *uplo, const char *diag, const int *n, float *a, const int *lda, int *info,
+                    size_t len1, size_t len2);
 
 void qm_qresult_free(qm_qresult *r)
 {
@@ -110,6 +111,56 @@ static void find_params(const float *Wt, int out, const int *rows, int c0, int n
     }
 }
 
+/* ---- transposes ---------------------------------------------------------------------------- */
+
+/* Tiles of TILE x TILE elements keep both sides of a transpose in cache: a plain
+ * loop reads (or writes) one element per cache line of the strided side. */
+enum { TILE = 32 };
+
+/* Wt (in, out) row i = column perm[i] of W (out, in). */
+static void gather_t(const float *W, int out, int in, const int *perm, float *Wt)
+{
+    for (int i0 = 0; i0 < in; i0 += TILE)
+        for (int o0 = 0; o0 < out; o0 += TILE) {
+            int i1 = i0 + TILE < in ? i0 + TILE : in, o1 = o0 + TILE < out ? o0 + TILE : out;
+            for (int i = i0; i < i1; i++) {
+                const float *w = W + perm[i];
+                float *d = Wt + (size_t)i * out;
+                for (int o = o0; o < o1; o++)
+                    d[o] = w[(size_t)o * in];
+            }
+        }
+}
+
+/* Column perm[i] of W (out, in) = row i of Wt (in, out): gather_t's inverse. */
+static void scatter_t(const float *Wt, int out, int in, const int *perm, float *W)
+{
+    for (int o0 = 0; o0 < out; o0 += TILE)
+        for (int i0 = 0; i0 < in; i0 += TILE) {
+            int i1 = i0 + TILE < in ? i0 + TILE : in, o1 = o0 + TILE < out ? o0 + TILE : out;
+            for (int i = i0; i < i1; i++) {
+                const float *s = Wt + (size_t)i * out;
+                float *w = W + perm[i];
+                for (int o = o0; o < o1; o++)
+                    w[(size_t)o * in] = s[o];
+            }
+        }
+}
+
+static void scatter_t_u8(const uint8_t *Ct, int out, int in, const int *perm, uint8_t *C)
+{
+    for (int o0 = 0; o0 < out; o0 += TILE)
+        for (int i0 = 0; i0 < in; i0 += TILE) {
+            int i1 = i0 + TILE < in ? i0 + TILE : in, o1 = o0 + TILE < out ? o0 + TILE : out;
+            for (int i = i0; i < i1; i++) {
+                const uint8_t *s = Ct + (size_t)i * out;
+                uint8_t *c = C + perm[i];
+                for (int o = o0; o < o1; o++)
+                    c[(size_t)o * in] = s[o];
+            }
+        }
+}
+
 /* ---- shared set-up ----------------------------------------------------------------------- */
 
 typedef struct job {
@@ -119,6 +170,7 @@ typedef struct job {
     float *U;       /* (in, in) upper Cholesky factor of H^-1, processing order */
     int *perm;      /* (in) processing position -> input column */
     float *Qt;      /* (in, out) dequantized, processing order */
+    uint8_t *Ct;    /* (in, out) codes, processing order */
     float *mn, *mx; /* (out) scratch */
 } job;
 
@@ -128,6 +180,7 @@ static void job_free(job *j)
     free(j->U);
     free(j->perm);
     free(j->Qt);
+    free(j->Ct);
     free(j->mn);
     free(j->mx);
 }
@@ -144,34 +197,42 @@ static int by_desc_key(const void *a, const void *b)
     return x->key > y->key ? -1 : x->key < y->key ? 1 : (x->idx > y->idx) - (x->idx < y->idx);
 }
 
-/* U = upper Cholesky factor of (H + damp)^-1, growing damp until H is positive definite. */
-static qm_status inverse_factor(float *H, int in, const qm_qspec *s, qm_qresult *r, float *U, qm_diag *d)
+/* U = upper Cholesky factor of (H + damp)^-1, growing damp until H is positive definite.
+ *
+ * One Cholesky and one triangular inverse instead of the reference code's
+ * Cholesky, inverse from it (spotri = strtri + slauum) and a second
+ * Cholesky: with J the order-reversing permutation, let J H J = L L^T
+ * (L lower); then H^-1 = J L^-T L^-1 J = U^T U with U = J L^-1 J, upper
+ * triangular with a positive diagonal, so it is the Cholesky factor (which
+ * is unique).  In row-major memory J M J is M's elements in reverse order,
+ * a streaming copy, so no strided transpose is needed either.  LAPACK
+ * reads our row-major arrays as their transposes: "U" in its terms is the
+ * lower triangle in ours, which is where L and then L^-1 land. */
+static qm_status inverse_factor(const float *H, int in, const qm_qspec *s, qm_qresult *r, float *U, qm_diag *d)
 {
+    size_t nn = (size_t)in * in;
     double mean = 0;
     for (int i = 0; i < in; i++)
         mean += H[(size_t)i * in + i];
     mean /= in;
     double damp = s->damp;
     for (int attempt = 0; attempt < 8; attempt++, damp = damp > 0 ? damp * 10 : 0.01) {
-        memcpy(U, H, (size_t)in * in * sizeof *U);
+        for (size_t k = 0; k < nn; k++) /* U = J H J */
+            U[k] = H[nn - 1 - k];
         for (int i = 0; i < in; i++)
             U[(size_t)i * in + i] += (float)(damp * mean);
         int info = 0;
-        /* row-major symmetric = column-major symmetric: "L" in LAPACK's terms
-         * is the upper triangle in ours */
-        spotrf_("L", &in, U, &in, &info, 1);
+        spotrf_("U", &in, U, &in, &info, 1);
         if (info == 0)
-            spotri_("L", &in, U, &in, &info, 1);
+            strtri_("U", "N", &in, U, &in, &info, 1, 1);
         if (info == 0) {
+            for (size_t k = 0; k < nn / 2; k++) { /* U = J L^-1 J */
+                float t = U[k];
+                U[k] = U[nn - 1 - k];
+                U[nn - 1 - k] = t;
+            }
             for (int i = 0; i < in; i++)
-                for (int j = i + 1; j < in; j++)
-                    U[(size_t)j * in + i] = U[(size_t)i * in + j];
-            spotrf_("L", &in, U, &in, &info, 1);
-        }
-        if (info == 0) {
-            for (int i = 0; i < in; i++)
-                for (int j = 0; j < i; j++)
-                    U[(size_t)i * in + j] = 0;
+                memset(U + (size_t)i * in, 0, (size_t)i * sizeof *U);
             r->damp = damp;
             r->retries = attempt;
             return QM_OK;
@@ -200,6 +261,7 @@ static qm_status setup(const float *W, int out, int in, float *H, const qm_qspec
     size_t n = (size_t)out * in;
     j->Wt = malloc(n * sizeof *j->Wt);
     j->Qt = malloc(n * sizeof *j->Qt);
+    j->Ct = malloc(n);
     j->perm = malloc((size_t)in * sizeof *j->perm);
     j->mn = malloc((size_t)out * sizeof *j->mn);
     j->mx = malloc((size_t)out * sizeof *j->mx);
@@ -209,13 +271,13 @@ static qm_status setup(const float *W, int out, int in, float *H, const qm_qspec
     r->zero = malloc((size_t)r->groups * out * sizeof *r->zero);
     r->g_idx = malloc((size_t)in * sizeof *r->g_idx);
     keyed *diag = malloc((size_t)in * sizeof *diag);
-    float *Hp = NULL;
+    float *Hp = NULL; /* (in, in) H in processing order; only act-order needs a copy */
     if (H) {
         j->U = malloc((size_t)in * in * sizeof *j->U);
-        Hp = malloc((size_t)in * in * sizeof *Hp);
+        Hp = s->act_order ? malloc((size_t)in * in * sizeof *Hp) : H;
     }
     qm_status st = QM_OK;
-    if (!j->Wt || !j->Qt || !j->perm || !j->mn || !j->mx || !r->deq || !r->codes || !r->scale ||
+    if (!j->Wt || !j->Qt || !j->Ct || !j->perm || !j->mn || !j->mx || !r->deq || !r->codes || !r->scale ||
         !r->zero || !r->g_idx || !diag || (H && (!j->U || !Hp)))
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory for a %d x %d linear", out, in);
     for (int i = 0; st == QM_OK && i < in; i++) {
@@ -227,19 +289,23 @@ static qm_status setup(const float *W, int out, int in, float *H, const qm_qspec
     }
     if (st == QM_OK && H && s->act_order)
         qsort(diag, (size_t)in, sizeof *diag, by_desc_key);
-    for (int i = 0; st == QM_OK && i < in; i++) {
-        int c = j->perm[i] = diag[i].idx;
-        for (int o = 0; o < out; o++)
-            j->Wt[(size_t)i * out + o] = diag[i].key == 0 ? 0 : W[(size_t)o * in + c];
+    for (int i = 0; st == QM_OK && i < in; i++)
+        j->perm[i] = diag[i].idx;
+    if (st == QM_OK) {
+        gather_t(W, out, in, j->perm, j->Wt);
+        for (int i = 0; i < in; i++)
+            if (diag[i].key == 0)
+                memset(j->Wt + (size_t)i * out, 0, (size_t)out * sizeof *j->Wt);
     }
     if (st == QM_OK && H) {
-        for (int a = 0; a < in; a++)
+        for (int a = 0; Hp != H && a < in; a++)
             for (int b = 0; b < in; b++)
                 Hp[(size_t)a * in + b] = H[(size_t)j->perm[a] * in + j->perm[b]];
         st = inverse_factor(Hp, in, s, r, j->U, d);
     }
     free(diag);
-    free(Hp);
+    if (Hp != H)
+        free(Hp);
     if (st != QM_OK) {
         job_free(j);
         qm_qresult_free(r);
@@ -288,7 +354,7 @@ static void quantize_column(job *j, qm_qresult *r, int i)
     for (int o = 0; o < out; o++) {
         int code;
         q[o] = quant1(w[o], sc[o], z[o], j->maxq, &code);
-        r->codes[(size_t)o * j->in + c] = (uint8_t)code;
+        j->Ct[(size_t)i * out + o] = (uint8_t)code;
     }
     r->g_idx[c] = g;
 }
@@ -296,9 +362,8 @@ static void quantize_column(job *j, qm_qresult *r, int i)
 /* Results back in input-column order. */
 static void finish(job *j, qm_qresult *r)
 {
-    for (int i = 0; i < j->in; i++)
-        for (int o = 0; o < j->out; o++)
-            r->deq[(size_t)o * j->in + j->perm[i]] = j->Qt[(size_t)i * j->out + o];
+    scatter_t(j->Qt, j->out, j->in, j->perm, r->deq);
+    scatter_t_u8(j->Ct, j->out, j->in, j->perm, r->codes);
     job_free(j);
 }
 
