@@ -70,23 +70,22 @@ static void grid_from_range(float mn, float mx, int maxq, int sym, float *scale,
         *zero = 1;
 }
 
-/* Grid of each output row r from rows [c0, c1) of Wt (in, out): scale[r], zero[r]. */
-/* Grid of each output row r over rows `rows[0..n)` of Wt (in, out), or over
- * rows [c0, c0 + n) when rows is NULL: scale[r], zero[r]. */
-static void find_params(const float *Wt, int out, const int *rows, int c0, int n, const qm_qspec *s,
-                        float *mn, float *mx, float *scale, int32_t *zero)
+/* Grid of each output row r in [r0, r1) over rows `rows[0..n)` of Wt
+ * (in, out), or over rows [c0, c0 + n) when rows is NULL: scale[r], zero[r]. */
+static void find_params(const float *Wt, int out, int r0, int r1, const int *rows, int c0, int n,
+                        const qm_qspec *s, float *mn, float *mx, float *scale, int32_t *zero)
 {
     int maxq = (1 << s->bits) - 1;
-    for (int r = 0; r < out; r++)
+    for (int r = r0; r < r1; r++)
         mn[r] = mx[r] = 0; /* 0 is always inside the range */
     for (int k = 0; k < n; k++) {
         const float *w = Wt + (size_t)(rows ? rows[k] : c0 + k) * out;
-        for (int r = 0; r < out; r++) {
+        for (int r = r0; r < r1; r++) {
             mn[r] = w[r] < mn[r] ? w[r] : mn[r];
             mx[r] = w[r] > mx[r] ? w[r] : mx[r];
         }
     }
-    for (int r = 0; r < out; r++) {
+    for (int r = r0; r < r1; r++) {
         int z;
         grid_from_range(mn[r], mx[r], maxq, s->sym, &scale[r], &z);
         if (s->mse) {
@@ -162,6 +161,9 @@ static void scatter_t_u8(const uint8_t *Ct, int out, int in, const int *perm, ui
 }
 
 /* ---- shared set-up ----------------------------------------------------------------------- */
+
+/* Output rows per pass of a block's own updates (see qm_gptq()). */
+enum { QM_GPTQ_ROWS = 256 };
 
 typedef struct job {
     const qm_qspec *s;
@@ -321,7 +323,7 @@ static qm_status fixed_groups(job *j, qm_qresult *r, qm_diag *d)
 {
     int out = j->out, in = j->in, gs = j->gs;
     if (!j->s->group) {
-        find_params(j->Wt, out, NULL, 0, in, j->s, j->mn, j->mx, r->scale, r->zero);
+        find_params(j->Wt, out, 0, out, NULL, 0, in, j->s, j->mn, j->mx, r->scale, r->zero);
         return QM_OK;
     }
     int *inv = malloc((size_t)in * sizeof *inv);
@@ -330,7 +332,7 @@ static qm_status fixed_groups(job *j, qm_qresult *r, qm_diag *d)
     for (int i = 0; i < in; i++)
         inv[j->perm[i]] = i;
     for (int g = 0; g < r->groups; g++)
-        find_params(j->Wt, out, inv + (size_t)g * gs, 0, gs, j->s, j->mn, j->mx,
+        find_params(j->Wt, out, 0, out, inv + (size_t)g * gs, 0, gs, j->s, j->mn, j->mx,
                     r->scale + (size_t)g * out, r->zero + (size_t)g * out);
     free(inv);
     return QM_OK;
@@ -338,26 +340,31 @@ static qm_status fixed_groups(job *j, qm_qresult *r, qm_diag *d)
 
 static int fixed(const qm_qspec *s) { return !s->group || s->static_groups; }
 
-/* Quantize processing position i with its group's grid: Qt row i, codes,
- * g_idx; fixes the grid first when a dynamic group starts here. */
-static void quantize_column(job *j, qm_qresult *r, int i)
+/* Quantize processing position i, output rows [o0, o1), with its group's
+ * grid: Qt row i, codes, g_idx; fixes the grid of those rows first when a
+ * dynamic group starts here.  Every step of GPTQ is independent across
+ * output rows, so a column can be done in pieces of rows. */
+static void quantize_rows(job *j, qm_qresult *r, int i, int o0, int o1)
 {
     int out = j->out, c = j->perm[i];
     int g = fixed(j->s) ? (j->s->group ? c / j->gs : 0) : i / j->gs;
     if (!fixed(j->s) && i % j->gs == 0)
-        find_params(j->Wt, out, NULL, i, j->gs, j->s, j->mn, j->mx, r->scale + (size_t)g * out,
+        find_params(j->Wt, out, o0, o1, NULL, i, j->gs, j->s, j->mn, j->mx, r->scale + (size_t)g * out,
                     r->zero + (size_t)g * out);
     const float *sc = r->scale + (size_t)g * out;
     const int32_t *z = r->zero + (size_t)g * out;
     const float *w = j->Wt + (size_t)i * out;
     float *q = j->Qt + (size_t)i * out;
-    for (int o = 0; o < out; o++) {
+    uint8_t *ct = j->Ct + (size_t)i * out;
+    for (int o = o0; o < o1; o++) {
         int code;
         q[o] = quant1(w[o], sc[o], z[o], j->maxq, &code);
-        j->Ct[(size_t)i * out + o] = (uint8_t)code;
+        ct[o] = (uint8_t)code;
     }
     r->g_idx[c] = g;
 }
+
+static void quantize_column(job *j, qm_qresult *r, int i) { quantize_rows(j, r, i, 0, j->out); }
 
 /* Results back in input-column order. */
 static void finish(job *j, qm_qresult *r)
@@ -376,13 +383,14 @@ static void axpy_sub(int n, float a, const float *x, float *y)
         y[i] -= a * x[i];
 }
 
-/* Quantize position i and return its scaled error in err (out): (w - q) / U_ii. */
-static void column_error(job *j, qm_qresult *r, int i, float *err)
+/* Quantize position i, rows [o0, o1), and return their scaled error in
+ * err[o0..o1): (w - q) / U_ii. */
+static void column_error(job *j, qm_qresult *r, int i, int o0, int o1, float *err)
 {
-    quantize_column(j, r, i);
+    quantize_rows(j, r, i, o0, o1);
     float u = j->U[(size_t)i * j->in + i];
     const float *w = j->Wt + (size_t)i * j->out, *q = j->Qt + (size_t)i * j->out;
-    for (int o = 0; o < j->out; o++)
+    for (int o = o0; o < o1; o++)
         err[o] = (w[o] - q[o]) / u;
 }
 
@@ -401,7 +409,7 @@ qm_status qm_gptq_ref(const float *W, int out, int in, float *H, const qm_qspec 
     if (st != QM_OK)
         return st;
     for (int i = 0; i < in; i++) {
-        column_error(&j, r, i, err);
+        column_error(&j, r, i, 0, out, err);
         for (int k = i + 1; k < in; k++) /* every later column, at once */
             axpy_sub(out, j.U[(size_t)i * in + k], err, j.Wt + (size_t)k * out);
     }
@@ -428,11 +436,18 @@ qm_status qm_gptq(const float *W, int out, int in, float *H, const qm_qspec *s, 
     }
     for (int i1 = 0; i1 < in; i1 += B) {
         int i2 = i1 + B < in ? i1 + B : in;
-        for (int i = i1; i < i2; i++) {
-            float *e = err + (size_t)(i - i1) * out;
-            column_error(&j, r, i, e);
-            for (int k = i + 1; k < i2; k++) /* the rest of the block now */
-                axpy_sub(out, j.U[(size_t)i * in + k], e, j.Wt + (size_t)k * out);
+        /* The block's own updates, QM_GPTQ_ROWS output rows at a time: the
+         * block's columns and errors for those rows stay in cache, where a
+         * whole-column pass streams the block (B x out floats) from memory
+         * once per column.  The same operations in the same order. */
+        for (int o0 = 0; o0 < out; o0 += QM_GPTQ_ROWS) {
+            int o1 = o0 + QM_GPTQ_ROWS < out ? o0 + QM_GPTQ_ROWS : out;
+            for (int i = i1; i < i2; i++) {
+                float *e = err + (size_t)(i - i1) * out;
+                column_error(&j, r, i, o0, o1, e);
+                for (int k = i + 1; k < i2; k++) /* the rest of the block now */
+                    axpy_sub(o1 - o0, j.U[(size_t)i * in + k], e + o0, j.Wt + (size_t)k * out + o0);
+            }
         }
         /* later blocks all at once: Wt[i2:] -= U[i1:i2, i2:]^T Err */
         if (i2 < in) {
