@@ -114,7 +114,7 @@ static void find_params(const float *Wt, int out, int r0, int r1, const int *row
 
 /* Tiles of TILE x TILE elements keep both sides of a transpose in cache: a plain
  * loop reads (or writes) one element per cache line of the strided side. */
-enum { TILE = 32 };
+enum { TILE = 16 };
 
 /* Wt (in, out) row i = column perm[i] of W (out, in). */
 static void gather_t(const float *W, int out, int in, const int *perm, float *Wt)
@@ -131,17 +131,20 @@ static void gather_t(const float *W, int out, int in, const int *perm, float *Wt
         }
 }
 
-/* Column perm[i] of W (out, in) = row i of Wt (in, out): gather_t's inverse. */
+/* Column perm[i] of W (out, in) = row i of Wt (in, out): gather_t's
+ * inverse.  Within a tile the writes run along W's rows: with rows a power
+ * of two apart, a tile's worth of writes down a column would fall into one
+ * cache set. */
 static void scatter_t(const float *Wt, int out, int in, const int *perm, float *W)
 {
     for (int o0 = 0; o0 < out; o0 += TILE)
         for (int i0 = 0; i0 < in; i0 += TILE) {
             int i1 = i0 + TILE < in ? i0 + TILE : in, o1 = o0 + TILE < out ? o0 + TILE : out;
-            for (int i = i0; i < i1; i++) {
-                const float *s = Wt + (size_t)i * out;
-                float *w = W + perm[i];
-                for (int o = o0; o < o1; o++)
-                    w[(size_t)o * in] = s[o];
+            for (int o = o0; o < o1; o++) {
+                const float *s = Wt + o;
+                float *w = W + (size_t)o * in;
+                for (int i = i0; i < i1; i++)
+                    w[perm[i]] = s[(size_t)i * out];
             }
         }
 }
@@ -151,11 +154,11 @@ static void scatter_t_u8(const uint8_t *Ct, int out, int in, const int *perm, ui
     for (int o0 = 0; o0 < out; o0 += TILE)
         for (int i0 = 0; i0 < in; i0 += TILE) {
             int i1 = i0 + TILE < in ? i0 + TILE : in, o1 = o0 + TILE < out ? o0 + TILE : out;
-            for (int i = i0; i < i1; i++) {
-                const uint8_t *s = Ct + (size_t)i * out;
-                uint8_t *c = C + perm[i];
-                for (int o = o0; o < o1; o++)
-                    c[(size_t)o * in] = s[o];
+            for (int o = o0; o < o1; o++) {
+                const uint8_t *s = Ct + o;
+                uint8_t *c = C + (size_t)o * in;
+                for (int i = i0; i < i1; i++)
+                    c[perm[i]] = s[(size_t)i * out];
             }
         }
 }
