@@ -131,24 +131,10 @@ static void gather_t(const float *W, int out, int in, const int *perm, float *Wt
         }
 }
 
-/* Column perm[i] of W (out, in) = row i of Wt (in, out): gather_t's
- * inverse.  Within a tile the writes run along W's rows: with rows a power
- * of two apart, a tile's worth of writes down a column would fall into one
- * cache set. */
-static void scatter_t(const float *Wt, int out, int in, const int *perm, float *W)
-{
-    for (int o0 = 0; o0 < out; o0 += TILE)
-        for (int i0 = 0; i0 < in; i0 += TILE) {
-            int i1 = i0 + TILE < in ? i0 + TILE : in, o1 = o0 + TILE < out ? o0 + TILE : out;
-            for (int o = o0; o < o1; o++) {
-                const float *s = Wt + o;
-                float *w = W + (size_t)o * in;
-                for (int i = i0; i < i1; i++)
-                    w[perm[i]] = s[(size_t)i * out];
-            }
-        }
-}
-
+/* Column perm[i] of C (out, in) = row i of Ct (in, out): gather_t's
+ * inverse, for the codes.  Within a tile the writes run along C's rows:
+ * with rows a power of two apart, a tile's worth of writes down a column
+ * would fall into one cache set. */
 static void scatter_t_u8(const uint8_t *Ct, int out, int in, const int *perm, uint8_t *C)
 {
     for (int o0 = 0; o0 < out; o0 += TILE)
@@ -163,6 +149,21 @@ static void scatter_t_u8(const uint8_t *Ct, int out, int in, const int *perm, ui
         }
 }
 
+/* deq = scale * (code - zero) by each column's group: the values quant1()
+ * returned, bit for bit (its q is the code as a float). */
+static void dequantize(qm_qresult *r)
+{
+    int out = r->out, in = r->in;
+    for (int o = 0; o < out; o++) {
+        const uint8_t *c = r->codes + (size_t)o * in;
+        float *d = r->deq + (size_t)o * in;
+        for (int i = 0; i < in; i++) {
+            size_t k = (size_t)r->g_idx[i] * out + o;
+            d[i] = r->scale[k] * ((float)c[i] - (float)r->zero[k]);
+        }
+    }
+}
+
 /* ---- shared set-up ----------------------------------------------------------------------- */
 
 /* Output rows per pass of a block's own updates (see qm_gptq()). */
@@ -174,7 +175,6 @@ typedef struct job {
     float *Wt;      /* (in, out) in processing order */
     float *U;       /* (in, in) upper Cholesky factor of H^-1, processing order */
     int *perm;      /* (in) processing position -> input column */
-    float *Qt;      /* (in, out) dequantized, processing order */
     uint8_t *Ct;    /* (in, out) codes, processing order */
     float *mn, *mx; /* (out) scratch */
 } job;
@@ -184,7 +184,6 @@ static void job_free(job *j)
     free(j->Wt);
     free(j->U);
     free(j->perm);
-    free(j->Qt);
     free(j->Ct);
     free(j->mn);
     free(j->mx);
@@ -265,7 +264,6 @@ static qm_status setup(const float *W, int out, int in, float *H, const qm_qspec
     r->groups = in / j->gs;
     size_t n = (size_t)out * in;
     j->Wt = malloc(n * sizeof *j->Wt);
-    j->Qt = malloc(n * sizeof *j->Qt);
     j->Ct = malloc(n);
     j->perm = malloc((size_t)in * sizeof *j->perm);
     j->mn = malloc((size_t)out * sizeof *j->mn);
@@ -282,7 +280,7 @@ static qm_status setup(const float *W, int out, int in, float *H, const qm_qspec
         Hp = s->act_order ? malloc((size_t)in * in * sizeof *Hp) : H;
     }
     qm_status st = QM_OK;
-    if (!j->Wt || !j->Qt || !j->Ct || !j->perm || !j->mn || !j->mx || !r->deq || !r->codes || !r->scale ||
+    if (!j->Wt || !j->Ct || !j->perm || !j->mn || !j->mx || !r->deq || !r->codes || !r->scale ||
         !r->zero || !r->g_idx || !diag || (H && (!j->U || !Hp)))
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory for a %d x %d linear", out, in);
     for (int i = 0; st == QM_OK && i < in; i++) {
@@ -344,10 +342,11 @@ static qm_status fixed_groups(job *j, qm_qresult *r, qm_diag *d)
 static int fixed(const qm_qspec *s) { return !s->group || s->static_groups; }
 
 /* Quantize processing position i, output rows [o0, o1), with its group's
- * grid: Qt row i, codes, g_idx; fixes the grid of those rows first when a
+ * grid: codes and g_idx, and when err is not NULL the scaled errors
+ * err[o] = (w - q) / U_ii; fixes the grid of those rows first when a
  * dynamic group starts here.  Every step of GPTQ is independent across
  * output rows, so a column can be done in pieces of rows. */
-static void quantize_rows(job *j, qm_qresult *r, int i, int o0, int o1)
+static void quantize_rows(job *j, qm_qresult *r, int i, int o0, int o1, float *err)
 {
     int out = j->out, c = j->perm[i];
     int g = fixed(j->s) ? (j->s->group ? c / j->gs : 0) : i / j->gs;
@@ -357,23 +356,23 @@ static void quantize_rows(job *j, qm_qresult *r, int i, int o0, int o1)
     const float *sc = r->scale + (size_t)g * out;
     const int32_t *z = r->zero + (size_t)g * out;
     const float *w = j->Wt + (size_t)i * out;
-    float *q = j->Qt + (size_t)i * out;
     uint8_t *ct = j->Ct + (size_t)i * out;
+    float u = j->U ? j->U[(size_t)i * j->in + i] : 1;
     for (int o = o0; o < o1; o++) {
         int code;
-        q[o] = quant1(w[o], sc[o], z[o], j->maxq, &code);
+        float q = quant1(w[o], sc[o], z[o], j->maxq, &code);
         ct[o] = (uint8_t)code;
+        if (err)
+            err[o] = (w[o] - q) / u;
     }
     r->g_idx[c] = g;
 }
 
-static void quantize_column(job *j, qm_qresult *r, int i) { quantize_rows(j, r, i, 0, j->out); }
-
 /* Results back in input-column order. */
 static void finish(job *j, qm_qresult *r)
 {
-    scatter_t(j->Qt, j->out, j->in, j->perm, r->deq);
     scatter_t_u8(j->Ct, j->out, j->in, j->perm, r->codes);
+    dequantize(r);
     job_free(j);
 }
 
@@ -399,17 +398,6 @@ static void axpy_sub(int n, float a, const float *restrict x, float *restrict y)
         y[i] -= a * x[i];
 }
 
-/* Quantize position i, rows [o0, o1), and return their scaled error in
- * err[o0..o1): (w - q) / U_ii. */
-static void column_error(job *j, qm_qresult *r, int i, int o0, int o1, float *err)
-{
-    quantize_rows(j, r, i, o0, o1);
-    float u = j->U[(size_t)i * j->in + i];
-    const float *w = j->Wt + (size_t)i * j->out, *q = j->Qt + (size_t)i * j->out;
-    for (int o = o0; o < o1; o++)
-        err[o] = (w[o] - q[o]) / u;
-}
-
 qm_status qm_gptq_ref(const float *W, int out, int in, float *H, const qm_qspec *s, qm_qresult *r,
                       qm_diag *d)
 {
@@ -425,7 +413,7 @@ qm_status qm_gptq_ref(const float *W, int out, int in, float *H, const qm_qspec 
     if (st != QM_OK)
         return st;
     for (int i = 0; i < in; i++) {
-        column_error(&j, r, i, 0, out, err);
+        quantize_rows(&j, r, i, 0, out, err);
         for (int k = i + 1; k < in; k++) /* every later column, at once */
             axpy_sub(out, j.U[(size_t)i * in + k], err, j.Wt + (size_t)k * out);
     }
@@ -460,7 +448,7 @@ qm_status qm_gptq(const float *W, int out, int in, float *H, const qm_qspec *s, 
             int o1 = o0 + QM_GPTQ_ROWS < out ? o0 + QM_GPTQ_ROWS : out;
             for (int i = i1; i < i2; i++) {
                 float *e = err + (size_t)(i - i1) * out;
-                column_error(&j, r, i, o0, o1, e);
+                quantize_rows(&j, r, i, o0, o1, e);
                 for (int k = i + 1; k < i2; k++) /* the rest of the block now */
                     axpy_sub(o1 - o0, j.U[(size_t)i * in + k], e + o0, j.Wt + (size_t)k * out + o0);
             }
@@ -496,7 +484,7 @@ qm_status qm_rtn(const float *W, int out, int in, const qm_qspec *s, qm_qresult 
         return QM_ENOMEM;
     }
     for (int i = 0; i < in; i++)
-        quantize_column(&j, r, i);
+        quantize_rows(&j, r, i, 0, out, NULL);
     finish(&j, r);
     return QM_OK;
 }
