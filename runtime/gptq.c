@@ -16,7 +16,8 @@
 
 /* LAPACK from OpenBLAS (Fortran ABI: trailing hidden length of the string). */
 extern void spotrf_(const char *uplo, const int *n, float *a, const int *lda, int *info, size_t len);
-extern void spotri_(const char *uplo, const int *n, float *a, const int *lda, int *info, size_t len);
+extern void strtri_(const char *uplo, const char *diag, const int *n, float *a, const int *lda, int *info,
+                    size_t len1, size_t len2);
 
 void qm_qresult_free(qm_qresult *r)
 {
@@ -69,23 +70,22 @@ static void grid_from_range(float mn, float mx, int maxq, int sym, float *scale,
         *zero = 1;
 }
 
-/* Grid of each output row r from rows [c0, c1) of Wt (in, out): scale[r], zero[r]. */
-/* Grid of each output row r over rows `rows[0..n)` of Wt (in, out), or over
- * rows [c0, c0 + n) when rows is NULL: scale[r], zero[r]. */
-static void find_params(const float *Wt, int out, const int *rows, int c0, int n, const qm_qspec *s,
-                        float *mn, float *mx, float *scale, int32_t *zero)
+/* Grid of each output row r in [r0, r1) over rows `rows[0..n)` of Wt
+ * (in, out), or over rows [c0, c0 + n) when rows is NULL: scale[r], zero[r]. */
+static void find_params(const float *Wt, int out, int r0, int r1, const int *rows, int c0, int n,
+                        const qm_qspec *s, float *mn, float *mx, float *scale, int32_t *zero)
 {
     int maxq = (1 << s->bits) - 1;
-    for (int r = 0; r < out; r++)
+    for (int r = r0; r < r1; r++)
         mn[r] = mx[r] = 0; /* 0 is always inside the range */
     for (int k = 0; k < n; k++) {
         const float *w = Wt + (size_t)(rows ? rows[k] : c0 + k) * out;
-        for (int r = 0; r < out; r++) {
+        for (int r = r0; r < r1; r++) {
             mn[r] = w[r] < mn[r] ? w[r] : mn[r];
             mx[r] = w[r] > mx[r] ? w[r] : mx[r];
         }
     }
-    for (int r = 0; r < out; r++) {
+    for (int r = r0; r < r1; r++) {
         int z;
         grid_from_range(mn[r], mx[r], maxq, s->sym, &scale[r], &z);
         if (s->mse) {
@@ -110,7 +110,64 @@ static void find_params(const float *Wt, int out, const int *rows, int c0, int n
     }
 }
 
+/* ---- transposes ---------------------------------------------------------------------------- */
+
+/* Tiles of TILE x TILE elements keep both sides of a transpose in cache: a plain
+ * loop reads (or writes) one element per cache line of the strided side. */
+enum { TILE = 16 };
+
+/* Wt (in, out) row i = column perm[i] of W (out, in). */
+static void gather_t(const float *W, int out, int in, const int *perm, float *Wt)
+{
+    for (int i0 = 0; i0 < in; i0 += TILE)
+        for (int o0 = 0; o0 < out; o0 += TILE) {
+            int i1 = i0 + TILE < in ? i0 + TILE : in, o1 = o0 + TILE < out ? o0 + TILE : out;
+            for (int i = i0; i < i1; i++) {
+                const float *w = W + perm[i];
+                float *d = Wt + (size_t)i * out;
+                for (int o = o0; o < o1; o++)
+                    d[o] = w[(size_t)o * in];
+            }
+        }
+}
+
+/* Column perm[i] of C (out, in) = row i of Ct (in, out): gather_t's
+ * inverse, for the codes.  Within a tile the writes run along C's rows:
+ * with rows a power of two apart, a tile's worth of writes down a column
+ * would fall into one cache set. */
+static void scatter_t_u8(const uint8_t *Ct, int out, int in, const int *perm, uint8_t *C)
+{
+    for (int o0 = 0; o0 < out; o0 += TILE)
+        for (int i0 = 0; i0 < in; i0 += TILE) {
+            int i1 = i0 + TILE < in ? i0 + TILE : in, o1 = o0 + TILE < out ? o0 + TILE : out;
+            for (int o = o0; o < o1; o++) {
+                const uint8_t *s = Ct + o;
+                uint8_t *c = C + (size_t)o * in;
+                for (int i = i0; i < i1; i++)
+                    c[perm[i]] = s[(size_t)i * out];
+            }
+        }
+}
+
+/* deq = scale * (code - zero) by each column's group: the values quant1()
+ * returned, bit for bit (its q is the code as a float). */
+static void dequantize(qm_qresult *r)
+{
+    int out = r->out, in = r->in;
+    for (int o = 0; o < out; o++) {
+        const uint8_t *c = r->codes + (size_t)o * in;
+        float *d = r->deq + (size_t)o * in;
+        for (int i = 0; i < in; i++) {
+            size_t k = (size_t)r->g_idx[i] * out + o;
+            d[i] = r->scale[k] * ((float)c[i] - (float)r->zero[k]);
+        }
+    }
+}
+
 /* ---- shared set-up ----------------------------------------------------------------------- */
+
+/* Output rows per pass of a block's own updates (see qm_gptq()). */
+enum { QM_GPTQ_ROWS = 256 };
 
 typedef struct job {
     const qm_qspec *s;
@@ -118,7 +175,7 @@ typedef struct job {
     float *Wt;      /* (in, out) in processing order */
     float *U;       /* (in, in) upper Cholesky factor of H^-1, processing order */
     int *perm;      /* (in) processing position -> input column */
-    float *Qt;      /* (in, out) dequantized, processing order */
+    uint8_t *Ct;    /* (in, out) codes, processing order */
     float *mn, *mx; /* (out) scratch */
 } job;
 
@@ -127,7 +184,7 @@ static void job_free(job *j)
     free(j->Wt);
     free(j->U);
     free(j->perm);
-    free(j->Qt);
+    free(j->Ct);
     free(j->mn);
     free(j->mx);
 }
@@ -144,34 +201,42 @@ static int by_desc_key(const void *a, const void *b)
     return x->key > y->key ? -1 : x->key < y->key ? 1 : (x->idx > y->idx) - (x->idx < y->idx);
 }
 
-/* U = upper Cholesky factor of (H + damp)^-1, growing damp until H is positive definite. */
-static qm_status inverse_factor(float *H, int in, const qm_qspec *s, qm_qresult *r, float *U, qm_diag *d)
+/* U = upper Cholesky factor of (H + damp)^-1, growing damp until H is positive definite.
+ *
+ * One Cholesky and one triangular inverse instead of the reference code's
+ * Cholesky, inverse from it (spotri = strtri + slauum) and a second
+ * Cholesky: with J the order-reversing permutation, let J H J = L L^T
+ * (L lower); then H^-1 = J L^-T L^-1 J = U^T U with U = J L^-1 J, upper
+ * triangular with a positive diagonal, so it is the Cholesky factor (which
+ * is unique).  In row-major memory J M J is M's elements in reverse order,
+ * a streaming copy, so no strided transpose is needed either.  LAPACK
+ * reads our row-major arrays as their transposes: "U" in its terms is the
+ * lower triangle in ours, which is where L and then L^-1 land. */
+static qm_status inverse_factor(const float *H, int in, const qm_qspec *s, qm_qresult *r, float *U, qm_diag *d)
 {
+    size_t nn = (size_t)in * in;
     double mean = 0;
     for (int i = 0; i < in; i++)
         mean += H[(size_t)i * in + i];
     mean /= in;
     double damp = s->damp;
     for (int attempt = 0; attempt < 8; attempt++, damp = damp > 0 ? damp * 10 : 0.01) {
-        memcpy(U, H, (size_t)in * in * sizeof *U);
+        for (size_t k = 0; k < nn; k++) /* U = J H J */
+            U[k] = H[nn - 1 - k];
         for (int i = 0; i < in; i++)
             U[(size_t)i * in + i] += (float)(damp * mean);
         int info = 0;
-        /* row-major symmetric = column-major symmetric: "L" in LAPACK's terms
-         * is the upper triangle in ours */
-        spotrf_("L", &in, U, &in, &info, 1);
+        spotrf_("U", &in, U, &in, &info, 1);
         if (info == 0)
-            spotri_("L", &in, U, &in, &info, 1);
+            strtri_("U", "N", &in, U, &in, &info, 1, 1);
         if (info == 0) {
+            for (size_t k = 0; k < nn / 2; k++) { /* U = J L^-1 J */
+                float t = U[k];
+                U[k] = U[nn - 1 - k];
+                U[nn - 1 - k] = t;
+            }
             for (int i = 0; i < in; i++)
-                for (int j = i + 1; j < in; j++)
-                    U[(size_t)j * in + i] = U[(size_t)i * in + j];
-            spotrf_("L", &in, U, &in, &info, 1);
-        }
-        if (info == 0) {
-            for (int i = 0; i < in; i++)
-                for (int j = 0; j < i; j++)
-                    U[(size_t)i * in + j] = 0;
+                memset(U + (size_t)i * in, 0, (size_t)i * sizeof *U);
             r->damp = damp;
             r->retries = attempt;
             return QM_OK;
@@ -199,7 +264,7 @@ static qm_status setup(const float *W, int out, int in, float *H, const qm_qspec
     r->groups = in / j->gs;
     size_t n = (size_t)out * in;
     j->Wt = malloc(n * sizeof *j->Wt);
-    j->Qt = malloc(n * sizeof *j->Qt);
+    j->Ct = malloc(n);
     j->perm = malloc((size_t)in * sizeof *j->perm);
     j->mn = malloc((size_t)out * sizeof *j->mn);
     j->mx = malloc((size_t)out * sizeof *j->mx);
@@ -209,13 +274,13 @@ static qm_status setup(const float *W, int out, int in, float *H, const qm_qspec
     r->zero = malloc((size_t)r->groups * out * sizeof *r->zero);
     r->g_idx = malloc((size_t)in * sizeof *r->g_idx);
     keyed *diag = malloc((size_t)in * sizeof *diag);
-    float *Hp = NULL;
+    float *Hp = NULL; /* (in, in) H in processing order; only act-order needs a copy */
     if (H) {
         j->U = malloc((size_t)in * in * sizeof *j->U);
-        Hp = malloc((size_t)in * in * sizeof *Hp);
+        Hp = s->act_order ? malloc((size_t)in * in * sizeof *Hp) : H;
     }
     qm_status st = QM_OK;
-    if (!j->Wt || !j->Qt || !j->perm || !j->mn || !j->mx || !r->deq || !r->codes || !r->scale ||
+    if (!j->Wt || !j->Ct || !j->perm || !j->mn || !j->mx || !r->deq || !r->codes || !r->scale ||
         !r->zero || !r->g_idx || !diag || (H && (!j->U || !Hp)))
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory for a %d x %d linear", out, in);
     for (int i = 0; st == QM_OK && i < in; i++) {
@@ -227,19 +292,23 @@ static qm_status setup(const float *W, int out, int in, float *H, const qm_qspec
     }
     if (st == QM_OK && H && s->act_order)
         qsort(diag, (size_t)in, sizeof *diag, by_desc_key);
-    for (int i = 0; st == QM_OK && i < in; i++) {
-        int c = j->perm[i] = diag[i].idx;
-        for (int o = 0; o < out; o++)
-            j->Wt[(size_t)i * out + o] = diag[i].key == 0 ? 0 : W[(size_t)o * in + c];
+    for (int i = 0; st == QM_OK && i < in; i++)
+        j->perm[i] = diag[i].idx;
+    if (st == QM_OK) {
+        gather_t(W, out, in, j->perm, j->Wt);
+        for (int i = 0; i < in; i++)
+            if (diag[i].key == 0)
+                memset(j->Wt + (size_t)i * out, 0, (size_t)out * sizeof *j->Wt);
     }
     if (st == QM_OK && H) {
-        for (int a = 0; a < in; a++)
+        for (int a = 0; Hp != H && a < in; a++)
             for (int b = 0; b < in; b++)
                 Hp[(size_t)a * in + b] = H[(size_t)j->perm[a] * in + j->perm[b]];
         st = inverse_factor(Hp, in, s, r, j->U, d);
     }
     free(diag);
-    free(Hp);
+    if (Hp != H)
+        free(Hp);
     if (st != QM_OK) {
         job_free(j);
         qm_qresult_free(r);
@@ -255,7 +324,7 @@ static qm_status fixed_groups(job *j, qm_qresult *r, qm_diag *d)
 {
     int out = j->out, in = j->in, gs = j->gs;
     if (!j->s->group) {
-        find_params(j->Wt, out, NULL, 0, in, j->s, j->mn, j->mx, r->scale, r->zero);
+        find_params(j->Wt, out, 0, out, NULL, 0, in, j->s, j->mn, j->mx, r->scale, r->zero);
         return QM_OK;
     }
     int *inv = malloc((size_t)in * sizeof *inv);
@@ -264,7 +333,7 @@ static qm_status fixed_groups(job *j, qm_qresult *r, qm_diag *d)
     for (int i = 0; i < in; i++)
         inv[j->perm[i]] = i;
     for (int g = 0; g < r->groups; g++)
-        find_params(j->Wt, out, inv + (size_t)g * gs, 0, gs, j->s, j->mn, j->mx,
+        find_params(j->Wt, out, 0, out, inv + (size_t)g * gs, 0, gs, j->s, j->mn, j->mx,
                     r->scale + (size_t)g * out, r->zero + (size_t)g * out);
     free(inv);
     return QM_OK;
@@ -272,23 +341,29 @@ static qm_status fixed_groups(job *j, qm_qresult *r, qm_diag *d)
 
 static int fixed(const qm_qspec *s) { return !s->group || s->static_groups; }
 
-/* Quantize processing position i with its group's grid: Qt row i, codes,
- * g_idx; fixes the grid first when a dynamic group starts here. */
-static void quantize_column(job *j, qm_qresult *r, int i)
+/* Quantize processing position i, output rows [o0, o1), with its group's
+ * grid: codes and g_idx, and when err is not NULL the scaled errors
+ * err[o] = (w - q) / U_ii; fixes the grid of those rows first when a
+ * dynamic group starts here.  Every step of GPTQ is independent across
+ * output rows, so a column can be done in pieces of rows. */
+static void quantize_rows(job *j, qm_qresult *r, int i, int o0, int o1, float *err)
 {
     int out = j->out, c = j->perm[i];
     int g = fixed(j->s) ? (j->s->group ? c / j->gs : 0) : i / j->gs;
     if (!fixed(j->s) && i % j->gs == 0)
-        find_params(j->Wt, out, NULL, i, j->gs, j->s, j->mn, j->mx, r->scale + (size_t)g * out,
+        find_params(j->Wt, out, o0, o1, NULL, i, j->gs, j->s, j->mn, j->mx, r->scale + (size_t)g * out,
                     r->zero + (size_t)g * out);
     const float *sc = r->scale + (size_t)g * out;
     const int32_t *z = r->zero + (size_t)g * out;
     const float *w = j->Wt + (size_t)i * out;
-    float *q = j->Qt + (size_t)i * out;
-    for (int o = 0; o < out; o++) {
+    uint8_t *ct = j->Ct + (size_t)i * out;
+    float u = j->U ? j->U[(size_t)i * j->in + i] : 1;
+    for (int o = o0; o < o1; o++) {
         int code;
-        q[o] = quant1(w[o], sc[o], z[o], j->maxq, &code);
-        r->codes[(size_t)o * j->in + c] = (uint8_t)code;
+        float q = quant1(w[o], sc[o], z[o], j->maxq, &code);
+        ct[o] = (uint8_t)code;
+        if (err)
+            err[o] = (w[o] - q) / u;
     }
     r->g_idx[c] = g;
 }
@@ -296,29 +371,31 @@ static void quantize_column(job *j, qm_qresult *r, int i)
 /* Results back in input-column order. */
 static void finish(job *j, qm_qresult *r)
 {
-    for (int i = 0; i < j->in; i++)
-        for (int o = 0; o < j->out; o++)
-            r->deq[(size_t)o * j->in + j->perm[i]] = j->Qt[(size_t)i * j->out + o];
+    scatter_t_u8(j->Ct, j->out, j->in, j->perm, r->codes);
+    dequantize(r);
     job_free(j);
 }
 
-/* y -= a x over n floats.  A plain loop (the compiler vectorises it): a
- * BLAS saxpy per column would dispatch OpenBLAS's threads hundreds of
- * thousands of times per linear, which costs more than the arithmetic. */
-static void axpy_sub(int n, float a, const float *x, float *y)
+/* y -= a x over n floats.  A plain loop, not BLAS saxpy: a saxpy per
+ * column would dispatch OpenBLAS's threads hundreds of thousands of times
+ * per linear, which costs more than the arithmetic.  Written 8 at a time
+ * because -O2 (GCC 12's very-cheap cost model) does not vectorise a loop
+ * of unknown length, while it does vectorise the straight-line body. */
+static void axpy_sub(int n, float a, const float *restrict x, float *restrict y)
 {
-    for (int i = 0; i < n; i++)
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
         y[i] -= a * x[i];
-}
-
-/* Quantize position i and return its scaled error in err (out): (w - q) / U_ii. */
-static void column_error(job *j, qm_qresult *r, int i, float *err)
-{
-    quantize_column(j, r, i);
-    float u = j->U[(size_t)i * j->in + i];
-    const float *w = j->Wt + (size_t)i * j->out, *q = j->Qt + (size_t)i * j->out;
-    for (int o = 0; o < j->out; o++)
-        err[o] = (w[o] - q[o]) / u;
+        y[i + 1] -= a * x[i + 1];
+        y[i + 2] -= a * x[i + 2];
+        y[i + 3] -= a * x[i + 3];
+        y[i + 4] -= a * x[i + 4];
+        y[i + 5] -= a * x[i + 5];
+        y[i + 6] -= a * x[i + 6];
+        y[i + 7] -= a * x[i + 7];
+    }
+    for (; i < n; i++)
+        y[i] -= a * x[i];
 }
 
 qm_status qm_gptq_ref(const float *W, int out, int in, float *H, const qm_qspec *s, qm_qresult *r,
@@ -336,7 +413,7 @@ qm_status qm_gptq_ref(const float *W, int out, int in, float *H, const qm_qspec 
     if (st != QM_OK)
         return st;
     for (int i = 0; i < in; i++) {
-        column_error(&j, r, i, err);
+        quantize_rows(&j, r, i, 0, out, err);
         for (int k = i + 1; k < in; k++) /* every later column, at once */
             axpy_sub(out, j.U[(size_t)i * in + k], err, j.Wt + (size_t)k * out);
     }
@@ -363,11 +440,18 @@ qm_status qm_gptq(const float *W, int out, int in, float *H, const qm_qspec *s, 
     }
     for (int i1 = 0; i1 < in; i1 += B) {
         int i2 = i1 + B < in ? i1 + B : in;
-        for (int i = i1; i < i2; i++) {
-            float *e = err + (size_t)(i - i1) * out;
-            column_error(&j, r, i, e);
-            for (int k = i + 1; k < i2; k++) /* the rest of the block now */
-                axpy_sub(out, j.U[(size_t)i * in + k], e, j.Wt + (size_t)k * out);
+        /* The block's own updates, QM_GPTQ_ROWS output rows at a time: the
+         * block's columns and errors for those rows stay in cache, where a
+         * whole-column pass streams the block (B x out floats) from memory
+         * once per column.  The same operations in the same order. */
+        for (int o0 = 0; o0 < out; o0 += QM_GPTQ_ROWS) {
+            int o1 = o0 + QM_GPTQ_ROWS < out ? o0 + QM_GPTQ_ROWS : out;
+            for (int i = i1; i < i2; i++) {
+                float *e = err + (size_t)(i - i1) * out;
+                quantize_rows(&j, r, i, o0, o1, e);
+                for (int k = i + 1; k < i2; k++) /* the rest of the block now */
+                    axpy_sub(o1 - o0, j.U[(size_t)i * in + k], e + o0, j.Wt + (size_t)k * out + o0);
+            }
         }
         /* later blocks all at once: Wt[i2:] -= U[i1:i2, i2:]^T Err */
         if (i2 < in) {
@@ -400,7 +484,7 @@ qm_status qm_rtn(const float *W, int out, int in, const qm_qspec *s, qm_qresult 
         return QM_ENOMEM;
     }
     for (int i = 0; i < in; i++)
-        quantize_column(&j, r, i);
+        quantize_rows(&j, r, i, 0, out, NULL);
     finish(&j, r);
     return QM_OK;
 }

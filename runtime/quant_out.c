@@ -170,10 +170,38 @@ static char *module_regex(const char *prefix)
     return s;
 }
 
+/* The module vLLM builds for the linear `prefix` when it is not one of its
+ * own (owned string), or NULL: vLLM fuses q/k/v into qkv_proj, gate and up
+ * into gate_up_proj, and all experts of a layer into one FusedMoE module
+ * named "<...>.experts", and matches "dynamic" keys against those names
+ * (see the loader notes in pack.c). */
+static char *vllm_module(const char *prefix)
+{
+    const char *e = strstr(prefix, ".experts.");
+    if (e)
+        return qm_strfmt("%.*s", (int)(e - prefix) + 8, prefix);
+    static const char *const fused[][2] = {
+        {"q_proj", "qkv_proj"}, {"k_proj", "qkv_proj"}, {"v_proj", "qkv_proj"},
+        {"gate_proj", "gate_up_proj"}, {"up_proj", "gate_up_proj"},
+    };
+    const char *last = strrchr(prefix, '.');
+    last = last ? last + 1 : prefix;
+    for (size_t i = 0; i < sizeof fused / sizeof fused[0]; i++)
+        if (strcmp(last, fused[i][0]) == 0)
+            return qm_strfmt("%.*s%s", (int)(last - prefix), prefix, fused[i][1]);
+    return NULL;
+}
+
 typedef struct setting {
-    int bits, group, sym, act_order;
+    int bits, group, sym, act_order; /* bits 0: left unquantized */
     size_t count;
 } setting;
+
+static int same_setting(const setting *a, const setting *b)
+{
+    return a->bits == b->bits && (!a->bits || (a->group == b->group && a->sym == b->sym &&
+                                                a->act_order == b->act_order));
+}
 
 static json_t *setting_json(const setting *s, double damp, int with_meta)
 {
@@ -184,12 +212,28 @@ static json_t *setting_json(const setting *s, double damp, int with_meta)
         json_object_set_new(j, "true_sequential", json_true());
         json_object_set_new(j, "quant_method", json_string("gptq"));
         json_object_set_new(j, "checkpoint_format", json_string("gptq"));
+        json_object_set_new(j, "pack_dtype", json_string("int32"));
     }
     return j;
 }
 
-/* quantization_config: the most common setting, and per-module "dynamic"
- * overrides ("+:" for other widths, "-:" for linears left unquantized). */
+/* Add the rule for module `name` with setting s to dyn: "-:" when it is
+ * left unquantized, "+:" with its settings otherwise. */
+static void add_rule(json_t *dyn, const char *name, const setting *s)
+{
+    char *re = module_regex(name), *key = re ? qm_strfmt("%s:%s", s->bits ? "+" : "-", re) : NULL;
+    if (key)
+        json_object_set_new(dyn, key, s->bits ? setting_json(s, 0, 0) : json_object());
+    free(re);
+    free(key);
+}
+
+/* quantization_config: the most common setting, per-module "dynamic"
+ * overrides ("+:" for other settings, "-:" for linears left unquantized)
+ * under the checkpoint's names and, where all parts agree, under vLLM's
+ * fused names; "lm_head" when the head is quantized;
+ * "modules_in_block_to_quantize" (one list per layer), the only way
+ * transformers/optimum skip a linear such as the router. */
 static json_t *quant_config(const run *r)
 {
     setting seen[64];
@@ -198,12 +242,12 @@ static json_t *quant_config(const run *r)
         const qm_plan_tensor *t = &r->plan->t[i];
         if (!t->bits)
             continue;
+        setting s = {t->bits, t->group, t->sym, t->act_order, 0};
         size_t k = 0;
-        while (k < n && !(seen[k].bits == t->bits && seen[k].group == t->group && seen[k].sym == t->sym &&
-                          seen[k].act_order == t->act_order))
+        while (k < n && !same_setting(&seen[k], &s))
             k++;
         if (k == n && n < 64)
-            seen[n++] = (setting){t->bits, t->group, t->sym, t->act_order, 0};
+            seen[n++] = s;
         if (k < n)
             seen[k].count++;
     }
@@ -211,30 +255,57 @@ static json_t *quant_config(const run *r)
     for (size_t k = 0; k < n; k++)
         if (seen[k].count > base.count)
             base = seen[k];
-    json_t *q = setting_json(&base, r->o->damp, 1), *dyn = json_object();
-    for (size_t i = 0; q && dyn && i < r->m->n; i++) {
+    json_t *q = setting_json(&base, r->o->damp, 1), *dyn = json_object(), *blocks = json_array();
+    json_t *fused = json_object(); /* vLLM name -> [bits, group, sym, act_order], null when parts differ */
+    int lm_head = 0;
+    for (size_t i = 0; q && dyn && blocks && fused && i < r->m->n; i++) {
         const qm_tensor *t = &r->m->t[i];
         const qm_plan_tensor *pt = r->by_tensor[i];
         if (!qm_parts[t->part].linear || !pt)
             continue;
-        int differs = pt->bits && !(pt->bits == base.bits && pt->group == base.group && pt->sym == base.sym &&
-                                    pt->act_order == base.act_order);
-        if (pt->bits && !differs)
-            continue;
-        char *pre = module_prefix(t->st->name), *re = pre ? module_regex(pre) : NULL;
-        char *key = re ? qm_strfmt("%s:%s", pt->bits ? "+" : "-", re) : NULL;
-        if (key) {
-            setting s = {pt->bits, pt->group, pt->sym, pt->act_order, 0};
-            json_object_set_new(dyn, key, pt->bits ? setting_json(&s, 0, 0) : json_object());
+        setting s = {pt->bits, pt->group, pt->sym, pt->act_order, 0};
+        char *pre = module_prefix(t->st->name), *vm = pre ? vllm_module(pre) : NULL;
+        if (pre && !same_setting(&s, &base))
+            add_rule(dyn, pre, &s);
+        if (vm) {
+            json_t *v = json_pack("[i, i, b, b]", s.bits, s.bits ? s.group : 0, s.bits && s.sym,
+                                  s.bits && s.act_order);
+            json_t *had = json_object_get(fused, vm);
+            if (!had)
+                json_object_set(fused, vm, v);
+            else if (!json_is_null(had) && !json_equal(had, v))
+                json_object_set_new(fused, vm, json_null());
+            json_decref(v);
         }
+        if (pre && s.bits && t->layer >= 0) {
+            while (json_array_size(blocks) <= (size_t)t->layer)
+                json_array_append_new(blocks, json_array());
+            json_array_append_new(json_array_get(blocks, (size_t)t->layer), json_string(pre));
+        }
+        lm_head |= t->part == QM_PART_LM_HEAD && s.bits;
         free(pre);
-        free(re);
-        free(key);
+        free(vm);
     }
-    if (q && dyn)
+    const char *vm;
+    json_t *v;
+    json_object_foreach(fused, vm, v) {
+        if (json_is_null(v))
+            continue; /* parts at different settings: vLLM cannot load this module */
+        setting s = {(int)json_integer_value(json_array_get(v, 0)), (int)json_integer_value(json_array_get(v, 1)),
+                     json_is_true(json_array_get(v, 2)), json_is_true(json_array_get(v, 3)), 0};
+        if (!same_setting(&s, &base))
+            add_rule(dyn, vm, &s);
+    }
+    json_decref(fused);
+    if (q && dyn && blocks) {
+        json_object_set_new(q, "lm_head", json_boolean(lm_head));
         json_object_set_new(q, "dynamic", dyn);
-    else
+        json_object_set_new(q, "modules_in_block_to_quantize", blocks);
+        json_object_set_new(q, "meta", json_pack("{s:[s]}", "quantizer", "qmoe:" PACKAGE_VERSION));
+    } else {
         json_decref(dyn);
+        json_decref(blocks);
+    }
     return q;
 }
 

@@ -1,9 +1,10 @@
 #!/bin/sh
-# quantize.sh: `qmoe quantize` end to end on tiny-deepseek: uniform plans at
-# 8, 4 and 2 bits evaluated against the unquantized model (KL divergence must
-# order 8 < 4 < 2), an interrupted run that resumes to the same bytes as an
-# uninterrupted one, refusal of a directory made from another plan, and the
-# fake-quant export.
+# quantize.sh: `qmoe quantize` end to end on tiny-deepseek: the stdlib's
+# uniform 8, 4 and 2-bit policies compiled by `qmoe compile` and evaluated
+# against the unquantized model (KL divergence must order 8 < 4 < 2), the
+# quantization config of a mixed plan (attention 8-bit over 2-bit experts),
+# an interrupted run that resumes to the same bytes as an uninterrupted one,
+# refusal of a directory made from another plan, and the fake-quant export.
 set -u
 : "${QMOE:?}" "${QM_SRCDIR:?}"
 pass=0 fail=0
@@ -18,7 +19,8 @@ fast="--ctx 256 --samples 8"
 kld() { "$QMOE" eval "$1" --base "$model" --text "$text" --max-tokens 8192 --format yaml -q | sed -n 's/^kld_mean: //p'; }
 
 for b in 8 4 2; do
-    sh "$QM_SRCDIR/tests/make_plan.sh" "$QMOE" "$model" $b 32 > "$tmp/plan$b.yaml" || bad "make_plan $b"
+    "$QMOE" compile "$QM_SRCDIR/stdlib/paper/uniform-${b}bit.qmoe" --model "$model" -o "$tmp/plan$b.yaml" \
+        || bad "qmoe compile uniform-${b}bit"
     if "$QMOE" quantize -q --plan "$tmp/plan$b.yaml" --model "$model" --calib "$calib" $fast -o "$tmp/q$b"; then
         ok
     else
@@ -37,6 +39,22 @@ grep -q '"checkpoint_format": "gptq"' "$tmp/q4/quantize_config.json" && ok || ba
 grep -q '"quantization_config"' "$tmp/q4/config.json" && ok || bad "quantization_config in config.json"
 grep -q 'self_attn.q_proj.qweight' "$tmp/q4/model.safetensors.index.json" && ok || bad "qweight in the index"
 "$QMOE" inspect "$tmp/q4" | grep -q "linears GPTQ-packed" && ok || bad "inspect of the packed model"
+
+# a mixed plan: overrides under the checkpoint's names (GPTQModel) and under
+# vLLM's fused ones, the router left out, the quantized linears listed
+has() { grep -qF -- "$1" "$tmp/qa/quantize_config.json" && ok || bad "quantize_config.json lacks $1"; }
+"$QMOE" compile "$QM_SRCDIR/stdlib/paper/attn-8bit.qmoe" --model "$model" -o "$tmp/plana.yaml" \
+    && "$QMOE" quantize -q --plan "$tmp/plana.yaml" --model "$model" --calib "$calib" $fast -o "$tmp/qa" \
+    && ok || bad "quantize of the attn-8bit plan"
+[ "$(sed -n 2p "$tmp/qa/quantize_config.json")" = '  "bits": 2,' ] && ok || bad "base width of the mixed plan is not 2"
+has '"+:^model\\.layers\\.1\\.self_attn\\.q_proj$": {'
+has '"+:^model\\.layers\\.1\\.self_attn\\.qkv_proj$": {'
+has '"+:^model\\.layers\\.0\\.mlp\\.gate_up_proj$": {'
+has '"-:^model\\.layers\\.1\\.mlp\\.gate$": {}'
+has '"modules_in_block_to_quantize": ['
+has '"model.layers.1.mlp.experts.0.down_proj"'
+grep -q '"model.layers.1.mlp.gate"' "$tmp/qa/quantize_config.json" && bad "router listed as quantized" || ok
+has '"lm_head": false'
 
 # interrupted: kill -9 once two layers are done, run again, compare with q4
 "$QMOE" quantize -q --plan "$tmp/plan4.yaml" --model "$model" --calib "$calib" $fast -o "$tmp/r4" &
