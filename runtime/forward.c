@@ -185,15 +185,19 @@ qm_status qm_head_load(const qm_model *m, qm_head_w *h, qm_diag *d)
 
 /* ---- kernels ---------------------------------------------------------------------- */
 
-void qm_lin_apply(const qm_lin *l, const float *x, int n, float *y)
+/* y (n, out) = x (n, in) W^T (+ b) + beta y.  beta 1 also spares OpenBLAS
+ * its pass zeroing y. */
+static void lin(const qm_lin *l, const float *x, int n, float beta, float *y)
 {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, l->out, l->in, 1.0f, x, l->in, l->w,
-                l->in, 0.0f, y, l->out);
+                l->in, beta, y, l->out);
     if (l->b)
         for (int i = 0; i < n; i++)
             for (int j = 0; j < l->out; j++)
                 y[(size_t)i * l->out + j] += l->b[j];
 }
+
+void qm_lin_apply(const qm_lin *l, const float *x, int n, float *y) { lin(l, x, n, 0.0f, y); }
 
 /* RMSNorm of each of n rows of width dim, with weight w: y = x / rms(x) * w. */
 static void rmsnorm(const float *x, const float *w, int n, int dim, double eps, float *y)
@@ -340,7 +344,7 @@ struct qm_fwd_ws {
     float *q, *k, *v, *att; /* (T, H*hd), (T, KV*hd) x2, (T, H*hd) */
     float *scores; /* (workers, QBLOCK, S) */
     float *cs;     /* (S, hd/2, 2) RoPE cos, sin */
-    float *y;      /* (T, d) attention's, then the FFN's output */
+    float *y;      /* (T, d) the FFN's output */
     float *g, *u;  /* (T*k or T, width): activations of experts (by slot) or of a dense FFN */
     float *rows;   /* (T*k, d) each expert's gathered input rows, expert after expert */
     float *eo;     /* (T*k, d) each expert's output, same order */
@@ -476,10 +480,8 @@ static void task_o(void *ctx, int task, int worker)
     const qm_layer_w *w = j->w;
     qm_fwd_ws *s = j->s;
     int r0, n = chunk(j, task, &r0), D = (int)c->hidden, E = (int)c->experts, k = (int)c->top_k;
-    float *x = j->x + (size_t)r0 * D, *y = s->y + (size_t)r0 * D, *n2 = s->n + (size_t)r0 * D;
-    qm_lin_apply(&w->o, s->att + (size_t)r0 * w->o.in, n, y);
-    for (size_t i = 0; i < (size_t)n * D; i++)
-        x[i] += y[i];
+    float *x = j->x + (size_t)r0 * D, *n2 = s->n + (size_t)r0 * D;
+    lin(&w->o, s->att + (size_t)r0 * w->o.in, n, 1.0f, x); /* the residual */
     rmsnorm(x, w->ffn_norm, n, D, c->rms_eps, n2);
     if (!w->moe)
         return;
