@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "runtime/forward.h"
+#include "runtime/fwd_kernels.h"
 #include "runtime/pack.h"
 
 /* ---- loading ------------------------------------------------------------------ */
@@ -184,15 +185,19 @@ qm_status qm_head_load(const qm_model *m, qm_head_w *h, qm_diag *d)
 
 /* ---- kernels ---------------------------------------------------------------------- */
 
-void qm_lin_apply(const qm_lin *l, const float *x, int n, float *y)
+/* y (n, out) = x (n, in) W^T (+ b) + beta y.  beta 1 also spares OpenBLAS
+ * its pass zeroing y. */
+static void lin(const qm_lin *l, const float *x, int n, float beta, float *y)
 {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, l->out, l->in, 1.0f, x, l->in, l->w,
-                l->in, 0.0f, y, l->out);
+                l->in, beta, y, l->out);
     if (l->b)
         for (int i = 0; i < n; i++)
             for (int j = 0; j < l->out; j++)
                 y[(size_t)i * l->out + j] += l->b[j];
 }
+
+void qm_lin_apply(const qm_lin *l, const float *x, int n, float *y) { lin(l, x, n, 0.0f, y); }
 
 /* RMSNorm of each of n rows of width dim, with weight w: y = x / rms(x) * w. */
 static void rmsnorm(const float *x, const float *w, int n, int dim, double eps, float *y)
@@ -209,22 +214,18 @@ static void rmsnorm(const float *x, const float *w, int n, int dim, double eps, 
     }
 }
 
-static float silu(float v) { return v / (1.0f + expf(-v)); }
-
-/* Rotate each head of x (rows of `heads` heads of hd) by its row's position
- * (row i of sequence-major batch has position i % S), Hugging Face's
- * rotate_half convention: pairs (j, j + hd/2). */
-static void rope(float *x, int T, int S, int heads, int hd, double theta)
+/* Rotate each head of rows t0..t0+n-1 of x (row t of the sequence-major batch
+ * has position t % S) by the angles in cs, Hugging Face's rotate_half
+ * convention: pairs (j, j + hd/2).  cs (S, hd/2, 2) holds cos, sin. */
+static void rope(float *x, int t0, int n, int S, int heads, int hd, const float *cs)
 {
     int half = hd / 2;
-    for (int t = 0; t < T; t++) {
-        float pos = (float)(t % S);
-        for (int j = 0; j < half; j++) {
-            float inv = 1.0f / powf((float)theta, (float)(2 * j) / (float)hd);
-            float a = pos * inv, c = cosf(a), s = sinf(a);
-            for (int h = 0; h < heads; h++) {
-                float *v = x + (size_t)t * heads * hd + (size_t)h * hd;
-                float x0 = v[j], x1 = v[j + half];
+    for (int t = t0; t < t0 + n; t++) {
+        const float *a = cs + (size_t)(t % S) * half * 2;
+        for (int h = 0; h < heads; h++) {
+            float *v = x + (size_t)t * heads * hd + (size_t)h * hd;
+            for (int j = 0; j < half; j++) {
+                float c = a[2 * j], s = a[2 * j + 1], x0 = v[j], x1 = v[j + half];
                 v[j] = x0 * c - x1 * s;
                 v[j + half] = x1 * c + x0 * s;
             }
@@ -232,42 +233,47 @@ static void rope(float *x, int T, int S, int heads, int hd, double theta)
     }
 }
 
-/* Causal attention for B sequences of S rows: q (T, H*hd), k, v (T, KV*hd)
- * -> out (T, H*hd).  Queries go in blocks of QBLOCK rows, each against only
- * the keys it may see, so the masked upper triangle is mostly never
- * computed.  scores (S, S) is scratch. */
+/* The RoPE angles' cos and sin, cs (S, hd/2, 2), for positions 0..S-1. */
+static void rope_table(int S, int hd, double theta, float *cs)
+{
+    int half = hd / 2;
+    for (int p = 0; p < S; p++)
+        for (int j = 0; j < half; j++) {
+            float inv = 1.0f / powf((float)theta, (float)(2 * j) / (float)hd);
+            float a = (float)p * inv;
+            cs[((size_t)p * half + j) * 2] = cosf(a);
+            cs[((size_t)p * half + j) * 2 + 1] = sinf(a);
+        }
+}
+
+/* Causal attention of head h of sequence b: q (T, H*hd), k, v (T, KV*hd) ->
+ * out (T, H*hd), rows of that sequence and columns of that head.  Queries go
+ * in blocks of QBLOCK rows, each against only the keys it may see, so the
+ * masked upper triangle is mostly never computed.  scores (QBLOCK, S) is
+ * scratch. */
 enum { QBLOCK = 64 };
 
-static void attention(const float *q, const float *k, const float *v, int B, int S, int H, int KV,
-                      int hd, float *out, float *scores)
+static void attention_head(const float *q, const float *k, const float *v, int b, int h, int S, int H,
+                           int KV, int hd, float *out, float *scores)
 {
     int qd = H * hd, kvd = KV * hd, group = H / KV;
     float scale = 1.0f / sqrtf((float)hd);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++)
-            for (int r0 = 0; r0 < S; r0 += QBLOCK) {
-                int rows = S - r0 < QBLOCK ? S - r0 : QBLOCK, keys = r0 + rows;
-                const float *qb = q + ((size_t)b * S + r0) * qd + (size_t)h * hd;
-                const float *kb = k + (size_t)b * S * kvd + (size_t)(h / group) * hd;
-                const float *vb = v + (size_t)b * S * kvd + (size_t)(h / group) * hd;
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, hd, scale, qb, qd, kb,
-                            kvd, 0.0f, scores, keys);
-                for (int i = 0; i < rows; i++) {
-                    int last = r0 + i; /* the query's own position */
-                    float *r = scores + (size_t)i * keys, mx = r[0], sum = 0;
-                    for (int j = 1; j <= last; j++)
-                        mx = r[j] > mx ? r[j] : mx;
-                    for (int j = 0; j <= last; j++)
-                        sum += r[j] = expf(r[j] - mx);
-                    float inv = 1.0f / sum;
-                    for (int j = 0; j <= last; j++)
-                        r[j] *= inv;
-                    for (int j = last + 1; j < keys; j++)
-                        r[j] = 0;
-                }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, keys, 1.0f, scores, keys,
-                            vb, kvd, 0.0f, out + ((size_t)b * S + r0) * qd + (size_t)h * hd, qd);
-            }
+    const float *kb = k + (size_t)b * S * kvd + (size_t)(h / group) * hd;
+    const float *vb = v + (size_t)b * S * kvd + (size_t)(h / group) * hd;
+    for (int r0 = 0; r0 < S; r0 += QBLOCK) {
+        int rows = S - r0 < QBLOCK ? S - r0 : QBLOCK, keys = r0 + rows;
+        const float *qb = q + ((size_t)b * S + r0) * qd + (size_t)h * hd;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, keys, hd, scale, qb, qd, kb, kvd,
+                    0.0f, scores, keys);
+        for (int i = 0; i < rows; i++) {
+            int last = r0 + i; /* the query's own position */
+            float *r = scores + (size_t)i * keys;
+            qm_fwd_softmax(r, last + 1);
+            memset(r + last + 1, 0, (size_t)(keys - last - 1) * sizeof *r);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, keys, 1.0f, scores, keys, vb,
+                    kvd, 0.0f, out + ((size_t)b * S + r0) * qd + (size_t)h * hd, qd);
+    }
 }
 
 static void hook_in(const qm_fwd_hooks *hk, int layer, qm_part p, int e, const float *x, int n, int in)
@@ -276,18 +282,24 @@ static void hook_in(const qm_fwd_hooks *hk, int layer, qm_part p, int e, const f
         hk->linear_in(hk->ctx, layer, p, e, x, n, in);
 }
 
-/* y (n, d) = down(silu(gate x) * up x); g, u are (n, width) scratch. */
-static void swiglu(const qm_lin *gate, const qm_lin *up, const qm_lin *down, const float *x, int n,
-                   float *g, float *u, float *y, const qm_fwd_hooks *hk, int layer, qm_part pg, int e)
+/* The hooks of a SwiGLU over n rows: its input x (n, in) to gate and up, its
+ * activation g (n, width) to down. */
+static void hook_swiglu(const qm_fwd_hooks *hk, int layer, qm_part pg, int e, const float *x,
+                        const float *g, int n, int in, int width)
 {
-    hook_in(hk, layer, pg, e, x, n, gate->in);
-    hook_in(hk, layer, pg + 1, e, x, n, up->in);
+    hook_in(hk, layer, pg, e, x, n, in);
+    hook_in(hk, layer, pg + 1, e, x, n, in);
+    hook_in(hk, layer, pg + 2, e, g, n, width);
+}
+
+/* y (n, d) = down(silu(gate x) * up x); g, u (n, width) are scratch, and g
+ * is left holding the activation down saw. */
+static void swiglu(const qm_lin *gate, const qm_lin *up, const qm_lin *down, const float *x, int n,
+                   float *g, float *u, float *y)
+{
     qm_lin_apply(gate, x, n, g);
     qm_lin_apply(up, x, n, u);
-    size_t nw = (size_t)n * gate->out;
-    for (size_t i = 0; i < nw; i++)
-        g[i] = silu(g[i]) * u[i];
-    hook_in(hk, layer, pg + 2, e, g, n, down->in);
+    qm_fwd_silu_mul(g, u, (size_t)n * gate->out);
     qm_lin_apply(down, g, n, y);
 }
 
@@ -319,21 +331,42 @@ static void route(const float *logits, int E, int k, int renorm, float *prob, in
             w[j] /= tot;
 }
 
+/* ---- scratch ------------------------------------------------------------------------ */
+
+/* Row-wise work goes in chunks of ROWS rows, one task each: large enough that
+ * each sgemm runs near its single-thread rate, small enough to spread over
+ * the workers. */
+enum { ROWS = 256 };
+
 struct qm_fwd_ws {
-    int T, S;
-    float *n, *q, *k, *v, *att, *scores, *y, *g, *u, *rows, *eo, *out, *logit, *prob, *rw;
-    int *idx, *tok;
+    int T, S, workers;
+    float *n;      /* (T, d) the normed input of attention, then of the FFN */
+    float *q, *k, *v, *att; /* (T, H*hd), (T, KV*hd) x2, (T, H*hd) */
+    float *scores; /* (workers, QBLOCK, S) */
+    float *cs;     /* (S, hd/2, 2) RoPE cos, sin */
+    float *y;      /* (T, d) the FFN's output */
+    float *g, *u;  /* (T*k or T, width): activations of experts (by slot) or of a dense FFN */
+    float *rows;   /* (T*k, d) each expert's gathered input rows, expert after expert */
+    float *eo;     /* (T*k, d) each expert's output, same order */
+    float *sh;     /* (T, d) the shared expert's output */
+    float *out;    /* (T, d) the block hook's residual after the FFN */
+    float *logit, *prob; /* (T, E) */
+    float *rw;     /* (T, k) routing weights */
+    int *idx;      /* (T, k) routed experts */
+    int *tok;      /* (T*k) token*k+slot of each gathered row */
+    int *at;       /* (T*k) where in rows/eo each token*k+slot went */
+    int *off;      /* (E+1) start of each expert's rows */
+    int *task;     /* (E + T*k/ROWS + 1, 3) expert tasks: expert, first row, rows */
 };
 
 void qm_fwd_ws_free(qm_fwd_ws *s)
 {
     if (!s)
         return;
-    float *fs[] = {s->n, s->q, s->k, s->v, s->att, s->scores, s->y, s->g, s->u, s->rows, s->eo, s->out, s->logit, s->prob, s->rw};
-    for (size_t i = 0; i < sizeof fs / sizeof *fs; i++)
-        free(fs[i]);
-    free(s->idx);
-    free(s->tok);
+    void *ps[] = {s->n, s->q, s->k, s->v, s->att, s->scores, s->cs, s->y, s->g, s->u, s->rows, s->eo,
+                  s->sh, s->out, s->logit, s->prob, s->rw, s->idx, s->tok, s->at, s->off, s->task};
+    for (size_t i = 0; i < sizeof ps / sizeof *ps; i++)
+        free(ps[i]);
     free(s);
 }
 
@@ -345,126 +378,251 @@ qm_fwd_ws *qm_fwd_ws_new(const qm_model *m, int T, int S)
         return NULL;
     s->T = T;
     s->S = S;
+    s->workers = qm_fwd_workers();
     size_t D = (size_t)c->hidden, qd = (size_t)(c->heads * c->head_dim),
            kvd = (size_t)(c->kv_heads * c->head_dim), E = (size_t)c->experts, k = (size_t)c->top_k;
-    size_t width = (size_t)c->expert_ff;
-    if ((size_t)c->ff > width)
-        width = (size_t)c->ff;
-    if ((size_t)c->shared_ff > width)
-        width = (size_t)c->shared_ff;
-    s->n = malloc((size_t)T * D * sizeof(float));
-    s->q = malloc((size_t)T * qd * sizeof(float));
-    s->k = malloc((size_t)T * kvd * sizeof(float));
-    s->v = malloc((size_t)T * kvd * sizeof(float));
-    s->att = malloc((size_t)T * qd * sizeof(float));
-    s->scores = malloc((size_t)S * S * sizeof(float));
-    s->y = malloc((size_t)T * D * sizeof(float));
-    s->g = malloc((size_t)T * width * sizeof(float));
-    s->u = malloc((size_t)T * width * sizeof(float));
-    s->rows = malloc((size_t)T * D * sizeof(float));
-    s->eo = malloc((size_t)T * D * sizeof(float));
-    s->out = malloc((size_t)T * D * sizeof(float));
-    s->logit = malloc((size_t)T * E * sizeof(float));
-    s->prob = malloc((size_t)T * E * sizeof(float));
-    s->rw = malloc((size_t)T * k * sizeof(float));
-    s->idx = malloc((size_t)T * k * sizeof(int));
-    s->tok = malloc((size_t)T * sizeof(int));
-    if (!(s->n && s->q && s->k && s->v && s->att && s->scores && s->y && s->g && s->u && s->rows &&
-          s->eo && s->out && s->logit && s->prob && s->rw && s->idx && s->tok)) {
+    size_t Tk = (size_t)T * (k ? k : 1), width = (size_t)c->expert_ff * Tk;
+    size_t dense = (size_t)(c->ff > c->shared_ff ? c->ff : c->shared_ff) * T;
+    if (dense > width)
+        width = dense;
+    size_t f = sizeof(float);
+    s->n = malloc((size_t)T * D * f);
+    s->q = malloc((size_t)T * qd * f);
+    s->k = malloc((size_t)T * kvd * f);
+    s->v = malloc((size_t)T * kvd * f);
+    s->att = malloc((size_t)T * qd * f);
+    s->scores = malloc((size_t)s->workers * QBLOCK * S * f);
+    s->cs = malloc((size_t)S * (size_t)c->head_dim * f);
+    s->y = malloc((size_t)T * D * f);
+    s->g = malloc(width * f);
+    s->u = malloc(width * f);
+    s->rows = malloc(Tk * D * f);
+    s->eo = malloc(Tk * D * f);
+    s->sh = malloc((size_t)T * D * f);
+    s->out = malloc((size_t)T * D * f);
+    s->logit = malloc((size_t)T * E * f);
+    s->prob = malloc((size_t)T * E * f);
+    s->rw = malloc(Tk * f);
+    s->idx = malloc(Tk * sizeof(int));
+    s->tok = malloc(Tk * sizeof(int));
+    s->at = malloc(Tk * sizeof(int));
+    s->off = malloc((E + 1) * sizeof(int));
+    s->task = malloc((E + Tk / ROWS + 1) * 3 * sizeof(int));
+    if (!(s->n && s->q && s->k && s->v && s->att && s->scores && s->cs && s->y && s->g && s->u &&
+          s->rows && s->eo && s->sh && s->out && s->logit && s->prob && s->rw && s->idx && s->tok &&
+          s->at && s->off && s->task)) {
         qm_fwd_ws_free(s);
         return NULL;
     }
+    rope_table(S, (int)c->head_dim, c->rope_theta, s->cs);
     return s;
 }
 
-/* The routed experts and shared experts of an MoE block: n2 (T, D) -> y (T, D). */
-static void moe_block(const qm_config *c, const qm_layer_w *w, const float *n2, int T, qm_fwd_ws *s,
-                      const qm_fwd_hooks *hk)
+/* ---- one layer, as tasks over the workers ------------------------------------------ */
+
+/* What every task of one layer's forward pass reads. */
+typedef struct job {
+    const qm_model *m;
+    const qm_layer_w *w;
+    float *x; /* (T, d) the residual stream */
+    int B, S, T;
+    qm_fwd_ws *s;
+} job;
+
+/* Rows [r0, r0+n) of chunk `task`. */
+static int chunk(const job *j, int task, int *r0)
 {
-    int D = (int)c->hidden, E = (int)c->experts, k = (int)c->top_k, L = w->layer;
-    hook_in(hk, L, QM_PART_ROUTER, -1, n2, T, D);
-    qm_lin_apply(&w->router, n2, T, s->logit);
-    for (int t = 0; t < T; t++)
+    *r0 = task * ROWS;
+    return j->T - *r0 < ROWS ? j->T - *r0 : ROWS;
+}
+
+static int chunks(int T) { return (T + ROWS - 1) / ROWS; }
+
+/* Chunk task: n1 = rmsnorm(x), q, k, v, their norms and RoPE. */
+static void task_qkv(void *ctx, int task, int worker)
+{
+    const job *j = ctx;
+    const qm_config *c = &j->m->cfg;
+    const qm_layer_w *w = j->w;
+    qm_fwd_ws *s = j->s;
+    int r0, n = chunk(j, task, &r0), D = (int)c->hidden, H = (int)c->heads, KV = (int)c->kv_heads,
+            hd = (int)c->head_dim;
+    float *n1 = s->n + (size_t)r0 * D, *q = s->q + (size_t)r0 * H * hd, *k = s->k + (size_t)r0 * KV * hd;
+    rmsnorm(j->x + (size_t)r0 * D, w->attn_norm, n, D, c->rms_eps, n1);
+    qm_lin_apply(&w->q, n1, n, q);
+    qm_lin_apply(&w->k, n1, n, k);
+    qm_lin_apply(&w->v, n1, n, s->v + (size_t)r0 * KV * hd);
+    if (w->q_norm) {
+        int whole = (j->m->arch->flags & QM_ARCH_QK_NORM_WHOLE) != 0;
+        rmsnorm(q, w->q_norm, whole ? n : n * H, whole ? H * hd : hd, c->rms_eps, q);
+        rmsnorm(k, w->k_norm, whole ? n : n * KV, whole ? KV * hd : hd, c->rms_eps, k);
+    }
+    rope(s->q, r0, n, j->S, H, hd, s->cs);
+    rope(s->k, r0, n, j->S, KV, hd, s->cs);
+}
+
+/* Task (sequence, head): that head's attention output. */
+static void task_attention(void *ctx, int task, int worker)
+{
+    const job *j = ctx;
+    const qm_config *c = &j->m->cfg;
+    int H = (int)c->heads;
+    attention_head(j->s->q, j->s->k, j->s->v, task / H, task % H, j->S, H, (int)c->kv_heads,
+                   (int)c->head_dim, j->s->att, j->s->scores + (size_t)worker * QBLOCK * j->s->S);
+}
+
+/* Chunk task: x += o(att), n2 = rmsnorm(x), and for an MoE layer the
+ * router's logits and choices. */
+static void task_o(void *ctx, int task, int worker)
+{
+    const job *j = ctx;
+    const qm_config *c = &j->m->cfg;
+    const qm_layer_w *w = j->w;
+    qm_fwd_ws *s = j->s;
+    int r0, n = chunk(j, task, &r0), D = (int)c->hidden, E = (int)c->experts, k = (int)c->top_k;
+    float *x = j->x + (size_t)r0 * D, *n2 = s->n + (size_t)r0 * D;
+    lin(&w->o, s->att + (size_t)r0 * w->o.in, n, 1.0f, x); /* the residual */
+    rmsnorm(x, w->ffn_norm, n, D, c->rms_eps, n2);
+    if (!w->moe)
+        return;
+    qm_lin_apply(&w->router, n2, n, s->logit + (size_t)r0 * E);
+    for (int t = r0; t < r0 + n; t++)
         route(s->logit + (size_t)t * E, E, k, c->norm_topk, s->prob + (size_t)t * E,
               s->idx + (size_t)t * k, s->rw + (size_t)t * k);
-    if (hk && hk->routing)
-        hk->routing(hk->ctx, L, s->idx, s->rw, T, k);
-    memset(s->y, 0, (size_t)T * D * sizeof(float));
-    for (int e = 0; e < E; e++) {
-        int n = 0;
-        for (int t = 0; t < T; t++)
-            for (int j = 0; j < k; j++)
-                if (s->idx[(size_t)t * k + j] == e) {
-                    s->tok[n] = t * k + j; /* token and slot */
-                    memcpy(s->rows + (size_t)n * D, n2 + (size_t)t * D, (size_t)D * sizeof(float));
-                    n++;
-                }
-        if (n == 0)
-            continue;
-        swiglu(&w->gate[e], &w->up[e], &w->down[e], s->rows, n, s->g, s->u, s->eo, hk, L,
-               QM_PART_EXPERT_GATE, e);
-        for (int i = 0; i < n; i++) {
-            int t = s->tok[i] / k;
-            float wt = s->rw[s->tok[i]];
-            float *yt = s->y + (size_t)t * D;
-            const float *o = s->eo + (size_t)i * D;
-            for (int j = 0; j < D; j++)
-                yt[j] += wt * o[j];
+}
+
+/* Expert task: gather the expert's rows of n2, run it on them into eo. */
+static void task_expert(void *ctx, int task, int worker)
+{
+    const job *j = ctx;
+    const qm_layer_w *w = j->w;
+    qm_fwd_ws *s = j->s;
+    int D = (int)j->m->cfg.hidden, k = (int)j->m->cfg.top_k, F = (int)j->m->cfg.expert_ff;
+    int e = s->task[3 * task], r0 = s->task[3 * task + 1], n = s->task[3 * task + 2];
+    float *rows = s->rows + (size_t)r0 * D;
+    for (int i = 0; i < n; i++)
+        memcpy(rows + (size_t)i * D, s->n + (size_t)(s->tok[r0 + i] / k) * D, (size_t)D * sizeof(float));
+    swiglu(&w->gate[e], &w->up[e], &w->down[e], rows, n, s->g + (size_t)r0 * F, s->u + (size_t)r0 * F,
+           s->eo + (size_t)r0 * D);
+}
+
+/* Chunk task: y = the FFN's output, a dense SwiGLU or the sum of each
+ * token's experts (in expert order, weighted) plus the shared expert. */
+static void task_ffn(void *ctx, int task, int worker)
+{
+    const job *j = ctx;
+    const qm_config *c = &j->m->cfg;
+    const qm_layer_w *w = j->w;
+    qm_fwd_ws *s = j->s;
+    int r0, n = chunk(j, task, &r0), D = (int)c->hidden, k = (int)c->top_k;
+    float *y = s->y + (size_t)r0 * D, *n2 = s->n + (size_t)r0 * D;
+    if (!w->moe) {
+        int F = w->mgate.out;
+        swiglu(&w->mgate, &w->mup, &w->mdown, n2, n, s->g + (size_t)r0 * F, s->u + (size_t)r0 * F, y);
+        return;
+    }
+    memset(y, 0, (size_t)n * D * sizeof *y);
+    for (int t = r0; t < r0 + n; t++) {
+        float *yt = s->y + (size_t)t * D;
+        for (int done = 0, prev = -1; done < k; done++) { /* slots by increasing expert */
+            int jb = -1;
+            for (int jj = 0; jj < k; jj++) {
+                int e = s->idx[(size_t)t * k + jj];
+                if (e > prev && (jb < 0 || e < s->idx[(size_t)t * k + jb]))
+                    jb = jj;
+            }
+            prev = s->idx[(size_t)t * k + jb];
+            float wt = s->rw[(size_t)t * k + jb];
+            const float *o = s->eo + (size_t)s->at[(size_t)t * k + jb] * D;
+            for (int i = 0; i < D; i++)
+                yt[i] += wt * o[i];
         }
     }
     if (!w->sgate.w)
         return;
-    swiglu(&w->sgate, &w->sup, &w->sdown, n2, T, s->g, s->u, s->eo, hk, L, QM_PART_SHARED_GATE, -1);
-    for (int t = 0; t < T; t++) {
+    int F = w->sgate.out;
+    float *sh = s->sh + (size_t)r0 * D;
+    swiglu(&w->sgate, &w->sup, &w->sdown, n2, n, s->g + (size_t)r0 * F, s->u + (size_t)r0 * F, sh);
+    for (int t = 0; t < n; t++) {
         float scale = 1.0f;
         if (w->shared_gate) {
             float z = 0;
-            for (int j = 0; j < D; j++)
-                z += w->shared_gate[j] * n2[(size_t)t * D + j];
+            for (int i = 0; i < D; i++)
+                z += w->shared_gate[i] * n2[(size_t)t * D + i];
             scale = 1.0f / (1.0f + expf(-z));
         }
-        for (int j = 0; j < D; j++)
-            s->y[(size_t)t * D + j] += scale * s->eo[(size_t)t * D + j];
+        for (int i = 0; i < D; i++)
+            y[(size_t)t * D + i] += scale * sh[(size_t)t * D + i];
     }
+}
+
+/* Sort the routed (token, slot)s by expert into s->tok, s->at, s->off and
+ * cut each expert's rows into tasks of at most ROWS rows; returns the task
+ * count.  Within an expert rows keep token order. */
+static int plan_experts(const qm_config *c, int T, qm_fwd_ws *s)
+{
+    int E = (int)c->experts, k = (int)c->top_k, tasks = 0;
+    memset(s->off, 0, (size_t)(E + 1) * sizeof *s->off);
+    for (int i = 0; i < T * k; i++)
+        s->off[s->idx[i] + 1]++;
+    for (int e = 0; e < E; e++)
+        s->off[e + 1] += s->off[e];
+    for (int e = 0; e < E; e++)
+        for (int r = s->off[e]; r < s->off[e + 1]; r += ROWS) {
+            s->task[3 * tasks] = e;
+            s->task[3 * tasks + 1] = r;
+            s->task[3 * tasks + 2] = s->off[e + 1] - r < ROWS ? s->off[e + 1] - r : ROWS;
+            tasks++;
+        }
+    for (int i = 0; i < T * k; i++) { /* off[e] becomes the end of e's rows */
+        int at = s->off[s->idx[i]]++;
+        s->tok[at] = i;
+        s->at[i] = at;
+    }
+    for (int e = E; e > 0; e--) /* and back to its start */
+        s->off[e] = s->off[e - 1];
+    s->off[0] = 0;
+    return tasks;
 }
 
 qm_status qm_forward_layer(const qm_model *m, const qm_layer_w *w, float *x, int B, int S,
                            qm_fwd_ws *ws, const qm_fwd_hooks *hk, qm_diag *d)
 {
     const qm_config *c = &m->cfg;
-    int T = B * S, D = (int)c->hidden, H = (int)c->heads, KV = (int)c->kv_heads, hd = (int)c->head_dim;
-    int L = w->layer;
+    int T = B * S, D = (int)c->hidden, H = (int)c->heads, hd = (int)c->head_dim, L = w->layer;
     qm_fwd_ws *own = NULL;
     if (!ws || ws->T < T || ws->S < S) {
         if (!(own = ws = qm_fwd_ws_new(m, T, S)))
             return qm_diag_fail(d, QM_ENOMEM, "out of memory in the forward pass of layer %d", L);
     }
-    /* attention */
-    rmsnorm(x, w->attn_norm, T, D, c->rms_eps, ws->n);
+    job j = {m, w, x, B, S, T, ws};
+    int P = ws->workers;
+    /* attention; the hooks see each linear's whole input once it is computed */
+    qm_fwd_parallel(P, chunks(T), task_qkv, &j);
     hook_in(hk, L, QM_PART_Q, -1, ws->n, T, D);
     hook_in(hk, L, QM_PART_K, -1, ws->n, T, D);
     hook_in(hk, L, QM_PART_V, -1, ws->n, T, D);
-    qm_lin_apply(&w->q, ws->n, T, ws->q);
-    qm_lin_apply(&w->k, ws->n, T, ws->k);
-    qm_lin_apply(&w->v, ws->n, T, ws->v);
-    if (w->q_norm) {
-        int whole = (m->arch->flags & QM_ARCH_QK_NORM_WHOLE) != 0;
-        rmsnorm(ws->q, w->q_norm, whole ? T : T * H, whole ? H * hd : hd, c->rms_eps, ws->q);
-        rmsnorm(ws->k, w->k_norm, whole ? T : T * KV, whole ? KV * hd : hd, c->rms_eps, ws->k);
-    }
-    rope(ws->q, T, S, H, hd, c->rope_theta);
-    rope(ws->k, T, S, KV, hd, c->rope_theta);
-    attention(ws->q, ws->k, ws->v, B, S, H, KV, hd, ws->att, ws->scores);
+    qm_fwd_parallel(P, B * H, task_attention, &j);
     hook_in(hk, L, QM_PART_O, -1, ws->att, T, H * hd);
-    qm_lin_apply(&w->o, ws->att, T, ws->y);
-    for (size_t i = 0; i < (size_t)T * D; i++)
-        x[i] += ws->y[i];
     /* feed-forward */
-    rmsnorm(x, w->ffn_norm, T, D, c->rms_eps, ws->n);
-    if (w->moe)
-        moe_block(c, w, ws->n, T, ws, hk);
-    else
-        swiglu(&w->mgate, &w->mup, &w->mdown, ws->n, T, ws->g, ws->u, ws->y, hk, L, QM_PART_MLP_GATE, -1);
+    qm_fwd_parallel(P, chunks(T), task_o, &j);
+    if (w->moe) {
+        int k = (int)c->top_k;
+        hook_in(hk, L, QM_PART_ROUTER, -1, ws->n, T, D);
+        if (hk && hk->routing)
+            hk->routing(hk->ctx, L, ws->idx, ws->rw, T, k);
+        qm_fwd_parallel(P, plan_experts(c, T, ws), task_expert, &j);
+        for (int e = 0; e < c->experts; e++) {
+            int r0 = ws->off[e];
+            hook_swiglu(hk, L, QM_PART_EXPERT_GATE, e, ws->rows + (size_t)r0 * D,
+                        ws->g + (size_t)r0 * c->expert_ff, ws->off[e + 1] - r0, D, (int)c->expert_ff);
+        }
+    }
+    qm_fwd_parallel(P, chunks(T), task_ffn, &j);
+    if (!w->moe)
+        hook_swiglu(hk, L, QM_PART_MLP_GATE, -1, ws->n, ws->g, T, D, w->mgate.out);
+    else if (w->sgate.w)
+        hook_swiglu(hk, L, QM_PART_SHARED_GATE, -1, ws->n, ws->g, T, D, w->sgate.out);
     if (hk && hk->block) {
         for (size_t i = 0; i < (size_t)T * D; i++)
             ws->out[i] = x[i] + ws->y[i];
@@ -483,12 +641,29 @@ void qm_forward_embed(const qm_model *m, const qm_head_w *h, const int *tokens, 
         memcpy(x + (size_t)i * D, h->embed + (size_t)tokens[i] * D, D * sizeof(float));
 }
 
+typedef struct head_job {
+    const qm_model *m;
+    const qm_head_w *h;
+    float *x, *logits;
+    int n;
+} head_job;
+
+/* Chunk task of qm_forward_logits. */
+static void task_logits(void *ctx, int task, int worker)
+{
+    const head_job *j = ctx;
+    int D = (int)j->m->cfg.hidden, V = (int)j->m->cfg.vocab, r0 = task * ROWS;
+    int n = j->n - r0 < ROWS ? j->n - r0 : ROWS;
+    float *x = j->x + (size_t)r0 * D;
+    rmsnorm(x, j->h->norm, n, D, j->m->cfg.rms_eps, x);
+    qm_lin head = {j->h->lm_head, NULL, V, D};
+    qm_lin_apply(&head, x, n, j->logits + (size_t)r0 * V);
+}
+
 void qm_forward_logits(const qm_model *m, const qm_head_w *h, float *x, int n, float *logits)
 {
-    int D = (int)m->cfg.hidden, V = (int)m->cfg.vocab;
-    rmsnorm(x, h->norm, n, D, m->cfg.rms_eps, x);
-    qm_lin head = {h->lm_head, NULL, V, D};
-    qm_lin_apply(&head, x, n, logits);
+    head_job j = {m, h, x, logits, n};
+    qm_fwd_parallel(qm_fwd_workers(), chunks(n), task_logits, &j);
 }
 
 void qm_net_free(qm_net *net)

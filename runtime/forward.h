@@ -9,9 +9,18 @@
  *         + shared(n2) [* sigmoid(shared_gate n2) for Qwen2-MoE]
  *
  * Router: softmax in fp32 over all experts, top-k, renormalised when the
- * config says so.  Each expert runs once per layer over the rows routed to
- * it (gathered, two sgemms, scattered back weighted), so the work is that of
- * the active parameters, done as large matrix products on OpenBLAS.
+ * config says so.  Each expert runs over the rows routed to it (gathered,
+ * three sgemms, added back weighted, each token's experts in index order), so
+ * the work is that of the active parameters, done as matrix products on
+ * OpenBLAS.
+ *
+ * Threads: a layer is cut into tasks that write disjoint memory (chunks of
+ * rows for the linears and norms, one (sequence, head) for attention, chunks
+ * of one expert's rows), spread over as many workers as OpenBLAS has threads
+ * (OPENBLAS_NUM_THREADS), each calling single-threaded sgemm.  At these sizes
+ * (hidden 128) OpenBLAS's own threads cost more than they gain.  The cut does
+ * not depend on the worker count, so results are the same, bit for bit, on
+ * any number of threads and on every run.
  *
  * Weights are converted to float32 when a layer is loaded (F32, F16, BF16);
  * qm_layer_load() loads one layer, so a caller can stream a model through
@@ -62,6 +71,10 @@ typedef struct qm_head_w {
 qm_status qm_head_load(const qm_model *m, qm_head_w *h, qm_diag *d);
 void qm_head_free(qm_head_w *h);
 
+/* Hooks run on the caller's thread, one at a time, in the order Q, K, V, O,
+ * router, routing, each expert by index (gate, up, down), the shared expert
+ * or dense MLP (gate, up, down), block; the data they see stays valid until
+ * the layer returns. */
 typedef struct qm_fwd_hooks {
     void *ctx;
     /* Rows x (n, in) entering linear `part` (expert >= 0 for routed experts)
