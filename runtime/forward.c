@@ -268,7 +268,7 @@ static void attention_head(const float *q, const float *k, const float *v, int b
         for (int i = 0; i < rows; i++) {
             int last = r0 + i; /* the query's own position */
             float *r = scores + (size_t)i * keys;
-            qm_fwd_softmax(r, last + 1);
+            fwdk_softmax(r, last + 1);
             memset(r + last + 1, 0, (size_t)(keys - last - 1) * sizeof *r);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, hd, keys, 1.0f, scores, keys, vb,
@@ -299,7 +299,7 @@ static void swiglu(const qm_lin *gate, const qm_lin *up, const qm_lin *down, con
 {
     qm_lin_apply(gate, x, n, g);
     qm_lin_apply(up, x, n, u);
-    qm_fwd_silu_mul(g, u, (size_t)n * gate->out);
+    fwdk_silu_mul(g, u, (size_t)n * gate->out);
     qm_lin_apply(down, g, n, y);
 }
 
@@ -378,7 +378,7 @@ qm_fwd_ws *qm_fwd_ws_new(const qm_model *m, int T, int S)
         return NULL;
     s->T = T;
     s->S = S;
-    s->workers = qm_fwd_workers();
+    s->workers = fwdk_workers();
     size_t D = (size_t)c->hidden, qd = (size_t)(c->heads * c->head_dim),
            kvd = (size_t)(c->kv_heads * c->head_dim), E = (size_t)c->experts, k = (size_t)c->top_k;
     size_t Tk = (size_t)T * (k ? k : 1), width = (size_t)c->expert_ff * Tk;
@@ -598,27 +598,27 @@ qm_status qm_forward_layer(const qm_model *m, const qm_layer_w *w, float *x, int
     job j = {m, w, x, B, S, T, ws};
     int P = ws->workers;
     /* attention; the hooks see each linear's whole input once it is computed */
-    qm_fwd_parallel(P, chunks(T), task_qkv, &j);
+    fwdk_parallel(P, chunks(T), task_qkv, &j);
     hook_in(hk, L, QM_PART_Q, -1, ws->n, T, D);
     hook_in(hk, L, QM_PART_K, -1, ws->n, T, D);
     hook_in(hk, L, QM_PART_V, -1, ws->n, T, D);
-    qm_fwd_parallel(P, B * H, task_attention, &j);
+    fwdk_parallel(P, B * H, task_attention, &j);
     hook_in(hk, L, QM_PART_O, -1, ws->att, T, H * hd);
     /* feed-forward */
-    qm_fwd_parallel(P, chunks(T), task_o, &j);
+    fwdk_parallel(P, chunks(T), task_o, &j);
     if (w->moe) {
         int k = (int)c->top_k;
         hook_in(hk, L, QM_PART_ROUTER, -1, ws->n, T, D);
         if (hk && hk->routing)
             hk->routing(hk->ctx, L, ws->idx, ws->rw, T, k);
-        qm_fwd_parallel(P, plan_experts(c, T, ws), task_expert, &j);
+        fwdk_parallel(P, plan_experts(c, T, ws), task_expert, &j);
         for (int e = 0; e < c->experts; e++) {
             int r0 = ws->off[e];
             hook_swiglu(hk, L, QM_PART_EXPERT_GATE, e, ws->rows + (size_t)r0 * D,
                         ws->g + (size_t)r0 * c->expert_ff, ws->off[e + 1] - r0, D, (int)c->expert_ff);
         }
     }
-    qm_fwd_parallel(P, chunks(T), task_ffn, &j);
+    fwdk_parallel(P, chunks(T), task_ffn, &j);
     if (!w->moe)
         hook_swiglu(hk, L, QM_PART_MLP_GATE, -1, ws->n, ws->g, T, D, w->mgate.out);
     else if (w->sgate.w)
@@ -663,7 +663,7 @@ static void task_logits(void *ctx, int task, int worker)
 void qm_forward_logits(const qm_model *m, const qm_head_w *h, float *x, int n, float *logits)
 {
     head_job j = {m, h, x, logits, n};
-    qm_fwd_parallel(qm_fwd_workers(), chunks(n), task_logits, &j);
+    fwdk_parallel(fwdk_workers(), chunks(n), task_logits, &j);
 }
 
 void qm_net_free(qm_net *net)

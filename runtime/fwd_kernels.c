@@ -46,7 +46,7 @@ static inline float fexp(float x)
     return p * scale;
 }
 
-SIMD_CLONES void qm_fwd_softmax(float *r, int n)
+SIMD_CLONES void fwdk_softmax(float *r, int n)
 {
     float mx = r[0], sum = 0;
 #pragma omp simd reduction(max : mx)
@@ -63,21 +63,21 @@ SIMD_CLONES void qm_fwd_softmax(float *r, int n)
         r[j] *= inv;
 }
 
-SIMD_CLONES void qm_fwd_silu_mul(float *g, const float *u, size_t n)
+SIMD_CLONES void fwdk_silu_mul(float *g, const float *u, size_t n)
 {
 #pragma omp simd
     for (size_t i = 0; i < n; i++)
         g[i] = g[i] / (1.0f + fexp(-g[i])) * u[i];
 }
 
-int qm_fwd_workers(void)
+int fwdk_workers(void)
 {
     int n = openblas_get_num_threads();
     return n < 1 ? 1 : n > QM_FWD_MAX_WORKERS ? QM_FWD_MAX_WORKERS : n;
 }
 
 typedef struct pool {
-    qm_fwd_task *fn;
+    fwdk_task *fn;
     void *ctx;
     int tasks;
     atomic_int next; /* the next task not yet taken */
@@ -97,7 +97,7 @@ static void *work(void *arg)
     return NULL;
 }
 
-void qm_fwd_parallel(int workers, int tasks, qm_fwd_task *fn, void *ctx)
+void fwdk_parallel(int workers, int tasks, fwdk_task *fn, void *ctx)
 {
     pool p = {fn, ctx, tasks, 0};
     worker ws[QM_FWD_MAX_WORKERS];
