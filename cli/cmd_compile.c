@@ -58,6 +58,9 @@ static void table(const qm_plan *p, FILE *f)
     fprintf(f, "\naverage bits    %.4f  (over %llu quantized parameters)\n", s->average_bits,
             (unsigned long long)s->quantized_params);
     fprintf(f, "effective bits  %.4f  (with scales, zeros and g_idx)\n", s->effective_bits);
+    if (s->has_budget)
+        fprintf(f, "budget          %.4f bits targeted, %.4f achieved\n", s->budget_target_bits,
+                s->budget_achieved_bits);
     fprintf(f, "kept params     %llu\n", (unsigned long long)s->kept_params);
     fprintf(f, "bytes           %llu -> %llu  (%.2fx smaller)\n", (unsigned long long)s->bytes_before,
             (unsigned long long)s->bytes_after,

@@ -236,9 +236,10 @@ qm_status qm_c_run(qm_cstate *c)
     if (nowidth)
         return QM_EFORMAT;
     if (budget >= 0) {
-        double achieved;
-        if ((st = qm_c_budget(c, budget, &achieved)) != QM_OK)
+        if ((st = qm_c_budget(c, budget, &c->budget_achieved)) != QM_OK)
             return st;
+        c->has_budget = 1;
+        c->budget_target = p->stmt[budget]->u.budget.bits;
     }
 
     /* settings each weight must be able to take */
@@ -375,6 +376,9 @@ static qm_status make_plan(qm_cstate *c, qm_plan **out)
         qm_plan_free(p);
         return qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
     }
+    p->summary.has_budget = c->has_budget;
+    p->summary.budget_target_bits = c->budget_target;
+    p->summary.budget_achieved_bits = c->budget_achieved;
     qm_plan_summarize(p);
     *out = p;
     return QM_OK;

@@ -3,6 +3,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
@@ -49,7 +50,11 @@ uint64_t qm_plan_tensor_bytes(const qm_plan_tensor *t)
 void qm_plan_summarize(qm_plan *p)
 {
     qm_plan_summary *s = &p->summary;
+    qm_plan_summary budget = *s;
     memset(s, 0, sizeof *s);
+    s->has_budget = budget.has_budget;
+    s->budget_target_bits = budget.budget_target_bits;
+    s->budget_achieved_bits = budget.budget_achieved_bits;
     double bits = 0, stored = 0;
     for (size_t i = 0; i < p->n; i++) {
         const qm_plan_tensor *t = &p->t[i];
@@ -110,6 +115,12 @@ qm_status qm_plan_emit(const qm_plan *p, FILE *f, qm_diag *d)
     qm_yaml_real(y, s->average_bits, 4);
     qm_yaml_str(y, "effective_bits");
     qm_yaml_real(y, s->effective_bits, 4);
+    if (s->has_budget) {
+        qm_yaml_str(y, "budget_target_bits");
+        qm_yaml_real(y, s->budget_target_bits, 4);
+        qm_yaml_str(y, "budget_achieved_bits");
+        qm_yaml_real(y, s->budget_achieved_bits, 4);
+    }
     qm_yaml_kuint(y, "quantized_params", s->quantized_params);
     qm_yaml_kuint(y, "kept_params", s->kept_params);
     qm_yaml_str(y, "tensors_by_bits");
@@ -281,6 +292,39 @@ static qm_status read_tensor(reader *r, yaml_node_t *n, size_t i, qm_plan_tensor
     return QM_OK;
 }
 
+static int as_real(const char *s, double *v)
+{
+    char *end;
+    errno = 0;
+    *v = s ? strtod(s, &end) : 0;
+    return s && *s && !*end && !errno && *v == *v;
+}
+
+/* summary.budget_target_bits and budget_achieved_bits: both or neither;
+ * the target a width the language accepts, the achieved value the average
+ * the tensors give (s has been summarized from them), to the 4 digits
+ * written. */
+static qm_status read_budget(reader *r, yaml_node_t *summary, qm_plan_summary *s)
+{
+    yaml_node_t *tn = get(r, summary, "budget_target_bits"), *an = get(r, summary, "budget_achieved_bits");
+    if (!tn && !an)
+        return QM_OK;
+    if (!tn || !an)
+        return bad(r, tn ? tn : an, "summary:", "budget_target_bits and budget_achieved_bits go together");
+    if (!as_real(scalar(tn), &s->budget_target_bits) || s->budget_target_bits < 2 || s->budget_target_bits > 8)
+        return bad(r, tn, "summary:", "budget_target_bits must be a number from 2 to 8");
+    if (!as_real(scalar(an), &s->budget_achieved_bits))
+        return bad(r, an, "summary:", "budget_achieved_bits must be a number");
+    if (fabs(s->budget_achieved_bits - s->average_bits) > 5e-5) {
+        char detail[160];
+        snprintf(detail, sizeof detail, "%.4f is not the tensors' average_bits %.4f",
+                 s->budget_achieved_bits, s->average_bits);
+        return bad(r, an, "summary: budget_achieved_bits", detail);
+    }
+    s->has_budget = 1;
+    return QM_OK;
+}
+
 static qm_status read_plan(reader *r, qm_plan *p)
 {
     yaml_node_t *root = yaml_document_get_root_node(&r->doc);
@@ -322,6 +366,8 @@ static qm_status read_plan(reader *r, qm_plan *p)
     }
     if (st == QM_OK)
         qm_plan_summarize(p);
+    if (st == QM_OK)
+        st = read_budget(r, get(r, root, "summary"), &p->summary);
     return st;
 }
 

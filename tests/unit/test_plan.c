@@ -70,6 +70,56 @@ static void test_roundtrip(void)
     qm_diag_free(d);
 }
 
+/* The whole of a small file as a string; caller frees. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *b = f ? calloc(1, 1 << 16) : NULL;
+    if (b)
+        fread(b, 1, (1 << 16) - 1, f);
+    if (f)
+        fclose(f);
+    return b;
+}
+
+/* A plan made under `budget X bits` carries target and achieved in its
+ * summary, right after the averages, and survives the round trip. */
+static void test_budget_keys(void)
+{
+    qm_diag *d = qm_diag_new();
+    qm_plan *p = sample(), *q = NULL;
+    CU_ASSERT_FALSE(p->summary.has_budget);
+    p->summary.has_budget = 1;
+    p->summary.budget_target_bits = 2.5;
+    p->summary.budget_achieved_bits = p->summary.average_bits;
+    qm_plan_summarize(p); /* keeps the budget */
+    CU_ASSERT_EQUAL(p->summary.has_budget, 1);
+    CU_ASSERT_DOUBLE_EQUAL(p->summary.budget_target_bits, 2.5, 0);
+    CU_ASSERT_EQUAL_FATAL(qm_plan_write(p, tu_path("budget.yaml"), d), QM_OK);
+    char *text = slurp(tu_path("budget.yaml"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    /* average (4 x 4096 + 2 x 14336) / (4096 + 14336) = 2.4444 */
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "  average_bits: 2.4444\n  effective_bits: 2.4861\n"
+                                        "  budget_target_bits: 2.5000\n  budget_achieved_bits: 2.4444\n"
+                                        "  quantized_params: "));
+    free(text);
+    CU_ASSERT_EQUAL_FATAL(qm_plan_read(tu_path("budget.yaml"), &q, d), QM_OK);
+    CU_ASSERT_EQUAL(q->summary.has_budget, 1);
+    CU_ASSERT_DOUBLE_EQUAL(q->summary.budget_target_bits, 2.5, 0);
+    CU_ASSERT_DOUBLE_EQUAL(q->summary.budget_achieved_bits, 2.4444, 1e-12);
+    qm_plan_free(q);
+    qm_plan_free(p);
+    /* without a budget, no budget keys */
+    p = sample();
+    CU_ASSERT_EQUAL_FATAL(qm_plan_write(p, tu_path("nobudget.yaml"), d), QM_OK);
+    qm_plan_free(p);
+    text = slurp(tu_path("nobudget.yaml"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    CU_ASSERT_PTR_NULL(strstr(text, "budget"));
+    free(text);
+    qm_diag_free(d);
+}
+
 static void check_bad(const char *text, const char *expect)
 {
     qm_diag *d = qm_diag_new();
@@ -109,6 +159,17 @@ static void test_bad_plans(void)
                               "group_size: 0, sym: true, act_order: false}\n", head);
     check_bad(buf, "tensors[0] only 2-D tensors can be quantized");
     check_bad("", "bad.yaml: empty, not a qmoe plan");
+    /* budget keys: both or neither, a target in range, the achieved value the tensors' average */
+    const char *tensor = "tensors:\n- {name: a, module: m, rule: r, shape: [4, 8], dtype: BF16, bits: 4, "
+                         "group_size: 0, sym: true, act_order: false}\n";
+    snprintf(buf, sizeof buf, "%ssummary: {budget_target_bits: 3.0}\n%s", head, tensor);
+    check_bad(buf, "bad.yaml:5:31: summary: budget_target_bits and budget_achieved_bits go together");
+    snprintf(buf, sizeof buf, "%ssummary: {budget_target_bits: 9, budget_achieved_bits: 4.0}\n%s", head, tensor);
+    check_bad(buf, "bad.yaml:5:31: summary: budget_target_bits must be a number from 2 to 8");
+    snprintf(buf, sizeof buf, "%ssummary: {budget_target_bits: 3, budget_achieved_bits: x}\n%s", head, tensor);
+    check_bad(buf, "bad.yaml:5:56: summary: budget_achieved_bits must be a number");
+    snprintf(buf, sizeof buf, "%ssummary: {budget_target_bits: 3, budget_achieved_bits: 3.0}\n%s", head, tensor);
+    check_bad(buf, "bad.yaml:5:56: summary: budget_achieved_bits 3.0000 is not the tensors' average_bits 4.0000");
 }
 
 int main(void)
@@ -119,5 +180,6 @@ int main(void)
     CU_add_test(s, "summary: average and effective bits", test_summary);
     CU_add_test(s, "write, read, write again: identical", test_roundtrip);
     CU_add_test(s, "bad plans name line and problem", test_bad_plans);
+    CU_add_test(s, "budget target and achieved in the summary", test_budget_keys);
     return tu_run();
 }
