@@ -105,6 +105,11 @@ static void scalar(qm_yaml *y, const char *s, yaml_scalar_style_t style)
  * a string (YAML 1.1 or 1.2 core schema)? */
 static int looks_typed(const char *s)
 {
+    /* Only these first bytes can begin a word below or something strtod
+     * reads (digits, signs, '.', blanks, inf, nan, hex); the plan's tens of
+     * thousands of names begin with none of them. */
+    if (*s && !strchr("0123456789+-. \t\n\v\f\r~nNtTfFyYoOiI", *s))
+        return 0;
     static const char *const words[] = {"", "~", "null", "Null", "NULL", "true", "True", "TRUE",
                                         "false", "False", "FALSE", "yes", "Yes", "YES", "no",
                                         "No", "NO", "on", "On", "ON", "off", "Off", "OFF",
@@ -122,18 +127,31 @@ void qm_yaml_str(qm_yaml *y, const char *s)
     scalar(y, s, looks_typed(s) ? YAML_DOUBLE_QUOTED_SCALAR_STYLE : YAML_ANY_SCALAR_STYLE);
 }
 
+/* Decimal digits of v, ending at end (no NUL); returns the first digit.
+ * Plans print ~100k integers, so no printf. */
+static char *digits(char *end, unsigned long long v)
+{
+    do
+        *--end = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    return end;
+}
+
 void qm_yaml_int(qm_yaml *y, long long v)
 {
-    char b[32];
-    snprintf(b, sizeof b, "%lld", v);
-    scalar(y, b, YAML_PLAIN_SCALAR_STYLE);
+    char b[32], *p;
+    b[31] = '\0';
+    p = digits(b + 31, v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v);
+    if (v < 0)
+        *--p = '-';
+    scalar(y, p, YAML_PLAIN_SCALAR_STYLE);
 }
 
 void qm_yaml_uint(qm_yaml *y, unsigned long long v)
 {
     char b[32];
-    snprintf(b, sizeof b, "%llu", v);
-    scalar(y, b, YAML_PLAIN_SCALAR_STYLE);
+    b[31] = '\0';
+    scalar(y, digits(b + 31, v), YAML_PLAIN_SCALAR_STYLE);
 }
 
 void qm_yaml_real(qm_yaml *y, double v, int digits)
