@@ -67,6 +67,11 @@ void qm_plan_summarize(qm_plan *p);
 uint64_t qm_plan_tensor_bytes(const qm_plan_tensor *t);
 /* Write the plan as YAML to `f` (byte-identical for identical plans). */
 qm_status qm_plan_emit(const qm_plan *p, FILE *f, qm_diag *d);
+/* The two ways qm_plan_emit() has, for tests: through libyaml's emitter
+ * (always possible), and printed directly, which returns QM_EINVAL without
+ * writing when a string of the plan is not simple enough. */
+qm_status qm_plan_emit_libyaml(const qm_plan *p, FILE *f, qm_diag *d);
+qm_status qm_plan_emit_direct(const qm_plan *p, FILE *f, qm_diag *d);
 /* Write atomically to `path`. */
 qm_status qm_plan_write(const qm_plan *p, const char *path, qm_diag *d);
 /* Read and validate a plan file.  Caller frees with qm_plan_free(). */
