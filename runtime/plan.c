@@ -208,10 +208,12 @@ static void put_u(FILE *f, unsigned long long v)
 
 static void put_str(FILE *f, const char *s, int flow)
 {
-    if (qm_yaml_simple_style(s, flow) == 2)
-        fprintf(f, "'%s'", s);
-    else
-        fputs(s, f);
+    int quote = qm_yaml_simple_style(s, flow) == 2;
+    if (quote)
+        fputc('\'', f);
+    fputs(s, f);
+    if (quote)
+        fputc('\'', f);
 }
 
 static void put_kv(FILE *f, const char *key, const char *v)
