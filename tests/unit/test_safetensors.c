@@ -225,6 +225,26 @@ static void test_edge_cases_that_are_valid(void)
         CU_ASSERT_PTR_NOT_NULL(qm_st_find(f, "a\xc3\xa9/b"));
         qm_st_close(f);
     }
+    /* nesting: 2048 levels are read, 2049 are an error, and nothing recurses without bound */
+    for (int depth = 2047; depth <= 2048; depth++) {
+        static char deep[8192];
+        int o = snprintf(deep, sizeof deep, "{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":");
+        for (int i = 0; i < depth - 1; i++)
+            deep[o++] = '[';
+        for (int i = 0; i < depth - 1; i++)
+            deep[o++] = ']';
+        snprintf(deep + o, sizeof deep - (size_t)o, "}}");
+        CU_ASSERT_EQUAL_FATAL(tu_write_st(tu_path("deep.st"), deep, 1), 0);
+        qm_status st = qm_st_open(tu_path("deep.st"), &f, d);
+        if (depth == 2047) {
+            CU_ASSERT_EQUAL(st, QM_OK); /* with the root and the entry: 2048 */
+            qm_st_close(f);
+        } else {
+            CU_ASSERT_NOT_EQUAL(st, QM_OK);
+            TU_ASSERT_DIAG(d, "header is not valid JSON: nested deeper than 2048");
+        }
+    }
+    qm_diag_clear(d);
     /* no tensors at all */
     CU_ASSERT_EQUAL_FATAL(tu_write_st(tu_path("none.st"), "{}", 0), 0);
     CU_ASSERT_EQUAL(qm_st_open(tu_path("none.st"), &f, d), QM_OK);
