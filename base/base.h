@@ -146,4 +146,10 @@ void qm_yaml_kuint(qm_yaml *y, const char *k, unsigned long long v);
 /* Close everything still open, finish the document, free; QM_OK or QM_EIO. */
 qm_status qm_yaml_end(qm_yaml *y, qm_diag *d);
 
+/* For writers that print YAML directly where libyaml would be too slow (a
+ * 235B model's plan): how qm_yaml_str() would emit `s` in a flow (flow = 1)
+ * or block context, when s is simple enough to say: 1 plain, 2
+ * single-quoted, 0 not simple (use the emitter). */
+int qm_yaml_simple_style(const char *s, int flow);
+
 #endif

@@ -105,6 +105,11 @@ static void scalar(qm_yaml *y, const char *s, yaml_scalar_style_t style)
  * a string (YAML 1.1 or 1.2 core schema)? */
 static int looks_typed(const char *s)
 {
+    /* Only these first bytes can begin a word below or something strtod
+     * reads (digits, signs, '.', blanks, inf, nan, hex); the plan's tens of
+     * thousands of names begin with none of them. */
+    if (*s && !strchr("0123456789+-. \t\n\v\f\r~nNtTfFyYoOiI", *s))
+        return 0;
     static const char *const words[] = {"", "~", "null", "Null", "NULL", "true", "True", "TRUE",
                                         "false", "False", "FALSE", "yes", "Yes", "YES", "no",
                                         "No", "NO", "on", "On", "ON", "off", "Off", "OFF",
@@ -117,23 +122,64 @@ static int looks_typed(const char *s)
     return end != s && *end == '\0';
 }
 
+/* libyaml's choice for a string of letters, digits and "_./:-[]" that does
+ * not look typed: plain unless a flow indicator ('[', ']', ':' anywhere in
+ * flow context) or a block indicator (a leading '[' or ']'; ':' or '-' with
+ * nothing after it) forbids it, or it starts like a document marker ("---",
+ * "..."); then single-quoted, which these bytes always allow.  Mirrors
+ * yaml_emitter_analyze_scalar() and yaml_emitter_select_scalar_style()
+ * for exactly these strings; tests/unit/test_plan.c compares the two. */
+static int simple_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+           c == '/' || c == ':' || c == '-' || c == '[' || c == ']';
+}
+
+int qm_yaml_simple_style(const char *s, int flow)
+{
+    size_t n = 0;
+    while (simple_char(s[n]))
+        n++;
+    if (n == 0 || s[n] != '\0' || looks_typed(s))
+        return 0;
+    int quote = strncmp(s, "---", 3) == 0 || strncmp(s, "...", 3) == 0;
+    if (flow)
+        quote |= strpbrk(s, "[]:") != NULL || (s[0] == '-' && n == 1);
+    else
+        quote |= s[0] == '[' || s[0] == ']' || s[n - 1] == ':' || (s[0] == '-' && n == 1);
+    return quote ? 2 : 1;
+}
+
 void qm_yaml_str(qm_yaml *y, const char *s)
 {
     scalar(y, s, looks_typed(s) ? YAML_DOUBLE_QUOTED_SCALAR_STYLE : YAML_ANY_SCALAR_STYLE);
 }
 
+/* Decimal digits of v, ending at end (no NUL); returns the first digit.
+ * Plans print ~100k integers, so no printf. */
+static char *digits(char *end, unsigned long long v)
+{
+    do
+        *--end = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    return end;
+}
+
 void qm_yaml_int(qm_yaml *y, long long v)
 {
-    char b[32];
-    snprintf(b, sizeof b, "%lld", v);
-    scalar(y, b, YAML_PLAIN_SCALAR_STYLE);
+    char b[32], *p;
+    b[31] = '\0';
+    p = digits(b + 31, v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v);
+    if (v < 0)
+        *--p = '-';
+    scalar(y, p, YAML_PLAIN_SCALAR_STYLE);
 }
 
 void qm_yaml_uint(qm_yaml *y, unsigned long long v)
 {
     char b[32];
-    snprintf(b, sizeof b, "%llu", v);
-    scalar(y, b, YAML_PLAIN_SCALAR_STYLE);
+    b[31] = '\0';
+    scalar(y, digits(b + 31, v), YAML_PLAIN_SCALAR_STYLE);
 }
 
 void qm_yaml_real(qm_yaml *y, double v, int digits)

@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "base/base.h"
+#include "compiler/compiler.h"
 #include "runtime/forward.h"
 
 enum { QM_EXIT_OK = 0, QM_EXIT_FAIL = 1, QM_EXIT_USAGE = 2 };
@@ -46,6 +47,23 @@ int qm_cli_report_policy(qm_diag *d);
 /* The same for the compiler's mix: lang-style messages as they are, the
  * others as "qmoe: SEVERITY: MESSAGE" (cmd_compile.c). */
 int qm_cli_report_compile(qm_diag *d);
+
+/* The arguments `qmoe compile` and `qmoe explain` share (cmd_compile.c). */
+typedef struct qm_cli_compile_argv {
+    qm_compile_opts o;      /* strings borrowed from argv */
+    const char **dirs;      /* the -I values o.dirs points to; owned */
+    const char *output;     /* -o PLAN (compile only); NULL for stdout */
+    const char *format;     /* --format (compile only): "yaml" or "table" */
+    char **args;            /* the positional arguments after POLICY */
+} qm_cli_compile_argv;
+
+/* Parse `cmd`'s options (cmd is qm_cmd_compile or qm_cmd_explain; only
+ * compile takes --strict, --format and -o) and expect POLICY plus n_args - 1
+ * more positional arguments.  Returns -1 when the command should run (free
+ * *a with qm_cli_compile_args_free()), otherwise the exit code, having
+ * printed help or a usage error and freed *a. */
+int qm_cli_compile_args(const qm_cmd *cmd, int argc, char **argv, int n_args, qm_cli_compile_argv *a);
+void qm_cli_compile_args_free(qm_cli_compile_argv *a);
 
 /* Open a model directory and load all its weights as float32. */
 qm_status qm_cli_open_net(const char *dir, qm_model **m, qm_net *net, qm_diag *d);

@@ -1,5 +1,6 @@
 /* cmd_compile.c: `qmoe compile POLICY --model DIR`: the bit plan a policy
- * gives a model, as YAML (qmoe(1), PLAN FILES) or a readable table. */
+ * gives a model, as YAML (qmoe(1), PLAN FILES) or a readable table; and the
+ * argument parsing and diagnostics printing it shares with `qmoe explain`. */
 #include "config.h"
 
 #include <getopt.h>
@@ -57,82 +58,106 @@ static void table(const qm_plan *p, FILE *f)
     fprintf(f, "\naverage bits    %.4f  (over %llu quantized parameters)\n", s->average_bits,
             (unsigned long long)s->quantized_params);
     fprintf(f, "effective bits  %.4f  (with scales, zeros and g_idx)\n", s->effective_bits);
+    if (s->has_budget)
+        fprintf(f, "budget          %.4f bits targeted, %.4f achieved\n", s->budget_target_bits,
+                s->budget_achieved_bits);
     fprintf(f, "kept params     %llu\n", (unsigned long long)s->kept_params);
     fprintf(f, "bytes           %llu -> %llu  (%.2fx smaller)\n", (unsigned long long)s->bytes_before,
             (unsigned long long)s->bytes_after,
             s->bytes_after ? (double)s->bytes_before / (double)s->bytes_after : 0.0);
 }
 
-static int run(int argc, char **argv)
+int qm_cli_compile_args(const qm_cmd *cmd, int argc, char **argv, int n_args, qm_cli_compile_argv *a)
 {
+    /* --strict, --format and -o are compile's alone: explain's table starts after them. */
     static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'}, {"scores", required_argument, NULL, 's'},
         {"strict", no_argument, NULL, 'S'},      {"format", required_argument, NULL, 'f'},
-        {"output", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'},
+        {"output", required_argument, NULL, 'o'}, {"model", required_argument, NULL, 'm'},
+        {"scores", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char **dirs = calloc((size_t)argc, sizeof *dirs);
-    qm_compile_opts o = {0};
-    const char *outp = NULL, *format = "yaml";
-    int c;
-    if (!dirs) {
+    int full = cmd == &qm_cmd_compile;
+    memset(a, 0, sizeof *a);
+    a->format = "yaml";
+    /* Every -I value is an argument, so argc bounds their number. */
+    if (!(a->dirs = calloc((size_t)argc, sizeof *a->dirs))) {
         fputs("qmoe: out of memory\n", stderr);
         return QM_EXIT_FAIL;
     }
+    a->o.dirs = a->dirs;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "hI:o:", opts, NULL)) != -1) {
+    int c;
+    while ((c = getopt_long(argc, argv, full ? "hI:o:" : "hI:", full ? opts : opts + 3, NULL)) != -1) {
         switch (c) {
-        case 'I': dirs[o.n_dirs++] = optarg; break;
-        case 'm': o.model = optarg; break;
-        case 's': o.scores = optarg; break;
-        case 'S': o.strict = 1; break;
-        case 'f': format = optarg; break;
-        case 'o': outp = optarg; break;
+        case 'I': a->dirs[a->o.n_dirs++] = optarg; break;
+        case 'm': a->o.model = optarg; break;
+        case 's': a->o.scores = optarg; break;
+        case 'S': a->o.strict = 1; break;
+        case 'f': a->format = optarg; break;
+        case 'o': a->output = optarg; break;
         case 'h':
-            free(dirs);
-            printf("usage: qmoe %s\n\n%s", qm_cmd_compile.synopsis, qm_cmd_compile.help);
+            qm_cli_compile_args_free(a);
+            printf("usage: qmoe %s\n\n%s", cmd->synopsis, cmd->help);
             return QM_EXIT_OK;
         default:
-            free(dirs);
+            qm_cli_compile_args_free(a);
             if (optopt)
-                return qm_cli_usage(&qm_cmd_compile, "option -%c needs a value", optopt);
-            return qm_cli_usage(&qm_cmd_compile, "unknown option '%s'", argv[optind - 1]);
+                return qm_cli_usage(cmd, "option -%c needs a value", optopt);
+            return qm_cli_usage(cmd, "unknown option '%s'", argv[optind - 1]);
         }
     }
-    o.dirs = dirs;
-    if (argc - optind != 1 || !o.model) {
-        free(dirs);
-        return qm_cli_usage(&qm_cmd_compile, argc - optind != 1 ? "expected one POLICY" : "--model DIR is required");
+    if (!a->o.model || argc - optind != n_args) {
+        qm_cli_compile_args_free(a);
+        if (!a->o.model)
+            return qm_cli_usage(cmd, "--model DIR is required");
+        return qm_cli_usage(cmd, n_args == 1 ? "expected one POLICY" : "expected POLICY and SELECTOR");
     }
-    if (strcmp(format, "yaml") != 0 && strcmp(format, "table") != 0) {
-        free(dirs);
-        return qm_cli_usage(&qm_cmd_compile, "--format '%s': expected yaml or table", format);
+    if (strcmp(a->format, "yaml") != 0 && strcmp(a->format, "table") != 0) {
+        qm_cli_compile_args_free(a);
+        return qm_cli_usage(cmd, "--format '%s': expected yaml or table", a->format);
     }
-    o.policy = argv[optind];
+    a->o.policy = argv[optind];
+    a->args = argv + optind + 1;
+    return -1;
+}
+
+void qm_cli_compile_args_free(qm_cli_compile_argv *a)
+{
+    free(a->dirs);
+    a->dirs = NULL;
+    a->o.dirs = NULL;
+}
+
+static int run(int argc, char **argv)
+{
+    qm_cli_compile_argv a;
+    int rc = qm_cli_compile_args(&qm_cmd_compile, argc, argv, 1, &a);
+    if (rc >= 0)
+        return rc;
     qm_diag *d = qm_diag_new();
     if (!d) {
-        free(dirs);
+        qm_cli_compile_args_free(&a);
         fputs("qmoe: out of memory\n", stderr);
         return QM_EXIT_FAIL;
     }
     qm_plan *p = NULL;
-    qm_status st = qm_compile(&o, &p, d);
+    qm_status st = qm_compile(&a.o, &p, d);
     if (st == QM_OK) {
-        if (strcmp(format, "table") == 0) {
+        if (strcmp(a.format, "table") == 0) {
             table(p, stdout);
             if (fflush(stdout) != 0)
                 st = qm_diag_fail(d, QM_EIO, "standard output: write failed");
-        } else if (outp) {
-            st = qm_plan_write(p, outp, d);
+        } else if (a.output) {
+            st = qm_plan_write(p, a.output, d);
         } else {
             st = qm_plan_emit(p, stdout, d);
         }
     }
-    int rc = qm_cli_report_compile(d);
+    rc = qm_cli_report_compile(d);
     qm_plan_free(p);
     qm_diag_free(d);
-    free(dirs);
+    qm_cli_compile_args_free(&a);
     return st != QM_OK ? QM_EXIT_FAIL : rc;
 }
 

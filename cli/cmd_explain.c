@@ -3,60 +3,27 @@
  * setting. */
 #include "config.h"
 
-#include <getopt.h>
 #include <stdio.h>
-#include <stdlib.h>
 
 #include "cli/cli.h"
 #include "compiler/compiler.h"
 
 static int run(int argc, char **argv)
 {
-    static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'}, {"scores", required_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
-    };
-    const char **dirs = calloc((size_t)argc, sizeof *dirs);
-    qm_compile_opts o = {0};
-    int c;
-    if (!dirs) {
-        fputs("qmoe: out of memory\n", stderr);
-        return QM_EXIT_FAIL;
-    }
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "hI:", opts, NULL)) != -1) {
-        switch (c) {
-        case 'I': dirs[o.n_dirs++] = optarg; break;
-        case 'm': o.model = optarg; break;
-        case 's': o.scores = optarg; break;
-        case 'h':
-            free(dirs);
-            printf("usage: qmoe %s\n\n%s", qm_cmd_explain.synopsis, qm_cmd_explain.help);
-            return QM_EXIT_OK;
-        default:
-            free(dirs);
-            if (optopt)
-                return qm_cli_usage(&qm_cmd_explain, "option -%c needs a value", optopt);
-            return qm_cli_usage(&qm_cmd_explain, "unknown option '%s'", argv[optind - 1]);
-        }
-    }
-    o.dirs = dirs;
-    if (argc - optind != 2 || !o.model) {
-        free(dirs);
-        return qm_cli_usage(&qm_cmd_explain, !o.model ? "--model DIR is required" : "expected POLICY and SELECTOR");
-    }
-    o.policy = argv[optind];
+    qm_cli_compile_argv a;
+    int rc = qm_cli_compile_args(&qm_cmd_explain, argc, argv, 2, &a);
+    if (rc >= 0)
+        return rc;
     qm_diag *d = qm_diag_new();
     if (!d) {
-        free(dirs);
+        qm_cli_compile_args_free(&a);
         fputs("qmoe: out of memory\n", stderr);
         return QM_EXIT_FAIL;
     }
-    qm_status st = qm_compile_explain(&o, argv[optind + 1], stdout, d);
-    int rc = qm_cli_report_compile(d);
+    qm_status st = qm_compile_explain(&a.o, a.args[0], stdout, d);
+    rc = qm_cli_report_compile(d);
     qm_diag_free(d);
-    free(dirs);
+    qm_cli_compile_args_free(&a);
     return st != QM_OK ? QM_EXIT_FAIL : rc;
 }
 

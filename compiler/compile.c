@@ -236,9 +236,10 @@ qm_status qm_c_run(qm_cstate *c)
     if (nowidth)
         return QM_EFORMAT;
     if (budget >= 0) {
-        double achieved;
-        if ((st = qm_c_budget(c, budget, &achieved)) != QM_OK)
+        if ((st = qm_c_budget(c, budget, &c->budget_achieved)) != QM_OK)
             return st;
+        c->has_budget = 1;
+        c->budget_target = p->stmt[budget]->u.budget.bits;
     }
 
     /* settings each weight must be able to take */
@@ -352,15 +353,20 @@ static qm_status make_plan(qm_cstate *c, qm_plan **out)
         p->scores_sha256 = qm_strdup(sc);
     }
     p->t = calloc(m->n + 1, sizeof *p->t);
-    int oom = !p->policy_path || !p->policy_sha256 || !p->arch || !p->config_sha256 || !p->t ||
+    /* "file:line" of each statement once (rules[s + 1]; rules[0] is "default") */
+    size_t ns = c->policy->n;
+    char **rules = calloc(ns + 1, sizeof *rules);
+    int oom = !p->policy_path || !p->policy_sha256 || !p->arch || !p->config_sha256 || !p->t || !rules ||
               (c->o->scores && (!p->scores_path || !p->scores_sha256));
+    for (size_t s = 0; !oom && s <= ns; s++)
+        oom = !(rules[s] = rule_text(c, (int)s - 1));
     for (size_t i = 0; !oom && i < m->n; i++) {
         const qm_tensor *t = &m->t[i];
         const qm_setting *x = &c->set[i];
         qm_plan_tensor *pt = &p->t[p->n++];
         pt->name = qm_strdup(t->st->name);
         pt->module = qm_strdup(t->canon);
-        pt->rule = rule_text(c, x->bits == QM_KEEP && !qm_c_broad(t->part) && x->rule < 0 ? -1 : x->rule);
+        pt->rule = qm_strdup(rules[(x->bits == QM_KEEP && !qm_c_broad(t->part) && x->rule < 0 ? -1 : x->rule) + 1]);
         pt->ndim = t->ndim;
         pt->shape[0] = t->shape[0];
         pt->shape[1] = t->shape[1];
@@ -371,10 +377,16 @@ static qm_status make_plan(qm_cstate *c, qm_plan **out)
         pt->act_order = x->bits ? x->act_order : 0;
         oom = !pt->name || !pt->module || !pt->rule;
     }
+    for (size_t s = 0; rules && s <= ns; s++)
+        free(rules[s]);
+    free(rules);
     if (oom) {
         qm_plan_free(p);
         return qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
     }
+    p->summary.has_budget = c->has_budget;
+    p->summary.budget_target_bits = c->budget_target;
+    p->summary.budget_achieved_bits = c->budget_achieved;
     qm_plan_summarize(p);
     *out = p;
     return QM_OK;

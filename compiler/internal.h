@@ -51,6 +51,8 @@ typedef struct qm_cstate {
     double *outlier_w;     /* (model->n) outlier scores computed from weights */
     unsigned char *outlier_done; /* (model->n) */
     size_t *rank;          /* (model->n) tie rank: layer, expert, canonical name */
+    int has_budget;        /* the policy has a budget; qm_c_run() met it */
+    double budget_target, budget_achieved; /* bits, as in the plan's summary */
     qm_diag *d;
 } qm_cstate;
 

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "runtime/json.h"
+#include "runtime/tokens.h"
 #include "runtime/safetensors.h"
 
 void qm_ckpt_close(qm_ckpt *c)
@@ -73,38 +74,99 @@ static qm_status build_index(qm_ckpt *c, qm_diag *d)
     return QM_OK;
 }
 
+/* The index's weight_map: tensor name -> shard file, in file order. */
+typedef struct wmap {
+    size_t n;
+    const char **name, **shard;  /* (n), into the decoded strings */
+} wmap;
+
+static qm_status bad_index(const char *path, const qm_js *j, qm_diag *d)
+{
+    size_t line, col;
+    qm_js_linecol(j, &line, &col);
+    return qm_diag_fail(d, QM_EFORMAT, "%s:%zu:%zu: invalid JSON: %s", path, line, col, j->err);
+}
+
+/* weight_map's entries; everything else in the index is validated and skipped. */
+static qm_status read_index(const char *path, qm_js *j, wmap *w, qm_diag *d)
+{
+    int found = 0, more;
+    qm_strmap seen = {0};
+    qm_status st = QM_OK;
+    for (more = qm_js_open(j, '{', '}'); more > 0 && st == QM_OK; more = qm_js_next(j, '}')) {
+        const char *k = qm_js_key(j);
+        if (!k || qm_js_dup(j, &seen, k))
+            break;
+        if (strcmp(k, "weight_map") != 0 || qm_js_peek(j) != '{') {
+            if (qm_js_skip(j))
+                break;
+            continue;
+        }
+        found = 1;
+        size_t cap = 0;
+        int m;
+        for (m = qm_js_open(j, '{', '}'); m > 0 && st == QM_OK; m = qm_js_next(j, '}')) {
+            const char *name = qm_js_key(j), *s = NULL;
+            if (!name)
+                break;
+            if (w->n == cap) {
+                cap = cap ? 2 * cap : 1024;
+                const char **a = realloc(w->name, cap * sizeof *a), **b = a ? realloc(w->shard, cap * sizeof *b) : NULL;
+                if (a)
+                    w->name = a;
+                if (!a || !b) {
+                    st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+                    break;
+                }
+                w->shard = b;
+            }
+            if (qm_js_peek(j) == '"' ? !(s = qm_js_string(j)) : qm_js_skip(j) != 0)
+                break;
+            if (!s || !*s || strchr(s, '/') || strcmp(s, "..") == 0) {
+                st = qm_diag_fail(d, QM_EFORMAT,
+                                  "%s: weight_map entry '%s' is not a file name in the model directory", path,
+                                  name);
+                break;
+            }
+            w->name[w->n] = name;
+            w->shard[w->n++] = s;
+        }
+    }
+    qm_strmap_free(&seen);
+    if (st == QM_OK && (j->failed || qm_js_finish(j)))
+        st = bad_index(path, j, d);
+    if (st == QM_OK && !found)
+        st = qm_diag_fail(d, QM_EFORMAT, "%s: no 'weight_map' object", path);
+    return st;
+}
+
 static qm_status open_sharded(qm_ckpt *c, const char *index_path, qm_diag *d)
 {
-    json_t *root;
-    qm_status st = qm_json_load(index_path, &root, d);
+    char *text, *strings = NULL;
+    size_t len;
+    qm_status st = qm_read_file(index_path, &text, &len, d);
     if (st != QM_OK)
         return st;
-    json_t *map = json_object_get(root, "weight_map");
+    wmap w = {0};
+    unsigned char *listed = NULL; /* (c->n) how often the index names each tensor */
     const char **shards = NULL;
     size_t n_shards = 0;
-    if (!json_is_object(map)) {
-        st = qm_diag_fail(d, QM_EFORMAT, "%s: no 'weight_map' object", index_path);
+    if (!(strings = malloc(len + 1))) {
+        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
         goto done;
     }
+    qm_js j;
+    qm_js_init(&j, text, len, strings);
+    if ((st = read_index(index_path, &j, &w, d)) != QM_OK)
+        goto done;
     /* Distinct shard names, sorted: shards are numbered, so name order is file order. */
-    shards = malloc((json_object_size(map) + 1) * sizeof *shards);
+    shards = malloc((w.n + 1) * sizeof *shards);
     if (!shards) {
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
         goto done;
     }
-    const char *name;
-    json_t *v;
-    json_object_foreach(map, name, v)
-    {
-        const char *s = json_string_value(v);
-        if (!s || !*s || strchr(s, '/') || strcmp(s, "..") == 0) {
-            st = qm_diag_fail(d, QM_EFORMAT,
-                              "%s: weight_map entry '%s' is not a file name in the model directory",
-                              index_path, name);
-            goto done;
-        }
-        shards[n_shards++] = s;
-    }
+    memcpy(shards, w.shard, w.n * sizeof *shards);
+    n_shards = w.n;
     qsort(shards, n_shards, sizeof *shards, cmp_str);
     size_t u = 0;
     for (size_t i = 0; i < n_shards; i++)
@@ -123,27 +185,37 @@ static qm_status open_sharded(qm_ckpt *c, const char *index_path, qm_diag *d)
         }
     if ((st = build_index(c, d)) != QM_OK)
         goto done;
-    json_object_foreach(map, name, v)
-    {
-        long k = qm_ckpt_find(c, name);
-        const char *shard = json_string_value(v);
-        if (k < 0 || strcmp(strrchr(c->files[c->t[k].file]->path, '/') + 1, shard) != 0) {
+    /* Each entry names a tensor of its shard, once (repeated names are not
+     * caught by the reader: they are checked here); every tensor is named. */
+    if (!(listed = calloc(c->n + 1, 1))) {
+        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < w.n; i++) {
+        long k = qm_ckpt_find(c, w.name[i]);
+        if (k < 0 || strcmp(strrchr(c->files[c->t[k].file]->path, '/') + 1, w.shard[i]) != 0) {
             st = qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s' is listed in shard '%s' but is not in it",
-                              index_path, name, shard);
+                              index_path, w.name[i], w.shard[i]);
+            goto done;
+        }
+        if (listed[k]++) {
+            st = qm_diag_fail(d, QM_EFORMAT, "%s: weight_map lists tensor '%s' twice", index_path, w.name[i]);
             goto done;
         }
     }
-    if (c->n != json_object_size(map)) {
-        for (size_t i = 0; i < c->n; i++)
-            if (!json_object_get(map, c->t[i].t->name)) {
-                st = qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s' is not listed in %s",
-                                  c->files[c->t[i].file]->path, c->t[i].t->name, index_path);
-                goto done;
-            }
-    }
+    for (size_t i = 0; i < c->n; i++)
+        if (!listed[i]) {
+            st = qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s' is not listed in %s", c->files[c->t[i].file]->path,
+                              c->t[i].t->name, index_path);
+            goto done;
+        }
 done:
     free(shards);
-    json_decref(root);
+    free(w.name);
+    free(w.shard);
+    free(listed);
+    free(strings);
+    free(text);
     return st;
 }
 

@@ -7,38 +7,18 @@
 #include <string.h>
 
 #include "runtime/json.h"
+#include "runtime/tokens.h"
 
 qm_status qm_json_load(const char *path, json_t **out, qm_diag *d)
 {
-    /* Read whole, then parse from memory: jansson's file reader goes through
-     * getc, which is most of the cost of a 3 MB shard index. */
+    /* Read whole, then parse from memory: jansson's file reader goes
+     * through getc. */
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return qm_diag_fail(d, errno == ENOENT ? QM_ENOTFOUND : QM_EIO, "%s: %s", path, strerror(errno));
-    char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            char *b = realloc(buf, cap = cap ? 2 * cap : 65536);
-            if (!b) {
-                free(buf);
-                fclose(f);
-                return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", path);
-            }
-            buf = b;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return qm_diag_fail(d, QM_EIO, "%s: read error", path);
-    }
+    char *buf;
+    size_t len;
+    qm_status st = qm_read_file(path, &buf, &len, d);
+    if (st != QM_OK)
+        return st;
     json_error_t err;
     *out = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &err);
     free(buf);

@@ -107,29 +107,55 @@ static int layer_is_moe(const qm_config *c, long long l)
     return 1;
 }
 
-/* Expand "{L}" and "{E}" in a pattern into buf. */
-static void expand(char *buf, size_t cap, const char *pat, int layer, int expert)
+/* Decimal n >= 0 at o (at most 20 digits); returns the end. */
+static char *put_int(char *o, int n)
 {
-    size_t o = 0;
-    for (const char *p = pat; *p && o + 1 < cap; p++) {
-        if (p[0] == '{' && (p[1] == 'L' || p[1] == 'E') && p[2] == '}') {
-            o += (size_t)snprintf(buf + o, cap - o, "%d", p[1] == 'L' ? layer : expert);
-            p += 2;
-        } else {
-            buf[o++] = *p;
-        }
-    }
-    buf[o < cap ? o : cap - 1] = '\0';
+    char d[24];
+    int k = 0;
+    do
+        d[k++] = (char)('0' + n % 10);
+    while ((n /= 10) > 0);
+    while (k)
+        *o++ = d[--k];
+    return o;
 }
 
+/* Expand "{L}" and "{E}" in a pattern into buf.  Tens of thousands of names
+ * are made per open, so no printf. */
+static void expand(char *buf, size_t cap, const char *pat, int layer, int expert)
+{
+    char *o = buf, *end = buf + cap - 24; /* room for a number and the NUL */
+    for (const char *p = pat; *p && o < end; p++) {
+        if (p[0] == '{' && (p[1] == 'L' || p[1] == 'E') && p[2] == '}') {
+            o = put_int(o, p[1] == 'L' ? layer : expert);
+            p += 2;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+}
+
+/* "layers[L].experts[E].canon", "layers[L].canon" or "canon"; caller frees. */
 static char *canonical(qm_part part, int layer, int expert)
 {
     const qm_part_info *pi = &qm_parts[part];
-    if (pi->where == QM_IN_MODEL)
-        return qm_strdup(pi->canon);
-    if (pi->where == QM_IN_EXPERT)
-        return qm_strfmt("layers[%d].experts[%d].%s", layer, expert, pi->canon);
-    return qm_strfmt("layers[%d].%s", layer, pi->canon);
+    char b[128], *o = b;
+    if (pi->where != QM_IN_MODEL) {
+        memcpy(o, "layers[", 7);
+        o = put_int(o + 7, layer);
+        *o++ = ']';
+        *o++ = '.';
+    }
+    if (pi->where == QM_IN_EXPERT) {
+        memcpy(o, "experts[", 8);
+        o = put_int(o + 8, expert);
+        *o++ = ']';
+        *o++ = '.';
+    }
+    size_t n = strlen(pi->canon);
+    memcpy(o, pi->canon, n + 1);
+    return qm_strdup(b);
 }
 
 static const char *pattern_for(const qm_arch *a, qm_part part)

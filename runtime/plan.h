@@ -11,7 +11,9 @@
  *   policy:  {path: ..., sha256: ...}
  *   model:   {architecture: ..., config_sha256: ...}
  *   scores:  {path: ..., sha256: ...} | null
- *   summary: {average_bits, effective_bits, quantized_params, kept_params,
+ *   summary: {average_bits, effective_bits,
+ *             budget_target_bits, budget_achieved_bits (only with a budget),
+ *             quantized_params, kept_params,
  *             tensors_by_bits: {2: n, 3: n, 4: n, 8: n, keep: n},
  *             bytes_before, bytes_after}
  *   tensors:
@@ -43,6 +45,10 @@ typedef struct qm_plan_summary {
     uint64_t quantized_params, kept_params;
     size_t by_bits[9];       /* tensors per width; [0] = kept */
     uint64_t bytes_before, bytes_after;
+    /* The policy's `budget X bits`: the target and the average the
+     * allocation reached (average_bits, which the reader checks). */
+    int has_budget;
+    double budget_target_bits, budget_achieved_bits;
 } qm_plan_summary;
 
 typedef struct qm_plan {
@@ -55,12 +61,17 @@ typedef struct qm_plan {
 } qm_plan;
 
 void qm_plan_free(qm_plan *p);
-/* Fill p->summary from p->t. */
+/* Fill p->summary's counts and averages from p->t; the budget fields are kept. */
 void qm_plan_summarize(qm_plan *p);
 /* Stored bytes of one tensor under the plan (packed GPTQ tensors when quantized). */
 uint64_t qm_plan_tensor_bytes(const qm_plan_tensor *t);
 /* Write the plan as YAML to `f` (byte-identical for identical plans). */
 qm_status qm_plan_emit(const qm_plan *p, FILE *f, qm_diag *d);
+/* The two ways qm_plan_emit() has, for tests: through libyaml's emitter
+ * (always possible), and printed directly, which returns QM_EINVAL without
+ * writing when a string of the plan is not simple enough. */
+qm_status qm_plan_emit_libyaml(const qm_plan *p, FILE *f, qm_diag *d);
+qm_status qm_plan_emit_direct(const qm_plan *p, FILE *f, qm_diag *d);
 /* Write atomically to `path`. */
 qm_status qm_plan_write(const qm_plan *p, const char *path, qm_diag *d);
 /* Read and validate a plan file.  Caller frees with qm_plan_free(). */

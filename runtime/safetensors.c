@@ -1,8 +1,10 @@
 /* safetensors.c: validated reading and atomic writing of safetensors files.
  *
- * The header is parsed with jansson, which can reject duplicate keys
- * (JSON_REJECT_DUPLICATES): a parser that silently kept the last of two
- * equal names would let a file alias one tensor as another.
+ * The header is read in one pass by the strict pull reader of jscan.c
+ * (json.h), which rejects duplicate keys: a parser that silently kept the
+ * last of two equal names would let a file alias one tensor as another.
+ * Tensor names and metadata are decoded into one block the file owns.
+ * Writing builds the header with jansson.
  */
 #include "config.h"
 
@@ -15,16 +17,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "runtime/json.h"
 #include "runtime/safetensors.h"
 
 void qm_st_close(qm_st_file *f)
 {
     if (!f)
         return;
-    for (size_t i = 0; i < f->n; i++)
-        free((char *)f->t[i].name);
-    for (size_t i = 0; i < 2 * f->n_meta; i++)
-        free(f->meta[i]);
+    free(f->strings);
     free(f->meta);
     free(f->t);
     qm_strmap_free(&f->by_name);
@@ -34,90 +34,153 @@ void qm_st_close(qm_st_file *f)
     free(f);
 }
 
-/* The duplicate-key error of jansson does not say which key; the key is the
- * last string literal before the error position, so recover it from there. */
-static char *duplicate_key(const char *text, size_t pos)
+static qm_status bad_json(qm_st_file *f, const qm_js *j, qm_diag *d)
 {
-    size_t end = pos;
-    while (end > 0 && text[end - 1] != '"')
-        end--;
-    if (end == 0)
-        return NULL;
-    size_t begin = end - 1;
-    while (begin > 0 && !(text[begin - 1] == '"' && (begin < 2 || text[begin - 2] != '\\')))
-        begin--;
-    if (begin == 0)
-        return NULL;
-    char *k = malloc(end - begin);
-    if (!k)
-        return NULL;
-    memcpy(k, text + begin, end - 1 - begin);
-    k[end - 1 - begin] = '\0';
-    return k;
+    return qm_diag_fail(d, QM_EFORMAT, "%s: header is not valid JSON: %s at byte %zu of the header", f->path,
+                        j->err, j->err_at);
 }
 
-static qm_status parse_metadata(qm_st_file *f, json_t *meta, qm_diag *d)
+static qm_status parse_metadata(qm_st_file *f, qm_js *j, qm_diag *d)
 {
-    if (!json_is_object(meta))
+    if (qm_js_peek(j) != '{') {
+        if (qm_js_skip(j))
+            return bad_json(f, j, d);
         return qm_diag_fail(d, QM_EFORMAT, "%s: __metadata__ is not an object of strings", f->path);
-    size_t n = json_object_size(meta);
-    f->meta = calloc(2 * n + 1, sizeof *f->meta);
-    if (!f->meta)
-        return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", f->path);
-    const char *k;
-    json_t *v;
-    json_object_foreach(meta, k, v)
-    {
-        if (!json_is_string(v))
-            return qm_diag_fail(d, QM_EFORMAT, "%s: __metadata__ value of '%s' is not a string",
-                                f->path, k);
-        f->meta[2 * f->n_meta] = qm_strdup(k);
-        f->meta[2 * f->n_meta + 1] = qm_strdup(json_string_value(v));
-        f->n_meta++;
-        if (!f->meta[2 * f->n_meta - 2] || !f->meta[2 * f->n_meta - 1])
-            return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", f->path);
     }
-    return QM_OK;
+    qm_strmap seen = {0};
+    size_t cap = 0;
+    qm_status st = QM_OK;
+    int more;
+    for (more = qm_js_open(j, '{', '}'); more > 0 && st == QM_OK; more = qm_js_next(j, '}')) {
+        const char *k = qm_js_key(j);
+        if (!k || qm_js_dup(j, &seen, k))
+            break;
+        if (qm_js_peek(j) != '"') {
+            st = qm_js_skip(j) ? bad_json(f, j, d)
+                               : qm_diag_fail(d, QM_EFORMAT, "%s: __metadata__ value of '%s' is not a string",
+                                              f->path, k);
+            break;
+        }
+        const char *v = qm_js_string(j);
+        if (!v)
+            break;
+        if (f->n_meta == cap) {
+            char **m = realloc(f->meta, 2 * (cap = cap ? 2 * cap : 8) * sizeof *m);
+            if (!m) {
+                st = qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", f->path);
+                break;
+            }
+            f->meta = m;
+        }
+        f->meta[2 * f->n_meta] = (char *)k;
+        f->meta[2 * f->n_meta + 1] = (char *)v;
+        f->n_meta++;
+    }
+    qm_strmap_free(&seen);
+    if (st == QM_OK && j->failed)
+        st = bad_json(f, j, d);
+    return st;
 }
 
-/* Read a non-negative JSON integer into *v; 0 on success. */
-static int get_u64(json_t *j, uint64_t *v)
+/* A JSON array of non-negative integers, as far as a tensor entry needs it. */
+typedef struct uarray {
+    int is_array;
+    size_t n;
+    uint64_t v[QM_MAX_DIMS];
+    long first_bad;           /* index of the first element that is not one, -1 none */
+} uarray;
+
+static int read_uarray(qm_js *j, uarray *a)
 {
-    if (!json_is_integer(j) || json_integer_value(j) < 0)
-        return -1;
-    *v = (uint64_t)json_integer_value(j);
-    return 0;
+    *a = (uarray){.first_bad = -1};
+    if (qm_js_peek(j) != '[')
+        return qm_js_skip(j);
+    a->is_array = 1;
+    int more;
+    for (more = qm_js_open(j, '[', ']'); more > 0; more = qm_js_next(j, ']')) {
+        uint64_t v = 0;
+        int ok = qm_js_peek(j) == '-' || (qm_js_peek(j) >= '0' && qm_js_peek(j) <= '9') ? qm_js_number(j, &v)
+                                                                                       : (qm_js_skip(j), 0);
+        if (j->failed)
+            return -1;
+        if (!ok && a->first_bad < 0)
+            a->first_bad = (long)a->n;
+        if (a->n < QM_MAX_DIMS)
+            a->v[a->n] = v;
+        a->n++;
+    }
+    return j->failed ? -1 : 0;
 }
 
-static qm_status parse_tensor(qm_st_file *f, const char *name, json_t *info, qm_st_tensor *t,
-                              qm_diag *d)
+/* The value of tensor `name`: read it through (fields in any order,
+ * unknown ones skipped), then check it in a fixed order so that each
+ * mistake has one message. */
+static qm_status parse_tensor(qm_st_file *f, qm_js *j, const char *name, qm_st_tensor *t, qm_diag *d)
 {
     const char *p = f->path;
-    if (!json_is_object(info))
+    if (qm_js_peek(j) != '{') {
+        if (qm_js_skip(j))
+            return bad_json(f, j, d);
         return qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s': entry is not an object", p, name);
-    json_t *dt = json_object_get(info, "dtype");
-    json_t *shape = json_object_get(info, "shape");
-    json_t *offs = json_object_get(info, "data_offsets");
-    if (!dt || !shape || !offs)
+    }
+    const char *dt = NULL;
+    int has_dt = 0, has_shape = 0, has_offs = 0;
+    uarray shape, offs;
+    qm_strmap seen = {0};
+    int more;
+    for (more = qm_js_open(j, '{', '}'); more > 0; more = qm_js_next(j, '}')) {
+        const char *k = qm_js_key(j);
+        if (!k)
+            break;
+        /* the three fields by flag; a strmap only for other keys */
+        int *known = strcmp(k, "dtype") == 0 ? &has_dt : strcmp(k, "shape") == 0 ? &has_shape
+                     : strcmp(k, "data_offsets") == 0 ? &has_offs : NULL;
+        if (known && *known) {
+            qm_js_error(j, "duplicate key '%s'", k);
+            break;
+        }
+        if (!known && qm_js_dup(j, &seen, k))
+            break;
+        if (strcmp(k, "dtype") == 0) {
+            has_dt = 1;
+            if (qm_js_peek(j) == '"' ? !(dt = qm_js_string(j)) : qm_js_skip(j) != 0)
+                break;
+        } else if (strcmp(k, "shape") == 0) {
+            has_shape = 1;
+            if (read_uarray(j, &shape))
+                break;
+        } else if (strcmp(k, "data_offsets") == 0) {
+            has_offs = 1;
+            if (read_uarray(j, &offs))
+                break;
+        } else if (qm_js_skip(j)) {
+            break;
+        }
+    }
+    qm_strmap_free(&seen);
+    if (j->failed)
+        return bad_json(f, j, d);
+    if (!has_dt || !has_shape || !has_offs)
         return qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s': missing '%s'", p, name,
-                            !dt ? "dtype" : !shape ? "shape" : "data_offsets");
-    if (!json_is_string(dt))
+                            !has_dt ? "dtype" : !has_shape ? "shape" : "data_offsets");
+    if (!dt)
         return qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s': dtype is not a string", p, name);
-    if (!qm_dtype_parse(json_string_value(dt), &t->dtype))
-        return qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s': unknown dtype '%s' (known: %s)", p,
-                            name, json_string_value(dt), qm_dtype_list());
-    if (!json_is_array(shape))
+    if (!qm_dtype_parse(dt, &t->dtype))
+        return qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s': unknown dtype '%s' (known: %s)", p, name, dt,
+                            qm_dtype_list());
+    if (!shape.is_array)
         return qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s': shape is not an array", p, name);
-    if (json_array_size(shape) > QM_MAX_DIMS)
-        return qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s': %zu dimensions, at most %d supported",
-                            p, name, json_array_size(shape), QM_MAX_DIMS);
-    t->ndim = (int)json_array_size(shape);
+    if (shape.n > QM_MAX_DIMS)
+        return qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s': %zu dimensions, at most %d supported", p, name,
+                            shape.n, QM_MAX_DIMS);
+    if (shape.first_bad >= 0)
+        return qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s': shape[%ld] is not a non-negative integer", p, name,
+                            shape.first_bad);
+    t->ndim = (int)shape.n;
     t->numel = 1;
     int overflow = 0;
     for (int i = 0; i < t->ndim; i++) {
-        if (get_u64(json_array_get(shape, (size_t)i), &t->shape[i]))
-            return qm_diag_fail(d, QM_EFORMAT,
-                                "%s: tensor '%s': shape[%d] is not a non-negative integer", p, name, i);
+        t->shape[i] = shape.v[i];
         if (t->shape[i] && t->numel > UINT64_MAX / t->shape[i])
             overflow = 1;
         t->numel *= t->shape[i];
@@ -125,10 +188,11 @@ static qm_status parse_tensor(qm_st_file *f, const char *name, json_t *info, qm_
     uint64_t esize = qm_dtype_size(t->dtype);
     if (overflow || t->numel > UINT64_MAX / esize)
         return qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s': shape size overflows 64 bits", p, name);
-    if (!json_is_array(offs) || json_array_size(offs) != 2 ||
-        get_u64(json_array_get(offs, 0), &t->begin) || get_u64(json_array_get(offs, 1), &t->end))
+    if (!offs.is_array || offs.n != 2 || offs.first_bad >= 0)
         return qm_diag_fail(d, QM_EFORMAT,
                             "%s: tensor '%s': data_offsets is not two non-negative integers", p, name);
+    t->begin = offs.v[0];
+    t->end = offs.v[1];
     if (t->end < t->begin)
         return qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] end before they begin",
                             p, name, (unsigned long long)t->begin, (unsigned long long)t->end);
@@ -143,20 +207,45 @@ static qm_status parse_tensor(qm_st_file *f, const char *name, json_t *info, qm_
         return qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s': data_offsets [%llu, %llu] exceed data size %llu",
                             p, name, (unsigned long long)t->begin, (unsigned long long)t->end,
                             (unsigned long long)f->data_size);
-    t->name = qm_strdup(name);
-    if (!t->name)
-        return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", p);
+    t->name = name;
     return QM_OK;
 }
 
-static int by_offset(const void *a, const void *b)
+static int by_offset(const void *a, const void *b, void *ctx)
 {
-    const qm_st_tensor *x = a, *y = b;
+    const qm_st_tensor *t = ctx, *x = &t[*(const size_t *)a], *y = &t[*(const size_t *)b];
     if (x->begin != y->begin)
         return x->begin < y->begin ? -1 : 1;
     if (x->end != y->end)
         return x->end < y->end ? -1 : 1;
     return strcmp(x->name, y->name);
+}
+
+/* Put f->t in offset order and make by_name (built in parse order) follow:
+ * the values are remapped in place, so no name is hashed again. */
+static qm_status sort_by_offset(qm_st_file *f, qm_diag *d)
+{
+    size_t n = f->n, *ord = malloc((n + 1) * sizeof *ord), *pos = malloc((n + 1) * sizeof *pos);
+    qm_st_tensor *t = malloc((n + 1) * sizeof *t);
+    if (!ord || !pos || !t) {
+        free(ord), free(pos), free(t);
+        return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", f->path);
+    }
+    for (size_t i = 0; i < n; i++)
+        ord[i] = i;
+    qsort_r(ord, n, sizeof *ord, by_offset, f->t);
+    for (size_t k = 0; k < n; k++) {
+        t[k] = f->t[ord[k]];
+        pos[ord[k]] = k;
+    }
+    for (size_t i = 0; i < f->by_name.cap; i++)
+        if (f->by_name.keys[i])
+            f->by_name.vals[i] = pos[f->by_name.vals[i]];
+    free(f->t);
+    f->t = t;
+    free(ord);
+    free(pos);
+    return QM_OK;
 }
 
 /* Ranges sorted by offset must tile [0, data_size) exactly: no overlap, no hole. */
@@ -190,53 +279,64 @@ static qm_status check_layout(qm_st_file *f, qm_diag *d)
     return QM_OK;
 }
 
+/* The root object: tensor names (unique, checked through by_name as they
+ * come) and __metadata__. */
+static qm_status parse_entries(qm_st_file *f, qm_js *j, size_t len, qm_diag *d)
+{
+    size_t cap = 0;
+    int meta = 0, more;
+    /* a tensor entry takes at least ~50 bytes of header */
+    if (qm_strmap_init(&f->by_name, len / 64 + 1) != QM_OK)
+        return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", f->path);
+    for (more = qm_js_open(j, '{', '}'); more > 0; more = qm_js_next(j, '}')) {
+        const char *name = qm_js_key(j);
+        if (!name)
+            break;
+        qm_status st;
+        if (strcmp(name, "__metadata__") == 0) {
+            if (meta++)
+                return qm_diag_fail(d, QM_EFORMAT, "%s: header: duplicate key '__metadata__'", f->path);
+            st = parse_metadata(f, j, d);
+        } else {
+            if (f->n == cap) {
+                qm_st_tensor *t = realloc(f->t, (cap = cap ? 2 * cap : 256) * sizeof *t);
+                if (!t)
+                    return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", f->path);
+                f->t = t;
+            }
+            st = qm_strmap_put(&f->by_name, name, f->n, NULL);
+            if (st == QM_EINVAL)
+                return qm_diag_fail(d, QM_EFORMAT, "%s: header: duplicate tensor name '%s'", f->path, name);
+            if (st != QM_OK)
+                return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", f->path);
+            memset(&f->t[f->n], 0, sizeof f->t[f->n]);
+            if ((st = parse_tensor(f, j, name, &f->t[f->n], d)) == QM_OK)
+                f->n++;
+        }
+        if (st != QM_OK)
+            return st;
+    }
+    if (j->failed || qm_js_finish(j))
+        return bad_json(f, j, d);
+    return QM_OK;
+}
+
 static qm_status parse_header(qm_st_file *f, const char *text, size_t len, qm_diag *d)
 {
-    json_error_t err;
     if (len == 0 || text[0] != '{')
         return qm_diag_fail(d, QM_EFORMAT, "%s: header does not start with '{'", f->path);
-    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &err);
-    if (!root) {
-        if (json_error_code(&err) == json_error_duplicate_key) {
-            char *k = duplicate_key(text, (size_t)err.position);
-            qm_status st = qm_diag_fail(d, QM_EFORMAT, "%s: header: duplicate tensor name '%s'",
-                                        f->path, k ? k : "?");
-            free(k);
-            return st;
-        }
-        return qm_diag_fail(d, QM_EFORMAT, "%s: header is not valid JSON: %s at byte %d of the header",
-                            f->path, err.text, err.position);
-    }
-    qm_status st = QM_OK;
-    size_t cap = json_object_size(root);
-    f->t = calloc(cap ? cap : 1, sizeof *f->t);
-    if (!f->t || qm_strmap_init(&f->by_name, cap) != QM_OK) {
-        json_decref(root);
+    if (!(f->strings = malloc(len + 1)))
         return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", f->path);
-    }
-    const char *name;
-    json_t *v;
-    json_object_foreach(root, name, v)
-    {
-        if (strcmp(name, "__metadata__") == 0)
-            st = parse_metadata(f, v, d);
-        else if ((st = parse_tensor(f, name, v, &f->t[f->n], d)) == QM_OK)
-            f->n++;
-        if (st != QM_OK)
-            break;
-    }
-    json_decref(root);
+    qm_js j;
+    qm_js_init(&j, text, len, f->strings);
+    qm_status st = parse_entries(f, &j, len, d);
     if (st != QM_OK)
         return st;
-    qsort(f->t, f->n, sizeof *f->t, by_offset);
-    if ((st = check_layout(f, d)) != QM_OK)
+    if ((st = sort_by_offset(f, d)) != QM_OK || (st = check_layout(f, d)) != QM_OK)
         return st;
     const unsigned char *data = (const unsigned char *)f->map + 8 + f->header_len;
-    for (size_t i = 0; i < f->n; i++) {
+    for (size_t i = 0; i < f->n; i++)
         f->t[i].data = data + f->t[i].begin;
-        if (qm_strmap_put(&f->by_name, f->t[i].name, i, NULL) != QM_OK)
-            return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", f->path);
-    }
     return QM_OK;
 }
 

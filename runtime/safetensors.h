@@ -28,7 +28,7 @@ enum { QM_MAX_DIMS = 8 };
 #define QM_ST_MAX_HEADER 100000000ull
 
 typedef struct qm_st_tensor {
-    const char *name;             /* owned by the file */
+    const char *name;             /* in the file's strings */
     qm_dtype dtype;
     int ndim;
     uint64_t shape[QM_MAX_DIMS];
@@ -46,7 +46,8 @@ typedef struct qm_st_file {
     size_t n;                     /* tensors, sorted by data offset */
     qm_st_tensor *t;              /* (n), owned */
     size_t n_meta;
-    char **meta;                  /* (2 * n_meta): key, value, ...; owned */
+    char **meta;                  /* (2 * n_meta): key, value, ... in strings; the array owned */
+    char *strings;                /* decoded names and metadata; owned */
     qm_strmap by_name;            /* name -> index into t */
 } qm_st_file;
 

@@ -164,6 +164,12 @@ printf 'default: 2bit\nattn: 4bit\nbudget 2.5 bits by frequency\n' > "$t/b.qmoe"
 a=$(avg "$t/b.qmoe" mixtral --scores "$t/s.yaml")
 check "budget 2.5 bits reached within one expert (got $a)" 'near "$a" 2.5 0.005'
 check "budget reports target and achieved" 'grep -q "note: budget: target 2.500 bits, achieved 2.49[0-9] (moved [0-9]* routed experts from 2bit to 4bit by frequency)" "$t/err"'
+"$qmoe" compile "$t/b.qmoe" --model "$t/mixtral" --scores "$t/s.yaml" -o "$t/bp.yaml" 2>/dev/null
+check "the plan's summary records the budget's target and achieved (= average_bits)" \
+    'grep -q "^  budget_target_bits: 2.5000\$" "$t/bp.yaml" && test "$(awk "/^  budget_achieved_bits:/ {print \$2}" "$t/bp.yaml")" = "$a"'
+"$qmoe" compile "$t/b.qmoe" --model "$t/mixtral" --scores "$t/s.yaml" --format table > "$t/bt" 2>/dev/null
+check "--format table shows the budget" 'grep -q "^budget          2.5000 bits targeted, $a achieved\$" "$t/bt"'
+check "no budget, no budget keys" '! grep -q budget "$t/a.yaml"'
 printf 'default: 2bit\nbudget 3.0 bits\n' > "$t/b.qmoe"
 printf 'qmoe_scores: 1\noutlier:\n  layers[1].experts[0].down: 5\n' > "$t/ds.yaml"
 a=$(avg "$t/b.qmoe" deepseek --scores "$t/ds.yaml")

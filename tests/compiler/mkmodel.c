@@ -12,7 +12,6 @@
 #include "config.h"
 
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,16 +20,6 @@
 #include "runtime/model.h"
 #include "tests/unit/hfnames.h"
 #include "tests/unit/testutil.h"
-
-static int write_model(const char *dir, json_t *config, const tlist *l)
-{
-    char p[1024];
-    snprintf(p, sizeof p, "%s/config.json", dir);
-    if (json_dump_file(config, p, JSON_INDENT(2)) != 0)
-        return -1;
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    return hf_write_shard(p, l, 0, l->n);
-}
 
 static int make(const char *config, const char *dir)
 {
@@ -44,7 +33,7 @@ static int make(const char *config, const char *dir)
     hf_dims x = hf_dims_of(c);
     tlist l = {0};
     hf_checkpoint_names(&x, c, &l);
-    int rc = write_model(dir, c, &l);
+    int rc = hf_write_model(dir, c, &l, 1);
     hf_tlist_free(&l);
     json_decref(c);
     if (rc)

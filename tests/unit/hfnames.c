@@ -51,6 +51,35 @@ int hf_write_shard(const char *path, const tlist *l, size_t from, size_t to)
     return rc;
 }
 
+int hf_write_model(const char *dir, json_t *config, const tlist *l, int shards)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    if (json_dump_file(config, p, JSON_INDENT(2)) != 0)
+        return -1;
+    if (shards <= 1) {
+        snprintf(p, sizeof p, "%s/model.safetensors", dir);
+        return hf_write_shard(p, l, 0, l->n);
+    }
+    json_t *map = json_object();
+    int rc = map ? 0 : -1;
+    for (int s = 0; s < shards && rc == 0; s++) {
+        size_t from = l->n * (size_t)s / (size_t)shards, to = l->n * (size_t)(s + 1) / (size_t)shards;
+        char name[64];
+        snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", s + 1, shards);
+        snprintf(p, sizeof p, "%s/%s", dir, name);
+        rc = hf_write_shard(p, l, from, to);
+        for (size_t i = from; i < to && rc == 0; i++)
+            rc = json_object_set_new(map, l->t[i].name, json_string(name));
+    }
+    json_t *index = json_pack("{s:{}, s:o}", "metadata", "weight_map", map);
+    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
+    if (rc == 0 && (!index || json_dump_file(index, p, 0) != 0))
+        rc = -1;
+    json_decref(index);
+    return rc;
+}
+
 static uint64_t geti(json_t *c, const char *k, uint64_t dflt)
 {
     json_t *v = json_object_get(c, k);

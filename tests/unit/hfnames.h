@@ -36,6 +36,11 @@ void hf_tlist_free(tlist *l);
 /* Write tensors [from, to) as one BF16 safetensors file whose data area is a
  * hole (sparse).  0 on success. */
 int hf_write_shard(const char *path, const tlist *l, size_t from, size_t to);
+/* Write DIR/config.json (`config`) and the tensors of `l` as header-only
+ * BF16 safetensors: one model.safetensors when shards <= 1, otherwise that
+ * many shards of about equal tensor counts with model.safetensors.index.json.
+ * 0 on success. */
+int hf_write_model(const char *dir, json_t *config, const tlist *l, int shards);
 /* The sizes and names a config.json implies, by family. */
 hf_dims hf_dims_of(json_t *config);
 /* Every tensor of the published checkpoint, in the published order. */

@@ -9,7 +9,6 @@
 #include "config.h"
 
 #include <jansson.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,34 +16,6 @@
 #include "runtime/model.h"
 #include "tests/unit/hfnames.h"
 #include "tests/unit/testutil.h"
-
-/* ---- writing header-only checkpoints --------------------------------------------- */
-
-static void write_model(const char *dir, json_t *config, const tlist *l, int shards)
-{
-    char p[1024];
-    snprintf(p, sizeof p, "%s/config.json", dir);
-    CU_ASSERT_EQUAL(json_dump_file(config, p, JSON_INDENT(2)), 0);
-    if (shards <= 1) {
-        snprintf(p, sizeof p, "%s/model.safetensors", dir);
-        CU_ASSERT_EQUAL(hf_write_shard(p, l, 0, l->n), 0);
-        return;
-    }
-    json_t *map = json_object();
-    for (int s = 0; s < shards; s++) {
-        size_t from = l->n * (size_t)s / (size_t)shards, to = l->n * (size_t)(s + 1) / (size_t)shards;
-        char name[64];
-        snprintf(name, sizeof name, "model-%05d-of-%05d.safetensors", s + 1, shards);
-        snprintf(p, sizeof p, "%s/%s", dir, name);
-        CU_ASSERT_EQUAL(hf_write_shard(p, l, from, to), 0);
-        for (size_t i = from; i < to; i++)
-            json_object_set_new(map, l->t[i].name, json_string(name));
-    }
-    json_t *index = json_pack("{s:{}, s:o}", "metadata", "weight_map", map);
-    snprintf(p, sizeof p, "%s/model.safetensors.index.json", dir);
-    CU_ASSERT_EQUAL(json_dump_file(index, p, 0), 0);
-    json_decref(index);
-}
 
 /* Closed-form parameter counts per group. */
 static void expected_counts(const hf_dims *x, uint64_t p[QM_GROUP_COUNT])
@@ -81,7 +52,7 @@ static void check_real_config(const char *file, const char *arch, int shards)
     char dirname[128];
     snprintf(dirname, sizeof dirname, "%s-%d", file, shards);
     const char *dir = tu_mkdir(dirname);
-    write_model(dir, c, &l, shards);
+    CU_ASSERT_EQUAL(hf_write_model(dir, c, &l, shards), 0);
 
     qm_diag *d = qm_diag_new();
     qm_model *m = NULL;
@@ -167,7 +138,7 @@ static json_t *tiny_mixtral(void)
 static qm_status open_tiny(const char *name, json_t *c, tlist *l, qm_model **m, qm_diag *d)
 {
     const char *dir = tu_mkdir(name);
-    write_model(dir, c, l, 1);
+    CU_ASSERT_EQUAL(hf_write_model(dir, c, l, 1), 0);
     return qm_model_open(dir, m, d);
 }
 

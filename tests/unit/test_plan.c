@@ -70,6 +70,129 @@ static void test_roundtrip(void)
     qm_diag_free(d);
 }
 
+/* The whole of a small file as a string; caller frees. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char *b = f ? calloc(1, 1 << 16) : NULL;
+    if (b)
+        fread(b, 1, (1 << 16) - 1, f);
+    if (f)
+        fclose(f);
+    return b;
+}
+
+/* A plan made under `budget X bits` carries target and achieved in its
+ * summary, right after the averages, and survives the round trip. */
+static void test_budget_keys(void)
+{
+    qm_diag *d = qm_diag_new();
+    qm_plan *p = sample(), *q = NULL;
+    CU_ASSERT_FALSE(p->summary.has_budget);
+    p->summary.has_budget = 1;
+    p->summary.budget_target_bits = 2.5;
+    p->summary.budget_achieved_bits = p->summary.average_bits;
+    qm_plan_summarize(p); /* keeps the budget */
+    CU_ASSERT_EQUAL(p->summary.has_budget, 1);
+    CU_ASSERT_DOUBLE_EQUAL(p->summary.budget_target_bits, 2.5, 0);
+    CU_ASSERT_EQUAL_FATAL(qm_plan_write(p, tu_path("budget.yaml"), d), QM_OK);
+    char *text = slurp(tu_path("budget.yaml"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    /* average (4 x 4096 + 2 x 14336) / (4096 + 14336) = 2.4444 */
+    CU_ASSERT_PTR_NOT_NULL(strstr(text, "  average_bits: 2.4444\n  effective_bits: 2.4861\n"
+                                        "  budget_target_bits: 2.5000\n  budget_achieved_bits: 2.4444\n"
+                                        "  quantized_params: "));
+    free(text);
+    CU_ASSERT_EQUAL_FATAL(qm_plan_read(tu_path("budget.yaml"), &q, d), QM_OK);
+    CU_ASSERT_EQUAL(q->summary.has_budget, 1);
+    CU_ASSERT_DOUBLE_EQUAL(q->summary.budget_target_bits, 2.5, 0);
+    CU_ASSERT_DOUBLE_EQUAL(q->summary.budget_achieved_bits, 2.4444, 1e-12);
+    qm_plan_free(q);
+    qm_plan_free(p);
+    /* without a budget, no budget keys */
+    p = sample();
+    CU_ASSERT_EQUAL_FATAL(qm_plan_write(p, tu_path("nobudget.yaml"), d), QM_OK);
+    qm_plan_free(p);
+    text = slurp(tu_path("nobudget.yaml"));
+    CU_ASSERT_PTR_NOT_NULL_FATAL(text);
+    CU_ASSERT_PTR_NULL(strstr(text, "budget"));
+    free(text);
+    qm_diag_free(d);
+}
+
+/* The bytes fn writes for p. */
+static char *emitted(qm_status (*fn)(const qm_plan *, FILE *, qm_diag *), const qm_plan *p, qm_status *st)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    qm_diag *d = qm_diag_new();
+    *st = fn(p, f, d);
+    fclose(f);
+    qm_diag_free(d);
+    return buf;
+}
+
+/* The direct writer prints what libyaml's emitter does, for strings built
+ * from pieces that change YAML's choice (indicators first, inside and
+ * last, document markers, words and numbers YAML would type), in block
+ * (policy path, architecture) and flow (name, module, rule) context. */
+static void test_direct_equals_libyaml(void)
+{
+    static const char *const piece[] = {"a", "model.layers.0", "-", "--", ".", "..", ":", "[", "]", "0",
+                                        "1.5", "e5", "x", "/", "_", "true", "no", "y", "null", "-1", "[0]"};
+    size_t np = sizeof piece / sizeof *piece, same = 0, direct = 0, total = 0;
+    qm_plan *p = sample();
+    free(p->t[2].name); /* "n" reads as false in YAML 1.1: libyaml's path */
+    p->t[2].name = qm_strdup("norm");
+    for (size_t a = 0; a < np; a++)
+        for (size_t b = 0; b <= np; b++)
+            for (size_t c = 0; c <= np; c += b == np ? np + 1 : 1) {
+                char str[64];
+                snprintf(str, sizeof str, "%s%s%s", piece[a], b < np ? piece[b] : "", b < np && c < np ? piece[c] : "");
+                char *keep[5] = {p->t[0].name, p->t[1].module, p->t[2].rule, p->policy_path, p->arch};
+                p->t[0].name = p->t[1].module = p->t[2].rule = p->policy_path = p->arch = str;
+                qm_status s1, s2;
+                char *x = emitted(qm_plan_emit_libyaml, p, &s1), *y = emitted(qm_plan_emit_direct, p, &s2);
+                p->t[0].name = keep[0], p->t[1].module = keep[1], p->t[2].rule = keep[2];
+                p->policy_path = keep[3], p->arch = keep[4];
+                total++;
+                CU_ASSERT_EQUAL(s1, QM_OK);
+                if (s2 == QM_OK) {
+                    direct++;
+                    if (strcmp(x, y) == 0)
+                        same++;
+                    else
+                        fprintf(stderr, "\n'%s': libyaml and direct output differ:\n%s---\n%s", str, x, y);
+                } else {
+                    CU_ASSERT_EQUAL(s2, QM_EINVAL);
+                    CU_ASSERT_EQUAL(*y, '\0'); /* nothing written */
+                }
+                free(x);
+                free(y);
+            }
+    CU_ASSERT_EQUAL(same, direct);
+    CU_ASSERT(direct > total / 2); /* most cases took the direct path */
+    /* with a budget and scores too */
+    p->summary.has_budget = 1;
+    p->summary.budget_target_bits = 2.5;
+    p->summary.budget_achieved_bits = p->summary.average_bits;
+    p->scores_path = qm_strdup("s.yaml");
+    p->scores_sha256 = qm_strdup("0123abcd");
+    qm_status s1, s2;
+    char *x = emitted(qm_plan_emit_libyaml, p, &s1), *y = emitted(qm_plan_emit_direct, p, &s2);
+    CU_ASSERT(s1 == QM_OK && s2 == QM_OK && strcmp(x, y) == 0);
+    free(x);
+    free(y);
+    /* a path with a space goes through libyaml */
+    free(p->policy_path);
+    p->policy_path = qm_strdup("my policy.qmoe");
+    y = emitted(qm_plan_emit_direct, p, &s2);
+    CU_ASSERT_EQUAL(s2, QM_EINVAL);
+    free(y);
+    qm_plan_free(p);
+}
+
 static void check_bad(const char *text, const char *expect)
 {
     qm_diag *d = qm_diag_new();
@@ -109,6 +232,17 @@ static void test_bad_plans(void)
                               "group_size: 0, sym: true, act_order: false}\n", head);
     check_bad(buf, "tensors[0] only 2-D tensors can be quantized");
     check_bad("", "bad.yaml: empty, not a qmoe plan");
+    /* budget keys: both or neither, a target in range, the achieved value the tensors' average */
+    const char *tensor = "tensors:\n- {name: a, module: m, rule: r, shape: [4, 8], dtype: BF16, bits: 4, "
+                         "group_size: 0, sym: true, act_order: false}\n";
+    snprintf(buf, sizeof buf, "%ssummary: {budget_target_bits: 3.0}\n%s", head, tensor);
+    check_bad(buf, "bad.yaml:5:31: summary: budget_target_bits and budget_achieved_bits go together");
+    snprintf(buf, sizeof buf, "%ssummary: {budget_target_bits: 9, budget_achieved_bits: 4.0}\n%s", head, tensor);
+    check_bad(buf, "bad.yaml:5:31: summary: budget_target_bits must be a number from 2 to 8");
+    snprintf(buf, sizeof buf, "%ssummary: {budget_target_bits: 3, budget_achieved_bits: x}\n%s", head, tensor);
+    check_bad(buf, "bad.yaml:5:56: summary: budget_achieved_bits must be a number");
+    snprintf(buf, sizeof buf, "%ssummary: {budget_target_bits: 3, budget_achieved_bits: 3.0}\n%s", head, tensor);
+    check_bad(buf, "bad.yaml:5:56: summary: budget_achieved_bits 3.0000 is not the tensors' average_bits 4.0000");
 }
 
 int main(void)
@@ -119,5 +253,7 @@ int main(void)
     CU_add_test(s, "summary: average and effective bits", test_summary);
     CU_add_test(s, "write, read, write again: identical", test_roundtrip);
     CU_add_test(s, "bad plans name line and problem", test_bad_plans);
+    CU_add_test(s, "budget target and achieved in the summary", test_budget_keys);
+    CU_add_test(s, "direct output is libyaml's, byte for byte", test_direct_equals_libyaml);
     return tu_run();
 }

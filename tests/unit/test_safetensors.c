@@ -160,6 +160,25 @@ static const bad_case bad_cases[] = {
      "tensor 'w': dtype is not a string"},
     {"float-shape.st", "{\"w\":{\"dtype\":\"U8\",\"shape\":[1.5],\"data_offsets\":[0,1]}}", 1, NULL, 0,
      "tensor 'w': shape[0] is not a non-negative integer"},
+    /* the JSON itself, as strictly as jansson with JSON_REJECT_DUPLICATES read it */
+    {"dup-field.st", "{\"w\":{\"dtype\":\"U8\",\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1, NULL,
+     0, "header is not valid JSON: duplicate key 'dtype' at byte 27 of the header"},
+    {"dup-other.st", "{\"w\":{\"x\":{\"k\":1,\"k\":2},\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
+     NULL, 0, "header is not valid JSON: duplicate key 'k' at byte 21 of the header"},
+    {"bad-utf8.st", "{\"w\xc0\xaf\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1, NULL, 0,
+     "header is not valid JSON: invalid UTF-8 in a string at byte 3 of the header"},
+    {"nul-escape.st", "{\"w\\u0000\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1, NULL, 0,
+     "header is not valid JSON: \\u0000 is not allowed in a string at byte 3"},
+    {"surrogate.st", "{\"\\ud800x\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1, NULL, 0,
+     "header is not valid JSON: \\uD800 is half a surrogate pair at byte 2"},
+    {"control.st", "{\"a\tb\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1, NULL, 0,
+     "header is not valid JSON: control character 0x09 in a string at byte 3"},
+    {"trailing-comma.st", "{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},}", 1, NULL, 0,
+     "header is not valid JSON: expected a string, found '}'"},
+    {"leading-zero.st", "{\"w\":{\"dtype\":\"U8\",\"shape\":[01],\"data_offsets\":[0,1]}}", 1, NULL, 0,
+     "header is not valid JSON: expected ',' or ']', found '1'"},
+    {"after-value.st", "{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}x", 1, NULL, 0,
+     "header is not valid JSON: 'x' after the end of the value"},
 };
 
 static void test_malformed(void)
@@ -198,6 +217,34 @@ static void test_edge_cases_that_are_valid(void)
         CU_ASSERT_EQUAL(qm_st_find(f, "e")->numel, 0);
         qm_st_close(f);
     }
+    /* escapes are decoded: the name is "a\u00e9/b" */
+    CU_ASSERT_EQUAL_FATAL(tu_write_st(tu_path("esc.st"), "{\"a\\u00e9\\/b\":{\"dtype\":\"U8\",\"shape\":[1],"
+                                                         "\"data_offsets\":[0,1],\"extra\":[{\"k\":null}]}}", 1), 0);
+    CU_ASSERT_EQUAL(qm_st_open(tu_path("esc.st"), &f, d), QM_OK);
+    if (f) {
+        CU_ASSERT_PTR_NOT_NULL(qm_st_find(f, "a\xc3\xa9/b"));
+        qm_st_close(f);
+    }
+    /* nesting: 2048 levels are read, 2049 are an error, and nothing recurses without bound */
+    for (int depth = 2047; depth <= 2048; depth++) {
+        static char deep[8192];
+        int o = snprintf(deep, sizeof deep, "{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":");
+        for (int i = 0; i < depth - 1; i++)
+            deep[o++] = '[';
+        for (int i = 0; i < depth - 1; i++)
+            deep[o++] = ']';
+        snprintf(deep + o, sizeof deep - (size_t)o, "}}");
+        CU_ASSERT_EQUAL_FATAL(tu_write_st(tu_path("deep.st"), deep, 1), 0);
+        qm_status st = qm_st_open(tu_path("deep.st"), &f, d);
+        if (depth == 2047) {
+            CU_ASSERT_EQUAL(st, QM_OK); /* with the root and the entry: 2048 */
+            qm_st_close(f);
+        } else {
+            CU_ASSERT_NOT_EQUAL(st, QM_OK);
+            TU_ASSERT_DIAG(d, "header is not valid JSON: nested deeper than 2048");
+        }
+    }
+    qm_diag_clear(d);
     /* no tensors at all */
     CU_ASSERT_EQUAL_FATAL(tu_write_st(tu_path("none.st"), "{}", 0), 0);
     CU_ASSERT_EQUAL(qm_st_open(tu_path("none.st"), &f, d), QM_OK);
@@ -312,10 +359,18 @@ static void test_sharded(void)
     TU_ASSERT_DIAG(d, "weight_map entry 'a' is not a file name in the model directory");
     qm_diag_clear(d);
 
+    dir = tu_mkdir("sharded-twice");
+    write_two_shards(dir, "{\"weight_map\":{\"a\":\"model-00001-of-00002.safetensors\","
+                          "\"b\":\"model-00001-of-00002.safetensors\",\"c\":\"model-00002-of-00002.safetensors\","
+                          "\"a\":\"model-00001-of-00002.safetensors\"}}");
+    CU_ASSERT_NOT_EQUAL(qm_ckpt_open(dir, &c, d), QM_OK);
+    TU_ASSERT_DIAG(d, "model.safetensors.index.json: weight_map lists tensor 'a' twice");
+    qm_diag_clear(d);
+
     dir = tu_mkdir("sharded-badjson");
     write_two_shards(dir, "{\"weight_map\":{\"a\":");
     CU_ASSERT_NOT_EQUAL(qm_ckpt_open(dir, &c, d), QM_OK);
-    TU_ASSERT_DIAG(d, "model.safetensors.index.json:1:");
+    TU_ASSERT_DIAG(d, "model.safetensors.index.json:1:20: invalid JSON: expected a value, found the end of the input");
     qm_diag_clear(d);
 
     CU_ASSERT_NOT_EQUAL(qm_ckpt_open(tu_mkdir("empty-model"), &c, d), QM_OK);
