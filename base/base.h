@@ -106,6 +106,13 @@ qm_status qm_afile_commit(qm_afile *a, qm_diag *d);
 /* Discard the temporary (safe to call after a failed commit or twice). */
 void qm_afile_abort(qm_afile *a);
 
+/* ---- the operating system ------------------------------------------------ */
+
+/* Seconds on a monotonic clock (differences only). */
+double qm_clock(void);
+/* Make directory `path` (mode 0755); an existing directory is fine. */
+qm_status qm_mkdir(const char *path, qm_diag *d);
+
 /* ---- SHA-256 ---------------------------------------------------------------- */
 
 typedef struct qm_sha256 {

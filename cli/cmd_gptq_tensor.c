@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cli/cli.h"
 #include "runtime/gptq.h"
@@ -34,13 +33,6 @@ static qm_status read_matrix(const char *path, const char *name, float **m, int 
     }
     qm_st_close(f);
     return st;
-}
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 /* dequantized weight and the GPTQ checkpoint tensors of one linear */
@@ -163,12 +155,12 @@ static int run(int argc, char **argv)
     if (st == QM_OK && (!(H = calloc((size_t)in * in, sizeof *H)) || !(H2 = malloc((size_t)in * in * sizeof *H2))))
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
     if (st == QM_OK) {
-        double t0 = now();
+        double t0 = qm_clock();
         qm_hessian_add(H, X, n, in);
         qm_hessian_finish(H, in, n);
         memcpy(H2, H, (size_t)in * in * sizeof *H);
         st = qm_gptq(W, rows, in, H2, &spec, &g, d);
-        secs = now() - t0;
+        secs = qm_clock() - t0;
     }
     if (st == QM_OK)
         st = qm_rtn(W, rows, in, &spec, &r, d);

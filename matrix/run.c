@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "compiler/compiler.h"
 #include "matrix/matrix.h"
@@ -43,13 +42,6 @@ typedef struct bench {
     char *scores_path;     /* owned */
 } bench;
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static void say(bench *b, const char *fmt, ...) QM_PRINTF(2, 3);
 static void say(bench *b, const char *fmt, ...)
 {
@@ -61,13 +53,6 @@ static void say(bench *b, const char *fmt, ...)
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     b->o->progress(b->o->progress_ctx, line);
-}
-
-static qm_status make_dir(const char *path, qm_diag *d)
-{
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return qm_diag_fail(d, QM_EIO, "%s: %s", path, strerror(errno));
-    return QM_OK;
 }
 
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -236,7 +221,7 @@ static qm_status scores(bench *b)
     } else {
         qm_tokens t = {0};
         qm_scores sc = {0};
-        double t0 = now();
+        double t0 = qm_clock();
         say(b, "scores: routing frequency, block importance and outliers over %d x %d calibration tokens",
             o->samples, o->ctx);
         st = load_tokens(b, o->calib, (size_t)o->samples * (size_t)o->ctx, &t);
@@ -247,7 +232,7 @@ static qm_status scores(bench *b)
         if (st == QM_OK)
             st = key_write(kpath, key, b->d);
         if (st == QM_OK)
-            say(b, "scores: %zu tokens in %.1f s", t.n, now() - t0);
+            say(b, "scores: %zu tokens in %.1f s", t.n, qm_clock() - t0);
         qm_scores_free(&sc);
         qm_tokens_free(&t);
     }
@@ -337,7 +322,7 @@ static qm_status measure(bench *b, size_t i, const char *dir, const char *plan_p
     r->quantize_seconds = rep.seconds;
     qm_model *qm = NULL;
     qm_net qnet = {0};
-    double t0 = now();
+    double t0 = qm_clock();
     if (st == QM_OK && (st = qm_model_open(model_dir, &qm, b->d)) == QM_OK)
         st = qm_net_load(qm, &qnet, b->d);
     qm_eval_opts eo = {.ctx = o->ctx};
@@ -354,7 +339,7 @@ static qm_status measure(bench *b, size_t i, const char *dir, const char *plan_p
     }
     if (st == QM_OK && o->tasks)
         st = qm_eval_tasks(&qnet, o->tasks, o->ctx, &r->tasks, &r->n_tasks, b->d);
-    r->eval_seconds = now() - t0;
+    r->eval_seconds = qm_clock() - t0;
     if (qm) {
         qm_net_free(&qnet);
         qm_model_close(qm);
@@ -388,7 +373,7 @@ static qm_status one_policy(bench *b, size_t i)
     if (!r.path || !plan_path || !res_path || !key_path || !model_dir)
         st = qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
     if (st == QM_OK)
-        st = make_dir(dir, b->d);
+        st = qm_mkdir(dir, b->d);
     if (st == QM_OK)
         st = qm_plan_write(b->plans[i], plan_path, b->d);
     if (st == QM_OK)
@@ -480,9 +465,9 @@ qm_status qm_matrix_run(const qm_matrix_opts *o, qm_matrix *m, qm_diag *d)
     m->o = o;
     bench b = {.o = o, .m = m, .d = d};
     char *runs = qm_strfmt("%s/runs", o->out);
-    qm_status st = runs ? make_dir(o->out, d) : qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    qm_status st = runs ? qm_mkdir(o->out, d) : qm_diag_fail(d, QM_ENOMEM, "out of memory");
     if (st == QM_OK)
-        st = make_dir(runs, d);
+        st = qm_mkdir(runs, d);
     if (st == QM_OK)
         st = collect_policies(&b);
     if (st == QM_OK && (st = qm_model_open(o->model, &b.model, d)) == QM_OK &&

@@ -10,7 +10,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "runtime/gptq.h"
 
@@ -455,12 +454,10 @@ qm_status qm_gptq(const float *W, int out, int in, float *H, const qm_qspec *s, 
         }
         /* later blocks all at once: Wt[i2:] -= U[i1:i2, i2:]^T Err */
         if (i2 < in) {
-            struct timespec t0, t1;
-            clock_gettime(CLOCK_MONOTONIC, &t0);
+            double t0 = qm_clock();
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in - i2, out, i2 - i1, -1.0f,
                         j.U + (size_t)i1 * in + i2, in, err, out, 1.0f, j.Wt + (size_t)i2 * out, out);
-            clock_gettime(CLOCK_MONOTONIC, &t1);
-            r->update_seconds += (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+            r->update_seconds += qm_clock() - t0;
             r->update_flops += 2.0 * (in - i2) * out * (double)(i2 - i1);
         }
     }

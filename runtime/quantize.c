@@ -8,7 +8,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "runtime/forward.h"
 #include "runtime/gptq.h"
@@ -18,13 +17,6 @@
 #include "runtime/quant_internal.h"
 #include "runtime/quantize.h"
 #include "runtime/tokens.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void say(run *r, const char *fmt, ...) QM_PRINTF(2, 3);
 static void say(run *r, const char *fmt, ...)
@@ -75,7 +67,7 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, const fl
     qm_qspec s = {.bits = pt->bits, .group = pt->group, .sym = pt->sym, .act_order = pt->act_order,
                   .damp = r->o->damp};
     int in = lin->in;
-    double t0 = now();
+    double t0 = qm_clock();
     qm_status st;
     float *Hc = NULL;
     if (H) {
@@ -104,7 +96,7 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, const fl
     dn->tokens = tokens;
     dn->fallback = fallback;
     dn->error = Hc ? qm_relative_error(lin->w, dn->r.deq, lin->out, in, Hc) : NAN;
-    dn->seconds = now() - t0;
+    dn->seconds = qm_clock() - t0;
     free(Hc);
     memcpy(lin->w, dn->r.deq, (size_t)lin->out * in * sizeof *lin->w);
     r->n_done++;
@@ -457,13 +449,6 @@ static qm_status match_plan(run *r, const char *config_sha)
     return st;
 }
 
-static qm_status make_dir(const char *path, qm_diag *d)
-{
-    if (mkdir(path, 0755) != 0 && errno != EEXIST)
-        return qm_diag_fail(d, QM_EIO, "%s: %s", path, strerror(errno));
-    return QM_OK;
-}
-
 static void free_done(run *r)
 {
     for (size_t i = 0; i < r->n_done; i++)
@@ -530,7 +515,7 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
                       const qm_quant_opts *o, qm_quant_report *rep, qm_diag *d)
 {
     memset(rep, 0, sizeof *rep);
-    run r = {.o = o, .out = out_dir, .rep = rep, .d = d, .t0 = now()};
+    run r = {.o = o, .out = out_dir, .rep = rep, .d = d, .t0 = qm_clock()};
     qm_tokens toks = {0};
     qm_head_w head = {0};
     state cur = {0}, old = {0};
@@ -558,10 +543,10 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
     snprintf(cur.settings, sizeof cur.settings, "ctx=%d samples=%d damp=%g min_expert_tokens=%d fallback=%s "
              "all_experts=%d fake_quant=%d", r.S, r.B, o->damp, o->min_expert_tokens,
              o->fallback_pooled ? "pooled" : "rtn", o->all_experts, o->fake_quant);
-    if (st == QM_OK && (st = make_dir(out_dir, d)) == QM_OK && (sdir = qm_strfmt("%s/.qmoe-state", out_dir)))
-        st = make_dir(sdir, d);
+    if (st == QM_OK && (st = qm_mkdir(out_dir, d)) == QM_OK && (sdir = qm_strfmt("%s/.qmoe-state", out_dir)))
+        st = qm_mkdir(sdir, d);
     if (st == QM_OK && o->fake_quant && (fake_dir = qm_strfmt("%s/fake-quant", out_dir)))
-        st = make_dir(fake_dir, d);
+        st = qm_mkdir(fake_dir, d);
     if (st == QM_OK && read_state(&r, &old)) {
         if (strcmp(old.plan, cur.plan) || strcmp(old.config, cur.config) || strcmp(old.calib, cur.calib) ||
             strcmp(old.settings, cur.settings))
@@ -588,15 +573,15 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
             st = write_state(&r, &cur);
     }
     for (int L = cur.layers_done; st == QM_OK && L < total; L++) {
-        double t = now();
+        double t = qm_clock();
         say(&r, "layer %d/%d: %d x %d calibration tokens", L, total, r.B, r.S);
         if ((st = one_layer(&r, L, fake_dir)) == QM_OK) {
             cur.layers_done = L + 1;
             if ((st = write_state(&r, &cur)) == QM_OK)
                 drop_hidden(&r, L);
         }
-        double left = (now() - t) * (total - L - 1);
-        say(&r, "layer %d/%d done in %.1f s, ETA %.0f s", L, total, now() - t, left);
+        double left = (qm_clock() - t) * (total - L - 1);
+        say(&r, "layer %d/%d done in %.1f s, ETA %.0f s", L, total, qm_clock() - t, left);
     }
     rep->layers = total;
     if (st == QM_OK)
@@ -612,7 +597,7 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0)
         rep->peak_rss_kib = ru.ru_maxrss;
-    rep->seconds = now() - r.t0;
+    rep->seconds = qm_clock() - r.t0;
     free(r.x);
     free(r.done);
     free(r.by_tensor);
