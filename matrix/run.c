@@ -173,7 +173,8 @@ static qm_status collect_policies(bench *b)
         closedir(dp);
         if (st == QM_OK && b->n_paths == first)
             st = qm_diag_fail(b->d, QM_ENOTFOUND, "%s: no *.qmoe policies in this directory", arg);
-        qsort(b->paths + first, b->n_paths - first, sizeof *b->paths, cmp_str);
+        else if (st == QM_OK)
+            qsort(b->paths + first, b->n_paths - first, sizeof *b->paths, cmp_str);
     }
     return st;
 }
