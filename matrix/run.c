@@ -36,6 +36,8 @@ typedef struct bench {
     qm_tokens eval;        /* the evaluation tokens, truncated to eval_tokens */
     qm_eval_ref ref;       /* the base's log-probabilities on them, made at first use */
     int have_ref;
+    double measured_seconds; /* spent on the runs measured (not reused) so far */
+    size_t measured;
     char **paths;          /* (n_paths) policy files, owned */
     size_t n_paths;
     qm_plan **plans;       /* (n_paths) compiled plans, owned */
@@ -409,10 +411,16 @@ static qm_status one_policy(bench *b, size_t i)
             st = measure(b, i, dir, plan_path, &r);
         if (st == QM_OK)
             st = qm_matrix_row_write(&r, res_path, b->d);
-        if (st == QM_OK)
-            say(b, "[%zu/%zu] %s: %.3f bits, KLD %.5f ± %.5f, PPL %.4f, top-1 %.2f%% (quantize %.1f s, eval %.1f s)",
+        if (st == QM_OK) {
+            /* the ETA assumes every policy left is measured, none reused */
+            b->measured_seconds += r.quantize_seconds + r.eval_seconds;
+            b->measured++;
+            say(b, "[%zu/%zu] %s: %.3f bits, KLD %.5f ± %.5f, PPL %.4f, top-1 %.2f%% (quantize %.1f s, eval %.1f s; "
+                   "ETA %.0f s)",
                 i + 1, b->n_paths, r.name, r.average_bits, r.ev.kld_mean, r.ev.kld_se, r.ev.ppl, r.ev.top1_agree,
-                r.quantize_seconds, r.eval_seconds);
+                r.quantize_seconds, r.eval_seconds,
+                b->measured_seconds / (double)b->measured * (double)(b->n_paths - i - 1));
+        }
     }
     if (st == QM_OK) {
         qm_matrix_row *g = realloc(m->rows, (m->n + 1) * sizeof *g);
