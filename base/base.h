@@ -75,9 +75,14 @@ char *qm_strdup(const char *s);
 
 /* Open-addressing map from borrowed NUL-terminated keys to size_t values.
  * The map does not copy keys: they must outlive it. */
+typedef struct qm_strmap_entry {
+    const char *key;   /* NULL = empty slot */
+    uint64_t hash;     /* of key: probes compare it before touching the string */
+    size_t val;
+} qm_strmap_entry;
+
 typedef struct qm_strmap {
-    const char **keys; /* (cap), NULL = empty slot */
-    size_t *vals;      /* (cap) */
+    qm_strmap_entry *e; /* (cap) */
     size_t cap, n;
 } qm_strmap;
 

@@ -35,11 +35,10 @@ qm_status qm_strmap_init(qm_strmap *m, size_t expected)
     size_t cap = 16;
     while (cap < expected * 2 + 1)
         cap *= 2;
-    m->keys = calloc(cap, sizeof *m->keys);
-    m->vals = malloc(cap * sizeof *m->vals);
+    m->e = calloc(cap, sizeof *m->e);
     m->cap = cap;
     m->n = 0;
-    if (!m->keys || !m->vals) {
+    if (!m->e) {
         qm_strmap_free(m);
         return QM_ENOMEM;
     }
@@ -48,15 +47,17 @@ qm_status qm_strmap_init(qm_strmap *m, size_t expected)
 
 void qm_strmap_free(qm_strmap *m)
 {
-    free(m->keys);
-    free(m->vals);
+    free(m->e);
     memset(m, 0, sizeof *m);
 }
 
-static size_t slot(const qm_strmap *m, const char *key)
+/* The slot of key (hash h): where it is, or the empty slot it would take.
+ * A name lookup misses the cache once for the slot; the key's bytes are
+ * read only when the full 64-bit hash matches. */
+static size_t slot(const qm_strmap *m, const char *key, uint64_t h)
 {
-    size_t i = (size_t)hash(key) & (m->cap - 1);
-    while (m->keys[i] && strcmp(m->keys[i], key) != 0)
+    size_t i = (size_t)h & (m->cap - 1);
+    while (m->e[i].key && (m->e[i].hash != h || strcmp(m->e[i].key, key) != 0))
         i = (i + 1) & (m->cap - 1);
     return i;
 }
@@ -67,10 +68,11 @@ static qm_status grow(qm_strmap *m)
     if (qm_strmap_init(&bigger, m->cap) != QM_OK)
         return QM_ENOMEM;
     for (size_t i = 0; i < m->cap; i++)
-        if (m->keys[i]) {
-            size_t j = slot(&bigger, m->keys[i]);
-            bigger.keys[j] = m->keys[i];
-            bigger.vals[j] = m->vals[i];
+        if (m->e[i].key) {
+            size_t j = (size_t)m->e[i].hash & (bigger.cap - 1);
+            while (bigger.e[j].key)
+                j = (j + 1) & (bigger.cap - 1);
+            bigger.e[j] = m->e[i];
             bigger.n++;
         }
     qm_strmap_free(m);
@@ -82,14 +84,14 @@ qm_status qm_strmap_put(qm_strmap *m, const char *key, size_t val, size_t *old)
 {
     if ((m->n + 1) * 2 > m->cap && grow(m) != QM_OK)
         return QM_ENOMEM;
-    size_t i = slot(m, key);
-    if (m->keys[i]) {
+    uint64_t h = hash(key);
+    size_t i = slot(m, key, h);
+    if (m->e[i].key) {
         if (old)
-            *old = m->vals[i];
+            *old = m->e[i].val;
         return QM_EINVAL;
     }
-    m->keys[i] = key;
-    m->vals[i] = val;
+    m->e[i] = (qm_strmap_entry){key, h, val};
     m->n++;
     return QM_OK;
 }
@@ -98,10 +100,10 @@ int qm_strmap_get(const qm_strmap *m, const char *key, size_t *val)
 {
     if (!m->cap)
         return 0;
-    size_t i = slot(m, key);
-    if (!m->keys[i])
+    size_t i = slot(m, key, hash(key));
+    if (!m->e[i].key)
         return 0;
     if (val)
-        *val = m->vals[i];
+        *val = m->e[i].val;
     return 1;
 }

@@ -239,8 +239,8 @@ static qm_status sort_by_offset(qm_st_file *f, qm_diag *d)
         pos[ord[k]] = k;
     }
     for (size_t i = 0; i < f->by_name.cap; i++)
-        if (f->by_name.keys[i])
-            f->by_name.vals[i] = pos[f->by_name.vals[i]];
+        if (f->by_name.e[i].key)
+            f->by_name.e[i].val = pos[f->by_name.e[i].val];
     free(f->t);
     f->t = t;
     free(ord);
