@@ -35,7 +35,7 @@ static int run(int argc, char **argv)
         return QM_EXIT_FAIL;
     }
     qm_matrix_opts o = {.ctx = 512, .samples = 128, .damp = 0.01, .policies = pol, .dirs = dirs,
-                        .progress = progress};
+                        .out = "bench-out", .progress = progress};
     long v;
     int c, rc = -1;
     optind = 1;
@@ -88,8 +88,8 @@ static int run(int argc, char **argv)
     }
     if (rc < 0 && !o.model)
         rc = qm_cli_usage(&qm_cmd_bench, "expected a MODEL directory");
-    if (rc < 0 && (!o.n_policies || !o.calib || !o.eval || !o.out))
-        rc = qm_cli_usage(&qm_cmd_bench, "--policies, --calib, --eval and -o are required");
+    if (rc < 0 && (!o.n_policies || !o.calib || !o.eval))
+        rc = qm_cli_usage(&qm_cmd_bench, "--policies, --calib and --eval are required");
     if (rc >= 0) {
         free(pol);
         free(dirs);
@@ -123,7 +123,7 @@ const qm_cmd qm_cmd_bench = {
     .run = run,
     .synopsis = "bench MODEL --policies DIR|FILES... --calib FILE --eval FILE [--tasks FILE]\n"
                 "                 [-I DIR]... [--ctx N] [--samples N] [--eval-tokens N] [--damp D]\n"
-                "                 [--discard-models] [-q] -o DIR",
+                "                 [--discard-models] [-q] [-o DIR]",
     .summary = "the QuantMoE-Bench matrix: score, compile, quantize and evaluate many policies",
     .help = "Scores MODEL once on --calib, compiles every policy against it, quantizes each plan\n"
             "with GPTQ and evaluates it against MODEL on --eval; writes results.yaml, results.csv,\n"
@@ -142,5 +142,5 @@ const qm_cmd qm_cmd_bench = {
             "  --damp D           GPTQ damping (default 0.01)\n"
             "  --discard-models   remove each quantized checkpoint once it is evaluated\n"
             "  -q, --quiet        no progress on standard error\n"
-            "  -o DIR             the output directory\n",
+            "  -o DIR             the output directory (default bench-out)\n",
 };

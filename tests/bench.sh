@@ -97,7 +97,7 @@ cmp -s "$tmp/fb" "$tmp/fk" && ok || bad "resumed figures differ: $(diff "$tmp/fb
 
 # refusals: usage errors exit 2, bad policies fail before any quantization
 "$QMOE" bench "$model" --policies "$tmp/pol" -o "$tmp/x" 2> "$tmp/err"; [ $? -eq 2 ] && ok || bad "missing --calib"
-has "$(cat "$tmp/err")" "--policies, --calib, --eval and -o are required"
+has "$(cat "$tmp/err")" "--policies, --calib and --eval are required"
 mkdir "$tmp/badpol"
 printf 'default: 2bit\nattn: 5bit\n' > "$tmp/badpol/typo.qmoe"
 cp "$QM_SRCDIR/stdlib/paper/uniform-4bit.qmoe" "$tmp/badpol/"
