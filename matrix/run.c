@@ -325,9 +325,6 @@ static qm_status measure(bench *b, size_t i, const char *dir, const char *plan_p
     r->quantize_seconds = rep.seconds;
     qm_model *qm = NULL;
     qm_net qnet = {0};
-    double t0 = qm_clock();
-    if (st == QM_OK && (st = qm_model_open(model_dir, &qm, b->d)) == QM_OK)
-        st = qm_net_load(qm, &qnet, b->d);
     qm_eval_opts eo = {.ctx = o->ctx};
     if (st == QM_OK && !b->have_ref && (uint64_t)b->eval.n * (uint64_t)b->model->cfg.vocab <= REF_MAX) {
         qm_eval_result base_ev;
@@ -335,6 +332,9 @@ static qm_status measure(bench *b, size_t i, const char *dir, const char *plan_p
         st = qm_eval_ref_make(&b->net, &b->eval, &eo, &b->ref, &base_ev, b->d);
         b->have_ref = st == QM_OK;
     }
+    double t0 = qm_clock(); /* eval_seconds: this model's load and scoring, not the base's one-time pass */
+    if (st == QM_OK && (st = qm_model_open(model_dir, &qm, b->d)) == QM_OK)
+        st = qm_net_load(qm, &qnet, b->d);
     if (st == QM_OK) {
         say(b, "[%zu/%zu] %s: evaluating on %zu tokens", i + 1, b->n_paths, r->name, b->eval.n);
         st = b->have_ref ? qm_eval_ppl_ref(&qnet, &b->ref, &b->eval, &eo, &r->ev, b->d)
