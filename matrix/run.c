@@ -474,16 +474,18 @@ qm_status qm_matrix_run(const qm_matrix_opts *o, qm_matrix *m, qm_diag *d)
     m->o = o;
     bench b = {.o = o, .m = m, .d = d};
     char *runs = qm_strfmt("%s/runs", o->out);
-    qm_status st = runs ? qm_mkdir(o->out, d) : qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    if (st == QM_OK)
-        st = qm_mkdir(runs, d);
-    if (st == QM_OK)
-        st = collect_policies(&b);
+    /* every input is checked before the output directory is made, so a
+     * mistyped path leaves nothing behind */
+    qm_status st = runs ? collect_policies(&b) : qm_diag_fail(d, QM_ENOMEM, "out of memory");
     if (st == QM_OK && (st = qm_model_open(o->model, &b.model, d)) == QM_OK &&
         !(m->arch = qm_strdup(b.model->arch->name)))
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
     if (st == QM_OK)
         st = hashes(&b);
+    if (st == QM_OK)
+        st = qm_mkdir(o->out, d);
+    if (st == QM_OK)
+        st = qm_mkdir(runs, d);
     if (st == QM_OK)
         st = qm_net_load(b.model, &b.net, d);
     if (st == QM_OK)
