@@ -61,8 +61,10 @@ static axes fit(const qm_matrix_row *rows, size_t n)
     if (a.x1 - a.x0 < 1)
         a.x1 = a.x0 + 1;
     if (kmin <= kmax) {
+        /* the bottom on a decade, the top a little above the largest KLD,
+         * so that a point just past a decade does not waste one */
         a.ly0 = floor(log10(kmin));
-        a.ly1 = ceil(log10(kmax));
+        a.ly1 = log10(kmax) + 0.15;
         if (a.ly1 - a.ly0 < 1)
             a.ly1 = a.ly0 + 1;
     }
@@ -80,11 +82,11 @@ static void grid(FILE *f, const axes *a)
         fprintf(f, "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" stroke=\"#ddd\"/>\n", x, TOP, x, y1);
         fprintf(f, "<text x=\"%.1f\" y=\"%d\" text-anchor=\"middle\">%g</text>\n", x, y1 + 18, b);
     }
-    for (int e = (int)a->ly0; e <= (int)a->ly1; e++) {
+    for (int e = (int)a->ly0; e <= (int)floor(a->ly1); e++) {
         double y = py(a, pow(10, e));
         fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>\n", LEFT, y, x1, y);
         fprintf(f, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">1e%d</text>\n", LEFT - 6, y + 4, e);
-        for (int m = 2; m < 10 && e < (int)a->ly1; m++) {
+        for (int m = 2; m < 10 && log10(m) + e <= a->ly1; m++) {
             double ym = py(a, m * pow(10, e));
             fprintf(f, "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#444\"/>\n", LEFT, ym, LEFT + 4,
                     ym);
