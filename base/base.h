@@ -111,6 +111,14 @@ qm_status qm_afile_commit(qm_afile *a, qm_diag *d);
 /* Discard the temporary (safe to call after a failed commit or twice). */
 void qm_afile_abort(qm_afile *a);
 
+/* ---- progress ------------------------------------------------------------ */
+
+/* A long-running stage reports one line at a time through a callback the
+ * driver supplies (it decides whether and where to print).  Format a line
+ * and pass it to fn(ctx, line); nothing when fn is NULL. */
+typedef void qm_progress_fn(void *ctx, const char *line);
+void qm_progressf(qm_progress_fn *fn, void *ctx, const char *fmt, ...) QM_PRINTF(3, 4);
+
 /* ---- the operating system ------------------------------------------------ */
 
 /* Seconds on a monotonic clock (differences only). */

@@ -1,8 +1,10 @@
-/* sys.c: the two operating-system services every stage times or writes
- * with: a monotonic clock and making a directory. */
+/* sys.c: what every long-running stage shares with the operating system and
+ * its driver: a monotonic clock, making a directory, a line of progress. */
 #include "config.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -22,4 +24,16 @@ qm_status qm_mkdir(const char *path, qm_diag *d)
     if (mkdir(path, 0755) == 0 || (errno == EEXIST && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)))
         return QM_OK;
     return qm_diag_fail(d, QM_EIO, "%s: %s", path, errno == EEXIST ? "exists and is not a directory" : strerror(errno));
+}
+
+void qm_progressf(qm_progress_fn *fn, void *ctx, const char *fmt, ...)
+{
+    if (!fn)
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fn(ctx, line);
 }

@@ -13,7 +13,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <ftw.h>
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -44,18 +43,7 @@ typedef struct bench {
     char *scores_path;     /* owned */
 } bench;
 
-static void say(bench *b, const char *fmt, ...) QM_PRINTF(2, 3);
-static void say(bench *b, const char *fmt, ...)
-{
-    if (!b->o->progress)
-        return;
-    char line[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    b->o->progress(b->o->progress_ctx, line);
-}
+#define say(b, ...) qm_progressf((b)->o->progress, (b)->o->progress_ctx, __VA_ARGS__)
 
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {

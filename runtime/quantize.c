@@ -18,18 +18,7 @@
 #include "runtime/quantize.h"
 #include "runtime/tokens.h"
 
-static void say(run *r, const char *fmt, ...) QM_PRINTF(2, 3);
-static void say(run *r, const char *fmt, ...)
-{
-    if (!r->o->progress)
-        return;
-    char line[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    r->o->progress(r->o->progress_ctx, line);
-}
+#define say(r, ...) qm_progressf((r)->o->progress, (r)->o->progress_ctx, __VA_ARGS__)
 
 /* ---- the linear being quantized ------------------------------------------------------------ */
 
