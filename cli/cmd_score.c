@@ -51,10 +51,7 @@ static int run(int argc, char **argv)
     qm_scores sc = {0};
     qm_status st = qm_cli_open_net(argv[optind], &m, &net, d);
     if (st == QM_OK)
-        st = m->cfg.byte_tokenizer ? qm_tokens_from_text(calib, &toks, d)
-                                   : qm_tokens_from_ids(calib, m->cfg.vocab, &toks, d);
-    if (st == QM_OK && max_tokens && toks.n > (size_t)max_tokens)
-        toks.n = (size_t)max_tokens;
+        st = qm_tokens_for_model(m, calib, (size_t)max_tokens, &toks, d);
     if (st == QM_OK)
         st = qm_score_model(&net, &toks, (int)ctx, &sc, d);
     if (st == QM_OK)

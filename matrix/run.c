@@ -38,6 +38,7 @@ typedef struct bench {
     double measured_seconds; /* spent on the runs measured (not reused) so far */
     size_t measured;
     char **paths;          /* (n_paths) policy files, owned */
+    char **names;          /* (n_paths) their names (policy_name()), owned */
     size_t n_paths;
     qm_plan **plans;       /* (n_paths) compiled plans, owned */
     char *scores_path;     /* owned */
@@ -180,16 +181,23 @@ static char *policy_name(const char *path)
     return qm_strfmt("%.*s", (int)n, s);
 }
 
-/* ---- the steps ------------------------------------------------------------------------ */
-
-static qm_status load_tokens(bench *b, const char *path, size_t max, qm_tokens *t)
+/* Every policy's name; two with one name would share runs/NAME. */
+static qm_status name_policies(bench *b)
 {
-    qm_status st = b->model->cfg.byte_tokenizer ? qm_tokens_from_text(path, t, b->d)
-                                                : qm_tokens_from_ids(path, b->model->cfg.vocab, t, b->d);
-    if (st == QM_OK && max && t->n > max)
-        t->n = max;
-    return st;
+    if (!(b->names = calloc(b->n_paths + 1, sizeof *b->names)))
+        return qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
+    for (size_t i = 0; i < b->n_paths; i++) {
+        if (!(b->names[i] = policy_name(b->paths[i])))
+            return qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(b->names[i], b->names[j]) == 0)
+                return qm_diag_fail(b->d, QM_EINVAL, "%s and %s are both named '%s': results would collide",
+                                    b->paths[j], b->paths[i], b->names[i]);
+    }
+    return QM_OK;
 }
+
+/* ---- the steps ------------------------------------------------------------------------ */
 
 /* scores.yaml, measured on the calibration windows unless a file made under
  * the same key is there. */
@@ -215,7 +223,7 @@ static qm_status scores(bench *b)
         double t0 = qm_clock();
         say(b, "scores: routing frequency, block importance and outliers over %d x %d calibration tokens",
             o->samples, o->ctx);
-        st = load_tokens(b, o->calib, (size_t)o->samples * (size_t)o->ctx, &t);
+        st = qm_tokens_for_model(b->model, o->calib, (size_t)o->samples * (size_t)o->ctx, &t, b->d);
         if (st == QM_OK)
             st = qm_score_model(&b->net, &t, o->ctx, &sc, b->d);
         if (st == QM_OK)
@@ -243,14 +251,6 @@ static qm_status compile_all(bench *b)
         qm_status st = qm_compile(&co, &b->plans[i], b->d);
         if (st != QM_OK && first == QM_OK)
             first = st;
-        for (size_t j = 0; j < i && st == QM_OK; j++) {
-            char *a = policy_name(b->paths[i]), *c = policy_name(b->paths[j]);
-            if (a && c && strcmp(a, c) == 0)
-                first = qm_diag_fail(b->d, QM_EINVAL, "%s and %s are both named '%s': results would collide",
-                                     b->paths[j], b->paths[i], a);
-            free(a);
-            free(c);
-        }
     }
     if (first == QM_OK && b->n_paths)
         b->m->base_bytes = b->plans[0]->summary.bytes_before;
@@ -298,13 +298,10 @@ static qm_status base_tasks(bench *b)
     return st;
 }
 
-/* Quantize plan i into runs/NAME/model and evaluate it into r. */
-static qm_status measure(bench *b, size_t i, const char *dir, const char *plan_path, qm_matrix_row *r)
+/* Quantize plan i into model_dir (runs/NAME/model) and evaluate it into r. */
+static qm_status measure(bench *b, size_t i, const char *plan_path, const char *model_dir, qm_matrix_row *r)
 {
     const qm_matrix_opts *o = b->o;
-    char *model_dir = qm_strfmt("%s/model", dir);
-    if (!model_dir)
-        return qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
     /* quantize's per-tensor lines would drown the bench's own; quant_log.yaml keeps them */
     qm_quant_opts qo = {.ctx = o->ctx, .samples = o->samples, .damp = o->damp, .min_expert_tokens = 16};
     qm_quant_report rep;
@@ -338,7 +335,6 @@ static qm_status measure(bench *b, size_t i, const char *dir, const char *plan_p
     r->size_bytes = checkpoint_bytes(model_dir);
     if (st == QM_OK && o->discard_models)
         st = remove_tree(model_dir, b->d);
-    free(model_dir);
     return st;
 }
 
@@ -351,7 +347,7 @@ static qm_status one_policy(bench *b, size_t i)
     qm_status st = QM_OK;
     char *dir = NULL, *plan_path = NULL, *res_path = NULL, *key_path = NULL, *model_dir = NULL;
     char plan_sha[65], settings[128];
-    r.name = policy_name(b->paths[i]);
+    r.name = qm_strdup(b->names[i]);
     r.path = qm_strdup(b->paths[i]);
     if (r.name)
         dir = qm_strfmt("%s/runs/%s", o->out, r.name);
@@ -396,7 +392,7 @@ static qm_status one_policy(bench *b, size_t i)
                 st = key_write(key_path, r.key, b->d);
         }
         if (st == QM_OK)
-            st = measure(b, i, dir, plan_path, &r);
+            st = measure(b, i, plan_path, model_dir, &r);
         if (st == QM_OK)
             st = qm_matrix_row_write(&r, res_path, b->d);
         if (st == QM_OK) {
@@ -465,6 +461,8 @@ qm_status qm_matrix_run(const qm_matrix_opts *o, qm_matrix *m, qm_diag *d)
     /* every input is checked before the output directory is made, so a
      * mistyped path leaves nothing behind */
     qm_status st = runs ? collect_policies(&b) : qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    if (st == QM_OK)
+        st = name_policies(&b);
     if (st == QM_OK && (st = qm_model_open(o->model, &b.model, d)) == QM_OK &&
         !(m->arch = qm_strdup(b.model->arch->name)))
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
@@ -477,7 +475,7 @@ qm_status qm_matrix_run(const qm_matrix_opts *o, qm_matrix *m, qm_diag *d)
     if (st == QM_OK)
         st = qm_net_load(b.model, &b.net, d);
     if (st == QM_OK)
-        st = load_tokens(&b, o->eval, o->eval_tokens, &b.eval);
+        st = qm_tokens_for_model(b.model, o->eval, o->eval_tokens, &b.eval, d);
     if (st == QM_OK)
         st = scores(&b);
     if (st == QM_OK) {
@@ -496,9 +494,12 @@ qm_status qm_matrix_run(const qm_matrix_opts *o, qm_matrix *m, qm_diag *d)
     for (size_t i = 0; b.plans && i < b.n_paths; i++)
         qm_plan_free(b.plans[i]);
     free(b.plans);
-    for (size_t i = 0; i < b.n_paths; i++)
+    for (size_t i = 0; i < b.n_paths; i++) {
         free(b.paths[i]);
+        free(b.names ? b.names[i] : NULL);
+    }
     free(b.paths);
+    free(b.names);
     free(b.scores_path);
     qm_tokens_free(&b.eval);
     qm_eval_ref_free(&b.ref);

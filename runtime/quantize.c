@@ -521,8 +521,7 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
     if (st == QM_OK)
         st = qm_sha256_file(calib_path, cur.calib, d);
     if (st == QM_OK)
-        st = r.m->cfg.byte_tokenizer ? qm_tokens_from_text(calib_path, &toks, d)
-                                     : qm_tokens_from_ids(calib_path, r.m->cfg.vocab, &toks, d);
+        st = qm_tokens_for_model(r.m, calib_path, 0, &toks, d);
     if (st == QM_OK) {
         r.S = o->ctx;
         r.B = (int)(toks.n / (size_t)o->ctx) < o->samples ? (int)(toks.n / (size_t)o->ctx) : o->samples;

@@ -123,3 +123,12 @@ qm_status qm_tokens_from_ids(const char *path, long long vocab, qm_tokens *t, qm
         qm_tokens_free(t);
     return st;
 }
+
+qm_status qm_tokens_for_model(const qm_model *m, const char *path, size_t max, qm_tokens *t, qm_diag *d)
+{
+    qm_status st = m->cfg.byte_tokenizer ? qm_tokens_from_text(path, t, d)
+                                         : qm_tokens_from_ids(path, m->cfg.vocab, t, d);
+    if (st == QM_OK && max && t->n > max)
+        t->n = max;
+    return st;
+}

@@ -10,6 +10,7 @@
 #define QM_TOKENS_H
 
 #include "base/base.h"
+#include "runtime/model.h"
 
 typedef struct qm_tokens {
     int *ids;   /* (n), owned; free with qm_tokens_free() */
@@ -21,6 +22,10 @@ qm_status qm_tokens_from_text(const char *path, qm_tokens *t, qm_diag *d);
 /* Token ids from a .u32 or whitespace-separated decimal file; each must be < vocab. */
 qm_status qm_tokens_from_ids(const char *path, long long vocab, qm_tokens *t, qm_diag *d);
 void qm_tokens_free(qm_tokens *t);
+/* The tokens of `path` as model m reads them: the bytes of a text when its
+ * config declares a byte-level tokenizer, else token ids (each < vocab);
+ * only the first `max` when max > 0. */
+qm_status qm_tokens_for_model(const qm_model *m, const char *path, size_t max, qm_tokens *t, qm_diag *d);
 
 /* Whole file into memory (NUL-terminated for convenience); caller frees. */
 qm_status qm_read_file(const char *path, char **data, size_t *len, qm_diag *d);

@@ -106,6 +106,14 @@ cp "$QM_SRCDIR/stdlib/paper/uniform-4bit.qmoe" "$tmp/badpol/"
 [ $? -eq 1 ] && ok || bad "a bad policy was accepted"
 has "$(cat "$tmp/err")" "typo.qmoe:2:7: error:"
 [ ! -d "$tmp/y/runs/uniform-4bit" ] && ok || bad "a run started before every policy compiled"
+# two policies with one name would share runs/NAME: refused before any work
+mkdir "$tmp/twin"
+cp "$QM_SRCDIR/stdlib/paper/uniform-4bit.qmoe" "$tmp/twin/"
+"$QMOE" bench "$model" --policies "$tmp/pol" "$tmp/twin/uniform-4bit.qmoe" --calib "$data/wikitext2-valid.txt" \
+    --eval "$data/wikitext2-test.txt" -o "$tmp/w" 2> "$tmp/err"
+[ $? -eq 1 ] && ok || bad "two policies named alike were accepted"
+has "$(cat "$tmp/err")" "are both named 'uniform-4bit': results would collide"
+[ ! -e "$tmp/w" ] && ok || bad "a refused bench left an output directory"
 mkdir "$tmp/empty"
 "$QMOE" bench "$model" --policies "$tmp/empty" --calib "$data/wikitext2-valid.txt" --eval "$data/wikitext2-test.txt" \
     -o "$tmp/z" 2> "$tmp/err"
