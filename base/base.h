@@ -71,6 +71,29 @@ void qm_diag_clear(qm_diag *d);
 char *qm_strfmt(const char *fmt, ...) QM_PRINTF(1, 2);
 char *qm_strdup(const char *s);
 
+/* Memory freed all at once (arena.c).  Zero-initialise; what it hands out
+ * lives until qm_arena_free(); NULL when out of memory. */
+typedef struct qm_arena_chunk qm_arena_chunk;
+typedef struct qm_arena {
+    qm_arena_chunk *head;
+} qm_arena;
+
+void *qm_arena_alloc(qm_arena *a, size_t size); /* zeroed, aligned for any type */
+char *qm_arena_strdup(qm_arena *a, const char *s);
+char *qm_arena_strndup(qm_arena *a, const char *s, size_t n); /* n bytes of s and a NUL */
+void qm_arena_free(qm_arena *a);
+
+/* A growable string (buf.c).  Zero-initialise; free(b.s) when done. */
+typedef struct qm_buf {
+    char *s;   /* NUL-terminated when not NULL */
+    size_t n, cap;
+    int oom;   /* sticky: a failed append leaves the buffer as it was and sets this */
+} qm_buf;
+
+void qm_buf_add(qm_buf *b, const char *s, size_t n);
+void qm_buf_printf(qm_buf *b, const char *fmt, ...) QM_PRINTF(2, 3);
+void qm_buf_vprintf(qm_buf *b, const char *fmt, va_list ap);
+
 /* ---- string map ---------------------------------------------------------- */
 
 /* Open-addressing map from borrowed NUL-terminated keys to size_t values.

@@ -9,90 +9,46 @@
 #include "config.h"
 
 #include <errno.h>
-#include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lang/internal.h"
 
-enum {
-    CHUNK_BYTES = 64 * 1024,
-    MAX_POLICY_BYTES = 16 * 1024 * 1024, /* a policy is a page of text; this is ample */
-};
+enum { MAX_POLICY_BYTES = 16 * 1024 * 1024 }; /* a policy is a page of text; this is ample */
 
-typedef struct chunk {
-    struct chunk *next;
-    size_t used, cap;
-    alignas(max_align_t) unsigned char data[];
-} chunk;
-
-struct qm_arena {
-    chunk *head;
+struct qm_policy_arena {
+    qm_arena mem;
     qm_policy **child; /* (nchild) adopted policies, freed with the arena */
     size_t nchild, capchild;
 };
 
-qm_arena *lang_arena_new(void)
+qm_policy_arena *lang_arena_new(void)
 {
-    return calloc(1, sizeof(qm_arena));
+    return calloc(1, sizeof(qm_policy_arena));
 }
 
-void lang_arena_free(qm_arena *a)
+void lang_arena_free(qm_policy_arena *a)
 {
     if (!a)
         return;
     for (size_t i = 0; i < a->nchild; i++)
         qm_policy_free(a->child[i]);
     free(a->child);
-    for (chunk *c = a->head, *next; c; c = next) {
-        next = c->next;
-        free(c);
-    }
+    qm_arena_free(&a->mem);
     free(a);
 }
 
-void *lang_alloc(qm_arena *a, size_t size)
+void *lang_alloc(qm_policy_arena *a, size_t size)
 {
-    const size_t al = alignof(max_align_t);
-    if (size > SIZE_MAX / 2)
-        return NULL;
-    size = (size + al - 1) / al * al;
-    if (!size)
-        size = al;
-    chunk *c = a->head;
-    if (!c || c->cap - c->used < size) {
-        size_t cap = size > CHUNK_BYTES ? size : CHUNK_BYTES;
-        c = malloc(sizeof *c + cap);
-        if (!c)
-            return NULL;
-        c->used = 0;
-        c->cap = cap;
-        /* a big block goes behind the current chunk so its free space stays usable */
-        if (a->head && size > CHUNK_BYTES) {
-            c->next = a->head->next;
-            a->head->next = c;
-        } else {
-            c->next = a->head;
-            a->head = c;
-        }
-    }
-    void *p = c->data + c->used;
-    c->used += size;
-    memset(p, 0, size);
-    return p;
+    return qm_arena_alloc(&a->mem, size);
 }
 
-char *lang_strndup(qm_arena *a, const char *s, size_t n)
+char *lang_strndup(qm_policy_arena *a, const char *s, size_t n)
 {
-    char *c = lang_alloc(a, n + 1);
-    if (c) {
-        memcpy(c, s, n);
-        c[n] = '\0';
-    }
-    return c;
+    return qm_arena_strndup(&a->mem, s, n);
 }
 
-int lang_arena_adopt(qm_arena *a, qm_policy *child)
+int lang_arena_adopt(qm_policy_arena *a, qm_policy *child)
 {
     if (a->nchild == a->capchild) {
         size_t cap = a->capchild ? a->capchild * 2 : 4;
@@ -106,7 +62,7 @@ int lang_arena_adopt(qm_arena *a, qm_policy *child)
     return 0;
 }
 
-lang_vec *lang_vec_new(qm_arena *a, size_t size)
+lang_vec *lang_vec_new(qm_policy_arena *a, size_t size)
 {
     lang_vec *v = lang_alloc(a, sizeof *v);
     if (v)
@@ -114,7 +70,7 @@ lang_vec *lang_vec_new(qm_arena *a, size_t size)
     return v;
 }
 
-void *lang_vec_push(qm_arena *a, lang_vec *vec, const void *elem)
+void *lang_vec_push(qm_policy_arena *a, lang_vec *vec, const void *elem)
 {
     if (vec->n == vec->cap) {
         size_t cap = vec->cap ? vec->cap * 2 : 4;
@@ -131,62 +87,6 @@ void *lang_vec_push(qm_arena *a, lang_vec *vec, const void *elem)
     return slot;
 }
 
-/* ---- strings ---------------------------------------------------------------- */
-
-void lang_buf_add(lang_buf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->cap - b->n <= n) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap - b->n <= n)
-            cap *= 2;
-        char *t = realloc(b->s, cap);
-        if (!t) {
-            b->oom = 1;
-            return;
-        }
-        b->s = t;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->n, s, n);
-    b->n += n;
-    b->s[b->n] = '\0';
-}
-
-void lang_buf_vprintf(lang_buf *b, const char *fmt, va_list ap)
-{
-    char small[256];
-    va_list aq;
-    va_copy(aq, ap);
-    int len = vsnprintf(small, sizeof small, fmt, aq);
-    va_end(aq);
-    if (len < 0) {
-        b->oom = 1;
-        return;
-    }
-    if ((size_t)len < sizeof small) {
-        lang_buf_add(b, small, (size_t)len);
-        return;
-    }
-    char *big = malloc((size_t)len + 1);
-    if (!big) {
-        b->oom = 1;
-        return;
-    }
-    vsnprintf(big, (size_t)len + 1, fmt, ap);
-    lang_buf_add(b, big, (size_t)len);
-    free(big);
-}
-
-void lang_buf_printf(lang_buf *b, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    lang_buf_vprintf(b, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- entry points ------------------------------------------------------------- */
 
 qm_status qm_policy_parse(const char *path, const char *text, size_t len, qm_policy **out,
@@ -196,7 +96,7 @@ qm_status qm_policy_parse(const char *path, const char *text, size_t len, qm_pol
     if (len > MAX_POLICY_BYTES)
         return qm_diag_fail(d, QM_EINVAL, "%s: error: %zu bytes is too large for a policy (at most %d)",
                             path, len, MAX_POLICY_BYTES);
-    qm_arena *a = lang_arena_new();
+    qm_policy_arena *a = lang_arena_new();
     qm_policy *p = a ? lang_alloc(a, sizeof *p) : NULL;
     qm_source *src = p ? lang_alloc(a, sizeof *src) : NULL;
     char *copy = src ? lang_alloc(a, len + 1) : NULL;
@@ -243,11 +143,11 @@ qm_status qm_policy_parse_file(const char *path, qm_policy **out, qm_diag *d)
     if (!f)
         return qm_diag_fail(d, errno == ENOENT ? QM_ENOTFOUND : QM_EIO, "%s: error: cannot open: %s",
                             path, strerror(errno));
-    lang_buf b = {0};
+    qm_buf b = {0};
     char block[8192];
     size_t n;
     while ((n = fread(block, 1, sizeof block, f)) > 0 && b.n <= MAX_POLICY_BYTES)
-        lang_buf_add(&b, block, n);
+        qm_buf_add(&b, block, n);
     int bad = ferror(f);
     int err = errno;
     fclose(f);

@@ -287,7 +287,7 @@ typedef struct qm_comment {
     qm_span span;
 } qm_comment;
 
-typedef struct qm_arena qm_arena; /* private */
+typedef struct qm_policy_arena qm_policy_arena; /* private */
 
 /* A parsed policy.  After qm_policy_expand() `stmt` holds the imported
  * statements in place of each import (their `src` names their file) and the
@@ -298,7 +298,7 @@ typedef struct qm_policy {
     size_t n;
     qm_comment *comment;    /* (ncomment) comments of `src`, in order */
     size_t ncomment;
-    qm_arena *arena;        /* owns everything above */
+    qm_policy_arena *arena; /* owns everything above */
 } qm_policy;
 
 /* ---- entry points ------------------------------------------------------------ */

@@ -407,10 +407,10 @@ static void check_selector(lang_state *ps, qm_selector *sel)
         return;
     }
     if (part < 0 || !(mi->parts & PART(part))) {
-        lang_buf b = {0};
+        qm_buf b = {0};
         for (int i = 0; i < QM_MOD_COUNT; i++)
             if (mi->parts & PART(i))
-                lang_buf_printf(&b, "%s%s", b.n ? " " : "", modules[i].name);
+                qm_buf_printf(&b, "%s%s", b.n ? " " : "", modules[i].name);
         lang_error(ps, p->span, "'%s' has no part '%s'; its parts are %s", m->text, p->text,
                    b.s ? b.s : "");
         free(b.s);

@@ -42,7 +42,7 @@ void qm_source_linecol(const qm_source *src, size_t off, size_t *line, size_t *c
 }
 
 /* The line around `off` and an underline for [off, end), into b. */
-static void show_line(lang_buf *b, const qm_source *src, size_t off, size_t end)
+static void show_line(qm_buf *b, const qm_source *src, size_t off, size_t end)
 {
     const char *t = src->text;
     size_t ls = off, le = off;
@@ -62,25 +62,25 @@ static void show_line(lang_buf *b, const qm_source *src, size_t off, size_t end)
         end = le;
     if (end < off)
         end = off;
-    lang_buf_add(b, "\n", 1);
+    qm_buf_add(b, "\n", 1);
     for (size_t i = ls; i < le; i++) {
         unsigned char c = (unsigned char)t[i];
         char ch = (char)c;
         if (c < 0x20 ? c != '\t' : c == 0x7f)
             ch = ' '; /* control bytes would garble a terminal */
-        lang_buf_add(b, &ch, 1);
+        qm_buf_add(b, &ch, 1);
     }
-    lang_buf_add(b, "\n", 1);
+    qm_buf_add(b, "\n", 1);
     /* one column per character: tabs copied, UTF-8 continuation bytes skipped */
     for (size_t i = ls; i < off; i++) {
         unsigned char c = (unsigned char)t[i];
         if ((c & 0xC0) != 0x80)
-            lang_buf_add(b, c == '\t' ? "\t" : " ", 1);
+            qm_buf_add(b, c == '\t' ? "\t" : " ", 1);
     }
-    lang_buf_add(b, "^", 1);
+    qm_buf_add(b, "^", 1);
     for (size_t i = off + 1; i < end; i++)
         if (((unsigned char)t[i] & 0xC0) != 0x80)
-            lang_buf_add(b, "~", 1);
+            qm_buf_add(b, "~", 1);
 }
 
 static const char *const sev_word[] = {
@@ -94,9 +94,9 @@ static qm_status vdiag(qm_diag *d, qm_severity sev, const qm_source *src, qm_spa
 {
     size_t off = clamp(src, span.begin), line, col;
     qm_source_linecol(src, off, &line, &col);
-    lang_buf b = {0};
-    lang_buf_printf(&b, "%s:%zu:%zu: %s: ", src->path, line, col, sev_word[sev]);
-    lang_buf_vprintf(&b, fmt, ap);
+    qm_buf b = {0};
+    qm_buf_printf(&b, "%s:%zu:%zu: %s: ", src->path, line, col, sev_word[sev]);
+    qm_buf_vprintf(&b, fmt, ap);
     show_line(&b, src, off, span.end);
     qm_status st = sev == QM_SEV_ERROR ? QM_EFORMAT : QM_OK;
     if (b.oom)

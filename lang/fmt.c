@@ -25,133 +25,133 @@ static const char *const cmp_words[] = {
 };
 
 /* A number as written, without the blanks a '-' may have been followed by. */
-static void number(lang_buf *b, const qm_source *src, qm_span sp)
+static void number(qm_buf *b, const qm_source *src, qm_span sp)
 {
     for (size_t i = sp.begin; i < sp.end; i++)
         if (src->text[i] != ' ' && src->text[i] != '\t')
-            lang_buf_add(b, src->text + i, 1);
+            qm_buf_add(b, src->text + i, 1);
 }
 
-static void index_spec(lang_buf *b, const qm_source *src, const qm_index *ix)
+static void index_spec(qm_buf *b, const qm_source *src, const qm_index *ix)
 {
-    lang_buf_add(b, "[", 1);
+    qm_buf_add(b, "[", 1);
     switch (ix->kind) {
     case QM_INDEX_LIST:
         for (size_t i = 0; i < ix->u.list.n; i++) {
             const qm_range *r = &ix->u.list.v[i];
             if (i)
-                lang_buf_add(b, ", ", 2);
+                qm_buf_add(b, ", ", 2);
             if (r->single) {
-                lang_buf_printf(b, "%lld", r->lo);
+                qm_buf_printf(b, "%lld", r->lo);
                 continue;
             }
             if (!r->lo_open)
-                lang_buf_printf(b, "%lld", r->lo);
-            lang_buf_add(b, "..", 2);
+                qm_buf_printf(b, "%lld", r->lo);
+            qm_buf_add(b, "..", 2);
             if (!r->hi_open)
-                lang_buf_printf(b, "%lld", r->hi);
+                qm_buf_printf(b, "%lld", r->hi);
         }
         break;
     case QM_INDEX_PICK:
-        lang_buf_printf(b, "%s ", how_words[ix->u.pick.how]);
+        qm_buf_printf(b, "%s ", how_words[ix->u.pick.how]);
         if (ix->u.pick.is_percent)
             number(b, src, ix->u.pick.amount_span);
         else
-            lang_buf_printf(b, "%lld", ix->u.pick.count);
+            qm_buf_printf(b, "%lld", ix->u.pick.count);
         if (ix->u.pick.per_layer)
-            lang_buf_printf(b, " per layer");
+            qm_buf_printf(b, " per layer");
         if (ix->u.pick.how == QM_PICK_RANDOM)
-            lang_buf_printf(b, " seed %llu", ix->u.pick.seed);
+            qm_buf_printf(b, " seed %llu", ix->u.pick.seed);
         else
-            lang_buf_printf(b, " by %s", qm_scorer_name(ix->u.pick.scorer));
+            qm_buf_printf(b, " by %s", qm_scorer_name(ix->u.pick.scorer));
         break;
     case QM_INDEX_THRESHOLD:
-        lang_buf_printf(b, "%s %s ", qm_scorer_name(ix->u.threshold.scorer),
+        qm_buf_printf(b, "%s %s ", qm_scorer_name(ix->u.threshold.scorer),
                         cmp_words[ix->u.threshold.op]);
         number(b, src, ix->u.threshold.value_span);
         break;
     }
-    lang_buf_add(b, "]", 1);
+    qm_buf_add(b, "]", 1);
 }
 
-static void selector(lang_buf *b, const qm_source *src, const qm_selector *sel)
+static void selector(qm_buf *b, const qm_source *src, const qm_selector *sel)
 {
     if (sel->scope != QM_SCOPE_NONE) {
-        lang_buf_printf(b, "%s", sel->scope_text);
+        qm_buf_printf(b, "%s", sel->scope_text);
         index_spec(b, src, sel->scope_index);
     }
     for (size_t i = 0; i < sel->nseg; i++) {
         if (i || sel->scope != QM_SCOPE_NONE)
-            lang_buf_add(b, ".", 1);
-        lang_buf_printf(b, "%s", sel->seg[i].text);
+            qm_buf_add(b, ".", 1);
+        qm_buf_printf(b, "%s", sel->seg[i].text);
         if (sel->seg[i].index)
             index_spec(b, src, sel->seg[i].index);
     }
 }
 
-static void actions(lang_buf *b, const qm_actions *a)
+static void actions(qm_buf *b, const qm_actions *a)
 {
     for (size_t i = 0; i < a->n; i++) {
         const qm_action *x = &a->v[i];
         if (i)
-            lang_buf_add(b, " ", 1);
+            qm_buf_add(b, " ", 1);
         switch (x->kind) {
-        case QM_ACT_WIDTH: lang_buf_printf(b, "%lldbit", x->value); break;
-        case QM_ACT_KEEP: lang_buf_printf(b, "keep"); break;
-        case QM_ACT_DELTA: lang_buf_printf(b, "%+lldbit", x->value); break;
-        case QM_ACT_GROUP: lang_buf_printf(b, "group %lld", x->value); break;
-        case QM_ACT_GROUP_NONE: lang_buf_printf(b, "group none"); break;
-        case QM_ACT_SYM: lang_buf_printf(b, "sym"); break;
-        case QM_ACT_ASYM: lang_buf_printf(b, "asym"); break;
-        case QM_ACT_ACT_ORDER: lang_buf_printf(b, "act_order"); break;
-        case QM_ACT_NO_ACT_ORDER: lang_buf_printf(b, "no_act_order"); break;
+        case QM_ACT_WIDTH: qm_buf_printf(b, "%lldbit", x->value); break;
+        case QM_ACT_KEEP: qm_buf_printf(b, "keep"); break;
+        case QM_ACT_DELTA: qm_buf_printf(b, "%+lldbit", x->value); break;
+        case QM_ACT_GROUP: qm_buf_printf(b, "group %lld", x->value); break;
+        case QM_ACT_GROUP_NONE: qm_buf_printf(b, "group none"); break;
+        case QM_ACT_SYM: qm_buf_printf(b, "sym"); break;
+        case QM_ACT_ASYM: qm_buf_printf(b, "asym"); break;
+        case QM_ACT_ACT_ORDER: qm_buf_printf(b, "act_order"); break;
+        case QM_ACT_NO_ACT_ORDER: qm_buf_printf(b, "no_act_order"); break;
         case QM_ACT_COUNT: break;
         }
     }
 }
 
-static void statement(lang_buf *b, const qm_stmt *st)
+static void statement(qm_buf *b, const qm_stmt *st)
 {
     const qm_source *src = st->src;
     switch (st->kind) {
     case QM_STMT_IMPORT:
-        lang_buf_printf(b, "import \"%s\"", st->u.import.name);
+        qm_buf_printf(b, "import \"%s\"", st->u.import.name);
         break;
     case QM_STMT_ARCH:
-        lang_buf_printf(b, "arch ");
+        qm_buf_printf(b, "arch ");
         for (size_t i = 0; i < st->u.arch.n; i++)
-            lang_buf_printf(b, "%s%s", i ? ", " : "", st->u.arch.v[i].text);
+            qm_buf_printf(b, "%s%s", i ? ", " : "", st->u.arch.v[i].text);
         break;
     case QM_STMT_BUDGET:
-        lang_buf_printf(b, "budget ");
+        qm_buf_printf(b, "budget ");
         number(b, src, st->u.budget.bits_span);
-        lang_buf_printf(b, " bits");
+        qm_buf_printf(b, " bits");
         if (st->u.budget.by != QM_SCORER_NONE)
-            lang_buf_printf(b, " by %s", qm_scorer_name(st->u.budget.by));
+            qm_buf_printf(b, " by %s", qm_scorer_name(st->u.budget.by));
         break;
     case QM_STMT_DEFAULT:
-        lang_buf_printf(b, "default: ");
+        qm_buf_printf(b, "default: ");
         actions(b, &st->u.rule.act);
         break;
     case QM_STMT_RULE:
         for (size_t i = 0; i < st->u.rule.nsel; i++) {
             if (i)
-                lang_buf_add(b, ", ", 2);
+                qm_buf_add(b, ", ", 2);
             selector(b, src, &st->u.rule.sel[i]);
         }
-        lang_buf_add(b, ": ", 2);
+        qm_buf_add(b, ": ", 2);
         actions(b, &st->u.rule.act);
         break;
     }
 }
 
 /* The comment's text without trailing blanks. */
-static void comment(lang_buf *b, const qm_source *src, const qm_comment *c)
+static void comment(qm_buf *b, const qm_source *src, const qm_comment *c)
 {
     size_t end = c->span.end;
     while (end > c->span.begin && strchr(" \t\r\f\v", src->text[end - 1]))
         end--;
-    lang_buf_add(b, src->text + c->span.begin, end - c->span.begin);
+    qm_buf_add(b, src->text + c->span.begin, end - c->span.begin);
 }
 
 /* Did the source have a blank line between offsets a and b? */
@@ -171,24 +171,24 @@ static int no_newline(const qm_source *src, size_t a, size_t b)
 qm_status qm_policy_format(const qm_policy *p, char **out, size_t *len)
 {
     const qm_source *src = p->src;
-    lang_buf b = {0};
+    qm_buf b = {0};
     size_t ci = 0, prev = 0;
     int any = 0;
     for (size_t i = 0; i < p->n; i++) {
         const qm_stmt *st = p->stmt[i];
         for (; ci < p->ncomment && p->comment[ci].span.begin < st->span.begin; ci++) {
             if (any && blank_between(src, prev, p->comment[ci].span.begin))
-                lang_buf_add(&b, "\n", 1);
+                qm_buf_add(&b, "\n", 1);
             comment(&b, src, &p->comment[ci]);
-            lang_buf_add(&b, "\n", 1);
+            qm_buf_add(&b, "\n", 1);
             prev = p->comment[ci].span.end;
             any = 1;
         }
         if (any && blank_between(src, prev, st->span.begin))
-            lang_buf_add(&b, "\n", 1);
+            qm_buf_add(&b, "\n", 1);
         for (; ci < p->ncomment && p->comment[ci].span.begin < st->span.end; ci++) {
             comment(&b, src, &p->comment[ci]);
-            lang_buf_add(&b, "\n", 1);
+            qm_buf_add(&b, "\n", 1);
         }
         statement(&b, st);
         prev = st->span.end;
@@ -197,23 +197,23 @@ qm_status qm_policy_format(const qm_policy *p, char **out, size_t *len)
             const qm_comment *c = &p->comment[ci];
             int next_first = i + 1 < p->n && p->stmt[i + 1]->span.begin < c->span.begin;
             if (!next_first && no_newline(src, st->span.end, c->span.begin)) {
-                lang_buf_add(&b, "  ", 2);
+                qm_buf_add(&b, "  ", 2);
                 comment(&b, src, c);
                 prev = c->span.end;
                 ci++;
             }
         }
-        lang_buf_add(&b, "\n", 1);
+        qm_buf_add(&b, "\n", 1);
     }
     for (; ci < p->ncomment; ci++) {
         if (any && blank_between(src, prev, p->comment[ci].span.begin))
-            lang_buf_add(&b, "\n", 1);
+            qm_buf_add(&b, "\n", 1);
         comment(&b, src, &p->comment[ci]);
-        lang_buf_add(&b, "\n", 1);
+        qm_buf_add(&b, "\n", 1);
         prev = p->comment[ci].span.end;
         any = 1;
     }
-    lang_buf_add(&b, "", 0); /* an empty policy is an empty string, not NULL */
+    qm_buf_add(&b, "", 0); /* an empty policy is an empty string, not NULL */
     if (b.oom) {
         free(b.s);
         *out = NULL;

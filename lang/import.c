@@ -40,7 +40,7 @@ static char *join(const char *dir, size_t dlen, const char *file)
 }
 
 /* Try dir/file; 1 and *path when it is a file, 0 when not, -1 when out of memory. */
-static int try_dir(const char *dir, size_t dlen, const char *file, lang_buf *looked, char **path)
+static int try_dir(const char *dir, size_t dlen, const char *file, qm_buf *looked, char **path)
 {
     if (dlen == 0)
         return 0;
@@ -52,7 +52,7 @@ static int try_dir(const char *dir, size_t dlen, const char *file, lang_buf *loo
         return 1;
     }
     free(p);
-    lang_buf_printf(looked, "%s%.*s", looked->n ? ", " : "", (int)dlen, dir);
+    qm_buf_printf(looked, "%s%.*s", looked->n ? ", " : "", (int)dlen, dir);
     return 0;
 }
 
@@ -67,14 +67,14 @@ qm_status qm_policy_find_import(const char *name, const char *from_dir, const qm
     char *file = qm_strfmt("%s%s", name, has_suffix ? "" : suffix);
     if (!file)
         return QM_ENOMEM;
-    lang_buf seen = {0};
+    qm_buf seen = {0};
     int found = 0;
     if (name[0] == '/') {
         if (is_file(file)) {
             *path = file;
             return QM_OK;
         }
-        lang_buf_printf(&seen, "%s", file);
+        qm_buf_printf(&seen, "%s", file);
     } else if (strncmp(name, "./", 2) == 0 || strncmp(name, "../", 3) == 0) {
         const char *dir = from_dir && *from_dir ? from_dir : ".";
         found = try_dir(dir, strlen(dir), file + (name[1] == '/' ? 2 : 0), &seen, path);
@@ -131,13 +131,13 @@ static frame frame_of(const char *path, const frame *up)
 }
 
 /* "a.qmoe -> b.qmoe -> a.qmoe": the chain from the outermost file, then `last`. */
-static void chain_str(lang_buf *b, const frame *f, const char *last)
+static void chain_str(qm_buf *b, const frame *f, const char *last)
 {
     if (f->up)
         chain_str(b, f->up, NULL);
-    lang_buf_printf(b, "%s%s", b->n ? " -> " : "", f->path);
+    qm_buf_printf(b, "%s%s", b->n ? " -> " : "", f->path);
     if (last)
-        lang_buf_printf(b, " -> %s", last);
+        qm_buf_printf(b, " -> %s", last);
 }
 
 static char *dir_of(const char *path)
@@ -177,7 +177,7 @@ static qm_status expand_import(qm_policy *p, const qm_stmt *st, const qm_search 
     frame here = frame_of(path, chain);
     for (const frame *f = chain; f; f = f->up)
         if (here.known && f->known && f->dev == here.dev && f->ino == here.ino) {
-            lang_buf b = {0};
+            qm_buf b = {0};
             chain_str(&b, chain, path);
             qm_status r = b.oom ? qm_diag_fail(d, QM_ENOMEM, "%s: error: out of memory", src->path)
                                 : qm_source_diag(d, QM_SEV_ERROR, src, at, "import cycle: %s", b.s);

@@ -19,14 +19,14 @@
 
 /* ---- arena ---------------------------------------------------------------- */
 
-qm_arena *lang_arena_new(void);
-void lang_arena_free(qm_arena *a);
+qm_policy_arena *lang_arena_new(void);
+void lang_arena_free(qm_policy_arena *a);
 /* size bytes aligned for any object, zeroed; NULL when out of memory. */
-void *lang_alloc(qm_arena *a, size_t size);
+void *lang_alloc(qm_policy_arena *a, size_t size);
 /* A NUL-terminated copy of s[0, n). */
-char *lang_strndup(qm_arena *a, const char *s, size_t n);
+char *lang_strndup(qm_policy_arena *a, const char *s, size_t n);
 /* The policies an expanded policy owns: freed with its arena. */
-int lang_arena_adopt(qm_arena *a, qm_policy *child);
+int lang_arena_adopt(qm_policy_arena *a, qm_policy *child);
 
 /* A growable array in the arena (old storage is left to the arena). */
 typedef struct lang_vec {
@@ -34,21 +34,9 @@ typedef struct lang_vec {
     size_t n, cap, size; /* size: bytes per element */
 } lang_vec;
 
-lang_vec *lang_vec_new(qm_arena *a, size_t size);
+lang_vec *lang_vec_new(qm_policy_arena *a, size_t size);
 /* Append a copy of elem; returns the new slot or NULL when out of memory. */
-void *lang_vec_push(qm_arena *a, lang_vec *vec, const void *elem);
-
-/* ---- a growable string (malloc'd) ------------------------------------------ */
-
-typedef struct lang_buf {
-    char *s;   /* NUL-terminated when not NULL */
-    size_t n, cap;
-    int oom;   /* sticky: a failed append leaves the buffer as it was and sets this */
-} lang_buf;
-
-void lang_buf_add(lang_buf *b, const char *s, size_t n);
-void lang_buf_printf(lang_buf *b, const char *fmt, ...) QM_PRINTF(2, 3);
-void lang_buf_vprintf(lang_buf *b, const char *fmt, va_list ap);
+void *lang_vec_push(qm_policy_arena *a, lang_vec *vec, const void *elem);
 
 /* ---- one parse -------------------------------------------------------------- */
 
@@ -60,7 +48,7 @@ typedef struct lang_tok {
 } lang_tok;
 
 typedef struct lang_state {
-    qm_arena *arena;
+    qm_policy_arena *arena;
     qm_source *src;
     qm_diag *d;
     void *scanner;
