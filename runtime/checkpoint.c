@@ -34,9 +34,10 @@ long qm_ckpt_find(const qm_ckpt *c, const char *name)
     return qm_strmap_get(&c->by_name, name, &i) ? (long)i : -1;
 }
 
-static int cmp_str(const void *a, const void *b)
+static int cmp_id(const void *a, const void *b, void *names)
 {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
+    const char *const *n = names;
+    return strcmp(n[*(const size_t *)a], n[*(const size_t *)b]);
 }
 
 static qm_status add_file(qm_ckpt *c, const char *name, qm_diag *d)
@@ -45,7 +46,7 @@ static qm_status add_file(qm_ckpt *c, const char *name, qm_diag *d)
     if (!path)
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
     qm_st_file *f;
-    qm_status st = qm_st_open(path, &f, d);
+    qm_status st = qm_st_open_unindexed(path, &f, d);
     free(path);
     if (st != QM_OK)
         return st;
@@ -53,7 +54,9 @@ static qm_status add_file(qm_ckpt *c, const char *name, qm_diag *d)
     return QM_OK;
 }
 
-/* Flatten the files' tensors into checkpoint order and index them by name. */
+/* Flatten the files' tensors into checkpoint order and index them by name:
+ * the one name index of all the files, which is also where a name repeated
+ * within one file or across two is caught. */
 static qm_status build_index(qm_ckpt *c, qm_diag *d)
 {
     size_t total = 0;
@@ -66,9 +69,15 @@ static qm_status build_index(qm_ckpt *c, qm_diag *d)
         for (size_t j = 0; j < c->files[i]->n; j++) {
             const qm_st_tensor *t = &c->files[i]->t[j];
             size_t prev;
-            if (qm_strmap_put(&c->by_name, t->name, c->n, &prev) != QM_OK)
+            qm_status st = qm_strmap_put(&c->by_name, t->name, c->n, &prev);
+            if (st == QM_EINVAL && c->t[prev].file == i)
+                return qm_diag_fail(d, QM_EFORMAT, "%s: header: duplicate tensor name '%s'", c->files[i]->path,
+                                    t->name);
+            if (st == QM_EINVAL)
                 return qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s' is also in %s", c->files[i]->path,
                                     t->name, c->files[c->t[prev].file]->path);
+            if (st != QM_OK)
+                return qm_diag_fail(d, QM_ENOMEM, "out of memory");
             c->t[c->n++] = (qm_ckpt_tensor){t, i};
         }
     return QM_OK;
@@ -78,7 +87,56 @@ static qm_status build_index(qm_ckpt *c, qm_diag *d)
 typedef struct wmap {
     size_t n;
     const char **name, **shard;  /* (n), into the decoded strings */
+    size_t *file;                /* (n) index of shard[i] among the distinct shards */
 } wmap;
+
+/* The distinct shard names, sorted (shards are numbered, so name order is
+ * file order), into *out (caller frees), and w->file.  Indexes list names
+ * alphabetically, so consecutive entries often change shard: a map of the
+ * few names rather than a sort of all entries. */
+static qm_status number_shards(wmap *w, const char ***out, size_t *n_out, qm_diag *d)
+{
+    qm_strmap ids = {0};
+    const char **names = malloc((w->n + 1) * sizeof *names);
+    size_t n = 0, *pos = NULL;
+    qm_status st = (w->file = malloc((w->n + 1) * sizeof *w->file)) && names ? qm_strmap_init(&ids, 16) : QM_ENOMEM;
+    for (size_t i = 0; st == QM_OK && i < w->n; i++) {
+        size_t id = n;
+        if (i && strcmp(w->shard[i], w->shard[i - 1]) == 0)
+            id = w->file[i - 1];
+        else if ((st = qm_strmap_put(&ids, w->shard[i], n, &id)) == QM_OK)
+            names[n++] = w->shard[i];
+        else if (st == QM_EINVAL)
+            st = QM_OK;
+        w->file[i] = id;
+    }
+    qm_strmap_free(&ids);
+    /* sort the names, then renumber the entries */
+    size_t *ord = st == QM_OK ? malloc((n + 1) * sizeof *ord) : NULL;
+    const char **sorted = ord ? malloc((n + 1) * sizeof *sorted) : NULL;
+    int ok = sorted && (pos = malloc((n + 1) * sizeof *pos));
+    if (ok) {
+        for (size_t k = 0; k < n; k++)
+            ord[k] = k;
+        qsort_r(ord, n, sizeof *ord, cmp_id, names);
+        for (size_t k = 0; k < n; k++) {
+            sorted[k] = names[ord[k]];
+            pos[ord[k]] = k;
+        }
+        for (size_t i = 0; i < w->n; i++)
+            w->file[i] = pos[w->file[i]];
+    }
+    free(names);
+    free(ord);
+    free(pos);
+    if (!ok) {
+        free(sorted);
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
+    *out = sorted;
+    *n_out = n;
+    return QM_OK;
+}
 
 static qm_status bad_index(const char *path, const qm_js *j, qm_diag *d)
 {
@@ -159,20 +217,8 @@ static qm_status open_sharded(qm_ckpt *c, const char *index_path, qm_diag *d)
     qm_js_init(&j, text, len, strings);
     if ((st = read_index(index_path, &j, &w, d)) != QM_OK)
         goto done;
-    /* Distinct shard names, sorted: shards are numbered, so name order is file order. */
-    shards = malloc((w.n + 1) * sizeof *shards);
-    if (!shards) {
-        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    if ((st = number_shards(&w, &shards, &n_shards, d)) != QM_OK)
         goto done;
-    }
-    memcpy(shards, w.shard, w.n * sizeof *shards);
-    n_shards = w.n;
-    qsort(shards, n_shards, sizeof *shards, cmp_str);
-    size_t u = 0;
-    for (size_t i = 0; i < n_shards; i++)
-        if (u == 0 || strcmp(shards[u - 1], shards[i]) != 0)
-            shards[u++] = shards[i];
-    n_shards = u;
     c->files = calloc(n_shards ? n_shards : 1, sizeof *c->files);
     if (!c->files) {
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
@@ -193,7 +239,7 @@ static qm_status open_sharded(qm_ckpt *c, const char *index_path, qm_diag *d)
     }
     for (size_t i = 0; i < w.n; i++) {
         long k = qm_ckpt_find(c, w.name[i]);
-        if (k < 0 || strcmp(strrchr(c->files[c->t[k].file]->path, '/') + 1, w.shard[i]) != 0) {
+        if (k < 0 || c->t[k].file != w.file[i]) {
             st = qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s' is listed in shard '%s' but is not in it",
                               index_path, w.name[i], w.shard[i]);
             goto done;
@@ -213,6 +259,7 @@ done:
     free(shards);
     free(w.name);
     free(w.shard);
+    free(w.file);
     free(listed);
     free(strings);
     free(text);

@@ -77,7 +77,8 @@ static const char *found(const qm_js *j, char *b, size_t cap)
 
 int qm_js_peek(qm_js *j)
 {
-    ws(j);
+    if (j->p >= j->end || (unsigned char)*j->p <= ' ')
+        ws(j);
     return j->failed || j->p >= j->end ? -1 : (unsigned char)*j->p;
 }
 
@@ -166,6 +167,17 @@ static size_t utf8_len(const unsigned char *p, const unsigned char *end)
     return n;
 }
 
+/* Bytes a string copies as they are: printable ASCII but '"' and '\\'. */
+static const unsigned char plain_byte[256] = {
+#define R16(v) v, v, v, v, v, v, v, v, v, v, v, v, v, v, v, v
+    R16(0), R16(0),
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, /* 0x20: '"' */
+    R16(1), R16(1),
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, /* 0x50: '\\' */
+    R16(1), R16(1),
+#undef R16
+};
+
 const char *qm_js_string(qm_js *j)
 {
     char b[16];
@@ -177,7 +189,7 @@ const char *qm_js_string(qm_js *j)
     char *o = j->out, *s = o;
     for (;;) {
         const char *run = p; /* plain ASCII, copied at once */
-        while (p < end && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20 && (unsigned char)*p < 0x80)
+        while (p < end && plain_byte[(unsigned char)*p])
             p++;
         memcpy(o, run, (size_t)(p - run));
         o += p - run;
@@ -270,7 +282,7 @@ int qm_js_number(qm_js *j, uint64_t *v)
     } else if (p < end && *p >= '1' && *p <= '9') {
         for (; p < end && *p >= '0' && *p <= '9'; p++) {
             unsigned dgt = (unsigned)(*p - '0');
-            if (x > (UINT64_MAX - dgt) / 10)
+            if (x > UINT64_MAX / 10 || (x == UINT64_MAX / 10 && dgt > UINT64_MAX % 10))
                 overflow = 1;
             x = x * 10 + dgt;
         }

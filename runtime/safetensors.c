@@ -133,29 +133,20 @@ static qm_status parse_tensor(qm_st_file *f, qm_js *j, const char *name, qm_st_t
         if (!k)
             break;
         /* the three fields by flag; a strmap only for other keys */
-        int *known = strcmp(k, "dtype") == 0 ? &has_dt : strcmp(k, "shape") == 0 ? &has_shape
-                     : strcmp(k, "data_offsets") == 0 ? &has_offs : NULL;
+        int *known = k[0] == 'd' && strcmp(k, "dtype") == 0          ? &has_dt
+                     : k[0] == 's' && strcmp(k, "shape") == 0        ? &has_shape
+                     : k[0] == 'd' && strcmp(k, "data_offsets") == 0 ? &has_offs
+                                                                     : NULL;
         if (known && *known) {
             qm_js_error(j, "duplicate key '%s'", k);
             break;
         }
-        if (!known && qm_js_dup(j, &seen, k))
+        if (!known ? qm_js_dup(j, &seen, k) || qm_js_skip(j)
+            : known == &has_dt ? (qm_js_peek(j) == '"' ? !(dt = qm_js_string(j)) : qm_js_skip(j) != 0)
+                               : read_uarray(j, known == &has_shape ? &shape : &offs) != 0)
             break;
-        if (strcmp(k, "dtype") == 0) {
-            has_dt = 1;
-            if (qm_js_peek(j) == '"' ? !(dt = qm_js_string(j)) : qm_js_skip(j) != 0)
-                break;
-        } else if (strcmp(k, "shape") == 0) {
-            has_shape = 1;
-            if (read_uarray(j, &shape))
-                break;
-        } else if (strcmp(k, "data_offsets") == 0) {
-            has_offs = 1;
-            if (read_uarray(j, &offs))
-                break;
-        } else if (qm_js_skip(j)) {
-            break;
-        }
+        if (known)
+            *known = 1;
     }
     qm_strmap_free(&seen);
     if (j->failed)
@@ -221,30 +212,29 @@ static int by_offset(const void *a, const void *b, void *ctx)
     return strcmp(x->name, y->name);
 }
 
-/* Put f->t in offset order and make by_name (built in parse order) follow:
- * the values are remapped in place, so no name is hashed again. */
+/* Put f->t in offset order.  Files written by the safetensors library list
+ * their tensors in that order already, so check before sorting. */
 static qm_status sort_by_offset(qm_st_file *f, qm_diag *d)
 {
-    size_t n = f->n, *ord = malloc((n + 1) * sizeof *ord), *pos = malloc((n + 1) * sizeof *pos);
-    qm_st_tensor *t = malloc((n + 1) * sizeof *t);
-    if (!ord || !pos || !t) {
-        free(ord), free(pos), free(t);
+    size_t n = f->n, i = 1;
+    while (i < n && by_offset(&(size_t){i - 1}, &(size_t){i}, f->t) < 0)
+        i++;
+    if (i >= n)
+        return QM_OK;
+    size_t *ord = malloc(n * sizeof *ord);
+    qm_st_tensor *t = malloc(n * sizeof *t);
+    if (!ord || !t) {
+        free(ord), free(t);
         return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", f->path);
     }
-    for (size_t i = 0; i < n; i++)
+    for (i = 0; i < n; i++)
         ord[i] = i;
     qsort_r(ord, n, sizeof *ord, by_offset, f->t);
-    for (size_t k = 0; k < n; k++) {
-        t[k] = f->t[ord[k]];
-        pos[ord[k]] = k;
-    }
-    for (size_t i = 0; i < f->by_name.cap; i++)
-        if (f->by_name.e[i].key)
-            f->by_name.e[i].val = pos[f->by_name.e[i].val];
+    for (i = 0; i < n; i++)
+        t[i] = f->t[ord[i]];
     free(f->t);
     f->t = t;
     free(ord);
-    free(pos);
     return QM_OK;
 }
 
@@ -279,21 +269,17 @@ static qm_status check_layout(qm_st_file *f, qm_diag *d)
     return QM_OK;
 }
 
-/* The root object: tensor names (unique, checked through by_name as they
- * come) and __metadata__. */
-static qm_status parse_entries(qm_st_file *f, qm_js *j, size_t len, qm_diag *d)
+/* The root object: tensor entries and __metadata__. */
+static qm_status parse_entries(qm_st_file *f, qm_js *j, qm_diag *d)
 {
     size_t cap = 0;
     int meta = 0, more;
-    /* a tensor entry takes at least ~50 bytes of header */
-    if (qm_strmap_init(&f->by_name, len / 64 + 1) != QM_OK)
-        return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", f->path);
     for (more = qm_js_open(j, '{', '}'); more > 0; more = qm_js_next(j, '}')) {
         const char *name = qm_js_key(j);
         if (!name)
             break;
         qm_status st;
-        if (strcmp(name, "__metadata__") == 0) {
+        if (name[0] == '_' && strcmp(name, "__metadata__") == 0) {
             if (meta++)
                 return qm_diag_fail(d, QM_EFORMAT, "%s: header: duplicate key '__metadata__'", f->path);
             st = parse_metadata(f, j, d);
@@ -304,11 +290,6 @@ static qm_status parse_entries(qm_st_file *f, qm_js *j, size_t len, qm_diag *d)
                     return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", f->path);
                 f->t = t;
             }
-            st = qm_strmap_put(&f->by_name, name, f->n, NULL);
-            if (st == QM_EINVAL)
-                return qm_diag_fail(d, QM_EFORMAT, "%s: header: duplicate tensor name '%s'", f->path, name);
-            if (st != QM_OK)
-                return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", f->path);
             memset(&f->t[f->n], 0, sizeof f->t[f->n]);
             if ((st = parse_tensor(f, j, name, &f->t[f->n], d)) == QM_OK)
                 f->n++;
@@ -321,7 +302,22 @@ static qm_status parse_entries(qm_st_file *f, qm_js *j, size_t len, qm_diag *d)
     return QM_OK;
 }
 
-static qm_status parse_header(qm_st_file *f, const char *text, size_t len, qm_diag *d)
+/* by_name over f->t; a repeated name is an error. */
+static qm_status index_names(qm_st_file *f, qm_diag *d)
+{
+    if (qm_strmap_init(&f->by_name, f->n) != QM_OK)
+        return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", f->path);
+    for (size_t i = 0; i < f->n; i++) {
+        qm_status st = qm_strmap_put(&f->by_name, f->t[i].name, i, NULL);
+        if (st == QM_EINVAL)
+            return qm_diag_fail(d, QM_EFORMAT, "%s: header: duplicate tensor name '%s'", f->path, f->t[i].name);
+        if (st != QM_OK)
+            return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", f->path);
+    }
+    return QM_OK;
+}
+
+static qm_status parse_header(qm_st_file *f, const char *text, size_t len, int index, qm_diag *d)
 {
     if (len == 0 || text[0] != '{')
         return qm_diag_fail(d, QM_EFORMAT, "%s: header does not start with '{'", f->path);
@@ -329,10 +325,11 @@ static qm_status parse_header(qm_st_file *f, const char *text, size_t len, qm_di
         return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", f->path);
     qm_js j;
     qm_js_init(&j, text, len, f->strings);
-    qm_status st = parse_entries(f, &j, len, d);
+    qm_status st = parse_entries(f, &j, d);
     if (st != QM_OK)
         return st;
-    if ((st = sort_by_offset(f, d)) != QM_OK || (st = check_layout(f, d)) != QM_OK)
+    if ((st = sort_by_offset(f, d)) != QM_OK || (st = check_layout(f, d)) != QM_OK ||
+        (index && (st = index_names(f, d)) != QM_OK))
         return st;
     const unsigned char *data = (const unsigned char *)f->map + 8 + f->header_len;
     for (size_t i = 0; i < f->n; i++)
@@ -340,7 +337,7 @@ static qm_status parse_header(qm_st_file *f, const char *text, size_t len, qm_di
     return QM_OK;
 }
 
-qm_status qm_st_open(const char *path, qm_st_file **out, qm_diag *d)
+static qm_status open_file(const char *path, int index, qm_st_file **out, qm_diag *d)
 {
     *out = NULL;
     qm_st_file *f = calloc(1, sizeof *f);
@@ -386,7 +383,7 @@ qm_status qm_st_open(const char *path, qm_st_file **out, qm_diag *d)
     }
     f->header_len = n;
     f->data_size = f->map_size - 8 - n;
-    if ((st = parse_header(f, (const char *)b + 8, (size_t)n, d)) != QM_OK)
+    if ((st = parse_header(f, (const char *)b + 8, (size_t)n, index, d)) != QM_OK)
         goto fail;
     close(fd);
     *out = f;
@@ -398,10 +395,25 @@ fail:
     return st;
 }
 
+qm_status qm_st_open(const char *path, qm_st_file **out, qm_diag *d)
+{
+    return open_file(path, 1, out, d);
+}
+
+qm_status qm_st_open_unindexed(const char *path, qm_st_file **out, qm_diag *d)
+{
+    return open_file(path, 0, out, d);
+}
+
 const qm_st_tensor *qm_st_find(const qm_st_file *f, const char *name)
 {
     size_t i;
-    return qm_strmap_get(&f->by_name, name, &i) ? &f->t[i] : NULL;
+    if (f->by_name.cap)
+        return qm_strmap_get(&f->by_name, name, &i) ? &f->t[i] : NULL;
+    for (i = 0; i < f->n; i++)
+        if (strcmp(f->t[i].name, name) == 0)
+            return &f->t[i];
+    return NULL;
 }
 
 const char *qm_st_meta(const qm_st_file *f, const char *key)

@@ -48,14 +48,20 @@ typedef struct qm_st_file {
     size_t n_meta;
     char **meta;                  /* (2 * n_meta): key, value, ... in strings; the array owned */
     char *strings;                /* decoded names and metadata; owned */
-    qm_strmap by_name;            /* name -> index into t */
+    qm_strmap by_name;            /* name -> index into t; empty when opened unindexed */
 } qm_st_file;
 
 /* Open and validate `path`.  On success *out is the file (caller closes with
  * qm_st_close()); on failure a diagnostic names the file, and the tensor
  * where one is at fault, and *out is NULL. */
 qm_status qm_st_open(const char *path, qm_st_file **out, qm_diag *d);
+/* The same without the name index or its uniqueness check, for a caller that
+ * indexes the names of many files at once (qm_ckpt_open): hashing tens of
+ * thousands of names once instead of twice is a visible part of opening a
+ * 100B-scale checkpoint. */
+qm_status qm_st_open_unindexed(const char *path, qm_st_file **out, qm_diag *d);
 void qm_st_close(qm_st_file *f);
+/* The tensor `name` (a scan when the file was opened unindexed), or NULL. */
 const qm_st_tensor *qm_st_find(const qm_st_file *f, const char *name);
 const char *qm_st_meta(const qm_st_file *f, const char *key); /* NULL when absent */
 
