@@ -122,29 +122,38 @@ static int looks_typed(const char *s)
     return end != s && *end == '\0';
 }
 
-/* libyaml's choice for a string of letters, digits and "_./:-[]" that does
- * not look typed: plain unless a flow indicator ('[', ']', ':' anywhere in
- * flow context) or a block indicator (a leading '[' or ']'; ':' or '-' with
- * nothing after it) forbids it, or it starts like a document marker ("---",
- * "..."); then single-quoted, which these bytes always allow.  Mirrors
- * yaml_emitter_analyze_scalar() and yaml_emitter_select_scalar_style()
- * for exactly these strings; tests/unit/test_plan.c compares the two. */
-static int simple_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
-           c == '/' || c == ':' || c == '-' || c == '[' || c == ']';
-}
+/* libyaml's choice for a string of letters, digits and "_./:-[]" (the
+ * SIMPLE bytes) that does not look typed: plain unless a flow indicator
+ * ('[', ']', ':' anywhere in flow context) or a block indicator (a leading
+ * '[' or ']'; ':' or '-' with nothing after it) forbids it, or it starts
+ * like a document marker ("---", "..."); then single-quoted, which these
+ * bytes always allow.  Mirrors yaml_emitter_analyze_scalar() and
+ * yaml_emitter_select_scalar_style() for exactly these strings;
+ * tests/unit/test_plan.c compares the two. */
+enum { SIMPLE = 1, FLOW_INDICATOR = 2 };
+static const unsigned char simple_byte[256] = {
+    /* 0x20: '-' '.' '/' */ [0x2d] = SIMPLE, SIMPLE, SIMPLE,
+    /* 0x30: digits, ':' */ SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE,
+    SIMPLE | FLOW_INDICATOR,
+    /* 0x40: 'A'-'Z', '[' ']' '_' */ [0x41] = SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE,
+    SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE,
+    SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE | FLOW_INDICATOR, 0, SIMPLE | FLOW_INDICATOR, 0, SIMPLE,
+    /* 0x60: 'a'-'z' */ [0x61] = SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE,
+    SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE, SIMPLE,
+    SIMPLE, SIMPLE, SIMPLE, SIMPLE,
+};
 
 int qm_yaml_simple_style(const char *s, int flow)
 {
     size_t n = 0;
-    while (simple_char(s[n]))
-        n++;
+    unsigned seen = 0, c;
+    while ((c = simple_byte[(unsigned char)s[n]]) & SIMPLE)
+        seen |= c, n++;
     if (n == 0 || s[n] != '\0' || looks_typed(s))
         return 0;
     int quote = strncmp(s, "---", 3) == 0 || strncmp(s, "...", 3) == 0;
     if (flow)
-        quote |= strpbrk(s, "[]:") != NULL || (s[0] == '-' && n == 1);
+        quote |= (seen & FLOW_INDICATOR) || (s[0] == '-' && n == 1);
     else
         quote |= s[0] == '[' || s[0] == ']' || s[n - 1] == ':' || (s[0] == '-' && n == 1);
     return quote ? 2 : 1;

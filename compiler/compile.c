@@ -44,29 +44,50 @@ void qm_cstate_free(qm_cstate *c)
     memset(c, 0, sizeof *c);
 }
 
-static int cmp_tensor(const void *a, const void *b, void *ctx)
+/* The tie rank orders tensors by (layer, expert, canonical name).  Within
+ * one layer and expert the names share their prefix ("layers[L]." and
+ * "experts[E]."), so comparing the parts' own names decides: one key per
+ * tensor, sorted as integers, instead of 37k name comparisons. */
+typedef struct rank_key {
+    uint64_t key;
+    size_t i;
+} rank_key;
+
+static int cmp_key(const void *a, const void *b)
 {
-    const qm_model *m = ctx;
-    const qm_tensor *x = &m->t[*(const size_t *)a], *y = &m->t[*(const size_t *)b];
-    if (x->layer != y->layer)
-        return x->layer < y->layer ? -1 : 1;
-    if (x->expert != y->expert)
-        return x->expert < y->expert ? -1 : 1;
-    return strcmp(x->canon, y->canon);
+    const rank_key *x = a, *y = b;
+    return x->key < y->key ? -1 : x->key > y->key;
+}
+
+static int cmp_part(const void *a, const void *b)
+{
+    return strcmp(qm_parts[*(const int *)a].canon, qm_parts[*(const int *)b].canon);
 }
 
 /* rank[i]: position of tensor i by (layer, expert, canonical name). */
 static qm_status make_rank(qm_cstate *c)
 {
-    size_t n = c->model->n, *ord = malloc((n + 1) * sizeof *ord);
-    if (!ord)
+    const qm_model *m = c->model;
+    size_t n = m->n;
+    rank_key *k = malloc((n + 1) * sizeof *k);
+    if (!k)
         return qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++)
-        ord[i] = i;
-    qsort_r(ord, n, sizeof *ord, cmp_tensor, c->model);
-    for (size_t i = 0; i < n; i++)
-        c->rank[ord[i]] = i;
-    free(ord);
+    int part[QM_PART_COUNT], order[QM_PART_COUNT];
+    for (int p = 0; p < QM_PART_COUNT; p++)
+        part[p] = p;
+    qsort(part, QM_PART_COUNT, sizeof *part, cmp_part);
+    for (int r = 0; r < QM_PART_COUNT; r++)
+        order[part[r]] = r;
+    /* layer and expert are >= -1 and below 2^31 */
+    for (size_t i = 0; i < n; i++) {
+        const qm_tensor *t = &m->t[i];
+        k[i].key = (uint64_t)(t->layer + 1) << 40 | (uint64_t)(t->expert + 1) << 8 | (uint64_t)order[t->part];
+        k[i].i = i;
+    }
+    qsort(k, n, sizeof *k, cmp_key);
+    for (size_t r = 0; r < n; r++)
+        c->rank[k[r].i] = r;
+    free(k);
     return QM_OK;
 }
 
@@ -320,6 +341,7 @@ static qm_status start(qm_cstate *c, const qm_compile_opts *o, qm_diag *d, int r
     return qm_c_scores_read(c, o->scores);
 }
 
+/* "file:line" of statement s, or "default" for s < 0; caller frees. */
 static char *rule_text(const qm_cstate *c, int s)
 {
     if (s < 0)
@@ -344,29 +366,34 @@ static qm_status make_plan(qm_cstate *c, qm_plan **out)
         qm_plan_free(p);
         return st;
     }
-    p->policy_path = qm_strdup(c->o->policy);
-    p->policy_sha256 = qm_strdup(pol);
-    p->arch = qm_strdup(m->arch->name);
-    p->config_sha256 = qm_strdup(cfg);
+    qm_arena *a = &p->strings;
+    p->policy_path = qm_arena_strdup(a, c->o->policy);
+    p->policy_sha256 = qm_arena_strdup(a, pol);
+    p->arch = qm_arena_strdup(a, m->arch->name);
+    p->config_sha256 = qm_arena_strdup(a, cfg);
     if (c->o->scores) {
-        p->scores_path = qm_strdup(c->o->scores);
-        p->scores_sha256 = qm_strdup(sc);
+        p->scores_path = qm_arena_strdup(a, c->o->scores);
+        p->scores_sha256 = qm_arena_strdup(a, sc);
     }
     p->t = calloc(m->n + 1, sizeof *p->t);
-    /* "file:line" of each statement once (rules[s + 1]; rules[0] is "default") */
+    /* "file:line" of each statement once, shared by the tensors it decided
+     * (rules[s + 1]; rules[0] is "default") */
     size_t ns = c->policy->n;
     char **rules = calloc(ns + 1, sizeof *rules);
     int oom = !p->policy_path || !p->policy_sha256 || !p->arch || !p->config_sha256 || !p->t || !rules ||
               (c->o->scores && (!p->scores_path || !p->scores_sha256));
-    for (size_t s = 0; !oom && s <= ns; s++)
-        oom = !(rules[s] = rule_text(c, (int)s - 1));
+    for (size_t s = 0; !oom && s <= ns; s++) {
+        char *r = rule_text(c, (int)s - 1);
+        oom = !r || !(rules[s] = qm_arena_strdup(a, r));
+        free(r);
+    }
     for (size_t i = 0; !oom && i < m->n; i++) {
         const qm_tensor *t = &m->t[i];
         const qm_setting *x = &c->set[i];
         qm_plan_tensor *pt = &p->t[p->n++];
-        pt->name = qm_strdup(t->st->name);
-        pt->module = qm_strdup(t->canon);
-        pt->rule = qm_strdup(rules[(x->bits == QM_KEEP && !qm_c_broad(t->part) && x->rule < 0 ? -1 : x->rule) + 1]);
+        pt->name = qm_arena_strdup(a, t->st->name);
+        pt->module = qm_arena_strdup(a, t->canon);
+        pt->rule = rules[(x->bits == QM_KEEP && !qm_c_broad(t->part) && x->rule < 0 ? -1 : x->rule) + 1];
         pt->ndim = t->ndim;
         pt->shape[0] = t->shape[0];
         pt->shape[1] = t->shape[1];
@@ -375,10 +402,8 @@ static qm_status make_plan(qm_cstate *c, qm_plan **out)
         pt->group = x->bits ? (int)x->group : 0;
         pt->sym = x->bits ? x->sym : 0;
         pt->act_order = x->bits ? x->act_order : 0;
-        oom = !pt->name || !pt->module || !pt->rule;
+        oom = !pt->name || !pt->module;
     }
-    for (size_t s = 0; rules && s <= ns; s++)
-        free(rules[s]);
     free(rules);
     if (oom) {
         qm_plan_free(p);

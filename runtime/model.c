@@ -136,8 +136,8 @@ static void expand(char *buf, size_t cap, const char *pat, int layer, int expert
     *o = '\0';
 }
 
-/* "layers[L].experts[E].canon", "layers[L].canon" or "canon"; caller frees. */
-static char *canonical(qm_part part, int layer, int expert)
+/* "layers[L].experts[E].canon", "layers[L].canon" or "canon", in a. */
+static char *canonical(qm_arena *a, qm_part part, int layer, int expert)
 {
     const qm_part_info *pi = &qm_parts[part];
     char b[128], *o = b;
@@ -154,8 +154,8 @@ static char *canonical(qm_part part, int layer, int expert)
         *o++ = '.';
     }
     size_t n = strlen(pi->canon);
-    memcpy(o, pi->canon, n + 1);
-    return qm_strdup(b);
+    memcpy(o, pi->canon, n);
+    return qm_arena_strndup(a, b, (size_t)(o - b) + n);
 }
 
 static const char *pattern_for(const qm_arch *a, qm_part part)
@@ -198,7 +198,7 @@ static qm_status push(build *b, qm_tensor t)
         m->t = nt;
         b->cap = cap;
     }
-    if (!(t.canon = canonical(t.part, t.layer, t.expert)))
+    if (!(t.canon = canonical(&m->names, t.part, t.layer, t.expert)))
         return qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
     m->t[m->n++] = t;
     return QM_OK;
@@ -309,14 +309,6 @@ static qm_status expect_all(build *b)
     return st;
 }
 
-static int by_ckpt_index(const void *x, const void *y)
-{
-    const qm_tensor *a = x, *b = y;
-    if (a->file != b->file) /* `file` holds the checkpoint index while sorting */
-        return a->file < b->file ? -1 : 1;
-    return 0;
-}
-
 static qm_status inventory(qm_model *m, qm_diag *d)
 {
     build b = {.m = m, .d = d};
@@ -340,10 +332,27 @@ static qm_status inventory(qm_model *m, qm_diag *d)
     free(b.seen);
     if (st != QM_OK)
         return st;
-    /* Checkpoint order: sort by checkpoint index, then store the file index. */
-    qsort(m->t, m->n, sizeof *m->t, by_ckpt_index);
+    /* Checkpoint order: `file` holds each tensor's checkpoint index, all
+     * distinct, so place each by it; then store the file index. */
+    size_t nc = m->ckpt->n, *at = malloc((nc + 1) * sizeof *at);
+    qm_tensor *t = malloc((m->n + 1) * sizeof *t);
+    if (!at || !t) {
+        free(at), free(t);
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
+    for (size_t k = 0; k < nc; k++)
+        at[k] = SIZE_MAX;
     for (size_t i = 0; i < m->n; i++)
-        m->t[i].file = m->ckpt->t[m->t[i].file].file;
+        at[m->t[i].file] = i;
+    size_t n = 0;
+    for (size_t k = 0; k < nc; k++)
+        if (at[k] != SIZE_MAX) {
+            t[n] = m->t[at[k]];
+            t[n++].file = m->ckpt->t[k].file;
+        }
+    free(m->t);
+    m->t = t;
+    free(at);
     return QM_OK;
 }
 
@@ -351,8 +360,7 @@ void qm_model_close(qm_model *m)
 {
     if (!m)
         return;
-    for (size_t i = 0; i < m->n; i++)
-        free(m->t[i].canon);
+    qm_arena_free(&m->names);
     free(m->t);
     free(m->is_moe);
     qm_ckpt_close(m->ckpt);

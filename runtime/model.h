@@ -175,7 +175,7 @@ typedef struct qm_tensor {
     qm_part part;
     int layer;               /* -1 for model-level parts */
     int expert;              /* -1 unless a routed expert */
-    char *canon;             /* canonical name, e.g. "layers[3].experts[5].down"; owned */
+    char *canon;             /* canonical name, e.g. "layers[3].experts[5].down"; in the model's names */
     const qm_st_tensor *st;  /* header entry in the checkpoint (qweight when packed) */
     size_t file;             /* index of its checkpoint file */
     int ndim;
@@ -197,6 +197,7 @@ typedef struct qm_model {
     long long n_moe;         /* number of MoE layers */
     size_t n;
     qm_tensor *t;            /* (n) in checkpoint order; owned */
+    qm_arena names;          /* the canonical names of t */
     size_t n_unexpected;     /* checkpoint tensors that map to nothing */
     size_t n_packed;         /* linears stored GPTQ-packed */
 } qm_model;

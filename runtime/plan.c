@@ -21,18 +21,8 @@ void qm_plan_free(qm_plan *p)
 {
     if (!p)
         return;
-    for (size_t i = 0; i < p->n; i++) {
-        free(p->t[i].name);
-        free(p->t[i].module);
-        free(p->t[i].rule);
-    }
     free(p->t);
-    free(p->policy_path);
-    free(p->policy_sha256);
-    free(p->arch);
-    free(p->config_sha256);
-    free(p->scores_path);
-    free(p->scores_sha256);
+    qm_arena_free(&p->strings);
     free(p);
 }
 
@@ -172,124 +162,153 @@ qm_status qm_plan_emit_libyaml(const qm_plan *p, FILE *f, qm_diag *d)
 
 /* ---- direct output ---------------------------------------------------------------------- */
 
-/* Every string of the plan simple enough for qm_yaml_simple_style(), every
- * real finite?  Then emit_direct() can print what libyaml would. */
+/* What only libyaml writes right: an empty tensor list (as []), a real
+ * that is not finite, shapes and settings outside the plan's ranges.
+ * Strings are checked as they are printed. */
 static int direct_ok(const qm_plan *p)
 {
-    const char *blk[] = {p->policy_path, p->policy_sha256, p->arch, p->config_sha256, p->scores_path,
-                         p->scores_sha256};
-    for (size_t i = 0; i < sizeof blk / sizeof *blk; i++)
-        if (blk[i] && !qm_yaml_simple_style(blk[i], 0))
-            return 0;
     const qm_plan_summary *s = &p->summary;
     double r[] = {s->average_bits, s->effective_bits, s->budget_target_bits, s->budget_achieved_bits};
     for (size_t i = 0; i < sizeof r / sizeof *r; i++)
         if (!(fabs(r[i]) <= 1e308))
             return 0;
     if (p->n == 0)
-        return 0; /* libyaml writes an empty list as [] */
+        return 0;
     for (size_t i = 0; i < p->n; i++)
-        if (!qm_yaml_simple_style(p->t[i].name, 1) || !qm_yaml_simple_style(p->t[i].module, 1) ||
-            !qm_yaml_simple_style(p->t[i].rule, 1) || p->t[i].ndim < 1 || p->t[i].ndim > 2 || p->t[i].group < 0 ||
-            p->t[i].bits < 0)
+        if (p->t[i].ndim < 1 || p->t[i].ndim > 2 || p->t[i].group < 0 || p->t[i].bits < 0)
             return 0;
     return 1;
 }
 
+/* The plan printed into memory; `simple` drops to 0 at the first string
+ * qm_yaml_simple_style() cannot say, and the caller uses libyaml. */
+typedef struct direct_out {
+    qm_buf b;
+    int simple;
+} direct_out;
+
+static void put(direct_out *o, const char *s)
+{
+    qm_buf_add(&o->b, s, strlen(s));
+}
+
 /* Decimal v, without printf: a plan has ~100k numbers. */
-static void put_u(FILE *f, unsigned long long v)
+static void put_u(direct_out *o, unsigned long long v)
 {
     char b[24], *p = b + sizeof b;
     do
         *--p = (char)('0' + v % 10);
     while ((v /= 10) > 0);
-    fwrite(p, 1, (size_t)(b + sizeof b - p), f);
+    qm_buf_add(&o->b, p, (size_t)(b + sizeof b - p));
 }
 
-static void put_str(FILE *f, const char *s, int flow)
+/* s as a scalar whose style is known (qm_yaml_simple_style()'s answer). */
+static void put_styled(direct_out *o, const char *s, int style)
 {
-    int quote = qm_yaml_simple_style(s, flow) == 2;
-    if (quote)
-        fputc('\'', f);
-    fputs(s, f);
-    if (quote)
-        fputc('\'', f);
+    if (style == 2)
+        qm_buf_add(&o->b, "'", 1);
+    put(o, s);
+    if (style == 2)
+        qm_buf_add(&o->b, "'", 1);
+    if (!style)
+        o->simple = 0;
 }
 
-static void put_kv(FILE *f, const char *key, const char *v)
+static void put_str(direct_out *o, const char *s, int flow)
 {
-    fprintf(f, "  %s: ", key);
-    put_str(f, v, 0);
-    fputc('\n', f);
+    put_styled(o, s, o->simple ? qm_yaml_simple_style(s, flow) : 0);
 }
 
-static qm_status emit_direct(const qm_plan *p, FILE *f, qm_diag *d)
+static void put_kv(direct_out *o, const char *key, const char *v)
+{
+    put(o, "  ");
+    put(o, key);
+    put(o, ": ");
+    put_str(o, v, 0);
+    put(o, "\n");
+}
+
+static void emit_direct(const qm_plan *p, direct_out *o)
 {
     const qm_plan_summary *s = &p->summary;
-    fprintf(f, "qmoe_plan: %d\npolicy:\n", QM_PLAN_VERSION);
-    put_kv(f, "path", p->policy_path);
-    put_kv(f, "sha256", p->policy_sha256);
-    fputs("model:\n", f);
-    put_kv(f, "architecture", p->arch);
-    put_kv(f, "config_sha256", p->config_sha256);
+    qm_buf_printf(&o->b, "qmoe_plan: %d\npolicy:\n", QM_PLAN_VERSION);
+    put_kv(o, "path", p->policy_path);
+    put_kv(o, "sha256", p->policy_sha256);
+    put(o, "model:\n");
+    put_kv(o, "architecture", p->arch);
+    put_kv(o, "config_sha256", p->config_sha256);
     if (p->scores_sha256) {
-        fputs("scores:\n", f);
-        put_kv(f, "path", p->scores_path);
-        put_kv(f, "sha256", p->scores_sha256);
+        put(o, "scores:\n");
+        put_kv(o, "path", p->scores_path);
+        put_kv(o, "sha256", p->scores_sha256);
     } else {
-        fputs("scores: null\n", f);
+        put(o, "scores: null\n");
     }
-    fprintf(f, "summary:\n  average_bits: %.4f\n  effective_bits: %.4f\n", s->average_bits, s->effective_bits);
+    qm_buf_printf(&o->b, "summary:\n  average_bits: %.4f\n  effective_bits: %.4f\n", s->average_bits,
+                  s->effective_bits);
     if (s->has_budget)
-        fprintf(f, "  budget_target_bits: %.4f\n  budget_achieved_bits: %.4f\n", s->budget_target_bits,
-                s->budget_achieved_bits);
-    fprintf(f,
-            "  quantized_params: %llu\n  kept_params: %llu\n  tensors_by_bits: {2: %zu, 3: %zu, 4: %zu, 8: %zu, "
-            "keep: %zu}\n  bytes_before: %llu\n  bytes_after: %llu\ntensors:\n",
-            (unsigned long long)s->quantized_params, (unsigned long long)s->kept_params, s->by_bits[2],
-            s->by_bits[3], s->by_bits[4], s->by_bits[8], s->by_bits[0], (unsigned long long)s->bytes_before,
-            (unsigned long long)s->bytes_after);
-    for (size_t i = 0; i < p->n; i++) {
+        qm_buf_printf(&o->b, "  budget_target_bits: %.4f\n  budget_achieved_bits: %.4f\n", s->budget_target_bits,
+                      s->budget_achieved_bits);
+    qm_buf_printf(&o->b,
+                  "  quantized_params: %llu\n  kept_params: %llu\n  tensors_by_bits: {2: %zu, 3: %zu, 4: %zu, "
+                  "8: %zu, keep: %zu}\n  bytes_before: %llu\n  bytes_after: %llu\ntensors:\n",
+                  (unsigned long long)s->quantized_params, (unsigned long long)s->kept_params, s->by_bits[2],
+                  s->by_bits[3], s->by_bits[4], s->by_bits[8], s->by_bits[0], (unsigned long long)s->bytes_before,
+                  (unsigned long long)s->bytes_after);
+    /* a rule's text is shared by the tensors it decided: its style once */
+    const char *rule = NULL;
+    int rule_style = 0;
+    for (size_t i = 0; i < p->n && o->simple && !o->b.oom; i++) {
         const qm_plan_tensor *t = &p->t[i];
-        fputs("- {name: ", f);
-        put_str(f, t->name, 1);
-        fputs(", module: ", f);
-        put_str(f, t->module, 1);
-        fputs(", shape: [", f);
-        put_u(f, t->shape[0]);
+        put(o, "- {name: ");
+        put_str(o, t->name, 1);
+        put(o, ", module: ");
+        put_str(o, t->module, 1);
+        put(o, ", shape: [");
+        put_u(o, t->shape[0]);
         if (t->ndim == 2) {
-            fputs(", ", f);
-            put_u(f, t->shape[1]);
+            put(o, ", ");
+            put_u(o, t->shape[1]);
         }
-        fputs("], dtype: ", f);
-        fputs(qm_dtype_name(t->dtype), f);
-        fputs(", bits: ", f);
+        put(o, "], dtype: ");
+        put(o, qm_dtype_name(t->dtype));
+        put(o, ", bits: ");
         if (t->bits)
-            put_u(f, (unsigned)t->bits);
+            put_u(o, (unsigned)t->bits);
         else
-            fputs("keep", f);
-        fputs(", group_size: ", f);
-        put_u(f, (unsigned)t->group);
-        fputs(t->sym ? ", sym: true" : ", sym: false", f);
-        fputs(t->act_order ? ", act_order: true, rule: " : ", act_order: false, rule: ", f);
-        put_str(f, t->rule, 1);
-        fputs("}\n", f);
+            put(o, "keep");
+        put(o, ", group_size: ");
+        put_u(o, (unsigned)t->group);
+        put(o, t->sym ? ", sym: true" : ", sym: false");
+        put(o, t->act_order ? ", act_order: true, rule: " : ", act_order: false, rule: ");
+        if (t->rule != rule)
+            rule_style = qm_yaml_simple_style(rule = t->rule, 1);
+        put_styled(o, t->rule, rule_style);
+        put(o, "}\n");
     }
-    return ferror(f) ? qm_diag_fail(d, QM_EIO, "YAML output failed") : QM_OK;
 }
 
 qm_status qm_plan_emit_direct(const qm_plan *p, FILE *f, qm_diag *d)
 {
     if (!direct_ok(p))
         return QM_EINVAL;
-    return emit_direct(p, f, d);
+    direct_out o = {.simple = 1};
+    emit_direct(p, &o);
+    qm_status st = QM_OK;
+    if (o.b.oom)
+        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    else if (!o.simple)
+        st = QM_EINVAL;
+    else if (fwrite(o.b.s, 1, o.b.n, f) != o.b.n)
+        st = qm_diag_fail(d, QM_EIO, "YAML output failed");
+    free(o.b.s);
+    return st;
 }
 
 qm_status qm_plan_emit(const qm_plan *p, FILE *f, qm_diag *d)
 {
-    if (direct_ok(p))
-        return emit_direct(p, f, d);
-    return qm_plan_emit_libyaml(p, f, d);
+    qm_status st = qm_plan_emit_direct(p, f, d);
+    return st == QM_EINVAL ? qm_plan_emit_libyaml(p, f, d) : st;
 }
 
 qm_status qm_plan_write(const qm_plan *p, const char *path, qm_diag *d)
@@ -309,6 +328,7 @@ qm_status qm_plan_write(const qm_plan *p, const char *path, qm_diag *d)
 
 typedef struct reader {
     const char *path;
+    qm_arena *strings;      /* the plan's */
     yaml_document_t doc;
     qm_diag *d;
 } reader;
@@ -348,7 +368,7 @@ static char *need_str(reader *r, yaml_node_t *map, const char *key, const char *
         *st = bad(r, map, what, k);
         return NULL;
     }
-    char *c = qm_strdup(v);
+    char *c = qm_arena_strdup(r->strings, v);
     if (!c)
         *st = qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
     return c;
@@ -510,6 +530,8 @@ qm_status qm_plan_read(const char *path, qm_plan **out, qm_diag *d)
     yaml_parser_t parser;
     qm_plan *p = calloc(1, sizeof *p);
     qm_status st = QM_OK;
+    if (p)
+        r.strings = &p->strings;
     if (!p || !yaml_parser_initialize(&parser)) {
         fclose(f);
         free(p);

@@ -51,13 +51,15 @@ typedef struct qm_plan_summary {
     double budget_target_bits, budget_achieved_bits;
 } qm_plan_summary;
 
+/* Every string of a plan lives in its arena `strings`. */
 typedef struct qm_plan {
     char *policy_path, *policy_sha256;
     char *arch, *config_sha256;
     char *scores_path, *scores_sha256; /* NULL when no scores were used */
     qm_plan_summary summary;
     size_t n;
-    qm_plan_tensor *t;                 /* (n), checkpoint order */
+    qm_plan_tensor *t;                 /* (n), checkpoint order; owned */
+    qm_arena strings;                  /* all the strings above and in t */
 } qm_plan;
 
 void qm_plan_free(qm_plan *p);

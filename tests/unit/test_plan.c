@@ -10,20 +10,23 @@
 #include "runtime/plan.h"
 #include "tests/unit/testutil.h"
 
+/* A string of plan p (the tests' plans are `p` throughout). */
+#define S(s) qm_arena_strdup(&p->strings, (s))
+
 static qm_plan *sample(void)
 {
     qm_plan *p = calloc(1, sizeof *p);
-    p->policy_path = qm_strdup("p.qmoe");
-    p->policy_sha256 = qm_strdup("aa");
-    p->arch = qm_strdup("MixtralForCausalLM");
-    p->config_sha256 = qm_strdup("bb");
+    p->policy_path = S("p.qmoe");
+    p->policy_sha256 = S("aa");
+    p->arch = S("MixtralForCausalLM");
+    p->config_sha256 = S("bb");
     p->n = 3;
     p->t = calloc(3, sizeof *p->t);
     /* attention 4096 x 4096 at 4 bits, group 128; an expert 14336 x 4096 at 2 bits per
      * channel; a norm kept */
-    p->t[0] = (qm_plan_tensor){qm_strdup("q"), qm_strdup("layers[0].attn.q"), 2, {4096, 4096}, QM_DT_BF16, 4, 128, 1, 0, qm_strdup("p.qmoe:2")};
-    p->t[1] = (qm_plan_tensor){qm_strdup("w1"), qm_strdup("layers[0].experts[0].gate"), 2, {14336, 4096}, QM_DT_BF16, 2, 0, 1, 1, qm_strdup("p.qmoe:1")};
-    p->t[2] = (qm_plan_tensor){qm_strdup("n"), qm_strdup("layers[0].attn_norm"), 1, {4096, 0}, QM_DT_BF16, 0, 0, 0, 0, qm_strdup("default")};
+    p->t[0] = (qm_plan_tensor){S("q"), S("layers[0].attn.q"), 2, {4096, 4096}, QM_DT_BF16, 4, 128, 1, 0, S("p.qmoe:2")};
+    p->t[1] = (qm_plan_tensor){S("w1"), S("layers[0].experts[0].gate"), 2, {14336, 4096}, QM_DT_BF16, 2, 0, 1, 1, S("p.qmoe:1")};
+    p->t[2] = (qm_plan_tensor){S("n"), S("layers[0].attn_norm"), 1, {4096, 0}, QM_DT_BF16, 0, 0, 0, 0, S("default")};
     qm_plan_summarize(p);
     return p;
 }
@@ -143,8 +146,8 @@ static void test_direct_equals_libyaml(void)
                                         "1.5", "e5", "x", "/", "_", "true", "no", "y", "null", "-1", "[0]"};
     size_t np = sizeof piece / sizeof *piece, same = 0, direct = 0, total = 0;
     qm_plan *p = sample();
-    free(p->t[2].name); /* "n" reads as false in YAML 1.1: libyaml's path */
-    p->t[2].name = qm_strdup("norm");
+    /* "n" reads as false in YAML 1.1: libyaml's path */
+    p->t[2].name = S("norm");
     for (size_t a = 0; a < np; a++)
         for (size_t b = 0; b <= np; b++)
             for (size_t c = 0; c <= np; c += b == np ? np + 1 : 1) {
@@ -177,16 +180,15 @@ static void test_direct_equals_libyaml(void)
     p->summary.has_budget = 1;
     p->summary.budget_target_bits = 2.5;
     p->summary.budget_achieved_bits = p->summary.average_bits;
-    p->scores_path = qm_strdup("s.yaml");
-    p->scores_sha256 = qm_strdup("0123abcd");
+    p->scores_path = S("s.yaml");
+    p->scores_sha256 = S("0123abcd");
     qm_status s1, s2;
     char *x = emitted(qm_plan_emit_libyaml, p, &s1), *y = emitted(qm_plan_emit_direct, p, &s2);
     CU_ASSERT(s1 == QM_OK && s2 == QM_OK && strcmp(x, y) == 0);
     free(x);
     free(y);
     /* a path with a space goes through libyaml */
-    free(p->policy_path);
-    p->policy_path = qm_strdup("my policy.qmoe");
+    p->policy_path = S("my policy.qmoe");
     y = emitted(qm_plan_emit_direct, p, &s2);
     CU_ASSERT_EQUAL(s2, QM_EINVAL);
     free(y);
