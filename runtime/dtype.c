@@ -25,8 +25,9 @@ size_t qm_dtype_size(qm_dtype t) { return t < QM_DT_COUNT ? dtypes[t].size : 0; 
 
 int qm_dtype_parse(const char *name, qm_dtype *t)
 {
+    /* every tensor of a header passes here: the first byte rules most out */
     for (int i = 0; i < QM_DT_COUNT; i++)
-        if (strcmp(name, dtypes[i].name) == 0) {
+        if (name[0] == dtypes[i].name[0] && strcmp(name, dtypes[i].name) == 0) {
             *t = (qm_dtype)i;
             return 1;
         }

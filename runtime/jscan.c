@@ -178,6 +178,30 @@ static const unsigned char plain_byte[256] = {
 #undef R16
 };
 
+/* Has the 8-byte word w a byte that is not plain: below 0x20, '"', '\\'
+ * or 0x80 and up?  The bit trick that finds a zero byte (v - 1 borrows into
+ * the high bit only where v is 0), applied to w - 0x20 per byte and to w
+ * xor each quote; exact once no byte has its high bit set. */
+static int word_stops(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t quote = w ^ (ones * '"'), slash = w ^ (ones * '\\');
+    uint64_t t = ((w - ones * 0x20) & ~w) | ((quote - ones) & ~quote) | ((slash - ones) & ~slash) | w;
+    return (t & high) != 0;
+}
+
+/* The end of the plain run at p: names are ~50 bytes of it, so eight at a
+ * time, then byte by byte to the stop. */
+static const char *plain_run(const char *p, const char *end)
+{
+    uint64_t w;
+    while (end - p >= 8 && (memcpy(&w, p, 8), !word_stops(w)))
+        p += 8;
+    while (p < end && plain_byte[(unsigned char)*p])
+        p++;
+    return p;
+}
+
 const char *qm_js_string(qm_js *j)
 {
     char b[16];
@@ -189,8 +213,7 @@ const char *qm_js_string(qm_js *j)
     char *o = j->out, *s = o;
     for (;;) {
         const char *run = p; /* plain ASCII, copied at once */
-        while (p < end && plain_byte[(unsigned char)*p])
-            p++;
+        p = plain_run(p, end);
         memcpy(o, run, (size_t)(p - run));
         o += p - run;
         if (p >= end) {

@@ -187,9 +187,22 @@ typedef struct direct_out {
     int simple;
 } direct_out;
 
-static void put(direct_out *o, const char *s)
+/* Appends are a few bytes each, ~20 per tensor: copy in place while there
+ * is room (emit_direct reserves enough for a typical plan). */
+static inline void put_n(direct_out *o, const char *s, size_t n)
 {
-    qm_buf_add(&o->b, s, strlen(s));
+    qm_buf *b = &o->b;
+    if (b->cap - b->n > n) {
+        memcpy(b->s + b->n, s, n);
+        b->s[b->n += n] = '\0';
+    } else {
+        qm_buf_add(b, s, n);
+    }
+}
+
+static inline void put(direct_out *o, const char *s)
+{
+    put_n(o, s, strlen(s));
 }
 
 /* Decimal v, without printf: a plan has ~100k numbers. */
@@ -199,17 +212,17 @@ static void put_u(direct_out *o, unsigned long long v)
     do
         *--p = (char)('0' + v % 10);
     while ((v /= 10) > 0);
-    qm_buf_add(&o->b, p, (size_t)(b + sizeof b - p));
+    put_n(o, p, (size_t)(b + sizeof b - p));
 }
 
 /* s as a scalar whose style is known (qm_yaml_simple_style()'s answer). */
 static void put_styled(direct_out *o, const char *s, int style)
 {
     if (style == 2)
-        qm_buf_add(&o->b, "'", 1);
+        put_n(o, "'", 1);
     put(o, s);
     if (style == 2)
-        qm_buf_add(&o->b, "'", 1);
+        put_n(o, "'", 1);
     if (!style)
         o->simple = 0;
 }
@@ -231,6 +244,10 @@ static void put_kv(direct_out *o, const char *key, const char *v)
 static void emit_direct(const qm_plan *p, direct_out *o)
 {
     const qm_plan_summary *s = &p->summary;
+    if (p->n < SIZE_MAX / 512 && (o->b.s = malloc(o->b.cap = 1024 + 256 * p->n)))
+        o->b.s[0] = '\0';
+    else
+        o->b.cap = 0;
     qm_buf_printf(&o->b, "qmoe_plan: %d\npolicy:\n", QM_PLAN_VERSION);
     put_kv(o, "path", p->policy_path);
     put_kv(o, "sha256", p->policy_sha256);
