@@ -54,6 +54,8 @@ qm_status qm_diag_fail(qm_diag *d, qm_status code, const char *fmt, ...) QM_PRIN
 void qm_diag_warn(qm_diag *d, const char *fmt, ...) QM_PRINTF(2, 3);
 void qm_diag_note(qm_diag *d, const char *fmt, ...) QM_PRINTF(2, 3);
 void qm_diag_add(qm_diag *d, qm_severity sev, const char *fmt, va_list ap);
+/* Add copies of from's messages to `to` (a worker thread's sink to the caller's). */
+void qm_diag_append(qm_diag *to, const qm_diag *from);
 
 size_t qm_diag_errors(const qm_diag *d);
 size_t qm_diag_warnings(const qm_diag *d);
@@ -148,6 +150,19 @@ void qm_progressf(qm_progress_fn *fn, void *ctx, const char *fmt, ...) QM_PRINTF
 double qm_clock(void);
 /* Make directory `path` (mode 0755); an existing directory is fine. */
 qm_status qm_mkdir(const char *path, qm_diag *d);
+/* Processors online (at least 1). */
+int qm_cpus(void);
+
+/* One unit of parallel work: task number `task` on worker `worker`
+ * (0 <= worker < workers), which may use that worker's scratch. */
+typedef void qm_task_fn(void *ctx, int task, int worker);
+enum { QM_MAX_WORKERS = 64 };
+/* Run fn for tasks 0..tasks-1 on up to `workers` threads (the caller's
+ * included, at most QM_MAX_WORKERS), each task exactly once, and return
+ * when all are done.  Tasks must write disjoint memory; then the results do
+ * not depend on which worker ran which task.  If a thread cannot be started
+ * the others take its share. */
+void qm_parallel(int workers, int tasks, qm_task_fn *fn, void *ctx);
 
 /* ---- SHA-256 ---------------------------------------------------------------- */
 

@@ -165,3 +165,18 @@ char *qm_strdup(const char *s)
     char *c = malloc(n);
     return c ? memcpy(c, s, n) : NULL;
 }
+
+static void addf(qm_diag *d, qm_severity sev, const char *fmt, ...) QM_PRINTF(3, 4);
+static void addf(qm_diag *d, qm_severity sev, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    qm_diag_add(d, sev, fmt, ap);
+    va_end(ap);
+}
+
+void qm_diag_append(qm_diag *to, const qm_diag *from)
+{
+    for (size_t i = 0; from && i < from->n; i++)
+        addf(to, from->v[i].sev, "%s", from->v[i].text);
+}

@@ -1,13 +1,17 @@
 /* sys.c: what every long-running stage shares with the operating system and
- * its driver: a monotonic clock, making a directory, a line of progress. */
+ * its driver: a monotonic clock, making a directory, a line of progress,
+ * worker threads. */
 #include "config.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/base.h"
 
@@ -36,4 +40,52 @@ void qm_progressf(qm_progress_fn *fn, void *ctx, const char *fmt, ...)
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     fn(ctx, line);
+}
+
+int qm_cpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > QM_MAX_WORKERS ? QM_MAX_WORKERS : (int)n;
+}
+
+typedef struct pool {
+    qm_task_fn *fn;
+    void *ctx;
+    int tasks;
+    atomic_int next; /* the next task not yet taken */
+} pool;
+
+typedef struct worker {
+    pool *p;
+    int id;
+} worker;
+
+/* Take tasks until none is left. */
+static void *work(void *arg)
+{
+    worker *w = arg;
+    for (int t; (t = atomic_fetch_add(&w->p->next, 1)) < w->p->tasks;)
+        w->p->fn(w->p->ctx, t, w->id);
+    return NULL;
+}
+
+void qm_parallel(int workers, int tasks, qm_task_fn *fn, void *ctx)
+{
+    pool p = {fn, ctx, tasks, 0};
+    worker ws[QM_MAX_WORKERS];
+    pthread_t th[QM_MAX_WORKERS];
+    int started = 0;
+    if (workers > tasks)
+        workers = tasks;
+    if (workers > QM_MAX_WORKERS)
+        workers = QM_MAX_WORKERS;
+    for (int i = 1; i < workers; i++) {
+        ws[started + 1] = (worker){&p, started + 1};
+        if (pthread_create(&th[started], NULL, work, &ws[started + 1]) == 0)
+            started++;
+    }
+    ws[0] = (worker){&p, 0};
+    work(&ws[0]);
+    for (int i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
 }

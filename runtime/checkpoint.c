@@ -40,18 +40,52 @@ static int cmp_id(const void *a, const void *b, void *names)
     return strcmp(n[*(const size_t *)a], n[*(const size_t *)b]);
 }
 
-static qm_status add_file(qm_ckpt *c, const char *name, qm_diag *d)
+/* Opening the shards of one checkpoint, one task per shard. */
+typedef struct shard_jobs {
+    const qm_ckpt *c;
+    const char *const *names;
+    qm_st_file **files; /* (n) */
+    qm_status *st;      /* (n) */
+    qm_diag **d;        /* (n) a sink per shard: qm_diag is not shared between threads */
+} shard_jobs;
+
+static void open_shard(void *ctx, int task, int worker)
 {
-    char *path = qm_strfmt("%s/%s", c->dir, name);
-    if (!path)
-        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    qm_st_file *f;
-    qm_status st = qm_st_open_unindexed(path, &f, d);
+    shard_jobs *j = ctx;
+    char *path = qm_strfmt("%s/%s", j->c->dir, j->names[task]);
+    j->st[task] = !path || !j->d[task] ? qm_diag_fail(j->d[task], QM_ENOMEM, "out of memory")
+                                       : qm_st_open_unindexed(path, &j->files[task], j->d[task]);
     free(path);
-    if (st != QM_OK)
-        return st;
-    c->files[c->n_files++] = f;
-    return QM_OK;
+}
+
+/* Open the shards `names` (n of them) into c->files, in that order.  Each
+ * is an mmap and a JSON parse of its own, so they are opened on as many
+ * threads as there are processors; the error reported is the first shard's
+ * in order, as if they had been opened one by one. */
+static qm_status open_files(qm_ckpt *c, const char *const *names, size_t n, const char *index_path, qm_diag *d)
+{
+    c->files = calloc(n + 1, sizeof *c->files);
+    shard_jobs j = {c, names, c->files, calloc(n + 1, sizeof *j.st), calloc(n + 1, sizeof *j.d)};
+    qm_status st = c->files && j.st && j.d ? QM_OK : qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    for (size_t i = 0; st == QM_OK && i < n; i++)
+        j.d[i] = qm_diag_new();
+    if (st == QM_OK)
+        qm_parallel(qm_cpus(), (int)n, open_shard, &j);
+    for (size_t i = 0; st == QM_OK && i < n; i++)
+        if ((st = j.st[i]) != QM_OK) {
+            qm_diag_append(d, j.d[i]);
+            if (index_path)
+                qm_diag_note(d, "%s lists shard '%s'", index_path, names[i]);
+        }
+    /* files of a failed open are closed with the checkpoint; keep them in order */
+    for (size_t i = 0; c->files && i < n; i++)
+        if (c->files[i])
+            c->files[c->n_files++] = c->files[i];
+    for (size_t i = 0; j.d && i < n; i++)
+        qm_diag_free(j.d[i]);
+    free(j.st);
+    free(j.d);
+    return st;
 }
 
 /* Flatten the files' tensors into checkpoint order and index them by name:
@@ -219,17 +253,7 @@ static qm_status open_sharded(qm_ckpt *c, const char *index_path, qm_diag *d)
         goto done;
     if ((st = number_shards(&w, &shards, &n_shards, d)) != QM_OK)
         goto done;
-    c->files = calloc(n_shards ? n_shards : 1, sizeof *c->files);
-    if (!c->files) {
-        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
-        goto done;
-    }
-    for (size_t i = 0; i < n_shards; i++)
-        if ((st = add_file(c, shards[i], d)) != QM_OK) {
-            qm_diag_note(d, "%s lists shard '%s'", index_path, shards[i]);
-            goto done;
-        }
-    if ((st = build_index(c, d)) != QM_OK)
+    if ((st = open_files(c, shards, n_shards, index_path, d)) != QM_OK || (st = build_index(c, d)) != QM_OK)
         goto done;
     /* Each entry names a tensor of its shard, once (repeated names are not
      * caught by the reader: they are checked here); every tensor is named. */
@@ -287,9 +311,7 @@ qm_status qm_ckpt_open(const char *dir, qm_ckpt **out, qm_diag *d)
         else if (stat(single, &sb) != 0)
             st = qm_diag_fail(d, QM_ENOTFOUND,
                               "%s: no model.safetensors and no model.safetensors.index.json", dir);
-        else if (!(c->files = calloc(1, sizeof *c->files)))
-            st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
-        else if ((st = add_file(c, "model.safetensors", d)) == QM_OK)
+        else if ((st = open_files(c, (const char *const[]){"model.safetensors"}, 1, NULL, d)) == QM_OK)
             st = build_index(c, d);
         free(single);
     }

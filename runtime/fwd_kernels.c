@@ -9,8 +9,6 @@
 #include "config.h"
 
 #include <cblas.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -73,49 +71,13 @@ SIMD_CLONES void fwdk_silu_mul(float *g, const float *u, size_t n)
 int fwdk_workers(void)
 {
     int n = openblas_get_num_threads();
-    return n < 1 ? 1 : n > QM_FWD_MAX_WORKERS ? QM_FWD_MAX_WORKERS : n;
-}
-
-typedef struct pool {
-    fwdk_task *fn;
-    void *ctx;
-    int tasks;
-    atomic_int next; /* the next task not yet taken */
-} pool;
-
-typedef struct worker {
-    pool *p;
-    int id;
-} worker;
-
-/* Take tasks until none is left. */
-static void *work(void *arg)
-{
-    worker *w = arg;
-    for (int t; (t = atomic_fetch_add(&w->p->next, 1)) < w->p->tasks;)
-        w->p->fn(w->p->ctx, t, w->id);
-    return NULL;
+    return n < 1 ? 1 : n > QM_MAX_WORKERS ? QM_MAX_WORKERS : n;
 }
 
 void fwdk_parallel(int workers, int tasks, fwdk_task *fn, void *ctx)
 {
-    pool p = {fn, ctx, tasks, 0};
-    worker ws[QM_FWD_MAX_WORKERS];
-    pthread_t th[QM_FWD_MAX_WORKERS];
-    int started = 0, blas = openblas_get_num_threads();
-    if (workers > tasks)
-        workers = tasks;
-    if (workers > QM_FWD_MAX_WORKERS)
-        workers = QM_FWD_MAX_WORKERS;
+    int blas = openblas_get_num_threads();
     openblas_set_num_threads(1);
-    for (int i = 1; i < workers; i++) {
-        ws[started + 1] = (worker){&p, started + 1};
-        if (pthread_create(&th[started], NULL, work, &ws[started + 1]) == 0)
-            started++;
-    }
-    ws[0] = (worker){&p, 0};
-    work(&ws[0]);
-    for (int i = 0; i < started; i++)
-        pthread_join(th[i], NULL);
+    qm_parallel(workers, tasks, fn, ctx);
     openblas_set_num_threads(blas);
 }
