@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "runtime/blas_pool.h"
 
 static const qm_cmd *const commands[] = {
     &qm_cmd_inspect,
@@ -110,5 +111,7 @@ int main(int argc, char **argv)
     const qm_cmd *c = find(a);
     if (!c)
         return qm_cli_usage(NULL, "'%s' is not a qmoe command; 'qmoe --help' lists them", a);
+    /* Most commands run BLAS seldom or never; those that do restart the pool. */
+    qm_blas_pool_rest();
     return c->run(argc - 1, argv + 1);
 }
