@@ -173,10 +173,16 @@ enum { REPORT_MAX = 8 }; /* name this many missing/stray tensors, then count */
 
 typedef struct build {
     qm_model *m;
-    unsigned char *seen;  /* (ckpt->n) matched by an expected tensor */
-    size_t missing, mismatched, cap;
+    /* (ckpt->n) 0: not matched by an expected tensor; 1: matched (one of a
+     * packed linear's scales, zeros, g_idx); PLACED: m->t[k] is the tensor
+     * whose header entry is checkpoint tensor k */
+    unsigned char *seen;
+    size_t missing, mismatched;
+    const char *pattern[QM_PART_COUNT]; /* the adapter's name of each part, or NULL */
     qm_diag *d;
 } build;
+
+enum { PLACED = 2 };
 
 static void shape_str(char *b, size_t cap, const uint64_t *s, int ndim)
 {
@@ -187,20 +193,17 @@ static void shape_str(char *b, size_t cap, const uint64_t *s, int ndim)
         snprintf(b + o, cap - o, "]");
 }
 
+/* Keep t, found at checkpoint index t.file: m->t has a slot per checkpoint
+ * tensor, so each lands where checkpoint order puts it (inventory()
+ * closes the gaps). */
 static qm_status push(build *b, qm_tensor t)
 {
     qm_model *m = b->m;
-    if (m->n == b->cap) {
-        size_t cap = b->cap ? 2 * b->cap : 256;
-        qm_tensor *nt = realloc(m->t, cap * sizeof *nt);
-        if (!nt)
-            return qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
-        m->t = nt;
-        b->cap = cap;
-    }
     if (!(t.canon = canonical(&m->names, t.part, t.layer, t.expert)))
         return qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
-    m->t[m->n++] = t;
+    m->t[t.file] = t;
+    b->seen[t.file] = PLACED;
+    m->n++;
     return QM_OK;
 }
 
@@ -229,7 +232,7 @@ static int packed(build *b, const char *prefix, const uint64_t shape[2], qm_tens
         qz->shape[0] != groups || qz->shape[1] * 32 != out * (uint64_t)bits || gi->ndim != 1 ||
         gi->dtype != QM_DT_I32 || gi->shape[0] != in)
         return 0;
-    for (int i = 0; i < 4; i++)
+    for (int i = 1; i < 4; i++)
         b->seen[k[i]] = 1;
     t->st = qw;
     t->file = (size_t)k[0];
@@ -245,7 +248,7 @@ static qm_status expect(build *b, qm_part part, int layer, int expert)
 {
     qm_model *m = b->m;
     char name[512];
-    expand(name, sizeof name, pattern_for(m->arch, part), layer, expert);
+    expand(name, sizeof name, b->pattern[part], layer, expert);
     qm_tensor t = {.part = part, .layer = layer, .expert = expert};
     expected_shape(m->arch, &m->cfg, part, t.shape, &t.ndim);
     t.numel = t.shape[0] * (t.ndim == 2 ? t.shape[1] : 1);
@@ -264,12 +267,12 @@ static qm_status expect(build *b, qm_part part, int layer, int expert)
             qm_diag_fail(b->d, QM_EFORMAT, "%s: missing tensor '%s'", m->dir, name);
         return QM_OK;
     }
-    b->seen[k] = 1;
     const qm_st_tensor *st = m->ckpt->t[k].t;
     if (st->ndim != t.ndim || st->shape[0] != t.shape[0] || (t.ndim == 2 && st->shape[1] != t.shape[1])) {
         char got[128], want[64];
         shape_str(got, sizeof got, st->shape, st->ndim);
         shape_str(want, sizeof want, t.shape, t.ndim);
+        b->seen[k] = 1;
         if (b->mismatched++ < REPORT_MAX)
             qm_diag_fail(b->d, QM_EFORMAT, "%s: tensor '%s' has shape %s, but %s implies %s",
                          m->ckpt->files[m->ckpt->t[k].file]->path, name, got, m->config_path, want);
@@ -288,7 +291,7 @@ static qm_status expect_all(build *b)
     qm_status st = QM_OK;
     for (int p = 0; p < QM_PART_COUNT && st == QM_OK; p++) {
         qm_where w = qm_parts[p].where;
-        if (!has_part(m->arch, c, (qm_part)p) || !pattern_for(m->arch, (qm_part)p))
+        if (!has_part(m->arch, c, (qm_part)p) || !b->pattern[p])
             continue;
         if (w == QM_IN_MODEL) {
             st = expect(b, (qm_part)p, -1, -1);
@@ -312,9 +315,15 @@ static qm_status expect_all(build *b)
 static qm_status inventory(qm_model *m, qm_diag *d)
 {
     build b = {.m = m, .d = d};
-    b.seen = calloc(m->ckpt->n ? m->ckpt->n : 1, 1);
-    if (!b.seen)
+    size_t nc = m->ckpt->n;
+    b.seen = calloc(nc + 1, 1);
+    m->t = malloc((nc + 1) * sizeof *m->t);
+    if (!b.seen || !m->t) {
+        free(b.seen);
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
+    for (int p = 0; p < QM_PART_COUNT; p++)
+        b.pattern[p] = pattern_for(m->arch, (qm_part)p);
     qm_status st = expect_all(&b);
     if (st == QM_OK && b.missing > REPORT_MAX)
         qm_diag_note(d, "%zu tensors missing in all", b.missing);
@@ -322,38 +331,23 @@ static qm_status inventory(qm_model *m, qm_diag *d)
         qm_diag_note(d, "%zu tensors with the wrong shape in all", b.mismatched);
     if (st == QM_OK && (b.missing || b.mismatched))
         st = QM_EFORMAT;
-    for (size_t i = 0; st == QM_OK && i < m->ckpt->n; i++)
+    for (size_t i = 0; st == QM_OK && i < nc; i++)
         if (!b.seen[i] && m->n_unexpected++ < REPORT_MAX)
             qm_diag_warn(d, "%s: unexpected tensor '%s' (not part of a %s)",
                          m->ckpt->files[m->ckpt->t[i].file]->path, m->ckpt->t[i].t->name,
                          m->arch->name);
     if (st == QM_OK && m->n_unexpected > REPORT_MAX)
         qm_diag_note(d, "%zu unexpected tensors in all", m->n_unexpected);
-    free(b.seen);
-    if (st != QM_OK)
-        return st;
-    /* Checkpoint order: `file` holds each tensor's checkpoint index, all
-     * distinct, so place each by it; then store the file index. */
-    size_t nc = m->ckpt->n, *at = malloc((nc + 1) * sizeof *at);
-    qm_tensor *t = malloc((m->n + 1) * sizeof *t);
-    if (!at || !t) {
-        free(at), free(t);
-        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    }
-    for (size_t k = 0; k < nc; k++)
-        at[k] = SIZE_MAX;
-    for (size_t i = 0; i < m->n; i++)
-        at[m->t[i].file] = i;
+    /* close the gaps, in checkpoint order; then `file` is the file index */
     size_t n = 0;
-    for (size_t k = 0; k < nc; k++)
-        if (at[k] != SIZE_MAX) {
-            t[n] = m->t[at[k]];
-            t[n++].file = m->ckpt->t[k].file;
+    for (size_t k = 0; st == QM_OK && k < nc; k++)
+        if (b.seen[k] == PLACED) {
+            m->t[n] = m->t[k];
+            m->t[n++].file = m->ckpt->t[k].file;
         }
-    free(m->t);
-    m->t = t;
-    free(at);
-    return QM_OK;
+    m->n = n;
+    free(b.seen);
+    return st;
 }
 
 void qm_model_close(qm_model *m)
