@@ -150,6 +150,11 @@ void qm_progressf(qm_progress_fn *fn, void *ctx, const char *fmt, ...) QM_PRINTF
 double qm_clock(void);
 /* Make directory `path` (mode 0755); an existing directory is fine. */
 qm_status qm_mkdir(const char *path, qm_diag *d);
+/* Map the file at `path` read-only: *data and *len (0 for an empty file,
+ * with *data pointing at an empty string).  Release with qm_unmap_file().
+ * Large inputs read this way come from the page cache without a copy. */
+qm_status qm_map_file(const char *path, const char **data, size_t *len, qm_diag *d);
+void qm_unmap_file(const char *data, size_t len);
 /* Processors online (at least 1). */
 int qm_cpus(void);
 

@@ -9,6 +9,8 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -40,6 +42,42 @@ void qm_progressf(qm_progress_fn *fn, void *ctx, const char *fmt, ...)
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     fn(ctx, line);
+}
+
+qm_status qm_map_file(const char *path, const char **data, size_t *len, qm_diag *d)
+{
+    *data = "";
+    *len = 0;
+    int fd = open(path, O_RDONLY);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        qm_status st = qm_diag_fail(d, errno == ENOENT ? QM_ENOTFOUND : QM_EIO, "%s: %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return st;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        close(fd);
+        return qm_diag_fail(d, QM_EIO, "%s: not a regular file", path);
+    }
+    if (sb.st_size > 0) {
+        void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (p == MAP_FAILED) {
+            int e = errno;
+            close(fd);
+            return qm_diag_fail(d, QM_EIO, "%s: cannot map: %s", path, strerror(e));
+        }
+        *data = p;
+        *len = (size_t)sb.st_size;
+    }
+    close(fd);
+    return QM_OK;
+}
+
+void qm_unmap_file(const char *data, size_t len)
+{
+    if (len)
+        munmap((void *)data, len);
 }
 
 int qm_cpus(void)

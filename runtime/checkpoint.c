@@ -12,7 +12,6 @@
 #include <sys/stat.h>
 
 #include "runtime/json.h"
-#include "runtime/tokens.h"
 #include "runtime/safetensors.h"
 
 void qm_ckpt_close(qm_ckpt *c)
@@ -117,58 +116,90 @@ static qm_status build_index(qm_ckpt *c, qm_diag *d)
     return QM_OK;
 }
 
-/* The index's weight_map: tensor name -> shard file, in file order. */
+/* The index's weight_map: tensor name -> shard, in file order.  Each
+ * entry's shard name is decoded into scratch and turned into a number at
+ * once (indexes list tensors alphabetically, so consecutive entries often
+ * change shard: a map of the few distinct names); only the distinct names
+ * are kept. */
 typedef struct wmap {
-    size_t n;
-    const char **name, **shard;  /* (n), into the decoded strings */
-    size_t *file;                /* (n) index of shard[i] among the distinct shards */
+    size_t n, cap;
+    const char **name;    /* (n) tensor names, into the decoded strings */
+    size_t *file;         /* (n) the shard of name[i], by number */
+    size_t n_shards, cap_shards;
+    const char **shard;   /* (n_shards) distinct shard names, first seen first */
+    qm_strmap ids;        /* shard name -> number */
 } wmap;
 
-/* The distinct shard names, sorted (shards are numbered, so name order is
- * file order), into *out (caller frees), and w->file.  Indexes list names
- * alphabetically, so consecutive entries often change shard: a map of the
- * few names rather than a sort of all entries. */
-static qm_status number_shards(wmap *w, const char ***out, size_t *n_out, qm_diag *d)
+static void wmap_free(wmap *w)
 {
-    qm_strmap ids = {0};
-    const char **names = malloc((w->n + 1) * sizeof *names);
-    size_t n = 0, *pos = NULL;
-    qm_status st = (w->file = malloc((w->n + 1) * sizeof *w->file)) && names ? qm_strmap_init(&ids, 16) : QM_ENOMEM;
-    for (size_t i = 0; st == QM_OK && i < w->n; i++) {
-        size_t id = n;
-        if (i && strcmp(w->shard[i], w->shard[i - 1]) == 0)
-            id = w->file[i - 1];
-        else if ((st = qm_strmap_put(&ids, w->shard[i], n, &id)) == QM_OK)
-            names[n++] = w->shard[i];
-        else if (st == QM_EINVAL)
-            st = QM_OK;
-        w->file[i] = id;
+    free(w->name);
+    free(w->file);
+    free(w->shard);
+    qm_strmap_free(&w->ids);
+}
+
+/* Add the entry (name, shard s), s decoded at the reader's mark. */
+static qm_status wmap_add(wmap *w, qm_js *j, char *mark, const char *name, const char *s)
+{
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 1024;
+        const char **a = realloc(w->name, cap * sizeof *a);
+        if (a)
+            w->name = a;
+        size_t *f = a ? realloc(w->file, cap * sizeof *f) : NULL;
+        if (!f)
+            return QM_ENOMEM;
+        w->file = f;
+        w->cap = cap;
     }
-    qm_strmap_free(&ids);
-    /* sort the names, then renumber the entries */
-    size_t *ord = st == QM_OK ? malloc((n + 1) * sizeof *ord) : NULL;
-    const char **sorted = ord ? malloc((n + 1) * sizeof *sorted) : NULL;
-    int ok = sorted && (pos = malloc((n + 1) * sizeof *pos));
-    if (ok) {
-        for (size_t k = 0; k < n; k++)
-            ord[k] = k;
-        qsort_r(ord, n, sizeof *ord, cmp_id, names);
-        for (size_t k = 0; k < n; k++) {
-            sorted[k] = names[ord[k]];
-            pos[ord[k]] = k;
+    size_t id = w->n_shards;
+    qm_status st = QM_OK;
+    if (w->n && strcmp(s, w->shard[w->file[w->n - 1]]) == 0) {
+        id = w->file[w->n - 1];
+    } else if ((st = qm_strmap_put(&w->ids, s, id, &id)) == QM_OK) {
+        if (w->n_shards == w->cap_shards) {
+            size_t cap = w->cap_shards ? 2 * w->cap_shards : 16;
+            const char **v = realloc(w->shard, cap * sizeof *v);
+            if (!v)
+                return QM_ENOMEM;
+            w->shard = v;
+            w->cap_shards = cap;
         }
-        for (size_t i = 0; i < w->n; i++)
-            w->file[i] = pos[w->file[i]];
+        w->shard[w->n_shards++] = s;
+        mark = NULL; /* keep this name */
+    } else if (st != QM_EINVAL) {
+        return st;
     }
-    free(names);
+    if (mark)
+        qm_js_release(j, mark);
+    w->name[w->n] = name;
+    w->file[w->n++] = id;
+    return QM_OK;
+}
+
+/* Sort the distinct shard names (shards are numbered, so name order is file
+ * order) and renumber the entries to match. */
+static qm_status sort_shards(wmap *w)
+{
+    size_t n = w->n_shards, *ord = malloc((n + 1) * sizeof *ord), *pos = malloc((n + 1) * sizeof *pos);
+    const char **sorted = malloc((n + 1) * sizeof *sorted);
+    if (!ord || !pos || !sorted) {
+        free(ord), free(pos), free(sorted);
+        return QM_ENOMEM;
+    }
+    for (size_t k = 0; k < n; k++)
+        ord[k] = k;
+    qsort_r(ord, n, sizeof *ord, cmp_id, w->shard);
+    for (size_t k = 0; k < n; k++) {
+        sorted[k] = w->shard[ord[k]];
+        pos[ord[k]] = k;
+    }
+    for (size_t i = 0; i < w->n; i++)
+        w->file[i] = pos[w->file[i]];
+    free(w->shard);
+    w->shard = sorted;
     free(ord);
     free(pos);
-    if (!ok) {
-        free(sorted);
-        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    }
-    *out = sorted;
-    *n_out = n;
     return QM_OK;
 }
 
@@ -195,33 +226,20 @@ static qm_status read_index(const char *path, qm_js *j, wmap *w, qm_diag *d)
             continue;
         }
         found = 1;
-        size_t cap = 0;
         int m;
         for (m = qm_js_open(j, '{', '}'); m > 0 && st == QM_OK; m = qm_js_next(j, '}')) {
             const char *name = qm_js_key(j), *s = NULL;
+            char *mark = qm_js_mark(j);
             if (!name)
                 break;
-            if (w->n == cap) {
-                cap = cap ? 2 * cap : 1024;
-                const char **a = realloc(w->name, cap * sizeof *a), **b = a ? realloc(w->shard, cap * sizeof *b) : NULL;
-                if (a)
-                    w->name = a;
-                if (!a || !b) {
-                    st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
-                    break;
-                }
-                w->shard = b;
-            }
             if (qm_js_peek(j) == '"' ? !(s = qm_js_string(j)) : qm_js_skip(j) != 0)
                 break;
-            if (!s || !*s || strchr(s, '/') || strcmp(s, "..") == 0) {
+            if (!s || !*s || strchr(s, '/') || strcmp(s, "..") == 0)
                 st = qm_diag_fail(d, QM_EFORMAT,
                                   "%s: weight_map entry '%s' is not a file name in the model directory", path,
                                   name);
-                break;
-            }
-            w->name[w->n] = name;
-            w->shard[w->n++] = s;
+            else if (wmap_add(w, j, mark, name, s) != QM_OK)
+                st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
         }
     }
     qm_strmap_free(&seen);
@@ -234,16 +252,15 @@ static qm_status read_index(const char *path, qm_js *j, wmap *w, qm_diag *d)
 
 static qm_status open_sharded(qm_ckpt *c, const char *index_path, qm_diag *d)
 {
-    char *text, *strings = NULL;
+    const char *text;
+    char *strings = NULL;
     size_t len;
-    qm_status st = qm_read_file(index_path, &text, &len, d);
+    qm_status st = qm_map_file(index_path, &text, &len, d);
     if (st != QM_OK)
         return st;
     wmap w = {0};
     unsigned char *listed = NULL; /* (c->n) how often the index names each tensor */
-    const char **shards = NULL;
-    size_t n_shards = 0;
-    if (!(strings = malloc(len + 1))) {
+    if (!(strings = malloc(len + 1)) || qm_strmap_init(&w.ids, 16) != QM_OK) {
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
         goto done;
     }
@@ -251,9 +268,11 @@ static qm_status open_sharded(qm_ckpt *c, const char *index_path, qm_diag *d)
     qm_js_init(&j, text, len, strings);
     if ((st = read_index(index_path, &j, &w, d)) != QM_OK)
         goto done;
-    if ((st = number_shards(&w, &shards, &n_shards, d)) != QM_OK)
+    if (sort_shards(&w) != QM_OK) {
+        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
         goto done;
-    if ((st = open_files(c, shards, n_shards, index_path, d)) != QM_OK || (st = build_index(c, d)) != QM_OK)
+    }
+    if ((st = open_files(c, w.shard, w.n_shards, index_path, d)) != QM_OK || (st = build_index(c, d)) != QM_OK)
         goto done;
     /* Each entry names a tensor of its shard, once (repeated names are not
      * caught by the reader: they are checked here); every tensor is named. */
@@ -265,7 +284,7 @@ static qm_status open_sharded(qm_ckpt *c, const char *index_path, qm_diag *d)
         long k = qm_ckpt_find(c, w.name[i]);
         if (k < 0 || c->t[k].file != w.file[i]) {
             st = qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s' is listed in shard '%s' but is not in it",
-                              index_path, w.name[i], w.shard[i]);
+                              index_path, w.name[i], w.shard[w.file[i]]);
             goto done;
         }
         if (listed[k]++) {
@@ -280,13 +299,10 @@ static qm_status open_sharded(qm_ckpt *c, const char *index_path, qm_diag *d)
             goto done;
         }
 done:
-    free(shards);
-    free(w.name);
-    free(w.shard);
-    free(w.file);
+    wmap_free(&w);
     free(listed);
     free(strings);
-    free(text);
+    qm_unmap_file(text, len);
     return st;
 }
 

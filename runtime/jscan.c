@@ -278,6 +278,16 @@ const char *qm_js_string(qm_js *j)
     return s;
 }
 
+char *qm_js_mark(const qm_js *j)
+{
+    return j->out;
+}
+
+void qm_js_release(qm_js *j, char *mark)
+{
+    j->out = mark;
+}
+
 const char *qm_js_key(qm_js *j)
 {
     char b[16];

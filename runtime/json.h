@@ -57,6 +57,11 @@ int qm_js_open(qm_js *j, char open, char close);
 int qm_js_next(qm_js *j, char close);
 /* A string value, decoded and NUL-terminated; NULL on error. */
 const char *qm_js_string(qm_js *j);
+/* Where the next decoded string goes, and forgetting the strings decoded
+ * since such a mark (their pointers become invalid): for values read only
+ * to be checked or counted, which then take no room. */
+char *qm_js_mark(const qm_js *j);
+void qm_js_release(qm_js *j, char *mark);
 /* An object key and its ':'; NULL on error. */
 const char *qm_js_key(qm_js *j);
 /* A number: 1 and *v when it is an integer in [0, 2^64), 0 for any other

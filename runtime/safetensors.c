@@ -124,6 +124,7 @@ static qm_status parse_tensor(qm_st_file *f, qm_js *j, const char *name, qm_st_t
         return qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s': entry is not an object", p, name);
     }
     const char *dt = NULL;
+    char *mark = qm_js_mark(j); /* the entry's keys and dtype are not kept */
     int has_dt = 0, has_shape = 0, has_offs = 0;
     uarray shape, offs;
     qm_strmap seen = {0};
@@ -199,6 +200,7 @@ static qm_status parse_tensor(qm_st_file *f, qm_js *j, const char *name, qm_st_t
                             p, name, (unsigned long long)t->begin, (unsigned long long)t->end,
                             (unsigned long long)f->data_size);
     t->name = name;
+    qm_js_release(j, mark);
     return QM_OK;
 }
 
