@@ -83,3 +83,15 @@ void qm_arena_free(qm_arena *a)
     }
     a->head = NULL;
 }
+
+void qm_arena_adopt(qm_arena *a, qm_arena *from)
+{
+    qm_arena_chunk *c = from->head;
+    if (!c)
+        return;
+    while (c->next)
+        c = c->next;
+    c->next = a->head;
+    a->head = from->head;
+    from->head = NULL;
+}

@@ -84,6 +84,8 @@ void *qm_arena_alloc(qm_arena *a, size_t size); /* zeroed, aligned for any type 
 char *qm_arena_strdup(qm_arena *a, const char *s);
 char *qm_arena_strndup(qm_arena *a, const char *s, size_t n); /* n bytes of s and a NUL */
 void qm_arena_free(qm_arena *a);
+/* Move everything `from` holds into a (freed with a); `from` is left empty. */
+void qm_arena_adopt(qm_arena *a, qm_arena *from);
 
 /* A growable string (buf.c).  Zero-initialise; free(b.s) when done. */
 typedef struct qm_buf {

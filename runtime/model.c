@@ -8,6 +8,8 @@
  */
 #include "config.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -177,12 +179,46 @@ typedef struct build {
      * packed linear's scales, zeros, g_idx); PLACED: m->t[k] is the tensor
      * whose header entry is checkpoint tensor k */
     unsigned char *seen;
-    size_t missing, mismatched;
     const char *pattern[QM_PART_COUNT]; /* the adapter's name of each part, or NULL */
-    qm_diag *d;
 } build;
 
 enum { PLACED = 2 };
+
+/* The expected tensors are found by workers, a task per part and layer
+ * (tens of thousands of lookups at 235B scale, most of them routed
+ * experts).  Each task writes disjoint slots of m->t and seen, names into
+ * its worker's arena, and messages into a sink of its own, which
+ * inventory() merges in task order: part by part, layer by layer, as if
+ * they had been found one after another. */
+enum { MISSING, MISMATCHED, OTHER };
+typedef struct part_job {
+    build *b;
+    qm_arena *names;          /* (workers) */
+    qm_part part;
+    int layer;                /* -1 for the model-level parts */
+    qm_diag *d;               /* made at the first message */
+    unsigned char kind[2 * REPORT_MAX + 1]; /* of d's messages: MISSING, MISMATCHED, OTHER */
+    size_t n_kind;
+    size_t missing, mismatched, packed;
+    qm_status st;
+} part_job;
+
+/* Report through job j: at most REPORT_MAX of each kind (the merge keeps
+ * the first REPORT_MAX of all parts). */
+static void job_fail(part_job *j, int kind, const char *fmt, ...) QM_PRINTF(3, 4);
+static void job_fail(part_job *j, int kind, const char *fmt, ...)
+{
+    size_t *count = kind == MISSING ? &j->missing : kind == MISMATCHED ? &j->mismatched : NULL;
+    if ((count && (*count)++ >= REPORT_MAX) || j->n_kind >= sizeof j->kind)
+        return;
+    if (!j->d && !(j->d = qm_diag_new()))
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    qm_diag_add(j->d, QM_SEV_ERROR, fmt, ap);
+    va_end(ap);
+    j->kind[j->n_kind++] = (unsigned char)kind;
+}
 
 static void shape_str(char *b, size_t cap, const uint64_t *s, int ndim)
 {
@@ -196,14 +232,14 @@ static void shape_str(char *b, size_t cap, const uint64_t *s, int ndim)
 /* Keep t, found at checkpoint index t.file: m->t has a slot per checkpoint
  * tensor, so each lands where checkpoint order puts it (inventory()
  * closes the gaps). */
-static qm_status push(build *b, qm_tensor t)
+static qm_status push(part_job *j, int worker, qm_tensor t)
 {
-    qm_model *m = b->m;
-    if (!(t.canon = canonical(&m->names, t.part, t.layer, t.expert)))
-        return qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
-    m->t[t.file] = t;
-    b->seen[t.file] = PLACED;
-    m->n++;
+    if (!(t.canon = canonical(&j->names[worker], t.part, t.layer, t.expert))) {
+        job_fail(j, OTHER, "out of memory");
+        return QM_ENOMEM;
+    }
+    j->b->m->t[t.file] = t;
+    j->b->seen[t.file] = PLACED;
     return QM_OK;
 }
 
@@ -244,8 +280,9 @@ static int packed(build *b, const char *prefix, const uint64_t shape[2], qm_tens
     return 1;
 }
 
-static qm_status expect(build *b, qm_part part, int layer, int expert)
+static qm_status expect(part_job *j, int worker, qm_part part, int layer, int expert)
 {
+    build *b = j->b;
     qm_model *m = b->m;
     char name[512];
     expand(name, sizeof name, b->pattern[part], layer, expert);
@@ -258,13 +295,12 @@ static qm_status expect(build *b, qm_part part, int layer, int expert)
         if (qm_parts[part].linear && t.ndim == 2 && n > 7 && strcmp(name + n - 7, ".weight") == 0) {
             name[n - 7] = '\0';
             if (packed(b, name, t.shape, &t)) {
-                m->n_packed++;
-                return push(b, t);
+                j->packed++;
+                return push(j, worker, t);
             }
             name[n - 7] = '.';
         }
-        if (b->missing++ < REPORT_MAX)
-            qm_diag_fail(b->d, QM_EFORMAT, "%s: missing tensor '%s'", m->dir, name);
+        job_fail(j, MISSING, "%s: missing tensor '%s'", m->dir, name);
         return QM_OK;
     }
     const qm_st_tensor *st = m->ckpt->t[k].t;
@@ -273,48 +309,86 @@ static qm_status expect(build *b, qm_part part, int layer, int expert)
         shape_str(got, sizeof got, st->shape, st->ndim);
         shape_str(want, sizeof want, t.shape, t.ndim);
         b->seen[k] = 1;
-        if (b->mismatched++ < REPORT_MAX)
-            qm_diag_fail(b->d, QM_EFORMAT, "%s: tensor '%s' has shape %s, but %s implies %s",
-                         m->ckpt->files[m->ckpt->t[k].file]->path, name, got, m->config_path, want);
+        job_fail(j, MISMATCHED, "%s: tensor '%s' has shape %s, but %s implies %s",
+                 m->ckpt->files[m->ckpt->t[k].file]->path, name, got, m->config_path, want);
         return QM_OK;
     }
     t.st = st;
     t.file = (size_t)k;
-    return push(b, t);
+    return push(j, worker, t);
 }
 
-/* Every expected tensor, part by part, layer by layer. */
-static qm_status expect_all(build *b)
+/* Does layer l have part p? */
+static int in_layer(const qm_model *m, qm_where w, int l)
+{
+    int moe = m->is_moe[l];
+    return !((w == QM_IN_MOE && !moe) || (w == QM_IN_DENSE && moe) ||
+             (w == QM_IN_SHARED && (!moe || m->cfg.shared == 0)) || (w == QM_IN_EXPERT && !moe));
+}
+
+/* The expected tensors of one part in one layer (a qm_task_fn). */
+static void expect_task(void *ctx, int task, int worker)
+{
+    part_job *j = &((part_job *)ctx)[task];
+    qm_status st = QM_OK;
+    if (qm_parts[j->part].where == QM_IN_EXPERT)
+        for (int e = 0; e < j->b->m->cfg.experts && st == QM_OK; e++)
+            st = expect(j, worker, j->part, j->layer, e);
+    else
+        st = expect(j, worker, j->part, j->layer, -1);
+    j->st = st;
+}
+
+/* Every expected tensor, part by part, layer by layer: the tasks' results
+ * and messages in that order, the first REPORT_MAX of each kind. */
+static qm_status expect_all(build *b, qm_diag *d)
 {
     qm_model *m = b->m;
     const qm_config *c = &m->cfg;
-    qm_status st = QM_OK;
-    for (int p = 0; p < QM_PART_COUNT && st == QM_OK; p++) {
+    size_t n = 0, cap = (size_t)QM_PART_COUNT * ((size_t)c->layers + 1);
+    part_job *job = calloc(cap, sizeof *job);
+    int workers = qm_cpus();
+    qm_arena names[QM_MAX_WORKERS] = {{0}};
+    if (!job)
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    for (int p = 0; p < QM_PART_COUNT; p++) {
         qm_where w = qm_parts[p].where;
         if (!has_part(m->arch, c, (qm_part)p) || !b->pattern[p])
             continue;
-        if (w == QM_IN_MODEL) {
-            st = expect(b, (qm_part)p, -1, -1);
-            continue;
-        }
-        for (int l = 0; l < c->layers && st == QM_OK; l++) {
-            int moe = m->is_moe[l];
-            if ((w == QM_IN_MOE && !moe) || (w == QM_IN_DENSE && moe) ||
-                (w == QM_IN_SHARED && (!moe || c->shared == 0)) || (w == QM_IN_EXPERT && !moe))
-                continue;
-            if (w == QM_IN_EXPERT)
-                for (int e = 0; e < c->experts && st == QM_OK; e++)
-                    st = expect(b, (qm_part)p, l, e);
-            else
-                st = expect(b, (qm_part)p, l, -1);
-        }
+        for (int l = w == QM_IN_MODEL ? -1 : 0; w == QM_IN_MODEL ? l < 0 : l < c->layers; l++)
+            if (l < 0 || in_layer(m, w, l))
+                job[n++] = (part_job){.b = b, .names = names, .part = (qm_part)p, .layer = l};
     }
+    qm_parallel(workers, (int)n, expect_task, job);
+    qm_status st = QM_OK;
+    size_t missing = 0, mismatched = 0, reported[2] = {0, 0};
+    for (size_t t = 0; t < n; t++) {
+        const part_job *j = &job[t];
+        for (size_t i = 0; i < j->n_kind; i++)
+            if (j->kind[i] == OTHER || reported[j->kind[i]]++ < REPORT_MAX)
+                qm_diag_fail(d, QM_EFORMAT, "%s", qm_diag_text(j->d, i));
+        if (j->st != QM_OK && st == QM_OK)
+            st = j->st;
+        missing += j->missing;
+        mismatched += j->mismatched;
+        m->n_packed += j->packed;
+        qm_diag_free(j->d);
+    }
+    for (int w = 0; w < QM_MAX_WORKERS; w++)
+        qm_arena_adopt(&m->names, &names[w]);
+    free(job);
+    if (st == QM_OK && missing > REPORT_MAX)
+        qm_diag_note(d, "%zu tensors missing in all", missing);
+    if (st == QM_OK && mismatched > REPORT_MAX)
+        qm_diag_note(d, "%zu tensors with the wrong shape in all", mismatched);
+    if (st == QM_OK && (missing || mismatched))
+        st = QM_EFORMAT;
     return st;
 }
 
 static qm_status inventory(qm_model *m, qm_diag *d)
 {
-    build b = {.m = m, .d = d};
+    build b = {.m = m};
     size_t nc = m->ckpt->n;
     b.seen = calloc(nc + 1, 1);
     m->t = malloc((nc + 1) * sizeof *m->t);
@@ -324,13 +398,7 @@ static qm_status inventory(qm_model *m, qm_diag *d)
     }
     for (int p = 0; p < QM_PART_COUNT; p++)
         b.pattern[p] = pattern_for(m->arch, (qm_part)p);
-    qm_status st = expect_all(&b);
-    if (st == QM_OK && b.missing > REPORT_MAX)
-        qm_diag_note(d, "%zu tensors missing in all", b.missing);
-    if (st == QM_OK && b.mismatched > REPORT_MAX)
-        qm_diag_note(d, "%zu tensors with the wrong shape in all", b.mismatched);
-    if (st == QM_OK && (b.missing || b.mismatched))
-        st = QM_EFORMAT;
+    qm_status st = expect_all(&b, d);
     for (size_t i = 0; st == QM_OK && i < nc; i++)
         if (!b.seen[i] && m->n_unexpected++ < REPORT_MAX)
             qm_diag_warn(d, "%s: unexpected tensor '%s' (not part of a %s)",
