@@ -164,7 +164,7 @@ qm_status qm_plan_emit_libyaml(const qm_plan *p, FILE *f, qm_diag *d)
 
 /* What only libyaml writes right: an empty tensor list (as []), a real
  * that is not finite, shapes and settings outside the plan's ranges.
- * Strings are checked as they are printed. */
+ * Strings are checked by the style pass. */
 static int direct_ok(const qm_plan *p)
 {
     const qm_plan_summary *s = &p->summary;
@@ -180,18 +180,10 @@ static int direct_ok(const qm_plan *p)
     return 1;
 }
 
-/* The plan printed into memory; `simple` drops to 0 at the first string
- * qm_yaml_simple_style() cannot say, and the caller uses libyaml. */
-typedef struct direct_out {
-    qm_buf b;
-    int simple;
-} direct_out;
-
 /* Appends are a few bytes each, ~20 per tensor: copy in place while there
- * is room (emit_direct reserves enough for a typical plan). */
-static inline void put_n(direct_out *o, const char *s, size_t n)
+ * is room. */
+static inline void put_n(qm_buf *b, const char *s, size_t n)
 {
-    qm_buf *b = &o->b;
     if (b->cap - b->n > n) {
         memcpy(b->s + b->n, s, n);
         b->s[b->n += n] = '\0';
@@ -200,108 +192,141 @@ static inline void put_n(direct_out *o, const char *s, size_t n)
     }
 }
 
-static inline void put(direct_out *o, const char *s)
+static inline void put(qm_buf *b, const char *s)
 {
-    put_n(o, s, strlen(s));
+    put_n(b, s, strlen(s));
 }
 
 /* Decimal v, without printf: a plan has ~100k numbers. */
-static void put_u(direct_out *o, unsigned long long v)
+static void put_u(qm_buf *b, unsigned long long v)
 {
-    char b[24], *p = b + sizeof b;
+    char d[24], *p = d + sizeof d;
     do
         *--p = (char)('0' + v % 10);
     while ((v /= 10) > 0);
-    put_n(o, p, (size_t)(b + sizeof b - p));
+    put_n(b, p, (size_t)(d + sizeof d - p));
 }
 
-/* s as a scalar whose style is known (qm_yaml_simple_style()'s answer). */
-static void put_styled(direct_out *o, const char *s, int style)
+/* s as a scalar whose style qm_yaml_simple_style() gave (1 plain, 2 quoted). */
+static void put_styled(qm_buf *b, const char *s, int style)
 {
     if (style == 2)
-        put_n(o, "'", 1);
-    put(o, s);
+        put_n(b, "'", 1);
+    put(b, s);
     if (style == 2)
-        put_n(o, "'", 1);
-    if (!style)
-        o->simple = 0;
+        put_n(b, "'", 1);
 }
 
-static void put_str(direct_out *o, const char *s, int flow)
+/* "  key: value\n" in block context; 0 when value is not simple. */
+static int put_kv(qm_buf *b, const char *key, const char *v)
 {
-    put_styled(o, s, o->simple ? qm_yaml_simple_style(s, flow) : 0);
+    int style = qm_yaml_simple_style(v, 0);
+    put(b, "  ");
+    put(b, key);
+    put(b, ": ");
+    put_styled(b, v, style);
+    put(b, "\n");
+    return style != 0;
 }
 
-static void put_kv(direct_out *o, const char *key, const char *v)
-{
-    put(o, "  ");
-    put(o, key);
-    put(o, ": ");
-    put_str(o, v, 0);
-    put(o, "\n");
-}
-
-static void emit_direct(const qm_plan *p, direct_out *o)
+/* Everything before the tensors; 0 when a string is not simple. */
+static int put_head(const qm_plan *p, qm_buf *b)
 {
     const qm_plan_summary *s = &p->summary;
-    if (p->n < SIZE_MAX / 512 && (o->b.s = malloc(o->b.cap = 1024 + 256 * p->n)))
-        o->b.s[0] = '\0';
-    else
-        o->b.cap = 0;
-    qm_buf_printf(&o->b, "qmoe_plan: %d\npolicy:\n", QM_PLAN_VERSION);
-    put_kv(o, "path", p->policy_path);
-    put_kv(o, "sha256", p->policy_sha256);
-    put(o, "model:\n");
-    put_kv(o, "architecture", p->arch);
-    put_kv(o, "config_sha256", p->config_sha256);
+    int ok = 1;
+    qm_buf_printf(b, "qmoe_plan: %d\npolicy:\n", QM_PLAN_VERSION);
+    ok &= put_kv(b, "path", p->policy_path);
+    ok &= put_kv(b, "sha256", p->policy_sha256);
+    put(b, "model:\n");
+    ok &= put_kv(b, "architecture", p->arch);
+    ok &= put_kv(b, "config_sha256", p->config_sha256);
     if (p->scores_sha256) {
-        put(o, "scores:\n");
-        put_kv(o, "path", p->scores_path);
-        put_kv(o, "sha256", p->scores_sha256);
+        put(b, "scores:\n");
+        ok &= put_kv(b, "path", p->scores_path);
+        ok &= put_kv(b, "sha256", p->scores_sha256);
     } else {
-        put(o, "scores: null\n");
+        put(b, "scores: null\n");
     }
-    qm_buf_printf(&o->b, "summary:\n  average_bits: %.4f\n  effective_bits: %.4f\n", s->average_bits,
+    qm_buf_printf(b, "summary:\n  average_bits: %.4f\n  effective_bits: %.4f\n", s->average_bits,
                   s->effective_bits);
     if (s->has_budget)
-        qm_buf_printf(&o->b, "  budget_target_bits: %.4f\n  budget_achieved_bits: %.4f\n", s->budget_target_bits,
+        qm_buf_printf(b, "  budget_target_bits: %.4f\n  budget_achieved_bits: %.4f\n", s->budget_target_bits,
                       s->budget_achieved_bits);
-    qm_buf_printf(&o->b,
+    qm_buf_printf(b,
                   "  quantized_params: %llu\n  kept_params: %llu\n  tensors_by_bits: {2: %zu, 3: %zu, 4: %zu, "
                   "8: %zu, keep: %zu}\n  bytes_before: %llu\n  bytes_after: %llu\ntensors:\n",
                   (unsigned long long)s->quantized_params, (unsigned long long)s->kept_params, s->by_bits[2],
                   s->by_bits[3], s->by_bits[4], s->by_bits[8], s->by_bits[0], (unsigned long long)s->bytes_before,
                   (unsigned long long)s->bytes_after);
-    /* a rule's text is shared by the tensors it decided: its style once */
-    const char *rule = NULL;
-    int rule_style = 0;
-    for (size_t i = 0; i < p->n && o->simple && !o->b.oom; i++) {
+    return ok;
+}
+
+/* The tensor list is printed in two parallel passes over ranges of RANGE
+ * tensors: first every string's style (so that nothing is written when one
+ * is not simple), then the text, a batch of ranges at a time into one
+ * buffer per range, written in order.  At 235B scale that is 37k tensors
+ * and 8 MB of text, which one buffer would have had to hold. */
+enum { RANGE = 2048 };
+
+typedef struct direct_jobs {
+    const qm_plan *p;
+    unsigned char *style; /* (n) name | module << 2 | rule << 4; 0 anywhere: not simple */
+    int *bad;             /* (ranges) a string of that range is not simple */
+    size_t first;         /* the batch's first range */
+    qm_buf *out;          /* (workers) one per range of the batch */
+} direct_jobs;
+
+static void style_range(void *ctx, int task, int worker)
+{
+    direct_jobs *j = ctx;
+    const qm_plan *p = j->p;
+    size_t end = ((size_t)task + 1) * RANGE < p->n ? ((size_t)task + 1) * RANGE : p->n;
+    const char *rule = NULL; /* a rule's text is shared by the tensors it decided: its style once */
+    int rs = 0;
+    for (size_t i = (size_t)task * RANGE; i < end; i++) {
         const qm_plan_tensor *t = &p->t[i];
-        put(o, "- {name: ");
-        put_str(o, t->name, 1);
-        put(o, ", module: ");
-        put_str(o, t->module, 1);
-        put(o, ", shape: [");
-        put_u(o, t->shape[0]);
-        if (t->ndim == 2) {
-            put(o, ", ");
-            put_u(o, t->shape[1]);
-        }
-        put(o, "], dtype: ");
-        put(o, qm_dtype_name(t->dtype));
-        put(o, ", bits: ");
-        if (t->bits)
-            put_u(o, (unsigned)t->bits);
-        else
-            put(o, "keep");
-        put(o, ", group_size: ");
-        put_u(o, (unsigned)t->group);
-        put(o, t->sym ? ", sym: true" : ", sym: false");
-        put(o, t->act_order ? ", act_order: true, rule: " : ", act_order: false, rule: ");
+        int ns = qm_yaml_simple_style(t->name, 1), ms = qm_yaml_simple_style(t->module, 1);
         if (t->rule != rule)
-            rule_style = qm_yaml_simple_style(rule = t->rule, 1);
-        put_styled(o, t->rule, rule_style);
-        put(o, "}\n");
+            rs = qm_yaml_simple_style(rule = t->rule, 1);
+        j->style[i] = (unsigned char)(ns | ms << 2 | rs << 4);
+        if (!ns || !ms || !rs)
+            j->bad[task] = 1;
+    }
+}
+
+static void print_range(void *ctx, int task, int worker)
+{
+    direct_jobs *j = ctx;
+    const qm_plan *p = j->p;
+    size_t r = j->first + (size_t)task, end = (r + 1) * RANGE < p->n ? (r + 1) * RANGE : p->n;
+    qm_buf *b = &j->out[task];
+    b->n = 0;
+    for (size_t i = r * RANGE; i < end; i++) {
+        const qm_plan_tensor *t = &p->t[i];
+        int st = j->style[i];
+        put(b, "- {name: ");
+        put_styled(b, t->name, st & 3);
+        put(b, ", module: ");
+        put_styled(b, t->module, st >> 2 & 3);
+        put(b, ", shape: [");
+        put_u(b, t->shape[0]);
+        if (t->ndim == 2) {
+            put(b, ", ");
+            put_u(b, t->shape[1]);
+        }
+        put(b, "], dtype: ");
+        put(b, qm_dtype_name(t->dtype));
+        put(b, ", bits: ");
+        if (t->bits)
+            put_u(b, (unsigned)t->bits);
+        else
+            put(b, "keep");
+        put(b, ", group_size: ");
+        put_u(b, (unsigned)t->group);
+        put(b, t->sym ? ", sym: true" : ", sym: false");
+        put(b, t->act_order ? ", act_order: true, rule: " : ", act_order: false, rule: ");
+        put_styled(b, t->rule, st >> 4 & 3);
+        put(b, "}\n");
     }
 }
 
@@ -309,16 +334,39 @@ qm_status qm_plan_emit_direct(const qm_plan *p, FILE *f, qm_diag *d)
 {
     if (!direct_ok(p))
         return QM_EINVAL;
-    direct_out o = {.simple = 1};
-    emit_direct(p, &o);
+    int workers = qm_cpus();
+    size_t ranges = (p->n + RANGE - 1) / RANGE;
+    qm_buf out[QM_MAX_WORKERS] = {{0}};
+    direct_jobs j = {p, malloc(p->n), calloc(ranges, sizeof *j.bad), 0, out};
     qm_status st = QM_OK;
-    if (o.b.oom)
+    if (!j.style || !j.bad) {
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    else if (!o.simple)
+        goto done;
+    }
+    qm_parallel(workers, (int)ranges, style_range, &j);
+    for (size_t r = 0; r < ranges; r++)
+        if (j.bad[r])
+            st = QM_EINVAL;
+    if (st == QM_OK && !put_head(p, &out[0]))
         st = QM_EINVAL;
-    else if (fwrite(o.b.s, 1, o.b.n, f) != o.b.n)
+    if (st == QM_OK && out[0].oom)
+        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    else if (st == QM_OK && fwrite(out[0].s, 1, out[0].n, f) != out[0].n)
         st = qm_diag_fail(d, QM_EIO, "YAML output failed");
-    free(o.b.s);
+    for (j.first = 0; st == QM_OK && j.first < ranges; j.first += (size_t)workers) {
+        size_t batch = ranges - j.first < (size_t)workers ? ranges - j.first : (size_t)workers;
+        qm_parallel(workers, (int)batch, print_range, &j);
+        for (size_t k = 0; st == QM_OK && k < batch; k++)
+            if (out[k].oom)
+                st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+            else if (fwrite(out[k].s, 1, out[k].n, f) != out[k].n)
+                st = qm_diag_fail(d, QM_EIO, "YAML output failed");
+    }
+done:
+    for (int w = 0; w < QM_MAX_WORKERS; w++)
+        free(out[w].s);
+    free(j.style);
+    free(j.bad);
     return st;
 }
 
