@@ -112,6 +112,71 @@ static int read_uarray(qm_js *j, uarray *a)
     return j->failed ? -1 : 0;
 }
 
+/* Match the literal s (n bytes) at *p. */
+static int lit(const char **p, const char *end, const char *s, size_t n)
+{
+    if ((size_t)(end - *p) < n || memcmp(*p, s, n) != 0)
+        return 0;
+    *p += n;
+    return 1;
+}
+
+/* A compact array of at most QM_MAX_DIMS integers below 10^19, JSON's
+ * way: no sign, no leading zero. */
+static int compact_uints(const char **p, const char *end, uarray *a)
+{
+    const char *q = *p;
+    *a = (uarray){.is_array = 1, .first_bad = -1};
+    if (!lit(&q, end, "[", 1))
+        return 0;
+    if (q < end && *q == ']') {
+        *p = q + 1;
+        return 1;
+    }
+    for (;;) {
+        if (a->n == QM_MAX_DIMS || q >= end || *q < '0' || *q > '9')
+            return 0;
+        uint64_t v = 0;
+        int digits = 0;
+        if (*q == '0')
+            q++, digits = 1;
+        else
+            while (q < end && *q >= '0' && *q <= '9' && digits < 19)
+                v = v * 10 + (uint64_t)(*q++ - '0'), digits++;
+        if (q < end && ((*q >= '0' && *q <= '9') || *q == '.' || *q == 'e' || *q == 'E'))
+            return 0;
+        a->v[a->n++] = v;
+        if (q < end && *q == ']') {
+            *p = q + 1;
+            return 1;
+        }
+        if (!lit(&q, end, ",", 1))
+            return 0;
+    }
+}
+
+/* The entry exactly as the safetensors library writes it,
+ *     {"dtype":"BF16","shape":[4096,4096],"data_offsets":[0,33554432]}
+ * read in one pass over the bytes (most of a 100B-scale header is tens of
+ * thousands of these).  Anything else (blanks, another key order, other
+ * keys, escapes, long numbers) returns 0 with j untouched, for the general
+ * reader, which gives the same result on what this accepts. */
+static int compact_entry(qm_js *j, char dt[16], uarray *shape, uarray *offs)
+{
+    const char *q = j->p, *end = j->end;
+    if (!lit(&q, end, "{\"dtype\":\"", 10))
+        return 0;
+    size_t n = 0;
+    while (q < end && n < 15 && ((*q >= 'A' && *q <= 'Z') || (*q >= '0' && *q <= '9') || *q == '_'))
+        dt[n++] = *q++;
+    dt[n] = '\0';
+    if (!n || !lit(&q, end, "\",\"shape\":", 10) || !compact_uints(&q, end, shape) ||
+        !lit(&q, end, ",\"data_offsets\":", 16) || !compact_uints(&q, end, offs) || !lit(&q, end, "}", 1))
+        return 0;
+    j->p = q;
+    return 1;
+}
+
 /* The value of tensor `name`: read it through (fields in any order,
  * unknown ones skipped), then check it in a fixed order so that each
  * mistake has one message. */
@@ -128,8 +193,15 @@ static qm_status parse_tensor(qm_st_file *f, qm_js *j, const char *name, qm_st_t
     int has_dt = 0, has_shape = 0, has_offs = 0;
     uarray shape, offs;
     qm_strmap seen = {0};
-    int more;
-    for (more = qm_js_open(j, '{', '}'); more > 0; more = qm_js_next(j, '}')) {
+    char compact_dt[16];
+    int more = 0;
+    if (compact_entry(j, compact_dt, &shape, &offs)) {
+        dt = compact_dt;
+        has_dt = has_shape = has_offs = 1;
+    } else {
+        more = qm_js_open(j, '{', '}');
+    }
+    for (; more > 0; more = qm_js_next(j, '}')) {
         const char *k = qm_js_key(j);
         if (!k)
             break;

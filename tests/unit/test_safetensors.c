@@ -255,6 +255,63 @@ static void test_edge_cases_that_are_valid(void)
     qm_diag_free(d);
 }
 
+/* Headers in the safetensors library's compact layout take a fast path;
+ * each is paired with the same header as the general reader takes it
+ * (blanks, another key order, an escape), and both must give the same
+ * tensors or the same message, also at the fast path's edges. */
+static void test_compact_layout_agrees(void)
+{
+    static const struct {
+        const char *compact, *general;
+        uint64_t data;
+    } pairs[] = {
+        {"{\"w\":{\"dtype\":\"BF16\",\"shape\":[2,3],\"data_offsets\":[0,12]}}",
+         "{\"w\": {\"shape\": [2, 3], \"dtype\": \"B\\u004616\", \"data_offsets\": [0, 12]}}", 12},
+        {"{\"s\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,4]},\"z\":{\"dtype\":\"U8\",\"shape\":[0],"
+         "\"data_offsets\":[4,4]}}",
+         "{\"s\":{\"dtype\":\"F32\",\"shape\":[ ],\"data_offsets\":[0,4]},\"z\":{\"data_offsets\":[4,4],"
+         "\"dtype\":\"U8\",\"shape\":[0]}}", 4},
+        {"{\"w\":{\"dtype\":\"F32\",\"shape\":[1000000000000000000],\"data_offsets\":[0,4000000000000000000]}}",
+         "{\"w\":{\"dtype\":\"F32\", \"shape\":[1000000000000000000],\"data_offsets\":[0,4000000000000000000]}}", 4},
+        {"{\"w\":{\"dtype\":\"U8\",\"shape\":[18446744073709551615],\"data_offsets\":[0,1]}}",
+         "{\"w\":{\"dtype\":\"U8\", \"shape\":[18446744073709551615],\"data_offsets\":[0,1]}}", 1},
+        {"{\"w\":{\"dtype\":\"U8\",\"shape\":[18446744073709551616],\"data_offsets\":[0,1]}}",
+         "{\"w\":{\"dtype\":\"U8\", \"shape\":[18446744073709551616],\"data_offsets\":[0,1]}}", 1},
+        {"{\"w\":{\"dtype\":\"U8\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,1]}}",
+         "{\"w\":{\"dtype\":\"U8\", \"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,1]}}", 1},
+        {"{\"w\":{\"dtype\":\"Q4\",\"shape\":[1],\"data_offsets\":[0,1]}}",
+         "{\"w\":{\"dtype\":\"Q4\", \"shape\":[1],\"data_offsets\":[0,1]}}", 1},
+    };
+    const char *path = tu_path("compact.st");
+    for (size_t i = 0; i < sizeof pairs / sizeof *pairs; i++) {
+        qm_diag *d[2] = {qm_diag_new(), qm_diag_new()};
+        qm_st_file *f[2] = {NULL, NULL};
+        for (int k = 0; k < 2; k++) {
+            CU_ASSERT_EQUAL_FATAL(tu_write_st(path, k ? pairs[i].general : pairs[i].compact, pairs[i].data), 0);
+            qm_st_open(path, &f[k], d[k]);
+        }
+        CU_ASSERT_EQUAL(!f[0], !f[1]);
+        if (f[0] && f[1]) {
+            CU_ASSERT_EQUAL_FATAL(f[0]->n, f[1]->n);
+            for (size_t t = 0; t < f[0]->n; t++) {
+                const qm_st_tensor *a = &f[0]->t[t], *b = &f[1]->t[t];
+                CU_ASSERT_STRING_EQUAL(a->name, b->name);
+                CU_ASSERT(a->dtype == b->dtype && a->ndim == b->ndim && a->numel == b->numel &&
+                          a->begin == b->begin && a->end == b->end);
+                CU_ASSERT_EQUAL(memcmp(a->shape, b->shape, (size_t)a->ndim * sizeof *a->shape), 0);
+            }
+        } else if (qm_diag_count(d[0]) && qm_diag_count(d[1])) {
+            CU_ASSERT_STRING_EQUAL(qm_diag_text(d[0], 0), qm_diag_text(d[1], 0));
+        } else {
+            CU_FAIL("a failed open without a message");
+        }
+        for (int k = 0; k < 2; k++) {
+            qm_st_close(f[k]);
+            qm_diag_free(d[k]);
+        }
+    }
+}
+
 /* Random byte flips in a valid file's header: every variant must open or
  * fail with a diagnostic, never crash or read out of bounds (run under ASan). */
 static void test_mutations_never_crash(void)
@@ -388,6 +445,7 @@ int main(void)
     CU_add_test(s, "dtype conversions", test_dtype_conversions);
     CU_add_test(s, "malformed files give specific errors", test_malformed);
     CU_add_test(s, "valid edge cases", test_edge_cases_that_are_valid);
+    CU_add_test(s, "the compact layout reads as the general reader does", test_compact_layout_agrees);
     CU_add_test(s, "mutated headers never crash", test_mutations_never_crash);
     CU_add_test(s, "sharded checkpoints", test_sharded);
     return tu_run();
