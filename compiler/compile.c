@@ -46,22 +46,33 @@ void qm_cstate_free(qm_cstate *c)
 
 /* The tie rank orders tensors by (layer, expert, canonical name).  Within
  * one layer and expert the names share their prefix ("layers[L]." and
- * "experts[E]."), so comparing the parts' own names decides: one key per
- * tensor, sorted as integers, instead of 37k name comparisons. */
-typedef struct rank_key {
-    uint64_t key;
-    size_t i;
-} rank_key;
-
-static int cmp_key(const void *a, const void *b)
-{
-    const rank_key *x = a, *y = b;
-    return x->key < y->key ? -1 : x->key > y->key;
-}
-
+ * "experts[E]."), so comparing the parts' own names decides: one integer
+ * key per tensor, put in order by a radix sort (37k keys at 235B scale,
+ * where a comparison sort of them was a visible part of compiling). */
 static int cmp_part(const void *a, const void *b)
 {
     return strcmp(qm_parts[*(const int *)a].canon, qm_parts[*(const int *)b].canon);
+}
+
+/* Sort k (n keys, low 24 bits the tensor index) by least significant digit
+ * first, 11 bits a pass, through tmp (n); stable, so equal digits keep the
+ * order of the passes before. */
+static void radix_sort(uint64_t *k, uint64_t *tmp, size_t n)
+{
+    enum { BITS = 11, BUCKETS = 1 << BITS };
+    uint64_t all = 0;
+    for (size_t i = 0; i < n; i++)
+        all |= k[i];
+    for (int shift = 24; shift < 64 && (all >> shift); shift += BITS) {
+        size_t count[BUCKETS + 1] = {0};
+        for (size_t i = 0; i < n; i++)
+            count[(k[i] >> shift & (BUCKETS - 1)) + 1]++;
+        for (int b = 0; b < BUCKETS; b++)
+            count[b + 1] += count[b];
+        for (size_t i = 0; i < n; i++)
+            tmp[count[k[i] >> shift & (BUCKETS - 1)]++] = k[i];
+        memcpy(k, tmp, n * sizeof *k);
+    }
 }
 
 /* rank[i]: position of tensor i by (layer, expert, canonical name). */
@@ -69,25 +80,28 @@ static qm_status make_rank(qm_cstate *c)
 {
     const qm_model *m = c->model;
     size_t n = m->n;
-    rank_key *k = malloc((n + 1) * sizeof *k);
-    if (!k)
+    uint64_t *k = malloc((n + 1) * sizeof *k), *tmp = malloc((n + 1) * sizeof *tmp);
+    if (!k || !tmp || n >= (1u << 24)) {
+        free(k), free(tmp);
         return qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
+    }
     int part[QM_PART_COUNT], order[QM_PART_COUNT];
     for (int p = 0; p < QM_PART_COUNT; p++)
         part[p] = p;
     qsort(part, QM_PART_COUNT, sizeof *part, cmp_part);
     for (int r = 0; r < QM_PART_COUNT; r++)
         order[part[r]] = r;
-    /* layer and expert are >= -1 and below 2^31 */
+    /* key: layer + 1 (bits 47..), expert + 1 (bits 29..46), part order (24..28), index (0..23);
+     * config.c caps layers at 4096 and experts at 2^16, so each fits */
     for (size_t i = 0; i < n; i++) {
         const qm_tensor *t = &m->t[i];
-        k[i].key = (uint64_t)(t->layer + 1) << 40 | (uint64_t)(t->expert + 1) << 8 | (uint64_t)order[t->part];
-        k[i].i = i;
+        k[i] = (uint64_t)(t->layer + 1) << 47 | (uint64_t)(t->expert + 1) << 29 | (uint64_t)order[t->part] << 24 | i;
     }
-    qsort(k, n, sizeof *k, cmp_key);
+    radix_sort(k, tmp, n);
     for (size_t r = 0; r < n; r++)
-        c->rank[k[r].i] = r;
+        c->rank[k[r] & 0xffffff] = r;
     free(k);
+    free(tmp);
     return QM_OK;
 }
 
