@@ -250,6 +250,23 @@ static qm_status read_index(const char *path, qm_js *j, wmap *w, qm_diag *d)
     return st;
 }
 
+/* The checkpoint index of each weight_map entry's tensor (-1: none),
+ * LOOKUP_RANGE entries a task. */
+enum { LOOKUP_RANGE = 4096 };
+typedef struct lookups {
+    const qm_ckpt *c;
+    const wmap *w;
+    long *at; /* (w->n) */
+} lookups;
+
+static void look_up(void *ctx, int task, int worker)
+{
+    lookups *l = ctx;
+    size_t i = (size_t)task * LOOKUP_RANGE, end = i + LOOKUP_RANGE < l->w->n ? i + LOOKUP_RANGE : l->w->n;
+    for (; i < end; i++)
+        l->at[i] = qm_ckpt_find(l->c, l->w->name[i]);
+}
+
 static qm_status open_sharded(qm_ckpt *c, const char *index_path, qm_diag *d)
 {
     const char *text;
@@ -275,23 +292,30 @@ static qm_status open_sharded(qm_ckpt *c, const char *index_path, qm_diag *d)
     if ((st = open_files(c, w.shard, w.n_shards, index_path, d)) != QM_OK || (st = build_index(c, d)) != QM_OK)
         goto done;
     /* Each entry names a tensor of its shard, once (repeated names are not
-     * caught by the reader: they are checked here); every tensor is named. */
-    if (!(listed = calloc(c->n + 1, 1))) {
+     * caught by the reader: they are checked here); every tensor is named.
+     * The lookups run on all cores; the checks, in entry order. */
+    lookups lk = {c, &w, malloc((w.n + 1) * sizeof *lk.at)};
+    if (!(listed = calloc(c->n + 1, 1)) || !lk.at) {
+        free(lk.at);
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
         goto done;
     }
+    qm_parallel(qm_cpus(), (int)((w.n + LOOKUP_RANGE - 1) / LOOKUP_RANGE), look_up, &lk);
     for (size_t i = 0; i < w.n; i++) {
-        long k = qm_ckpt_find(c, w.name[i]);
+        long k = lk.at[i];
         if (k < 0 || c->t[k].file != w.file[i]) {
             st = qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s' is listed in shard '%s' but is not in it",
                               index_path, w.name[i], w.shard[w.file[i]]);
-            goto done;
+            break;
         }
         if (listed[k]++) {
             st = qm_diag_fail(d, QM_EFORMAT, "%s: weight_map lists tensor '%s' twice", index_path, w.name[i]);
-            goto done;
+            break;
         }
     }
+    free(lk.at);
+    if (st != QM_OK)
+        goto done;
     for (size_t i = 0; i < c->n; i++)
         if (!listed[i]) {
             st = qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s' is not listed in %s", c->files[c->t[i].file]->path,
