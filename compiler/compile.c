@@ -366,6 +366,44 @@ static char *rule_text(const qm_cstate *c, int s)
     return qm_strfmt("%s:%zu", x->src->path, line);
 }
 
+/* The plan's tensors, PLAN_RANGE a task: copying 74k names into the plan
+ * is a visible part of a 235B-scale compile, so it runs on all cores, into
+ * an arena per worker that the plan adopts. */
+enum { PLAN_RANGE = 4096 };
+typedef struct plan_jobs {
+    const qm_cstate *c;
+    qm_plan *p;
+    char **rules;       /* (statements + 1) "file:line", [0] "default" */
+    qm_arena *arenas;   /* (workers) */
+    unsigned char *oom; /* (ranges) */
+} plan_jobs;
+
+static void plan_range(void *ctx, int task, int worker)
+{
+    plan_jobs *j = ctx;
+    const qm_model *m = j->c->model;
+    qm_arena *a = &j->arenas[worker];
+    size_t i = (size_t)task * PLAN_RANGE, end = i + PLAN_RANGE < m->n ? i + PLAN_RANGE : m->n;
+    for (; i < end; i++) {
+        const qm_tensor *t = &m->t[i];
+        const qm_setting *x = &j->c->set[i];
+        qm_plan_tensor *pt = &j->p->t[i];
+        pt->name = qm_arena_strdup(a, t->st->name);
+        pt->module = qm_arena_strdup(a, t->canon);
+        pt->rule = j->rules[(x->bits == QM_KEEP && !qm_c_broad(t->part) && x->rule < 0 ? -1 : x->rule) + 1];
+        pt->ndim = t->ndim;
+        pt->shape[0] = t->shape[0];
+        pt->shape[1] = t->shape[1];
+        pt->dtype = t->st->dtype;
+        pt->bits = x->bits;
+        pt->group = x->bits ? (int)x->group : 0;
+        pt->sym = x->bits ? x->sym : 0;
+        pt->act_order = x->bits ? x->act_order : 0;
+        if (!pt->name || !pt->module)
+            j->oom[task] = 1;
+    }
+}
+
 static qm_status make_plan(qm_cstate *c, qm_plan **out)
 {
     qm_model *m = c->model;
@@ -394,6 +432,7 @@ static qm_status make_plan(qm_cstate *c, qm_plan **out)
      * (rules[s + 1]; rules[0] is "default") */
     size_t ns = c->policy->n;
     char **rules = calloc(ns + 1, sizeof *rules);
+    qm_arena arenas[QM_MAX_WORKERS] = {{0}};
     int oom = !p->policy_path || !p->policy_sha256 || !p->arch || !p->config_sha256 || !p->t || !rules ||
               (c->o->scores && (!p->scores_path || !p->scores_sha256));
     for (size_t s = 0; !oom && s <= ns; s++) {
@@ -401,23 +440,18 @@ static qm_status make_plan(qm_cstate *c, qm_plan **out)
         oom = !r || !(rules[s] = qm_arena_strdup(a, r));
         free(r);
     }
-    for (size_t i = 0; !oom && i < m->n; i++) {
-        const qm_tensor *t = &m->t[i];
-        const qm_setting *x = &c->set[i];
-        qm_plan_tensor *pt = &p->t[p->n++];
-        pt->name = qm_arena_strdup(a, t->st->name);
-        pt->module = qm_arena_strdup(a, t->canon);
-        pt->rule = rules[(x->bits == QM_KEEP && !qm_c_broad(t->part) && x->rule < 0 ? -1 : x->rule) + 1];
-        pt->ndim = t->ndim;
-        pt->shape[0] = t->shape[0];
-        pt->shape[1] = t->shape[1];
-        pt->dtype = t->st->dtype;
-        pt->bits = x->bits;
-        pt->group = x->bits ? (int)x->group : 0;
-        pt->sym = x->bits ? x->sym : 0;
-        pt->act_order = x->bits ? x->act_order : 0;
-        oom = !pt->name || !pt->module;
+    size_t ranges = (m->n + PLAN_RANGE - 1) / PLAN_RANGE;
+    plan_jobs j = {c, p, rules, arenas, calloc(ranges + 1, sizeof *j.oom)};
+    if (!oom && j.oom) {
+        qm_parallel(qm_cpus(), (int)ranges, plan_range, &j);
+        for (size_t r = 0; r < ranges; r++)
+            oom |= j.oom[r];
+        p->n = m->n;
     }
+    oom |= !j.oom;
+    free(j.oom);
+    for (int w = 0; w < QM_MAX_WORKERS; w++)
+        qm_arena_adopt(&p->strings, &arenas[w]);
     free(rules);
     if (oom) {
         qm_plan_free(p);
