@@ -120,6 +120,12 @@ void qm_strmap_free(qm_strmap *m);
 qm_status qm_strmap_put(qm_strmap *m, const char *key, size_t val, size_t *old);
 /* 1 and *val set when key is present, 0 otherwise. */
 int qm_strmap_get(const qm_strmap *m, const char *key, size_t *val);
+/* The same with the key's qm_strmap_hash() already known: for a caller
+ * that hashes once and spreads keys over several maps by the hash's top
+ * bits (the slot comes from its low bits). */
+uint64_t qm_strmap_hash(const char *key);
+qm_status qm_strmap_put_hashed(qm_strmap *m, const char *key, uint64_t h, size_t val, size_t *old);
+int qm_strmap_get_hashed(const qm_strmap *m, const char *key, uint64_t h, size_t *val);
 
 /* ---- atomic output ------------------------------------------------------- */
 

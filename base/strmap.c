@@ -14,7 +14,7 @@
 /* Eight bytes at a time (names run to 50+ bytes with long shared
  * prefixes, so a byte-wise hash was most of a lookup), each word mixed by a
  * multiply and folded with a rotate; the tail is zero-padded. */
-static uint64_t hash(const char *s)
+uint64_t qm_strmap_hash(const char *s)
 {
     const uint64_t k = 0x9e3779b97f4a7c15ull;
     size_t n = strlen(s);
@@ -82,9 +82,13 @@ static qm_status grow(qm_strmap *m)
 
 qm_status qm_strmap_put(qm_strmap *m, const char *key, size_t val, size_t *old)
 {
+    return qm_strmap_put_hashed(m, key, qm_strmap_hash(key), val, old);
+}
+
+qm_status qm_strmap_put_hashed(qm_strmap *m, const char *key, uint64_t h, size_t val, size_t *old)
+{
     if ((m->n + 1) * 2 > m->cap && grow(m) != QM_OK)
         return QM_ENOMEM;
-    uint64_t h = hash(key);
     size_t i = slot(m, key, h);
     if (m->e[i].key) {
         if (old)
@@ -98,9 +102,14 @@ qm_status qm_strmap_put(qm_strmap *m, const char *key, size_t val, size_t *old)
 
 int qm_strmap_get(const qm_strmap *m, const char *key, size_t *val)
 {
+    return qm_strmap_get_hashed(m, key, qm_strmap_hash(key), val);
+}
+
+int qm_strmap_get_hashed(const qm_strmap *m, const char *key, uint64_t h, size_t *val)
+{
     if (!m->cap)
         return 0;
-    size_t i = slot(m, key, hash(key));
+    size_t i = slot(m, key, h);
     if (!m->e[i].key)
         return 0;
     if (val)

@@ -22,15 +22,23 @@ void qm_ckpt_close(qm_ckpt *c)
         qm_st_close(c->files[i]);
     free(c->files);
     free(c->t);
-    qm_strmap_free(&c->by_name);
+    for (int i = 0; i < QM_CKPT_PARTS; i++)
+        qm_strmap_free(&c->by_name[i]);
     free(c->dir);
     free(c);
+}
+
+/* The map of the names with hash h. */
+static int part_of(uint64_t h)
+{
+    return (int)(h >> 61);
 }
 
 long qm_ckpt_find(const qm_ckpt *c, const char *name)
 {
     size_t i;
-    return qm_strmap_get(&c->by_name, name, &i) ? (long)i : -1;
+    uint64_t h = qm_strmap_hash(name);
+    return qm_strmap_get_hashed(&c->by_name[part_of(h)], name, h, &i) ? (long)i : -1;
 }
 
 static int cmp_id(const void *a, const void *b, void *names)
@@ -87,33 +95,80 @@ static qm_status open_files(qm_ckpt *c, const char *const *names, size_t n, cons
     return st;
 }
 
+/* Building the name index: the names' hashes, computed once over ranges
+ * of INDEX_RANGE, then each map (a task) takes the names of its part in
+ * checkpoint order and notes the first that repeats an earlier one. */
+enum { INDEX_RANGE = 4096 };
+typedef struct index_jobs {
+    qm_ckpt *c;
+    uint64_t *hash;           /* (c->n) */
+    size_t dup[QM_CKPT_PARTS], prev[QM_CKPT_PARTS]; /* first repeat per map, SIZE_MAX none */
+    qm_status st[QM_CKPT_PARTS];
+} index_jobs;
+
+static void hash_range(void *ctx, int task, int worker)
+{
+    index_jobs *j = ctx;
+    size_t i = (size_t)task * INDEX_RANGE, end = i + INDEX_RANGE < j->c->n ? i + INDEX_RANGE : j->c->n;
+    for (; i < end; i++)
+        j->hash[i] = qm_strmap_hash(j->c->t[i].t->name);
+}
+
+static void index_part(void *ctx, int part, int worker)
+{
+    index_jobs *j = ctx;
+    qm_strmap *m = &j->c->by_name[part];
+    size_t n = j->c->n;
+    j->dup[part] = SIZE_MAX;
+    j->st[part] = qm_strmap_init(m, n / QM_CKPT_PARTS + n / (4 * QM_CKPT_PARTS) + 16);
+    for (size_t k = 0; k < n && j->st[part] == QM_OK; k++) {
+        if (part_of(j->hash[k]) != part)
+            continue;
+        qm_status st = qm_strmap_put_hashed(m, j->c->t[k].t->name, j->hash[k], k, &j->prev[part]);
+        if (st == QM_EINVAL) {
+            j->dup[part] = k;
+            break;
+        }
+        j->st[part] = st;
+    }
+}
+
 /* Flatten the files' tensors into checkpoint order and index them by name:
  * the one name index of all the files, which is also where a name repeated
- * within one file or across two is caught. */
+ * within one file or across two is caught (the first such in checkpoint
+ * order, as a single map filled in order would find it). */
 static qm_status build_index(qm_ckpt *c, qm_diag *d)
 {
     size_t total = 0;
     for (size_t i = 0; i < c->n_files; i++)
         total += c->files[i]->n;
     c->t = calloc(total ? total : 1, sizeof *c->t);
-    if (!c->t || qm_strmap_init(&c->by_name, total) != QM_OK)
+    index_jobs j = {.c = c, .hash = malloc((total + 1) * sizeof *j.hash)};
+    if (!c->t || !j.hash) {
+        free(j.hash);
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
     for (size_t i = 0; i < c->n_files; i++)
-        for (size_t j = 0; j < c->files[i]->n; j++) {
-            const qm_st_tensor *t = &c->files[i]->t[j];
-            size_t prev;
-            qm_status st = qm_strmap_put(&c->by_name, t->name, c->n, &prev);
-            if (st == QM_EINVAL && c->t[prev].file == i)
-                return qm_diag_fail(d, QM_EFORMAT, "%s: header: duplicate tensor name '%s'", c->files[i]->path,
-                                    t->name);
-            if (st == QM_EINVAL)
-                return qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s' is also in %s", c->files[i]->path,
-                                    t->name, c->files[c->t[prev].file]->path);
-            if (st != QM_OK)
-                return qm_diag_fail(d, QM_ENOMEM, "out of memory");
-            c->t[c->n++] = (qm_ckpt_tensor){t, i};
-        }
-    return QM_OK;
+        for (size_t k = 0; k < c->files[i]->n; k++)
+            c->t[c->n++] = (qm_ckpt_tensor){&c->files[i]->t[k], i};
+    qm_parallel(qm_cpus(), (int)((total + INDEX_RANGE - 1) / INDEX_RANGE), hash_range, &j);
+    qm_parallel(qm_cpus(), QM_CKPT_PARTS, index_part, &j);
+    free(j.hash);
+    size_t dup = SIZE_MAX, prev = 0;
+    for (int p = 0; p < QM_CKPT_PARTS; p++) {
+        if (j.st[p] != QM_OK)
+            return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+        if (j.dup[p] < dup)
+            dup = j.dup[p], prev = j.prev[p];
+    }
+    if (dup == SIZE_MAX)
+        return QM_OK;
+    const qm_ckpt_tensor *t = &c->t[dup], *o = &c->t[prev];
+    if (t->file == o->file)
+        return qm_diag_fail(d, QM_EFORMAT, "%s: header: duplicate tensor name '%s'", c->files[t->file]->path,
+                            t->t->name);
+    return qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s' is also in %s", c->files[t->file]->path, t->t->name,
+                        c->files[o->file]->path);
 }
 
 /* The index's weight_map: tensor name -> shard, in file order.  Each

@@ -87,13 +87,17 @@ typedef struct qm_ckpt_tensor {
     size_t file;
 } qm_ckpt_tensor;
 
+enum { QM_CKPT_PARTS = 8 };
+
 typedef struct qm_ckpt {
     char *dir;                    /* owned */
     size_t n_files;
     qm_st_file **files;           /* (n_files), owned; shards in name order */
     size_t n;
     qm_ckpt_tensor *t;            /* (n), checkpoint order: shard by shard, by offset */
-    qm_strmap by_name;            /* name -> index into t */
+    /* name -> index into t, in QM_CKPT_PARTS maps chosen by the top bits of
+     * the name's hash, so that they are built in parallel */
+    qm_strmap by_name[QM_CKPT_PARTS];
 } qm_ckpt;
 
 /* Open the weights of the model directory `dir`.  Caller closes with qm_ckpt_close(). */
