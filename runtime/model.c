@@ -127,13 +127,20 @@ static char *put_int(char *o, int n)
 static void expand(char *buf, size_t cap, const char *pat, int layer, int expert)
 {
     char *o = buf, *end = buf + cap - 24; /* room for a number and the NUL */
-    for (const char *p = pat; *p && o < end; p++) {
+    for (const char *p = pat; *p && o < end;) {
         if (p[0] == '{' && (p[1] == 'L' || p[1] == 'E') && p[2] == '}') {
             o = put_int(o, p[1] == 'L' ? layer : expert);
-            p += 2;
-        } else {
-            *o++ = *p;
+            p += 3;
+            continue;
         }
+        /* the literal run up to the next '{', at once */
+        const char *q = strchr(p + 1, '{');
+        size_t n = q ? (size_t)(q - p) : strlen(p);
+        if (n > (size_t)(end - o))
+            n = (size_t)(end - o);
+        memcpy(o, p, n);
+        o += n;
+        p += n;
     }
     *o = '\0';
 }
