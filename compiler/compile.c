@@ -366,30 +366,27 @@ static char *rule_text(const qm_cstate *c, int s)
     return qm_strfmt("%s:%zu", x->src->path, line);
 }
 
-/* The plan's tensors, PLAN_RANGE a task: copying 74k names into the plan
- * is a visible part of a 235B-scale compile, so it runs on all cores, into
- * an arena per worker that the plan adopts. */
+/* The plan's tensors, PLAN_RANGE a task on all cores.  Names and modules
+ * are the model's (the plan takes the model over): copying 74k of them
+ * was a visible part of a 235B-scale compile. */
 enum { PLAN_RANGE = 4096 };
 typedef struct plan_jobs {
     const qm_cstate *c;
     qm_plan *p;
-    char **rules;       /* (statements + 1) "file:line", [0] "default" */
-    qm_arena *arenas;   /* (workers) */
-    unsigned char *oom; /* (ranges) */
+    char **rules; /* (statements + 1) "file:line", [0] "default" */
 } plan_jobs;
 
 static void plan_range(void *ctx, int task, int worker)
 {
     plan_jobs *j = ctx;
     const qm_model *m = j->c->model;
-    qm_arena *a = &j->arenas[worker];
     size_t i = (size_t)task * PLAN_RANGE, end = i + PLAN_RANGE < m->n ? i + PLAN_RANGE : m->n;
     for (; i < end; i++) {
         const qm_tensor *t = &m->t[i];
         const qm_setting *x = &j->c->set[i];
         qm_plan_tensor *pt = &j->p->t[i];
-        pt->name = qm_arena_strdup(a, t->st->name);
-        pt->module = qm_arena_strdup(a, t->canon);
+        pt->name = (char *)t->st->name;
+        pt->module = t->canon;
         pt->rule = j->rules[(x->bits == QM_KEEP && !qm_c_broad(t->part) && x->rule < 0 ? -1 : x->rule) + 1];
         pt->ndim = t->ndim;
         pt->shape[0] = t->shape[0];
@@ -399,9 +396,12 @@ static void plan_range(void *ctx, int task, int worker)
         pt->group = x->bits ? (int)x->group : 0;
         pt->sym = x->bits ? x->sym : 0;
         pt->act_order = x->bits ? x->act_order : 0;
-        if (!pt->name || !pt->module)
-            j->oom[task] = 1;
     }
+}
+
+static void close_model(void *m)
+{
+    qm_model_close(m);
 }
 
 static qm_status make_plan(qm_cstate *c, qm_plan **out)
@@ -432,7 +432,6 @@ static qm_status make_plan(qm_cstate *c, qm_plan **out)
      * (rules[s + 1]; rules[0] is "default") */
     size_t ns = c->policy->n;
     char **rules = calloc(ns + 1, sizeof *rules);
-    qm_arena arenas[QM_MAX_WORKERS] = {{0}};
     int oom = !p->policy_path || !p->policy_sha256 || !p->arch || !p->config_sha256 || !p->t || !rules ||
               (c->o->scores && (!p->scores_path || !p->scores_sha256));
     for (size_t s = 0; !oom && s <= ns; s++) {
@@ -440,18 +439,14 @@ static qm_status make_plan(qm_cstate *c, qm_plan **out)
         oom = !r || !(rules[s] = qm_arena_strdup(a, r));
         free(r);
     }
-    size_t ranges = (m->n + PLAN_RANGE - 1) / PLAN_RANGE;
-    plan_jobs j = {c, p, rules, arenas, calloc(ranges + 1, sizeof *j.oom)};
-    if (!oom && j.oom) {
-        qm_parallel(qm_cpus(), (int)ranges, plan_range, &j);
-        for (size_t r = 0; r < ranges; r++)
-            oom |= j.oom[r];
+    if (!oom) {
+        plan_jobs j = {c, p, rules};
+        qm_parallel(qm_cpus(), (int)((m->n + PLAN_RANGE - 1) / PLAN_RANGE), plan_range, &j);
         p->n = m->n;
+        p->owner = c->model;
+        p->owner_free = close_model;
+        c->model = NULL;
     }
-    oom |= !j.oom;
-    free(j.oom);
-    for (int w = 0; w < QM_MAX_WORKERS; w++)
-        qm_arena_adopt(&p->strings, &arenas[w]);
     free(rules);
     if (oom) {
         qm_plan_free(p);

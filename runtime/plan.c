@@ -23,6 +23,8 @@ void qm_plan_free(qm_plan *p)
         return;
     free(p->t);
     qm_arena_free(&p->strings);
+    if (p->owner_free)
+        p->owner_free(p->owner);
     free(p);
 }
 

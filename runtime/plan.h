@@ -51,7 +51,7 @@ typedef struct qm_plan_summary {
     double budget_target_bits, budget_achieved_bits;
 } qm_plan_summary;
 
-/* Every string of a plan lives in its arena `strings`. */
+/* A plan's strings live in its arena `strings` or in its owner. */
 typedef struct qm_plan {
     char *policy_path, *policy_sha256;
     char *arch, *config_sha256;
@@ -59,7 +59,11 @@ typedef struct qm_plan {
     qm_plan_summary summary;
     size_t n;
     qm_plan_tensor *t;                 /* (n), checkpoint order; owned */
-    qm_arena strings;                  /* all the strings above and in t */
+    qm_arena strings;                  /* the strings above and in t, unless borrowed: */
+    /* What t's names and modules borrow from, released with the plan: a
+     * compiled plan keeps its model open rather than copy 74k names. */
+    void *owner;
+    void (*owner_free)(void *owner);
 } qm_plan;
 
 void qm_plan_free(qm_plan *p);
