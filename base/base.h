@@ -104,8 +104,8 @@ void qm_buf_vprintf(qm_buf *b, const char *fmt, va_list ap);
  * The map does not copy keys: they must outlive it. */
 typedef struct qm_strmap_entry {
     const char *key;   /* NULL = empty slot */
-    uint64_t hash;     /* of key: probes compare it before touching the string */
-    size_t val;
+    uint32_t hash;     /* low half of key's hash: probes compare it before touching the string */
+    uint32_t val;      /* 16-byte slots: a 235B checkpoint's map is 37k of them */
 } qm_strmap_entry;
 
 typedef struct qm_strmap {
@@ -116,7 +116,8 @@ typedef struct qm_strmap {
 qm_status qm_strmap_init(qm_strmap *m, size_t expected);
 void qm_strmap_free(qm_strmap *m);
 /* Insert key; if it was present, leave the map unchanged and return QM_EINVAL
- * with *old set to the existing value (when old is not NULL). */
+ * with *old set to the existing value (when old is not NULL).  Values are
+ * below 2^32 (QM_EUNSUPPORTED otherwise). */
 qm_status qm_strmap_put(qm_strmap *m, const char *key, size_t val, size_t *old);
 /* 1 and *val set when key is present, 0 otherwise. */
 int qm_strmap_get(const qm_strmap *m, const char *key, size_t *val);

@@ -53,11 +53,11 @@ void qm_strmap_free(qm_strmap *m)
 
 /* The slot of key (hash h): where it is, or the empty slot it would take.
  * A name lookup misses the cache once for the slot; the key's bytes are
- * read only when the full 64-bit hash matches. */
+ * read only when the stored half of the hash matches. */
 static size_t slot(const qm_strmap *m, const char *key, uint64_t h)
 {
     size_t i = (size_t)h & (m->cap - 1);
-    while (m->e[i].key && (m->e[i].hash != h || strcmp(m->e[i].key, key) != 0))
+    while (m->e[i].key && (m->e[i].hash != (uint32_t)h || strcmp(m->e[i].key, key) != 0))
         i = (i + 1) & (m->cap - 1);
     return i;
 }
@@ -87,6 +87,8 @@ qm_status qm_strmap_put(qm_strmap *m, const char *key, size_t val, size_t *old)
 
 qm_status qm_strmap_put_hashed(qm_strmap *m, const char *key, uint64_t h, size_t val, size_t *old)
 {
+    if (val > UINT32_MAX)
+        return QM_EUNSUPPORTED;
     if ((m->n + 1) * 2 > m->cap && grow(m) != QM_OK)
         return QM_ENOMEM;
     size_t i = slot(m, key, h);
@@ -95,7 +97,7 @@ qm_status qm_strmap_put_hashed(qm_strmap *m, const char *key, uint64_t h, size_t
             *old = m->e[i].val;
         return QM_EINVAL;
     }
-    m->e[i] = (qm_strmap_entry){key, h, val};
+    m->e[i] = (qm_strmap_entry){key, (uint32_t)h, (uint32_t)val};
     m->n++;
     return QM_OK;
 }
