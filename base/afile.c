@@ -37,6 +37,7 @@ qm_status qm_afile_open(qm_afile *a, const char *path, qm_diag *d)
         qm_afile_abort(a);
         return qm_diag_fail(d, QM_EIO, "%s: %s", path, strerror(e));
     }
+    a->durable = 1;
     /* plans and checkpoints run to megabytes: a 4 KiB buffer makes
      * thousands of write calls of them (stdio owns and frees the buffer) */
     setvbuf(a->f, NULL, _IOFBF, (size_t)1 << 20);
@@ -51,7 +52,7 @@ qm_status qm_afile_commit(qm_afile *a, qm_diag *d)
         bad = 1;
         e = errno;
     }
-    if (!bad && fsync(fileno(a->f)) != 0 && errno != EINVAL) {
+    if (!bad && a->durable && fsync(fileno(a->f)) != 0 && errno != EINVAL) {
         bad = 1;
         e = errno;
     }

@@ -384,6 +384,7 @@ qm_status qm_plan_write(const qm_plan *p, const char *path, qm_diag *d)
     qm_status st = qm_afile_open(&a, path, d);
     if (st != QM_OK)
         return st;
+    a.durable = 0; /* made again in 0.1 s; qm_plan_read() rejects an empty or cut plan */
     if ((st = qm_plan_emit(p, a.f, d)) != QM_OK) {
         qm_afile_abort(&a);
         return st;
@@ -520,6 +521,28 @@ static int as_real(const char *s, double *v)
  * the target a width the language accepts, the achieved value the average
  * the tensors give (s has been summarized from them), to the 4 digits
  * written. */
+/* The summary's parameter counts, where it gives them, must be the
+ * tensors': a plan cut short (a crash before its rename reached the disk,
+ * a hand edit) lists fewer tensors than its summary counted. */
+static qm_status read_counts(reader *r, yaml_node_t *summary, const qm_plan_summary *s)
+{
+    static const char *const key[2] = {"quantized_params", "kept_params"};
+    const uint64_t have[2] = {s->quantized_params, s->kept_params};
+    for (int i = 0; i < 2; i++) {
+        yaml_node_t *n = get(r, summary, key[i]);
+        long long v;
+        if (!n)
+            continue;
+        if (!as_long(scalar(n), &v) || v < 0 || (uint64_t)v != have[i]) {
+            char detail[160];
+            snprintf(detail, sizeof detail, "is %s, but the tensors listed add up to %llu (a plan cut short?)",
+                     scalar(n) ? scalar(n) : "not a number", (unsigned long long)have[i]);
+            return bad(r, n, "summary:", detail);
+        }
+    }
+    return QM_OK;
+}
+
 static qm_status read_budget(reader *r, yaml_node_t *summary, qm_plan_summary *s)
 {
     yaml_node_t *tn = get(r, summary, "budget_target_bits"), *an = get(r, summary, "budget_achieved_bits");
@@ -582,6 +605,8 @@ static qm_status read_plan(reader *r, qm_plan *p)
     }
     if (st == QM_OK)
         qm_plan_summarize(p);
+    if (st == QM_OK)
+        st = read_counts(r, get(r, root, "summary"), &p->summary);
     if (st == QM_OK)
         st = read_budget(r, get(r, root, "summary"), &p->summary);
     return st;

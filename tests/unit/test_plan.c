@@ -247,6 +247,45 @@ static void test_bad_plans(void)
     check_bad(buf, "bad.yaml:5:56: summary: budget_achieved_bits 3.0000 is not the tensors' average_bits 4.0000");
 }
 
+/* A written plan cut short anywhere (at a line end too, which is still
+ * valid YAML) is refused: the summary's counts no longer add up. */
+static void test_cut_plans(void)
+{
+    qm_diag *d = qm_diag_new();
+    qm_plan *p = sample(), *q = NULL;
+    const char *path = tu_path("whole.yaml");
+    CU_ASSERT_EQUAL_FATAL(qm_plan_write(p, path, d), QM_OK);
+    FILE *f = fopen(path, "rb");
+    char text[4096];
+    size_t n = fread(text, 1, sizeof text, f);
+    fclose(f);
+    const char *tensors = strstr(text, "\ntensors:\n");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(tensors);
+    size_t refused = 0, tried = 0;
+    CU_ASSERT_EQUAL_FATAL(text[n - 1], '\n'); /* without it the plan is whole */
+    for (size_t cut = 0; cut < n - 1; cut++) {
+        CU_ASSERT_EQUAL_FATAL(tu_write(tu_path("cut.yaml"), text, cut), 0);
+        qm_status st = qm_plan_read(tu_path("cut.yaml"), &q, d);
+        tried++;
+        if (st != QM_OK) {
+            refused++;
+        } else {
+            fprintf(stderr, "\nplan cut at byte %zu of %zu was read\n", cut, n);
+            qm_plan_free(q);
+        }
+        qm_diag_clear(d);
+    }
+    CU_ASSERT_EQUAL(refused, tried);
+    /* the error says why at a line end within the tensor list */
+    size_t at = (size_t)(strchr(tensors + 10, '\n') - text) + 1; /* after the first tensor */
+    CU_ASSERT_EQUAL_FATAL(tu_write(tu_path("cut.yaml"), text, at), 0);
+    CU_ASSERT_NOT_EQUAL(qm_plan_read(tu_path("cut.yaml"), &q, d), QM_OK);
+    TU_ASSERT_DIAG(d, "but the tensors listed add up to");
+    TU_ASSERT_DIAG(d, "(a plan cut short?)");
+    qm_plan_free(p);
+    qm_diag_free(d);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -255,6 +294,7 @@ int main(void)
     CU_add_test(s, "summary: average and effective bits", test_summary);
     CU_add_test(s, "write, read, write again: identical", test_roundtrip);
     CU_add_test(s, "bad plans name line and problem", test_bad_plans);
+    CU_add_test(s, "a plan cut short is refused", test_cut_plans);
     CU_add_test(s, "budget target and achieved in the summary", test_budget_keys);
     CU_add_test(s, "direct output is libyaml's, byte for byte", test_direct_equals_libyaml);
     return tu_run();
