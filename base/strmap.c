@@ -118,3 +118,13 @@ int qm_strmap_get_hashed(const qm_strmap *m, const char *key, uint64_t h, size_t
         *val = m->e[i].val;
     return 1;
 }
+
+void qm_strmap_prefetch(const qm_strmap *m, uint64_t h)
+{
+#if defined(__GNUC__)
+    if (m->cap)
+        __builtin_prefetch(&m->e[(size_t)h & (m->cap - 1)]);
+#else
+    (void)m, (void)h;
+#endif
+}

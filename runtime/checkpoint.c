@@ -102,6 +102,8 @@ enum { INDEX_RANGE = 4096 };
 typedef struct index_jobs {
     qm_ckpt *c;
     uint64_t *hash;           /* (c->n) */
+    const char **name;        /* (c->n) side by side with hash: a map's names are 1 in 8, too far apart
+                               * in the files' tensor arrays to read from there */
     size_t dup[QM_CKPT_PARTS], prev[QM_CKPT_PARTS]; /* first repeat per map, SIZE_MAX none */
     qm_status st[QM_CKPT_PARTS];
 } index_jobs;
@@ -111,7 +113,7 @@ static void hash_range(void *ctx, int task, int worker)
     index_jobs *j = ctx;
     size_t i = (size_t)task * INDEX_RANGE, end = i + INDEX_RANGE < j->c->n ? i + INDEX_RANGE : j->c->n;
     for (; i < end; i++)
-        j->hash[i] = qm_strmap_hash(j->c->t[i].t->name);
+        j->hash[i] = qm_strmap_hash(j->name[i] = j->c->t[i].t->name);
 }
 
 static void index_part(void *ctx, int part, int worker)
@@ -124,7 +126,7 @@ static void index_part(void *ctx, int part, int worker)
     for (size_t k = 0; k < n && j->st[part] == QM_OK; k++) {
         if (part_of(j->hash[k]) != part)
             continue;
-        qm_status st = qm_strmap_put_hashed(m, j->c->t[k].t->name, j->hash[k], k, &j->prev[part]);
+        qm_status st = qm_strmap_put_hashed(m, j->name[k], j->hash[k], k, &j->prev[part]);
         if (st == QM_EINVAL) {
             j->dup[part] = k;
             break;
@@ -143,9 +145,10 @@ static qm_status build_index(qm_ckpt *c, qm_diag *d)
     for (size_t i = 0; i < c->n_files; i++)
         total += c->files[i]->n;
     c->t = calloc(total ? total : 1, sizeof *c->t);
-    index_jobs j = {.c = c, .hash = malloc((total + 1) * sizeof *j.hash)};
-    if (!c->t || !j.hash) {
+    index_jobs j = {.c = c, .hash = malloc((total + 1) * sizeof *j.hash), .name = malloc((total + 1) * sizeof *j.name)};
+    if (!c->t || !j.hash || !j.name) {
         free(j.hash);
+        free(j.name);
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
     }
     for (size_t i = 0; i < c->n_files; i++)
@@ -154,6 +157,7 @@ static qm_status build_index(qm_ckpt *c, qm_diag *d)
     qm_parallel(qm_cpus(), (int)((total + INDEX_RANGE - 1) / INDEX_RANGE), hash_range, &j);
     qm_parallel(qm_cpus(), QM_CKPT_PARTS, index_part, &j);
     free(j.hash);
+    free(j.name);
     size_t dup = SIZE_MAX, prev = 0;
     for (int p = 0; p < QM_CKPT_PARTS; p++) {
         if (j.st[p] != QM_OK)
@@ -316,10 +320,23 @@ typedef struct lookups {
 
 static void look_up(void *ctx, int task, int worker)
 {
+    enum { AHEAD = 8 };
     lookups *l = ctx;
     size_t i = (size_t)task * LOOKUP_RANGE, end = i + LOOKUP_RANGE < l->w->n ? i + LOOKUP_RANGE : l->w->n;
-    for (; i < end; i++)
-        l->at[i] = qm_ckpt_find(l->c, l->w->name[i]);
+    uint64_t h[AHEAD];
+    for (; i < end; i += AHEAD) {
+        size_t n = end - i < AHEAD ? end - i : AHEAD;
+        for (size_t k = 0; k < n; k++) {
+            h[k] = qm_strmap_hash(l->w->name[i + k]);
+            qm_strmap_prefetch(&l->c->by_name[part_of(h[k])], h[k]);
+        }
+        for (size_t k = 0; k < n; k++) {
+            size_t v;
+            l->at[i + k] = qm_strmap_get_hashed(&l->c->by_name[part_of(h[k])], l->w->name[i + k], h[k], &v)
+                               ? (long)v
+                               : -1;
+        }
+    }
 }
 
 static qm_status open_sharded(qm_ckpt *c, const char *index_path, qm_diag *d)
