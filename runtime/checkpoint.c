@@ -34,11 +34,20 @@ static int part_of(uint64_t h)
     return (int)(h >> 61);
 }
 
-long qm_ckpt_find(const qm_ckpt *c, const char *name)
+long qm_ckpt_find_hashed(const qm_ckpt *c, const char *name, uint64_t h)
 {
     size_t i;
-    uint64_t h = qm_strmap_hash(name);
     return qm_strmap_get_hashed(&c->by_name[part_of(h)], name, h, &i) ? (long)i : -1;
+}
+
+long qm_ckpt_find(const qm_ckpt *c, const char *name)
+{
+    return qm_ckpt_find_hashed(c, name, qm_strmap_hash(name));
+}
+
+void qm_ckpt_prefetch(const qm_ckpt *c, uint64_t h)
+{
+    qm_strmap_prefetch(&c->by_name[part_of(h)], h);
 }
 
 static int cmp_id(const void *a, const void *b, void *names)
@@ -326,16 +335,10 @@ static void look_up(void *ctx, int task, int worker)
     uint64_t h[AHEAD];
     for (; i < end; i += AHEAD) {
         size_t n = end - i < AHEAD ? end - i : AHEAD;
-        for (size_t k = 0; k < n; k++) {
-            h[k] = qm_strmap_hash(l->w->name[i + k]);
-            qm_strmap_prefetch(&l->c->by_name[part_of(h[k])], h[k]);
-        }
-        for (size_t k = 0; k < n; k++) {
-            size_t v;
-            l->at[i + k] = qm_strmap_get_hashed(&l->c->by_name[part_of(h[k])], l->w->name[i + k], h[k], &v)
-                               ? (long)v
-                               : -1;
-        }
+        for (size_t k = 0; k < n; k++)
+            qm_ckpt_prefetch(l->c, h[k] = qm_strmap_hash(l->w->name[i + k]));
+        for (size_t k = 0; k < n; k++)
+            l->at[i + k] = qm_ckpt_find_hashed(l->c, l->w->name[i + k], h[k]);
     }
 }
 

@@ -179,6 +179,7 @@ static const char *pattern_for(const qm_arch *a, qm_part part)
 }
 
 enum { REPORT_MAX = 8 }; /* name this many missing/stray tensors, then count */
+enum { NAME_BYTES = 512 };  /* bytes for an expected tensor's name */
 
 typedef struct build {
     qm_model *m;
@@ -287,16 +288,16 @@ static int packed(build *b, const char *prefix, const uint64_t shape[2], qm_tens
     return 1;
 }
 
-static qm_status expect(part_job *j, int worker, qm_part part, int layer, int expert)
+/* The expected tensor (part, layer, expert), named `name` (a buffer of
+ * NAME_BYTES bytes, changed on the way) and found at checkpoint index k (-1
+ * when it is not there). */
+static qm_status expect(part_job *j, int worker, qm_part part, int layer, int expert, char *name, long k)
 {
     build *b = j->b;
     qm_model *m = b->m;
-    char name[512];
-    expand(name, sizeof name, b->pattern[part], layer, expert);
     qm_tensor t = {.part = part, .layer = layer, .expert = expert};
     expected_shape(m->arch, &m->cfg, part, t.shape, &t.ndim);
     t.numel = t.shape[0] * (t.ndim == 2 ? t.shape[1] : 1);
-    long k = qm_ckpt_find(m->ckpt, name);
     if (k < 0) {
         size_t n = strlen(name);
         if (qm_parts[part].linear && t.ndim == 2 && n > 7 && strcmp(name + n - 7, ".weight") == 0) {
@@ -333,16 +334,27 @@ static int in_layer(const qm_model *m, qm_where w, int l)
              (w == QM_IN_SHARED && (!moe || m->cfg.shared == 0)) || (w == QM_IN_EXPERT && !moe));
 }
 
-/* The expected tensors of one part in one layer (a qm_task_fn). */
+/* The expected tensors of one part in one layer (a qm_task_fn), AHEAD at
+ * a time: named and hashed, their slots prefetched, then found. */
 static void expect_task(void *ctx, int task, int worker)
 {
+    enum { AHEAD = 8 };
     part_job *j = &((part_job *)ctx)[task];
+    const qm_ckpt *c = j->b->m->ckpt;
+    int experts = qm_parts[j->part].where == QM_IN_EXPERT, n = experts ? (int)j->b->m->cfg.experts : 1;
+    char name[AHEAD][NAME_BYTES];
+    uint64_t h[AHEAD];
     qm_status st = QM_OK;
-    if (qm_parts[j->part].where == QM_IN_EXPERT)
-        for (int e = 0; e < j->b->m->cfg.experts && st == QM_OK; e++)
-            st = expect(j, worker, j->part, j->layer, e);
-    else
-        st = expect(j, worker, j->part, j->layer, -1);
+    for (int e0 = 0; e0 < n && st == QM_OK; e0 += AHEAD) {
+        int m = n - e0 < AHEAD ? n - e0 : AHEAD;
+        for (int i = 0; i < m; i++) {
+            expand(name[i], NAME_BYTES, j->b->pattern[j->part], j->layer, experts ? e0 + i : -1);
+            qm_ckpt_prefetch(c, h[i] = qm_strmap_hash(name[i]));
+        }
+        for (int i = 0; i < m && st == QM_OK; i++)
+            st = expect(j, worker, j->part, j->layer, experts ? e0 + i : -1, name[i],
+                        qm_ckpt_find_hashed(c, name[i], h[i]));
+    }
     j->st = st;
 }
 

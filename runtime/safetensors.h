@@ -105,5 +105,10 @@ qm_status qm_ckpt_open(const char *dir, qm_ckpt **out, qm_diag *d);
 void qm_ckpt_close(qm_ckpt *c);
 /* Index into c->t of `name`, or -1. */
 long qm_ckpt_find(const qm_ckpt *c, const char *name);
+/* The same with name's qm_strmap_hash() h known, and a prefetch of where h
+ * is looked up: loops of tens of thousands of lookups hash a few names,
+ * prefetch them, then find them. */
+long qm_ckpt_find_hashed(const qm_ckpt *c, const char *name, uint64_t h);
+void qm_ckpt_prefetch(const qm_ckpt *c, uint64_t h);
 
 #endif
