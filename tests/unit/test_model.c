@@ -196,6 +196,30 @@ static void test_inventory_errors(void)
     qm_diag_clear(d);
     hf_tlist_free(&l);
 
+    /* many missing: the first eight in part order (o before the experts' w2,
+     * layer by layer, expert by expert), found on several threads, then the count */
+    hf_checkpoint_names(&x, c, &l);
+    for (size_t i = 0; i < l.n;)
+        if (strstr(l.t[i].name, ".w2.weight") || strstr(l.t[i].name, ".o_proj.weight")) {
+            free(l.t[i].name);
+            l.t[i] = l.t[--l.n];
+        } else {
+            i++;
+        }
+    CU_ASSERT_NOT_EQUAL(open_tiny("tiny-many-missing", c, &l, &m, d), QM_OK);
+    CU_ASSERT_EQUAL(qm_diag_errors(d), 8);
+    static const char *const first[8] = {
+        "layers.0.self_attn.o_proj",           "layers.1.self_attn.o_proj",
+        "layers.0.block_sparse_moe.experts.0.w2", "layers.0.block_sparse_moe.experts.1.w2",
+        "layers.0.block_sparse_moe.experts.2.w2", "layers.0.block_sparse_moe.experts.3.w2",
+        "layers.1.block_sparse_moe.experts.0.w2", "layers.1.block_sparse_moe.experts.1.w2",
+    };
+    for (size_t i = 0; i < 8 && i < qm_diag_count(d); i++)
+        CU_ASSERT_PTR_NOT_NULL(strstr(qm_diag_text(d, i), first[i]));
+    TU_ASSERT_DIAG(d, "10 tensors missing in all");
+    qm_diag_clear(d);
+    hf_tlist_free(&l);
+
     /* a wrong shape is named with both shapes */
     hf_checkpoint_names(&x, c, &l);
     l.t[2].shape[0] = 5;

@@ -387,7 +387,29 @@ static void test_sharded(void)
     CU_ASSERT_STRING_EQUAL(c->t[2].t->name, "c");
     CU_ASSERT_EQUAL(c->t[qm_ckpt_find(c, "c")].file, 1);
     CU_ASSERT_EQUAL(qm_ckpt_find(c, "zz"), -1);
+    /* shards are opened without their own index: a scan finds a name */
+    CU_ASSERT_PTR_NOT_NULL(qm_st_find(c->files[0], "b"));
+    CU_ASSERT_PTR_NULL(qm_st_find(c->files[0], "c"));
     qm_ckpt_close(c);
+
+    /* the checkpoint's one name index catches a name twice in a shard and in two */
+    char p[1024];
+    dir = tu_mkdir("sharded-dup-in-one");
+    write_two_shards(dir, "{\"weight_map\":{\"a\":\"model-00001-of-00002.safetensors\"}}");
+    snprintf(p, sizeof p, "%s/model-00001-of-00002.safetensors", dir);
+    CU_ASSERT_EQUAL(tu_write_st(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                                   "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8), 0);
+    CU_ASSERT_NOT_EQUAL(qm_ckpt_open(dir, &c, d), QM_OK);
+    TU_ASSERT_DIAG(d, "model-00001-of-00002.safetensors: header: duplicate tensor name 'a'");
+    qm_diag_clear(d);
+    dir = tu_mkdir("sharded-dup-in-two");
+    write_two_shards(dir, "{\"weight_map\":{\"a\":\"model-00001-of-00002.safetensors\","
+                          "\"b\":\"model-00002-of-00002.safetensors\"}}");
+    snprintf(p, sizeof p, "%s/model-00002-of-00002.safetensors", dir);
+    CU_ASSERT_EQUAL(tu_write_st(p, "{\"b\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[0,4]}}", 4), 0);
+    CU_ASSERT_NOT_EQUAL(qm_ckpt_open(dir, &c, d), QM_OK);
+    TU_ASSERT_DIAG(d, "model-00002-of-00002.safetensors: tensor 'b' is also in");
+    qm_diag_clear(d);
 
     dir = tu_mkdir("sharded-missing");
     write_two_shards(dir, "{\"weight_map\":{\"a\":\"model-00001-of-00002.safetensors\","
