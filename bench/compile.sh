@@ -5,9 +5,17 @@
 # Goal: under 100 ms.  Prints the best and the median of 11 runs, and the
 # median's ratio to the goal, twice: the plan written to stdout (/dev/null),
 # and to a file with -o, which adds putting 8 MB into the page cache.
-# Measured on 2 cores shared with other work: ~1000 ms before the one-pass
-# JSON reader and the direct plan writer, 165-220 ms after (110-180 ms of
-# CPU, ~85 ms of it in a warm process: model open 60, compile 5, plan 19).
+# Measured on 2 cores (medians): ~1000 ms before the one-pass JSON reader
+# and the direct plan writer; ~240 ms (-o, with an fsync) at the start of
+# the session that took it under the goal; now 64-68 ms to stdout and 84-88
+# ms with -o.  Where the time went, and what took it away: a name index per
+# shard and one per checkpoint (one now, built in 8 parts in parallel);
+# OpenBLAS's thread pool spinning on the second core (stopped at start);
+# fresh pages, ~3.5 us each here (index mapped not read, names borrowed by
+# the plan, no 8 MB output buffer); the JSON pull reader's per-value calls
+# (the library's compact entry layout read in one pass); shards, inventory,
+# index lookups and plan printing spread over the cores; lookups prefetched
+# eight ahead; and the 8 MB plan's fsync (plans are no longer synced).
 #
 # usage: bench/compile.sh [QMOE]      (default: ./qmoe)
 set -eu
