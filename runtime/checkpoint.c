@@ -28,7 +28,8 @@ void qm_ckpt_close(qm_ckpt *c)
     free(c);
 }
 
-/* The map of the names with hash h. */
+/* The map of the names with hash h: its top three bits. */
+_Static_assert(QM_CKPT_PARTS == 8, "part_of() takes three bits");
 static int part_of(uint64_t h)
 {
     return (int)(h >> 61);
@@ -89,7 +90,10 @@ static qm_status open_files(qm_ckpt *c, const char *const *names, size_t n, cons
         qm_parallel(qm_cpus(), (int)n, open_shard, &j);
     for (size_t i = 0; st == QM_OK && i < n; i++)
         if ((st = j.st[i]) != QM_OK) {
-            qm_diag_append(d, j.d[i]);
+            if (j.d[i])
+                qm_diag_append(d, j.d[i]);
+            else
+                qm_diag_fail(d, st, "out of memory");
             if (index_path)
                 qm_diag_note(d, "%s lists shard '%s'", index_path, names[i]);
         }
