@@ -15,8 +15,10 @@
 #include "runtime/fwd_kernels.h"
 
 /* On x86-64 the exp loops are also built for AVX2 with FMA, chosen at load
- * time when the CPU has them: there they run about 3x faster than SSE2. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+ * time when the CPU has them: there they run about 3x faster than SSE2.
+ * Not under ThreadSanitizer, whose instrumented resolver would run before
+ * its runtime is up and crash the program at load. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define SIMD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
 #else
 #define SIMD_CLONES
