@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
@@ -332,14 +333,35 @@ static void print_range(void *ctx, int task, int worker)
     }
 }
 
+/* Writing one printed batch: on a thread of its own while the next batch
+ * is printed (putting 8 MB into the page cache is as much work as
+ * printing it, and would otherwise leave the other cores idle). */
+typedef struct batch_write {
+    FILE *f;
+    const qm_buf *b;
+    size_t n;
+    qm_status st; /* QM_ENOMEM: a buffer ran out; QM_EIO: a write failed */
+} batch_write;
+
+static void *write_batch(void *arg)
+{
+    batch_write *w = arg;
+    for (size_t k = 0; k < w->n && w->st == QM_OK; k++)
+        if (w->b[k].oom)
+            w->st = QM_ENOMEM;
+        else if (fwrite(w->b[k].s, 1, w->b[k].n, w->f) != w->b[k].n)
+            w->st = QM_EIO;
+    return NULL;
+}
+
 qm_status qm_plan_emit_direct(const qm_plan *p, FILE *f, qm_diag *d)
 {
     if (!direct_ok(p))
         return QM_EINVAL;
     int workers = qm_cpus();
     size_t ranges = (p->n + RANGE - 1) / RANGE;
-    qm_buf out[QM_MAX_WORKERS] = {{0}};
-    direct_jobs j = {p, malloc(p->n), calloc(ranges, sizeof *j.bad), 0, out};
+    qm_buf out[2][QM_MAX_WORKERS] = {{{0}}}; /* a batch printed into one while the other is written */
+    direct_jobs j = {p, malloc(p->n), calloc(ranges, sizeof *j.bad), 0, out[0]};
     qm_status st = QM_OK;
     if (!j.style || !j.bad) {
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
@@ -349,24 +371,38 @@ qm_status qm_plan_emit_direct(const qm_plan *p, FILE *f, qm_diag *d)
     for (size_t r = 0; r < ranges; r++)
         if (j.bad[r])
             st = QM_EINVAL;
-    if (st == QM_OK && !put_head(p, &out[0]))
+    if (st == QM_OK && !put_head(p, &out[0][0]))
         st = QM_EINVAL;
-    if (st == QM_OK && out[0].oom)
-        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    else if (st == QM_OK && fwrite(out[0].s, 1, out[0].n, f) != out[0].n)
-        st = qm_diag_fail(d, QM_EIO, "YAML output failed");
-    for (j.first = 0; st == QM_OK && j.first < ranges; j.first += (size_t)workers) {
+    batch_write w = {f, out[0], 1, QM_OK};
+    if (st == QM_OK)
+        write_batch(&w);
+    pthread_t writer;
+    int writing = 0;
+    for (size_t b = 0; st == QM_OK && w.st == QM_OK && (j.first = b * (size_t)workers) < ranges; b++) {
         size_t batch = ranges - j.first < (size_t)workers ? ranges - j.first : (size_t)workers;
+        j.out = out[b & 1];
         qm_parallel(workers, (int)batch, print_range, &j);
-        for (size_t k = 0; st == QM_OK && k < batch; k++)
-            if (out[k].oom)
-                st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
-            else if (fwrite(out[k].s, 1, out[k].n, f) != out[k].n)
-                st = qm_diag_fail(d, QM_EIO, "YAML output failed");
+        if (writing)
+            pthread_join(writer, NULL);
+        writing = 0;
+        if (w.st != QM_OK)
+            break;
+        w = (batch_write){f, out[b & 1], batch, QM_OK};
+        if (pthread_create(&writer, NULL, write_batch, &w) == 0)
+            writing = 1;
+        else
+            write_batch(&w);
     }
+    if (writing)
+        pthread_join(writer, NULL);
+    if (st == QM_OK && w.st == QM_ENOMEM)
+        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    else if (st == QM_OK && w.st != QM_OK)
+        st = qm_diag_fail(d, QM_EIO, "YAML output failed");
 done:
-    for (int w = 0; w < QM_MAX_WORKERS; w++)
-        free(out[w].s);
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < QM_MAX_WORKERS; i++)
+            free(out[k][i].s);
     free(j.style);
     free(j.bad);
     return st;
