@@ -7,7 +7,7 @@
 # and to a file with -o, which adds putting 8 MB into the page cache.
 # Measured on 2 cores (medians): ~1000 ms before the one-pass JSON reader
 # and the direct plan writer; ~240 ms (-o, with an fsync) at the start of
-# the session that took it under the goal; now 64-68 ms to stdout and 84-88
+# the session that took it under the goal; now 64-77 ms to stdout and 84-93
 # ms with -o.  Where the time went, and what took it away: a name index per
 # shard and one per checkpoint (one now, built in 8 parts in parallel);
 # OpenBLAS's thread pool spinning on the second core (stopped at start);
@@ -15,7 +15,8 @@
 # the plan, no 8 MB output buffer); the JSON pull reader's per-value calls
 # (the library's compact entry layout read in one pass); shards, inventory,
 # index lookups and plan printing spread over the cores; lookups prefetched
-# eight ahead; and the 8 MB plan's fsync (plans are no longer synced).
+# eight ahead; the 8 MB plan's fsync (plans are no longer synced); and its
+# page-cache write, now on a thread beside the printing.
 #
 # usage: bench/compile.sh [QMOE]      (default: ./qmoe)
 set -eu
