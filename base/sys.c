@@ -4,12 +4,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -58,7 +58,7 @@ qm_status qm_map_file(const char *path, const char **data, size_t *len, qm_diag 
     }
     if (!S_ISREG(sb.st_mode)) {
         close(fd);
-        return qm_diag_fail(d, QM_EIO, "%s: not a regular file", path);
+        return qm_diag_fail(d, QM_EFORMAT, "%s: not a regular file", path);
     }
     if (sb.st_size > 0) {
         void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);

@@ -8,14 +8,9 @@
  */
 #include "config.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "runtime/json.h"
 #include "runtime/safetensors.h"
@@ -28,8 +23,7 @@ void qm_st_close(qm_st_file *f)
     free(f->meta);
     free(f->t);
     qm_strmap_free(&f->by_name);
-    if (f->map && f->map != MAP_FAILED)
-        munmap(f->map, f->map_size);
+    qm_unmap_file(f->map, f->map_size);
     free(f->path);
     free(f);
 }
@@ -419,26 +413,16 @@ static qm_status open_file(const char *path, int index, qm_st_file **out, qm_dia
         free(f);
         return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", path);
     }
-    qm_status st;
-    int fd = open(path, O_RDONLY);
-    struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0) {
-        st = qm_diag_fail(d, errno == ENOENT ? QM_ENOTFOUND : QM_EIO, "%s: %s", path, strerror(errno));
+    const char *map;
+    size_t size;
+    qm_status st = qm_map_file(path, &map, &size, d);
+    if (st != QM_OK)
         goto fail;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        st = qm_diag_fail(d, QM_EFORMAT, "%s: not a regular file", path);
-        goto fail;
-    }
-    if (sb.st_size < 8) {
-        st = qm_diag_fail(d, QM_EFORMAT, "%s: file is %lld bytes, too short for the 8-byte header length",
-                          path, (long long)sb.st_size);
-        goto fail;
-    }
-    f->map_size = (size_t)sb.st_size;
-    f->map = mmap(NULL, f->map_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (f->map == MAP_FAILED) {
-        st = qm_diag_fail(d, QM_EIO, "%s: cannot map: %s", path, strerror(errno));
+    f->map = (void *)map;
+    f->map_size = size;
+    if (size < 8) {
+        st = qm_diag_fail(d, QM_EFORMAT, "%s: file is %zu bytes, too short for the 8-byte header length", path,
+                          size);
         goto fail;
     }
     const unsigned char *b = f->map;
@@ -459,12 +443,9 @@ static qm_status open_file(const char *path, int index, qm_st_file **out, qm_dia
     f->data_size = f->map_size - 8 - n;
     if ((st = parse_header(f, (const char *)b + 8, (size_t)n, index, d)) != QM_OK)
         goto fail;
-    close(fd);
     *out = f;
     return QM_OK;
 fail:
-    if (fd >= 0)
-        close(fd);
     qm_st_close(f);
     return st;
 }
