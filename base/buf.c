@@ -8,7 +8,7 @@
 
 #include "base/base.h"
 
-void qm_buf_add(qm_buf *b, const char *s, size_t n)
+void qm_buf_add_grow(qm_buf *b, const char *s, size_t n)
 {
     if (b->oom)
         return;

@@ -183,21 +183,9 @@ static int direct_ok(const qm_plan *p)
     return 1;
 }
 
-/* Appends are a few bytes each, ~20 per tensor: copy in place while there
- * is room. */
-static inline void put_n(qm_buf *b, const char *s, size_t n)
-{
-    if (b->cap - b->n > n) {
-        memcpy(b->s + b->n, s, n);
-        b->s[b->n += n] = '\0';
-    } else {
-        qm_buf_add(b, s, n);
-    }
-}
-
 static inline void put(qm_buf *b, const char *s)
 {
-    put_n(b, s, strlen(s));
+    qm_buf_add(b, s, strlen(s));
 }
 
 /* Decimal v, without printf: a plan has ~100k numbers. */
@@ -207,17 +195,17 @@ static void put_u(qm_buf *b, unsigned long long v)
     do
         *--p = (char)('0' + v % 10);
     while ((v /= 10) > 0);
-    put_n(b, p, (size_t)(d + sizeof d - p));
+    qm_buf_add(b, p, (size_t)(d + sizeof d - p));
 }
 
 /* s as a scalar whose style qm_yaml_simple_style() gave (1 plain, 2 quoted). */
 static void put_styled(qm_buf *b, const char *s, int style)
 {
     if (style == 2)
-        put_n(b, "'", 1);
+        qm_buf_add(b, "'", 1);
     put(b, s);
     if (style == 2)
-        put_n(b, "'", 1);
+        qm_buf_add(b, "'", 1);
 }
 
 /* "  key: value\n" in block context; 0 when value is not simple. */
