@@ -203,6 +203,10 @@ enum { QM_MAX_WORKERS = 64 };
  * not depend on which worker ran which task.  If a thread cannot be started
  * the others take its share. */
 void qm_parallel(int workers, int tasks, qm_task_fn *fn, void *ctx);
+/* qm_parallel() over items [0, n) in ranges of `per`: fn(ctx, begin, end,
+ * worker) once for each range. */
+typedef void qm_range_fn(void *ctx, size_t begin, size_t end, int worker);
+void qm_parallel_ranges(int workers, size_t n, size_t per, qm_range_fn *fn, void *ctx);
 
 /* ---- SHA-256 ---------------------------------------------------------------- */
 

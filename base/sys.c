@@ -127,3 +127,22 @@ void qm_parallel(int workers, int tasks, qm_task_fn *fn, void *ctx)
     for (int i = 0; i < started; i++)
         pthread_join(th[i], NULL);
 }
+
+typedef struct ranges {
+    size_t n, per;
+    qm_range_fn *fn;
+    void *ctx;
+} ranges;
+
+static void one_range(void *ctx, int task, int w)
+{
+    const ranges *r = ctx;
+    size_t begin = (size_t)task * r->per;
+    r->fn(r->ctx, begin, r->n - begin < r->per ? r->n : begin + r->per, w);
+}
+
+void qm_parallel_ranges(int workers, size_t n, size_t per, qm_range_fn *fn, void *ctx)
+{
+    ranges r = {n, per, fn, ctx};
+    qm_parallel(workers, (int)((n + per - 1) / per), one_range, &r);
+}

@@ -376,11 +376,10 @@ typedef struct plan_jobs {
     char **rules; /* (statements + 1) "file:line", [0] "default" */
 } plan_jobs;
 
-static void plan_range(void *ctx, int task, int worker)
+static void plan_range(void *ctx, size_t i, size_t end, int worker)
 {
     plan_jobs *j = ctx;
     const qm_model *m = j->c->model;
-    size_t i = (size_t)task * PLAN_RANGE, end = i + PLAN_RANGE < m->n ? i + PLAN_RANGE : m->n;
     for (; i < end; i++) {
         const qm_tensor *t = &m->t[i];
         const qm_setting *x = &j->c->set[i];
@@ -441,7 +440,7 @@ static qm_status make_plan(qm_cstate *c, qm_plan **out)
     }
     if (!oom) {
         plan_jobs j = {c, p, rules};
-        qm_parallel(qm_cpus(), (int)((m->n + PLAN_RANGE - 1) / PLAN_RANGE), plan_range, &j);
+        qm_parallel_ranges(qm_cpus(), m->n, PLAN_RANGE, plan_range, &j);
         p->n = m->n;
         p->owner = c->model;
         p->owner_free = close_model;

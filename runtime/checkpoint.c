@@ -121,10 +121,9 @@ typedef struct index_jobs {
     qm_status st[QM_CKPT_PARTS];
 } index_jobs;
 
-static void hash_range(void *ctx, int task, int worker)
+static void hash_range(void *ctx, size_t i, size_t end, int worker)
 {
     index_jobs *j = ctx;
-    size_t i = (size_t)task * INDEX_RANGE, end = i + INDEX_RANGE < j->c->n ? i + INDEX_RANGE : j->c->n;
     for (; i < end; i++)
         j->hash[i] = qm_strmap_hash(j->name[i] = j->c->t[i].t->name);
 }
@@ -167,7 +166,7 @@ static qm_status build_index(qm_ckpt *c, qm_diag *d)
     for (size_t i = 0; i < c->n_files; i++)
         for (size_t k = 0; k < c->files[i]->n; k++)
             c->t[c->n++] = (qm_ckpt_tensor){&c->files[i]->t[k], i};
-    qm_parallel(qm_cpus(), (int)((total + INDEX_RANGE - 1) / INDEX_RANGE), hash_range, &j);
+    qm_parallel_ranges(qm_cpus(), total, INDEX_RANGE, hash_range, &j);
     qm_parallel(qm_cpus(), QM_CKPT_PARTS, index_part, &j);
     free(j.hash);
     free(j.name);
@@ -331,11 +330,10 @@ typedef struct lookups {
     long *at; /* (w->n) */
 } lookups;
 
-static void look_up(void *ctx, int task, int worker)
+static void look_up(void *ctx, size_t i, size_t end, int worker)
 {
     enum { AHEAD = 8 };
     lookups *l = ctx;
-    size_t i = (size_t)task * LOOKUP_RANGE, end = i + LOOKUP_RANGE < l->w->n ? i + LOOKUP_RANGE : l->w->n;
     uint64_t h[AHEAD];
     for (; i < end; i += AHEAD) {
         size_t n = end - i < AHEAD ? end - i : AHEAD;
@@ -379,7 +377,7 @@ static qm_status open_sharded(qm_ckpt *c, const char *index_path, qm_diag *d)
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
         goto done;
     }
-    qm_parallel(qm_cpus(), (int)((w.n + LOOKUP_RANGE - 1) / LOOKUP_RANGE), look_up, &lk);
+    qm_parallel_ranges(qm_cpus(), w.n, LOOKUP_RANGE, look_up, &lk);
     for (size_t i = 0; i < w.n; i++) {
         long k = lk.at[i];
         if (k < 0 || c->t[k].file != w.file[i]) {

@@ -267,21 +267,20 @@ typedef struct direct_jobs {
     qm_buf *out;          /* (workers) one per range of the batch */
 } direct_jobs;
 
-static void style_range(void *ctx, int task, int worker)
+static void style_range(void *ctx, size_t begin, size_t end, int worker)
 {
     direct_jobs *j = ctx;
     const qm_plan *p = j->p;
-    size_t end = ((size_t)task + 1) * RANGE < p->n ? ((size_t)task + 1) * RANGE : p->n;
     const char *rule = NULL; /* a rule's text is shared by the tensors it decided: its style once */
     int rs = 0;
-    for (size_t i = (size_t)task * RANGE; i < end; i++) {
+    for (size_t i = begin; i < end; i++) {
         const qm_plan_tensor *t = &p->t[i];
         int ns = qm_yaml_simple_style(t->name, 1), ms = qm_yaml_simple_style(t->module, 1);
         if (t->rule != rule)
             rs = qm_yaml_simple_style(rule = t->rule, 1);
         j->style[i] = (unsigned char)(ns | ms << 2 | rs << 4);
         if (!ns || !ms || !rs)
-            j->bad[task] = 1;
+            j->bad[begin / RANGE] = 1;
     }
 }
 
@@ -355,7 +354,7 @@ qm_status qm_plan_emit_direct(const qm_plan *p, FILE *f, qm_diag *d)
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
         goto done;
     }
-    qm_parallel(workers, (int)ranges, style_range, &j);
+    qm_parallel_ranges(workers, p->n, RANGE, style_range, &j);
     for (size_t r = 0; r < ranges; r++)
         if (j.bad[r])
             st = QM_EINVAL;
