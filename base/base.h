@@ -68,6 +68,19 @@ const char *qm_diag_text(const qm_diag *d, size_t i); /* owned by the sink */
 void qm_diag_print(qm_diag *d, FILE *f, const char *prog);
 void qm_diag_clear(qm_diag *d);
 
+/* ---- widths (widths.c) ------------------------------------------------- */
+
+/* The widths a weight can be quantized to, in increasing order; a plan's
+ * `bits` is one of these or 0 (kept). */
+enum { QM_WIDTH_COUNT = 4, QM_MAX_WIDTH = 8 };
+extern const int qm_widths[QM_WIDTH_COUNT];
+int qm_is_width(long long bits);
+/* The widths as text into buf (size bytes), each followed by `suffix`,
+ * `sep` between them and `last` before the last one:
+ * ("bit", " ", " ") gives "2bit 3bit 4bit 8bit", ("", ", ", " or ") gives
+ * "2, 3, 4 or 8".  Returns buf. */
+const char *qm_widths_text(char *buf, size_t size, const char *suffix, const char *sep, const char *last);
+
 /* ---- memory ------------------------------------------------------------- */
 
 /* Formatted string in fresh memory; caller frees.  NULL when out of memory. */

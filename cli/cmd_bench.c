@@ -34,8 +34,10 @@ static int run(int argc, char **argv)
         fputs("qmoe: out of memory\n", stderr);
         return QM_EXIT_FAIL;
     }
-    qm_matrix_opts o = {.ctx = 512, .samples = 128, .damp = 0.01, .policies = pol, .dirs = dirs,
-                        .out = "bench-out", .progress = progress};
+    qm_matrix_opts o = qm_matrix_opts_default();
+    o.policies = pol;
+    o.dirs = dirs;
+    o.progress = progress;
     long v;
     int c, rc = -1;
     optind = 1;

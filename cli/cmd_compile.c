@@ -41,13 +41,12 @@ static void table(const qm_plan *p, FILE *f)
     fprintf(f, "model           %s\n", p->arch);
     fprintf(f, "scores          %s\n", p->scores_path ? p->scores_path : "(none)");
     fprintf(f, "\n%-8s %10s %18s %8s\n", "width", "tensors", "params", "share");
-    static const int widths[] = {2, 3, 4, 8, 0};
-    uint64_t params[9] = {0};
+    uint64_t params[QM_MAX_WIDTH + 1] = {0};
     for (size_t i = 0; i < p->n; i++)
         params[p->t[i].bits] += p->t[i].ndim == 2 ? p->t[i].shape[0] * p->t[i].shape[1] : p->t[i].shape[0];
     uint64_t all = s->quantized_params + s->kept_params;
-    for (size_t w = 0; w < sizeof widths / sizeof *widths; w++) {
-        int b = widths[w];
+    for (int w = 0; w <= QM_WIDTH_COUNT; w++) { /* the widths, then the kept */
+        int b = w < QM_WIDTH_COUNT ? qm_widths[w] : 0;
         if (!s->by_bits[b])
             continue;
         char name[8];

@@ -35,22 +35,11 @@ static qm_status print_yaml(const qm_eval_result *r, const qm_task_result *t, si
     qm_yaml_map(y);
     if (r->tokens) {
         qm_yaml_kuint(y, "tokens", r->tokens);
-        qm_yaml_str(y, "ppl");
-        qm_yaml_real(y, r->ppl, 4);
-        if (r->has_base) {
-            const struct {
-                const char *k;
-                double v;
-                int digits;
-            } f[] = {{"base_ppl", r->base_ppl, 4},     {"kld_mean", r->kld_mean, 6},
-                     {"kld_se", r->kld_se, 6},         {"kld_median", r->kld_median, 6},
-                     {"kld_p99", r->kld_p99, 6},       {"top1_agree", r->top1_agree, 2},
-                     {"ppl_ratio", r->ppl_ratio, 4}};
-            for (size_t i = 0; i < sizeof f / sizeof *f; i++) {
-                qm_yaml_str(y, f[i].k);
-                qm_yaml_real(y, f[i].v, f[i].digits);
+        for (int i = 0; i < QM_METRIC_COUNT; i++)
+            if (r->has_base || !qm_metrics[i].needs_base) {
+                qm_yaml_str(y, qm_metrics[i].key);
+                qm_yaml_real(y, qm_metric_value(r, (qm_metric_id)i), qm_metrics[i].digits);
             }
-        }
     }
     if (nt) {
         qm_yaml_str(y, "tasks");
@@ -83,7 +72,7 @@ static int run(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *base = NULL, *text = NULL, *ids = NULL, *tasks = NULL;
-    long ctx = 512, max_tokens = 0, batch = 0;
+    long ctx = qm_eval_opts_default().ctx, max_tokens = 0, batch = 0;
     int yaml = 0, quiet = 0, o;
     optind = 1;
     opterr = 0;
@@ -144,7 +133,9 @@ static int run(int argc, char **argv)
         if (st == QM_OK && max_tokens && toks.n > (size_t)max_tokens)
             toks.n = (size_t)max_tokens;
         qm_cli_progress p;
-        qm_eval_opts eo = {.ctx = (int)ctx, .batch = (int)batch};
+        qm_eval_opts eo = qm_eval_opts_default();
+        eo.ctx = (int)ctx;
+        eo.batch = (int)batch;
         if (qm_cli_progress_start(&p, quiet)) {
             eo.progress = qm_cli_progress_show;
             eo.progress_ctx = &p;

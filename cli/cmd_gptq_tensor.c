@@ -83,9 +83,9 @@ static int run(int argc, char **argv)
     };
     const char *wpath = NULL, *xpath = NULL, *out = NULL, *group_arg = NULL;
     long bits = 0;
-    double damp = 0.01;
+    qm_qspec spec = qm_qspec_default();
+    double damp = spec.damp;
     int yaml = 0, o;
-    qm_qspec spec = {.sym = 1};
     optind = 1;
     opterr = 0;
     while ((o = getopt_long(argc, argv, "ho:f:", opts, NULL)) != -1) {
@@ -103,8 +103,11 @@ static int run(int argc, char **argv)
         case 'b':
             if (qm_cli_long(&qm_cmd_gptq_tensor, "--bits", optarg, 2, 8, &bits))
                 return QM_EXIT_USAGE;
-            if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
-                return qm_cli_usage(&qm_cmd_gptq_tensor, "--bits must be 2, 3, 4 or 8, not %ld", bits);
+            if (!qm_is_width(bits)) {
+                char w[64];
+                return qm_cli_usage(&qm_cmd_gptq_tensor, "--bits must be %s, not %ld",
+                                    qm_widths_text(w, sizeof w, "", ", ", " or "), bits);
+            }
             break;
         case 'd':
             damp = strtod(optarg, &end);
@@ -144,7 +147,7 @@ static int run(int argc, char **argv)
     if (st == QM_OK) {
         long grp = 0;
         if (!group_arg)
-            grp = in % 128 == 0 ? 128 : 0;
+            grp = qm_plan_default_group((uint64_t)in);
         else if (strcmp(group_arg, "none") != 0 && strcmp(group_arg, "0") != 0 &&
                  qm_cli_long(&qm_cmd_gptq_tensor, "--group", group_arg, 1, in, &grp))
             st = QM_EINVAL;

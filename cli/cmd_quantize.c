@@ -28,8 +28,8 @@ static int run(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *plan = NULL, *model = NULL, *calib = NULL, *out = NULL;
-    long ctx = 512, samples = 128, min_tok = 16;
-    qm_quant_opts o = {.damp = 0.01};
+    qm_quant_opts o = qm_quant_opts_default();
+    long ctx = o.ctx, samples = o.samples, min_tok = o.min_expert_tokens;
     int quiet = 0, c;
     optind = 1;
     opterr = 0;

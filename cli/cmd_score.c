@@ -16,7 +16,7 @@ static int run(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
     };
     const char *calib = NULL, *out = NULL;
-    long ctx = 512, max_tokens = 0;
+    long ctx = QM_DEFAULT_CTX, max_tokens = 0;
     int o;
     optind = 1;
     opterr = 0;

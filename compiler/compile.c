@@ -22,7 +22,7 @@
 
 #include "compiler/internal.h"
 
-enum { IMPLICIT_GROUP = 128, MAX_APPLY_ERRORS = 3 };
+enum { MAX_APPLY_ERRORS = 3 };
 
 void qm_cstate_free(qm_cstate *c)
 {
@@ -105,11 +105,6 @@ static qm_status make_rank(qm_cstate *c)
     return QM_OK;
 }
 
-static int is_width(int b)
-{
-    return b == 2 || b == 3 || b == 4 || b == 8;
-}
-
 static qm_status hit(qm_cstate *c, size_t s, size_t i)
 {
     if (!c->record)
@@ -144,7 +139,7 @@ static int apply(qm_cstate *c, size_t s, size_t i, size_t *errs)
         x->bits = a->bits;
     if (a->set & QM_SETS(QM_FIELD_DELTA)) {
         int b = x->bits + a->delta;
-        if (x->bits <= 0 || !is_width(b)) {
+        if (x->bits <= 0 || !qm_is_width(b)) {
             if ((*errs)++ < MAX_APPLY_ERRORS) {
                 if (x->bits < 0)
                     qm_source_diag(c->d, QM_SEV_ERROR, st->src, a->where[QM_FIELD_DELTA],
@@ -152,10 +147,12 @@ static int apply(qm_cstate *c, size_t s, size_t i, size_t *errs)
                 else if (x->bits == QM_KEEP)
                     qm_source_diag(c->d, QM_SEV_ERROR, st->src, a->where[QM_FIELD_DELTA],
                                    "'%s' is kept; %+dbit needs a width", t->canon, a->delta);
-                else
+                else {
+                    char w[64];
                     qm_source_diag(c->d, QM_SEV_ERROR, st->src, a->where[QM_FIELD_DELTA],
-                                   "%+dbit makes '%s' %d bits; the widths are 2bit 3bit 4bit 8bit", a->delta,
-                                   t->canon, b);
+                                   "%+dbit makes '%s' %d bits; the widths are %s", a->delta, t->canon, b,
+                                   qm_widths_text(w, sizeof w, "bit", " ", " "));
+                }
             }
             return 1;
         }
@@ -286,7 +283,7 @@ qm_status qm_c_run(qm_cstate *c)
             continue;
         uint64_t out = t->shape[0], in = t->shape[1];
         if (x->group < 0)
-            x->group = in % IMPLICIT_GROUP == 0 ? IMPLICIT_GROUP : 0;
+            x->group = qm_plan_default_group(in);
         if (x->sym < 0)
             x->sym = 1;
         if (x->act_order < 0)

@@ -10,6 +10,7 @@
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,14 +102,16 @@ static const struct {
     {"no_act_order", QM_ACT_NO_ACT_ORDER},
 };
 
-/* Every action's spelling, for suggestions. */
+/* Every action's spelling but the widths', for suggestions and lists. */
 static const char *const action_spellings[] = {
-    "2bit", "3bit", "4bit", "8bit", "keep", "group", "sym", "asym", "act_order", "no_act_order",
+    "keep", "group", "sym", "asym", "act_order", "no_act_order",
 };
-static const char actions_list[] =
-    "2bit 3bit 4bit 8bit keep +1bit -1bit group N, group none, sym asym act_order no_act_order";
+static const char other_actions[] = "keep +1bit -1bit group N, group none, sym asym act_order no_act_order";
 
-const char lang_widths[] = "2bit 3bit 4bit 8bit";
+const char *lang_widths(char buf[LANG_WIDTHS_SIZE])
+{
+    return qm_widths_text(buf, LANG_WIDTHS_SIZE, "bit", " ", " ");
+}
 
 enum { MAX_DELTA = 6, MAX_GROUP = 1 << 20 };
 #define MIN_BUDGET 2.0
@@ -127,11 +130,6 @@ const char *qm_family_name(qm_family f)
 const char *qm_module_name(qm_module m)
 {
     return (unsigned)m < QM_MOD_COUNT ? modules[m].name : "?";
-}
-
-int lang_is_width(long long bits)
-{
-    return bits == 2 || bits == 3 || bits == 4 || bits == 8;
 }
 
 int lang_action_word(const char *s, qm_action_kind *k)
@@ -247,15 +245,22 @@ static qm_scorer scorer(lang_state *ps, qm_span sp)
 
 void lang_unknown_action(lang_state *ps, const char *word, qm_span span)
 {
-    const char *near = lang_suggest(word, action_spellings, COUNT(action_spellings));
+    char spelled[QM_WIDTH_COUNT][8], w[LANG_WIDTHS_SIZE];
+    const char *spellings[QM_WIDTH_COUNT + COUNT(action_spellings)];
+    for (int i = 0; i < QM_WIDTH_COUNT; i++) {
+        snprintf(spelled[i], sizeof spelled[i], "%dbit", qm_widths[i]);
+        spellings[i] = spelled[i];
+    }
+    memcpy(spellings + QM_WIDTH_COUNT, action_spellings, sizeof action_spellings);
+    const char *near = lang_suggest(word, spellings, COUNT(spellings));
     int selector = find_module(word) >= 0 || strcmp(word, "layers") == 0 ||
                    strcmp(word, "moe_layers") == 0;
     char *end;
     long long n = strtoll(word, &end, 10);
-    if (end != word && lang_is_width(n)) { /* '4b', '4bt' */
+    if (end != word && qm_is_width(n)) { /* '4b', '4bt' */
         lang_error_once(ps, span, "unknown action '%s'; did you mean '%lldbit'?", word, n);
     } else if (end != word) {
-        lang_error_once(ps, span, "unknown action '%s'; the widths are %s", word, lang_widths);
+        lang_error_once(ps, span, "unknown action '%s'; the widths are %s", word, lang_widths(w));
     } else if (selector && ps->tok[0].span.begin == span.begin && ps->tok[1].tok == ':') {
         /* `attn:` ends a line and the next rule follows: the actions were left out */
         qm_span colon = ps->tok[1].span;
@@ -265,7 +270,8 @@ void lang_unknown_action(lang_state *ps, const char *word, qm_span span)
     } else if (near) {
         lang_error_once(ps, span, "unknown action '%s'; did you mean '%s'?", word, near);
     } else {
-        lang_error_once(ps, span, "unknown action '%s'; the actions are %s", word, actions_list);
+        lang_error_once(ps, span, "unknown action '%s'; the actions are %s %s", word, lang_widths(w),
+                        other_actions);
     }
 }
 
@@ -449,8 +455,9 @@ static void check_actions(lang_state *ps, qm_actions *a, int is_default)
         const char *text = lang_text(ps->src, x->span);
         switch (x->kind) {
         case QM_ACT_WIDTH:
-            if (!lang_is_width(x->value)) {
-                lang_error(ps, x->span, "'%.*s' is not a width; the widths are %s", len, text, lang_widths);
+            if (!qm_is_width(x->value)) {
+                char w[LANG_WIDTHS_SIZE];
+                lang_error(ps, x->span, "'%.*s' is not a width; the widths are %s", len, text, lang_widths(w));
                 continue;
             }
             a->bits = (int)x->value;

@@ -91,8 +91,9 @@ void lang_check_stmt(lang_state *ps, qm_stmt *st);
 
 /* Name tables (check.c). */
 int lang_action_word(const char *s, qm_action_kind *k); /* keep sym asym act_order no_act_order */
-int lang_is_width(long long bits);                      /* 2 3 4 8 */
-extern const char lang_widths[];                        /* "2bit 3bit 4bit 8bit" */
+/* The widths as the language spells them ("2bit 3bit 4bit 8bit"), into buf. */
+enum { LANG_WIDTHS_SIZE = 64 };
+const char *lang_widths(char buf[LANG_WIDTHS_SIZE]);
 
 /* The closest of names[0..n) to s within a small edit distance, or NULL. */
 const char *lang_suggest(const char *s, const char *const *names, size_t n);

@@ -350,11 +350,12 @@ action
                                 $$ = action(QM_ACT_GROUP_NONE, 0, @$);
                             }
     | INT BITWORD           {
-                                if (lang_is_width($1))
+                                char w[LANG_WIDTHS_SIZE];
+                                if (qm_is_width($1))
                                     lang_error_once(ps, @$, "write the width as '%lldbit', without a space", $1);
                                 else
                                     lang_error_once(ps, @$, "'%lld %.*s' is not a width; the widths are %s", $1,
-                                                    (int)(@2.end - @2.begin), lang_text(ps->src, @2), lang_widths);
+                                                    (int)(@2.end - @2.begin), lang_text(ps->src, @2), lang_widths(w));
                                 $$ = action(QM_ACT_WIDTH, $1, @$);
                             }
     | INT                   {

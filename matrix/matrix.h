@@ -77,6 +77,9 @@ typedef struct qm_matrix {
     size_t n;
 } qm_matrix;
 
+/* The defaults: quantize's window, samples and damping, output in bench-out. */
+qm_matrix_opts qm_matrix_opts_default(void);
+
 /* Run the bench o describes into o->out.  On return m holds the rows
  * finished so far (all of them on success); the caller frees it with
  * qm_matrix_free() whatever the result. */

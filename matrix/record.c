@@ -22,21 +22,25 @@
 
 enum { RECORD_VERSION = 1, DIGITS = 12 };
 
-/* The row's real-valued fields, by key, so writing and reading share one list. */
+/* The row's real-valued fields, by key, so writing and reading share one
+ * list: the bits, every metric of the evaluation (eval.h), the times. */
 typedef struct field {
     const char *key;
     size_t off;
 } field;
 
-#define F(k, m) {k, offsetof(qm_matrix_row, m)}
-static const field fields[] = {
-    F("average_bits", average_bits), F("effective_bits", effective_bits), F("ppl", ev.ppl),
-    F("base_ppl", ev.base_ppl),      F("ppl_ratio", ev.ppl_ratio),        F("kld_mean", ev.kld_mean),
-    F("kld_se", ev.kld_se),          F("kld_median", ev.kld_median),      F("kld_p99", ev.kld_p99),
-    F("top1_agree", ev.top1_agree),  F("quantize_seconds", quantize_seconds),
-    F("eval_seconds", eval_seconds),
-};
-#undef F
+enum { N_FIELDS = 2 + QM_METRIC_COUNT + 2 };
+
+static void list_fields(field f[N_FIELDS])
+{
+    size_t n = 0;
+    f[n++] = (field){"average_bits", offsetof(qm_matrix_row, average_bits)};
+    f[n++] = (field){"effective_bits", offsetof(qm_matrix_row, effective_bits)};
+    for (int i = 0; i < QM_METRIC_COUNT; i++)
+        f[n++] = (field){qm_metrics[i].key, offsetof(qm_matrix_row, ev) + qm_metrics[i].off};
+    f[n++] = (field){"quantize_seconds", offsetof(qm_matrix_row, quantize_seconds)};
+    f[n++] = (field){"eval_seconds", offsetof(qm_matrix_row, eval_seconds)};
+}
 
 static double *at(qm_matrix_row *r, const field *f) { return (double *)((char *)r + f->off); }
 
@@ -67,7 +71,9 @@ qm_status qm_matrix_row_write(const qm_matrix_row *r, const char *path, qm_diag 
     qm_yaml_kuint(y, "size_bytes", r->size_bytes);
     qm_yaml_kuint(y, "tokens", r->ev.tokens);
     qm_matrix_row *w = (qm_matrix_row *)r; /* at() reads only */
-    for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
+    field fields[N_FIELDS];
+    list_fields(fields);
+    for (size_t i = 0; i < N_FIELDS; i++) {
         qm_yaml_str(y, fields[i].key);
         qm_yaml_real(y, *at(w, &fields[i]), DIGITS);
     }
@@ -169,7 +175,9 @@ static qm_status read_row(reader *rd, qm_matrix_row *r)
     if (!root || root->type != YAML_MAPPING_NODE)
         return qm_diag_fail(rd->d, QM_EFORMAT, "%s: not a bench run record", rd->path);
     unsigned long long seen = 0; /* bit i: fields[i]; then version, policy, path, key, size, tokens, tasks */
-    enum { NF = sizeof fields / sizeof *fields };
+    enum { NF = N_FIELDS };
+    field fields[N_FIELDS];
+    list_fields(fields);
     qm_status st = QM_OK;
     for (yaml_node_pair_t *p = root->data.mapping.pairs.start; st == QM_OK && p < root->data.mapping.pairs.top;
          p++) {

@@ -96,16 +96,29 @@ void qm_matrix_markdown(const qm_matrix *m, FILE *f)
 {
     size_t nt = 0;
     const char **tn = task_names(m, &nt);
-    fprintf(f, "| policy | avg bits | eff. bits | size | PPL | PPL ratio | KLD mean ± se | top-1 %% |");
+    fprintf(f, "| policy | avg bits | eff. bits | size |");
+    for (int i = 0; i < QM_METRIC_COUNT; i++)
+        if (qm_metrics[i].label)
+            fprintf(f, " %s |", qm_metrics[i].label);
     for (size_t k = 0; k < nt; k++)
         fprintf(f, " %s %s |", tn[k], uses_norm(tn[k]) ? "acc_norm" : "acc");
-    fprintf(f, " quantize s |\n|---|--:|--:|--:|--:|--:|--:|--:|");
+    fprintf(f, " quantize s |\n|---|--:|--:|--:|");
+    for (int i = 0; i < QM_METRIC_COUNT; i++)
+        if (qm_metrics[i].label)
+            fprintf(f, "--:|");
     for (size_t k = 0; k < nt; k++)
         fprintf(f, "--:|");
     fprintf(f, "--:|\n");
     char size[32];
     size_text(m->base_bytes, size, sizeof size);
-    fprintf(f, "| (unquantized) | 16 | 16 | %s | %.4f | 1.0000 | 0 | 100.00 |", size, m->base_ppl);
+    fprintf(f, "| (unquantized) | 16 | 16 | %s |", size);
+    for (int i = 0; i < QM_METRIC_COUNT; i++) {
+        const qm_metric *x = &qm_metrics[i];
+        if (x->label && x->ideal)
+            fprintf(f, " %s |", x->ideal);
+        else if (x->label)
+            fprintf(f, " %.*f |", x->label_digits, m->base_ppl);
+    }
     for (size_t k = 0; k < nt; k++) {
         const qm_task_result *t = find_task(m->base_tasks, m->n_base_tasks, tn[k]);
         t ? fprintf(f, " %.4f |", task_score(t)) : fprintf(f, " |");
@@ -114,9 +127,17 @@ void qm_matrix_markdown(const qm_matrix *m, FILE *f)
     for (size_t i = 0; i < m->n; i++) {
         const qm_matrix_row *r = &m->rows[i];
         size_text(r->size_bytes, size, sizeof size);
-        fprintf(f, "| %s%s%s | %.3f | %.3f | %s | %.4f | %.4f | %.5f ± %.5f | %.2f |", r->pareto ? "**" : "",
-                r->name, r->pareto ? "**" : "", r->average_bits, r->effective_bits, size, r->ev.ppl,
-                r->ev.ppl_ratio, r->ev.kld_mean, r->ev.kld_se, r->ev.top1_agree);
+        fprintf(f, "| %s%s%s | %.3f | %.3f | %s |", r->pareto ? "**" : "", r->name, r->pareto ? "**" : "",
+                r->average_bits, r->effective_bits, size);
+        for (int k = 0; k < QM_METRIC_COUNT; k++) {
+            const qm_metric *x = &qm_metrics[k];
+            if (!x->label)
+                continue;
+            fprintf(f, " %.*f", x->label_digits, qm_metric_value(&r->ev, (qm_metric_id)k));
+            if (x->se >= 0)
+                fprintf(f, " ± %.*f", x->label_digits, qm_metric_value(&r->ev, (qm_metric_id)x->se));
+            fprintf(f, " |");
+        }
         for (size_t k = 0; k < nt; k++) {
             const qm_task_result *t = find_task(r->tasks, r->n_tasks, tn[k]);
             t ? fprintf(f, " %.4f |", task_score(t)) : fprintf(f, " |");
@@ -148,9 +169,10 @@ static void csv(const qm_matrix *m, FILE *f)
 {
     size_t nt = 0;
     const char **tn = task_names(m, &nt);
-    fputs("policy,average_bits,effective_bits,size_bytes,ppl,ppl_ratio,kld_mean,kld_se,kld_median,kld_p99,"
-          "top1_agree",
-          f);
+    fputs("policy,average_bits,effective_bits,size_bytes", f);
+    for (int i = 0; i < QM_METRIC_COUNT; i++)
+        if (qm_metrics[i].per_policy)
+            fprintf(f, ",%s", qm_metrics[i].key);
     for (size_t k = 0; k < nt; k++) {
         fputc(',', f);
         csv_str(f, tn[k]);
@@ -159,9 +181,10 @@ static void csv(const qm_matrix *m, FILE *f)
     for (size_t i = 0; i < m->n; i++) {
         const qm_matrix_row *r = &m->rows[i];
         csv_str(f, r->name);
-        fprintf(f, ",%.4f,%.4f,%llu,%.4f,%.4f,%.6f,%.6f,%.6f,%.6f,%.2f", r->average_bits, r->effective_bits,
-                (unsigned long long)r->size_bytes, r->ev.ppl, r->ev.ppl_ratio, r->ev.kld_mean, r->ev.kld_se,
-                r->ev.kld_median, r->ev.kld_p99, r->ev.top1_agree);
+        fprintf(f, ",%.4f,%.4f,%llu", r->average_bits, r->effective_bits, (unsigned long long)r->size_bytes);
+        for (int k = 0; k < QM_METRIC_COUNT; k++)
+            if (qm_metrics[k].per_policy)
+                fprintf(f, ",%.*f", qm_metrics[k].digits, qm_metric_value(&r->ev, (qm_metric_id)k));
         for (size_t k = 0; k < nt; k++) {
             const qm_task_result *t = find_task(r->tasks, r->n_tasks, tn[k]);
             t ? fprintf(f, ",%.4f", task_score(t)) : fputc(',', f);
@@ -230,19 +253,15 @@ static qm_status results_yaml(const qm_matrix *m, FILE *f, qm_diag *d)
         qm_yaml_map(y);
         qm_yaml_kstr(y, "policy", r->name);
         qm_yaml_kstr(y, "path", r->path);
-        const struct {
-            const char *k;
-            double v;
-            int digits;
-        } v[] = {{"average_bits", r->average_bits, 4}, {"effective_bits", r->effective_bits, 4},
-                 {"ppl", r->ev.ppl, 4},                {"ppl_ratio", r->ev.ppl_ratio, 4},
-                 {"kld_mean", r->ev.kld_mean, 6},      {"kld_se", r->ev.kld_se, 6},
-                 {"kld_median", r->ev.kld_median, 6},  {"kld_p99", r->ev.kld_p99, 6},
-                 {"top1_agree", r->ev.top1_agree, 2}};
-        for (size_t k = 0; k < sizeof v / sizeof *v; k++) {
-            qm_yaml_str(y, v[k].k);
-            qm_yaml_real(y, v[k].v, v[k].digits);
-        }
+        qm_yaml_str(y, "average_bits");
+        qm_yaml_real(y, r->average_bits, 4);
+        qm_yaml_str(y, "effective_bits");
+        qm_yaml_real(y, r->effective_bits, 4);
+        for (int k = 0; k < QM_METRIC_COUNT; k++)
+            if (qm_metrics[k].per_policy) {
+                qm_yaml_str(y, qm_metrics[k].key);
+                qm_yaml_real(y, qm_metric_value(&r->ev, (qm_metric_id)k), qm_metrics[k].digits);
+            }
         qm_yaml_kuint(y, "size_bytes", r->size_bytes);
         qm_yaml_kuint(y, "tokens", r->ev.tokens);
         if (r->n_tasks)

@@ -298,19 +298,29 @@ static qm_status base_tasks(bench *b)
     return st;
 }
 
+qm_matrix_opts qm_matrix_opts_default(void)
+{
+    qm_quant_opts q = qm_quant_opts_default();
+    return (qm_matrix_opts){.ctx = q.ctx, .samples = q.samples, .damp = q.damp, .out = "bench-out"};
+}
+
 /* Quantize plan i into model_dir (runs/NAME/model) and evaluate it into r. */
 static qm_status measure(bench *b, size_t i, const char *plan_path, const char *model_dir, qm_matrix_row *r)
 {
     const qm_matrix_opts *o = b->o;
     /* quantize's per-tensor lines would drown the bench's own; quant_log.yaml keeps them */
-    qm_quant_opts qo = {.ctx = o->ctx, .samples = o->samples, .damp = o->damp, .min_expert_tokens = 16};
+    qm_quant_opts qo = qm_quant_opts_default();
+    qo.ctx = o->ctx;
+    qo.samples = o->samples;
+    qo.damp = o->damp;
     qm_quant_report rep;
     say(b, "[%zu/%zu] %s: %.3f bits: quantizing", i + 1, b->n_paths, r->name, r->average_bits);
     qm_status st = qm_quantize(plan_path, o->model, o->calib, model_dir, &qo, &rep, b->d);
     r->quantize_seconds = rep.seconds;
     qm_model *qm = NULL;
     qm_net qnet = {0};
-    qm_eval_opts eo = {.ctx = o->ctx};
+    qm_eval_opts eo = qm_eval_opts_default();
+    eo.ctx = o->ctx;
     if (st == QM_OK && !b->have_ref && (uint64_t)b->eval.n * (uint64_t)b->model->cfg.vocab <= REF_MAX) {
         qm_eval_result base_ev;
         say(b, "base: log-probabilities of the unquantized model on %zu tokens", b->eval.n);

@@ -116,7 +116,7 @@ static qm_status walk(const qm_net *net, const qm_net *base, const qm_eval_ref *
                       const qm_eval_opts *o, qm_eval_result *r, float *keep, qm_diag *d)
 {
     memset(r, 0, sizeof *r);
-    int ctx = o->ctx > 0 ? o->ctx : 512, V = (int)net->m->cfg.vocab;
+    int ctx = o->ctx > 0 ? o->ctx : QM_DEFAULT_CTX, V = (int)net->m->cfg.vocab;
     if (base && base->m->cfg.vocab != V)
         return qm_diag_fail(d, QM_EINVAL, "the base model's vocabulary (%lld) differs from the model's (%d)",
                             base->m->cfg.vocab, V);
@@ -166,6 +166,8 @@ static qm_status walk(const qm_net *net, const qm_net *base, const qm_eval_ref *
     return st;
 }
 
+qm_eval_opts qm_eval_opts_default(void) { return (qm_eval_opts){.ctx = QM_DEFAULT_CTX}; }
+
 qm_status qm_eval_ppl(const qm_net *net, const qm_net *base, const qm_tokens *toks, const qm_eval_opts *o,
                       qm_eval_result *r, qm_diag *d)
 {
@@ -187,7 +189,7 @@ qm_status qm_eval_ref_make(const qm_net *base, const qm_tokens *toks, const qm_e
         return st;
     }
     ref->vocab = (int)V;
-    ref->ctx = o->ctx > 0 ? o->ctx : 512;
+    ref->ctx = o->ctx > 0 ? o->ctx : QM_DEFAULT_CTX;
     ref->tokens = toks->n;
     return QM_OK;
 }

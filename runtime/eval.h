@@ -33,6 +33,41 @@ typedef struct qm_eval_result {
     double ppl_ratio;     /* ppl / base_ppl */
 } qm_eval_result;
 
+/* The defaults every command shares: a window of 512 tokens. */
+qm_eval_opts qm_eval_opts_default(void);
+
+/* ---- the metrics (metrics.c) --------------------------------------------------
+ * The figures of a qm_eval_result that outputs print, one row each, in the
+ * order every output lists them: `qmoe eval --format yaml`, the bench's
+ * result.yaml, results.yaml, results.csv and results.md.  A new metric is a
+ * field in qm_eval_result, a row here and the code that measures it. */
+typedef enum qm_metric_id {
+    QM_METRIC_PPL,
+    QM_METRIC_BASE_PPL,
+    QM_METRIC_PPL_RATIO,
+    QM_METRIC_KLD_MEAN,
+    QM_METRIC_KLD_SE,
+    QM_METRIC_KLD_MEDIAN,
+    QM_METRIC_KLD_P99,
+    QM_METRIC_TOP1_AGREE,
+    QM_METRIC_COUNT
+} qm_metric_id;
+
+typedef struct qm_metric {
+    const char *key;      /* in YAML and CSV */
+    size_t off;           /* of its double in qm_eval_result */
+    int digits;           /* decimals in reports (eval YAML, results.yaml, results.csv) */
+    int needs_base;       /* measured against a base model */
+    int per_policy;       /* a figure of each policy in the bench's results (not base_ppl: one for all) */
+    int se;               /* the metric that is this one's standard error, or -1 */
+    const char *label;    /* its column in results.md, NULL when not shown there */
+    int label_digits;     /* decimals in that column (and of its standard error) */
+    const char *ideal;    /* its value for the base model itself in results.md; NULL: base_ppl */
+} qm_metric;
+
+extern const qm_metric qm_metrics[QM_METRIC_COUNT];
+double qm_metric_value(const qm_eval_result *r, qm_metric_id id);
+
 /* Score `toks` with `net`, and against `base` when it is not NULL. */
 qm_status qm_eval_ppl(const qm_net *net, const qm_net *base, const qm_tokens *toks,
                       const qm_eval_opts *o, qm_eval_result *r, qm_diag *d);

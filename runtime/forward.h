@@ -106,6 +106,10 @@ void qm_forward_embed(const qm_model *m, const qm_head_w *h, const int *tokens, 
 /* Final norm and lm_head: x (n, d) -> logits (n, vocab).  x is overwritten. */
 void qm_forward_logits(const qm_model *m, const qm_head_w *h, float *x, int n, float *logits);
 
+/* The window of tokens every command runs the net over unless told
+ * otherwise (scoring, calibration, evaluation): 512, the study's. */
+enum { QM_DEFAULT_CTX = 512 };
+
 /* Whole model, all layers resident: tokens (B*S) -> logits (B*S, vocab);
  * logits may be NULL when only the hooks matter. */
 typedef struct qm_net {

@@ -18,6 +18,8 @@ extern void spotrf_(const char *uplo, const int *n, float *a, const int *lda, in
 extern void strtri_(const char *uplo, const char *diag, const int *n, float *a, const int *lda, int *info,
                     size_t len1, size_t len2);
 
+qm_qspec qm_qspec_default(void) { return (qm_qspec){.sym = 1, .damp = 0.01}; }
+
 void qm_qresult_free(qm_qresult *r)
 {
     free(r->deq);

@@ -71,6 +71,10 @@ typedef struct qm_qresult {
     double update_seconds, update_flops; /* the lazy-batch sgemms of qm_gptq() */
 } qm_qresult;
 
+/* The settings a linear gets unless told otherwise: symmetric, no act-order,
+ * damping 0.01 (bits and group are the plan's). */
+qm_qspec qm_qspec_default(void);
+
 void qm_qresult_free(qm_qresult *r);
 
 /* Accumulate H (in, in) += X^T X for X (n, in), upper triangle (ssyrk). */

@@ -37,6 +37,12 @@ static uint64_t numel(const qm_plan_tensor *t)
     return n;
 }
 
+int qm_plan_default_group(uint64_t in)
+{
+    enum { GROUP = 128 };
+    return in % GROUP == 0 ? GROUP : 0;
+}
+
 uint64_t qm_plan_tensor_bytes(const qm_plan_tensor *t)
 {
     if (!t->bits || t->ndim != 2)
@@ -125,10 +131,9 @@ qm_status qm_plan_emit_libyaml(const qm_plan *p, FILE *f, qm_diag *d)
     qm_yaml_kuint(y, "kept_params", s->kept_params);
     qm_yaml_str(y, "tensors_by_bits");
     qm_yaml_flow_map(y);
-    static const int widths[] = {2, 3, 4, 8};
-    for (size_t i = 0; i < 4; i++) {
-        qm_yaml_int(y, widths[i]);
-        qm_yaml_uint(y, s->by_bits[widths[i]]);
+    for (size_t i = 0; i < QM_WIDTH_COUNT; i++) {
+        qm_yaml_int(y, qm_widths[i]);
+        qm_yaml_uint(y, s->by_bits[qm_widths[i]]);
     }
     qm_yaml_kuint(y, "keep", s->by_bits[0]);
     qm_yaml_close(y);
@@ -243,12 +248,12 @@ static int put_head(const qm_plan *p, qm_buf *b)
     if (s->has_budget)
         qm_buf_printf(b, "  budget_target_bits: %.4f\n  budget_achieved_bits: %.4f\n", s->budget_target_bits,
                       s->budget_achieved_bits);
-    qm_buf_printf(b,
-                  "  quantized_params: %llu\n  kept_params: %llu\n  tensors_by_bits: {2: %zu, 3: %zu, 4: %zu, "
-                  "8: %zu, keep: %zu}\n  bytes_before: %llu\n  bytes_after: %llu\ntensors:\n",
-                  (unsigned long long)s->quantized_params, (unsigned long long)s->kept_params, s->by_bits[2],
-                  s->by_bits[3], s->by_bits[4], s->by_bits[8], s->by_bits[0], (unsigned long long)s->bytes_before,
-                  (unsigned long long)s->bytes_after);
+    qm_buf_printf(b, "  quantized_params: %llu\n  kept_params: %llu\n  tensors_by_bits: {",
+                  (unsigned long long)s->quantized_params, (unsigned long long)s->kept_params);
+    for (size_t i = 0; i < QM_WIDTH_COUNT; i++)
+        qm_buf_printf(b, "%d: %zu, ", qm_widths[i], s->by_bits[qm_widths[i]]);
+    qm_buf_printf(b, "keep: %zu}\n  bytes_before: %llu\n  bytes_after: %llu\ntensors:\n", s->by_bits[0],
+                  (unsigned long long)s->bytes_before, (unsigned long long)s->bytes_after);
     return ok;
 }
 
@@ -516,10 +521,13 @@ static qm_status read_tensor(reader *r, yaml_node_t *n, size_t i, qm_plan_tensor
     long long v;
     if (b && strcmp(b, "keep") == 0)
         t->bits = 0;
-    else if (as_long(b, &v) && (v == 2 || v == 3 || v == 4 || v == 8))
+    else if (as_long(b, &v) && qm_is_width(v))
         t->bits = (int)v;
-    else
-        return bad(r, get(r, n, "bits") ? get(r, n, "bits") : n, where, "bits must be 2, 3, 4, 8 or keep");
+    else {
+        char w[64], msg[96];
+        snprintf(msg, sizeof msg, "bits must be %s or keep", qm_widths_text(w, sizeof w, "", ", ", ", "));
+        return bad(r, get(r, n, "bits") ? get(r, n, "bits") : n, where, msg);
+    }
     if (!as_long(scalar(get(r, n, "group_size")), &v) || v < 0 ||
         (v && t->ndim == 2 && t->shape[1] % (uint64_t)v))
         return bad(r, get(r, n, "group_size") ? get(r, n, "group_size") : n, where,

@@ -43,7 +43,7 @@ typedef struct qm_plan_summary {
     double average_bits;     /* weight bits over quantized parameters */
     double effective_bits;   /* with scales, zeros and g_idx as stored */
     uint64_t quantized_params, kept_params;
-    size_t by_bits[9];       /* tensors per width; [0] = kept */
+    size_t by_bits[QM_MAX_WIDTH + 1]; /* tensors per width; [0] = kept */
     uint64_t bytes_before, bytes_after;
     /* The policy's `budget X bits`: the target and the average the
      * allocation reached (average_bits, which the reader checks). */
@@ -69,6 +69,9 @@ typedef struct qm_plan {
 void qm_plan_free(qm_plan *p);
 /* Fill p->summary's counts and averages from p->t; the budget fields are kept. */
 void qm_plan_summarize(qm_plan *p);
+/* The group size of a weight with `in` input columns when no rule sets one:
+ * 128 where it divides them, else one group per row (0). */
+int qm_plan_default_group(uint64_t in);
 /* Stored bytes of one tensor under the plan (packed GPTQ tensors when quantized). */
 uint64_t qm_plan_tensor_bytes(const qm_plan_tensor *t);
 /* Write the plan as YAML to `f` (byte-identical for identical plans). */

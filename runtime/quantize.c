@@ -500,6 +500,12 @@ static qm_status one_layer(run *r, int L, char *fake_dir)
     return st;
 }
 
+qm_quant_opts qm_quant_opts_default(void)
+{
+    return (qm_quant_opts){.ctx = QM_DEFAULT_CTX, .samples = 128, .damp = qm_qspec_default().damp,
+                           .min_expert_tokens = 16};
+}
+
 qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *calib_path, const char *out_dir,
                       const qm_quant_opts *o, qm_quant_report *rep, qm_diag *d)
 {

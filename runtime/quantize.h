@@ -49,6 +49,10 @@ typedef struct qm_quant_report {
     long peak_rss_kib;
 } qm_quant_report;
 
+/* The defaults: 128 windows of 512 tokens, GPTQ's damping, experts with
+ * fewer than 16 rows on the round-to-nearest fallback. */
+qm_quant_opts qm_quant_opts_default(void);
+
 qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *calib_path,
                       const char *out_dir, const qm_quant_opts *o, qm_quant_report *rep, qm_diag *d);
 

@@ -1,4 +1,4 @@
-/* test_base.c: the shared pieces: SHA-256, string map, atomic files, YAML quoting, diagnostics. */
+/* test_base.c: the shared pieces: SHA-256, string map, atomic files, YAML quoting, diagnostics, widths. */
 #include "config.h"
 
 #include <stdio.h>
@@ -131,6 +131,18 @@ static void test_diag(void)
     qm_diag_free(d);
 }
 
+/* The one list of widths, and the texts messages build from it. */
+static void test_widths(void)
+{
+    CU_ASSERT(qm_is_width(2) && qm_is_width(3) && qm_is_width(4) && qm_is_width(8));
+    CU_ASSERT(!qm_is_width(0) && !qm_is_width(1) && !qm_is_width(5) && !qm_is_width(16) && !qm_is_width(-4));
+    CU_ASSERT_EQUAL(qm_widths[QM_WIDTH_COUNT - 1], QM_MAX_WIDTH);
+    char b[64];
+    CU_ASSERT_STRING_EQUAL(qm_widths_text(b, sizeof b, "bit", " ", " "), "2bit 3bit 4bit 8bit");
+    CU_ASSERT_STRING_EQUAL(qm_widths_text(b, sizeof b, "", ", ", " or "), "2, 3, 4 or 8");
+    CU_ASSERT_STRING_EQUAL(qm_widths_text(b, 6, "", ", ", " or "), "2, 3,"); /* cut, still terminated */
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -141,5 +153,6 @@ int main(void)
     CU_add_test(s, "atomic files", test_afile);
     CU_add_test(s, "YAML quoting", test_yaml_quoting);
     CU_add_test(s, "diagnostics", test_diag);
+    CU_add_test(s, "widths", test_widths);
     return tu_run();
 }
