@@ -81,6 +81,22 @@ int qm_is_width(long long bits);
  * "2, 3, 4 or 8".  Returns buf. */
 const char *qm_widths_text(char *buf, size_t size, const char *suffix, const char *sep, const char *last);
 
+/* ---- architecture families (family.c) ---------------------------------- */
+
+/* The families a model can be, by the short name policies' `arch` guards
+ * use; each has one adapter in runtime/arch_*.c. */
+typedef enum qm_family {
+    QM_FAMILY_MIXTRAL,
+    QM_FAMILY_DEEPSEEK,
+    QM_FAMILY_QWEN2MOE,
+    QM_FAMILY_QWEN3MOE,
+    QM_FAMILY_OLMOE,
+    QM_FAMILY_COUNT
+} qm_family;
+
+extern const char *const qm_family_names[QM_FAMILY_COUNT];
+const char *qm_family_name(qm_family f); /* "mixtral", ...; "?" when out of range */
+
 /* ---- memory ------------------------------------------------------------- */
 
 /* Formatted string in fresh memory; caller frees.  NULL when out of memory. */

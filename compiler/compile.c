@@ -169,7 +169,7 @@ static int apply(qm_cstate *c, size_t s, size_t i, size_t *errs)
 
 static qm_status arch_guard(qm_cstate *c)
 {
-    const char *fam = c->model->arch->short_name;
+    qm_family fam = c->model->arch->family;
     qm_status st = QM_OK;
     for (size_t s = 0; s < c->policy->n; s++) {
         const qm_stmt *x = c->policy->stmt[s];
@@ -177,11 +177,11 @@ static qm_status arch_guard(qm_cstate *c)
             continue;
         int ok = 0;
         for (size_t k = 0; k < x->u.arch.n; k++)
-            ok |= strcmp(qm_family_name((qm_family)x->u.arch.v[k].id), fam) == 0;
+            ok |= x->u.arch.v[k].id == (int)fam;
         if (!ok)
             st = qm_source_diag(c->d, QM_SEV_ERROR, x->src, x->span,
                                 "this policy is for other architectures; the model '%s' is %s (%s)", c->model->dir,
-                                fam, c->model->arch->name);
+                                qm_family_name(fam), c->model->arch->name);
     }
     return st;
 }

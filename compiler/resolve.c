@@ -71,6 +71,127 @@ static qm_status list(qm_cstate *c, const qm_source *src, const qm_index *ix, lo
     return st;
 }
 
+/* The candidates of one data-driven pick: what the caller ranks (MoE
+ * blocks, experts, linears) is its business; each candidate comes with its
+ * score, its group (for `per layer`), its place among ties, and the
+ * caller's name for it. */
+typedef struct units {
+    size_t n;
+    qm_scorer s;         /* QM_SCORER_NONE: a random pick, every score 0 */
+    double *v;           /* (cap) */
+    long long *grp;      /* (cap) */
+    size_t *rank;        /* (cap) */
+    size_t *id;          /* (cap) */
+    unsigned char *keep; /* (cap) set by pick_units() */
+} units;
+
+static void units_free(units *u)
+{
+    free(u->v), free(u->grp), free(u->rank), free(u->id), free(u->keep);
+}
+
+/* Room for cap candidates of the pick ix; QM_EFORMAT (reported) when the
+ * scores it ranks by were not given.  Free with units_free() either way. */
+static qm_status units_init(qm_cstate *c, const qm_source *src, const qm_index *ix, size_t cap, units *u)
+{
+    int pick = ix->kind == QM_INDEX_PICK;
+    qm_span at = pick ? ix->u.pick.scorer_span : ix->u.threshold.scorer_span;
+    *u = (units){.s = pick ? ix->u.pick.scorer : ix->u.threshold.scorer};
+    u->v = malloc((cap + 1) * sizeof *u->v);
+    u->grp = malloc((cap + 1) * sizeof *u->grp);
+    u->rank = malloc((cap + 1) * sizeof *u->rank);
+    u->id = malloc((cap + 1) * sizeof *u->id);
+    u->keep = malloc(cap + 1);
+    if (!u->v || !u->grp || !u->rank || !u->id || !u->keep)
+        return qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
+    if (u->s != QM_SCORER_NONE && !qm_c_have(c, u->s, src, at))
+        return QM_EFORMAT;
+    return QM_OK;
+}
+
+/* v: the candidate's score, 0 for a random pick (the caller does not ask
+ * the scores for it: there may be none). */
+static void unit_add(units *u, double v, long long grp, size_t rank, size_t id)
+{
+    u->v[u->n] = v;
+    u->grp[u->n] = grp;
+    u->rank[u->n] = rank;
+    u->id[u->n++] = id;
+}
+
+static void pick_units(const qm_index *ix, units *u) { qm_c_pick(ix, u->n, u->v, u->grp, u->rank, u->keep); }
+
+/* scope[pick]: units are layers or MoE blocks; keep[i] for the i-th. */
+static qm_status pick_layers(qm_cstate *c, const qm_source *src, const qm_index *ix, long long n, int moe,
+                             unsigned char *keep)
+{
+    units u;
+    qm_status st = units_init(c, src, ix, (size_t)n, &u);
+    if (st == QM_OK) {
+        for (long long i = 0; i < n; i++) {
+            long long layer = moe ? c->moe_layer[i] : i;
+            unit_add(&u, u.s == QM_SCORER_NONE ? 0 : qm_c_importance(c, u.s, (int)layer), 0, (size_t)i,
+                     (size_t)i);
+        }
+        pick_units(ix, &u);
+        for (size_t j = 0; j < u.n; j++)
+            keep[u.id[j]] = u.keep[j];
+    }
+    units_free(&u);
+    return st;
+}
+
+/* experts[pick]: units are (layer, expert) pairs of what mask holds; mask
+ * keeps the tensors of the pairs picked. */
+static qm_status pick_experts(qm_cstate *c, const qm_source *src, const qm_index *ix, unsigned char *mask)
+{
+    const qm_model *m = c->model;
+    size_t E = m->cfg.experts > 0 ? (size_t)m->cfg.experts : 1, nu = (size_t)m->cfg.layers * E;
+    units u;
+    unsigned char *cand = calloc(nu + 1, 1);
+    qm_status st = units_init(c, src, ix, nu, &u);
+    if (st == QM_OK && !cand)
+        st = qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
+    if (st == QM_OK) {
+        for (size_t i = 0; i < m->n; i++)
+            if (mask[i] && m->t[i].expert >= 0)
+                cand[(size_t)m->t[i].layer * E + (size_t)m->t[i].expert] = 1;
+        for (size_t k = 0; k < nu; k++)
+            if (cand[k])
+                unit_add(&u, u.s == QM_SCORER_NONE ? 0 : qm_c_freq(c, (int)(k / E), (int)(k % E)),
+                         (long long)(k / E), u.n, k);
+        pick_units(ix, &u);
+        memset(cand, 0, nu);
+        for (size_t j = 0; j < u.n; j++)
+            cand[u.id[j]] = u.keep[j];
+        for (size_t i = 0; i < m->n; i++)
+            if (mask[i])
+                mask[i] = m->t[i].expert >= 0 && cand[(size_t)m->t[i].layer * E + (size_t)m->t[i].expert];
+    }
+    free(cand);
+    units_free(&u);
+    return st;
+}
+
+/* part[pick]: units are the linears mask holds; mask keeps those picked. */
+static qm_status pick_linears(qm_cstate *c, const qm_source *src, const qm_index *ix, unsigned char *mask)
+{
+    const qm_model *m = c->model;
+    units u;
+    qm_status st = units_init(c, src, ix, m->n, &u);
+    if (st == QM_OK) {
+        for (size_t i = 0; i < m->n; i++)
+            if (mask[i] && qm_parts[m->t[i].part].linear)
+                unit_add(&u, u.s == QM_SCORER_NONE ? 0 : qm_c_outlier(c, i), m->t[i].layer, c->rank[i], i);
+        pick_units(ix, &u);
+        memset(mask, 0, m->n);
+        for (size_t j = 0; j < u.n; j++)
+            mask[u.id[j]] = u.keep[j];
+    }
+    units_free(&u);
+    return st;
+}
+
 qm_status qm_c_resolve(qm_cstate *c, const qm_source *src, const qm_selector *sel,
                        unsigned char *mask)
 {
@@ -96,30 +217,10 @@ qm_status qm_c_resolve(qm_cstate *c, const qm_source *src, const qm_selector *se
             goto out;
         }
         const qm_index *ix = sel->scope_index;
-        if (ix->kind == QM_INDEX_LIST) {
+        if (ix->kind == QM_INDEX_LIST)
             st = list(c, src, ix, n, moe ? "MoE layers" : "layers", k);
-        } else {
-            qm_scorer s = ix->kind == QM_INDEX_PICK ? ix->u.pick.scorer : ix->u.threshold.scorer;
-            qm_span at = ix->kind == QM_INDEX_PICK ? ix->u.pick.scorer_span : ix->u.threshold.scorer_span;
-            double *v = malloc(((size_t)n + 1) * sizeof *v);
-            long long *grp = calloc((size_t)n + 1, sizeof *grp);
-            size_t *rank = malloc(((size_t)n + 1) * sizeof *rank);
-            if (!v || !grp || !rank) {
-                st = qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
-            } else if (s == QM_SCORER_NONE || qm_c_have(c, s, src, at)) {
-                for (long long i = 0; i < n; i++) {
-                    long long layer = moe ? c->moe_layer[i] : i;
-                    v[i] = s == QM_SCORER_NONE ? 0 : qm_c_importance(c, s, (int)layer);
-                    rank[i] = (size_t)i;
-                }
-                qm_c_pick(ix, (size_t)n, v, grp, rank, k);
-            } else {
-                st = QM_EFORMAT;
-            }
-            free(v);
-            free(grp);
-            free(rank);
-        }
+        else
+            st = pick_layers(c, src, ix, n, moe, k);
         for (long long i = 0; i < n; i++)
             if (k[i])
                 layer_ok[moe ? c->moe_layer[i] : i] = 1;
@@ -163,75 +264,11 @@ qm_status qm_c_resolve(qm_cstate *c, const qm_source *src, const qm_selector *se
         mask[i] = (unsigned char)ok;
     }
 
-    /* 3. experts[pick]: units are (layer, expert) */
-    if (eix && eix->kind != QM_INDEX_LIST) {
-        size_t nu = (size_t)(L * E);
-        qm_scorer s = eix->kind == QM_INDEX_PICK ? eix->u.pick.scorer : eix->u.threshold.scorer;
-        qm_span at = eix->kind == QM_INDEX_PICK ? eix->u.pick.scorer_span : eix->u.threshold.scorer_span;
-        unsigned char *cand = calloc(nu, 1), *k = calloc(nu, 1);
-        double *v = malloc(nu * sizeof *v);
-        long long *grp = malloc(nu * sizeof *grp);
-        size_t *rank = malloc(nu * sizeof *rank), *id = malloc(nu * sizeof *id);
-        if (!cand || !k || !v || !grp || !rank || !id) {
-            st = qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
-        } else if (s != QM_SCORER_NONE && !qm_c_have(c, s, src, at)) {
-            st = QM_EFORMAT;
-        } else {
-            for (size_t i = 0; i < m->n; i++)
-                if (mask[i] && m->t[i].expert >= 0)
-                    cand[(size_t)m->t[i].layer * (size_t)E + (size_t)m->t[i].expert] = 1;
-            size_t n = 0;
-            for (size_t u = 0; u < nu; u++) {
-                if (!cand[u])
-                    continue;
-                int layer = (int)(u / (size_t)E), e = (int)(u % (size_t)E);
-                v[n] = s == QM_SCORER_NONE ? 0 : qm_c_freq(c, layer, e);
-                grp[n] = layer;
-                rank[n] = n;
-                id[n++] = u;
-            }
-            qm_c_pick(eix, n, v, grp, rank, k);
-            memset(cand, 0, nu);
-            for (size_t j = 0; j < n; j++)
-                cand[id[j]] = k[j];
-            for (size_t i = 0; i < m->n; i++)
-                if (mask[i])
-                    mask[i] = m->t[i].expert >= 0 &&
-                              cand[(size_t)m->t[i].layer * (size_t)E + (size_t)m->t[i].expert];
-        }
-        free(cand), free(k), free(v), free(grp), free(rank), free(id);
-        if (st != QM_OK)
-            goto out;
-    }
-
-    /* 4. part[pick]: units are linears */
-    if (pix) {
-        qm_scorer s = pix->kind == QM_INDEX_PICK ? pix->u.pick.scorer : pix->u.threshold.scorer;
-        qm_span at = pix->kind == QM_INDEX_PICK ? pix->u.pick.scorer_span : pix->u.threshold.scorer_span;
-        size_t n = 0;
-        size_t *id = malloc((m->n + 1) * sizeof *id), *rank = malloc((m->n + 1) * sizeof *rank);
-        double *v = malloc((m->n + 1) * sizeof *v);
-        long long *grp = malloc((m->n + 1) * sizeof *grp);
-        unsigned char *k = malloc(m->n + 1);
-        if (!id || !rank || !v || !grp || !k) {
-            st = qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
-        } else if (s != QM_SCORER_NONE && !qm_c_have(c, s, src, at)) {
-            st = QM_EFORMAT;
-        } else {
-            for (size_t i = 0; i < m->n; i++)
-                if (mask[i] && qm_parts[m->t[i].part].linear) {
-                    v[n] = s == QM_SCORER_NONE ? 0 : qm_c_outlier(c, i);
-                    grp[n] = m->t[i].layer;
-                    rank[n] = c->rank[i];
-                    id[n++] = i;
-                }
-            qm_c_pick(pix, n, v, grp, rank, k);
-            memset(mask, 0, m->n);
-            for (size_t j = 0; j < n; j++)
-                mask[id[j]] = k[j];
-        }
-        free(id), free(rank), free(v), free(grp), free(k);
-    }
+    /* 3. experts[pick], then 4. part[pick] */
+    if (eix && eix->kind != QM_INDEX_LIST)
+        st = pick_experts(c, src, eix, mask);
+    if (st == QM_OK && pix)
+        st = pick_linears(c, src, pix, mask);
 out:
     free(layer_ok);
     free(expert_ok);

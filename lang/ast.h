@@ -69,18 +69,6 @@ typedef enum qm_scorer {
 
 const char *qm_scorer_name(qm_scorer s); /* "frequency", ...; "?" when out of range */
 
-/* Architecture families an `arch` guard may name (qm_arch.short_name). */
-typedef enum qm_family {
-    QM_FAMILY_MIXTRAL,
-    QM_FAMILY_DEEPSEEK,
-    QM_FAMILY_QWEN2MOE,
-    QM_FAMILY_QWEN3MOE,
-    QM_FAMILY_OLMOE,
-    QM_FAMILY_COUNT
-} qm_family;
-
-const char *qm_family_name(qm_family f);
-
 /* Module names a selector path is made of.  The first segment of a path
  * names a module (QM_MOD_ATTN ... QM_MOD_LM_HEAD); a second, optional
  * segment names one of its linears (QM_MOD_Q ... QM_MOD_ANY). */

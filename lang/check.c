@@ -28,12 +28,6 @@ static const char *const scorer_names[QM_SCORER_COUNT] = {
 };
 _Static_assert(COUNT(scorer_names) == QM_SCORER_COUNT, "a name per scorer");
 
-static const char *const family_names[QM_FAMILY_COUNT] = {
-    [QM_FAMILY_MIXTRAL] = "mixtral",   [QM_FAMILY_DEEPSEEK] = "deepseek",
-    [QM_FAMILY_QWEN2MOE] = "qwen2moe", [QM_FAMILY_QWEN3MOE] = "qwen3moe",
-    [QM_FAMILY_OLMOE] = "olmoe",
-};
-_Static_assert(COUNT(family_names) == QM_FAMILY_COUNT, "a name per family");
 
 /* What each scorer ranks, for selections and messages. */
 typedef enum level { LEVEL_BLOCK, LEVEL_EXPERT, LEVEL_LINEAR } level;
@@ -62,13 +56,14 @@ typedef struct module_info {
     unsigned parts;    /* PART() bits of the names that may follow */
     int model_level;   /* outside the layers: no scope */
     int is_part;       /* a part (second segment), not a module */
+    int alias_first;   /* lists show the alias first (the study's word, "shared_experts") */
 } module_info;
 
 static const module_info modules[QM_MOD_COUNT] = {
     [QM_MOD_ATTN] = {"attn", NULL, QKVO, 0, 0},
     [QM_MOD_ROUTER] = {"router", NULL, 0, 0, 0},
     [QM_MOD_EXPERTS] = {"experts", NULL, GUD, 0, 0},
-    [QM_MOD_SHARED] = {"shared", "shared_experts", GUD, 0, 0},
+    [QM_MOD_SHARED] = {"shared", "shared_experts", GUD, 0, 0, 1},
     [QM_MOD_SHARED_GATE] = {"shared_gate", NULL, 0, 0, 0},
     [QM_MOD_MLP] = {"mlp", NULL, GUD, 0, 0},
     [QM_MOD_NORMS] = {"norms", "norm", 0, 0, 0},
@@ -88,10 +83,14 @@ static const module_info modules[QM_MOD_COUNT] = {
 _Static_assert(COUNT(modules) == QM_MOD_COUNT, "an entry per module");
 _Static_assert(QM_MOD_COUNT <= 32, "parts fit a bit set");
 
-/* Selector names as the messages list them. */
-static const char modules_list[] =
-    "attn router experts shared_experts (shared) shared_gate mlp norms (norm) attn_norm "
-    "ffn_norm embed lm_head, after an optional scope layers[...] or moe_layers[...]";
+/* The scopes a selector may start with. */
+static const struct {
+    const char *word;
+    qm_scope scope;
+} scopes[] = {
+    {"layers", QM_SCOPE_LAYERS},
+    {"moe_layers", QM_SCOPE_MOE_LAYERS},
+};
 
 static const struct {
     const char *word;
@@ -120,11 +119,6 @@ enum { MAX_DELTA = 6, MAX_GROUP = 1 << 20 };
 const char *qm_scorer_name(qm_scorer s)
 {
     return (unsigned)s < QM_SCORER_COUNT ? scorer_names[s] : "?";
-}
-
-const char *qm_family_name(qm_family f)
-{
-    return (unsigned)f < QM_FAMILY_COUNT ? family_names[f] : "?";
 }
 
 const char *qm_module_name(qm_module m)
@@ -226,6 +220,33 @@ static int find_module(const char *s)
     return -1;
 }
 
+/* The scope s names, QM_SCOPE_NONE when it names none. */
+static qm_scope find_scope(const char *s)
+{
+    for (size_t i = 0; i < COUNT(scopes); i++)
+        if (strcmp(s, scopes[i].word) == 0)
+            return scopes[i].scope;
+    return QM_SCOPE_NONE;
+}
+
+/* The modules as messages list them ("attn router ... lm_head, after an
+ * optional scope layers[...] or moe_layers[...]"), appended to b. */
+static void list_modules(qm_buf *b)
+{
+    for (int i = 0; i < QM_MOD_COUNT; i++) {
+        const module_info *m = &modules[i];
+        if (m->is_part)
+            continue;
+        const char *first = m->alias_first ? m->alias : m->name, *second = m->alias_first ? m->name : m->alias;
+        qm_buf_printf(b, "%s%s", b->n ? " " : "", first);
+        if (second)
+            qm_buf_printf(b, " (%s)", second);
+    }
+    qm_buf_printf(b, ", after an optional scope");
+    for (size_t i = 0; i < COUNT(scopes); i++)
+        qm_buf_printf(b, "%s %s[...]", i == 0 ? "" : i + 1 == COUNT(scopes) ? " or" : ",", scopes[i].word);
+}
+
 /* Resolve the scorer named at sp; QM_SCORER_NONE after reporting. */
 static qm_scorer scorer(lang_state *ps, qm_span sp)
 {
@@ -253,8 +274,7 @@ void lang_unknown_action(lang_state *ps, const char *word, qm_span span)
     }
     memcpy(spellings + QM_WIDTH_COUNT, action_spellings, sizeof action_spellings);
     const char *near = lang_suggest(word, spellings, COUNT(spellings));
-    int selector = find_module(word) >= 0 || strcmp(word, "layers") == 0 ||
-                   strcmp(word, "moe_layers") == 0;
+    int selector = find_module(word) >= 0 || find_scope(word) != QM_SCOPE_NONE;
     char *end;
     long long n = strtoll(word, &end, 10);
     if (end != word && qm_is_width(n)) { /* '4b', '4bt' */
@@ -341,10 +361,9 @@ static void check_selector(lang_state *ps, qm_selector *sel)
 {
     char name[64];
     /* the scope */
-    if (sel->nseg > 0 && (strcmp(sel->seg[0].text, "layers") == 0 ||
-                          strcmp(sel->seg[0].text, "moe_layers") == 0)) {
+    if (sel->nseg > 0 && find_scope(sel->seg[0].text) != QM_SCOPE_NONE) {
         qm_segment *s = &sel->seg[0];
-        sel->scope = s->text[0] == 'l' ? QM_SCOPE_LAYERS : QM_SCOPE_MOE_LAYERS;
+        sel->scope = find_scope(s->text);
         sel->scope_text = s->text;
         sel->scope_index = s->index;
         sel->scope_span = s->span;
@@ -357,7 +376,7 @@ static void check_selector(lang_state *ps, qm_selector *sel)
     /* the module */
     qm_segment *m = &sel->seg[0];
     int mod = find_module(m->text);
-    if (strcmp(m->text, "layers") == 0 || strcmp(m->text, "moe_layers") == 0) {
+    if (find_scope(m->text) != QM_SCOPE_NONE) {
         lang_error(ps, m->span, "a selector has one scope: '%s' cannot follow '%s[...]'", m->text,
                    sel->scope_text);
         return;
@@ -372,10 +391,14 @@ static void check_selector(lang_state *ps, qm_selector *sel)
                     cands[nc++] = modules[i].alias;
             }
         const char *near = lang_suggest(m->text, cands, nc);
+        qm_buf all = {0};
+        list_modules(&all);
         if (near)
             lang_error(ps, m->span, "unknown selector '%s'; did you mean '%s'?", m->text, near);
         else
-            lang_error(ps, m->span, "unknown selector '%s'; the selectors are %s", m->text, modules_list);
+            lang_error(ps, m->span, "unknown selector '%s'; the selectors are %s", m->text,
+                       all.oom ? "..." : all.s);
+        free(all.s);
         return;
     }
     m->mod = (qm_module)mod;
@@ -525,14 +548,18 @@ void lang_check_stmt(lang_state *ps, qm_stmt *st)
     case QM_STMT_ARCH:
         for (size_t i = 0; i < st->u.arch.n; i++) {
             qm_word *w = &st->u.arch.v[i];
-            w->id = find_name(w->text, family_names, QM_FAMILY_COUNT);
+            w->id = find_name(w->text, qm_family_names, QM_FAMILY_COUNT);
             if (w->id < 0) {
-                const char *near = lang_suggest(w->text, family_names, QM_FAMILY_COUNT);
+                const char *near = lang_suggest(w->text, qm_family_names, QM_FAMILY_COUNT);
+                qm_buf all = {0};
+                for (int f = 0; f < QM_FAMILY_COUNT; f++)
+                    qm_buf_printf(&all, "%s%s", f ? " " : "", qm_family_names[f]);
                 if (near)
                     lang_error(ps, w->span, "unknown architecture '%s'; did you mean '%s'?", w->text, near);
                 else
-                    lang_error(ps, w->span, "unknown architecture '%s'; the architectures are mixtral "
-                                            "deepseek qwen2moe qwen3moe olmoe", w->text);
+                    lang_error(ps, w->span, "unknown architecture '%s'; the architectures are %s", w->text,
+                               all.oom ? "..." : all.s);
+                free(all.s);
                 continue;
             }
             for (size_t j = 0; j < i; j++)

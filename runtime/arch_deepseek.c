@@ -31,7 +31,7 @@ static void derive(qm_config *c) { c->shared_ff = c->shared * c->expert_ff; }
 
 const qm_arch qm_arch_deepseek = {
     .name = "DeepseekForCausalLM",
-    .short_name = "deepseek",
+    .family = QM_FAMILY_DEEPSEEK,
     .keys = keys,
     .names = names,
     .derive = derive,

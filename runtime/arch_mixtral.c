@@ -24,7 +24,7 @@ static const qm_arch_name names[] = {
 
 const qm_arch qm_arch_mixtral = {
     .name = "MixtralForCausalLM",
-    .short_name = "mixtral",
+    .family = QM_FAMILY_MIXTRAL,
     .flags = QM_ARCH_RENORM_ALWAYS,
     .keys = keys,
     .names = names,

@@ -21,7 +21,7 @@ static const qm_arch_name names[] = {
 
 const qm_arch qm_arch_olmoe = {
     .name = "OlmoeForCausalLM",
-    .short_name = "olmoe",
+    .family = QM_FAMILY_OLMOE,
     .flags = QM_ARCH_QK_NORM_WHOLE,
     .keys = keys,
     .names = names,

@@ -30,7 +30,7 @@ static void derive(qm_config *c) { c->shared = c->shared_ff > 0; }
 
 const qm_arch qm_arch_qwen2moe = {
     .name = "Qwen2MoeForCausalLM",
-    .short_name = "qwen2moe",
+    .family = QM_FAMILY_QWEN2MOE,
     .flags = QM_ARCH_QKV_BIAS | QM_ARCH_SHARED_SIGMOID,
     .keys = keys,
     .names = names,

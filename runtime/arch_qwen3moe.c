@@ -22,7 +22,7 @@ static const qm_arch_name names[] = {
 
 const qm_arch qm_arch_qwen3moe = {
     .name = "Qwen3MoeForCausalLM",
-    .short_name = "qwen3moe",
+    .family = QM_FAMILY_QWEN3MOE,
     .flags = QM_ARCH_QK_NORM_HEAD,
     .keys = keys,
     .names = names,

@@ -14,8 +14,11 @@
 #include "runtime/json.h"
 #include "runtime/model.h"
 
-static const qm_arch *const archs[] = {
-    &qm_arch_mixtral, &qm_arch_deepseek, &qm_arch_qwen2moe, &qm_arch_qwen3moe, &qm_arch_olmoe,
+/* One adapter per family, in the family's place. */
+static const qm_arch *const archs[QM_FAMILY_COUNT] = {
+    [QM_FAMILY_MIXTRAL] = &qm_arch_mixtral,   [QM_FAMILY_DEEPSEEK] = &qm_arch_deepseek,
+    [QM_FAMILY_QWEN2MOE] = &qm_arch_qwen2moe, [QM_FAMILY_QWEN3MOE] = &qm_arch_qwen3moe,
+    [QM_FAMILY_OLMOE] = &qm_arch_olmoe,
 };
 
 const qm_arch *qm_arch_find(const char *name)
@@ -26,10 +29,10 @@ const qm_arch *qm_arch_find(const char *name)
     return NULL;
 }
 
-const char *qm_arch_list(void)
+void qm_arch_list(qm_buf *b)
 {
-    return "MixtralForCausalLM, DeepseekForCausalLM, Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, "
-           "OlmoeForCausalLM";
+    for (size_t i = 0; i < sizeof archs / sizeof *archs; i++)
+        qm_buf_printf(b, "%s%s", i ? ", " : "", archs[i]->name);
 }
 
 #define FIELD(f) offsetof(qm_config, f)
@@ -140,8 +143,11 @@ qm_status qm_config_read(const char *path, const qm_arch **arch, qm_config *c, q
         goto done;
     }
     if (!(*arch = qm_arch_find(name))) {
+        qm_buf all = {0};
+        qm_arch_list(&all);
         st = qm_diag_fail(d, QM_EUNSUPPORTED, "%s: architecture '%s' is not supported (supported: %s)",
-                          path, name, qm_arch_list());
+                          path, name, all.oom ? "..." : all.s);
+        free(all.s);
         goto done;
     }
     const char *tok = json_string_value(json_object_get(root, "qmoe_tokenizer"));

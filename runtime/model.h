@@ -155,7 +155,7 @@ enum {
 
 typedef struct qm_arch {
     const char *name;              /* architectures[0] in config.json */
-    const char *short_name;        /* used by policies' arch guards */
+    qm_family family;              /* what policies' arch guards call it (base.h) */
     unsigned flags;
     const qm_arch_key *keys;       /* config keys beyond the common ones; {NULL} ends */
     const qm_arch_name *names;     /* FFN tensor names; attention, norms, embeddings are common */
@@ -168,8 +168,8 @@ extern const qm_arch qm_arch_mixtral, qm_arch_deepseek, qm_arch_qwen2moe, qm_arc
 
 /* The adapter for `name` (config.json's architectures[0]), or NULL. */
 const qm_arch *qm_arch_find(const char *name);
-/* "MixtralForCausalLM, DeepseekForCausalLM, ..." for messages. */
-const char *qm_arch_list(void);
+/* Append "MixtralForCausalLM, DeepseekForCausalLM, ..." to b, for messages. */
+void qm_arch_list(qm_buf *b);
 
 typedef struct qm_tensor {
     qm_part part;

@@ -125,6 +125,30 @@ static void test_olmoe(void)
     check_real_config("olmoe-1b-7b.json", "OlmoeForCausalLM", 3);
 }
 
+/* Each family has its adapter, and the adapter says which family it is:
+ * the arch guards of policies (base's list) and the runtime's adapters
+ * cannot drift apart. */
+static void test_families(void)
+{
+    static const char *const cls[QM_FAMILY_COUNT] = {
+        [QM_FAMILY_MIXTRAL] = "MixtralForCausalLM",   [QM_FAMILY_DEEPSEEK] = "DeepseekForCausalLM",
+        [QM_FAMILY_QWEN2MOE] = "Qwen2MoeForCausalLM", [QM_FAMILY_QWEN3MOE] = "Qwen3MoeForCausalLM",
+        [QM_FAMILY_OLMOE] = "OlmoeForCausalLM",
+    };
+    qm_buf all = {0};
+    qm_arch_list(&all);
+    for (int f = 0; f < QM_FAMILY_COUNT; f++) {
+        const qm_arch *a = qm_arch_find(cls[f]);
+        CU_ASSERT_PTR_NOT_NULL_FATAL(a);
+        CU_ASSERT_EQUAL(a->family, (qm_family)f);
+        CU_ASSERT_PTR_NOT_NULL(strstr(all.s, cls[f]));
+    }
+    CU_ASSERT_PTR_NULL(qm_arch_find("LlamaForCausalLM"));
+    CU_ASSERT_STRING_EQUAL(qm_family_name(QM_FAMILY_DEEPSEEK), "deepseek");
+    CU_ASSERT_STRING_EQUAL(qm_family_name(QM_FAMILY_COUNT), "?");
+    free(all.s);
+}
+
 /* ---- canonical names and errors on a tiny Mixtral ------------------------------------------ */
 
 static json_t *tiny_mixtral(void)
@@ -317,6 +341,7 @@ int main(void)
     CU_add_test(s, "Qwen3-30B-A3B", test_qwen3moe);
     CU_add_test(s, "OLMoE-1B-7B", test_olmoe);
     s = CU_add_suite("inventory", NULL, NULL);
+    CU_add_test(s, "an adapter per family", test_families);
     CU_add_test(s, "canonical names", test_canonical_names);
     CU_add_test(s, "errors name the tensor or field", test_inventory_errors);
     CU_add_test(s, "dense and MoE layers", test_layer_kinds);
