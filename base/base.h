@@ -43,6 +43,17 @@ const char *qm_status_name(qm_status s);
 typedef enum qm_severity { QM_SEV_ERROR, QM_SEV_WARNING, QM_SEV_NOTE } qm_severity;
 
 typedef struct qm_diag qm_diag;
+typedef struct qm_buf qm_buf;
+
+/* Where a diagnostic points: a file and, when line > 0, a line and column
+ * in it (1-based).  The excerpt, when not NULL, is shown under the message:
+ * lines separated by '\n' without a final one (lang/ gives the source line
+ * and an underline).  A sink copies what a location points to. */
+typedef struct qm_diag_loc {
+    const char *file;    /* NULL: no location */
+    size_t line, col;    /* line 0: the whole file */
+    const char *excerpt; /* or NULL */
+} qm_diag_loc;
 
 /* A new, empty sink; caller frees with qm_diag_free(). NULL when out of memory. */
 qm_diag *qm_diag_new(void);
@@ -50,21 +61,34 @@ void qm_diag_free(qm_diag *d);
 
 /* Record an error and return `code`, so that failing reads as
  *   return qm_diag_fail(d, QM_EFORMAT, "%s: ...", path);
- * A NULL sink is allowed (the message is dropped). */
+ * A NULL sink is allowed (the message is dropped).  The text is the message
+ * alone: the severity word and the location are added when printed. */
 qm_status qm_diag_fail(qm_diag *d, qm_status code, const char *fmt, ...) QM_PRINTF(3, 4);
 void qm_diag_warn(qm_diag *d, const char *fmt, ...) QM_PRINTF(2, 3);
 void qm_diag_note(qm_diag *d, const char *fmt, ...) QM_PRINTF(2, 3);
 void qm_diag_add(qm_diag *d, qm_severity sev, const char *fmt, va_list ap);
-/* Add copies of from's messages to `to` (a worker thread's sink to the caller's). */
+/* The same at a location (loc NULL or loc->file NULL: none). */
+qm_status qm_diag_fail_at(qm_diag *d, qm_status code, const qm_diag_loc *loc, const char *fmt, ...)
+    QM_PRINTF(4, 5);
+void qm_diag_at(qm_diag *d, qm_severity sev, const qm_diag_loc *loc, const char *fmt, ...) QM_PRINTF(4, 5);
+/* Add copies of from's messages and locations to `to` (a worker thread's
+ * sink to the caller's). */
 void qm_diag_append(qm_diag *to, const qm_diag *from);
 
 size_t qm_diag_errors(const qm_diag *d);
 size_t qm_diag_warnings(const qm_diag *d);
 size_t qm_diag_count(const qm_diag *d);
 qm_severity qm_diag_severity(const qm_diag *d, size_t i);
-const char *qm_diag_text(const qm_diag *d, size_t i); /* owned by the sink */
+const char *qm_diag_text(const qm_diag *d, size_t i); /* the message alone; owned by the sink */
+const qm_diag_loc *qm_diag_location(const qm_diag *d, size_t i); /* NULL when none; owned by the sink */
 
-/* Print every entry as "PROG: error: TEXT" (or warning/note) and empty the sink. */
+/* Entry i as printed, appended to b:
+ *   FILE:LINE:COL: SEVERITY: TEXT   (FILE: SEVERITY: TEXT for a whole file)
+ * followed by the excerpt's lines, or PROG: SEVERITY: TEXT without a
+ * location; each line ends with '\n'. */
+void qm_diag_format(const qm_diag *d, size_t i, const char *prog, qm_buf *b);
+/* Print every entry as qm_diag_format() has it, then a note when some were
+ * not kept, and empty the sink. */
 void qm_diag_print(qm_diag *d, FILE *f, const char *prog);
 void qm_diag_clear(qm_diag *d);
 

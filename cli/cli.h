@@ -38,15 +38,11 @@ int qm_cli_usage(const qm_cmd *cmd, const char *fmt, ...) QM_PRINTF(2, 3);
 /* Parse the value of option `opt` as an integer in [lo, hi] into *v; on
  * failure print a usage error and return nonzero. */
 int qm_cli_long(const qm_cmd *cmd, const char *opt, const char *arg, long lo, long hi, long *v);
-/* Print and empty the diagnostics; returns QM_EXIT_FAIL when any was an error. */
+/* Print and empty the diagnostics (qm_diag_print(): "FILE:LINE:COL:
+ * SEVERITY: MESSAGE" and the source excerpt for those with a location,
+ * "qmoe: SEVERITY: MESSAGE" for the others); returns QM_EXIT_FAIL when any
+ * was an error. */
 int qm_cli_report(qm_diag *d);
-/* The same for diagnostics from lang/ (qm_policy_*), which are complete
- * "FILE:LINE:COL: error: ..." messages printed as they are. */
-int qm_cli_report_policy(qm_diag *d);
-
-/* The same for the compiler's mix: lang-style messages as they are, the
- * others as "qmoe: SEVERITY: MESSAGE" (cmd_compile.c). */
-int qm_cli_report_compile(qm_diag *d);
 
 /* The arguments `qmoe compile` and `qmoe explain` share (cmd_compile.c). */
 typedef struct qm_cli_compile_argv {

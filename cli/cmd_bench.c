@@ -113,7 +113,7 @@ static int run(int argc, char **argv)
             st = qm_diag_fail(d, QM_EIO, "writing standard output failed");
     }
     qm_matrix_free(&m);
-    rc = d ? qm_cli_report_compile(d) : QM_EXIT_FAIL;
+    rc = d ? qm_cli_report(d) : QM_EXIT_FAIL;
     qm_diag_free(d);
     free(pol);
     free(dirs);

@@ -9,15 +9,6 @@
 #include "cli/cli.h"
 #include "lang/ast.h"
 
-int qm_cli_report_policy(qm_diag *d)
-{
-    int failed = qm_diag_errors(d) > 0;
-    for (size_t i = 0; i < qm_diag_count(d); i++)
-        fprintf(stderr, "%s\n", qm_diag_text(d, i));
-    qm_diag_clear(d);
-    return failed ? QM_EXIT_FAIL : QM_EXIT_OK;
-}
-
 static int run(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -64,7 +55,7 @@ static int run(int argc, char **argv)
         st = qm_policy_expand(p, &s, d);
         qm_policy_free(p);
     }
-    int rc = qm_cli_report_policy(d);
+    int rc = qm_cli_report(d);
     qm_diag_free(d);
     free(dirs);
     return st != QM_OK ? QM_EXIT_FAIL : rc;

@@ -1,6 +1,6 @@
 /* cmd_compile.c: `qmoe compile POLICY --model DIR`: the bit plan a policy
  * gives a model, as YAML (qmoe(1), PLAN FILES) or a readable table; and the
- * argument parsing and diagnostics printing it shares with `qmoe explain`. */
+ * argument parsing it shares with `qmoe explain`. */
 #include "config.h"
 
 #include <getopt.h>
@@ -10,29 +10,6 @@
 
 #include "cli/cli.h"
 #include "compiler/compiler.h"
-
-int qm_cli_report_compile(qm_diag *d)
-{
-    static const char *const sev[] = {"error", "warning", "note"};
-    int failed = qm_diag_errors(d) > 0;
-    for (size_t i = 0; i < qm_diag_count(d); i++) {
-        const char *t = qm_diag_text(d, i), *nl = strchr(t, '\n');
-        size_t first = nl ? (size_t)(nl - t) : strlen(t);
-        int complete = 0; /* a lang-style "FILE:LINE:COL: SEVERITY: ..." message */
-        for (int s = 0; s < 3 && !complete; s++) {
-            char key[16];
-            snprintf(key, sizeof key, ": %s: ", sev[s]);
-            const char *k = strstr(t, key);
-            complete = k && (size_t)(k - t) < first;
-        }
-        if (complete)
-            fprintf(stderr, "%s\n", t);
-        else
-            fprintf(stderr, "qmoe: %s: %s\n", sev[qm_diag_severity(d, i)], t);
-    }
-    qm_diag_clear(d);
-    return failed ? QM_EXIT_FAIL : QM_EXIT_OK;
-}
 
 static void table(const qm_plan *p, FILE *f)
 {
@@ -153,7 +130,7 @@ static int run(int argc, char **argv)
             st = qm_plan_emit(p, stdout, d);
         }
     }
-    rc = qm_cli_report_compile(d);
+    rc = qm_cli_report(d);
     qm_plan_free(p);
     qm_diag_free(d);
     qm_cli_compile_args_free(&a);

@@ -21,7 +21,7 @@ static int run(int argc, char **argv)
         return QM_EXIT_FAIL;
     }
     qm_status st = qm_compile_explain(&a.o, a.args[0], stdout, d);
-    rc = qm_cli_report_compile(d);
+    rc = qm_cli_report(d);
     qm_diag_free(d);
     qm_cli_compile_args_free(&a);
     return st != QM_OK ? QM_EXIT_FAIL : rc;

@@ -95,7 +95,7 @@ static int run(int argc, char **argv)
         }
     }
     free(text);
-    int rc = qm_cli_report_policy(d);
+    int rc = qm_cli_report(d);
     qm_diag_free(d);
     return st != QM_OK || (check && differs) ? QM_EXIT_FAIL : rc;
 }

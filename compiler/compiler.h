@@ -31,8 +31,8 @@ typedef struct qm_compile_opts {
  * frees with qm_plan_free()) and the result is QM_OK; warnings may be in d.
  * On failure *out is NULL, the errors are in d and the result is the first
  * failure's status (QM_EFORMAT for mistakes in the policy).  Diagnostics
- * about the policy are complete "FILE:LINE:COL: ..." messages (print them
- * with qm_cli_report_policy()). */
+ * about a place in the policy carry it as their location
+ * (qm_diag_location()). */
 qm_status qm_compile(const qm_compile_opts *o, qm_plan **out, qm_diag *d);
 
 /* Compile as qm_compile() does, then write to f, for each weight the

@@ -94,8 +94,8 @@ qm_status qm_policy_parse(const char *path, const char *text, size_t len, qm_pol
 {
     *out = NULL;
     if (len > MAX_POLICY_BYTES)
-        return qm_diag_fail(d, QM_EINVAL, "%s: error: %zu bytes is too large for a policy (at most %d)",
-                            path, len, MAX_POLICY_BYTES);
+        return qm_diag_fail_at(d, QM_EINVAL, &(qm_diag_loc){.file = path},
+                               "%zu bytes is too large for a policy (at most %d)", len, MAX_POLICY_BYTES);
     qm_policy_arena *a = lang_arena_new();
     qm_policy *p = a ? lang_alloc(a, sizeof *p) : NULL;
     qm_source *src = p ? lang_alloc(a, sizeof *src) : NULL;
@@ -108,7 +108,7 @@ qm_status qm_policy_parse(const char *path, const char *text, size_t len, qm_pol
     }
     if (!ps.stmts || !ps.comments) {
         lang_arena_free(a);
-        return qm_diag_fail(d, QM_ENOMEM, "%s: error: out of memory", path);
+        return lang_oom(d, path);
     }
     if (len)
         memcpy(copy, text, len);
@@ -118,11 +118,11 @@ qm_status qm_policy_parse(const char *path, const char *text, size_t len, qm_pol
     int rc = lang_scan_parse(&ps);
     if (ps.oom) {
         lang_arena_free(a);
-        return qm_diag_fail(d, QM_ENOMEM, "%s: error: out of memory", path);
+        return lang_oom(d, path);
     }
     if (rc != 0 || ps.errors) {
         if (!ps.errors) /* cannot happen: every failed parse reports why */
-            qm_diag_fail(d, QM_EFORMAT, "%s: error: cannot parse", path);
+            qm_diag_fail_at(d, QM_EFORMAT, &(qm_diag_loc){.file = path}, "cannot parse");
         lang_arena_free(a);
         return QM_EFORMAT;
     }
@@ -141,8 +141,8 @@ qm_status qm_policy_parse_file(const char *path, qm_policy **out, qm_diag *d)
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f)
-        return qm_diag_fail(d, errno == ENOENT ? QM_ENOTFOUND : QM_EIO, "%s: error: cannot open: %s",
-                            path, strerror(errno));
+        return qm_diag_fail_at(d, errno == ENOENT ? QM_ENOTFOUND : QM_EIO, &(qm_diag_loc){.file = path},
+                               "cannot open: %s", strerror(errno));
     qm_buf b = {0};
     char block[8192];
     size_t n;
@@ -153,9 +153,9 @@ qm_status qm_policy_parse_file(const char *path, qm_policy **out, qm_diag *d)
     fclose(f);
     qm_status st;
     if (b.oom)
-        st = qm_diag_fail(d, QM_ENOMEM, "%s: error: out of memory", path);
+        st = lang_oom(d, path);
     else if (bad)
-        st = qm_diag_fail(d, QM_EIO, "%s: error: cannot read: %s", path, strerror(err));
+        st = qm_diag_fail_at(d, QM_EIO, &(qm_diag_loc){.file = path}, "cannot read: %s", strerror(err));
     else
         st = qm_policy_parse(path, b.s ? b.s : "", b.n, out, d);
     free(b.s);

@@ -15,9 +15,9 @@
  * Every node carries a byte span into its source; line and column are
  * computed only when a diagnostic is made.
  *
- * Diagnostics.  Every diagnostic this module adds to a qm_diag is a complete
- * GNU-style message, severity word included, followed by the source line and
- * an underline; the driver prints it verbatim:
+ * Diagnostics.  Every diagnostic this module adds to a qm_diag has a
+ * location: the file, and mostly a line, a column and an excerpt (the source
+ * line and an underline), which qm_diag_print() shows GNU-style:
  *
  *   p.qmoe:3:7: error: '5bit' is not a width; the widths are 2bit 3bit 4bit 8bit
  *   attn: 5bit
@@ -48,7 +48,7 @@ typedef struct qm_source {
 /* 1-based line and byte column of offset `off` (clamped to the text). */
 void qm_source_linecol(const qm_source *src, size_t off, size_t *line, size_t *col);
 
-/* Add a diagnostic at `span` of `src`, formatted as described above.  The
+/* Add a diagnostic located at `span` of `src`, as described above.  The
  * compiler uses it too (e.g. "warning: rule matches nothing").  Returns
  * QM_EFORMAT for an error and QM_OK otherwise, so failing reads as
  *   return qm_source_diag(d, QM_SEV_ERROR, src, span, "...");          */

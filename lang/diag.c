@@ -1,8 +1,9 @@
 /* diag.c: positions and diagnostics for policy sources.
  *
  * Spans are byte offsets; this is the only place that turns them into line
- * and column (1-based, the column counting bytes) and makes the GNU-style
- * message with the source line and an underline:
+ * and column (1-based, the column counting bytes) and into the excerpt (the
+ * source line and an underline) of a diagnostic's location, which base's
+ * printer shows GNU-style:
  *
  *   p.qmoe:2:7: error: unknown action 'kep'; did you mean 'keep'?
  *   attn: kep
@@ -62,7 +63,6 @@ static void show_line(qm_buf *b, const qm_source *src, size_t off, size_t end)
         end = le;
     if (end < off)
         end = off;
-    qm_buf_add(b, "\n", 1);
     for (size_t i = ls; i < le; i++) {
         unsigned char c = (unsigned char)t[i];
         char ch = (char)c;
@@ -83,31 +83,29 @@ static void show_line(qm_buf *b, const qm_source *src, size_t off, size_t end)
             qm_buf_add(b, "~", 1);
 }
 
-static const char *const sev_word[] = {
-    [QM_SEV_ERROR] = "error",
-    [QM_SEV_WARNING] = "warning",
-    [QM_SEV_NOTE] = "note",
-};
+qm_status lang_oom(qm_diag *d, const char *path)
+{
+    return qm_diag_fail_at(d, QM_ENOMEM, &(qm_diag_loc){.file = path}, "out of memory");
+}
 
 static qm_status vdiag(qm_diag *d, qm_severity sev, const qm_source *src, qm_span span,
                        const char *fmt, va_list ap)
 {
-    size_t off = clamp(src, span.begin), line, col;
-    qm_source_linecol(src, off, &line, &col);
-    qm_buf b = {0};
-    qm_buf_printf(&b, "%s:%zu:%zu: %s: ", src->path, line, col, sev_word[sev]);
-    qm_buf_vprintf(&b, fmt, ap);
-    show_line(&b, src, off, span.end);
+    size_t off = clamp(src, span.begin);
+    qm_diag_loc loc = {.file = src->path};
+    qm_source_linecol(src, off, &loc.line, &loc.col);
+    qm_buf msg = {0}, excerpt = {0};
+    qm_buf_vprintf(&msg, fmt, ap);
+    show_line(&excerpt, src, off, span.end);
     qm_status st = sev == QM_SEV_ERROR ? QM_EFORMAT : QM_OK;
-    if (b.oom)
-        st = qm_diag_fail(d, QM_ENOMEM, "%s: error: out of memory", src->path);
-    else if (sev == QM_SEV_ERROR)
-        qm_diag_fail(d, QM_EFORMAT, "%s", b.s);
-    else if (sev == QM_SEV_WARNING)
-        qm_diag_warn(d, "%s", b.s);
-    else
-        qm_diag_note(d, "%s", b.s);
-    free(b.s);
+    if (msg.oom || excerpt.oom) {
+        st = lang_oom(d, src->path);
+    } else {
+        loc.excerpt = excerpt.s;
+        qm_diag_at(d, sev, &loc, "%s", msg.s);
+    }
+    free(msg.s);
+    free(excerpt.s);
     return st;
 }
 
@@ -130,8 +128,8 @@ static void verror(lang_state *ps, int once, qm_span span, const char *fmt, va_l
     vdiag(ps->d, QM_SEV_ERROR, ps->src, span, fmt, ap);
     if (++ps->errors >= QM_POLICY_MAX_ERRORS) {
         ps->stop = 1;
-        qm_diag_note(ps->d, "%s: note: stopping after %d errors", ps->src->path,
-                     QM_POLICY_MAX_ERRORS);
+        qm_diag_at(ps->d, QM_SEV_NOTE, &(qm_diag_loc){.file = ps->src->path}, "stopping after %d errors",
+                   QM_POLICY_MAX_ERRORS);
     }
 }
 
@@ -148,15 +146,5 @@ void lang_error_once(lang_state *ps, qm_span span, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     verror(ps, 1, span, fmt, ap);
-    va_end(ap);
-}
-
-void lang_warn(lang_state *ps, qm_span span, const char *fmt, ...)
-{
-    if (ps->stop)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vdiag(ps->d, QM_SEV_WARNING, ps->src, span, fmt, ap);
     va_end(ap);
 }

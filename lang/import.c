@@ -163,11 +163,11 @@ static qm_status expand_import(qm_policy *p, const qm_stmt *st, const qm_search 
         return qm_source_diag(d, QM_SEV_ERROR, src, at, "imports nested more than %d deep", MAX_DEPTH);
     char *dir = dir_of(src->path), *path = NULL, *looked = NULL;
     if (!dir)
-        return qm_diag_fail(d, QM_ENOMEM, "%s: error: out of memory", src->path);
+        return lang_oom(d, src->path);
     qm_status st_find = qm_policy_find_import(name, dir, s, &path, &looked);
     free(dir);
     if (st_find == QM_ENOMEM)
-        return qm_diag_fail(d, QM_ENOMEM, "%s: error: out of memory", src->path);
+        return lang_oom(d, src->path);
     if (st_find != QM_OK) {
         qm_source_diag(d, QM_SEV_ERROR, src, at, "cannot find the policy \"%s\"; looked in %s", name,
                        looked && *looked ? looked : "no directory");
@@ -179,7 +179,7 @@ static qm_status expand_import(qm_policy *p, const qm_stmt *st, const qm_search 
         if (here.known && f->known && f->dev == here.dev && f->ino == here.ino) {
             qm_buf b = {0};
             chain_str(&b, chain, path);
-            qm_status r = b.oom ? qm_diag_fail(d, QM_ENOMEM, "%s: error: out of memory", src->path)
+            qm_status r = b.oom ? lang_oom(d, src->path)
                                 : qm_source_diag(d, QM_SEV_ERROR, src, at, "import cycle: %s", b.s);
             free(b.s);
             free(path);
@@ -191,13 +191,13 @@ static qm_status expand_import(qm_policy *p, const qm_stmt *st, const qm_search 
         here.path = child->src->path; /* outlives `path` */
         if (lang_arena_adopt(p->arena, child) != 0) {
             qm_policy_free(child);
-            r = qm_diag_fail(d, QM_ENOMEM, "%s: error: out of memory", src->path);
+            r = lang_oom(d, src->path);
         } else {
             r = expand(child, s, &here, depth + 1, d);
         }
         for (size_t i = 0; r == QM_OK && i < child->n; i++)
             if (!lang_vec_push(p->arena, out, &child->stmt[i]))
-                r = qm_diag_fail(d, QM_ENOMEM, "%s: error: out of memory", src->path);
+                r = lang_oom(d, src->path);
     }
     if (r != QM_OK && r != QM_ENOMEM)
         qm_source_diag(d, QM_SEV_NOTE, src, at, "in the policy imported here");
@@ -209,7 +209,7 @@ static qm_status expand(qm_policy *p, const qm_search *s, const frame *chain, in
 {
     lang_vec *out = lang_vec_new(p->arena, sizeof(qm_stmt *));
     if (!out)
-        return qm_diag_fail(d, QM_ENOMEM, "%s: error: out of memory", p->src->path);
+        return lang_oom(d, p->src->path);
     qm_status first = QM_OK;
     for (size_t i = 0; i < p->n; i++) {
         qm_stmt *st = p->stmt[i];
@@ -217,7 +217,7 @@ static qm_status expand(qm_policy *p, const qm_search *s, const frame *chain, in
         if (st->kind == QM_STMT_IMPORT)
             r = expand_import(p, st, s, chain, depth, out, d);
         else if (!lang_vec_push(p->arena, out, &st))
-            r = qm_diag_fail(d, QM_ENOMEM, "%s: error: out of memory", p->src->path);
+            r = lang_oom(d, p->src->path);
         if (r != QM_OK && first == QM_OK)
             first = r;
         if (r == QM_ENOMEM)

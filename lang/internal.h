@@ -83,7 +83,8 @@ typedef struct lang_state {
  * QM_POLICY_MAX_ERRORS, when ps->stop tells the scanner to end. */
 void lang_error(lang_state *ps, qm_span span, const char *fmt, ...) QM_PRINTF(3, 4);
 void lang_error_once(lang_state *ps, qm_span span, const char *fmt, ...) QM_PRINTF(3, 4);
-void lang_warn(lang_state *ps, qm_span span, const char *fmt, ...) QM_PRINTF(3, 4);
+/* Add "PATH: error: out of memory" to d and return QM_ENOMEM. */
+qm_status lang_oom(qm_diag *d, const char *path);
 
 /* Semantic checks of one statement; fills the names' enums.  Errors go
  * through lang_error. */

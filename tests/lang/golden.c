@@ -89,19 +89,13 @@ static void expect(const char *name, const char *want_path, const char *got)
     free(want);
 }
 
-/* Every diagnostic, each with a new line. */
+/* Every diagnostic as `qmoe check` prints it; NULL when there is none. */
 static char *diag_text(const qm_diag *d)
 {
-    size_t len = 1;
+    qm_buf b = {0};
     for (size_t i = 0; i < qm_diag_count(d); i++)
-        len += strlen(qm_diag_text(d, i)) + 1;
-    char *s = malloc(len), *o = s;
-    if (!s)
-        return NULL;
-    for (size_t i = 0; i < qm_diag_count(d); i++)
-        o += sprintf(o, "%s\n", qm_diag_text(d, i));
-    *o = '\0';
-    return s;
+        qm_diag_format(d, i, "qmoe", &b);
+    return b.s;
 }
 
 static void ok_case(const char *name)

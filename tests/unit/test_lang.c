@@ -203,9 +203,17 @@ static void test_positions(void)
                     QM_OK);
     CU_ASSERT_EQUAL(qm_source_diag(d, QM_SEV_ERROR, &src, (qm_span){0, 1}, "bad"), QM_EFORMAT);
     CU_ASSERT_EQUAL_FATAL(qm_diag_count(d), 2);
-    CU_ASSERT_STRING_EQUAL(qm_diag_text(d, 0),
-                           "x.qmoe:2:5: warning: rule matches nothing\n\tb: 8bit\n\t   ^~~~");
-    CU_ASSERT_STRING_EQUAL(qm_diag_text(d, 1), "x.qmoe:1:1: error: bad\na: 4bit\n^");
+    CU_ASSERT_STRING_EQUAL(qm_diag_text(d, 0), "rule matches nothing");
+    const qm_diag_loc *at = qm_diag_location(d, 0);
+    CU_ASSERT_FATAL(at != NULL);
+    CU_ASSERT_STRING_EQUAL(at->file, "x.qmoe");
+    CU_ASSERT(at->line == 2 && at->col == 5);
+    qm_buf b = {0};
+    qm_diag_format(d, 0, "qmoe", &b);
+    qm_diag_format(d, 1, "qmoe", &b);
+    CU_ASSERT_STRING_EQUAL(b.s, "x.qmoe:2:5: warning: rule matches nothing\n\tb: 8bit\n\t   ^~~~\n"
+                                "x.qmoe:1:1: error: bad\na: 4bit\n^\n");
+    free(b.s);
     qm_diag_free(d);
 }
 

@@ -90,10 +90,14 @@ int tu_write_st(const char *path, const char *header, uint64_t data_size)
 
 int tu_diag_has(const qm_diag *d, const char *needle)
 {
-    for (size_t i = 0; i < qm_diag_count(d); i++)
-        if (strstr(qm_diag_text(d, i), needle))
-            return 1;
-    return 0;
+    int found = 0;
+    for (size_t i = 0; i < qm_diag_count(d) && !found; i++) {
+        qm_buf b = {0};
+        qm_diag_format(d, i, "qmoe", &b);
+        found = b.s && strstr(b.s, needle);
+        free(b.s);
+    }
+    return found;
 }
 
 const char *tu_diag_all(const qm_diag *d)
@@ -101,8 +105,12 @@ const char *tu_diag_all(const qm_diag *d)
     static char buf[8192];
     size_t o = 0;
     buf[0] = '\0';
-    for (size_t i = 0; i < qm_diag_count(d) && o < sizeof buf; i++)
-        o += (size_t)snprintf(buf + o, sizeof buf - o, "  %s\n", qm_diag_text(d, i));
+    for (size_t i = 0; i < qm_diag_count(d) && o < sizeof buf; i++) {
+        qm_buf b = {0};
+        qm_diag_format(d, i, "qmoe", &b);
+        o += (size_t)snprintf(buf + o, sizeof buf - o, "  %s", b.s ? b.s : "(out of memory)\n");
+        free(b.s);
+    }
     return buf;
 }
 

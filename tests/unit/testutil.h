@@ -26,9 +26,10 @@ int tu_write(const char *path, const void *data, size_t n);
 int tu_write_st(const char *path, const char *header, uint64_t data_size);
 /* mkdir -p for one level under the tmpdir; returns the path. */
 const char *tu_mkdir(const char *name);
-/* Does any diagnostic in d contain `needle`? */
+/* Does any diagnostic in d, as printed (qm_diag_format() with "qmoe"),
+ * contain `needle`? */
 int tu_diag_has(const qm_diag *d, const char *needle);
-/* All diagnostics joined with newlines (static buffer), for failure messages. */
+/* All diagnostics as printed, each indented (static buffer), for failure messages. */
 const char *tu_diag_all(const qm_diag *d);
 
 /* Register suites with CU_add_suite/CU_add_test before calling; runs them
