@@ -38,35 +38,20 @@ static qm_status read_matrix(const char *path, const char *name, float **m, int 
 /* dequantized weight and the GPTQ checkpoint tensors of one linear */
 static qm_status write_result(const char *path, const qm_qresult *r, int bits, qm_diag *d)
 {
-    int out = r->out, in = r->in, G = r->groups;
+    int out = r->out, in = r->in;
     if ((in * bits) % 32 || (out * bits) % 32)
         return qm_diag_fail(d, QM_EINVAL, "%s: packing needs in and out to be multiples of 32/gcd(bits, 32)", path);
-    int32_t *qw = malloc((size_t)in * bits / 32 * out * 4), *qz = malloc((size_t)G * out * bits / 32 * 4);
-    uint16_t *sc = malloc((size_t)G * out * 2);
-    qm_status st;
-    if (!qw || !qz || !sc) {
-        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    } else {
-        qm_pack_qweight(r->codes, out, in, bits, qw);
-        qm_pack_qzeros(r->zero, G, out, bits, 1, qz);
-        for (size_t k = 0; k < (size_t)G * out; k++)
-            sc[k] = qm_f32_to_f16(r->scale[k]);
-        uint64_t sw[2] = {(uint64_t)out, (uint64_t)in}, sq[2] = {(uint64_t)in * bits / 32, (uint64_t)out},
-                 sz[2] = {(uint64_t)G, (uint64_t)out * bits / 32}, ss[2] = {(uint64_t)G, (uint64_t)out},
-                 sg[1] = {(uint64_t)in};
-        qm_st_entry e[] = {
-            {"weight", QM_DT_F32, 2, sw, r->deq}, {"qweight", QM_DT_I32, 2, sq, qw},
-            {"qzeros", QM_DT_I32, 2, sz, qz},     {"scales", QM_DT_F16, 2, ss, sc},
-            {"g_idx", QM_DT_I32, 1, sg, r->g_idx},
-        };
-        char b[16];
-        snprintf(b, sizeof b, "%d", bits);
-        const char *meta[] = {"format", "pt", "checkpoint_format", "gptq", "bits", b, NULL};
-        st = qm_st_write(path, e, sizeof e / sizeof *e, meta, d);
-    }
-    free(qw);
-    free(qz);
-    free(sc);
+    qm_packed_linear p;
+    qm_status st = qm_pack_linear(r, bits, qm_pack_names, &p, d);
+    if (st != QM_OK)
+        return st;
+    uint64_t sw[2] = {(uint64_t)out, (uint64_t)in};
+    qm_st_entry e[] = {{"weight", QM_DT_F32, 2, sw, r->deq}, p.e[0], p.e[1], p.e[2], p.e[3]};
+    char b[16];
+    snprintf(b, sizeof b, "%d", bits);
+    const char *meta[] = {"format", "pt", "checkpoint_format", "gptq", "bits", b, NULL};
+    st = qm_st_write(path, e, sizeof e / sizeof *e, meta, d);
+    qm_packed_linear_free(&p);
     return st;
 }
 

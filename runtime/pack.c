@@ -1,4 +1,5 @@
-/* pack.c: bit-stream packing of GPTQ codes and zero points (see pack.h).
+/* pack.c: bit-stream packing of GPTQ codes and zero points, and one linear's
+ * checkpoint tensors built from them (see pack.h).
  *
  * ---- What the public loaders read (checked against their source) ----------------------------
  *
@@ -76,7 +77,7 @@
  * gate_up_proj, all experts of a layer as one FusedMoE "<...>.experts"
  * (the model files under models/, packed_modules_mapping, FusedMoE(prefix=f"{prefix}.experts")),
  * so qmoe also writes a rule for each fused name whose parts agree
- * (quant_out.c).  Parts at different settings (q at 8 bits, k at 4) or
+ * (qwriter_gptq.c).  Parts at different settings (q at 8 bits, k at 4) or
  * experts of one layer at different widths cannot be expressed in vLLM.
  * vLLM's GPTQ MoE paths further need 4 or 8 bits: Marlin MoE (sym only) or
  * MoeWNA16, which the plain "gptq" method uses with sym forced true and no
@@ -92,6 +93,7 @@
  */
 #include "config.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #include "runtime/dtype.h"
@@ -179,4 +181,46 @@ void qm_dequant_packed(const int32_t *qweight, const int32_t *qzeros, const uint
             int zero = (int)get(z + (size_t)g * zwords, 1, (uint64_t)o * bits, bits) + offset;
             w[(size_t)o * in + i] = qm_f16_to_f32(scales_f16[(size_t)g * out + o]) * (float)(code - zero);
         }
+}
+
+const char *const qm_pack_names[QM_PACK_TENSORS] = {"qweight", "qzeros", "scales", "g_idx"};
+
+/* Entry k of p: d1 = 0 for a 1-D tensor of d0 elements. */
+static void entry(qm_packed_linear *p, int k, const char *name, qm_dtype dt, uint64_t d0, uint64_t d1,
+                  const void *data)
+{
+    p->shape[k][0] = d0;
+    p->shape[k][1] = d1;
+    p->e[k] = (qm_st_entry){name, dt, d1 ? 2 : 1, p->shape[k], data};
+}
+
+qm_status qm_pack_linear(const qm_qresult *r, int bits, const char *const names[QM_PACK_TENSORS],
+                         qm_packed_linear *p, qm_diag *d)
+{
+    int out = r->out, in = r->in, G = r->groups;
+    memset(p, 0, sizeof *p);
+    p->qweight = malloc((size_t)in * bits / 32 * out * 4);
+    p->qzeros = malloc((size_t)G * out * bits / 32 * 4);
+    p->scales = malloc((size_t)G * out * 2);
+    if (!p->qweight || !p->qzeros || !p->scales) {
+        qm_packed_linear_free(p);
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
+    qm_pack_qweight(r->codes, out, in, bits, p->qweight);
+    qm_pack_qzeros(r->zero, G, out, bits, 1, p->qzeros);
+    for (size_t k = 0; k < (size_t)G * out; k++)
+        p->scales[k] = qm_f32_to_f16(r->scale[k]);
+    entry(p, 0, names[0], QM_DT_I32, (uint64_t)in * bits / 32, (uint64_t)out, p->qweight);
+    entry(p, 1, names[1], QM_DT_I32, (uint64_t)G, (uint64_t)out * bits / 32, p->qzeros);
+    entry(p, 2, names[2], QM_DT_F16, (uint64_t)G, (uint64_t)out, p->scales);
+    entry(p, 3, names[3], QM_DT_I32, (uint64_t)in, 0, r->g_idx);
+    return QM_OK;
+}
+
+void qm_packed_linear_free(qm_packed_linear *p)
+{
+    free(p->qweight);
+    free(p->qzeros);
+    free(p->scales);
+    memset(p, 0, sizeof *p);
 }

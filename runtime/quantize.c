@@ -1,6 +1,10 @@
-/* quantize.c: the quantization pipeline (see quantize.h). */
+/* quantize.c: the quantization pipeline (see quantize.h): calibration
+ * passes, GPTQ of each linear, progress saved for resuming, and the run's
+ * records (plan.yaml, quant_log.yaml).  Each finished layer goes to the
+ * output writers (qwriter.h): "gptq", and "fake-quant" with --fake-quant. */
 #include "config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -12,11 +16,32 @@
 #include "runtime/forward.h"
 #include "runtime/gptq.h"
 #include "runtime/json.h"
-#include "runtime/pack.h"
 #include "runtime/plan.h"
-#include "runtime/quant_internal.h"
 #include "runtime/quantize.h"
+#include "runtime/qwriter.h"
 #include "runtime/tokens.h"
+
+enum { MAX_WRITERS = 2 }; /* gptq, fake-quant */
+
+typedef struct run {
+    const qm_quant_opts *o;
+    qm_model *m;
+    qm_plan *plan;
+    const qm_plan_tensor **by_tensor; /* (m->n) plan entry of each model tensor */
+    const char *out;
+    int B, S;                 /* calibration windows and their length */
+    float *x;                 /* (B*S, d) hidden states entering the current layer */
+    qm_layer_w w;             /* current layer, float32, replaced as it is quantized */
+    qwriter_linear *done;     /* (n_done) the current layer's quantized linears */
+    size_t n_done, cap_done;
+    qwriter_job job;          /* what the writers see */
+    qwriter writers[MAX_WRITERS];
+    int n_writers;            /* begun, not yet ended */
+    FILE *log;                /* this layer's log lines */
+    qm_quant_report *rep;
+    double t0;
+    qm_diag *d;
+} run;
 
 #define say(r, ...) qm_progressf((r)->o->progress, (r)->o->progress_ctx, __VA_ARGS__)
 
@@ -45,13 +70,13 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, const fl
         return QM_OK;
     if (r->n_done == r->cap_done) {
         size_t cap = r->cap_done ? 2 * r->cap_done : 64;
-        done_t *nd = realloc(r->done, cap * sizeof *nd);
+        qwriter_linear *nd = realloc(r->done, cap * sizeof *nd);
         if (!nd)
             return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
         r->done = nd;
         r->cap_done = cap;
     }
-    done_t *dn = &r->done[r->n_done];
+    qwriter_linear *dn = &r->done[r->n_done];
     memset(dn, 0, sizeof *dn);
     qm_qspec s = {.bits = pt->bits, .group = pt->group, .sym = pt->sym, .act_order = pt->act_order,
                   .damp = r->o->damp};
@@ -82,10 +107,7 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, const fl
     }
     dn->tensor = (size_t)ti;
     dn->pt = pt;
-    dn->tokens = tokens;
-    dn->fallback = fallback;
-    dn->error = Hc ? qm_relative_error(lin->w, dn->r.deq, lin->out, in, Hc) : NAN;
-    dn->seconds = qm_clock() - t0;
+    double error = Hc ? qm_relative_error(lin->w, dn->r.deq, lin->out, in, Hc) : NAN, seconds = qm_clock() - t0;
     free(Hc);
     memcpy(lin->w, dn->r.deq, (size_t)lin->out * in * sizeof *lin->w);
     r->n_done++;
@@ -93,13 +115,13 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, const fl
     if (strcmp(fallback, "none") != 0)
         r->rep->fallbacks++;
     char err[32];
-    if (isnan(dn->error))
+    if (isnan(error))
         snprintf(err, sizeof err, "null");
     else
-        snprintf(err, sizeof err, "%.6g", dn->error);
+        snprintf(err, sizeof err, "%.6g", error);
     fprintf(r->log, "  - {name: %s, module: %s, bits: %d, tokens: %lld, fallback: %s, relative_error: %s, "
                     "damp: %.6g, seconds: %.3f}\n",
-            r->m->t[ti].st->name, r->m->t[ti].canon, pt->bits, tokens, fallback, err, dn->r.damp, dn->seconds);
+            r->m->t[ti].st->name, r->m->t[ti].canon, pt->bits, tokens, fallback, err, dn->r.damp, seconds);
     say(r, "layer %d  %-28s tokens %-7lld error %s%s", r->w.layer, r->m->t[ti].canon, tokens, err,
         strcmp(fallback, "none") ? "  (fallback)" : "");
     return QM_OK;
@@ -329,7 +351,8 @@ typedef struct state {
     int layers_done;
 } state;
 
-char *quant_state_path(const run *r, const char *file) { return qm_strfmt("%s/.qmoe-state/%s", r->out, file); }
+/* "OUT/.qmoe-state/FILE"; caller frees. */
+static char *quant_state_path(const run *r, const char *file) { return qm_strfmt("%s/.qmoe-state/%s", r->out, file); }
 
 static int read_state(const run *r, state *s)
 {
@@ -389,6 +412,85 @@ static qm_status load_blob(const run *r, const char *file, void *data, size_t n)
         fclose(f);
     free(p);
     return st;
+}
+
+/* ---- output ---------------------------------------------------------------------------------- */
+
+/* Begin the run's writers: "gptq", and "fake-quant" when asked for. */
+static qm_status begin_writers(run *r)
+{
+    static const char *const formats[MAX_WRITERS] = {"gptq", "fake-quant"};
+    r->job = (qwriter_job){r->m, r->plan, r->by_tensor, r->o->damp, r->out, r->d};
+    qm_status st = QM_OK;
+    for (int i = 0; st == QM_OK && i < (r->o->fake_quant ? 2 : 1); i++) {
+        qwriter *w = &r->writers[i];
+        *w = (qwriter){qwriter_find(formats[i]), &r->job, NULL};
+        assert(w->ops);
+        if ((st = w->ops->begin(w)) == QM_OK)
+            r->n_writers++;
+    }
+    return st;
+}
+
+/* End the writers when st is QM_OK, else abort them; the first failure. */
+static qm_status end_writers(run *r, qm_status st)
+{
+    for (int i = 0; i < r->n_writers; i++) {
+        if (st == QM_OK)
+            st = r->writers[i].ops->end(&r->writers[i]);
+        else
+            r->writers[i].ops->abort(&r->writers[i]);
+    }
+    r->n_writers = 0;
+    return st;
+}
+
+/* The run's records in the output directory: plan.yaml and quant_log.yaml. */
+static qm_status write_records(const run *r, const char *plan_path)
+{
+    const qm_model *m = r->m;
+    qm_status st;
+    /* the plan, byte for byte */
+    char *data;
+    size_t len;
+    if ((st = qm_read_file(plan_path, &data, &len, r->d)) != QM_OK)
+        return st;
+    char *pp = qm_strfmt("%s/plan.yaml", r->out);
+    qm_afile a;
+    if (pp && (st = qm_afile_open(&a, pp, r->d)) == QM_OK) {
+        fwrite(data, 1, len, a.f);
+        st = qm_afile_commit(&a, r->d);
+    }
+    free(data);
+    free(pp);
+    if (st != QM_OK)
+        return st;
+    /* quant_log.yaml: the layers' logs in order */
+    char *lp = qm_strfmt("%s/quant_log.yaml", r->out);
+    if (!lp || (st = qm_afile_open(&a, lp, r->d)) != QM_OK) {
+        free(lp);
+        return st != QM_OK ? st : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
+    }
+    free(lp);
+    fprintf(a.f, "# qmoe quantize: one entry per quantized tensor, in the order quantized.\n"
+                 "# tokens: calibration rows the tensor's inputs came from (experts: rows the router sent);\n"
+                 "# fallback: none, rtn (round-to-nearest) or pooled (every row through the expert).\n"
+                 "tensors:\n");
+    for (int l = 0; st == QM_OK && l < m->cfg.layers; l++) {
+        char file[64];
+        snprintf(file, sizeof file, "layer-%05d.log", l);
+        char *p = quant_state_path(r, file);
+        if (p && (st = qm_read_file(p, &data, &len, r->d)) == QM_OK) {
+            fwrite(data, 1, len, a.f);
+            free(data);
+        }
+        free(p);
+    }
+    if (st != QM_OK) {
+        qm_afile_abort(&a);
+        return st;
+    }
+    return qm_afile_commit(&a, r->d);
 }
 
 /* ---- the run ---------------------------------------------------------------------------------- */
@@ -464,7 +566,7 @@ static void drop_hidden(const run *r, int L)
     free(h);
 }
 
-static qm_status one_layer(run *r, int L, char *fake_dir)
+static qm_status one_layer(run *r, int L)
 {
     char *logbuf = NULL;
     size_t loglen = 0;
@@ -483,10 +585,8 @@ static qm_status one_layer(run *r, int L, char *fake_dir)
     if (r->log)
         fclose(r->log);
     r->log = NULL;
-    if (st == QM_OK)
-        st = quant_write_shard(r, L, r->out, 0);
-    if (st == QM_OK && fake_dir)
-        st = quant_write_shard(r, L, fake_dir, 1);
+    for (int i = 0; st == QM_OK && i < r->n_writers; i++)
+        st = r->writers[i].ops->layer(&r->writers[i], L, r->done, r->n_done);
     char file[64];
     snprintf(file, sizeof file, "layer-%05d.log", L);
     if (st == QM_OK)
@@ -514,7 +614,7 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
     qm_tokens toks = {0};
     qm_head_w head = {0};
     state cur = {0}, old = {0};
-    char *fake_dir = NULL, *sdir = NULL;
+    char *sdir = NULL;
     qm_status st = qm_model_open(model_dir, &r.m, d);
     if (st == QM_OK)
         st = qm_plan_read(plan_path, &r.plan, d);
@@ -539,8 +639,8 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
              o->fallback_pooled ? "pooled" : "rtn", o->all_experts, o->fake_quant);
     if (st == QM_OK && (st = qm_mkdir(out_dir, d)) == QM_OK && (sdir = qm_strfmt("%s/.qmoe-state", out_dir)))
         st = qm_mkdir(sdir, d);
-    if (st == QM_OK && o->fake_quant && (fake_dir = qm_strfmt("%s/fake-quant", out_dir)))
-        st = qm_mkdir(fake_dir, d);
+    if (st == QM_OK)
+        st = begin_writers(&r);
     if (st == QM_OK && read_state(&r, &old)) {
         if (strcmp(old.plan, cur.plan) || strcmp(old.config, cur.config) || strcmp(old.calib, cur.calib) ||
             strcmp(old.settings, cur.settings))
@@ -569,7 +669,7 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
     for (int L = cur.layers_done; st == QM_OK && L < total; L++) {
         double t = qm_clock();
         say(&r, "layer %d/%d: %d x %d calibration tokens", L, total, r.B, r.S);
-        if ((st = one_layer(&r, L, fake_dir)) == QM_OK) {
+        if ((st = one_layer(&r, L)) == QM_OK) {
             cur.layers_done = L + 1;
             if ((st = write_state(&r, &cur)) == QM_OK)
                 drop_hidden(&r, L);
@@ -578,14 +678,9 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
         say(&r, "layer %d/%d done in %.1f s, ETA %.0f s", L, total, qm_clock() - t, left);
     }
     rep->layers = total;
+    st = end_writers(&r, st);
     if (st == QM_OK)
-        st = quant_write_shard(&r, -1, out_dir, 0);
-    if (st == QM_OK && fake_dir)
-        st = quant_write_shard(&r, -1, fake_dir, 1);
-    if (st == QM_OK)
-        st = quant_finish(&r, plan_path, out_dir, 0);
-    if (st == QM_OK && fake_dir)
-        st = quant_finish(&r, plan_path, fake_dir, 1);
+        st = write_records(&r, plan_path);
     if (st == QM_OK)
         drop_hidden(&r, total); /* the run is complete: no layer needs them */
     struct rusage ru;
@@ -595,7 +690,6 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
     free(r.x);
     free(r.done);
     free(r.by_tensor);
-    free(fake_dir);
     free(sdir);
     qm_tokens_free(&toks);
     qm_plan_free(r.plan);

@@ -238,6 +238,55 @@ static void test_v1_to_v2_add(void)
         CU_ASSERT_EQUAL(back[j], z[j]);
 }
 
+/* ---- one linear as checkpoint tensors ---------------------------------------------------- */
+
+/* qm_pack_linear: the four tensors pack.h lists, in that order, with its
+ * dtypes and shapes, and the hand-worked words of test_words_2_4_8. */
+static void test_linear_tensors(void)
+{
+    int out = 8, in = 8, G = 2;
+    uint8_t codes[8 * 8];
+    int32_t zero[2 * 8], g_idx[8];
+    float scale[2 * 8];
+    for (int j = 0; j < out; j++) {
+        for (int i = 0; i < in; i++)
+            codes[j * in + i] = (uint8_t)((i + j) % 16);
+        zero[j] = 8;
+        zero[out + j] = j + 1;
+        scale[j] = scale[out + j] = 0.5f;
+    }
+    for (int i = 0; i < in; i++)
+        g_idx[i] = i / 4;
+    qm_qresult r = {.out = out, .in = in, .groups = G, .codes = codes, .scale = scale, .zero = zero, .g_idx = g_idx};
+    const char *names[QM_PACK_TENSORS] = {"m.qweight", "m.qzeros", "m.scales", "m.g_idx"};
+    qm_diag *d = qm_diag_new();
+    qm_packed_linear p;
+    CU_ASSERT_EQUAL_FATAL(qm_pack_linear(&r, 4, names, &p, d), QM_OK);
+    static const qm_dtype dt[QM_PACK_TENSORS] = {QM_DT_I32, QM_DT_I32, QM_DT_F16, QM_DT_I32};
+    static const int ndim[QM_PACK_TENSORS] = {2, 2, 2, 1};
+    const uint64_t shape[QM_PACK_TENSORS][2] = {{1, 8}, {2, 1}, {2, 8}, {8, 0}};
+    for (int k = 0; k < QM_PACK_TENSORS; k++) {
+        CU_ASSERT_PTR_EQUAL(p.e[k].name, names[k]);
+        CU_ASSERT_EQUAL(p.e[k].dtype, dt[k]);
+        CU_ASSERT_EQUAL(p.e[k].ndim, ndim[k]);
+        for (int i = 0; i < ndim[k]; i++)
+            CU_ASSERT_EQUAL(p.e[k].shape[i], shape[k][i]);
+    }
+    const uint32_t *qw = p.e[0].data, *qz = p.e[1].data;
+    const uint16_t *sc = p.e[2].data;
+    CU_ASSERT_EQUAL(qw[0], 0x76543210u);
+    CU_ASSERT_EQUAL(qw[7], 0xEDCBA987u);
+    CU_ASSERT_EQUAL(qz[0], 0x77777777u);
+    CU_ASSERT_EQUAL(qz[1], 0x76543210u);
+    CU_ASSERT_EQUAL(sc[0], 0x3800); /* 0.5 in float16 */
+    CU_ASSERT_EQUAL(sc[15], 0x3800);
+    CU_ASSERT_PTR_EQUAL(p.e[3].data, g_idx);
+    CU_ASSERT_STRING_EQUAL(qm_pack_names[0], "qweight");
+    CU_ASSERT_STRING_EQUAL(qm_pack_names[3], "g_idx");
+    qm_packed_linear_free(&p);
+    qm_diag_free(d);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -247,5 +296,6 @@ int main(void)
     CU_add_test(s, "hand-worked words: 3 bits across int32 boundaries", test_words_3bit);
     CU_add_test(s, "2/3/4/8 bits, act-order g_idx: codes, zeros, weights", test_loader_formulas);
     CU_add_test(s, "format gptq -> gptq_v2 by word addition never carries", test_v1_to_v2_add);
+    CU_add_test(s, "one linear: the four tensors, their dtypes, shapes and words", test_linear_tensors);
     return tu_run();
 }

@@ -1,0 +1,85 @@
+/* qwriter.h: the output formats of `qmoe quantize`, as one interface.
+ *
+ * The pipeline (quantize.c) quantizes a model layer by layer and hands each
+ * finished layer to every writer of the run; a writer turns it into one
+ * format in its own place under the output directory.  Writers read what
+ * the pipeline gives them and never call back into it.  A writer's life:
+ *
+ *   begin   once, before any layer: make the format's directory, set state
+ *   layer   for each layer not finished by an earlier run, in order, with
+ *           the layer's quantized linears (the layer's other tensors are
+ *           kept as the checkpoint stores them)
+ *   end     once after the last layer: model-level tensors (embeddings,
+ *           final norm, head), index, configs; frees the state
+ *   abort   instead of end when the run fails: frees the state and leaves
+ *           what is already on disk for the run that resumes
+ *
+ * Atomic: every file appears whole under its final name or not at all
+ * (qm_afile, qm_st_write).  Resumable: a run killed after layer L and run
+ * again calls begin, layer for L+1 on, then end; what layer() wrote for the
+ * earlier layers must stay valid and be what end() builds on (one file per
+ * layer written once, or per-layer pieces that end() joins).  layer() may
+ * also be called again for a layer whose output is already there (a kill
+ * between the writer's commit and the pipeline's progress record); it
+ * replaces it.  A run over a finished directory calls only begin and end,
+ * which must write the same bytes again.
+ *
+ * The formats, by name (qwriter.c's table): "gptq", the GPTQ checkpoint in
+ * the output directory itself (qwriter_gptq.c); "fake-quant", dequantized
+ * weights in the original dtype under fake-quant/ (qwriter_fake.c).  A new
+ * format is one file defining a qwriter_ops and one row in that table.
+ */
+#ifndef QM_QWRITER_H
+#define QM_QWRITER_H
+
+#include "runtime/gptq.h"
+#include "runtime/model.h"
+#include "runtime/plan.h"
+
+/* What a run gives all its writers; the pipeline owns it and everything it
+ * points at, for the writers' whole life. */
+typedef struct qwriter_job {
+    const qm_model *m;
+    const qm_plan *plan;
+    const qm_plan_tensor *const *by_tensor; /* (m->n) each model tensor's plan entry */
+    double damp;                            /* the GPTQ damping asked for */
+    const char *out;                        /* the output directory (exists) */
+    qm_diag *d;
+} qwriter_job;
+
+/* One quantized linear of a layer. */
+typedef struct qwriter_linear {
+    size_t tensor;             /* index into m->t */
+    const qm_plan_tensor *pt;  /* its plan entry: bits, group, sym, act_order */
+    qm_qresult r;              /* GPTQ's result; owned by the pipeline */
+} qwriter_linear;
+
+typedef struct qwriter qwriter;
+
+/* One format.  Every function returns QM_OK or adds a diagnostic to
+ * w->job->d; see the top of this file for when each is called. */
+typedef struct qwriter_ops {
+    const char *name;
+    /* Prepare w->state (NULL until then); on failure nothing to free. */
+    qm_status (*begin)(qwriter *w);
+    /* Write layer `layer` with its n quantized linears q (ordered as the
+     * pipeline quantized them; the other tensors of the layer are kept). */
+    qm_status (*layer)(qwriter *w, int layer, const qwriter_linear *q, size_t n);
+    /* Finish the output and free w->state, also on failure. */
+    qm_status (*end)(qwriter *w);
+    /* Free w->state; nothing on disk is touched. */
+    void (*abort)(qwriter *w);
+} qwriter_ops;
+
+struct qwriter {
+    const qwriter_ops *ops;
+    const qwriter_job *job;
+    void *state; /* the format's own, from begin until end or abort */
+};
+
+/* The format called `name`, or NULL. */
+const qwriter_ops *qwriter_find(const char *name);
+
+extern const qwriter_ops qwriter_gptq, qwriter_fake;
+
+#endif
