@@ -86,3 +86,17 @@ void qm_afile_abort(qm_afile *a)
     free(a->path);
     memset(a, 0, sizeof *a);
 }
+
+qm_status qm_afile_write(const char *path, qm_afile_put_fn *put, const void *ctx, int durable, qm_diag *d)
+{
+    qm_afile a;
+    qm_status st = qm_afile_open(&a, path, d);
+    if (st != QM_OK)
+        return st;
+    a.durable = durable;
+    if ((st = put(ctx, a.f, d)) != QM_OK) {
+        qm_afile_abort(&a);
+        return st;
+    }
+    return qm_afile_commit(&a, d);
+}

@@ -224,6 +224,15 @@ qm_status qm_afile_commit(qm_afile *a, qm_diag *d);
 /* Discard the temporary (safe to call after a failed commit or twice). */
 void qm_afile_abort(qm_afile *a);
 
+/* What a writer puts into a file: write what ctx describes to f and return
+ * QM_OK, or a failure already reported to d.  A failed write need not be
+ * checked here: the commit sees it in f's error flag. */
+typedef qm_status qm_afile_put_fn(const void *ctx, FILE *f, qm_diag *d);
+/* The whole open, put, commit sequence: path is replaced by what put
+ * writes, or left as it was when put or the commit fails.  durable: fsync
+ * before the rename (qm_afile.durable says who needs it). */
+qm_status qm_afile_write(const char *path, qm_afile_put_fn *put, const void *ctx, int durable, qm_diag *d);
+
 /* ---- progress ------------------------------------------------------------ */
 
 /* A long-running stage reports one line at a time through a callback the
@@ -243,6 +252,10 @@ qm_status qm_mkdir(const char *path, qm_diag *d);
  * Large inputs read this way come from the page cache without a copy. */
 qm_status qm_map_file(const char *path, const char **data, size_t *len, qm_diag *d);
 void qm_unmap_file(const char *data, size_t len);
+/* The whole file at `path` in fresh memory, NUL-terminated (so text can be
+ * scanned as a string), its length without the NUL in *len; caller frees
+ * *data.  Reads pipes and other streams too, unlike qm_map_file(). */
+qm_status qm_read_file(const char *path, char **data, size_t *len, qm_diag *d);
 /* Processors online (at least 1). */
 int qm_cpus(void);
 

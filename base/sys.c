@@ -1,6 +1,6 @@
 /* sys.c: what every long-running stage shares with the operating system and
  * its driver: a monotonic clock, making a directory, a line of progress,
- * worker threads. */
+ * reading and mapping files, worker threads. */
 #include "config.h"
 
 #include <errno.h>
@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -78,6 +79,38 @@ void qm_unmap_file(const char *data, size_t len)
 {
     if (len)
         munmap((void *)data, len);
+}
+
+qm_status qm_read_file(const char *path, char **data, size_t *len, qm_diag *d)
+{
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return qm_diag_fail(d, errno == ENOENT ? QM_ENOTFOUND : QM_EIO, "%s: %s", path, strerror(errno));
+    size_t cap = 65536, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - 1 - n, f);
+        if (n < cap - 1)
+            break;
+        char *b = realloc(buf, cap *= 2);
+        if (!b)
+            free(buf);
+        buf = b;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf)
+        return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", path);
+    if (bad) {
+        free(buf);
+        return qm_diag_fail(d, QM_EIO, "%s: read error", path);
+    }
+    buf[n] = '\0';
+    *data = buf;
+    *len = n;
+    return QM_OK;
 }
 
 int qm_cpus(void)

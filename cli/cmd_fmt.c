@@ -11,24 +11,28 @@
 #include "cli/cli.h"
 #include "lang/ast.h"
 
+typedef struct formatted {
+    const char *path, *text;
+    size_t len;
+} formatted;
+
+static qm_status put_formatted(const void *ctx, FILE *f, qm_diag *d)
+{
+    const formatted *p = ctx;
+    struct stat sb;
+    if (stat(p->path, &sb) == 0)
+        fchmod(fileno(f), sb.st_mode & 07777); /* mkstemp made it 0600 */
+    if (p->len && fwrite(p->text, 1, p->len, f) != p->len)
+        return qm_diag_fail(d, QM_EIO, "%s: cannot write the formatted policy", p->path);
+    return QM_OK;
+}
+
 /* Replace path's contents with text[0, len) atomically, keeping its mode;
  * failures are reported on stderr. */
 static qm_status rewrite(const char *path, const char *text, size_t len)
 {
     qm_diag *d = qm_diag_new();
-    qm_afile a;
-    struct stat sb;
-    qm_status st = d ? qm_afile_open(&a, path, d) : QM_ENOMEM;
-    if (st == QM_OK) {
-        if (stat(path, &sb) == 0)
-            fchmod(fileno(a.f), sb.st_mode & 07777); /* mkstemp made it 0600 */
-        if (len && fwrite(text, 1, len, a.f) != len) {
-            qm_afile_abort(&a);
-            st = qm_diag_fail(d, QM_EIO, "%s: cannot write the formatted policy", path);
-        } else {
-            st = qm_afile_commit(&a, d);
-        }
-    }
+    qm_status st = d ? qm_afile_write(path, put_formatted, &(formatted){path, text, len}, 1, d) : QM_ENOMEM;
     if (d)
         qm_cli_report(d);
     else

@@ -52,17 +52,12 @@ void qm_matrix_row_free(qm_matrix_row *r)
     memset(r, 0, sizeof *r);
 }
 
-qm_status qm_matrix_row_write(const qm_matrix_row *r, const char *path, qm_diag *d)
+static qm_status put_row(const void *ctx, FILE *f, qm_diag *d)
 {
-    qm_afile a;
-    qm_status st = qm_afile_open(&a, path, d);
-    if (st != QM_OK)
-        return st;
-    qm_yaml *y = qm_yaml_begin(a.f);
-    if (!y) {
-        qm_afile_abort(&a);
+    const qm_matrix_row *r = ctx;
+    qm_yaml *y = qm_yaml_begin(f);
+    if (!y)
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    }
     qm_yaml_map(y);
     qm_yaml_kint(y, "qmoe_bench_run", RECORD_VERSION);
     qm_yaml_kstr(y, "policy", r->name);
@@ -93,11 +88,12 @@ qm_status qm_matrix_row_write(const qm_matrix_row *r, const char *path, qm_diag 
         qm_yaml_close(y);
     }
     qm_yaml_close(y);
-    if ((st = qm_yaml_end(y, d)) != QM_OK) {
-        qm_afile_abort(&a);
-        return st;
-    }
-    return qm_afile_commit(&a, d);
+    return qm_yaml_end(y, d);
+}
+
+qm_status qm_matrix_row_write(const qm_matrix_row *r, const char *path, qm_diag *d)
+{
+    return qm_afile_write(path, put_row, r, 1, d);
 }
 
 /* ---- reading back -------------------------------------------------------------------- */

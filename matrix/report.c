@@ -311,20 +311,26 @@ static const struct {
     {"kld_vs_bits.svg", put_svg},
 };
 
+typedef struct summary_job {
+    const qm_matrix *m;
+    size_t k; /* in summaries */
+} summary_job;
+
+static qm_status put_summary(const void *ctx, FILE *f, qm_diag *d)
+{
+    const summary_job *j = ctx;
+    return summaries[j->k].put(j->m, f, d);
+}
+
 qm_status qm_matrix_report(const qm_matrix *m, qm_diag *d)
 {
     qm_status st = QM_OK;
     for (size_t k = 0; k < sizeof summaries / sizeof *summaries && st == QM_OK; k++) {
         char *path = qm_strfmt("%s/%s", m->o->out, summaries[k].file);
-        qm_afile a;
         if (!path)
             return qm_diag_fail(d, QM_ENOMEM, "out of memory");
-        st = qm_afile_open(&a, path, d);
+        st = qm_afile_write(path, put_summary, &(summary_job){m, k}, 1, d);
         free(path);
-        if (st == QM_OK && (st = summaries[k].put(m, a.f, d)) != QM_OK)
-            qm_afile_abort(&a);
-        else if (st == QM_OK)
-            st = qm_afile_commit(&a, d);
     }
     return st;
 }

@@ -85,15 +85,15 @@ static uint64_t checkpoint_bytes(const char *dir)
 }
 
 /* A small text file holding one key: write atomically, or compare. */
+static qm_status put_key(const void *key, FILE *f, qm_diag *d)
+{
+    fprintf(f, "%s\n", (const char *)key);
+    return QM_OK;
+}
+
 static qm_status key_write(const char *path, const char *key, qm_diag *d)
 {
-    qm_afile a;
-    qm_status st = qm_afile_open(&a, path, d);
-    if (st == QM_OK) {
-        fprintf(a.f, "%s\n", key);
-        st = qm_afile_commit(&a, d);
-    }
-    return st;
+    return qm_afile_write(path, put_key, key, 1, d);
 }
 
 static int key_matches(const char *path, const char *key)

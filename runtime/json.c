@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include "runtime/json.h"
-#include "runtime/tokens.h"
 
 qm_status qm_json_load(const char *path, json_t **out, qm_diag *d)
 {

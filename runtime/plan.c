@@ -406,18 +406,15 @@ qm_status qm_plan_emit(const qm_plan *p, FILE *f, qm_diag *d)
     return st == QM_EINVAL ? qm_plan_emit_libyaml(p, f, d) : st;
 }
 
+static qm_status put_plan(const void *p, FILE *f, qm_diag *d)
+{
+    return qm_plan_emit(p, f, d);
+}
+
 qm_status qm_plan_write(const qm_plan *p, const char *path, qm_diag *d)
 {
-    qm_afile a;
-    qm_status st = qm_afile_open(&a, path, d);
-    if (st != QM_OK)
-        return st;
-    a.durable = 0; /* made again in 0.1 s; qm_plan_read() rejects an empty or cut plan */
-    if ((st = qm_plan_emit(p, a.f, d)) != QM_OK) {
-        qm_afile_abort(&a);
-        return st;
-    }
-    return qm_afile_commit(&a, d);
+    /* not durable: made again in 0.1 s; qm_plan_read() rejects an empty or cut plan */
+    return qm_afile_write(path, put_plan, p, 0, d);
 }
 
 /* ---- input --------------------------------------------------------------------------------- */

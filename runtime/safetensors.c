@@ -518,6 +518,36 @@ static json_t *header_json(const qm_st_entry *t, size_t n, const char *const *me
     return root;
 }
 
+typedef struct st_out {
+    const char *header; /* JSON */
+    const qm_st_entry *t;
+    size_t n;
+} st_out;
+
+/* A write that fails is left to the commit, which sees it in f's error flag. */
+static qm_status put_st(const void *ctx, FILE *f, qm_diag *d)
+{
+    const st_out *o = ctx;
+    size_t len = strlen(o->header), padded = (len + 7) / 8 * 8;
+    unsigned char lenbuf[8];
+    for (int i = 0; i < 8; i++)
+        lenbuf[i] = (unsigned char)((uint64_t)padded >> (8 * i));
+    fwrite(lenbuf, 1, 8, f);
+    fwrite(o->header, 1, len, f);
+    for (size_t i = len; i < padded; i++)
+        fputc(' ', f);
+    for (size_t i = 0; i < o->n; i++) {
+        const qm_st_entry *t = &o->t[i];
+        uint64_t numel = 1;
+        for (int k = 0; k < t->ndim; k++)
+            numel *= t->shape[k];
+        size_t bytes = (size_t)(numel * qm_dtype_size(t->dtype));
+        if (bytes && fwrite(t->data, 1, bytes, f) != bytes)
+            break;
+    }
+    return QM_OK;
+}
+
 qm_status qm_st_write(const char *path, const qm_st_entry *t, size_t n, const char *const *meta,
                       qm_diag *d)
 {
@@ -526,28 +556,7 @@ qm_status qm_st_write(const char *path, const qm_st_entry *t, size_t n, const ch
     json_decref(h);
     if (!text)
         return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory building the header", path);
-    size_t len = strlen(text), padded = (len + 7) / 8 * 8;
-    qm_afile a;
-    qm_status st = qm_afile_open(&a, path, d);
-    if (st != QM_OK) {
-        free(text);
-        return st;
-    }
-    unsigned char lenbuf[8];
-    for (int i = 0; i < 8; i++)
-        lenbuf[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-    fwrite(lenbuf, 1, 8, a.f);
-    fwrite(text, 1, len, a.f);
-    for (size_t i = len; i < padded; i++)
-        fputc(' ', a.f);
+    qm_status st = qm_afile_write(path, put_st, &(st_out){text, t, n}, 1, d);
     free(text);
-    for (size_t i = 0; i < n; i++) {
-        uint64_t numel = 1;
-        for (int k = 0; k < t[i].ndim; k++)
-            numel *= t[i].shape[k];
-        size_t bytes = (size_t)(numel * qm_dtype_size(t[i].dtype));
-        if (bytes && fwrite(t[i].data, 1, bytes, a.f) != bytes)
-            break;
-    }
-    return qm_afile_commit(&a, d);
+    return st;
 }

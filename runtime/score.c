@@ -143,19 +143,21 @@ qm_status qm_score_model(const qm_net *net, const qm_tokens *calib, int ctx, qm_
     return st;
 }
 
-qm_status qm_scores_write(const qm_scores *s, const qm_model *m, const char *calib_path,
-                          const char *path, qm_diag *d)
+typedef struct scores_out {
+    const qm_scores *s;
+    const qm_model *m;
+    const char *calib_path;
+} scores_out;
+
+static qm_status put_scores(const void *ctx, FILE *f, qm_diag *d)
 {
-    qm_afile f;
-    qm_status st = qm_afile_open(&f, path, d);
-    if (st != QM_OK)
-        return st;
-    fprintf(f.f, "# qmoe scores: written by `qmoe score`, read by `qmoe compile --scores`.\n");
-    qm_yaml *y = qm_yaml_begin(f.f);
-    if (!y) {
-        qm_afile_abort(&f);
+    const scores_out *o = ctx;
+    const qm_scores *s = o->s;
+    const qm_model *m = o->m;
+    fprintf(f, "# qmoe scores: written by `qmoe score`, read by `qmoe compile --scores`.\n");
+    qm_yaml *y = qm_yaml_begin(f);
+    if (!y)
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    }
     qm_yaml_map(y);
     qm_yaml_kint(y, "qmoe_scores", 1);
     qm_yaml_str(y, "model");
@@ -166,7 +168,7 @@ qm_status qm_scores_write(const qm_scores *s, const qm_model *m, const char *cal
     qm_yaml_close(y);
     qm_yaml_str(y, "calibration");
     qm_yaml_map(y);
-    qm_yaml_kstr(y, "file", calib_path);
+    qm_yaml_kstr(y, "file", o->calib_path);
     qm_yaml_kuint(y, "tokens", s->tokens);
     qm_yaml_kint(y, "ctx", s->ctx);
     qm_yaml_close(y);
@@ -203,9 +205,11 @@ qm_status qm_scores_write(const qm_scores *s, const qm_model *m, const char *cal
         qm_yaml_real(y, s->outlier[i], 4);
     }
     qm_yaml_close(y);
-    if ((st = qm_yaml_end(y, d)) != QM_OK) {
-        qm_afile_abort(&f);
-        return st;
-    }
-    return qm_afile_commit(&f, d);
+    return qm_yaml_end(y, d);
+}
+
+qm_status qm_scores_write(const qm_scores *s, const qm_model *m, const char *calib_path,
+                          const char *path, qm_diag *d)
+{
+    return qm_afile_write(path, put_scores, &(scores_out){s, m, calib_path}, 1, d);
 }

@@ -27,7 +27,4 @@ void qm_tokens_free(qm_tokens *t);
  * only the first `max` when max > 0. */
 qm_status qm_tokens_for_model(const qm_model *m, const char *path, size_t max, qm_tokens *t, qm_diag *d);
 
-/* Whole file into memory (NUL-terminated for convenience); caller frees. */
-qm_status qm_read_file(const char *path, char **data, size_t *len, qm_diag *d);
-
 #endif

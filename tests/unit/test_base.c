@@ -114,6 +114,28 @@ static void test_yaml_quoting(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(buf, "e: 0.500\n"));
 }
 
+static qm_status put_text(const void *ctx, FILE *f, qm_diag *d)
+{
+    fputs(ctx, f);
+    return strcmp(ctx, "fail") == 0 ? qm_diag_fail(d, QM_EINVAL, "refused") : QM_OK;
+}
+
+static void test_afile_write(void)
+{
+    qm_diag *d = qm_diag_new();
+    const char *p = tu_path("whole.txt");
+    char buf[8] = {0};
+    CU_ASSERT_EQUAL(qm_afile_write(p, put_text, "new", 1, d), QM_OK);
+    CU_ASSERT_EQUAL(qm_afile_write(p, put_text, "fail", 0, d), QM_EINVAL); /* the old file stays */
+    FILE *f = fopen(p, "r");
+    CU_ASSERT(fread(buf, 1, 7, f) == 3);
+    fclose(f);
+    CU_ASSERT_STRING_EQUAL(buf, "new");
+    CU_ASSERT_EQUAL(qm_afile_write(tu_path("missing/dir/x"), put_text, "new", 1, d), QM_EIO);
+    TU_ASSERT_DIAG(d, "cannot create a temporary file beside it");
+    qm_diag_free(d);
+}
+
 static void test_diag(void)
 {
     qm_diag *d = qm_diag_new();
@@ -151,6 +173,7 @@ int main(void)
     CU_add_test(s, "SHA-256 test vectors", test_sha256_vectors);
     CU_add_test(s, "string map", test_strmap);
     CU_add_test(s, "atomic files", test_afile);
+    CU_add_test(s, "atomic write through a put function", test_afile_write);
     CU_add_test(s, "YAML quoting", test_yaml_quoting);
     CU_add_test(s, "diagnostics", test_diag);
     CU_add_test(s, "widths", test_widths);
