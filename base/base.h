@@ -5,7 +5,7 @@
  * metrics).  The pieces here sit under all three: status codes, the
  * diagnostics sink through which library code reports errors (library code
  * never prints and never exits; only the driver in cli/ does), a string map,
- * atomic file output, and a thin YAML emitter.
+ * atomic file output, a thin YAML emitter and the strict YAML reader.
  */
 #ifndef QM_BASE_H
 #define QM_BASE_H
@@ -319,5 +319,68 @@ qm_status qm_yaml_end(qm_yaml *y, qm_diag *d);
  * or block context, when s is simple enough to say: 1 plain, 2
  * single-quoted, 0 not simple (use the emitter). */
 int qm_yaml_simple_style(const char *s, int flow);
+
+/* ---- YAML input (yaml_in.c) ------------------------------------------------ */
+
+/* The one reader of the YAML files qmoe reads back: plans, scores files and
+ * bench records.  A document loads into a tree of read-only nodes in an
+ * arena the caller frees.  It is strict where those files' readers would
+ * otherwise guess: a mapping whose key appears twice, a key that is not a
+ * scalar, an alias, a second document, nesting deeper than
+ * QM_YIN_MAX_DEPTH and input longer than QM_YIN_MAX_BYTES are all refused,
+ * and numbers are typed (a quoted "128" is a string, not a number). */
+enum {
+    /* A 235B-scale plan (37k tensors) is ~8 MB and one for a model four
+     * times its size would be ~32 MB; past 256 MiB the input is something
+     * else (a checkpoint shard passed by mistake) and loading it would
+     * only cost memory. */
+    QM_YIN_MAX_BYTES = 256 << 20,
+    /* qmoe's files nest 4 deep (plan, tensors, a tensor, its shape); 64
+     * leaves any hand-written file room while a runaway nesting ("[[[[...")
+     * is refused before libyaml's stacks grow with it. */
+    QM_YIN_MAX_DEPTH = 64,
+};
+
+typedef enum qm_ykind { QM_YSCALAR, QM_YSEQ, QM_YMAP } qm_ykind;
+
+typedef struct qm_ynode qm_ynode;
+typedef struct qm_ypair {
+    const qm_ynode *key; /* a scalar, unique within its mapping (as a C string, as readers look keys up) */
+    const qm_ynode *val;
+} qm_ypair;
+
+struct qm_ynode {
+    qm_ykind kind;
+    unsigned line, col; /* 1-based position where it starts (QM_YIN_MAX_BYTES keeps them in range) */
+    int plain;          /* a scalar neither quoted nor tagged: only such a one is a number or a boolean */
+    size_t n;           /* scalar: bytes of text; sequence: items; mapping: pairs */
+    union {
+        const char *text;            /* scalar: NUL-terminated */
+        const qm_ynode *const *item; /* sequence: (n) */
+        const qm_ypair *pair;        /* mapping: (n), in the document's order */
+    };
+};
+
+/* Load the YAML file at path: its nodes go into *a (the caller frees them
+ * with qm_arena_free()) and *root is the document's top node, NULL when the
+ * file holds no document.  Errors are QM_EFORMAT with a message naming the
+ * file, and line and column where there is one, followed by `hint` (NULL
+ * for none; e.g. what to do about it); a file that cannot be opened or read
+ * is QM_ENOTFOUND or QM_EIO. */
+qm_status qm_yin_load(const char *path, const char *hint, qm_arena *a, const qm_ynode **root, qm_diag *d);
+/* The same from f, opened by the caller (who closes it); path names it in messages. */
+qm_status qm_yin_load_file(FILE *f, const char *path, const char *hint, qm_arena *a, const qm_ynode **root,
+                           qm_diag *d);
+/* map's value for key; NULL when map is NULL or not a mapping or has no such key. */
+const qm_ynode *qm_yin_get(const qm_ynode *map, const char *key);
+/* n's text when it is a scalar (quoted or not); NULL otherwise (n NULL too). */
+const char *qm_yin_str(const qm_ynode *n);
+/* Typed scalars: 1 and *v set when n is a plain scalar of the type, else 0
+ * and *v untouched.  An integer is decimal and fits a long long; a real is
+ * what strtod reads whole (not one too large for a double) or YAML's .nan,
+ * .inf and -.inf; a boolean is true or false. */
+int qm_yin_int(const qm_ynode *n, long long *v);
+int qm_yin_real(const qm_ynode *n, double *v);
+int qm_yin_bool(const qm_ynode *n, int *v);
 
 #endif

@@ -14,38 +14,86 @@
  */
 #include "config.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yaml.h>
 
 #include "compiler/internal.h"
 #include "runtime/dtype.h"
 #include "runtime/score.h"
 
-static int num(yaml_node_t *n, double *v)
-{
-    if (!n || n->type != YAML_SCALAR_NODE)
-        return 0;
-    const char *s = (const char *)n->data.scalar.value;
-    char *end;
-    errno = 0;
-    if (strcmp(s, ".nan") == 0 || strcmp(s, ".NaN") == 0) {
-        *v = NAN;
-        return 1;
-    }
-    *v = strtod(s, &end);
-    return end != s && *end == 0;
-}
-
-static int key_is(yaml_document_t *doc, yaml_node_pair_t *p, const char *k)
-{
-    yaml_node_t *n = yaml_document_get_node(doc, p->key);
-    return n && n->type == YAML_SCALAR_NODE && strcmp((const char *)n->data.scalar.value, k) == 0;
-}
-
 #define BAD(...) (st = qm_diag_fail(c->d, QM_EFORMAT, __VA_ARGS__))
+
+/* The sections of root (a mapping) into s and c->outlier_w; canon maps the
+ * model's canonical names to its tensors. */
+static qm_status read_sections(qm_cstate *c, const qm_ynode *root, const qm_strmap *canon)
+{
+    qm_cscores *s = &c->sc;
+    const char *path = s->path;
+    long long L = s->layers, E = s->experts;
+    qm_status st = QM_OK;
+    int version = 0;
+    for (size_t j = 0; j < root->n; j++) {
+        const char *key = root->pair[j].key->text;
+        const qm_ynode *v = root->pair[j].val;
+        if (strcmp(key, "qmoe_scores") == 0) {
+            long long x;
+            if (!qm_yin_int(v, &x) || x != 1)
+                return BAD("%s: qmoe_scores: unsupported version (this qmoe reads 1)", path);
+            version = 1;
+        } else if (strcmp(key, "frequency") == 0 && v->kind == QM_YMAP) {
+            s->has_freq = 1;
+            for (size_t q = 0; q < v->n; q++) {
+                const qm_ynode *row = v->pair[q].val;
+                long long l;
+                if (!qm_yin_int(v->pair[q].key, &l) || l < 0 || l >= L || row->kind != QM_YSEQ)
+                    return BAD("%s: frequency: expected LAYER: [counts] with LAYER in 0..%lld", path, L - 1);
+                long long n = (long long)row->n;
+                if (n != E)
+                    return BAD("%s: frequency: layer %lld has %lld counts; the model has %lld experts", path, l, n, E);
+                double sum = 0, *r = &s->freq[(size_t)l * (size_t)E];
+                for (long long e = 0; e < n; e++) {
+                    if (!qm_yin_real(row->item[e], &r[e]) || r[e] < 0)
+                        return BAD("%s: frequency: layer %lld: count %lld is not a number >= 0", path, l, e);
+                    sum += r[e];
+                }
+                for (long long e = 0; e < n; e++)
+                    r[e] = sum > 0 ? r[e] / sum : 0;
+            }
+        } else if (strcmp(key, "importance") == 0 && v->kind == QM_YMAP) {
+            s->has_imp = 1;
+            for (size_t q = 0; q < v->n; q++) {
+                const qm_ynode *m = v->pair[q].val;
+                long long l;
+                if (!qm_yin_int(v->pair[q].key, &l) || l < 0 || l >= L || m->kind != QM_YMAP)
+                    return BAD("%s: importance: expected LAYER: {ffn: COS, residual: COS} with LAYER in 0..%lld",
+                               path, L - 1);
+                for (size_t r = 0; r < m->n; r++) {
+                    double cos;
+                    if (!qm_yin_real(m->pair[r].val, &cos))
+                        return BAD("%s: importance: layer %lld: a value is not a number", path, l);
+                    if (strcmp(m->pair[r].key->text, "ffn") == 0)
+                        s->imp_ffn[l] = 1 - cos;
+                    else if (strcmp(m->pair[r].key->text, "residual") == 0)
+                        s->imp_residual[l] = 1 - cos;
+                }
+            }
+        } else if (strcmp(key, "outlier") == 0 && v->kind == QM_YMAP) {
+            s->has_outlier = v->n > 0;
+            for (size_t q = 0; q < v->n; q++) {
+                double sc;
+                size_t i;
+                if (!qm_yin_real(v->pair[q].val, &sc))
+                    return BAD("%s: outlier: expected CANONICAL-NAME: SCORE", path);
+                if (qm_strmap_get(canon, v->pair[q].key->text, &i))
+                    c->outlier_w[i] = sc; /* names the model lacks are ignored */
+            }
+        }
+    }
+    if (!version)
+        BAD("%s: not a scores file: no key qmoe_scores", path);
+    return st;
+}
 
 qm_status qm_c_scores_read(qm_cstate *c, const char *path)
 {
@@ -66,117 +114,20 @@ qm_status qm_c_scores_read(qm_cstate *c, const char *path)
     if (!path)
         return QM_OK;
 
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return qm_diag_fail(c->d, errno == ENOENT ? QM_ENOTFOUND : QM_EIO, "%s: %s", path, strerror(errno));
-    yaml_parser_t parser;
-    yaml_document_t doc;
-    qm_status st = QM_OK;
-    if (!yaml_parser_initialize(&parser)) {
-        fclose(f);
-        return qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
-    }
-    yaml_parser_set_input_file(&parser, f);
-    if (!yaml_parser_load(&parser, &doc)) {
-        st = qm_diag_fail(c->d, QM_EFORMAT, "%s:%zu:%zu: %s", path, parser.problem_mark.line + 1,
-                          parser.problem_mark.column + 1, parser.problem ? parser.problem : "bad YAML");
-        yaml_parser_delete(&parser);
-        fclose(f);
-        return st;
-    }
-    qm_strmap canon; /* canonical name -> tensor; the model owns the keys */
-    if (qm_strmap_init(&canon, c->model->n) != QM_OK) {
-        st = qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
-        goto nomap;
-    }
-    for (size_t i = 0; i < c->model->n; i++)
-        qm_strmap_put(&canon, c->model->t[i].canon, i, NULL);
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (!root || root->type != YAML_MAPPING_NODE) {
+    qm_arena doc = {0}; /* the YAML tree, freed once read */
+    const qm_ynode *root;
+    qm_strmap canon = {0}; /* canonical name -> tensor; the model owns the keys */
+    qm_status st = qm_yin_load(path, NULL, &doc, &root, c->d);
+    if (st == QM_OK && (!root || root->kind != QM_YMAP))
         BAD("%s: not a scores file: expected a mapping with key qmoe_scores", path);
-        goto done;
-    }
-    int version = 0;
-    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
-        yaml_node_t *v = yaml_document_get_node(&doc, p->value);
-        double x;
-        if (key_is(&doc, p, "qmoe_scores")) {
-            if (!num(v, &x) || x != 1) {
-                BAD("%s: qmoe_scores: unsupported version (this qmoe reads 1)", path);
-                goto done;
-            }
-            version = 1;
-        } else if (key_is(&doc, p, "frequency") && v->type == YAML_MAPPING_NODE) {
-            s->has_freq = 1;
-            for (yaml_node_pair_t *q = v->data.mapping.pairs.start; q < v->data.mapping.pairs.top; q++) {
-                yaml_node_t *k = yaml_document_get_node(&doc, q->key), *row = yaml_document_get_node(&doc, q->value);
-                double l;
-                if (!num(k, &l) || l < 0 || l >= (double)L || l != floor(l) || row->type != YAML_SEQUENCE_NODE) {
-                    BAD("%s: frequency: expected LAYER: [counts] with LAYER in 0..%lld", path, L - 1);
-                    goto done;
-                }
-                long long n = row->data.sequence.items.top - row->data.sequence.items.start;
-                if (n != E) {
-                    BAD("%s: frequency: layer %.0f has %lld counts; the model has %lld experts", path, l, n, E);
-                    goto done;
-                }
-                double sum = 0, *r = &s->freq[(size_t)l * (size_t)E];
-                for (long long e = 0; e < n; e++) {
-                    if (!num(yaml_document_get_node(&doc, row->data.sequence.items.start[e]), &r[e]) || r[e] < 0) {
-                        BAD("%s: frequency: layer %.0f: count %lld is not a number >= 0", path, l, e);
-                        goto done;
-                    }
-                    sum += r[e];
-                }
-                for (long long e = 0; e < n; e++)
-                    r[e] = sum > 0 ? r[e] / sum : 0;
-            }
-        } else if (key_is(&doc, p, "importance") && v->type == YAML_MAPPING_NODE) {
-            s->has_imp = 1;
-            for (yaml_node_pair_t *q = v->data.mapping.pairs.start; q < v->data.mapping.pairs.top; q++) {
-                yaml_node_t *k = yaml_document_get_node(&doc, q->key), *m = yaml_document_get_node(&doc, q->value);
-                double l;
-                if (!num(k, &l) || l < 0 || l >= (double)L || l != floor(l) || m->type != YAML_MAPPING_NODE) {
-                    BAD("%s: importance: expected LAYER: {ffn: COS, residual: COS} with LAYER in 0..%lld", path,
-                        L - 1);
-                    goto done;
-                }
-                for (yaml_node_pair_t *r = m->data.mapping.pairs.start; r < m->data.mapping.pairs.top; r++) {
-                    double cos;
-                    if (!num(yaml_document_get_node(&doc, r->value), &cos)) {
-                        BAD("%s: importance: layer %.0f: a value is not a number", path, l);
-                        goto done;
-                    }
-                    if (key_is(&doc, r, "ffn"))
-                        s->imp_ffn[(size_t)l] = 1 - cos;
-                    else if (key_is(&doc, r, "residual"))
-                        s->imp_residual[(size_t)l] = 1 - cos;
-                }
-            }
-        } else if (key_is(&doc, p, "outlier") && v->type == YAML_MAPPING_NODE) {
-            size_t n = (size_t)(v->data.mapping.pairs.top - v->data.mapping.pairs.start);
-            s->has_outlier = n > 0;
-            for (yaml_node_pair_t *q = v->data.mapping.pairs.start; q < v->data.mapping.pairs.top; q++) {
-                yaml_node_t *k = yaml_document_get_node(&doc, q->key);
-                double sc;
-                size_t i;
-                if (k->type != YAML_SCALAR_NODE || !num(yaml_document_get_node(&doc, q->value), &sc)) {
-                    BAD("%s: outlier: expected CANONICAL-NAME: SCORE", path);
-                    goto done;
-                }
-                if (qm_strmap_get(&canon, (const char *)k->data.scalar.value, &i))
-                    c->outlier_w[i] = sc; /* names the model lacks are ignored */
-            }
-        }
-    }
-    if (!version)
-        BAD("%s: not a scores file: no key qmoe_scores", path);
-done:
+    if (st == QM_OK && qm_strmap_init(&canon, c->model->n) != QM_OK)
+        st = qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
+    for (size_t i = 0; st == QM_OK && i < c->model->n; i++)
+        qm_strmap_put(&canon, c->model->t[i].canon, i, NULL);
+    if (st == QM_OK)
+        st = read_sections(c, root, &canon);
     qm_strmap_free(&canon);
-nomap:
-    yaml_document_delete(&doc);
-    yaml_parser_delete(&parser);
-    fclose(f);
+    qm_arena_free(&doc);
     return st;
 }
 

@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yaml.h>
 
 #include "matrix/matrix.h"
 
@@ -98,66 +97,48 @@ qm_status qm_matrix_row_write(const qm_matrix_row *r, const char *path, qm_diag 
 
 /* ---- reading back -------------------------------------------------------------------- */
 
+/* The end of every complaint about a record: a bad one is measured again, not repaired. */
+#define AGAIN "; delete the file to measure the run again"
+
 typedef struct reader {
-    yaml_document_t doc;
     const char *path;
     qm_diag *d;
 } reader;
 
-static yaml_node_t *node(reader *rd, int id) { return yaml_document_get_node(&rd->doc, id); }
-
-static const char *scalar(yaml_node_t *n)
-{
-    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
-}
-
-static int number(const char *s, double *v)
-{
-    char *end;
-    if (!s)
-        return 0;
-    errno = 0;
-    *v = strtod(s, &end);
-    return end != s && *end == 0 && errno == 0;
-}
-
 static qm_status bad(reader *rd, const char *key, const char *what)
 {
-    return qm_diag_fail(rd->d, QM_EFORMAT, "%s: '%s' %s; delete the file to measure the run again", rd->path, key,
-                        what);
+    return qm_diag_fail(rd->d, QM_EFORMAT, "%s: '%s' %s" AGAIN, rd->path, key, what);
 }
 
-static qm_status read_tasks(reader *rd, yaml_node_t *map, qm_matrix_row *r)
+static qm_status read_tasks(reader *rd, const qm_ynode *map, qm_matrix_row *r)
 {
-    if (map->type != YAML_MAPPING_NODE)
+    if (map->kind != QM_YMAP)
         return bad(rd, "tasks", "is not a mapping");
-    if (r->tasks)
-        return bad(rd, "tasks", "appears twice");
-    size_t n = (size_t)(map->data.mapping.pairs.top - map->data.mapping.pairs.start);
-    if (n && !(r->tasks = calloc(n, sizeof *r->tasks)))
+    if (map->n && !(r->tasks = calloc(map->n, sizeof *r->tasks)))
         return qm_diag_fail(rd->d, QM_ENOMEM, "out of memory");
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
-        const char *name = scalar(node(rd, p->key));
-        yaml_node_t *v = node(rd, p->value);
-        if (!name || !v || v->type != YAML_MAPPING_NODE)
+    for (size_t i = 0; i < map->n; i++) {
+        const char *name = map->pair[i].key->text;
+        const qm_ynode *v = map->pair[i].val;
+        if (v->kind != QM_YMAP)
             return bad(rd, "tasks", "holds an entry that is not NAME: {acc, ...}");
         qm_task_result *t = &r->tasks[r->n_tasks];
         if (!(t->name = qm_strdup(name)))
             return qm_diag_fail(rd->d, QM_ENOMEM, "out of memory");
         r->n_tasks++;
         int seen = 0;
-        for (yaml_node_pair_t *q = v->data.mapping.pairs.start; q < v->data.mapping.pairs.top; q++) {
-            const char *k = scalar(node(rd, q->key));
+        for (size_t j = 0; j < v->n; j++) {
+            const char *k = v->pair[j].key->text;
             double x;
-            if (!k || !number(scalar(node(rd, q->value)), &x))
+            long long count;
+            if (!qm_yin_real(v->pair[j].val, &x))
                 return bad(rd, name, "holds a value that is not a number");
             double *dst = strcmp(k, "acc") == 0 ? &t->acc : strcmp(k, "acc_se") == 0 ? &t->acc_se
                           : strcmp(k, "acc_norm") == 0 ? &t->acc_norm : strcmp(k, "acc_norm_se") == 0 ? &t->acc_norm_se
                           : NULL;
             if (dst)
                 *dst = x, seen++;
-            else if (strcmp(k, "n") == 0 && x >= 0)
-                t->n = (size_t)x, seen++;
+            else if (strcmp(k, "n") == 0 && qm_yin_int(v->pair[j].val, &count) && count >= 0)
+                t->n = (size_t)count, seen++;
         }
         if (seen != 5)
             return bad(rd, name, "lacks one of acc, acc_se, acc_norm, acc_norm_se, n");
@@ -165,33 +146,29 @@ static qm_status read_tasks(reader *rd, yaml_node_t *map, qm_matrix_row *r)
     return QM_OK;
 }
 
-static qm_status read_row(reader *rd, qm_matrix_row *r)
+static qm_status read_row(reader *rd, const qm_ynode *root, qm_matrix_row *r)
 {
-    yaml_node_t *root = yaml_document_get_root_node(&rd->doc);
-    if (!root || root->type != YAML_MAPPING_NODE)
+    if (!root || root->kind != QM_YMAP)
         return qm_diag_fail(rd->d, QM_EFORMAT, "%s: not a bench run record", rd->path);
     unsigned long long seen = 0; /* bit i: fields[i]; then version, policy, path, key, size, tokens, tasks */
     enum { NF = N_FIELDS };
     field fields[N_FIELDS];
     list_fields(fields);
     qm_status st = QM_OK;
-    for (yaml_node_pair_t *p = root->data.mapping.pairs.start; st == QM_OK && p < root->data.mapping.pairs.top;
-         p++) {
-        const char *k = scalar(node(rd, p->key));
-        yaml_node_t *vn = node(rd, p->value);
-        const char *v = scalar(vn);
-        double x;
-        if (!k)
-            continue;
+    for (size_t j = 0; st == QM_OK && j < root->n; j++) {
+        const char *k = root->pair[j].key->text;
+        const qm_ynode *vn = root->pair[j].val;
+        const char *v = qm_yin_str(vn);
+        long long x;
         size_t i = 0;
         while (i < NF && strcmp(k, fields[i].key) != 0)
             i++;
         if (i < NF) {
-            if (!number(v, at(r, &fields[i])))
+            if (!qm_yin_real(vn, at(r, &fields[i])))
                 st = bad(rd, k, "is not a number");
             seen |= 1ull << i;
         } else if (strcmp(k, "qmoe_bench_run") == 0) {
-            if (!number(v, &x) || x != RECORD_VERSION)
+            if (!qm_yin_int(vn, &x) || x != RECORD_VERSION)
                 st = bad(rd, k, "is not 1");
             seen |= 1ull << NF;
         } else if (strcmp(k, "policy") == 0 || strcmp(k, "path") == 0) {
@@ -199,7 +176,7 @@ static qm_status read_row(reader *rd, qm_matrix_row *r)
             char **dst = is_policy ? &r->name : &r->path;
             if (!v)
                 st = bad(rd, k, "is not a string");
-            else if (!*dst && !(*dst = qm_strdup(v)))
+            else if (!(*dst = qm_strdup(v)))
                 st = qm_diag_fail(rd->d, QM_ENOMEM, "out of memory");
             seen |= 1ull << (NF + (is_policy ? 1 : 2));
         } else if (strcmp(k, "key") == 0) {
@@ -209,7 +186,7 @@ static qm_status read_row(reader *rd, qm_matrix_row *r)
                 memcpy(r->key, v, 65);
             seen |= 1ull << (NF + 3);
         } else if (strcmp(k, "size_bytes") == 0 || strcmp(k, "tokens") == 0) {
-            if (!number(v, &x) || x < 0)
+            if (!qm_yin_int(vn, &x) || x < 0)
                 st = bad(rd, k, "is not a count");
             else if (strcmp(k, "size_bytes") == 0)
                 r->size_bytes = (uint64_t)x;
@@ -222,8 +199,7 @@ static qm_status read_row(reader *rd, qm_matrix_row *r)
         }
     }
     if (st == QM_OK && seen != (1ull << (NF + 7)) - 1)
-        st = qm_diag_fail(rd->d, QM_EFORMAT, "%s: a key is missing; delete the file to measure the run again",
-                          rd->path);
+        st = qm_diag_fail(rd->d, QM_EFORMAT, "%s: a key is missing" AGAIN, rd->path);
     r->ev.has_base = 1;
     return st;
 }
@@ -231,29 +207,20 @@ static qm_status read_row(reader *rd, qm_matrix_row *r)
 qm_status qm_matrix_row_read(const char *path, qm_matrix_row *r, qm_diag *d)
 {
     memset(r, 0, sizeof *r);
-    FILE *f = fopen(path, "rb");
+    FILE *f = fopen(path, "rb"); /* opened here: a record not there is no error, only a run to make */
     if (!f) {
         if (errno == ENOENT)
             return QM_ENOTFOUND;
         return qm_diag_fail(d, QM_EIO, "%s: %s", path, strerror(errno));
     }
-    reader rd = {.path = path, .d = d};
-    yaml_parser_t parser;
-    qm_status st = QM_OK;
-    if (!yaml_parser_initialize(&parser)) {
-        fclose(f);
-        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    }
-    yaml_parser_set_input_file(&parser, f);
-    if (!yaml_parser_load(&parser, &rd.doc)) {
-        st = qm_diag_fail(d, QM_EFORMAT, "%s:%zu: %s; delete the file to measure the run again", path,
-                          parser.problem_mark.line + 1, parser.problem ? parser.problem : "not YAML");
-    } else {
-        st = read_row(&rd, r);
-        yaml_document_delete(&rd.doc);
-    }
-    yaml_parser_delete(&parser);
+    reader rd = {path, d};
+    qm_arena doc = {0};
+    const qm_ynode *root;
+    qm_status st = qm_yin_load_file(f, path, AGAIN, &doc, &root, d);
     fclose(f);
+    if (st == QM_OK)
+        st = read_row(&rd, root, r);
+    qm_arena_free(&doc);
     if (st != QM_OK)
         qm_matrix_row_free(r);
     return st;

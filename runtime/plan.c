@@ -1,5 +1,5 @@
 /* plan.c: bit plans: summary, YAML output, and validated YAML input
- * through libyaml's document loader.
+ * through the strict reader (qm_yin_load).
  *
  * Output goes through libyaml's emitter (qm_plan_emit_libyaml, the
  * reference) unless every string in the plan is of the simple kind whose
@@ -9,12 +9,10 @@
  * tests/unit/test_plan.c holds the two to identical output. */
 #include "config.h"
 
-#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <yaml.h>
 
 #include "runtime/plan.h"
 
@@ -422,37 +420,19 @@ qm_status qm_plan_write(const qm_plan *p, const char *path, qm_diag *d)
 typedef struct reader {
     const char *path;
     qm_arena *strings;      /* the plan's */
-    yaml_document_t doc;
     qm_diag *d;
 } reader;
 
-static qm_status bad(reader *r, yaml_node_t *n, const char *what, const char *detail)
+static qm_status bad(reader *r, const qm_ynode *n, const char *what, const char *detail)
 {
-    return qm_diag_fail(r->d, QM_EFORMAT, "%s:%zu:%zu: %s %s", r->path, n ? n->start_mark.line + 1 : 0,
-                        n ? n->start_mark.column + 1 : 0, what, detail);
-}
-
-static yaml_node_t *get(reader *r, yaml_node_t *map, const char *key)
-{
-    if (!map || map->type != YAML_MAPPING_NODE)
-        return NULL;
-    for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = yaml_document_get_node(&r->doc, p->key);
-        if (k && k->type == YAML_SCALAR_NODE && strcmp((char *)k->data.scalar.value, key) == 0)
-            return yaml_document_get_node(&r->doc, p->value);
-    }
-    return NULL;
-}
-
-static const char *scalar(yaml_node_t *n)
-{
-    return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+    return qm_diag_fail(r->d, QM_EFORMAT, "%s:%u:%u: %s %s", r->path, n ? n->line : 0, n ? n->col : 0, what,
+                        detail);
 }
 
 /* Copy of the scalar at map[key]; NULL (and a diagnostic) when missing. */
-static char *need_str(reader *r, yaml_node_t *map, const char *key, const char *where, qm_status *st)
+static char *need_str(reader *r, const qm_ynode *map, const char *key, const char *where, qm_status *st)
 {
-    const char *v = scalar(get(r, map, key));
+    const char *v = qm_yin_str(qm_yin_get(map, key));
     if (!v) {
         char what[128];
         snprintf(what, sizeof what, "%s needs", where);
@@ -467,30 +447,11 @@ static char *need_str(reader *r, yaml_node_t *map, const char *key, const char *
     return c;
 }
 
-static int as_long(const char *s, long long *v)
-{
-    char *end;
-    errno = 0;
-    *v = s ? strtoll(s, &end, 10) : 0;
-    return s && *s && !*end && !errno;
-}
-
-static int as_bool(const char *s, int *v)
-{
-    if (s && strcmp(s, "true") == 0)
-        *v = 1;
-    else if (s && strcmp(s, "false") == 0)
-        *v = 0;
-    else
-        return 0;
-    return 1;
-}
-
-static qm_status read_tensor(reader *r, yaml_node_t *n, size_t i, qm_plan_tensor *t)
+static qm_status read_tensor(reader *r, const qm_ynode *n, size_t i, qm_plan_tensor *t)
 {
     char where[64];
     snprintf(where, sizeof where, "tensors[%zu]", i);
-    if (!n || n->type != YAML_MAPPING_NODE)
+    if (n->kind != QM_YMAP)
         return bad(r, n, where, "is not a mapping");
     qm_status st = QM_OK;
     t->name = need_str(r, n, "name", where, &st);
@@ -500,49 +461,39 @@ static qm_status read_tensor(reader *r, yaml_node_t *n, size_t i, qm_plan_tensor
         t->rule = need_str(r, n, "rule", where, &st);
     if (st != QM_OK)
         return st;
-    yaml_node_t *shape = get(r, n, "shape");
-    if (!shape || shape->type != YAML_SEQUENCE_NODE || shape->data.sequence.items.top - shape->data.sequence.items.start < 1 ||
-        shape->data.sequence.items.top - shape->data.sequence.items.start > 2)
+    const qm_ynode *shape = qm_yin_get(n, "shape");
+    if (!shape || shape->kind != QM_YSEQ || shape->n < 1 || shape->n > 2)
         return bad(r, shape ? shape : n, where, "shape must be a list of 1 or 2 sizes");
-    t->ndim = (int)(shape->data.sequence.items.top - shape->data.sequence.items.start);
+    t->ndim = (int)shape->n;
     for (int k = 0; k < t->ndim; k++) {
         long long v;
-        if (!as_long(scalar(yaml_document_get_node(&r->doc, shape->data.sequence.items.start[k])), &v) || v < 0)
+        if (!qm_yin_int(shape->item[k], &v) || v < 0)
             return bad(r, shape, where, "shape must be a list of 1 or 2 sizes");
         t->shape[k] = (uint64_t)v;
     }
-    const char *dt = scalar(get(r, n, "dtype"));
+    const char *dt = qm_yin_str(qm_yin_get(n, "dtype"));
     if (!dt || !qm_dtype_parse(dt, &t->dtype))
         return bad(r, n, where, "dtype must name a safetensors dtype");
-    const char *b = scalar(get(r, n, "bits"));
+    const qm_ynode *bn = qm_yin_get(n, "bits"), *gn = qm_yin_get(n, "group_size");
+    const char *b = qm_yin_str(bn);
     long long v;
     if (b && strcmp(b, "keep") == 0)
         t->bits = 0;
-    else if (as_long(b, &v) && qm_is_width(v))
+    else if (qm_yin_int(bn, &v) && qm_is_width(v))
         t->bits = (int)v;
     else {
         char w[64], msg[96];
         snprintf(msg, sizeof msg, "bits must be %s or keep", qm_widths_text(w, sizeof w, "", ", ", ", "));
-        return bad(r, get(r, n, "bits") ? get(r, n, "bits") : n, where, msg);
+        return bad(r, bn ? bn : n, where, msg);
     }
-    if (!as_long(scalar(get(r, n, "group_size")), &v) || v < 0 ||
-        (v && t->ndim == 2 && t->shape[1] % (uint64_t)v))
-        return bad(r, get(r, n, "group_size") ? get(r, n, "group_size") : n, where,
-                   "group_size must be 0 (per channel) or divide the input columns");
+    if (!qm_yin_int(gn, &v) || v < 0 || (v && t->ndim == 2 && t->shape[1] % (uint64_t)v))
+        return bad(r, gn ? gn : n, where, "group_size must be 0 (per channel) or divide the input columns");
     t->group = (int)v;
-    if (!as_bool(scalar(get(r, n, "sym")), &t->sym) || !as_bool(scalar(get(r, n, "act_order")), &t->act_order))
+    if (!qm_yin_bool(qm_yin_get(n, "sym"), &t->sym) || !qm_yin_bool(qm_yin_get(n, "act_order"), &t->act_order))
         return bad(r, n, where, "sym and act_order must be true or false");
     if (t->bits && t->ndim != 2)
         return bad(r, n, where, "only 2-D tensors can be quantized");
     return QM_OK;
-}
-
-static int as_real(const char *s, double *v)
-{
-    char *end;
-    errno = 0;
-    *v = s ? strtod(s, &end) : 0;
-    return s && *s && !*end && !errno && *v == *v;
 }
 
 /* summary.budget_target_bits and budget_achieved_bits: both or neither;
@@ -552,35 +503,35 @@ static int as_real(const char *s, double *v)
 /* The summary's parameter counts, where it gives them, must be the
  * tensors': a plan cut short (a crash before its rename reached the disk,
  * a hand edit) lists fewer tensors than its summary counted. */
-static qm_status read_counts(reader *r, yaml_node_t *summary, const qm_plan_summary *s)
+static qm_status read_counts(reader *r, const qm_ynode *summary, const qm_plan_summary *s)
 {
     static const char *const key[2] = {"quantized_params", "kept_params"};
     const uint64_t have[2] = {s->quantized_params, s->kept_params};
     for (int i = 0; i < 2; i++) {
-        yaml_node_t *n = get(r, summary, key[i]);
+        const qm_ynode *n = qm_yin_get(summary, key[i]);
         long long v;
         if (!n)
             continue;
-        if (!as_long(scalar(n), &v) || v < 0 || (uint64_t)v != have[i]) {
+        if (!qm_yin_int(n, &v) || v < 0 || (uint64_t)v != have[i]) {
             char detail[160];
             snprintf(detail, sizeof detail, "is %s, but the tensors listed add up to %llu (a plan cut short?)",
-                     scalar(n) ? scalar(n) : "not a number", (unsigned long long)have[i]);
+                     n->kind == QM_YSCALAR && n->plain ? n->text : "not a number", (unsigned long long)have[i]);
             return bad(r, n, "summary:", detail);
         }
     }
     return QM_OK;
 }
 
-static qm_status read_budget(reader *r, yaml_node_t *summary, qm_plan_summary *s)
+static qm_status read_budget(reader *r, const qm_ynode *summary, qm_plan_summary *s)
 {
-    yaml_node_t *tn = get(r, summary, "budget_target_bits"), *an = get(r, summary, "budget_achieved_bits");
+    const qm_ynode *tn = qm_yin_get(summary, "budget_target_bits"), *an = qm_yin_get(summary, "budget_achieved_bits");
     if (!tn && !an)
         return QM_OK;
     if (!tn || !an)
         return bad(r, tn ? tn : an, "summary:", "budget_target_bits and budget_achieved_bits go together");
-    if (!as_real(scalar(tn), &s->budget_target_bits) || s->budget_target_bits < 2 || s->budget_target_bits > 8)
+    if (!qm_yin_real(tn, &s->budget_target_bits) || !(s->budget_target_bits >= 2 && s->budget_target_bits <= 8))
         return bad(r, tn, "summary:", "budget_target_bits must be a number from 2 to 8");
-    if (!as_real(scalar(an), &s->budget_achieved_bits))
+    if (!qm_yin_real(an, &s->budget_achieved_bits) || isnan(s->budget_achieved_bits))
         return bad(r, an, "summary:", "budget_achieved_bits must be a number");
     if (fabs(s->budget_achieved_bits - s->average_bits) > 5e-5) {
         char detail[160];
@@ -592,20 +543,20 @@ static qm_status read_budget(reader *r, yaml_node_t *summary, qm_plan_summary *s
     return QM_OK;
 }
 
-static qm_status read_plan(reader *r, qm_plan *p)
+static qm_status read_plan(reader *r, const qm_ynode *root, qm_plan *p)
 {
-    yaml_node_t *root = yaml_document_get_root_node(&r->doc);
     long long v;
     qm_status st = QM_OK;
     if (!root)
         return qm_diag_fail(r->d, QM_EFORMAT, "%s: empty, not a qmoe plan", r->path);
-    if (root->type != YAML_MAPPING_NODE)
+    if (root->kind != QM_YMAP)
         return bad(r, root, "plan:", "the document is not a mapping");
-    if (!as_long(scalar(get(r, root, "qmoe_plan")), &v))
+    if (!qm_yin_int(qm_yin_get(root, "qmoe_plan"), &v))
         return bad(r, root, "plan:", "no 'qmoe_plan' version: not a qmoe plan");
     if (v != QM_PLAN_VERSION)
-        return bad(r, get(r, root, "qmoe_plan"), "plan:", "has a format version this qmoe does not read");
-    yaml_node_t *pol = get(r, root, "policy"), *model = get(r, root, "model"), *sc = get(r, root, "scores");
+        return bad(r, qm_yin_get(root, "qmoe_plan"), "plan:", "has a format version this qmoe does not read");
+    const qm_ynode *pol = qm_yin_get(root, "policy"), *model = qm_yin_get(root, "model"),
+                   *sc = qm_yin_get(root, "scores");
     p->policy_path = need_str(r, pol, "path", "policy", &st);
     if (st == QM_OK)
         p->policy_sha256 = need_str(r, pol, "sha256", "policy", &st);
@@ -613,60 +564,45 @@ static qm_status read_plan(reader *r, qm_plan *p)
         p->arch = need_str(r, model, "architecture", "model", &st);
     if (st == QM_OK)
         p->config_sha256 = need_str(r, model, "config_sha256", "model", &st);
-    if (st == QM_OK && sc && sc->type == YAML_MAPPING_NODE) {
+    if (st == QM_OK && sc && sc->kind == QM_YMAP) {
         p->scores_path = need_str(r, sc, "path", "scores", &st);
         if (st == QM_OK)
             p->scores_sha256 = need_str(r, sc, "sha256", "scores", &st);
     }
     if (st != QM_OK)
         return st;
-    yaml_node_t *ts = get(r, root, "tensors");
-    if (!ts || ts->type != YAML_SEQUENCE_NODE)
+    const qm_ynode *ts = qm_yin_get(root, "tensors");
+    if (!ts || ts->kind != QM_YSEQ)
         return bad(r, ts ? ts : root, "plan:", "'tensors' must be a list");
-    size_t n = (size_t)(ts->data.sequence.items.top - ts->data.sequence.items.start);
-    p->t = calloc(n ? n : 1, sizeof *p->t);
+    p->t = calloc(ts->n ? ts->n : 1, sizeof *p->t);
     if (!p->t)
         return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n && st == QM_OK; i++) {
-        st = read_tensor(r, yaml_document_get_node(&r->doc, ts->data.sequence.items.start[i]), i, &p->t[i]);
+    for (size_t i = 0; i < ts->n && st == QM_OK; i++) {
+        st = read_tensor(r, ts->item[i], i, &p->t[i]);
         p->n++;
     }
     if (st == QM_OK)
         qm_plan_summarize(p);
     if (st == QM_OK)
-        st = read_counts(r, get(r, root, "summary"), &p->summary);
+        st = read_counts(r, qm_yin_get(root, "summary"), &p->summary);
     if (st == QM_OK)
-        st = read_budget(r, get(r, root, "summary"), &p->summary);
+        st = read_budget(r, qm_yin_get(root, "summary"), &p->summary);
     return st;
 }
 
 qm_status qm_plan_read(const char *path, qm_plan **out, qm_diag *d)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return qm_diag_fail(d, errno == ENOENT ? QM_ENOTFOUND : QM_EIO, "%s: %s", path, strerror(errno));
-    reader r = {.path = path, .d = d};
-    yaml_parser_t parser;
     qm_plan *p = calloc(1, sizeof *p);
-    qm_status st = QM_OK;
-    if (p)
-        r.strings = &p->strings;
-    if (!p || !yaml_parser_initialize(&parser)) {
-        fclose(f);
-        free(p);
+    if (!p)
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    }
-    yaml_parser_set_input_file(&parser, f);
-    if (!yaml_parser_load(&parser, &r.doc)) {
-        st = qm_diag_fail(d, QM_EFORMAT, "%s:%zu:%zu: invalid YAML: %s", path, parser.problem_mark.line + 1,
-                          parser.problem_mark.column + 1, parser.problem ? parser.problem : "?");
-    } else {
-        st = read_plan(&r, p);
-        yaml_document_delete(&r.doc);
-    }
-    yaml_parser_delete(&parser);
-    fclose(f);
+    reader r = {.path = path, .strings = &p->strings, .d = d};
+    qm_arena doc = {0}; /* the YAML tree, freed once the plan is built from it */
+    const qm_ynode *root;
+    qm_status st = qm_yin_load(path, NULL, &doc, &root, d);
+    if (st == QM_OK)
+        st = read_plan(&r, root, p);
+    qm_arena_free(&doc);
     if (st != QM_OK) {
         qm_plan_free(p);
         return st;

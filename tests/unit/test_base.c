@@ -1,6 +1,8 @@
-/* test_base.c: the shared pieces: SHA-256, string map, atomic files, YAML quoting, diagnostics, widths. */
+/* test_base.c: the shared pieces: SHA-256, string map, atomic files, YAML quoting and reading, diagnostics,
+ * widths. */
 #include "config.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,6 +138,133 @@ static void test_afile_write(void)
     qm_diag_free(d);
 }
 
+/* Load text as y.yaml into a; the root, or NULL (and a failed assertion) when refused. */
+static const qm_ynode *yin(qm_arena *a, const char *text)
+{
+    qm_diag *d = qm_diag_new();
+    const qm_ynode *root = NULL;
+    CU_ASSERT_EQUAL_FATAL(tu_write(tu_path("y.yaml"), text, strlen(text)), 0);
+    CU_ASSERT_EQUAL(qm_yin_load(tu_path("y.yaml"), NULL, a, &root, d), QM_OK);
+    if (qm_diag_count(d))
+        fprintf(stderr, "\n%s\n", tu_diag_all(d));
+    qm_diag_free(d);
+    return root;
+}
+
+/* Loading text as y.yaml fails with exactly "DIR/y.yaml" + message. */
+static void yin_refuses(const char *text, const char *hint, const char *message)
+{
+    qm_diag *d = qm_diag_new();
+    qm_arena a = {0};
+    const qm_ynode *root = NULL;
+    char want[512];
+    snprintf(want, sizeof want, "%s%s", tu_path("y.yaml"), message);
+    CU_ASSERT_EQUAL_FATAL(tu_write(tu_path("y.yaml"), text, strlen(text)), 0);
+    CU_ASSERT_EQUAL(qm_yin_load(tu_path("y.yaml"), hint, &a, &root, d), QM_EFORMAT);
+    CU_ASSERT_PTR_NULL(root);
+    CU_ASSERT_EQUAL_FATAL(qm_diag_count(d), 1);
+    if (strcmp(qm_diag_text(d, 0), want) != 0)
+        fprintf(stderr, "\nwanted: %s\ngot:    %s\n", want, qm_diag_text(d, 0));
+    CU_ASSERT_STRING_EQUAL(qm_diag_text(d, 0), want);
+    qm_arena_free(&a);
+    qm_diag_free(d);
+}
+
+static void test_yaml_read(void)
+{
+    qm_arena a = {0};
+    const qm_ynode *r = yin(&a, "n: 128\nq: \"128\"\nt: !!str 128\nx: [-3, 2.5, .nan, -.inf, 1e999]\n"
+                                "b: {yes: true, no: false, s: 'true'}\nk: keep\ne:\n");
+    CU_ASSERT_FATAL(r && r->kind == QM_YMAP && r->n == 7);
+    CU_ASSERT_STRING_EQUAL(r->pair[1].key->text, "q");
+    CU_ASSERT(r->pair[1].val->line == 2 && r->pair[1].val->col == 4);
+    long long i = 0;
+    double x = 0;
+    int b = -1;
+    CU_ASSERT(qm_yin_int(qm_yin_get(r, "n"), &i) && i == 128);
+    /* quoted or tagged, 128 is a string */
+    CU_ASSERT(!qm_yin_int(qm_yin_get(r, "q"), &i) && !qm_yin_real(qm_yin_get(r, "q"), &x));
+    CU_ASSERT(!qm_yin_int(qm_yin_get(r, "t"), &i));
+    CU_ASSERT_STRING_EQUAL(qm_yin_str(qm_yin_get(r, "q")), "128");
+    const qm_ynode *s = qm_yin_get(r, "x");
+    CU_ASSERT_FATAL(s && s->kind == QM_YSEQ && s->n == 5);
+    CU_ASSERT(qm_yin_int(s->item[0], &i) && i == -3);
+    CU_ASSERT(!qm_yin_int(s->item[1], &i));
+    CU_ASSERT(qm_yin_real(s->item[1], &x) && x == 2.5);
+    CU_ASSERT(qm_yin_real(s->item[2], &x) && isnan(x));
+    CU_ASSERT(qm_yin_real(s->item[3], &x) && isinf(x) && x < 0);
+    CU_ASSERT(!qm_yin_real(s->item[4], &x)); /* too large for a double */
+    const qm_ynode *m = qm_yin_get(r, "b");
+    CU_ASSERT(qm_yin_bool(qm_yin_get(m, "yes"), &b) && b == 1);
+    CU_ASSERT(qm_yin_bool(qm_yin_get(m, "no"), &b) && b == 0);
+    CU_ASSERT(!qm_yin_bool(qm_yin_get(m, "s"), &b));
+    CU_ASSERT(!qm_yin_int(qm_yin_get(r, "k"), &i) && !qm_yin_int(qm_yin_get(r, "e"), &i));
+    CU_ASSERT_PTR_NULL(qm_yin_get(r, "absent"));
+    CU_ASSERT_PTR_NULL(qm_yin_get(s, "x")); /* not a mapping */
+    CU_ASSERT_PTR_NULL(qm_yin_str(s));
+    CU_ASSERT_PTR_NULL(yin(&a, "# nothing\n"));
+    qm_arena_free(&a);
+}
+
+/* A stream of a comment `left` bytes long, for fopencookie(). */
+static ssize_t comment_bytes(void *cookie, char *buf, size_t n)
+{
+    size_t *left = cookie;
+    n = n < *left ? n : *left;
+    memset(buf, ' ', n);
+    if (*left == (size_t)QM_YIN_MAX_BYTES + 1 && n)
+        buf[0] = '#';
+    *left -= n;
+    return (ssize_t)n;
+}
+
+static void test_yaml_refusals(void)
+{
+    yin_refuses("a: 1\nb: [1\n", NULL, ":3:1: invalid YAML: did not find expected ',' or ']'");
+    yin_refuses("a: 1\nb: 2\na: 3\n", "; try again", ":3:1: key 'a' appears twice (first on line 1); try again");
+    yin_refuses("x: {a: 1, \"a\": 2}\n", NULL, ":1:11: key 'a' appears twice (first on line 1)");
+    /* a mapping past the pairwise scan goes through a hash map */
+    char big[2048] = "";
+    for (int i = 0; i < 40; i++)
+        snprintf(big + strlen(big), sizeof big - strlen(big), "k%d: %d\n", i, i);
+    strcat(big, "k17: again\n");
+    yin_refuses(big, NULL, ":41:1: key 'k17' appears twice (first on line 18)");
+    yin_refuses("? [a]\n: 1\n", NULL, ":1:3: a mapping key must be a scalar");
+    yin_refuses("a: &x 1\nb: *x\n", NULL, ":2:4: an alias (*x): anchors and aliases are not used in qmoe files");
+    yin_refuses("a: 1\n---\nb: 2\n", NULL, ":2:1: a second YAML document; the file must hold one");
+    /* nesting: 64 levels load, the 65th is refused where it opens */
+    char deep[200];
+    memset(deep, '[', 64);
+    memset(deep + 64, ']', 64);
+    deep[128] = '\0';
+    qm_arena a = {0};
+    CU_ASSERT_PTR_NOT_NULL(yin(&a, deep));
+    qm_arena_free(&a);
+    memset(deep, '[', 65);
+    memset(deep + 65, ']', 65);
+    deep[130] = '\0';
+    yin_refuses(deep, NULL, ":1:65: nested more than 64 deep");
+    /* size: a sparse file one byte past the limit is refused before it is read */
+    const char *p = tu_path("y.yaml");
+    CU_ASSERT_EQUAL_FATAL(truncate(p, (off_t)QM_YIN_MAX_BYTES + 1), 0);
+    qm_diag *d = qm_diag_new();
+    const qm_ynode *root;
+    CU_ASSERT_EQUAL(qm_yin_load(p, "; hint", &a, &root, d), QM_EFORMAT);
+    char want[512];
+    snprintf(want, sizeof want, "%s: longer than 256 MiB, too long for a file qmoe reads; hint", p);
+    CU_ASSERT_STRING_EQUAL(qm_diag_text(d, 0), want);
+    /* ... and a stream's is counted as it is read (~1 s of parsing a comment) */
+    size_t left = (size_t)QM_YIN_MAX_BYTES + 1;
+    FILE *f = fopencookie(&left, "r", (cookie_io_functions_t){.read = comment_bytes});
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    CU_ASSERT_EQUAL(qm_yin_load_file(f, "pipe", NULL, &a, &root, d), QM_EFORMAT);
+    fclose(f);
+    CU_ASSERT_STRING_EQUAL(qm_diag_text(d, 1), "pipe: longer than 256 MiB, too long for a file qmoe reads");
+    CU_ASSERT_EQUAL(qm_yin_load(tu_path("absent.yaml"), NULL, &a, &root, d), QM_ENOTFOUND);
+    qm_arena_free(&a);
+    qm_diag_free(d);
+}
+
 static void test_diag(void)
 {
     qm_diag *d = qm_diag_new();
@@ -175,6 +304,8 @@ int main(void)
     CU_add_test(s, "atomic files", test_afile);
     CU_add_test(s, "atomic write through a put function", test_afile_write);
     CU_add_test(s, "YAML quoting", test_yaml_quoting);
+    CU_add_test(s, "YAML reading: structure, positions, typed scalars", test_yaml_read);
+    CU_add_test(s, "YAML reading: what the strict reader refuses", test_yaml_refusals);
     CU_add_test(s, "diagnostics", test_diag);
     CU_add_test(s, "widths", test_widths);
     return tu_run();

@@ -275,6 +275,38 @@ static void test_budget_reaches_target(void)
     qm_diag_free(d);
 }
 
+/* The scores file is read strictly: a key twice is refused, and numbers are
+ * typed (a layer written 1.0 or a quoted count is not one). */
+static void test_scores_refusals(void)
+{
+    static const struct {
+        const char *text, *message;
+    } cases[] = {
+        {"qmoe_scores: 1\nfrequency:\n  0: [1, 2, 3, 4]\n  0: [4, 3, 2, 1]\n",
+         "bad-scores.yaml:4:3: key '0' appears twice (first on line 3)"},
+        {"qmoe_scores: 1\nfrequency:\n  1.0: [1, 2, 3, 4]\n",
+         "bad-scores.yaml: frequency: expected LAYER: [counts] with LAYER in 0..3"},
+        {"qmoe_scores: 1\nfrequency:\n  0: [1, '2', 3, 4]\n",
+         "bad-scores.yaml: frequency: layer 0: count 1 is not a number >= 0"},
+        {"qmoe_scores: '1'\n", "bad-scores.yaml: qmoe_scores: unsupported version (this qmoe reads 1)"},
+        {"qmoe_scores: 1\nfrequency: [\n", "bad-scores.yaml:3:1: invalid YAML: did not find expected node content"},
+    };
+    char ppath[1024], spath[1024];
+    snprintf(ppath, sizeof ppath, "%s", tu_path("p.qmoe"));
+    snprintf(spath, sizeof spath, "%s", tu_path("bad-scores.yaml"));
+    CU_ASSERT_EQUAL_FATAL(tu_write(ppath, "default: 2bit\n", 14), 0);
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        qm_diag *d = qm_diag_new();
+        qm_cstate c;
+        qm_compile_opts o = {.policy = ppath, .model = model_dir(), .scores = spath};
+        CU_ASSERT_EQUAL_FATAL(tu_write(spath, cases[i].text, strlen(cases[i].text)), 0);
+        CU_ASSERT_EQUAL(qm_c_start(&c, &o, d, 0), QM_EFORMAT);
+        TU_ASSERT_DIAG(d, cases[i].message);
+        qm_cstate_free(&c);
+        qm_diag_free(d);
+    }
+}
+
 static void test_budget_out_of_reach(void)
 {
     qm_diag *d = qm_diag_new();
@@ -301,5 +333,6 @@ int main(void)
     CU_add_test(s, "a later rule overrides only the fields it sets", test_override_fields);
     CU_add_test(s, "budget reaches its target, highest frequency first", test_budget_reaches_target);
     CU_add_test(s, "unreachable budget states the range", test_budget_out_of_reach);
+    CU_add_test(s, "a damaged scores file is refused with the reason", test_scores_refusals);
     return tu_run();
 }

@@ -3,6 +3,7 @@
  * SVG writers.  tests/bench.sh runs the whole bench. */
 #include "config.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -50,6 +51,7 @@ static void test_record_roundtrip(void)
     r.ev.ppl = 4.62210987;
     r.ev.top1_agree = 78.1746;
     r.quantize_seconds = 1.25;
+    r.ev.kld_p99 = NAN; /* written .nan, read back */
     r.n_tasks = 2;
     r.tasks = calloc(2, sizeof *r.tasks);
     r.tasks[0] = (qm_task_result){qm_strdup("piqa"), 100, 0.61, 0.0488, 0.63, 0.0485};
@@ -66,6 +68,7 @@ static void test_record_roundtrip(void)
     CU_ASSERT_DOUBLE_EQUAL(q.ev.kld_mean, r.ev.kld_mean, 1e-12);
     CU_ASSERT_DOUBLE_EQUAL(q.ev.ppl, r.ev.ppl, 1e-12);
     CU_ASSERT_DOUBLE_EQUAL(q.quantize_seconds, 1.25, 1e-12);
+    CU_ASSERT(isnan(q.ev.kld_p99));
     CU_ASSERT_EQUAL_FATAL(q.n_tasks, 2);
     CU_ASSERT_STRING_EQUAL(q.tasks[1].name, "yes"); /* a YAML word, so it must come back a string */
     CU_ASSERT_EQUAL(q.tasks[0].n, 100);
@@ -87,6 +90,16 @@ static void test_record_refusals(void)
         {"qmoe_bench_run: 1\npolicy: p\npath: p\nkey: abc\n", "'key' is not a SHA-256"},
         {"qmoe_bench_run: 1\nkld_mean: lots\n", "'kld_mean' is not a number"},
         {"qmoe_bench_run: 1\npolicy: p\n", "a key is missing"},
+        {"qmoe_bench_run: 1\npolicy: [x\n",
+         "r.yaml:3:1: invalid YAML: did not find expected ',' or ']'; delete the file to measure the run again"},
+        {"qmoe_bench_run: 1\npolicy: p\npolicy: q\n",
+         "r.yaml:3:1: key 'policy' appears twice (first on line 2); delete the file to measure the run again"},
+        /* numbers are typed: a count is an integer, a quoted figure a string */
+        {"qmoe_bench_run: 1.0\n", "'qmoe_bench_run' is not 1"},
+        {"qmoe_bench_run: 1\nsize_bytes: '12'\n", "'size_bytes' is not a count"},
+        {"qmoe_bench_run: 1\nkld_mean: '0.5'\n", "'kld_mean' is not a number"},
+        {"qmoe_bench_run: 1\ntasks: {piqa: {acc: 1, acc_se: 0, acc_norm: 1, acc_norm_se: 0, n: 2.5}}\n",
+         "'piqa' lacks one of acc, acc_se, acc_norm, acc_norm_se, n; delete the file to measure the run again"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         qm_diag *d = qm_diag_new();

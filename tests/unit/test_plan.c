@@ -206,6 +206,14 @@ static void check_bad(const char *text, const char *expect)
     qm_diag_free(d);
 }
 
+/* check_bad() on head and a tensor list of one tensor with these fields. */
+static void check_bad_tensor(const char *head, const char *fields, const char *expect)
+{
+    char buf[1024];
+    snprintf(buf, sizeof buf, "%stensors:\n- {%s}\n", head, fields);
+    check_bad(buf, expect);
+}
+
 static void test_bad_plans(void)
 {
     const char *head = "qmoe_plan: 1\npolicy: {path: p, sha256: a}\nmodel: {architecture: X, config_sha256: b}\n"
@@ -245,6 +253,22 @@ static void test_bad_plans(void)
     check_bad(buf, "bad.yaml:5:56: summary: budget_achieved_bits must be a number");
     snprintf(buf, sizeof buf, "%ssummary: {budget_target_bits: 3, budget_achieved_bits: 3.0}\n%s", head, tensor);
     check_bad(buf, "bad.yaml:5:56: summary: budget_achieved_bits 3.0000 is not the tensors' average_bits 4.0000");
+    /* a key twice is refused where it repeats, not read as one or the other */
+    check_bad_tensor(head, "name: a, module: m, rule: r, name: b, shape: [4, 8], dtype: BF16, bits: 4, group_size: 0, "
+                     "sym: true, act_order: false", "bad.yaml:6:33: key 'name' appears twice (first on line 6)");
+    /* numbers and booleans are typed: quoted, they are strings */
+    check_bad("qmoe_plan: '1'\n", "bad.yaml:1:1: plan: no 'qmoe_plan' version: not a qmoe plan");
+    check_bad_tensor(head, "name: a, module: m, rule: r, shape: [4, 8], dtype: BF16, bits: '4', group_size: 0, "
+                     "sym: true, act_order: false", "bad.yaml:6:67: tensors[0] bits must be 2, 3, 4, 8 or keep");
+    check_bad_tensor(head, "name: a, module: m, rule: r, shape: [\"4\", 8], dtype: BF16, bits: 4, group_size: 0, "
+                     "sym: true, act_order: false", "bad.yaml:6:40: tensors[0] shape must be a list of 1 or 2 sizes");
+    check_bad_tensor(head, "name: a, module: m, rule: r, shape: [4, 8], dtype: BF16, bits: 4, group_size: 0, "
+                     "sym: 'true', act_order: false",
+                     "bad.yaml:6:3: tensors[0] sym and act_order must be true or false");
+    snprintf(buf, sizeof buf, "%ssummary: {quantized_params: \"32\"}\n%s", head, tensor);
+    check_bad(buf, "bad.yaml:5:29: summary: is not a number, but the tensors listed add up to 32 (a plan cut short?)");
+    snprintf(buf, sizeof buf, "%ssummary: {budget_target_bits: '3', budget_achieved_bits: 4.0}\n%s", head, tensor);
+    check_bad(buf, "bad.yaml:5:31: summary: budget_target_bits must be a number from 2 to 8");
 }
 
 /* A written plan cut short anywhere (at a line end too, which is still
