@@ -100,3 +100,24 @@ qm_status qm_afile_write(const char *path, qm_afile_put_fn *put, const void *ctx
     }
     return qm_afile_commit(&a, d);
 }
+
+typedef struct bytes {
+    const void *data;
+    size_t n;
+} bytes;
+
+/* A short write leaves the stream's error set, which the commit reports
+ * with the path. */
+static qm_status put_bytes(const void *ctx, FILE *f, qm_diag *d)
+{
+    const bytes *b = ctx;
+    (void)d;
+    if (b->n)
+        fwrite(b->data, 1, b->n, f);
+    return QM_OK;
+}
+
+qm_status qm_afile_write_bytes(const char *path, const void *data, size_t n, int durable, qm_diag *d)
+{
+    return qm_afile_write(path, put_bytes, &(bytes){data, n}, durable, d);
+}

@@ -232,6 +232,8 @@ typedef qm_status qm_afile_put_fn(const void *ctx, FILE *f, qm_diag *d);
  * writes, or left as it was when put or the commit fails.  durable: fsync
  * before the rename (qm_afile.durable says who needs it). */
 qm_status qm_afile_write(const char *path, qm_afile_put_fn *put, const void *ctx, int durable, qm_diag *d);
+/* The same for n bytes already in memory. */
+qm_status qm_afile_write_bytes(const char *path, const void *data, size_t n, int durable, qm_diag *d);
 
 /* ---- progress ------------------------------------------------------------ */
 

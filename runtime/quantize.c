@@ -367,37 +367,30 @@ static int read_state(const run *r, state *s)
     return ok;
 }
 
+static qm_status put_state(const void *ctx, FILE *f, qm_diag *d)
+{
+    const state *s = ctx;
+    (void)d;
+    fprintf(f, "plan_sha256 %s\nconfig_sha256 %s\ncalib_sha256 %s\nsettings %s\nlayers_done %d\n", s->plan,
+            s->config, s->calib, s->settings, s->layers_done);
+    return QM_OK;
+}
+
 static qm_status write_state(const run *r, const state *s)
 {
     char *p = quant_state_path(r, "state");
-    if (!p)
-        return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
-    qm_afile a;
-    qm_status st = qm_afile_open(&a, p, r->d);
+    qm_status st = p ? qm_afile_write(p, put_state, s, 1, r->d) : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
     free(p);
-    if (st != QM_OK)
-        return st;
-    fprintf(a.f, "plan_sha256 %s\nconfig_sha256 %s\ncalib_sha256 %s\nsettings %s\nlayers_done %d\n", s->plan,
-            s->config, s->calib, s->settings, s->layers_done);
-    return qm_afile_commit(&a, r->d);
+    return st;
 }
 
 /* Write `n` bytes to `file` under .qmoe-state atomically. */
 static qm_status save_blob(const run *r, const char *file, const void *data, size_t n)
 {
     char *p = quant_state_path(r, file);
-    if (!p)
-        return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
-    qm_afile a;
-    qm_status st = qm_afile_open(&a, p, r->d);
+    qm_status st = p ? qm_afile_write_bytes(p, data, n, 1, r->d) : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
     free(p);
-    if (st != QM_OK)
-        return st;
-    if (n && fwrite(data, 1, n, a.f) != n) {
-        qm_afile_abort(&a);
-        return qm_diag_fail(r->d, QM_EIO, "%s: write failed", file);
-    }
-    return qm_afile_commit(&a, r->d);
+    return st;
 }
 
 static qm_status load_blob(const run *r, const char *file, void *data, size_t n)
@@ -445,10 +438,34 @@ static qm_status end_writers(run *r, qm_status st)
     return st;
 }
 
+/* quant_log.yaml: the layers' logs in order. */
+static qm_status put_log(const void *ctx, FILE *f, qm_diag *d)
+{
+    const run *r = ctx;
+    qm_status st = QM_OK;
+    fprintf(f, "# qmoe quantize: one entry per quantized tensor, in the order quantized.\n"
+               "# tokens: calibration rows the tensor's inputs came from (experts: rows the router sent);\n"
+               "# fallback: none, rtn (round-to-nearest) or pooled (every row through the expert).\n"
+               "tensors:\n");
+    for (int l = 0; st == QM_OK && l < r->m->cfg.layers; l++) {
+        char file[64], *data;
+        size_t len;
+        snprintf(file, sizeof file, "layer-%05d.log", l);
+        char *p = quant_state_path(r, file);
+        if (!p)
+            st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+        else if ((st = qm_read_file(p, &data, &len, d)) == QM_OK) {
+            fwrite(data, 1, len, f);
+            free(data);
+        }
+        free(p);
+    }
+    return st;
+}
+
 /* The run's records in the output directory: plan.yaml and quant_log.yaml. */
 static qm_status write_records(const run *r, const char *plan_path)
 {
-    const qm_model *m = r->m;
     qm_status st;
     /* the plan, byte for byte */
     char *data;
@@ -456,41 +473,15 @@ static qm_status write_records(const run *r, const char *plan_path)
     if ((st = qm_read_file(plan_path, &data, &len, r->d)) != QM_OK)
         return st;
     char *pp = qm_strfmt("%s/plan.yaml", r->out);
-    qm_afile a;
-    if (pp && (st = qm_afile_open(&a, pp, r->d)) == QM_OK) {
-        fwrite(data, 1, len, a.f);
-        st = qm_afile_commit(&a, r->d);
-    }
+    st = pp ? qm_afile_write_bytes(pp, data, len, 1, r->d) : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
     free(data);
     free(pp);
     if (st != QM_OK)
         return st;
-    /* quant_log.yaml: the layers' logs in order */
     char *lp = qm_strfmt("%s/quant_log.yaml", r->out);
-    if (!lp || (st = qm_afile_open(&a, lp, r->d)) != QM_OK) {
-        free(lp);
-        return st != QM_OK ? st : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
-    }
+    st = lp ? qm_afile_write(lp, put_log, r, 1, r->d) : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
     free(lp);
-    fprintf(a.f, "# qmoe quantize: one entry per quantized tensor, in the order quantized.\n"
-                 "# tokens: calibration rows the tensor's inputs came from (experts: rows the router sent);\n"
-                 "# fallback: none, rtn (round-to-nearest) or pooled (every row through the expert).\n"
-                 "tensors:\n");
-    for (int l = 0; st == QM_OK && l < m->cfg.layers; l++) {
-        char file[64];
-        snprintf(file, sizeof file, "layer-%05d.log", l);
-        char *p = quant_state_path(r, file);
-        if (p && (st = qm_read_file(p, &data, &len, r->d)) == QM_OK) {
-            fwrite(data, 1, len, a.f);
-            free(data);
-        }
-        free(p);
-    }
-    if (st != QM_OK) {
-        qm_afile_abort(&a);
-        return st;
-    }
-    return qm_afile_commit(&a, r->d);
+    return st;
 }
 
 /* ---- the run ---------------------------------------------------------------------------------- */

@@ -89,12 +89,9 @@ qm_status shards_json(const char *dir, const char *file, json_t *j, qm_diag *d)
     if (!p || !text) {
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
     } else {
-        qm_afile a;
-        if ((st = qm_afile_open(&a, p, d)) == QM_OK) {
-            fputs(text, a.f);
-            fputc('\n', a.f);
-            st = qm_afile_commit(&a, d);
-        }
+        size_t n = strlen(text);
+        text[n] = '\n'; /* the file ends with a line break, in the terminator's place */
+        st = qm_afile_write_bytes(p, text, n + 1, 1, d);
     }
     free(p);
     free(text);
