@@ -108,7 +108,7 @@ const char *qm_widths_text(char *buf, size_t size, const char *suffix, const cha
 /* ---- architecture families (family.c) ---------------------------------- */
 
 /* The families a model can be, by the short name policies' `arch` guards
- * use; each has one adapter in runtime/arch_*.c. */
+ * use; each has one adapter in model/arch_*.c. */
 typedef enum qm_family {
     QM_FAMILY_MIXTRAL,
     QM_FAMILY_DEEPSEEK,

@@ -1,7 +1,7 @@
 /* family.c: the model families qmoe has an architecture adapter for.
  *
  * The policy language names them in `arch` guards and the runtime's
- * adapters (runtime/arch_*.c) say which one they are, so both sides of the
+ * adapters (model/arch_*.c) say which one they are, so both sides of the
  * pipeline share this one list without the language knowing the runtime.
  */
 #include "config.h"

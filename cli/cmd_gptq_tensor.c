@@ -9,7 +9,7 @@
 #include "cli/cli.h"
 #include "runtime/gptq.h"
 #include "runtime/pack.h"
-#include "runtime/safetensors.h"
+#include "model/safetensors.h"
 
 /* The 2-D tensor `name` of `path` as float32 (rows, cols); caller frees. */
 static qm_status read_matrix(const char *path, const char *name, float **m, int *rows, int *cols, qm_diag *d)

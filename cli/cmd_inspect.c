@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
-#include "runtime/model.h"
+#include "model/model.h"
 
 static const char *const group_keys[QM_GROUP_COUNT] = {
     [QM_GROUP_ATTENTION] = "attention",   [QM_GROUP_ROUTED] = "routed_experts",

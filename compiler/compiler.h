@@ -2,9 +2,9 @@
  *
  * The second stage of the pipeline (lang -> compiler -> runtime).  It reads
  * a policy (lang/), matches its selectors against a model's inventory
- * (runtime/model.h), resolves data-driven selections from a scores file,
+ * (model/model.h), resolves data-driven selections from a scores file,
  * applies the rules in source order as qmoe-policy(5) says, meets a
- * `budget`, and fills a qm_plan (runtime/plan.h) that the runtime reads.
+ * `budget`, and fills a qm_plan (model/plan.h) that the runtime reads.
  *
  *   qm_compile()          the plan, or errors in d
  *   qm_compile_explain()  every rule that touched the weights a selector names
@@ -15,7 +15,7 @@
 #include <stdio.h>
 
 #include "base/base.h"
-#include "runtime/plan.h"
+#include "model/plan.h"
 
 /* What to compile.  Strings are borrowed for the call. */
 typedef struct qm_compile_opts {

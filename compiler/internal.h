@@ -12,7 +12,7 @@
 
 #include "compiler/compiler.h"
 #include "lang/ast.h"
-#include "runtime/model.h"
+#include "model/model.h"
 
 /* Scores as the compiler ranks them (higher = more deserving of bits). */
 typedef struct qm_cscores {

@@ -1,6 +1,6 @@
 /* resolve.c: a selector -> the set of tensors it names in one model.
  *
- * The canonical module tree (runtime/model.h) is matched by part: each
+ * The canonical module tree (model/model.h) is matched by part: each
  * module of the language stands for a set of qm_part values, a part segment
  * narrows it, a scope keeps some layers, and brackets keep some experts or
  * linears.  Data-driven brackets rank what the rest of the selector allows

@@ -19,8 +19,7 @@
 #include <string.h>
 
 #include "compiler/internal.h"
-#include "runtime/dtype.h"
-#include "runtime/score.h"
+#include "model/dtype.h"
 
 #define BAD(...) (st = qm_diag_fail(c->d, QM_EFORMAT, __VA_ARGS__))
 

@@ -12,7 +12,7 @@
 #define QM_EVAL_H
 
 #include "runtime/forward.h"
-#include "runtime/tokens.h"
+#include "model/tokens.h"
 
 typedef struct qm_eval_opts {
     int ctx;              /* window length (default 512) */

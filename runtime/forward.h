@@ -33,7 +33,7 @@
 #ifndef QM_FORWARD_H
 #define QM_FORWARD_H
 
-#include "runtime/model.h"
+#include "model/model.h"
 
 /* A linear layer y = x W^T (+ b). */
 typedef struct qm_lin {

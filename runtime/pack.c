@@ -96,7 +96,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/dtype.h"
+#include "model/dtype.h"
 #include "runtime/pack.h"
 
 /* Put value v (bits wide) at bit position pos of the stream whose word k is w[k * stride]. */

@@ -26,7 +26,7 @@
 #include <stdint.h>
 
 #include "runtime/gptq.h"
-#include "runtime/safetensors.h"
+#include "model/safetensors.h"
 
 /* codes (out, in) -> qweight (in*bits/32, out).  Requires in*bits % 32 == 0. */
 void qm_pack_qweight(const uint8_t *codes, int out, int in, int bits, int32_t *qweight);

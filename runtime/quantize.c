@@ -15,11 +15,11 @@
 
 #include "runtime/forward.h"
 #include "runtime/gptq.h"
-#include "runtime/json.h"
-#include "runtime/plan.h"
+#include "model/json.h"
+#include "model/plan.h"
 #include "runtime/quantize.h"
 #include "runtime/qwriter.h"
-#include "runtime/tokens.h"
+#include "model/tokens.h"
 
 enum { MAX_WRITERS = 2 }; /* gptq, fake-quant */
 

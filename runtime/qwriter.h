@@ -33,8 +33,8 @@
 #define QM_QWRITER_H
 
 #include "runtime/gptq.h"
-#include "runtime/model.h"
-#include "runtime/plan.h"
+#include "model/model.h"
+#include "model/plan.h"
 
 /* What a run gives all its writers; the pipeline owns it and everything it
  * points at, for the writers' whole life. */

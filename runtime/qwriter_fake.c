@@ -8,7 +8,7 @@
 
 #include <stdlib.h>
 
-#include "runtime/dtype.h"
+#include "model/dtype.h"
 #include "runtime/qwriter_shards.h"
 
 static qm_status begin(qwriter *w) { return shards_begin(w, "fake-quant"); }

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/json.h"
+#include "model/json.h"
 #include "runtime/qwriter_shards.h"
 
 qm_status shards_begin(qwriter *w, const char *subdir)

@@ -15,7 +15,7 @@
 #include <jansson.h>
 
 #include "runtime/qwriter.h"
-#include "runtime/safetensors.h"
+#include "model/safetensors.h"
 
 /* One quantized linear as a format stores it: n entries, in shard order. */
 typedef struct shards_linear {

@@ -7,22 +7,6 @@
 
 #include "runtime/score.h"
 
-double qm_outlier_score(const float *w, int out, int in)
-{
-    double best = 0;
-    for (int j = 0; j < in; j++) {
-        double mx = 0, sum = 0;
-        for (int i = 0; i < out; i++) {
-            double a = fabs(w[(size_t)i * in + j]);
-            sum += a;
-            mx = a > mx ? a : mx;
-        }
-        if (sum > 0 && mx / (sum / out) > best)
-            best = mx / (sum / out);
-    }
-    return best;
-}
-
 typedef struct acc {
     qm_scores *s;
     double *cos_ffn, *cos_res; /* (layers) sums */

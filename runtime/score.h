@@ -18,7 +18,7 @@
 #define QM_SCORE_H
 
 #include "runtime/forward.h"
-#include "runtime/tokens.h"
+#include "model/tokens.h"
 
 typedef struct qm_scores {
     long long layers, experts;
@@ -31,9 +31,6 @@ typedef struct qm_scores {
     char **outlier_name;    /* (n_outlier) canonical names, owned */
     double *outlier;        /* (n_outlier) */
 } qm_scores;
-
-/* Outlier score of a weight W (out, in). */
-double qm_outlier_score(const float *w, int out, int in);
 
 /* Run the calibration tokens through `net` in windows of ctx and fill
  * frequency and importance; then compute every linear's outlier score. */

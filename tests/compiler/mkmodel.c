@@ -17,7 +17,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "runtime/model.h"
+#include "model/model.h"
 #include "tests/unit/hfnames.h"
 #include "tests/unit/testutil.h"
 

@@ -11,10 +11,10 @@
 #include <string.h>
 #include <sys/wait.h>
 
-#include "runtime/dtype.h"
+#include "model/dtype.h"
 #include "runtime/gptq.h"
 #include "runtime/pack.h"
-#include "runtime/safetensors.h"
+#include "model/safetensors.h"
 #include "tests/unit/testutil.h"
 
 static unsigned long long rng = 88172645463325252ull;

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/model.h"
+#include "model/model.h"
 #include "tests/unit/hfnames.h"
 #include "tests/unit/testutil.h"
 

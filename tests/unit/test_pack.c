@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/dtype.h"
+#include "model/dtype.h"
 #include "runtime/pack.h"
 #include "tests/unit/testutil.h"
 

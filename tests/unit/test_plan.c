@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/plan.h"
+#include "model/plan.h"
 #include "tests/unit/testutil.h"
 
 /* A string of plan p (the tests' plans are `p` throughout). */

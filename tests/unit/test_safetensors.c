@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "runtime/safetensors.h"
+#include "model/safetensors.h"
 #include "tests/unit/testutil.h"
 
 static void test_write_read_roundtrip(void)

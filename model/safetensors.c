@@ -12,8 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/json.h"
-#include "runtime/safetensors.h"
+#include "model/json.h"
+#include "model/safetensors.h"
 
 void qm_st_close(qm_st_file *f)
 {

@@ -10,7 +10,7 @@
 #define QM_TOKENS_H
 
 #include "base/base.h"
-#include "runtime/model.h"
+#include "model/model.h"
 
 typedef struct qm_tokens {
     int *ids;   /* (n), owned; free with qm_tokens_free() */

@@ -23,7 +23,7 @@
 #define QM_MODEL_H
 
 #include "base/base.h"
-#include "runtime/safetensors.h"
+#include "model/safetensors.h"
 
 /* The role of a weight tensor in the canonical module tree. */
 typedef enum qm_part {
@@ -217,5 +217,9 @@ void qm_config_free(qm_config *c);
 
 /* Resolve a qm_dim against a config. */
 long long qm_dim_size(const qm_config *c, qm_dim dim);
+
+/* The outlier score of a weight W (out, in), data-free (outlier.c): for
+ * each input column j, max_i |W_ij| / mean_i |W_ij|; the largest. */
+double qm_outlier_score(const float *w, int out, int in);
 
 #endif

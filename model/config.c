@@ -11,8 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/json.h"
-#include "runtime/model.h"
+#include "model/json.h"
+#include "model/model.h"
 
 /* One adapter per family, in the family's place. */
 static const qm_arch *const archs[QM_FAMILY_COUNT] = {

@@ -20,7 +20,7 @@
 #define QM_SAFETENSORS_H
 
 #include "base/base.h"
-#include "runtime/dtype.h"
+#include "model/dtype.h"
 
 enum { QM_MAX_DIMS = 8 };
 

@@ -6,7 +6,7 @@
 
 #include <stddef.h>
 
-#include "runtime/model.h"
+#include "model/model.h"
 
 static const qm_arch_key keys[] = {
     {"num_experts", offsetof(qm_config, experts), 1, 0},

@@ -3,7 +3,7 @@
 
 #include <string.h>
 
-#include "runtime/dtype.h"
+#include "model/dtype.h"
 
 static const struct {
     const char *name;

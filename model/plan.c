@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/plan.h"
+#include "model/plan.h"
 
 void qm_plan_free(qm_plan *p)
 {

@@ -17,7 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "runtime/json.h"
+#include "model/json.h"
 
 void qm_js_init(qm_js *j, const char *text, size_t len, char *buf)
 {

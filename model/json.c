@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/json.h"
+#include "model/json.h"
 
 qm_status qm_json_load(const char *path, json_t **out, qm_diag *d)
 {

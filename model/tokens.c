@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/tokens.h"
+#include "model/tokens.h"
 
 void qm_tokens_free(qm_tokens *t)
 {

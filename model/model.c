@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/model.h"
+#include "model/model.h"
 
 #define P(canon, group, where, linear, d0, d1) {canon, group, where, linear, {d0, d1}}
 const qm_part_info qm_parts[QM_PART_COUNT] = {

@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-#include "runtime/model.h"
+#include "model/model.h"
 
 static const qm_arch_key keys[] = {
     {"n_routed_experts", offsetof(qm_config, experts), 1, 0},

@@ -11,8 +11,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "runtime/json.h"
-#include "runtime/safetensors.h"
+#include "model/json.h"
+#include "model/safetensors.h"
 
 void qm_ckpt_close(qm_ckpt *c)
 {

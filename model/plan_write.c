@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/plan.h"
+#include "model/plan.h"
 
 static void kbool(qm_yaml *y, const char *k, int v)
 {

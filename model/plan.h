@@ -23,7 +23,7 @@
 #define QM_PLAN_H
 
 #include "base/base.h"
-#include "runtime/dtype.h"
+#include "model/dtype.h"
 
 enum { QM_PLAN_VERSION = 1 };
 
