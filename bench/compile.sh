@@ -21,17 +21,8 @@
 # usage: bench/compile.sh [QMOE]      (default: ./qmoe)
 set -eu
 qmoe=${1:-./qmoe}
-# In a build tree ./qmoe is libtool's shell wrapper; time the program itself,
-# as installed, not a shell starting it.
-if grep -q 'libtool' "$qmoe" 2>/dev/null && [ -x "$(dirname "$qmoe")/.libs/$(basename "$qmoe")" ]; then
-    LD_LIBRARY_PATH="$(cd "$(dirname "$qmoe")" && pwd)/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    export LD_LIBRARY_PATH
-    qmoe="$(dirname "$qmoe")/.libs/$(basename "$qmoe")"
-fi
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-
-sh "$(dirname "$0")/mk-qwen3-235b.sh" "$dir"
+bench_dir=$(dirname "$0")
+. "$bench_dir/qwen3-235b-setup.sh"
 
 tensors=$(wc -l < "$dir/tensors")
 cat > "$dir/policy.qmoe" <<'POLICY'

@@ -229,6 +229,18 @@ static qm_scope find_scope(const char *s)
     return QM_SCOPE_NONE;
 }
 
+/* "unknown WHAT 'word'": with the near name when there is one, else with
+ * the list of all (which this frees). */
+static void unknown_name(lang_state *ps, qm_span span, const char *what, const char *word, const char *near,
+                         qm_buf *all)
+{
+    if (near)
+        lang_error(ps, span, "unknown %s '%s'; did you mean '%s'?", what, word, near);
+    else
+        lang_error(ps, span, "unknown %s '%s'; the %ss are %s", what, word, what, all->oom ? "..." : all->s);
+    free(all->s);
+}
+
 /* The modules as messages list them ("attn router ... lm_head, after an
  * optional scope layers[...] or moe_layers[...]"), appended to b. */
 static void list_modules(qm_buf *b)
@@ -393,12 +405,7 @@ static void check_selector(lang_state *ps, qm_selector *sel)
         const char *near = lang_suggest(m->text, cands, nc);
         qm_buf all = {0};
         list_modules(&all);
-        if (near)
-            lang_error(ps, m->span, "unknown selector '%s'; did you mean '%s'?", m->text, near);
-        else
-            lang_error(ps, m->span, "unknown selector '%s'; the selectors are %s", m->text,
-                       all.oom ? "..." : all.s);
-        free(all.s);
+        unknown_name(ps, m->span, "selector", m->text, near, &all);
         return;
     }
     m->mod = (qm_module)mod;
@@ -554,12 +561,7 @@ void lang_check_stmt(lang_state *ps, qm_stmt *st)
                 qm_buf all = {0};
                 for (int f = 0; f < QM_FAMILY_COUNT; f++)
                     qm_buf_printf(&all, "%s%s", f ? " " : "", qm_family_names[f]);
-                if (near)
-                    lang_error(ps, w->span, "unknown architecture '%s'; did you mean '%s'?", w->text, near);
-                else
-                    lang_error(ps, w->span, "unknown architecture '%s'; the architectures are %s", w->text,
-                               all.oom ? "..." : all.s);
-                free(all.s);
+                unknown_name(ps, w->span, "architecture", w->text, near, &all);
                 continue;
             }
             for (size_t j = 0; j < i; j++)

@@ -12,6 +12,7 @@
  */
 #include "config.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -168,51 +169,58 @@ static int no_newline(const qm_source *src, size_t a, size_t b)
     return !memchr(src->text + a, '\n', b - a);
 }
 
+/* Where the formatter is: the next comment, the end of what was written
+ * last, and whether anything was. */
+typedef struct cursor {
+    size_t ci, prev;
+    int any;
+} cursor;
+
+/* The comments on lines of their own that begin before `limit`, each with
+ * the blank line before it kept. */
+static void own_line_comments(qm_buf *b, const qm_policy *p, cursor *at, size_t limit)
+{
+    for (; at->ci < p->ncomment && p->comment[at->ci].span.begin < limit; at->ci++) {
+        const qm_comment *c = &p->comment[at->ci];
+        if (at->any && blank_between(p->src, at->prev, c->span.begin))
+            qm_buf_add(b, "\n", 1);
+        comment(b, p->src, c);
+        qm_buf_add(b, "\n", 1);
+        at->prev = c->span.end;
+        at->any = 1;
+    }
+}
+
 qm_status qm_policy_format(const qm_policy *p, char **out, size_t *len)
 {
     const qm_source *src = p->src;
     qm_buf b = {0};
-    size_t ci = 0, prev = 0;
-    int any = 0;
+    cursor at = {0};
     for (size_t i = 0; i < p->n; i++) {
         const qm_stmt *st = p->stmt[i];
-        for (; ci < p->ncomment && p->comment[ci].span.begin < st->span.begin; ci++) {
-            if (any && blank_between(src, prev, p->comment[ci].span.begin))
-                qm_buf_add(&b, "\n", 1);
-            comment(&b, src, &p->comment[ci]);
+        own_line_comments(&b, p, &at, st->span.begin);
+        if (at.any && blank_between(src, at.prev, st->span.begin))
             qm_buf_add(&b, "\n", 1);
-            prev = p->comment[ci].span.end;
-            any = 1;
-        }
-        if (any && blank_between(src, prev, st->span.begin))
-            qm_buf_add(&b, "\n", 1);
-        for (; ci < p->ncomment && p->comment[ci].span.begin < st->span.end; ci++) {
-            comment(&b, src, &p->comment[ci]);
+        for (; at.ci < p->ncomment && p->comment[at.ci].span.begin < st->span.end; at.ci++) {
+            comment(&b, src, &p->comment[at.ci]);
             qm_buf_add(&b, "\n", 1);
         }
         statement(&b, st);
-        prev = st->span.end;
-        any = 1;
-        if (ci < p->ncomment) {
-            const qm_comment *c = &p->comment[ci];
+        at.prev = st->span.end;
+        at.any = 1;
+        if (at.ci < p->ncomment) {
+            const qm_comment *c = &p->comment[at.ci];
             int next_first = i + 1 < p->n && p->stmt[i + 1]->span.begin < c->span.begin;
             if (!next_first && no_newline(src, st->span.end, c->span.begin)) {
                 qm_buf_add(&b, "  ", 2);
                 comment(&b, src, c);
-                prev = c->span.end;
-                ci++;
+                at.prev = c->span.end;
+                at.ci++;
             }
         }
         qm_buf_add(&b, "\n", 1);
     }
-    for (; ci < p->ncomment; ci++) {
-        if (any && blank_between(src, prev, p->comment[ci].span.begin))
-            qm_buf_add(&b, "\n", 1);
-        comment(&b, src, &p->comment[ci]);
-        qm_buf_add(&b, "\n", 1);
-        prev = p->comment[ci].span.end;
-        any = 1;
-    }
+    own_line_comments(&b, p, &at, SIZE_MAX);
     qm_buf_add(&b, "", 0); /* an empty policy is an empty string, not NULL */
     if (b.oom) {
         free(b.s);
