@@ -206,6 +206,11 @@ typedef struct qm_afile {
     FILE *f;     /* write here */
     char *path;  /* final name (owned) */
     char *tmp;   /* temporary name (owned) */
+    /* A second descriptor of the temporary holding flock() on it from its
+     * creation until after the rename: a temporary nobody holds was left by
+     * a writer that died, and the next qm_afile_open() of the same path
+     * removes it.  Valid while tmp is not NULL. */
+    int lock;
     /* 1 (what qm_afile_open() sets): fsync before the rename, so that after
      * a crash of the machine the name holds the new data, not an empty
      * file.  Checkpoints, scores and bench records, which cost minutes to
@@ -216,6 +221,9 @@ typedef struct qm_afile {
     int durable;
 } qm_afile;
 
+/* Open a temporary beside path, mode 0666 less the umask (as a plain
+ * fopen() would make it), having first removed the temporaries of path
+ * that earlier writers killed mid-write left behind. */
 qm_status qm_afile_open(qm_afile *a, const char *path, qm_diag *d);
 /* Flush, fsync (when durable), close and rename; on any failure the
  * temporary is removed.  A kill at any point leaves the old file or the
@@ -249,6 +257,9 @@ void qm_progressf(qm_progress_fn *fn, void *ctx, const char *fmt, ...) QM_PRINTF
 double qm_clock(void);
 /* Make directory `path` (mode 0755); an existing directory is fine. */
 qm_status qm_mkdir(const char *path, qm_diag *d);
+/* Remove path and, when a directory, all below it (symbolic links
+ * removed, not followed); a path that does not exist is fine. */
+qm_status qm_remove_tree(const char *path, qm_diag *d);
 /* Map the file at `path` read-only: *data and *len (0 for an empty file,
  * with *data pointing at an empty string).  Release with qm_unmap_file().
  * Large inputs read this way come from the page cache without a copy. */
@@ -275,6 +286,42 @@ void qm_parallel(int workers, int tasks, qm_task_fn *fn, void *ctx);
  * worker) once for each range. */
 typedef void qm_range_fn(void *ctx, size_t begin, size_t end, int worker);
 void qm_parallel_ranges(int workers, size_t n, size_t per, qm_range_fn *fn, void *ctx);
+
+/* ---- where a command may write (paths.c) ------------------------------------- */
+
+/* An input a command reads, for qm_path_check_output(): its path as given
+ * and what it is, for the message ("the model directory", "the plan"). */
+typedef struct qm_path_input {
+    const char *path; /* NULL: none (skipped) */
+    const char *what;
+} qm_path_input;
+
+/* QM_OK when writing `out` (the value of option `opt`, e.g. "-o") cannot
+ * touch any of in[0, n): out is none of them and not inside an input
+ * directory; with out_is_dir, an existing out also holds no input (a
+ * directory output gets files of the command's choosing).  Files are
+ * compared as the kernel knows them (device and inode, symbolic links
+ * resolved), never by spelling; an out that does not exist yet is compared
+ * through the directory it would be created in.  Otherwise QM_EINVAL with a
+ * message naming both paths.  Inputs that do not exist are skipped: their
+ * readers report them. */
+qm_status qm_path_check_output(const char *opt, const char *out, int out_is_dir, const qm_path_input *in, size_t n,
+                               qm_diag *d);
+
+/* An exclusive lock on an output directory: flock() on DIR/.qmoe-lock,
+ * which holds the holder's process id.  The lock goes with the process, so
+ * a run that was killed leaves nothing that blocks the next one. */
+typedef struct qm_lock {
+    int fd;     /* -1 when not held */
+    char *path; /* owned */
+} qm_lock;
+
+/* Take the lock on the existing directory dir, without waiting: when
+ * another process holds it, QM_EINVAL naming dir and that process. */
+qm_status qm_dir_lock(const char *dir, qm_lock *l, qm_diag *d);
+/* Release the lock and remove its file.  Safe after a failed qm_dir_lock(),
+ * twice, and on a lock initialised as {-1, NULL} and never taken. */
+void qm_dir_unlock(qm_lock *l);
 
 /* ---- SHA-256 ---------------------------------------------------------------- */
 

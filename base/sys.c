@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -31,6 +32,22 @@ qm_status qm_mkdir(const char *path, qm_diag *d)
     if (mkdir(path, 0755) == 0 || (errno == EEXIST && stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)))
         return QM_OK;
     return qm_diag_fail(d, QM_EIO, "%s: %s", path, errno == EEXIST ? "exists and is not a directory" : strerror(errno));
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+qm_status qm_remove_tree(const char *path, qm_diag *d)
+{
+    struct stat sb;
+    if (lstat(path, &sb) != 0)
+        return QM_OK;
+    if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
+        return qm_diag_fail(d, QM_EIO, "%s: cannot remove: %s", path, strerror(errno));
+    return QM_OK;
 }
 
 void qm_progressf(qm_progress_fn *fn, void *ctx, const char *fmt, ...)

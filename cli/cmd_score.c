@@ -49,7 +49,11 @@ static int run(int argc, char **argv)
     qm_net net = {0};
     qm_tokens toks = {0};
     qm_scores sc = {0};
-    qm_status st = qm_cli_open_net(argv[optind], &m, &net, d);
+    qm_status st = qm_model_open(argv[optind], &m, d);
+    if (st == QM_OK)
+        st = qm_model_check_output(m, "-o", out, 0, &(qm_path_input){calib, "the calibration text"}, 1, d);
+    if (st == QM_OK)
+        st = qm_net_load(m, &net, d);
     if (st == QM_OK)
         st = qm_tokens_for_model(m, calib, (size_t)max_tokens, &toks, d);
     if (st == QM_OK)

@@ -156,6 +156,12 @@ qm_status qm_policy_parse_file(const char *path, qm_policy **out, qm_diag *d)
         st = lang_oom(d, path);
     else if (bad)
         st = qm_diag_fail_at(d, QM_EIO, &(qm_diag_loc){.file = path}, "cannot read: %s", strerror(err));
+    else if (b.n && memchr(b.s, '\0', b.n))
+        /* a binary file, e.g. a checkpoint imported by mistake: what the
+         * parser would quote of it is no business of the terminal's */
+        st = qm_diag_fail_at(d, QM_EFORMAT, &(qm_diag_loc){.file = path},
+                             "not a policy: a binary file (a NUL byte at offset 0x%zx)",
+                             (size_t)((char *)memchr(b.s, '\0', b.n) - b.s));
     else
         st = qm_policy_parse(path, b.s ? b.s : "", b.n, out, d);
     free(b.s);

@@ -185,6 +185,18 @@ static qm_status expand_import(qm_policy *p, const qm_stmt *st, const qm_search 
             free(path);
             return r;
         }
+    /* a link named like a policy may lead to any file; what is not named
+     * *.qmoe where it lies is not read (its errors would show its lines) */
+    char *real = realpath(path, NULL);
+    size_t rn = real ? strlen(real) : 0;
+    if (real && (rn < sizeof suffix - 1 || strcmp(real + rn - (sizeof suffix - 1), suffix) != 0)) {
+        qm_status r = qm_source_diag(d, QM_SEV_ERROR, src, at, "%s leads to %s, which is not a policy file (*%s)",
+                                     path, real, suffix);
+        free(real);
+        free(path);
+        return r;
+    }
+    free(real);
     qm_policy *child;
     qm_status r = qm_policy_parse_file(path, &child, d);
     if (r == QM_OK) {

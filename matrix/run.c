@@ -12,7 +12,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -45,23 +44,6 @@ typedef struct bench {
 } bench;
 
 #define say(b, ...) qm_progressf((b)->o->progress, (b)->o->progress_ctx, __VA_ARGS__)
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb, (void)flag, (void)ftw;
-    return remove(path);
-}
-
-/* Remove a directory tree (a stale or discarded checkpoint); absent is fine. */
-static qm_status remove_tree(const char *path, qm_diag *d)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0)
-        return QM_OK;
-    if (nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS) != 0)
-        return qm_diag_fail(d, QM_EIO, "%s: cannot remove: %s", path, strerror(errno));
-    return QM_OK;
-}
 
 /* Stored bytes of the *.safetensors files in dir. */
 static uint64_t checkpoint_bytes(const char *dir)
@@ -344,7 +326,7 @@ static qm_status measure(bench *b, size_t i, const char *plan_path, const char *
     }
     r->size_bytes = checkpoint_bytes(model_dir);
     if (st == QM_OK && o->discard_models)
-        st = remove_tree(model_dir, b->d);
+        st = qm_remove_tree(model_dir, b->d);
     return st;
 }
 
@@ -397,7 +379,7 @@ static qm_status one_policy(bench *b, size_t i)
             st = rs;
         /* a checkpoint left by another plan or setting cannot be resumed */
         if (st == QM_OK && !key_matches(key_path, r.key)) {
-            st = remove_tree(model_dir, b->d);
+            st = qm_remove_tree(model_dir, b->d);
             if (st == QM_OK)
                 st = key_write(key_path, r.key, b->d);
         }
@@ -433,6 +415,26 @@ static qm_status one_policy(bench *b, size_t i)
     free(res_path);
     free(key_path);
     free(model_dir);
+    return st;
+}
+
+/* -o against every input: the model, the texts, the policy files.  (The
+ * directories policies are found in are read for *.qmoe alone, which the
+ * bench never writes: -o may lie in them.) */
+static qm_status check_output(bench *b)
+{
+    const qm_matrix_opts *o = b->o;
+    size_t n = 0, cap = 3 + b->n_paths;
+    qm_path_input *in = calloc(cap, sizeof *in);
+    if (!in)
+        return qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
+    in[n++] = (qm_path_input){o->calib, "the calibration text"};
+    in[n++] = (qm_path_input){o->eval, "the evaluation text"};
+    in[n++] = (qm_path_input){o->tasks, "the tasks"};
+    for (size_t i = 0; i < b->n_paths; i++)
+        in[n++] = (qm_path_input){b->paths[i], "a policy"};
+    qm_status st = qm_model_check_output(b->model, "-o", o->out, 1, in, n, b->d);
+    free(in);
     return st;
 }
 
@@ -477,9 +479,14 @@ qm_status qm_matrix_run(const qm_matrix_opts *o, qm_matrix *m, qm_diag *d)
         !(m->arch = qm_strdup(b.model->arch->name)))
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
     if (st == QM_OK)
+        st = check_output(&b);
+    if (st == QM_OK)
         st = hashes(&b);
+    qm_lock lock = {-1, NULL};
     if (st == QM_OK)
         st = qm_mkdir(o->out, d);
+    if (st == QM_OK)
+        st = qm_dir_lock(o->out, &lock, d);
     if (st == QM_OK)
         st = qm_mkdir(runs, d);
     if (st == QM_OK)
@@ -518,5 +525,6 @@ qm_status qm_matrix_run(const qm_matrix_opts *o, qm_matrix *m, qm_diag *d)
         qm_model_close(b.model);
     }
     free(runs);
+    qm_dir_unlock(&lock);
     return st;
 }

@@ -23,8 +23,14 @@ qm_status qm_json_load(const char *path, json_t **out, qm_diag *d)
     free(buf);
     if (*out)
         return QM_OK;
-    return qm_diag_fail(d, QM_EFORMAT, "%s:%d:%d: invalid JSON: %s", path, err.line, err.column,
-                        err.text);
+    /* jansson quotes the text "near" the error: of a file that is not JSON
+     * at all (a link to some other file) that would be its first bytes.
+     * Only a duplicate key, in a file that is JSON up to there, is named. */
+    char *near = strstr(err.text, " near '");
+    if (near && strncmp(err.text, "duplicate object key", 20) != 0)
+        *near = '\0';
+    return qm_diag_fail(d, QM_EFORMAT, "%s:%d:%d: invalid JSON (at byte 0x%x): %s", path, err.line, err.column,
+                        (unsigned)err.position, err.text);
 }
 
 qm_status qm_json_int(const char *path, json_t *o, const char *key, int required, long long dflt,

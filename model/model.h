@@ -208,6 +208,12 @@ typedef struct qm_model {
 qm_status qm_model_open(const char *dir, qm_model **out, qm_diag *d);
 void qm_model_close(qm_model *m);
 
+/* qm_path_check_output() of out against the files m was read from (its
+ * directory, config.json, each shard, wherever links lead) and the
+ * caller's other inputs more[0, n_more). */
+qm_status qm_model_check_output(const qm_model *m, const char *opt, const char *out, int out_is_dir,
+                                const qm_path_input *more, size_t n_more, qm_diag *d);
+
 /* Parameters per group and bytes at the stored dtypes, over m->t. */
 void qm_model_count(const qm_model *m, uint64_t params[QM_GROUP_COUNT], uint64_t *bytes);
 

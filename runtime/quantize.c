@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "runtime/forward.h"
 #include "runtime/gptq.h"
@@ -407,6 +408,19 @@ static qm_status load_blob(const run *r, const char *file, void *data, size_t n)
     return st;
 }
 
+/* A finished run removes its progress state, so a directory without one
+ * may hold a finished run: it is made again (to the same bytes) by the same
+ * plan only. */
+static qm_status check_finished(const run *r, const char *plan_sha)
+{
+    char *p = qm_strfmt("%s/plan.yaml", r->out), sha[65];
+    qm_status st = p ? QM_OK : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
+    if (st == QM_OK && access(p, F_OK) == 0 && (st = qm_sha256_file(p, sha, r->d)) == QM_OK && strcmp(sha, plan_sha))
+        st = qm_diag_fail(r->d, QM_EINVAL, "%s holds a run of another plan; remove it or choose another -o", r->out);
+    free(p);
+    return st;
+}
+
 /* ---- output ---------------------------------------------------------------------------------- */
 
 /* Begin the run's writers: "gptq", and "fake-quant" when asked for. */
@@ -606,7 +620,12 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
     qm_head_w head = {0};
     state cur = {0}, old = {0};
     char *sdir = NULL;
+    qm_lock lock = {-1, NULL};
     qm_status st = qm_model_open(model_dir, &r.m, d);
+    if (st == QM_OK)
+        st = qm_model_check_output(r.m, "-o", out_dir, 1,
+                                   (const qm_path_input[]){{plan_path, "the plan"}, {calib_path, "the calibration text"}},
+                                   2, d);
     if (st == QM_OK)
         st = qm_plan_read(plan_path, &r.plan, d);
     if (st == QM_OK)
@@ -628,11 +647,15 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
     snprintf(cur.settings, sizeof cur.settings, "ctx=%d samples=%d damp=%g min_expert_tokens=%d fallback=%s "
              "all_experts=%d fake_quant=%d", r.S, r.B, o->damp, o->min_expert_tokens,
              o->fallback_pooled ? "pooled" : "rtn", o->all_experts, o->fake_quant);
-    if (st == QM_OK && (st = qm_mkdir(out_dir, d)) == QM_OK && (sdir = qm_strfmt("%s/.qmoe-state", out_dir)))
+    if (st == QM_OK && (st = qm_mkdir(out_dir, d)) == QM_OK && (st = qm_dir_lock(out_dir, &lock, d)) == QM_OK &&
+        (sdir = qm_strfmt("%s/.qmoe-state", out_dir)))
         st = qm_mkdir(sdir, d);
     if (st == QM_OK)
         st = begin_writers(&r);
-    if (st == QM_OK && read_state(&r, &old)) {
+    int resumable = st == QM_OK && read_state(&r, &old);
+    if (st == QM_OK && !resumable)
+        st = check_finished(&r, cur.plan);
+    if (resumable) {
         if (strcmp(old.plan, cur.plan) || strcmp(old.config, cur.config) || strcmp(old.calib, cur.calib) ||
             strcmp(old.settings, cur.settings))
             st = qm_diag_fail(d, QM_EINVAL, "%s holds a run of another %s; remove it or choose another -o", out_dir,
@@ -672,8 +695,8 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
     st = end_writers(&r, st);
     if (st == QM_OK)
         st = write_records(&r, plan_path);
-    if (st == QM_OK)
-        drop_hidden(&r, total); /* the run is complete: no layer needs them */
+    if (st == QM_OK && sdir) /* the run is complete: what it kept for resuming is no longer needed */
+        st = qm_remove_tree(sdir, d);
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0)
         rep->peak_rss_kib = ru.ru_maxrss;
@@ -682,6 +705,7 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
     free(r.done);
     free(r.by_tensor);
     free(sdir);
+    qm_dir_unlock(&lock);
     qm_tokens_free(&toks);
     qm_plan_free(r.plan);
     qm_model_close(r.m);

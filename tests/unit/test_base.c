@@ -2,10 +2,15 @@
  * widths. */
 #include "config.h"
 
+#include <fcntl.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base/base.h"
@@ -88,6 +93,126 @@ static void test_afile(void)
     CU_ASSERT_STRING_EQUAL(buf, "new");
     CU_ASSERT_NOT_EQUAL(qm_afile_open(&a, tu_path("missing/dir/x"), d), QM_OK);
     TU_ASSERT_DIAG(d, "cannot create a temporary file beside it");
+    qm_diag_free(d);
+}
+
+/* New files have 0666 less the umask, whatever mkstemp() made. */
+static void test_afile_mode(void)
+{
+    qm_diag *d = qm_diag_new();
+    const char *p = tu_path("mode.txt");
+    mode_t old = umask(027);
+    CU_ASSERT_EQUAL(qm_afile_write_bytes(p, "x", 1, 0, d), QM_OK);
+    umask(old);
+    struct stat sb;
+    CU_ASSERT_EQUAL_FATAL(stat(p, &sb), 0);
+    CU_ASSERT_EQUAL(sb.st_mode & 0777, 0640);
+    qm_diag_free(d);
+}
+
+/* A temporary of the same target that nobody holds (its writer died) is
+ * removed by the next open; one a writer holds, a young one and other
+ * names stay. */
+static void test_afile_stale(void)
+{
+    qm_diag *d = qm_diag_new();
+    char *dead = qm_strfmt("%s.tmp.Ab12Cd", tu_path("st.yaml")), *live = qm_strfmt("%s.tmp.Xy34Zw", tu_path("st.yaml"));
+    char *young = qm_strfmt("%s.tmp.Yo56Ng", tu_path("st.yaml")), *other = qm_strfmt("%s.tmp.Ab12C", tu_path("st.yaml"));
+    char *cmd = qm_strfmt("touch -d '1 hour ago' '%s' '%s' '%s'", dead, live, other);
+    CU_ASSERT(tu_write(dead, "x", 1) == 0 && tu_write(live, "x", 1) == 0 && tu_write(young, "x", 1) == 0 &&
+              tu_write(other, "x", 1) == 0);
+    CU_ASSERT_EQUAL(system(cmd), 0);
+    int fd = open(live, O_RDONLY); /* a live writer in another process holds its lock */
+    pid_t pid = fork();
+    if (pid == 0) {
+        flock(fd, LOCK_EX);
+        sleep(5);
+        _exit(0);
+    }
+    close(fd);
+    for (int i = 0; i < 100; i++) { /* until the child holds it */
+        int f = open(live, O_RDONLY);
+        int held = flock(f, LOCK_EX | LOCK_NB) != 0;
+        close(f);
+        if (held)
+            break;
+        usleep(20000);
+    }
+    CU_ASSERT_EQUAL(qm_afile_write_bytes(tu_path("st.yaml"), "y", 1, 0, d), QM_OK);
+    CU_ASSERT(access(dead, F_OK) != 0);
+    CU_ASSERT(access(live, F_OK) == 0);
+    CU_ASSERT(access(young, F_OK) == 0);
+    CU_ASSERT(access(other, F_OK) == 0);
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    free(dead), free(live), free(young), free(other), free(cmd);
+    qm_diag_free(d);
+}
+
+static void test_path_check(void)
+{
+    qm_diag *d = qm_diag_new();
+    char *dir = qm_strdup(tu_path("in")), *file = qm_strfmt("%s/config.json", dir);
+    char *link = qm_strdup(tu_path("in-link")), *odd = qm_strfmt("%s/../in/config.json", dir);
+    char *inside = qm_strfmt("%s/out/x.yaml", dir), *outside = qm_strdup(tu_path("out.yaml"));
+    CU_ASSERT_EQUAL(mkdir(dir, 0755), 0);
+    CU_ASSERT_EQUAL(tu_write(file, "{}", 2), 0);
+    CU_ASSERT_EQUAL(symlink(file, link), 0);
+    qm_path_input in[] = {{dir, "the model directory"}, {file, "the config"}, {NULL, "none"}, {"/nonexistent/x", "gone"}};
+    CU_ASSERT_EQUAL(qm_path_check_output("-o", outside, 0, in, 4, d), QM_OK);
+    CU_ASSERT_EQUAL(qm_path_check_output("-o", link, 0, in + 1, 1, d), QM_EINVAL); /* by identity, not spelling */
+    TU_ASSERT_DIAG(d, "is the input");
+    qm_diag_clear(d);
+    CU_ASSERT_EQUAL(qm_path_check_output("-o", odd, 0, in, 4, d), QM_EINVAL);
+    TU_ASSERT_DIAG(d, "(the config)");
+    qm_diag_clear(d);
+    CU_ASSERT_EQUAL(qm_path_check_output("-o", inside, 0, in, 4, d), QM_EINVAL); /* does not exist yet */
+    TU_ASSERT_DIAG(d, "is inside the input directory");
+    qm_diag_clear(d);
+    CU_ASSERT_EQUAL(qm_path_check_output("-o", dir, 1, in, 4, d), QM_EINVAL);
+    TU_ASSERT_DIAG(d, "is the input directory");
+    qm_diag_clear(d);
+    CU_ASSERT_EQUAL(qm_path_check_output("-o", tu_path("."), 1, in + 1, 1, d), QM_EINVAL);
+    TU_ASSERT_DIAG(d, "holds the input");
+    qm_diag_clear(d);
+    CU_ASSERT_EQUAL(qm_path_check_output("-o", tu_path("."), 0, in + 1, 1, d), QM_OK);
+    free(dir), free(file), free(link), free(odd), free(inside), free(outside);
+    qm_diag_free(d);
+}
+
+/* The lock is exclusive between processes, names its holder, and goes
+ * with its holder. */
+static void test_dir_lock(void)
+{
+    qm_diag *d = qm_diag_new();
+    const char *dir = tu_path("locked");
+    CU_ASSERT_EQUAL(mkdir(dir, 0755), 0);
+    int ready[2];
+    CU_ASSERT_EQUAL_FATAL(pipe(ready), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        qm_lock l;
+        if (qm_dir_lock(dir, &l, NULL) == QM_OK && write(ready[1], "x", 1) == 1)
+            sleep(5);
+        _exit(0);
+    }
+    char c;
+    CU_ASSERT_EQUAL(read(ready[0], &c, 1), 1);
+    qm_lock l;
+    CU_ASSERT_EQUAL(qm_dir_lock(dir, &l, d), QM_EINVAL);
+    char *want = qm_strfmt("in use by process %ld", (long)pid);
+    TU_ASSERT_DIAG(d, want);
+    qm_diag_clear(d);
+    free(want);
+    kill(pid, SIGKILL); /* a killed holder leaves its file, which blocks nothing */
+    waitpid(pid, NULL, 0);
+    CU_ASSERT_EQUAL(qm_dir_lock(dir, &l, d), QM_OK);
+    qm_dir_unlock(&l);
+    qm_dir_unlock(&l);
+    char *lf = qm_strfmt("%s/.qmoe-lock", dir);
+    CU_ASSERT(access(lf, F_OK) != 0);
+    free(lf);
+    close(ready[0]), close(ready[1]);
     qm_diag_free(d);
 }
 
@@ -303,6 +428,10 @@ int main(void)
     CU_add_test(s, "string map", test_strmap);
     CU_add_test(s, "atomic files", test_afile);
     CU_add_test(s, "atomic write through a put function", test_afile_write);
+    CU_add_test(s, "atomic files: the umask's mode", test_afile_mode);
+    CU_add_test(s, "atomic files: a dead writer's temporary is removed", test_afile_stale);
+    CU_add_test(s, "output paths against inputs", test_path_check);
+    CU_add_test(s, "output directory lock", test_dir_lock);
     CU_add_test(s, "YAML quoting", test_yaml_quoting);
     CU_add_test(s, "YAML reading: structure, positions, typed scalars", test_yaml_read);
     CU_add_test(s, "YAML reading: what the strict reader refuses", test_yaml_refusals);
