@@ -19,8 +19,10 @@ cat > "$tmp/tasks.jsonl" <<'JSONL'
 {"task": "cloze", "context": "The city is the capital of the", "choices": [" country", " xqzv"], "gold": 0}
 {"task": "cloze", "context": "He was born in", "choices": [" 1950", " zzzz"], "gold": 0}
 JSONL
+# (BENCH_EXEC=1: the shell running it becomes qmoe, so that a bench started
+# with & is the process $! names)
 bench() {
-    "$QMOE" bench "$model" --policies "$tmp/pol" --calib "$data/wikitext2-valid.txt" \
+    ${BENCH_EXEC:+exec} "$QMOE" bench "$model" --policies "$tmp/pol" --calib "$data/wikitext2-valid.txt" \
         --eval "$data/wikitext2-test.txt" --tasks "$tmp/tasks.jsonl" --ctx 128 --samples 4 \
         --eval-tokens 4096 "$@"
 }
@@ -80,7 +82,9 @@ cp "$QM_SRCDIR/stdlib/paper/attn-8bit.qmoe" "$tmp/pol/"
 
 # kill -9 in the middle of a bench, run it again: the same figures as a
 # bench that was never interrupted
-bench -o "$tmp/k" -q > /dev/null 2>&1 &
+# kill -9 must reach qmoe itself, not the subshell of the function: a
+# bench left running would hold the directory's lock
+BENCH_EXEC=1 bench -o "$tmp/k" -q > /dev/null 2>&1 &
 pid=$!
 i=0
 while [ ! -e "$tmp/k/runs/uniform-2bit/model/.qmoe-state/layer-00002.log" ] && [ $i -lt 1200 ]; do
