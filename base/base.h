@@ -368,6 +368,12 @@ qm_status qm_yaml_end(qm_yaml *y, qm_diag *d);
  * or block context, when s is simple enough to say: 1 plain, 2
  * single-quoted, 0 not simple (use the emitter). */
 int qm_yaml_simple_style(const char *s, int flow);
+/* Print s to f as a scalar inside a flow collection, on one line, for
+ * writers that print YAML lines themselves: plain or single-quoted as
+ * qm_yaml_str() would where qm_yaml_simple_style() says, else libyaml's
+ * double quotes with escapes.  QM_OK, QM_ENOMEM, or QM_EIO (a write failed
+ * or s is not UTF-8). */
+qm_status qm_yaml_put_flow_str(FILE *f, const char *s, qm_diag *d);
 
 /* ---- YAML input (yaml_in.c) ------------------------------------------------ */
 

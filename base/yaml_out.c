@@ -159,6 +159,40 @@ int qm_yaml_simple_style(const char *s, int flow)
     return quote ? 2 : 1;
 }
 
+/* The odd strings (a quote, a line break, a blank at an end) go through
+ * libyaml itself, double-quoted: the one item of a flow sequence whose
+ * brackets are then dropped.  Double quotes, because libyaml may fold
+ * another style over lines, and a line printed by its caller must stay
+ * one line. */
+qm_status qm_yaml_put_flow_str(FILE *f, const char *s, qm_diag *d)
+{
+    int style = qm_yaml_simple_style(s, 1);
+    if (style)
+        return fprintf(f, style == 1 ? "%s" : "'%s'", s) < 0 ? qm_diag_fail(d, QM_EIO, "YAML output failed")
+                                                            : QM_OK;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&buf, &len);
+    qm_yaml *y = m ? qm_yaml_begin(m) : NULL;
+    if (!y) {
+        if (m)
+            fclose(m);
+        free(buf);
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
+    qm_yaml_flow_seq(y);
+    scalar(y, s, YAML_DOUBLE_QUOTED_SCALAR_STYLE);
+    qm_status st = qm_yaml_end(y, d);
+    fclose(m);
+    /* "[" scalar "]\n" */
+    if (st == QM_OK && (len < 3 || buf[0] != '[' || memcmp(buf + len - 2, "]\n", 2) != 0))
+        st = qm_diag_fail(d, QM_EIO, "YAML output failed");
+    if (st == QM_OK && fwrite(buf + 1, 1, len - 3, f) != len - 3)
+        st = qm_diag_fail(d, QM_EIO, "YAML output failed");
+    free(buf);
+    return st;
+}
+
 void qm_yaml_str(qm_yaml *y, const char *s)
 {
     scalar(y, s, looks_typed(s) ? YAML_DOUBLE_QUOTED_SCALAR_STYLE : YAML_ANY_SCALAR_STYLE);

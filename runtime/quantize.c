@@ -57,6 +57,44 @@ static long find_tensor(run *r, qm_part part, int e)
     return -1;
 }
 
+/* %.6g as a YAML float that YAML 1.1 readers (PyYAML) take for one too:
+ * an exponent needs a '.' before it there ("1.0e-05", not "1e-05"). */
+static void log_real(char *b, size_t size, double v)
+{
+    int n = snprintf(b, size, "%.6g", v);
+    char *e = strchr(b, 'e');
+    if (e && !memchr(b, '.', (size_t)(e - b)) && (size_t)n + 2 < size) {
+        memmove(e + 2, e, strlen(e) + 1);
+        memcpy(e, ".0", 2);
+    }
+}
+
+/* One quant_log.yaml entry, a flow mapping on one line; the names are
+ * quoted where YAML needs it (module names hold '[' and ']', which a plain
+ * scalar in a flow mapping cannot). */
+static qm_status log_entry(run *r, const char *name, const char *module, int bits, long long tokens,
+                           const char *fallback, const char *err, double damp, double seconds)
+{
+    char d[32];
+    log_real(d, sizeof d, damp);
+    qm_status st = QM_OK;
+    fputs("  - {name: ", r->log);
+    st = qm_yaml_put_flow_str(r->log, name, r->d);
+    if (st == QM_OK) {
+        fputs(", module: ", r->log);
+        st = qm_yaml_put_flow_str(r->log, module, r->d);
+    }
+    if (st == QM_OK) {
+        fprintf(r->log, ", bits: %d, tokens: %lld, fallback: ", bits, tokens);
+        st = qm_yaml_put_flow_str(r->log, fallback, r->d);
+    }
+    if (st == QM_OK)
+        fprintf(r->log, ", relative_error: %s, damp: %s, seconds: %.3f}\n", err, d, seconds);
+    if (st != QM_OK)
+        qm_diag_note(r->d, "while logging '%s'", name);
+    return st;
+}
+
 /* Quantize linear `lin` (part, expert e) per the plan with Hessian H
  * (in, in, accumulated X^T X over `tokens` rows; NULL for round-to-nearest)
  * and replace its weights by the dequantized ones. */
@@ -119,10 +157,10 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, const fl
     if (isnan(error))
         snprintf(err, sizeof err, "null");
     else
-        snprintf(err, sizeof err, "%.6g", error);
-    fprintf(r->log, "  - {name: %s, module: %s, bits: %d, tokens: %lld, fallback: %s, relative_error: %s, "
-                    "damp: %.6g, seconds: %.3f}\n",
-            r->m->t[ti].st->name, r->m->t[ti].canon, pt->bits, tokens, fallback, err, dn->r.damp, seconds);
+        log_real(err, sizeof err, error);
+    if ((st = log_entry(r, r->m->t[ti].st->name, r->m->t[ti].canon, pt->bits, tokens, fallback, err, dn->r.damp,
+                        seconds)) != QM_OK)
+        return st;
     say(r, "layer %d  %-28s tokens %-7lld error %s%s", r->w.layer, r->m->t[ti].canon, tokens, err,
         strcmp(fallback, "none") ? "  (fallback)" : "");
     return QM_OK;

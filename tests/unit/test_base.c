@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <yaml.h>
 
 #include "base/base.h"
 #include "tests/unit/testutil.h"
@@ -241,6 +242,64 @@ static void test_yaml_quoting(void)
     CU_ASSERT_PTR_NOT_NULL(strstr(buf, "e: 0.500\n"));
 }
 
+/* The scalar at key k of the one-line flow mapping `text`, as libyaml's
+ * parser reads it (not qmoe's reader); caller frees. */
+static char *parse_k(const char *text)
+{
+    yaml_parser_t p;
+    yaml_document_t doc;
+    char *v = NULL;
+    yaml_parser_initialize(&p);
+    yaml_parser_set_input_string(&p, (const unsigned char *)text, strlen(text));
+    if (yaml_parser_load(&p, &doc)) {
+        yaml_node_t *root = yaml_document_get_root_node(&doc);
+        if (root && root->type == YAML_MAPPING_NODE && root->data.mapping.pairs.top - root->data.mapping.pairs.start == 1) {
+            yaml_node_t *val = yaml_document_get_node(&doc, root->data.mapping.pairs.start->value);
+            if (val->type == YAML_SCALAR_NODE)
+                v = strdup((const char *)val->data.scalar.value);
+        }
+        yaml_document_delete(&doc);
+    }
+    yaml_parser_delete(&p);
+    return v;
+}
+
+/* Names printed with qm_yaml_put_flow_str() inside a flow mapping stay on
+ * one line and read back unchanged, quoted as libyaml would quote them
+ * where that is one line. */
+static void test_yaml_put_flow_str(void)
+{
+    static const char *const names[] = {"model.layers.0.mlp.gate.weight", "layers[0].attn.q", "a,b: [c]",
+                                        "it's", "say \"hi\"", "tab\there", "line\nbreak", "true", "12", "",
+                                        "-", "x: y", "{a}", "#c", " lead", "trail ", "caf\xc3\xa9 \xe2\x80\xa8"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        char *got = NULL;
+        size_t gn = 0;
+        FILE *f = open_memstream(&got, &gn);
+        fputs("{k: ", f);
+        CU_ASSERT_EQUAL(qm_yaml_put_flow_str(f, names[i], NULL), QM_OK);
+        fputs("}", f);
+        fclose(f);
+        CU_ASSERT_PTR_NULL(strchr(got, '\n'));
+        char *back = parse_k(got);
+        CU_ASSERT_PTR_NOT_NULL(back);
+        if (back)
+            CU_ASSERT_STRING_EQUAL(back, names[i]);
+        free(back);
+        free(got);
+    }
+    char *out = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&out, &n);
+    qm_yaml_put_flow_str(f, "layers[0].attn.q", NULL);
+    fputc(' ', f);
+    qm_yaml_put_flow_str(f, "a\"b", NULL);
+    CU_ASSERT_EQUAL(qm_yaml_put_flow_str(f, "bad \xff", NULL), QM_EIO);
+    fclose(f);
+    CU_ASSERT_STRING_EQUAL(out, "'layers[0].attn.q' \"a\\\"b\"");
+    free(out);
+}
+
 static qm_status put_text(const void *ctx, FILE *f, qm_diag *d)
 {
     fputs(ctx, f);
@@ -433,6 +492,7 @@ int main(void)
     CU_add_test(s, "output paths against inputs", test_path_check);
     CU_add_test(s, "output directory lock", test_dir_lock);
     CU_add_test(s, "YAML quoting", test_yaml_quoting);
+    CU_add_test(s, "YAML scalars printed into flow mappings", test_yaml_put_flow_str);
     CU_add_test(s, "YAML reading: structure, positions, typed scalars", test_yaml_read);
     CU_add_test(s, "YAML reading: what the strict reader refuses", test_yaml_refusals);
     CU_add_test(s, "diagnostics", test_diag);
