@@ -133,5 +133,28 @@ printf 'qmoe_bench_run: 1\npolicy: [oops\n' > "$tmp/b/runs/uniform-4bit/result.y
 bench -o "$tmp/b" > /dev/null 2> "$tmp/err"; [ $? -eq 1 ] && ok || bad "a damaged result.yaml was accepted"
 has "$(cat "$tmp/err")" "runs/uniform-4bit/result.yaml:"
 
+# every file the resumed bench wrote, through standard parsers against the
+# documented keys; then a policy and a task whose names hold YAML and CSV
+# specials come back exactly from each file that names them (issue #22)
+. "$QM_SRCDIR/tests/outputs/check-outputs.sh"
+check_tree "$tmp/k"
+mkdir "$tmp/odd"
+name='a,b: [c]'
+cp "$QM_SRCDIR/stdlib/paper/uniform-4bit.qmoe" "$tmp/odd/$name.qmoe"
+task='cloze, "x": #y'
+sed 's/"task": "cloze"/"task": "cloze, \\"x\\": #y"/' "$tmp/tasks.jsonl" > "$tmp/odd/tasks.jsonl"
+"$QMOE" bench "$model" --policies "$tmp/odd" --calib "$data/wikitext2-valid.txt" --eval "$data/wikitext2-test.txt" \
+    --tasks "$tmp/odd/tasks.jsonl" --ctx 64 --samples 2 --eval-tokens 512 -q -o "$tmp/o" > /dev/null 2> "$tmp/err" \
+    && ok || bad "bench of '$name' failed: $(cat "$tmp/err")"
+check_tree "$tmp/o"
+got() { "$checker" --get "$@" 2>&1; }
+[ "$(got bench_results "$tmp/o/results.yaml" 'results[].policy')" = "$name" ] && ok || bad "results.yaml policy"
+[ "$(got results_csv "$tmp/o/results.csv" '[].policy')" = "$name" ] && ok || bad "results.csv policy"
+[ "$(got bench_run "$tmp/o/runs/$name/result.yaml" policy)" = "$name" ] && ok || bad "result.yaml policy"
+[ "$(got bench_results "$tmp/o/results.yaml" 'results[].path')" = "$tmp/odd/$name.qmoe" ] && ok || bad "path"
+[ "$(got plan "$tmp/o/runs/$name/plan.yaml" 'policy.path')" = "$tmp/odd/$name.qmoe" ] && ok || bad "plan path"
+[ -n "$(got results_csv "$tmp/o/results.csv" "[].$task")" ] && ok || bad "results.csv lacks the column '$task'"
+[ -n "$(got bench_run "$tmp/o/runs/$name/result.yaml" "tasks.$task.acc")" ] && ok || bad "result.yaml task"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]

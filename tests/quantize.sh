@@ -90,5 +90,31 @@ kf=$(kld "$tmp/f4/fake-quant")
 awk -v a="$kf" -v b="$k4" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 0.05 * b + 1e-6) }' \
     && ok || bad "fake-quant KLD $kf far from packed $k4"
 
+# every file written above, and each command's --format yaml, through
+# standard parsers against the documented keys (issue #22)
+. "$QM_SRCDIR/tests/outputs/check-outputs.sh"
+check_tree "$tmp/q4" "$tmp/qa" "$tmp/r4" "$tmp/f4"
+check_outputs plan "$tmp/plan4.yaml" plan "$tmp/plana.yaml"
+"$QMOE" inspect --format yaml --tensors "$tmp/q4" > "$tmp/inspect.yaml" && ok || bad "inspect --format yaml"
+"$QMOE" eval "$tmp/q4" --base "$model" --text "$text" --max-tokens 600 --ctx 128 --format yaml -q > "$tmp/eval.yaml" \
+    && ok || bad "eval --format yaml"
+# gptq-tensor on 64 x 128 BF16 values cut from the model's data, as weight and as inputs
+st_of() {
+    h="{\"$1\":{\"dtype\":\"BF16\",\"shape\":[64,128],\"data_offsets\":[0,16384]}}"
+    while [ $((${#h} % 8)) -ne 0 ]; do h="$h "; done
+    off=$((8 + $(od -An -tu8 -N8 "$model/model.safetensors" | tr -d ' ')))
+    { printf "\\$(printf %o ${#h})\\0\\0\\0\\0\\0\\0\\0%s" "$h"
+      tail -c +$((off + 1)) "$model/model.safetensors" | head -c 16384; } > "$2"
+}
+st_of weight "$tmp/w.safetensors"; st_of inputs "$tmp/x.safetensors"
+"$QMOE" gptq-tensor --weight "$tmp/w.safetensors" --inputs "$tmp/x.safetensors" --bits 4 --format yaml \
+    -o "$tmp/g.safetensors" > "$tmp/gptq.yaml" && ok || bad "gptq-tensor --format yaml"
+check_outputs inspect "$tmp/inspect.yaml" eval "$tmp/eval.yaml" gptq_tensor "$tmp/gptq.yaml" \
+    safetensors "$tmp/g.safetensors"
+# a resumed run logs what an uninterrupted one does, but for the times
+sed 's/seconds: [0-9.]*}$//' "$tmp/q4/quant_log.yaml" > "$tmp/log.q4"
+sed 's/seconds: [0-9.]*}$//' "$tmp/r4/quant_log.yaml" > "$tmp/log.r4"
+cmp -s "$tmp/log.q4" "$tmp/log.r4" && ok || bad "resumed quant_log.yaml differs: $(diff "$tmp/log.q4" "$tmp/log.r4" | head -5)"
+
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
