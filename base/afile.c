@@ -134,10 +134,22 @@ qm_status qm_afile_open(qm_afile *a, const char *path, qm_diag *d)
     return QM_OK;
 }
 
+/* The errno of a write that failed earlier: stdio keeps only an error
+ * flag, so one more byte is written at the end of the temporary file
+ * (discarded anyway), which fails the same way when the disk is full or
+ * the file size limit reached.  EIO when it does not fail. */
+static int write_errno(qm_afile *a)
+{
+    int fd = fileno(a->f);
+    if (fd < 0 || lseek(fd, 0, SEEK_END) < 0 || write(fd, "", 1) >= 0)
+        return EIO;
+    return errno;
+}
+
 qm_status qm_afile_commit(qm_afile *a, qm_diag *d)
 {
     int bad = ferror(a->f);
-    int e = bad ? EIO : 0;
+    int e = bad ? write_errno(a) : 0;
     if (fflush(a->f) != 0 && !bad) {
         bad = 1;
         e = errno;

@@ -260,6 +260,21 @@ qm_status qm_mkdir(const char *path, qm_diag *d);
 /* Remove path and, when a directory, all below it (symbolic links
  * removed, not followed); a path that does not exist is fine. */
 qm_status qm_remove_tree(const char *path, qm_diag *d);
+/* Every input file is opened through here: a path that is not a regular
+ * file (a FIFO, a directory, a device such as /dev/zero) is refused with
+ * a message naming what it is, and opening a FIFO never blocks.  On
+ * success *fd is open read-only (close-on-exec, blocking reads) and *sb
+ * its status; on failure *fd is -1 and the message has the errno text. */
+struct stat;
+qm_status qm_open_input(const char *path, int *fd, struct stat *sb, qm_diag *d);
+/* The same without a message: the fd, or -1 with errno set and *why the
+ * text to print (strerror's, or what the file is instead). */
+int qm_open_regular(const char *path, struct stat *sb, const char **why);
+/* The same as a stdio stream in *f (caller fcloses; NULL on failure). */
+qm_status qm_fopen_input(const char *path, FILE **f, qm_diag *d);
+/* Map size bytes of fd (opened for path) read-only; an empty file maps to
+ * an empty string.  Release with qm_unmap_file(). */
+qm_status qm_map_fd(int fd, const char *path, size_t size, const char **data, qm_diag *d);
 /* Map the file at `path` read-only: *data and *len (0 for an empty file,
  * with *data pointing at an empty string).  Release with qm_unmap_file().
  * Large inputs read this way come from the page cache without a copy. */
@@ -267,8 +282,11 @@ qm_status qm_map_file(const char *path, const char **data, size_t *len, qm_diag 
 void qm_unmap_file(const char *data, size_t len);
 /* The whole file at `path` in fresh memory, NUL-terminated (so text can be
  * scanned as a string), its length without the NUL in *len; caller frees
- * *data.  Reads pipes and other streams too, unlike qm_map_file(). */
+ * *data.  Regular files only (qm_open_input()). */
 qm_status qm_read_file(const char *path, char **data, size_t *len, qm_diag *d);
+/* The same for at most the first max bytes (max < SIZE_MAX): what a
+ * reader needs of a file that may be far larger. */
+qm_status qm_read_file_head(const char *path, size_t max, char **data, size_t *len, qm_diag *d);
 /* Processors online (at least 1). */
 int qm_cpus(void);
 
@@ -361,6 +379,9 @@ void qm_yaml_kstr(qm_yaml *y, const char *k, const char *v);
 void qm_yaml_kint(qm_yaml *y, const char *k, long long v);
 void qm_yaml_kuint(qm_yaml *y, const char *k, unsigned long long v);
 /* Close everything still open, finish the document, free; QM_OK or QM_EIO. */
+/* End the document and free y.  A write that failed is left in the
+ * stream's error flag for its owner to report with the path and errno
+ * (qm_afile_commit() does); QM_EIO here means libyaml refused an event. */
 qm_status qm_yaml_end(qm_yaml *y, qm_diag *d);
 
 /* For writers that print YAML directly where libyaml would be too slow (a

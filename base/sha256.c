@@ -88,19 +88,20 @@ void qm_sha256_hex(qm_sha256 *s, char out[65])
 
 qm_status qm_sha256_file(const char *path, char out[65], qm_diag *d)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return qm_diag_fail(d, errno == ENOENT ? QM_ENOTFOUND : QM_EIO, "%s: %s", path, strerror(errno));
+    FILE *f;
+    qm_status st = qm_fopen_input(path, &f, d);
+    if (st != QM_OK)
+        return st;
     qm_sha256 s;
     qm_sha256_init(&s);
     unsigned char buf[65536];
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, f)) > 0)
         qm_sha256_update(&s, buf, n);
-    int bad = ferror(f);
+    int bad = ferror(f), e = errno;
     fclose(f);
     if (bad)
-        return qm_diag_fail(d, QM_EIO, "%s: read error", path);
+        return qm_diag_fail(d, QM_EIO, "%s: cannot read: %s", path, strerror(e));
     qm_sha256_hex(&s, out);
     return QM_OK;
 }

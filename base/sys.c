@@ -1,6 +1,7 @@
 /* sys.c: what every long-running stage shares with the operating system and
  * its driver: a monotonic clock, making a directory, a line of progress,
- * reading and mapping files, worker threads. */
+ * reading and mapping files (regular files only, opened so that a FIFO
+ * cannot block), worker threads. */
 #include "config.h"
 
 #include <errno.h>
@@ -9,6 +10,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,34 +64,88 @@ void qm_progressf(qm_progress_fn *fn, void *ctx, const char *fmt, ...)
     fn(ctx, line);
 }
 
+/* What kind of thing a non-regular file is, for the message refusing it. */
+static const char *file_kind(mode_t m)
+{
+    return S_ISDIR(m) ? "is a directory, not a regular file" : S_ISFIFO(m) ? "is a FIFO, not a regular file"
+         : S_ISCHR(m) ? "is a character device, not a regular file"
+         : S_ISBLK(m) ? "is a block device, not a regular file"
+         : S_ISSOCK(m) ? "is a socket, not a regular file" : "is not a regular file";
+}
+
+int qm_open_regular(const char *path, struct stat *sb, const char **why)
+{
+    /* O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+     * writer forever; it is cleared once the file is known to be regular */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC), fl, e;
+    if (fd < 0 || fstat(fd, sb) != 0) {
+        e = errno;
+        *why = strerror(e);
+    } else if (!S_ISREG(sb->st_mode)) {
+        e = S_ISDIR(sb->st_mode) ? EISDIR : EINVAL;
+        *why = file_kind(sb->st_mode);
+    } else if ((fl = fcntl(fd, F_GETFL)) < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+        e = errno;
+        *why = strerror(e);
+    } else {
+        *why = NULL;
+        return fd;
+    }
+    if (fd >= 0)
+        close(fd);
+    errno = e;
+    return -1;
+}
+
+qm_status qm_open_input(const char *path, int *fd, struct stat *sb, qm_diag *d)
+{
+    const char *why;
+    if ((*fd = qm_open_regular(path, sb, &why)) >= 0)
+        return QM_OK;
+    return qm_diag_fail(d, errno == ENOENT ? QM_ENOTFOUND : errno == EISDIR || errno == EINVAL ? QM_EFORMAT : QM_EIO,
+                        "%s: %s", path, why);
+}
+
+qm_status qm_fopen_input(const char *path, FILE **f, qm_diag *d)
+{
+    struct stat sb;
+    int fd;
+    qm_status st = qm_open_input(path, &fd, &sb, d);
+    if (st == QM_OK && !(*f = fdopen(fd, "rb"))) {
+        st = qm_diag_fail(d, QM_EIO, "%s: %s", path, strerror(errno));
+        close(fd);
+    }
+    if (st != QM_OK)
+        *f = NULL;
+    return st;
+}
+
+qm_status qm_map_fd(int fd, const char *path, size_t size, const char **data, qm_diag *d)
+{
+    *data = "";
+    if (size == 0)
+        return QM_OK;
+    void *p = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED)
+        return qm_diag_fail(d, QM_EIO, "%s: cannot map: %s", path, strerror(errno));
+    *data = p;
+    return QM_OK;
+}
+
 qm_status qm_map_file(const char *path, const char **data, size_t *len, qm_diag *d)
 {
     *data = "";
     *len = 0;
-    int fd = open(path, O_RDONLY);
     struct stat sb;
-    if (fd < 0 || fstat(fd, &sb) != 0) {
-        qm_status st = qm_diag_fail(d, errno == ENOENT ? QM_ENOTFOUND : QM_EIO, "%s: %s", path, strerror(errno));
-        if (fd >= 0)
-            close(fd);
+    int fd;
+    qm_status st = qm_open_input(path, &fd, &sb, d);
+    if (st != QM_OK)
         return st;
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return qm_diag_fail(d, QM_EFORMAT, "%s: not a regular file", path);
-    }
-    if (sb.st_size > 0) {
-        void *p = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (p == MAP_FAILED) {
-            int e = errno;
-            close(fd);
-            return qm_diag_fail(d, QM_EIO, "%s: cannot map: %s", path, strerror(e));
-        }
-        *data = p;
+    st = qm_map_fd(fd, path, (size_t)sb.st_size, data, d);
+    if (st == QM_OK)
         *len = (size_t)sb.st_size;
-    }
     close(fd);
-    return QM_OK;
+    return st;
 }
 
 void qm_unmap_file(const char *data, size_t len)
@@ -100,29 +156,48 @@ void qm_unmap_file(const char *data, size_t len)
 
 qm_status qm_read_file(const char *path, char **data, size_t *len, qm_diag *d)
 {
+    return qm_read_file_head(path, SIZE_MAX - 1, data, len, d);
+}
+
+qm_status qm_read_file_head(const char *path, size_t max, char **data, size_t *len, qm_diag *d)
+{
     *data = NULL;
     *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return qm_diag_fail(d, errno == ENOENT ? QM_ENOTFOUND : QM_EIO, "%s: %s", path, strerror(errno));
-    size_t cap = 65536, n = 0;
+    struct stat sb;
+    int fd;
+    qm_status st = qm_open_input(path, &fd, &sb, d);
+    if (st != QM_OK)
+        return st;
+    /* the size is only where to start: the file may change while read, and
+     * reading stops at max bytes or at its end, whichever comes first */
+    size_t cap = ((uint64_t)sb.st_size < max ? (size_t)sb.st_size : max) + 1, n = 0;
     char *buf = malloc(cap);
-    while (buf) {
-        n += fread(buf + n, 1, cap - 1 - n, f);
-        if (n < cap - 1)
+    int err = 0;
+    while (buf && n < max) {
+        if (n == cap - 1) { /* grown past its size: double, up to max */
+            size_t to = cap > max / 2 ? max + 1 : 2 * cap;
+            char *b = realloc(buf, to);
+            if (!b)
+                free(buf);
+            buf = b;
+            cap = to;
+            continue;
+        }
+        ssize_t got = read(fd, buf + n, cap - 1 - n);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got <= 0) {
+            err = got < 0 ? errno : 0;
             break;
-        char *b = realloc(buf, cap *= 2);
-        if (!b)
-            free(buf);
-        buf = b;
+        }
+        n += (size_t)got;
     }
-    int bad = ferror(f);
-    fclose(f);
+    close(fd);
     if (!buf)
         return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", path);
-    if (bad) {
+    if (err) {
         free(buf);
-        return qm_diag_fail(d, QM_EIO, "%s: read error", path);
+        return qm_diag_fail(d, QM_EIO, "%s: cannot read: %s", path, strerror(err));
     }
     buf[n] = '\0';
     *data = buf;

@@ -254,10 +254,11 @@ qm_status qm_yin_load_file(FILE *f, const char *path, const char *hint, qm_arena
 qm_status qm_yin_load(const char *path, const char *hint, qm_arena *a, const qm_ynode **root, qm_diag *d)
 {
     *root = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return qm_diag_fail(d, errno == ENOENT ? QM_ENOTFOUND : QM_EIO, "%s: %s", path, strerror(errno));
-    qm_status st = qm_yin_load_file(f, path, hint, a, root, d);
+    FILE *f;
+    qm_status st = qm_fopen_input(path, &f, d);
+    if (st != QM_OK)
+        return st;
+    st = qm_yin_load_file(f, path, hint, a, root, d);
     fclose(f);
     return st;
 }

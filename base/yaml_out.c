@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
@@ -272,8 +273,14 @@ qm_status qm_yaml_end(qm_yaml *y, qm_diag *d)
     emit(y, &ev);
     if (!y->failed && !yaml_emitter_flush(&y->em))
         y->failed = 1;
-    int failed = y->failed;
+    /* A failed write is the stream's: its error flag stays set for its
+     * owner, who knows the path (qm_afile_commit() reports it with the
+     * errno; commands writing to stdout check ferror(stdout)).  Anything
+     * else is libyaml refusing what it was given. */
+    int failed = y->failed && y->em.error != YAML_WRITER_ERROR;
+    char problem[128];
+    snprintf(problem, sizeof problem, "%s", y->em.problem ? y->em.problem : "out of memory");
     yaml_emitter_delete(&y->em);
     free(y);
-    return failed ? qm_diag_fail(d, QM_EIO, "YAML output failed") : QM_OK;
+    return failed ? qm_diag_fail(d, QM_EIO, "YAML output failed: %s", problem) : QM_OK;
 }

@@ -3,6 +3,7 @@
  * argument parsing it shares with `qmoe explain`. */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -139,13 +140,14 @@ static int run(int argc, char **argv)
     if (st == QM_OK) {
         if (strcmp(a.format, "table") == 0) {
             table(p, stdout);
-            if (fflush(stdout) != 0)
-                st = qm_diag_fail(d, QM_EIO, "standard output: write failed");
         } else if (a.output) {
             st = qm_plan_write(p, a.output, d);
         } else {
             st = qm_plan_emit(p, stdout, d);
         }
+        /* a failed write leaves only stdout's error flag (and errno) */
+        if (st == QM_OK && (!a.output || strcmp(a.format, "table") == 0) && (fflush(stdout) != 0 || ferror(stdout)))
+            st = qm_diag_fail(d, QM_EIO, "standard output: write failed: %s", strerror(errno));
     }
     rc = qm_cli_report(d);
     qm_plan_free(p);

@@ -129,9 +129,8 @@ static int run(int argc, char **argv)
         st = qm_diag_fail(d, QM_EINVAL, "%s does not declare a byte-level tokenizer; give token ids with --tokens",
                           argv[optind]);
     if (st == QM_OK && (text || ids)) {
-        st = text ? qm_tokens_from_text(text, &toks, d) : qm_tokens_from_ids(ids, m->cfg.vocab, &toks, d);
-        if (st == QM_OK && max_tokens && toks.n > (size_t)max_tokens)
-            toks.n = (size_t)max_tokens;
+        st = text ? qm_tokens_from_text(text, (size_t)max_tokens, &toks, d)
+                  : qm_tokens_from_ids(ids, m->cfg.vocab, (size_t)max_tokens, &toks, d);
         qm_cli_progress p;
         qm_eval_opts eo = qm_eval_opts_default();
         eo.ctx = (int)ctx;

@@ -186,6 +186,8 @@ static int run(int argc, char **argv)
                 printf("damping %g after %d retries; %d dead columns\n", g.damp, g.retries, g.dead);
         }
     }
+    if (st == QM_OK && (fflush(stdout) != 0 || ferror(stdout)))
+        st = qm_diag_fail(d, QM_EIO, "writing standard output failed");
     qm_qresult_free(&g);
     qm_qresult_free(&r);
     free(W);

@@ -53,7 +53,8 @@ static qm_status read_sections(qm_cstate *c, const qm_ynode *root, const qm_strm
                 double sum = 0, *r = &s->freq[(size_t)l * (size_t)E];
                 for (long long e = 0; e < n; e++) {
                     if (!qm_yin_real(row->item[e], &r[e]) || r[e] < 0)
-                        return BAD("%s: frequency: layer %lld: count %lld is not a number >= 0", path, l, e);
+                        return BAD("%s: frequency: layer %lld: expert %lld: count '%.40s' is not a number >= 0", path,
+                                   l, e, qm_yin_str(row->item[e]) ? qm_yin_str(row->item[e]) : "(not a scalar)");
                     sum += r[e];
                 }
                 for (long long e = 0; e < n; e++)

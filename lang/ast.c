@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "lang/internal.h"
 
@@ -139,10 +141,17 @@ qm_status qm_policy_parse(const char *path, const char *text, size_t len, qm_pol
 qm_status qm_policy_parse_file(const char *path, qm_policy **out, qm_diag *d)
 {
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return qm_diag_fail_at(d, errno == ENOENT ? QM_ENOTFOUND : QM_EIO, &(qm_diag_loc){.file = path},
-                               "cannot open: %s", strerror(errno));
+    struct stat sb;
+    const char *why;
+    int fd = qm_open_regular(path, &sb, &why);
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
+    if (!f) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        return qm_diag_fail_at(d, e == ENOENT ? QM_ENOTFOUND : QM_EIO, &(qm_diag_loc){.file = path},
+                               "cannot open: %s", fd < 0 ? why : strerror(e));
+    }
     qm_buf b = {0};
     char block[8192];
     size_t n;

@@ -358,6 +358,10 @@ static void expect_task(void *ctx, int task, int worker)
     j->st = st;
 }
 
+/* How many more tensors than the headers list a config may expect and
+ * still have them looked up one by one (about a millisecond's work). */
+enum { NAMED_MISSING_MAX = 100000 };
+
 /* Every expected tensor, part by part, layer by layer: the tasks' results
  * and messages in that order, the first REPORT_MAX of each kind. */
 static qm_status expect_all(build *b, qm_diag *d)
@@ -377,6 +381,22 @@ static qm_status expect_all(build *b, qm_diag *d)
         for (int l = w == QM_IN_MODEL ? -1 : 0; w == QM_IN_MODEL ? l < 0 : l < c->layers; l++)
             if (l < 0 || in_layer(m, w, l))
                 job[n++] = (part_job){.b = b, .names = names, .part = (qm_part)p, .layer = l};
+    }
+    /* Each field is range-checked alone, but their product is not: a
+     * config of 4096 layers of 65536 experts would name 805M tensors
+     * before finding the first missing.  Every expected tensor must be in
+     * the headers (a packed one as four), so far more than they list is an
+     * error at once, before any name is made; a few more are still looked
+     * up, so that the missing ones are named. */
+    uint64_t expected = 0;
+    for (size_t t = 0; t < n; t++)
+        expected += qm_parts[job[t].part].where == QM_IN_EXPERT ? (uint64_t)c->experts : 1;
+    if (expected > 2 * (uint64_t)m->ckpt->n + NAMED_MISSING_MAX) {
+        free(job);
+        return qm_diag_fail(d, QM_EFORMAT, "%s: %lld layers (%lld of them MoE) of %lld routed experts each make "
+                            "%llu expected tensors, but the checkpoint's headers list only %zu; the layer or "
+                            "expert count is not this checkpoint's", m->config_path, c->layers, m->n_moe,
+                            c->experts, (unsigned long long)expected, m->ckpt->n);
     }
     qm_parallel(workers, (int)n, expect_task, job);
     qm_status st = QM_OK;

@@ -141,8 +141,20 @@ static qm_status read_tensor(reader *r, const qm_ynode *n, size_t i, qm_plan_ten
         snprintf(msg, sizeof msg, "bits must be %s or keep", qm_widths_text(w, sizeof w, "", ", ", ", "));
         return bad(r, bn ? bn : n, where, msg);
     }
-    if (!qm_yin_int(gn, &v) || v < 0 || (v && t->ndim == 2 && t->shape[1] % (uint64_t)v))
-        return bad(r, gn ? gn : n, where, "group_size must be 0 (per channel) or divide the input columns");
+    if (!qm_yin_int(gn, &v) || v < 0 || (v && t->ndim == 2 && t->shape[1] % (uint64_t)v)) {
+        /* the value and the shape it was checked against: a group that
+         * does not divide is often a shape edited or from another model */
+        char msg[192];
+        const char *gv = qm_yin_str(gn);
+        if (qm_yin_int(gn, &v) && v > 0 && t->ndim == 2)
+            snprintf(msg, sizeof msg, "group_size %lld must be 0 (per channel) or divide the input columns %llu of "
+                     "shape [%llu, %llu]", v, (unsigned long long)t->shape[1], (unsigned long long)t->shape[0],
+                     (unsigned long long)t->shape[1]);
+        else
+            snprintf(msg, sizeof msg, "group_size %.40s must be 0 (per channel) or divide the input columns",
+                     gv ? gv : "(missing)");
+        return bad(r, gn ? gn : n, where, msg);
+    }
     t->group = (int)v;
     if (!qm_yin_bool(qm_yin_get(n, "sym"), &t->sym) || !qm_yin_bool(qm_yin_get(n, "act_order"), &t->act_order))
         return bad(r, n, where, "sym and act_order must be true or false");
@@ -171,7 +183,9 @@ static qm_status read_counts(reader *r, const qm_ynode *summary, const qm_plan_s
             char detail[160];
             snprintf(detail, sizeof detail, "is %s, but the tensors listed add up to %llu (a plan cut short?)",
                      n->kind == QM_YSCALAR && n->plain ? n->text : "not a number", (unsigned long long)have[i]);
-            return bad(r, n, "summary:", detail);
+            char what[64];
+            snprintf(what, sizeof what, "summary: %s", key[i]);
+            return bad(r, n, what, detail);
         }
     }
     return QM_OK;

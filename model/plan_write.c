@@ -322,10 +322,10 @@ qm_status qm_plan_emit_direct(const qm_plan *p, FILE *f, qm_diag *d)
     }
     if (writing)
         pthread_join(writer, NULL);
+    /* a failed write (QM_EIO) is left in f's error flag, for its owner to
+     * report with the path and errno (qm_yaml_end() does the same) */
     if (st == QM_OK && w.st == QM_ENOMEM)
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    else if (st == QM_OK && w.st != QM_OK)
-        st = qm_diag_fail(d, QM_EIO, "YAML output failed");
 done:
     for (int k = 0; k < 2; k++)
         for (int i = 0; i < QM_MAX_WORKERS; i++)

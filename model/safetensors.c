@@ -11,6 +11,8 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "model/json.h"
 #include "model/safetensors.h"
@@ -414,12 +416,20 @@ static qm_status open_file(const char *path, int index, qm_st_file **out, qm_dia
         return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", path);
     }
     const char *map;
-    size_t size;
-    qm_status st = qm_map_file(path, &map, &size, d);
+    struct stat sb;
+    int fd;
+    qm_status st = qm_open_input(path, &fd, &sb, d);
+    if (st != QM_OK)
+        goto fail;
+    size_t size = (size_t)sb.st_size;
+    st = qm_map_fd(fd, path, size, &map, d);
+    close(fd);
     if (st != QM_OK)
         goto fail;
     f->map = (void *)map;
     f->map_size = size;
+    f->dev = (uint64_t)sb.st_dev;
+    f->ino = (uint64_t)sb.st_ino;
     if (size < 8) {
         st = qm_diag_fail(d, QM_EFORMAT, "%s: file is %zu bytes, too short for the 8-byte header length", path,
                           size);
@@ -458,6 +468,18 @@ qm_status qm_st_open(const char *path, qm_st_file **out, qm_diag *d)
 qm_status qm_st_open_unindexed(const char *path, qm_st_file **out, qm_diag *d)
 {
     return open_file(path, 0, out, d);
+}
+
+qm_status qm_st_check_live(const qm_st_file *f, const qm_st_tensor *t, qm_diag *d)
+{
+    struct stat sb;
+    uint64_t need = 8 + f->header_len + t->end;
+    if (stat(f->path, &sb) == 0 && (uint64_t)sb.st_dev == f->dev && (uint64_t)sb.st_ino == f->ino &&
+        (uint64_t)sb.st_size < need)
+        return qm_diag_fail(d, QM_EIO, "%s: tensor '%s' needs the file's first %llu bytes, but it is now %llu "
+                            "bytes: the file was truncated while qmoe had it open", f->path, t->name,
+                            (unsigned long long)need, (unsigned long long)sb.st_size);
+    return QM_OK;
 }
 
 const qm_st_tensor *qm_st_find(const qm_st_file *f, const char *name)

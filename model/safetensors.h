@@ -49,6 +49,7 @@ typedef struct qm_st_file {
     char **meta;                  /* (2 * n_meta): key, value, ... in strings; the array owned */
     char *strings;                /* decoded names and metadata; owned */
     qm_strmap by_name;            /* name -> index into t; empty when opened unindexed */
+    uint64_t dev, ino;            /* of the file mapped, to tell it from a file renamed over it */
 } qm_st_file;
 
 /* Open and validate `path`.  On success *out is the file (caller closes with
@@ -61,6 +62,12 @@ qm_status qm_st_open(const char *path, qm_st_file **out, qm_diag *d);
  * 100B-scale checkpoint. */
 qm_status qm_st_open_unindexed(const char *path, qm_st_file **out, qm_diag *d);
 void qm_st_close(qm_st_file *f);
+/* Before reading tensor t's bytes through the mapping: the file at f's
+ * path, when it is still the file mapped, must still hold them.  A file
+ * truncated while mapped would otherwise kill the reader with SIGBUS; this
+ * turns that into an error naming the file, the tensor and both sizes.
+ * (A truncation between this check and the read is not caught.) */
+qm_status qm_st_check_live(const qm_st_file *f, const qm_st_tensor *t, qm_diag *d);
 /* The tensor `name` (a scan when the file was opened unindexed), or NULL. */
 const qm_st_tensor *qm_st_find(const qm_st_file *f, const char *name);
 const char *qm_st_meta(const qm_st_file *f, const char *key); /* NULL when absent */

@@ -3,6 +3,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,11 +16,17 @@ void qm_tokens_free(qm_tokens *t)
     t->n = 0;
 }
 
-qm_status qm_tokens_from_text(const char *path, qm_tokens *t, qm_diag *d)
+/* At most max units of `unit` bytes (all when max is 0). */
+static size_t head_bytes(size_t max, size_t unit)
+{
+    return max && max < (SIZE_MAX - 1) / unit ? max * unit : SIZE_MAX - 1;
+}
+
+qm_status qm_tokens_from_text(const char *path, size_t max, qm_tokens *t, qm_diag *d)
 {
     char *data;
     size_t len;
-    qm_status st = qm_read_file(path, &data, &len, d);
+    qm_status st = qm_read_file_head(path, head_bytes(max, 1), &data, &len, d);
     if (st != QM_OK)
         return st;
     t->ids = malloc((len ? len : 1) * sizeof *t->ids);
@@ -40,20 +47,23 @@ static int ends_with(const char *s, const char *suffix)
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-qm_status qm_tokens_from_ids(const char *path, long long vocab, qm_tokens *t, qm_diag *d)
+qm_status qm_tokens_from_ids(const char *path, long long vocab, size_t max, qm_tokens *t, qm_diag *d)
 {
     char *data;
     size_t len;
-    qm_status st = qm_read_file(path, &data, &len, d);
+    /* .u32 ids have a fixed width, so only what max needs is read; decimal
+     * ids are read whole (a regular file: bounded by its size) and cut */
+    int u32 = ends_with(path, ".u32");
+    qm_status st = qm_read_file_head(path, u32 ? head_bytes(max, 4) : SIZE_MAX - 1, &data, &len, d);
     if (st != QM_OK)
         return st;
     t->n = 0;
-    t->ids = malloc((len / (ends_with(path, ".u32") ? 4 : 2) + 1) * sizeof *t->ids);
+    t->ids = malloc((len / (u32 ? 4 : 2) + 1) * sizeof *t->ids);
     if (!t->ids) {
         free(data);
         return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", path);
     }
-    if (ends_with(path, ".u32")) {
+    if (u32) {
         if (len % 4)
             st = qm_diag_fail(d, QM_EFORMAT, "%s: %zu bytes is not a whole number of uint32 ids", path, len);
         for (size_t i = 0; st == QM_OK && i < len / 4; i++) {
@@ -66,7 +76,7 @@ qm_status qm_tokens_from_ids(const char *path, long long vocab, qm_tokens *t, qm
         }
     } else {
         char *p = data;
-        while (st == QM_OK) {
+        while (st == QM_OK && (!max || t->n < max)) {
             while (isspace((unsigned char)*p))
                 p++;
             if (!*p)
@@ -93,9 +103,6 @@ qm_status qm_tokens_from_ids(const char *path, long long vocab, qm_tokens *t, qm
 
 qm_status qm_tokens_for_model(const qm_model *m, const char *path, size_t max, qm_tokens *t, qm_diag *d)
 {
-    qm_status st = m->cfg.byte_tokenizer ? qm_tokens_from_text(path, t, d)
-                                         : qm_tokens_from_ids(path, m->cfg.vocab, t, d);
-    if (st == QM_OK && max && t->n > max)
-        t->n = max;
-    return st;
+    return m->cfg.byte_tokenizer ? qm_tokens_from_text(path, max, t, d)
+                                  : qm_tokens_from_ids(path, m->cfg.vocab, max, t, d);
 }

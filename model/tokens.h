@@ -17,10 +17,13 @@ typedef struct qm_tokens {
     size_t n;
 } qm_tokens;
 
-/* Bytes of a text file as tokens (byte-level models). */
-qm_status qm_tokens_from_text(const char *path, qm_tokens *t, qm_diag *d);
-/* Token ids from a .u32 or whitespace-separated decimal file; each must be < vocab. */
-qm_status qm_tokens_from_ids(const char *path, long long vocab, qm_tokens *t, qm_diag *d);
+/* Bytes of a text file as tokens (byte-level models); only the first max
+ * when max > 0, and no more of the file is read. */
+qm_status qm_tokens_from_text(const char *path, size_t max, qm_tokens *t, qm_diag *d);
+/* Token ids from a .u32 or whitespace-separated decimal file; each must be
+ * < vocab; only the first max when max > 0 (ids after them are not read
+ * or checked). */
+qm_status qm_tokens_from_ids(const char *path, long long vocab, size_t max, qm_tokens *t, qm_diag *d);
 void qm_tokens_free(qm_tokens *t);
 /* The tokens of `path` as model m reads them: the bytes of a text when its
  * config declares a byte-level tokenizer, else token ids (each < vocab);

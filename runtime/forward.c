@@ -18,6 +18,8 @@ static float *load_f32(const qm_model *m, size_t i, qm_diag *d)
 {
     const qm_tensor *mt = &m->t[i];
     const qm_st_tensor *t = mt->st;
+    if (qm_st_check_live(m->ckpt->files[mt->file], t, d) != QM_OK)
+        return NULL;
     float *f = malloc((size_t)mt->numel * sizeof *f);
     if (!f) {
         qm_diag_fail(d, QM_ENOMEM, "out of memory loading '%s'", t->name);

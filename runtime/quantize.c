@@ -564,7 +564,10 @@ static qm_status match_plan(run *r, const char *config_sha)
             st = qm_diag_fail(r->d, QM_EINVAL, "the plan has no entry for tensor '%s'", t->name);
         else if (p->t[k].ndim != t->ndim || p->t[k].shape[0] != t->shape[0] ||
                  (t->ndim == 2 && p->t[k].shape[1] != t->shape[1]))
-            st = qm_diag_fail(r->d, QM_EINVAL, "the plan's shape of '%s' differs from the checkpoint's", t->name);
+            st = qm_diag_fail(r->d, QM_EINVAL, "the plan's shape of '%s' [%llu, %llu] differs from the checkpoint's "
+                              "[%llu, %llu]", t->name, (unsigned long long)p->t[k].shape[0],
+                              (unsigned long long)(p->t[k].ndim == 2 ? p->t[k].shape[1] : 1),
+                              (unsigned long long)t->shape[0], (unsigned long long)(t->ndim == 2 ? t->shape[1] : 1));
         else if (p->t[k].bits && !qm_parts[m->t[i].part].linear)
             st = qm_diag_fail(r->d, QM_EUNSUPPORTED, "'%s' (%s) is not a linear layer; only linears can be quantized",
                               t->name, m->t[i].canon);
@@ -675,7 +678,7 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
     if (st == QM_OK)
         st = qm_sha256_file(calib_path, cur.calib, d);
     if (st == QM_OK)
-        st = qm_tokens_for_model(r.m, calib_path, 0, &toks, d);
+        st = qm_tokens_for_model(r.m, calib_path, (size_t)o->samples * (size_t)o->ctx, &toks, d);
     if (st == QM_OK) {
         r.S = o->ctx;
         r.B = (int)(toks.n / (size_t)o->ctx) < o->samples ? (int)(toks.n / (size_t)o->ctx) : o->samples;

@@ -61,6 +61,10 @@ qm_status shards_write(const qwriter *w, int layer, const qwriter_linear *q, con
         size_t k = 0;
         while (k < n && q[k].tensor != i)
             k++;
+        if (k == n && qm_st_check_live(m->ckpt->files[t->file], t->st, w->job->d) != QM_OK) {
+            free(e);
+            return QM_EIO;
+        }
         if (k == n)
             e[len++] = (qm_st_entry){t->st->name, t->st->dtype, t->st->ndim, t->st->shape, t->st->data};
         for (size_t j = 0; k < n && j < s[k].n; j++)

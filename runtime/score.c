@@ -68,6 +68,8 @@ static qm_status outliers(const qm_model *m, qm_scores *s, qm_diag *d)
             continue;
         if (m->t[i].bits)
             return qm_diag_fail(d, QM_EUNSUPPORTED, "'%s' is GPTQ-packed: score the unquantized model", t->name);
+        if (qm_st_check_live(m->ckpt->files[m->t[i].file], t, d) != QM_OK)
+            return QM_EIO;
         float *w = malloc((size_t)t->numel * sizeof *w);
         if (!w)
             return qm_diag_fail(d, QM_ENOMEM, "out of memory");
