@@ -287,7 +287,7 @@ static void test_scores_refusals(void)
         {"qmoe_scores: 1\nfrequency:\n  1.0: [1, 2, 3, 4]\n",
          "bad-scores.yaml: frequency: expected LAYER: [counts] with LAYER in 0..3"},
         {"qmoe_scores: 1\nfrequency:\n  0: [1, '2', 3, 4]\n",
-         "bad-scores.yaml: frequency: layer 0: count 1 is not a number >= 0"},
+         "bad-scores.yaml: frequency: layer 0: expert 1: count '2' is not a number >= 0"},
         {"qmoe_scores: '1'\n", "bad-scores.yaml: qmoe_scores: unsupported version (this qmoe reads 1)"},
         {"qmoe_scores: 1\nfrequency: [\n", "bad-scores.yaml:3:1: invalid YAML: did not find expected node content"},
     };

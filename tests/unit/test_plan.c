@@ -231,7 +231,7 @@ static void test_bad_plans(void)
     check_bad(buf, "bad.yaml:6:67: tensors[0] bits must be 2, 3, 4, 8 or keep");
     snprintf(buf, sizeof buf, "%stensors:\n- {name: a, module: m, rule: r, shape: [4, 8], dtype: BF16, bits: 4, "
                               "group_size: 3, sym: true, act_order: false}\n", head);
-    check_bad(buf, "tensors[0] group_size must be 0 (per channel) or divide the input columns");
+    check_bad(buf, "tensors[0] group_size 3 must be 0 (per channel) or divide the input columns 8 of shape [4, 8]");
     snprintf(buf, sizeof buf, "%stensors:\n- {name: a, rule: r, shape: [4, 8], dtype: BF16, bits: 4, "
                               "group_size: 0, sym: true, act_order: false}\n", head);
     check_bad(buf, "bad.yaml:6:3: tensors[0] needs 'module'");
@@ -266,7 +266,7 @@ static void test_bad_plans(void)
                      "sym: 'true', act_order: false",
                      "bad.yaml:6:3: tensors[0] sym and act_order must be true or false");
     snprintf(buf, sizeof buf, "%ssummary: {quantized_params: \"32\"}\n%s", head, tensor);
-    check_bad(buf, "bad.yaml:5:29: summary: is not a number, but the tensors listed add up to 32 (a plan cut short?)");
+    check_bad(buf, "bad.yaml:5:29: summary: quantized_params is not a number, but the tensors listed add up to 32 (a plan cut short?)");
     snprintf(buf, sizeof buf, "%ssummary: {budget_target_bits: '3', budget_achieved_bits: 4.0}\n%s", head, tensor);
     check_bad(buf, "bad.yaml:5:31: summary: budget_target_bits must be a number from 2 to 8");
 }

@@ -457,6 +457,35 @@ static void test_sharded(void)
     qm_diag_free(d);
 }
 
+/* A file truncated after it was opened (mapped): reading a tensor past
+ * the new end would raise SIGBUS; qm_st_check_live() says so instead,
+ * naming the file, the tensor and both sizes.  A file renamed over the
+ * path is another file, and the mapping still holds the one opened. */
+static void test_truncated_while_open(void)
+{
+    float a[64] = {0};
+    uint64_t s1[1] = {64};
+    qm_st_entry e[] = {{"w.a", QM_DT_F32, 1, s1, a}, {"w.b", QM_DT_F32, 1, s1, a}};
+    const char *path = tu_path("live.safetensors");
+    qm_diag *d = qm_diag_new();
+    CU_ASSERT_EQUAL_FATAL(qm_st_write(path, e, 2, NULL, d), QM_OK);
+    qm_st_file *f;
+    CU_ASSERT_EQUAL_FATAL(qm_st_open(path, &f, d), QM_OK);
+    const qm_st_tensor *ta = qm_st_find(f, "w.a"), *tb = qm_st_find(f, "w.b");
+    CU_ASSERT_EQUAL(qm_st_check_live(f, tb, d), QM_OK);
+    CU_ASSERT_EQUAL_FATAL(truncate(path, (off_t)(8 + f->header_len + 256 + 16)), 0);
+    CU_ASSERT_EQUAL(qm_st_check_live(f, ta, d), QM_OK); /* still whole */
+    CU_ASSERT_EQUAL(qm_st_check_live(f, tb, d), QM_EIO);
+    TU_ASSERT_DIAG(d, "live.safetensors: tensor 'w.b' needs the file's first");
+    TU_ASSERT_DIAG(d, "the file was truncated while qmoe had it open");
+    qm_diag_free(d);
+    d = qm_diag_new();
+    CU_ASSERT_EQUAL(qm_st_write(path, e, 1, NULL, d), QM_OK); /* renamed over: the mapping is the old file */
+    CU_ASSERT_EQUAL(qm_st_check_live(f, ta, d), QM_OK);
+    qm_st_close(f);
+    qm_diag_free(d);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -470,5 +499,6 @@ int main(void)
     CU_add_test(s, "the compact layout reads as the general reader does", test_compact_layout_agrees);
     CU_add_test(s, "mutated headers never crash", test_mutations_never_crash);
     CU_add_test(s, "sharded checkpoints", test_sharded);
+    CU_add_test(s, "a file truncated while open is an error, not SIGBUS", test_truncated_while_open);
     return tu_run();
 }
