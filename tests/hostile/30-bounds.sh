@@ -44,10 +44,14 @@ has "$err" "model.safetensors: is a FIFO, not a regular file"
 quick 1 10 "$QMOE" score "$model" --calib "$b" -o "$b/s.yaml"
 has "$err" "bounds: is a directory, not a regular file"
 # a text far larger than --max-tokens: only what is needed is read (a
-# sparse 3 GiB file under a 1 GiB address-space limit)
+# sparse 3 GiB file under a 1 GiB address-space limit; not where the
+# limit stops qmoe from starting at all, as AddressSanitizer's shadow does)
 truncate -s 3G "$b/big.txt"
-quick 0 30 sh -c 'ulimit -v 1048576 && exec "$@"' sh "$QMOE" eval "$model" --text "$b/big.txt" --max-tokens 600 --ctx 256
-has "$out" "ppl"
+if sh -c 'ulimit -v 1048576 && exec "$@"' sh "$QMOE" --help >/dev/null 2>&1; then
+    quick 0 30 sh -c 'ulimit -v 1048576 && exec "$@"' sh "$QMOE" eval "$model" --text "$b/big.txt" \
+        --max-tokens 600 --ctx 256
+    has "$out" "ppl"
+fi
 rm -f "$b/big.txt"
 
 # ---- 6: nesting beyond the limit is an error in milliseconds -------------
