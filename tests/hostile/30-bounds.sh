@@ -41,7 +41,7 @@ mkdir "$b/mfifo" && cp "$model/config.json" "$b/mfifo/" && mkfifo "$b/mfifo/mode
 quick 1 10 "$QMOE" inspect "$b/mfifo"
 has "$err" "model.safetensors: is a FIFO, not a regular file"
 # a directory as calib: the errno text, not "read error" (item 10)
-quick 1 10 "$QMOE" score "$model" --calib "$b" -o "$b/s.yaml"
+quick 1 10 "$QMOE" score "$model" --calib "$b" -o "$tmp/bounds-dir-calib.yaml"
 has "$err" "bounds: is a directory, not a regular file"
 # a text far larger than --max-tokens: only what is needed is read (a
 # sparse 3 GiB file under a 1 GiB address-space limit; not where the
