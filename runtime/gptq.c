@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "runtime/fwd_kernels.h"
 #include "runtime/gptq.h"
 
 /* LAPACK from OpenBLAS (Fortran ABI: trailing hidden length of the string). */
@@ -30,10 +31,62 @@ void qm_qresult_free(qm_qresult *r)
     memset(r, 0, sizeof *r);
 }
 
+/* Products in tiles of DTILE x DTILE of C, each one single-threaded sgemm
+ * over the whole K, the tiles spread over the workers: every element is
+ * then summed in an order fixed by the shapes and DTILE alone.  OpenBLAS's
+ * threaded ssyrk, potrf and trtri split their sums differently for each
+ * thread count, which made quantize's output bytes depend on
+ * OPENBLAS_NUM_THREADS. */
+enum { DTILE = 128 };
+
+typedef struct gemm_job {
+    CBLAS_TRANSPOSE ta, tb;
+    int M, N, K, tn, upper; /* tn: tiles per row of C; upper: only tiles (bi <= bj) */
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+    int lda, ldb, ldc;
+} gemm_job;
+
+static void gemm_tile(void *ctx, int t, int worker)
+{
+    const gemm_job *g = ctx;
+    (void)worker;
+    int bi = t / g->tn, bj = t % g->tn;
+    if (g->upper) { /* tiles numbered column by column down to the diagonal */
+        for (bj = 0; t > bj;)
+            t -= ++bj;
+        bi = t;
+    }
+    int i0 = bi * DTILE, j0 = bj * DTILE;
+    int mi = g->M - i0 < DTILE ? g->M - i0 : DTILE, nj = g->N - j0 < DTILE ? g->N - j0 : DTILE;
+    const float *a = g->ta == CblasNoTrans ? g->A + (size_t)i0 * g->lda : g->A + i0;
+    const float *b = g->tb == CblasNoTrans ? g->B + j0 : g->B + (size_t)j0 * g->ldb;
+    cblas_sgemm(CblasRowMajor, g->ta, g->tb, mi, nj, g->K, g->alpha, a, g->lda, b, g->ldb, g->beta,
+                g->C + (size_t)i0 * g->ldc + j0, g->ldc);
+}
+
+static void gemm_run(gemm_job *g)
+{
+    int tm = (g->M + DTILE - 1) / DTILE;
+    g->tn = (g->N + DTILE - 1) / DTILE;
+    if (tm > 0 && g->tn > 0)
+        fwdk_parallel(fwdk_workers(), g->upper ? g->tn * (g->tn + 1) / 2 : tm * g->tn, gemm_tile, g);
+}
+
+void qm_sgemm_fixed(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                    int ldb, float beta, float *C, int ldc)
+{
+    gemm_job g = {ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K, 0, 0, alpha, beta,
+                  A, B, C, lda, ldb, ldc};
+    gemm_run(&g);
+}
+
 void qm_hessian_add(float *H, const float *X, int n, int in)
 {
+    gemm_job g = {CblasTrans, CblasNoTrans, in, in, n, 0, 1, 1.0f, 1.0f, X, X, H, in, in, in};
     if (n > 0)
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, in, n, 1.0f, X, in, 1.0f, H, in);
+        gemm_run(&g);
 }
 
 void qm_hessian_finish(float *H, int in, long long samples)
@@ -226,10 +279,12 @@ static qm_status inverse_factor(const float *H, int in, const qm_qspec *s, qm_qr
             U[k] = H[nn - 1 - k];
         for (int i = 0; i < in; i++)
             U[(size_t)i * in + i] += (float)(damp * mean);
-        int info = 0;
+        int info = 0, threads = openblas_get_num_threads();
+        openblas_set_num_threads(1); /* threaded, both change their blocking with the thread count */
         spotrf_("U", &in, U, &in, &info, 1);
         if (info == 0)
             strtri_("U", "N", &in, U, &in, &info, 1, 1);
+        openblas_set_num_threads(threads);
         if (info == 0) {
             for (size_t k = 0; k < nn / 2; k++) { /* U = J L^-1 J */
                 float t = U[k];
@@ -457,8 +512,8 @@ qm_status qm_gptq(const float *W, int out, int in, float *H, const qm_qspec *s, 
         /* later blocks all at once: Wt[i2:] -= U[i1:i2, i2:]^T Err */
         if (i2 < in) {
             double t0 = qm_clock();
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, in - i2, out, i2 - i1, -1.0f,
-                        j.U + (size_t)i1 * in + i2, in, err, out, 1.0f, j.Wt + (size_t)i2 * out, out);
+            qm_sgemm_fixed(1, 0, in - i2, out, i2 - i1, -1.0f, j.U + (size_t)i1 * in + i2, in, err, out, 1.0f,
+                           j.Wt + (size_t)i2 * out, out);
             r->update_seconds += qm_clock() - t0;
             r->update_flops += 2.0 * (in - i2) * out * (double)(i2 - i1);
         }
@@ -502,10 +557,10 @@ double qm_relative_error(const float *W, const float *Q, int out, int in, const 
     for (size_t i = 0; i < n; i++)
         D[i] = W[i] - Q[i];
     double num = 0, den = 0;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, in, 1.0f, D, in, H, in, 0.0f, M, in);
+    qm_sgemm_fixed(0, 0, out, in, in, 1.0f, D, in, H, in, 0.0f, M, in);
     for (size_t i = 0; i < n; i++)
         num += (double)M[i] * D[i];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, out, in, in, 1.0f, W, in, H, in, 0.0f, M, in);
+    qm_sgemm_fixed(0, 0, out, in, in, 1.0f, W, in, H, in, 0.0f, M, in);
     for (size_t i = 0; i < n; i++)
         den += (double)M[i] * W[i];
     free(D);

@@ -77,7 +77,14 @@ qm_qspec qm_qspec_default(void);
 
 void qm_qresult_free(qm_qresult *r);
 
-/* Accumulate H (in, in) += X^T X for X (n, in), upper triangle (ssyrk). */
+/* C (M, N) = alpha op(A) op(B) + beta C, row-major, op transposing when ta
+ * (tb) is nonzero: cblas_sgemm's contract, with the same bytes on any
+ * thread count (OpenBLAS's threads, as fwdk_workers() counts them). */
+void qm_sgemm_fixed(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                    int ldb, float beta, float *C, int ldc);
+/* Accumulate H (in, in) += X^T X for X (n, in): the upper triangle (and
+ * whatever else its diagonal tiles touch; qm_hessian_finish() mirrors the
+ * upper one down).  The same bytes on any thread count. */
 void qm_hessian_add(float *H, const float *X, int n, int in);
 /* Finish an accumulated H over `samples` rows: H = 2 H / samples, symmetric. */
 void qm_hessian_finish(float *H, int in, long long samples);

@@ -311,8 +311,9 @@ static qm_status swiglu_quant(run *r, qm_lin *g, qm_lin *u, qm_lin *dn, qm_part 
     if (st == QM_OK && (!A || !U || !H2))
         st = qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
     if (st == QM_OK) {
-        qm_lin_apply(g, X, n, A);
-        qm_lin_apply(u, X, n, U);
+        /* expert and MLP linears have no bias; qm_sgemm_fixed: the same bytes on any thread count */
+        qm_sgemm_fixed(0, 1, n, W, D, 1.0f, X, D, g->w, D, 0.0f, A, W);
+        qm_sgemm_fixed(0, 1, n, W, D, 1.0f, X, D, u->w, D, 0.0f, U, W);
         for (size_t i = 0; i < (size_t)n * W; i++)
             A[i] = silu(A[i]) * U[i];
         qm_hessian_add(H2, A, n, W);
