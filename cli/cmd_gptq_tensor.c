@@ -23,10 +23,8 @@ static qm_status read_matrix(const char *path, const char *name, float **m, int 
         st = qm_diag_fail(d, QM_EFORMAT, "%s: needs a 2-D tensor named '%s'", path, name);
     } else if (!(*m = malloc((size_t)t->numel * sizeof **m))) {
         st = qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", path);
-    } else if (qm_to_f32(t->dtype, t->data, *m, (size_t)t->numel) != 0) {
+    } else if ((st = qm_st_to_f32(path, t, *m, d)) != QM_OK) {
         free(*m);
-        st = qm_diag_fail(d, QM_EUNSUPPORTED, "%s: tensor '%s' is %s; F32, F16 or BF16 expected", path, name,
-                          qm_dtype_name(t->dtype));
     } else {
         *rows = (int)t->shape[0];
         *cols = (int)t->shape[1];

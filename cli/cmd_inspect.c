@@ -1,4 +1,5 @@
-/* cmd_inspect.c: `qmoe inspect MODEL_DIR`: what a model is, from its headers alone. */
+/* cmd_inspect.c: `qmoe inspect MODEL_DIR`: what a model is, from its headers
+ * alone, and with --check whether every stored value is finite. */
 #include "config.h"
 
 #include <getopt.h>
@@ -121,6 +122,20 @@ static void print_text(const qm_model *m, int tensors)
     }
 }
 
+/* --check: every float value of every tensor (of a packed linear, its
+ * scales) is finite; one error per tensor that is not.  Reads all the data. */
+static qm_status check_data(const qm_model *m, qm_diag *d)
+{
+    qm_status st = QM_OK;
+    for (size_t i = 0; i < m->n; i++) {
+        const qm_tensor *t = &m->t[i];
+        qm_status s = qm_st_check_finite(m->ckpt->files[t->file]->path, t->bits ? t->scales : t->st, d);
+        if (st == QM_OK)
+            st = s;
+    }
+    return st;
+}
+
 static qm_status print_yaml(const qm_model *m, int tensors, qm_diag *d)
 {
     const qm_config *c = &m->cfg;
@@ -185,16 +200,18 @@ static int run(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"tensors", no_argument, NULL, 't'},
+        {"check", no_argument, NULL, 'c'},
         {"format", required_argument, NULL, 'f'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    int tensors = 0, yaml = 0, o;
+    int tensors = 0, yaml = 0, check = 0, o;
     optind = 1;
     opterr = 0;
     while ((o = getopt_long(argc, argv, "hf:", opts, NULL)) != -1) {
         switch (o) {
         case 't': tensors = 1; break;
+        case 'c': check = 1; break;
         case 'f':
             if (strcmp(optarg, "yaml") == 0)
                 yaml = 1;
@@ -217,6 +234,8 @@ static int run(int argc, char **argv)
     }
     qm_model *m;
     qm_status st = qm_model_open(argv[optind], &m, d);
+    if (st == QM_OK && check && (st = check_data(m, d)) != QM_OK)
+        qm_model_close(m);
     if (st == QM_OK) {
         qm_cli_report(d); /* warnings first, then the report */
         if (yaml)
@@ -235,10 +254,12 @@ static int run(int argc, char **argv)
 const qm_cmd qm_cmd_inspect = {
     .name = "inspect",
     .run = run,
-    .synopsis = "inspect [--tensors] [--format text|yaml] MODEL_DIR",
+    .synopsis = "inspect [--tensors] [--check] [--format text|yaml] MODEL_DIR",
     .summary = "describe a model: architecture, MoE layout, parameter counts, size",
     .help = "Reads config.json and the safetensors headers of MODEL_DIR (one file or shards with\n"
-            "model.safetensors.index.json); never reads weight data.\n\n"
+            "model.safetensors.index.json); never reads weight data unless asked to check it.\n\n"
             "  --tensors        list every tensor: canonical name, checkpoint name, shape, dtype\n"
+            "  --check          also read every tensor's data: an error for each that holds an\n"
+            "                   infinite or NaN value (first index), exit status 1\n"
             "  --format FORMAT  text (default) or yaml\n",
 };

@@ -1,6 +1,7 @@
 /* dtype.c: the dtype table and float conversions. */
 #include "config.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "model/dtype.h"
@@ -101,28 +102,45 @@ uint16_t qm_f32_to_f16(float f)
     return sign | (uint16_t)((r - 0x38000000u) >> 13);
 }
 
+/* Each loop also ORs together a test of every element's exponent bits (all
+ * ones: infinite or NaN), a compare and an or per element that the
+ * conversion's loads already pay for, so checking costs no extra pass. */
 int qm_to_f32(qm_dtype t, const void *src, float *dst, size_t n)
 {
     const unsigned char *p = src;
+    unsigned bad = 0;
     switch (t) {
     case QM_DT_F32:
         memcpy(dst, src, n * 4);
-        return 0;
+        for (size_t i = 0; i < n; i++)
+            bad |= (f32_bits(dst[i]) & 0x7f800000u) == 0x7f800000u;
+        break;
     case QM_DT_BF16:
         for (size_t i = 0; i < n; i++) {
             uint16_t v;
             memcpy(&v, p + 2 * i, 2);
+            bad |= (v & 0x7f80u) == 0x7f80u;
             dst[i] = qm_bf16_to_f32(v);
         }
-        return 0;
+        break;
     case QM_DT_F16:
         for (size_t i = 0; i < n; i++) {
             uint16_t v;
             memcpy(&v, p + 2 * i, 2);
+            bad |= (v & 0x7c00u) == 0x7c00u;
             dst[i] = qm_f16_to_f32(v);
         }
-        return 0;
+        break;
     default:
         return -1;
     }
+    return bad ? 1 : 0;
+}
+
+size_t qm_first_nonfinite(const float *x, size_t n)
+{
+    size_t i = 0;
+    while (i < n && isfinite(x[i]))
+        i++;
+    return i;
 }

@@ -41,7 +41,11 @@ uint16_t qm_f32_to_bf16(float f); /* round to nearest even */
 uint16_t qm_f32_to_f16(float f);  /* round to nearest even */
 
 /* Convert n elements at src (of type t: F32, F16 or BF16) to float; returns
- * 0 on success, -1 when t is not a floating type qmoe computes with. */
+ * 0 on success, 1 when all were converted but one or more is infinite or
+ * NaN (qm_first_nonfinite() finds the first), -1 when t is not a floating
+ * type qmoe computes with. */
 int qm_to_f32(qm_dtype t, const void *src, float *dst, size_t n);
+/* Index of the first infinite or NaN element of x (n), or n when none is. */
+size_t qm_first_nonfinite(const float *x, size_t n);
 
 #endif

@@ -9,6 +9,8 @@
 #include "config.h"
 
 #include <jansson.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -581,4 +583,43 @@ qm_status qm_st_write(const char *path, const qm_st_entry *t, size_t n, const ch
     qm_status st = qm_afile_write(path, put_st, &(st_out){text, t, n}, 1, d);
     free(text);
     return st;
+}
+
+/* The error for element i (value v) of t, the first that is not finite. */
+static qm_status nonfinite(const char *path, const qm_st_tensor *t, size_t i, float v, qm_diag *d)
+{
+    char at[64] = "";
+    if (t->ndim == 2)
+        snprintf(at, sizeof at, " [%llu, %llu]", (unsigned long long)(i / t->shape[1]),
+                 (unsigned long long)(i % t->shape[1]));
+    return qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s' holds %s at element %zu%s; weights must be finite", path,
+                        t->name, isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf", i, at);
+}
+
+qm_status qm_st_to_f32(const char *path, const qm_st_tensor *t, float *dst, qm_diag *d)
+{
+    int rc = qm_to_f32(t->dtype, t->data, dst, (size_t)t->numel);
+    if (rc < 0)
+        return qm_diag_fail(d, QM_EUNSUPPORTED, "%s: tensor '%s' is %s; weights must be F32, F16 or BF16", path,
+                            t->name, qm_dtype_name(t->dtype));
+    size_t i = rc ? qm_first_nonfinite(dst, (size_t)t->numel) : 0;
+    return rc ? nonfinite(path, t, i, dst[i], d) : QM_OK;
+}
+
+qm_status qm_st_check_finite(const char *path, const qm_st_tensor *t, qm_diag *d)
+{
+    enum { STEP = 1 << 14 };
+    float buf[STEP];
+    size_t size = qm_dtype_size(t->dtype);
+    for (size_t at = 0; at < t->numel; at += STEP) {
+        size_t n = t->numel - at < STEP ? (size_t)t->numel - at : STEP;
+        int rc = qm_to_f32(t->dtype, (const char *)t->data + at * size, buf, n);
+        if (rc < 0)
+            return QM_OK; /* not a float type: nothing to check */
+        if (rc > 0) {
+            size_t i = qm_first_nonfinite(buf, n);
+            return nonfinite(path, t, at + i, buf[i], d);
+        }
+    }
+    return QM_OK;
 }

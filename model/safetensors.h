@@ -71,6 +71,13 @@ qm_status qm_st_check_live(const qm_st_file *f, const qm_st_tensor *t, qm_diag *
 /* The tensor `name` (a scan when the file was opened unindexed), or NULL. */
 const qm_st_tensor *qm_st_find(const qm_st_file *f, const char *name);
 const char *qm_st_meta(const qm_st_file *f, const char *key); /* NULL when absent */
+/* Tensor t (of file `path`) as float32 into dst (t->numel floats).  Fails
+ * with QM_EUNSUPPORTED when t is not F32, F16 or BF16, and with QM_EFORMAT
+ * when an element is infinite or NaN, naming path, tensor and the first such
+ * element (flat index, and [row, col] of a 2-D tensor). */
+qm_status qm_st_to_f32(const char *path, const qm_st_tensor *t, float *dst, qm_diag *d);
+/* The same check without keeping the floats (tensors of other types pass). */
+qm_status qm_st_check_finite(const char *path, const qm_st_tensor *t, qm_diag *d);
 
 /* One tensor to write: data holds numel * dtype size bytes. */
 typedef struct qm_st_entry {

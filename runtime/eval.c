@@ -61,8 +61,9 @@ typedef struct tally {
 } tally;
 
 /* Score n positions: model logits x (n, V), base log-probabilities lp
- * (n, V) or NULL, the next tokens `next` (n). */
-static void score(tally *t, const float *x, const float *lp, const int *next, int n, int V)
+ * (n, V) or NULL, the next tokens `next` (n).  Fails naming the first
+ * position whose loss or KL divergence is not finite. */
+static qm_status score(tally *t, const float *x, const float *lp, const int *next, int n, int V, qm_diag *d)
 {
     for (int i = 0; i < n; i++) {
         const float *xi = x + (size_t)i * V;
@@ -79,18 +80,30 @@ static void score(tally *t, const float *x, const float *lp, const int *next, in
         }
         t->kld[t->done + (size_t)i] = k > 0 ? k : 0; /* rounding can leave -1e-17 */
         t->agree += argmax(xi, V) == argmax(pi, V);
+        if (!isfinite(k) || !isfinite(t->nll_base))
+            return qm_diag_fail(d, QM_EINVAL, "position %zu: the KL divergence (%g) or the base model's loss "
+                                "is not finite", t->done + (size_t)i, k);
     }
+    for (int i = 0; i < n && !isfinite(t->nll); i++) /* rare: find where */
+        if (!isfinite(lse(x + (size_t)i * V, V) - x[(size_t)i * V + next[i]]))
+            return qm_diag_fail(d, QM_EINVAL, "position %zu: the model's loss is not finite", t->done + (size_t)i);
+    if (!isfinite(t->nll))
+        return qm_diag_fail(d, QM_EINVAL, "the model's summed loss overflowed after %zu positions", t->done + (size_t)n);
     t->done += (size_t)n;
+    return QM_OK;
 }
 
-static void finish(tally *t, int has_base, qm_eval_result *r)
+/* The metrics from the sums; fails when one is not finite (a perplexity
+ * past the float range, say), which no table may show as a number. */
+static qm_status finish(tally *t, int has_base, qm_eval_result *r, qm_diag *d)
 {
     size_t done = t->done;
     r->tokens = done;
     r->nll = t->nll / done;
     r->ppl = exp(r->nll);
     if (!has_base)
-        return;
+        return isfinite(r->ppl) ? QM_OK
+                                : qm_diag_fail(d, QM_EINVAL, "perplexity %g (mean loss %g) is not finite", r->ppl, r->nll);
     double sum = 0, sq = 0;
     for (size_t i = 0; i < done; i++) {
         sum += t->kld[i];
@@ -106,6 +119,12 @@ static void finish(tally *t, int has_base, qm_eval_result *r)
     r->kld_p99 = t->kld[(size_t)floor(0.99 * (double)(done - 1))];
     r->top1_agree = 100.0 * t->agree / done;
     r->ppl_ratio = r->ppl / r->base_ppl;
+    double m[] = {r->ppl, r->base_ppl, r->kld_mean, r->kld_se, r->kld_p99, r->ppl_ratio};
+    for (size_t i = 0; i < sizeof m / sizeof *m; i++)
+        if (!isfinite(m[i]))
+            return qm_diag_fail(d, QM_EINVAL, "a metric is not finite (perplexity %g, base %g, KL divergence %g); "
+                                "the model overflows", r->ppl, r->base_ppl, r->kld_mean);
+    return QM_OK;
 }
 
 /* The walk over windows shared by every entry point.  With `base` its
@@ -154,12 +173,13 @@ static qm_status walk(const qm_net *net, const qm_net *base, const qm_eval_ref *
         const float *lp = base ? lb : ref ? ref->logp + t.done * (size_t)V : NULL;
         if (keep)
             log_softmax(lg, B * S, V, keep + t.done * (size_t)V);
-        score(&t, lg, lp, toks->ids + start + 1, B * S, V);
+        if ((st = score(&t, lg, lp, toks->ids + start + 1, B * S, V, d)) != QM_OK)
+            break;
         if (o->progress)
             o->progress(o->progress_ctx, t.done, total);
     }
     if (st == QM_OK)
-        finish(&t, has_base, r);
+        st = finish(&t, has_base, r, d);
     free(lg);
     free(lb);
     free(t.kld);
@@ -263,6 +283,8 @@ static qm_status choice_loglik(const qm_net *net, const int *cx, int nx, const i
         const float *x = lg + (size_t)i * V;
         *ll += x[buf[i + 1]] - lse(x, V);
     }
+    if (st == QM_OK && !isfinite(*ll))
+        st = qm_diag_fail(d, QM_EINVAL, "a choice's log-likelihood is %g, not a number", *ll);
     return st;
 }
 

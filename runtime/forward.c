@@ -43,11 +43,17 @@ static float *load_f32(const qm_model *m, size_t i, qm_diag *d)
         qm_dequant_packed(t->data, mt->qzeros->data, sc, mt->g_idx->data, (int)mt->shape[0], (int)mt->shape[1],
                           mt->groups, mt->bits, (int)m->cfg.zero_offset, f);
         free(sc);
+        size_t bad = qm_first_nonfinite(f, (size_t)mt->numel); /* an infinite or NaN scale */
+        if (bad < (size_t)mt->numel) {
+            qm_diag_fail(d, QM_EFORMAT, "%s: tensor '%s' dequantizes to %g at element %zu [%zu, %zu]; its scales "
+                         "must be finite", m->ckpt->files[m->t[i].file]->path, t->name, f[bad], bad,
+                         bad / (size_t)mt->shape[1], bad % (size_t)mt->shape[1]);
+            free(f);
+            return NULL;
+        }
         return f;
     }
-    if (qm_to_f32(t->dtype, t->data, f, (size_t)t->numel) != 0) {
-        qm_diag_fail(d, QM_EUNSUPPORTED, "%s: tensor '%s' is %s; weights must be F32, F16 or BF16",
-                     m->ckpt->files[m->t[i].file]->path, t->name, qm_dtype_name(t->dtype));
+    if (qm_st_to_f32(m->ckpt->files[m->t[i].file]->path, t, f, d) != QM_OK) {
         free(f);
         return NULL;
     }
@@ -633,6 +639,13 @@ qm_status qm_forward_layer(const qm_model *m, const qm_layer_w *w, float *x, int
     for (size_t i = 0; i < (size_t)T * D; i++)
         x[i] += ws->y[i];
     qm_fwd_ws_free(own);
+    /* an overflow or NaN here would reach every later layer and every
+     * metric as a number: stop at the layer where it first appears */
+    size_t bad = qm_first_nonfinite(x, (size_t)T * D);
+    if (bad < (size_t)T * D)
+        return qm_diag_fail(d, QM_EINVAL, "layer %d: the hidden state is %g at token %zu (window %zu, position "
+                            "%zu), column %zu; the model's weights or inputs overflow", L, x[bad], bad / D,
+                            bad / D / S, bad / D % S, bad % D);
     return QM_OK;
 }
 

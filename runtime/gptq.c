@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "runtime/fwd_kernels.h"
+#include "model/dtype.h"
 #include "runtime/gptq.h"
 
 /* LAPACK from OpenBLAS (Fortran ABI: trailing hidden length of the string). */
@@ -339,6 +340,10 @@ static qm_status setup(const float *W, int out, int in, float *H, const qm_qspec
     if (!j->Wt || !j->Ct || !j->perm || !j->mn || !j->mx || !r->deq || !r->codes || !r->scale ||
         !r->zero || !r->g_idx || !diag || (H && (!j->U || !Hp)))
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory for a %d x %d linear", out, in);
+    size_t bad = H && st == QM_OK ? qm_first_nonfinite(H, (size_t)in * in) : 0;
+    if (st == QM_OK && H && bad < (size_t)in * in)
+        st = qm_diag_fail(d, QM_EINVAL, "the Hessian (%d x %d) is %g at [%zu, %zu]; its inputs overflowed", in, in,
+                          H[bad], bad / in, bad % in);
     for (int i = 0; st == QM_OK && i < in; i++) {
         diag[i] = (keyed){H ? H[(size_t)i * in + i] : 1, i};
         if (diag[i].key == 0) { /* dead input: always zero, so its weights cannot matter */
@@ -424,12 +429,20 @@ static void quantize_rows(job *j, qm_qresult *r, int i, int o0, int o1, float *e
     r->g_idx[c] = g;
 }
 
-/* Results back in input-column order. */
-static void finish(job *j, qm_qresult *r)
+/* Results back in input-column order; fails (and frees r) when a
+ * dequantized weight is not finite. */
+static qm_status finish(job *j, qm_qresult *r, qm_diag *d)
 {
     scatter_t_u8(j->Ct, j->out, j->in, j->perm, r->codes);
     dequantize(r);
     job_free(j);
+    size_t n = (size_t)r->out * r->in, bad = qm_first_nonfinite(r->deq, n);
+    if (bad == n)
+        return QM_OK;
+    qm_status st = qm_diag_fail(d, QM_EINVAL, "the quantized weight is %g at [%zu, %zu] (scale %g)", r->deq[bad],
+                                bad / r->in, bad % r->in, r->scale[(size_t)r->g_idx[bad % r->in] * r->out + bad / r->in]);
+    qm_qresult_free(r);
+    return st;
 }
 
 /* y -= a x over n floats.  A plain loop, not BLAS saxpy: a saxpy per
@@ -474,8 +487,7 @@ qm_status qm_gptq_ref(const float *W, int out, int in, float *H, const qm_qspec 
             axpy_sub(out, j.U[(size_t)i * in + k], err, j.Wt + (size_t)k * out);
     }
     free(err);
-    finish(&j, r);
-    return QM_OK;
+    return finish(&j, r, d);
 }
 
 qm_status qm_gptq(const float *W, int out, int in, float *H, const qm_qspec *s, qm_qresult *r,
@@ -519,8 +531,7 @@ qm_status qm_gptq(const float *W, int out, int in, float *H, const qm_qspec *s, 
         }
     }
     free(err);
-    finish(&j, r);
-    return QM_OK;
+    return finish(&j, r, d);
 }
 
 qm_status qm_rtn(const float *W, int out, int in, const qm_qspec *s, qm_qresult *r, qm_diag *d)
@@ -539,8 +550,7 @@ qm_status qm_rtn(const float *W, int out, int in, const qm_qspec *s, qm_qresult 
     }
     for (int i = 0; i < in; i++)
         quantize_rows(&j, r, i, 0, out, NULL);
-    finish(&j, r);
-    return QM_OK;
+    return finish(&j, r, d);
 }
 
 double qm_relative_error(const float *W, const float *Q, int out, int in, const float *H)

@@ -148,6 +148,11 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, const fl
     dn->pt = pt;
     double error = Hc ? qm_relative_error(lin->w, dn->r.deq, lin->out, in, Hc) : NAN, seconds = qm_clock() - t0;
     free(Hc);
+    if (H && !isfinite(error)) { /* a NaN is an error, never a number in the log */
+        qm_qresult_free(&dn->r);
+        return qm_diag_fail(r->d, QM_EINVAL, "'%s': the relative error of its quantization is %g (or memory ran out)",
+                            r->m->t[ti].st->name, error);
+    }
     memcpy(lin->w, dn->r.deq, (size_t)lin->out * in * sizeof *lin->w);
     r->n_done++;
     r->rep->tensors_quantized++;

@@ -73,13 +73,15 @@ static qm_status outliers(const qm_model *m, qm_scores *s, qm_diag *d)
         float *w = malloc((size_t)t->numel * sizeof *w);
         if (!w)
             return qm_diag_fail(d, QM_ENOMEM, "out of memory");
-        if (qm_to_f32(t->dtype, t->data, w, (size_t)t->numel) != 0) {
+        qm_status st = qm_st_to_f32(m->ckpt->files[m->t[i].file]->path, t, w, d);
+        if (st != QM_OK) {
             free(w);
-            return qm_diag_fail(d, QM_EUNSUPPORTED, "tensor '%s' is %s; weights must be F32, F16 or BF16",
-                                t->name, qm_dtype_name(t->dtype));
+            return st;
         }
         s->outlier[s->n_outlier] = qm_outlier_score(w, (int)t->shape[0], (int)t->shape[1]);
         free(w);
+        if (!isfinite(s->outlier[s->n_outlier]))
+            return qm_diag_fail(d, QM_EINVAL, "'%s': outlier score %g is not finite", t->name, s->outlier[s->n_outlier]);
         if (!(s->outlier_name[s->n_outlier++] = qm_strdup(m->t[i].canon)))
             return qm_diag_fail(d, QM_ENOMEM, "out of memory");
     }
@@ -118,6 +120,9 @@ qm_status qm_score_model(const qm_net *net, const qm_tokens *calib, int ctx, qm_
         int moe = m->is_moe[l] && a.n[l];
         s->imp_ffn[l] = moe ? a.cos_ffn[l] / a.n[l] : NAN;
         s->imp_residual[l] = moe ? a.cos_res[l] / a.n[l] : NAN;
+        if (moe && !(isfinite(s->imp_ffn[l]) && isfinite(s->imp_residual[l])))
+            st = qm_diag_fail(d, QM_EINVAL, "layer %zu: importance (ffn %g, residual %g) is not finite", l,
+                              s->imp_ffn[l], s->imp_residual[l]);
     }
     if (st == QM_OK)
         st = outliers(m, s, d);
