@@ -2,15 +2,21 @@
  * as the compiler ranks by it, and outlier scores computed from weights.
  *
  *   qmoe_scores: 1
+ *   model:      {architecture, layers, experts, config_sha256, tensors_sha256}
+ *   calibration: {file, tokens, ctx}
  *   frequency:  {LAYER: [count, ...]}       per MoE layer, one count per expert
  *   importance: {LAYER: {ffn: cos, residual: cos}}  mean cosine similarity
  *   outlier:    {CANONICAL NAME: score}
  *
  * Ranks are "higher deserves more bits": frequency becomes each layer's
  * share of its choices (counts over the layer's sum), importance becomes
- * 1 - cosine.  Any section may be missing; a selection that needs a missing
- * one is an error, except outlier, which is then computed from the weights
- * (for each input column, max |w| over mean |w|; the largest column ratio).
+ * 1 - cosine.  A file with a model section (what `qmoe score` writes) must
+ * match the model and be complete.  In a hand-written one, without it, any
+ * section may be missing or name only some layers or linears; a selection
+ * that needs a missing one is an error, except outlier, which is then
+ * computed from the weights (for each input column, max |w| over mean |w|;
+ * the largest column ratio).  Every value is finite and in its range, and
+ * every error names file:line:col.
  */
 #include "config.h"
 
@@ -22,76 +28,178 @@
 #include "model/dtype.h"
 
 #define BAD(...) (st = qm_diag_fail(c->d, QM_EFORMAT, __VA_ARGS__))
+/* An error at node n of the file: path:line:col: message. */
+#define BAD_AT(n, fmt, ...) \
+    (st = qm_diag_fail(c->d, QM_EFORMAT, "%s:%u:%u: " fmt, path, (n)->line, (n)->col, __VA_ARGS__))
+
+/* What a file that names its model must hold: every section, and in them
+ * every MoE layer and every linear the model has.  Without a model section
+ * (a hand-written file) a section may name only some layers and linears. */
+typedef struct seen {
+    unsigned char *freq, *ffn, *res; /* (layers) */
+    unsigned char *outlier;          /* (model->n) */
+    const qm_ynode *model;           /* the model section, or NULL */
+} seen;
+
+/* model: {architecture, layers, experts, config_sha256, tensors_sha256}
+ * must describe this model.  Files written before the hashes were recorded
+ * are checked by the first three alone, with a warning. */
+static qm_status read_model(qm_cstate *c, const qm_ynode *v)
+{
+    const char *path = c->sc.path;
+    const qm_model *m = c->model;
+    qm_status st = QM_OK;
+    if (v->kind != QM_YMAP)
+        return BAD_AT(v, "model: expected a mapping (architecture, layers, experts, %s)", "config_sha256, tensors_sha256");
+    char cfg[65], ten[65];
+    if (qm_sha256_file(m->config_path, cfg, c->d) != QM_OK)
+        return QM_EIO;
+    qm_model_tensors_sha256(m, ten);
+    int hashes = 0;
+    for (size_t j = 0; j < v->n && st == QM_OK; j++) {
+        const char *key = v->pair[j].key->text, *str = qm_yin_str(v->pair[j].val);
+        const qm_ynode *x = v->pair[j].val;
+        long long n;
+        if (strcmp(key, "architecture") == 0) {
+            if (!str || strcmp(str, m->arch->name) != 0)
+                BAD_AT(x, "model: the scores were made for architecture '%s', not %s's %s", str ? str : "?", m->dir,
+                       m->arch->name);
+        } else if (strcmp(key, "layers") == 0 || strcmp(key, "experts") == 0) {
+            long long want = key[0] == 'l' ? m->cfg.layers : m->cfg.experts;
+            if (!qm_yin_int(x, &n) || n != want)
+                BAD_AT(x, "model: %s: the scores were made for another model (%s has %lld)", key, m->dir, want);
+        } else if (strcmp(key, "config_sha256") == 0 || strcmp(key, "tensors_sha256") == 0) {
+            const char *want = key[0] == 'c' ? cfg : ten;
+            hashes++;
+            if (!str || strcmp(str, want) != 0)
+                BAD_AT(x, "model: %s: the scores were made for another model (%.12s..., %s has %.12s...)", key,
+                       str ? str : "?", m->dir, want);
+        } else {
+            BAD_AT(v->pair[j].key, "model: unknown key '%s'", key);
+        }
+    }
+    if (st == QM_OK && hashes < 2)
+        qm_diag_warn(c->d, "%s: written before scores recorded config_sha256 and tensors_sha256: matched with %s "
+                     "by architecture, layers and experts only (run qmoe score again to record them)", path, m->dir);
+    return st;
+}
 
 /* The sections of root (a mapping) into s and c->outlier_w; canon maps the
  * model's canonical names to its tensors. */
-static qm_status read_sections(qm_cstate *c, const qm_ynode *root, const qm_strmap *canon)
+static qm_status read_sections(qm_cstate *c, const qm_ynode *root, const qm_strmap *canon, seen *sn)
 {
     qm_cscores *s = &c->sc;
+    const qm_model *md = c->model;
     const char *path = s->path;
     long long L = s->layers, E = s->experts;
     qm_status st = QM_OK;
     int version = 0;
-    for (size_t j = 0; j < root->n; j++) {
+    for (size_t j = 0; j < root->n && st == QM_OK; j++) {
         const char *key = root->pair[j].key->text;
         const qm_ynode *v = root->pair[j].val;
+        int section = strcmp(key, "frequency") == 0 || strcmp(key, "importance") == 0 || strcmp(key, "outlier") == 0;
+        if (section && v->kind != QM_YMAP)
+            return BAD_AT(v, "%s: expected a mapping", key);
         if (strcmp(key, "qmoe_scores") == 0) {
             long long x;
             if (!qm_yin_int(v, &x) || x != 1)
                 return BAD("%s: qmoe_scores: unsupported version (this qmoe reads 1)", path);
             version = 1;
-        } else if (strcmp(key, "frequency") == 0 && v->kind == QM_YMAP) {
+        } else if (strcmp(key, "model") == 0) {
+            sn->model = v;
+            st = read_model(c, v);
+        } else if (strcmp(key, "calibration") == 0) {
+            if (v->kind != QM_YMAP)
+                return BAD_AT(v, "%s: expected a mapping", key);
+        } else if (strcmp(key, "frequency") == 0) {
             s->has_freq = 1;
             for (size_t q = 0; q < v->n; q++) {
                 const qm_ynode *row = v->pair[q].val;
                 long long l;
                 if (!qm_yin_int(v->pair[q].key, &l) || l < 0 || l >= L || row->kind != QM_YSEQ)
-                    return BAD("%s: frequency: expected LAYER: [counts] with LAYER in 0..%lld", path, L - 1);
+                    return BAD_AT(v->pair[q].key, "frequency: expected LAYER: [counts] with LAYER in 0..%lld", L - 1);
+                if (!md->is_moe[l])
+                    return BAD_AT(v->pair[q].key, "frequency: layer %lld is not an MoE layer", l);
                 long long n = (long long)row->n;
                 if (n != E)
-                    return BAD("%s: frequency: layer %lld has %lld counts; the model has %lld experts", path, l, n, E);
+                    return BAD_AT(row, "frequency: layer %lld has %lld counts; the model has %lld experts", l, n, E);
                 double sum = 0, *r = &s->freq[(size_t)l * (size_t)E];
                 for (long long e = 0; e < n; e++) {
-                    if (!qm_yin_real(row->item[e], &r[e]) || r[e] < 0)
-                        return BAD("%s: frequency: layer %lld: expert %lld: count '%.40s' is not a number >= 0", path,
-                                   l, e, qm_yin_str(row->item[e]) ? qm_yin_str(row->item[e]) : "(not a scalar)");
+                    if (!qm_yin_real(row->item[e], &r[e]) || !isfinite(r[e]) || r[e] < 0)
+                        return BAD_AT(row->item[e], "frequency: layer %lld: the count of expert %lld is '%.40s', not a "
+                                      "finite number >= 0", l, e, qm_yin_str(row->item[e]) ? qm_yin_str(row->item[e]) : "?");
                     sum += r[e];
                 }
                 for (long long e = 0; e < n; e++)
                     r[e] = sum > 0 ? r[e] / sum : 0;
+                sn->freq[l] = 1;
             }
-        } else if (strcmp(key, "importance") == 0 && v->kind == QM_YMAP) {
+        } else if (strcmp(key, "importance") == 0) {
             s->has_imp = 1;
             for (size_t q = 0; q < v->n; q++) {
                 const qm_ynode *m = v->pair[q].val;
                 long long l;
                 if (!qm_yin_int(v->pair[q].key, &l) || l < 0 || l >= L || m->kind != QM_YMAP)
-                    return BAD("%s: importance: expected LAYER: {ffn: COS, residual: COS} with LAYER in 0..%lld",
-                               path, L - 1);
+                    return BAD_AT(v->pair[q].key, "importance: expected LAYER: {ffn: COS, residual: COS} with LAYER "
+                                  "in 0..%lld", L - 1);
+                if (!md->is_moe[l])
+                    return BAD_AT(v->pair[q].key, "importance: layer %lld is not an MoE layer", l);
                 for (size_t r = 0; r < m->n; r++) {
                     double cos;
-                    if (!qm_yin_real(m->pair[r].val, &cos))
-                        return BAD("%s: importance: layer %lld: a value is not a number", path, l);
-                    if (strcmp(m->pair[r].key->text, "ffn") == 0)
-                        s->imp_ffn[l] = 1 - cos;
-                    else if (strcmp(m->pair[r].key->text, "residual") == 0)
-                        s->imp_residual[l] = 1 - cos;
+                    const char *k = m->pair[r].key->text;
+                    int ffn = strcmp(k, "ffn") == 0;
+                    if (!ffn && strcmp(k, "residual") != 0)
+                        return BAD_AT(m->pair[r].key, "importance: layer %lld: unknown key '%s' (ffn or residual)", l, k);
+                    /* a mean cosine similarity */
+                    if (!qm_yin_real(m->pair[r].val, &cos) || !(cos >= -1 && cos <= 1))
+                        return BAD_AT(m->pair[r].val, "importance: layer %lld: %s is '%s', not a cosine in [-1, 1]",
+                                      l, k, qm_yin_str(m->pair[r].val) ? qm_yin_str(m->pair[r].val) : "?");
+                    (ffn ? s->imp_ffn : s->imp_residual)[l] = 1 - cos;
+                    (ffn ? sn->ffn : sn->res)[l] = 1;
                 }
             }
-        } else if (strcmp(key, "outlier") == 0 && v->kind == QM_YMAP) {
+        } else if (strcmp(key, "outlier") == 0) {
             s->has_outlier = v->n > 0;
             for (size_t q = 0; q < v->n; q++) {
                 double sc;
                 size_t i;
-                if (!qm_yin_real(v->pair[q].val, &sc))
-                    return BAD("%s: outlier: expected CANONICAL-NAME: SCORE", path);
-                if (qm_strmap_get(canon, v->pair[q].key->text, &i))
-                    c->outlier_w[i] = sc; /* names the model lacks are ignored */
+                const char *name = v->pair[q].key->text;
+                if (!qm_strmap_get(canon, name, &i) || !qm_parts[md->t[i].part].linear || md->t[i].ndim != 2)
+                    return BAD_AT(v->pair[q].key, "outlier: '%s' is not a linear of %s", name, md->dir);
+                /* max |w| over mean |w| of a column: 0 (all zero) or 1 .. rows */
+                if (!qm_yin_real(v->pair[q].val, &sc) || !(sc >= 0 && sc <= (double)md->t[i].shape[0]))
+                    return BAD_AT(v->pair[q].val, "outlier: '%s' is '%s', not a score in [0, %llu]", name,
+                                  qm_yin_str(v->pair[q].val) ? qm_yin_str(v->pair[q].val) : "?",
+                                  (unsigned long long)md->t[i].shape[0]);
+                c->outlier_w[i] = sc;
+                sn->outlier[i] = 1;
             }
+        } else {
+            return BAD_AT(root->pair[j].key, "unknown key '%s' (qmoe_scores, model, calibration, frequency, "
+                          "importance, outlier)", key);
         }
     }
-    if (!version)
+    if (st == QM_OK && !version)
         BAD("%s: not a scores file: no key qmoe_scores", path);
+    return st;
+}
+
+/* A file that names its model has every section whole (a file cut short
+ * loses some: the first missing piece is the error). */
+static qm_status complete(qm_cstate *c, const seen *sn)
+{
+    const qm_model *m = c->model;
+    const char *path = c->sc.path;
+    qm_status st = QM_OK;
+    if (!sn->model || m->n_moe == 0)
+        return QM_OK;
+    for (long long l = 0; l < m->cfg.layers && st == QM_OK; l++)
+        if (m->is_moe[l] && !(sn->freq[l] && sn->ffn[l] && sn->res[l]))
+            BAD("%s: MoE layer %lld has no %s scores; the file is incomplete (cut short?)", path, l,
+                !sn->freq[l] ? "frequency" : !sn->ffn[l] ? "importance ffn" : "importance residual");
+    for (size_t i = 0; i < m->n && st == QM_OK; i++)
+        if (qm_parts[m->t[i].part].linear && m->t[i].ndim == 2 && !m->t[i].bits && !sn->outlier[i])
+            BAD("%s: no outlier score for '%s'; the file is incomplete (cut short?)", path, m->t[i].canon);
     return st;
 }
 
@@ -124,8 +232,18 @@ qm_status qm_c_scores_read(qm_cstate *c, const char *path)
         st = qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
     for (size_t i = 0; st == QM_OK && i < c->model->n; i++)
         qm_strmap_put(&canon, c->model->t[i].canon, i, NULL);
+    size_t L1 = (size_t)L + 1;
+    seen sn = {calloc(L1, 1), calloc(L1, 1), calloc(L1, 1), calloc(c->model->n + 1, 1), NULL};
+    if (st == QM_OK && (!sn.freq || !sn.ffn || !sn.res || !sn.outlier))
+        st = qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
     if (st == QM_OK)
-        st = read_sections(c, root, &canon);
+        st = read_sections(c, root, &canon, &sn);
+    if (st == QM_OK)
+        st = complete(c, &sn);
+    free(sn.freq);
+    free(sn.ffn);
+    free(sn.res);
+    free(sn.outlier);
     qm_strmap_free(&canon);
     qm_arena_free(&doc);
     return st;

@@ -527,3 +527,18 @@ void qm_model_count(const qm_model *m, uint64_t params[QM_GROUP_COUNT], uint64_t
         *bytes += bytes_of(t->st) + bytes_of(t->qzeros) + bytes_of(t->scales) + bytes_of(t->g_idx);
     }
 }
+
+void qm_model_tensors_sha256(const qm_model *m, char out[65])
+{
+    qm_sha256 h;
+    qm_sha256_init(&h);
+    for (size_t i = 0; i < m->n; i++) {
+        const qm_tensor *t = &m->t[i];
+        char line[96];
+        int n = snprintf(line, sizeof line, "\t%s %d %llu %llu\n", qm_dtype_name(t->st->dtype), t->bits,
+                         (unsigned long long)t->shape[0], (unsigned long long)(t->ndim == 2 ? t->shape[1] : 0));
+        qm_sha256_update(&h, t->st->name, strlen(t->st->name));
+        qm_sha256_update(&h, line, (size_t)n);
+    }
+    qm_sha256_hex(&h, out);
+}

@@ -216,6 +216,10 @@ qm_status qm_model_check_output(const qm_model *m, const char *opt, const char *
 
 /* Parameters per group and bytes at the stored dtypes, over m->t. */
 void qm_model_count(const qm_model *m, uint64_t params[QM_GROUP_COUNT], uint64_t *bytes);
+/* sha256 (hex) of the model's tensor set: each tensor's checkpoint name,
+ * dtype and logical shape, in checkpoint order.  What a scores file records
+ * so that it is read only with the model it was made from. */
+void qm_model_tensors_sha256(const qm_model *m, char out[65]);
 
 /* Read config.json at `path` for architecture detection and sizes only. */
 qm_status qm_config_read(const char *path, const qm_arch **arch, qm_config *c, qm_diag *d);

@@ -138,6 +138,7 @@ typedef struct scores_out {
     const qm_scores *s;
     const qm_model *m;
     const char *calib_path;
+    char config[65], tensors[65]; /* the model's identity (compiler/scores.c checks it) */
 } scores_out;
 
 static qm_status put_scores(const void *ctx, FILE *f, qm_diag *d)
@@ -156,6 +157,8 @@ static qm_status put_scores(const void *ctx, FILE *f, qm_diag *d)
     qm_yaml_kstr(y, "architecture", m->arch->name);
     qm_yaml_kint(y, "layers", m->cfg.layers);
     qm_yaml_kint(y, "experts", m->cfg.experts);
+    qm_yaml_kstr(y, "config_sha256", o->config);
+    qm_yaml_kstr(y, "tensors_sha256", o->tensors);
     qm_yaml_close(y);
     qm_yaml_str(y, "calibration");
     qm_yaml_map(y);
@@ -202,5 +205,8 @@ static qm_status put_scores(const void *ctx, FILE *f, qm_diag *d)
 qm_status qm_scores_write(const qm_scores *s, const qm_model *m, const char *calib_path,
                           const char *path, qm_diag *d)
 {
-    return qm_afile_write(path, put_scores, &(scores_out){s, m, calib_path}, 1, d);
+    scores_out o = {s, m, calib_path, "", ""};
+    qm_status st = qm_sha256_file(m->config_path, o.config, d);
+    qm_model_tensors_sha256(m, o.tensors);
+    return st == QM_OK ? qm_afile_write(path, put_scores, &o, 1, d) : st;
 }
