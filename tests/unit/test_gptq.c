@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,6 +59,70 @@ static float *copy(const float *x, size_t n)
     float *c = malloc(n * sizeof *c);
     memcpy(c, x, n * sizeof *c);
     return c;
+}
+
+/* Issue #13: H is the same bytes on 1, 2 and 3 OpenBLAS threads (OpenBLAS's
+ * threaded ssyrk was not), and close to X^T X in double precision; 300
+ * columns make full and partial tiles. */
+static void test_hessian_thread_count(void)
+{
+    int n = 257, in = 300, threads = openblas_get_num_threads();
+    float *X = malloc((size_t)n * in * sizeof *X), *H[3];
+    for (size_t i = 0; i < (size_t)n * in; i++)
+        X[i] = gauss();
+    for (int t = 0; t < 3; t++) {
+        H[t] = calloc((size_t)in * in, sizeof *H[t]);
+        openblas_set_num_threads(t + 1);
+        qm_hessian_add(H[t], X, n, in);
+        qm_hessian_add(H[t], X, n, in); /* accumulates */
+        qm_hessian_finish(H[t], in, 2 * n);
+    }
+    openblas_set_num_threads(threads);
+    CU_ASSERT_EQUAL(memcmp(H[0], H[1], (size_t)in * in * sizeof *H[0]), 0);
+    CU_ASSERT_EQUAL(memcmp(H[0], H[2], (size_t)in * in * sizeof *H[0]), 0);
+    double worst = 0;
+    for (int i = 0; i < in; i += 7)
+        for (int j = i; j < in; j += 5) {
+            double ref = 0;
+            for (int k = 0; k < n; k++)
+                ref += (double)X[(size_t)k * in + i] * X[(size_t)k * in + j];
+            ref *= 2.0 / n; /* finished over 2n rows, each twice */
+            double e = fabs(ref - H[0][(size_t)i * in + j]);
+            worst = e > worst ? e : worst;
+            CU_ASSERT_EQUAL(H[0][(size_t)j * in + i], H[0][(size_t)i * in + j]); /* mirrored */
+        }
+    CU_ASSERT(worst < 1e-4); /* float sums of 257 products of unit gaussians */
+    for (int t = 0; t < 3; t++)
+        free(H[t]);
+    free(X);
+}
+
+/* Issue #13: a non-finite Hessian or weight is an error, never codes. */
+static void test_nonfinite(void)
+{
+    int out = 32, in = 64;
+    float *W, *X, *H;
+    problem(out, in, 128, &W, &X, &H);
+    qm_qspec s = qm_qspec_default();
+    s.bits = 4;
+    qm_qresult r;
+    qm_diag *d = qm_diag_new();
+    float *Hc = copy(H, (size_t)in * in);
+    Hc[3 * in + 5] = NAN;
+    CU_ASSERT_EQUAL(qm_gptq(W, out, in, Hc, &s, &r, d), QM_EINVAL);
+    TU_ASSERT_DIAG(d, "the Hessian (64 x 64) is nan at [3, 5]");
+    free(Hc);
+    qm_diag_free(d);
+    d = qm_diag_new();
+    W[2 * in + 9] = INFINITY;
+    Hc = copy(H, (size_t)in * in);
+    CU_ASSERT_EQUAL(qm_gptq(W, out, in, Hc, &s, &r, d), QM_EINVAL);
+    TU_ASSERT_DIAG(d, "the quantized weight is");
+    free(Hc);
+    qm_diag_free(d);
+    free(W);
+    free(X);
+    free(H);
 }
 
 static void test_blocked_matches_reference(void)
@@ -359,6 +424,8 @@ int main(void)
         return 1;
     CU_pSuite s = CU_add_suite("gptq", NULL, NULL);
     CU_add_test(s, "the quantizer grid", test_grid);
+    CU_add_test(s, "Hessians are the same bytes on any thread count", test_hessian_thread_count);
+    CU_add_test(s, "a non-finite Hessian or weight is an error", test_nonfinite);
     CU_add_test(s, "blocked GPTQ matches the column-by-column reference", test_blocked_matches_reference);
     CU_add_test(s, "GPTQ beats round-to-nearest; 8 bits nearly lossless", test_beats_round_to_nearest);
     CU_add_test(s, "dead columns", test_dead_columns);
