@@ -24,7 +24,7 @@
 #define SIMD_CLONES
 #endif
 
-/* exp(x) for finite x: x = n ln2 + r, |r| <= ln2/2; exp(r) by Cephes' expf
+/* exp(x) for finite x (NaN for NaN): x = n ln2 + r, |r| <= ln2/2; exp(r) by Cephes' expf
  * polynomial, 2^n put into the exponent bits.  Clamped to [-87, 88], where
  * 2^n stays a normal float; relative error about 2 ulp against expf. */
 static inline float fexp(float x)
@@ -40,7 +40,10 @@ static inline float fexp(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) * (1 << 23);
+    /* a NaN x (from an overflow upstream) must not reach the conversion,
+     * which would be undefined; p is NaN then, so the result stays NaN and
+     * the layer's check reports it */
+    int32_t bits = ((int32_t)(n == n ? n : 0.0f) + 127) * (1 << 23);
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;

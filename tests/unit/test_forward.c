@@ -138,29 +138,9 @@ static void moe_case(const qm_arch *arch, int renorm, int shared, int sigmoid)
     }
     CU_ASSERT_DOUBLE_EQUAL(x[0], y[0], 1e-5);
     CU_ASSERT_DOUBLE_EQUAL(x[1], y[1], 1e-5);
-    qm_diag_free(d);
-}
-
-/* Issue #13: a hidden state that overflows is an error naming the layer,
- * not a NaN carried on to every later layer and metric. */
-static void test_nonfinite_hidden(void)
-{
-    qm_config c = {.vocab = 4, .hidden = 2, .layers = 1, .heads = 1, .kv_heads = 1, .head_dim = 2,
-                   .experts = 3, .top_k = 2, .expert_ff = 1, .moe_freq = 1, .sparse_step = 1,
-                   .rope_theta = 10000, .rms_eps = 1e-6};
-    unsigned char is_moe = 1;
-    qm_model m = {.arch = &qm_arch_mixtral, .cfg = c, .is_moe = &is_moe};
-    qm_lin g[3], u[3], dn[3];
-    for (int e = 0; e < 3; e++) {
-        g[e] = lin(W_gate[e], 1, 2);
-        u[e] = lin(W_up[e], 1, 2);
-        dn[e] = lin(W_down[e], 2, 1);
-    }
-    qm_layer_w w = {.layer = 0, .moe = 1, .attn_norm = ones, .ffn_norm = ones,
-                    .q = lin(zeros, 2, 2), .k = lin(zeros, 2, 2), .v = lin(zeros, 2, 2), .o = lin(zeros, 2, 2),
-                    .router = lin(W_router, 3, 2), .gate = g, .up = u, .down = dn};
-    float x[2] = {INFINITY, 4}; /* what an overflowing earlier layer hands on */
-    qm_diag *d = qm_diag_new();
+    /* issue #13: a hidden state that overflowed (in an earlier layer, say)
+     * is an error naming the layer, not a NaN carried on to every metric */
+    x[0] = INFINITY;
     CU_ASSERT_EQUAL(qm_forward_layer(&m, &w, x, 1, 1, NULL, NULL, d), QM_EINVAL);
     TU_ASSERT_DIAG(d, "layer 0: the hidden state is");
     qm_diag_free(d);
@@ -280,7 +260,6 @@ int main(void)
         return 1;
     CU_pSuite s = CU_add_suite("golden logits", NULL, NULL);
     CU_add_test(s, "tiny-mixtral", test_golden_mixtral);
-    CU_add_test(s, "a non-finite hidden state is an error", test_nonfinite_hidden);
     CU_add_test(s, "tiny-deepseek", test_golden_deepseek);
     s = CU_add_suite("MoE block", NULL, NULL);
     CU_add_test(s, "top-k renormalised (Qwen3-MoE)", test_moe_renormalised);
