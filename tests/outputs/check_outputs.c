@@ -46,6 +46,7 @@ static const char *const plan[] = {
 
 static const char *const scores[] = {
     "qmoe_scores int", "model map", "model.architecture str", "model.layers int", "model.experts int",
+    "model.config_sha256 str", "model.tensors_sha256 str",
     "calibration map", "calibration.file str", "calibration.tokens int", "calibration.ctx int",
     "frequency map", "frequency.* seq", "frequency.*[] num", "importance map", "importance.* map",
     "importance.*.ffn num", "importance.*.residual num", "outlier map", "outlier.* num", NULL};
