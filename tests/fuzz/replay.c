@@ -1,8 +1,11 @@
-/* replay.c: run every committed fuzz input through the policy fuzz target,
- * so that `make check` catches a regression on any input that once crashed.
+/* replay.c: run every committed fuzz input through a fuzz target, so that
+ * `make check` catches a regression on any input that once crashed.  One
+ * driver serves every target: it is linked with one fuzz_NAME.c, and
+ * QM_FUZZ_DIRS (a compile-time list of strings, relative to $QM_SRCDIR)
+ * names that target's committed inputs.
  *
- *   replay [DIR]...   (default: the policy corpus and the golden cases under
- *                      $QM_SRCDIR)
+ *   replay [DIR]...   (default: QM_FUZZ_DIRS; without it, the policy corpus
+ *                      and the golden cases)
  *
  * The target aborts on a failed property; exits non-zero when a directory
  * cannot be read or holds no input.
@@ -74,8 +77,10 @@ static int replay_dir(const char *dir)
 
 int main(int argc, char **argv)
 {
-    static const char *const dflt[] = {"tests/fuzz/corpus/policy", "tests/lang/ok", "tests/lang/err",
-                                       "tests/lang/err/lib"};
+#ifndef QM_FUZZ_DIRS
+#define QM_FUZZ_DIRS "tests/fuzz/corpus/policy", "tests/lang/ok", "tests/lang/err", "tests/lang/err/lib"
+#endif
+    static const char *const dflt[] = {QM_FUZZ_DIRS};
     const char *src = getenv("QM_SRCDIR");
     int total = 0, failed = 0;
     int ndirs = argc > 1 ? argc - 1 : (int)(sizeof dflt / sizeof *dflt);
