@@ -169,8 +169,9 @@ static qm_status end(loader *l)
 {
     open_node o = l->open[--l->depth];
     qm_ynode *n = o.node;
-    const qm_ynode **kids = l->kids + o.first;
     size_t count = l->nkids - o.first;
+    /* kids is still NULL when no collection so far had a child ("[[]]") */
+    const qm_ynode **kids = count ? l->kids + o.first : NULL;
     qm_status st = QM_OK;
     l->nkids = o.first;
     if (n->kind == QM_YSEQ) {
