@@ -43,8 +43,12 @@ qm_status qm_json_int(const char *path, json_t *o, const char *key, int required
         *v = dflt;
         return QM_OK;
     }
-    if (json_is_real(j) && json_real_value(j) == (double)(long long)json_real_value(j))
-        *v = (long long)json_real_value(j); /* 1e4 written as a float is still an integer */
+    double r = json_is_real(j) ? json_real_value(j) : 0;
+    /* a double outside long long's range has no conversion (undefined behaviour) */
+    if (json_is_real(j) && !(r >= -0x1p63 && r < 0x1p63))
+        return qm_diag_fail(d, QM_EINVAL, "%s: field '%s' is %g, outside [%lld, %lld]", path, key, r, lo, hi);
+    if (json_is_real(j) && r == (double)(long long)r)
+        *v = (long long)r; /* 1e4 written as a float is still an integer */
     else if (json_is_integer(j))
         *v = json_integer_value(j);
     else
