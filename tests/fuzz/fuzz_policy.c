@@ -10,7 +10,7 @@
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -D_GNU_SOURCE -std=c11 \
  *       -I. -I$SRC -DQM_DATADIR='"/nonexistent"' -o fuzz_policy \
  *       $SRC/tests/fuzz/fuzz_policy.c $SRC/lang/{ast,diag,check,import,fmt}.c \
- *       lang/parser.c lang/lexer.c $SRC/base/{diag,arena,buf}.c
+ *       lang/parser.c lang/lexer.c $SRC/base/{diag,arena,buf,widths,family,sys}.c -lpthread
  *   ./fuzz_policy -max_total_time=300 corpus/ $SRC/tests/fuzz/corpus/policy
  */
 #include "config.h"
