@@ -33,7 +33,7 @@ moe_layers[-2..].experts.down: 3bit
 moe_layers[4..].experts[random 10% per layer seed 42]: +1bit
 lm_head: 8bit group none
 POLICY
-"$qmoe" compile "$dir/policy.qmoe" --model "$dir" -o "$dir/plan.yaml"  # warm the page cache
+"$qmoe" compile "$dir/policy.qmoe" --model "$dir" -o "$work/plan.yaml"  # warm the page cache
 runs=11
 # ms of each of $runs runs of `qmoe compile ARGS...`, sorted
 measure() {
@@ -50,9 +50,9 @@ report() { # label, sorted times on stdin
     awk -v label="$1" -v n=$runs '{ t[NR] = $1 } END {
         printf "  %-34s best %4d ms  median %4d ms  (goal 100 ms: %.2fx)\n", label, t[1], t[int((n + 1) / 2)], t[int((n + 1) / 2)] / 100 }'
 }
-avg=$(awk '/^  average_bits:/ {print $2}' "$dir/plan.yaml")
+avg=$(awk '/^  average_bits:/ {print $2}' "$work/plan.yaml")
 echo "qmoe compile: $tensors tensors, average $avg bits, $runs runs each"
 measure > "$dir/t-stdout"
 report "plan to stdout (/dev/null)" < "$dir/t-stdout"
-measure -o "$dir/plan.yaml" > "$dir/t-file"
+measure -o "$work/plan.yaml" > "$dir/t-file"
 report "plan to a file (-o)" < "$dir/t-file"

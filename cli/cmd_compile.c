@@ -106,19 +106,16 @@ void qm_cli_compile_args_free(qm_cli_compile_argv *a)
     a->o.dirs = NULL;
 }
 
-/* -o PLAN against the inputs: the policy, the model (opened for its file
- * names alone: headers, no weights), the scores.  Imports are found while
- * compiling; they are not checked. */
-static qm_status check_output(const qm_cli_compile_argv *a, qm_diag *d)
+/* -o PLAN against the inputs: the policy, the model the plan was compiled
+ * against (its directory, config and shards; compiling writes nothing, so
+ * checking after it still comes before any write, and the model is not
+ * opened twice), the scores.  Imports are found while compiling; they are
+ * not checked. */
+static qm_status check_output(const qm_cli_compile_argv *a, const qm_plan *p, qm_diag *d)
 {
-    qm_model *m;
-    qm_status st = qm_model_open(a->o.model, &m, d);
-    if (st != QM_OK)
-        return st;
-    st = qm_model_check_output(m, "-o", a->output, 0,
-                               (const qm_path_input[]){{a->o.policy, "the policy"}, {a->o.scores, "the scores"}}, 2, d);
-    qm_model_close(m);
-    return st;
+    return qm_model_check_output(qm_compiled_model(p), "-o", a->output, 0,
+                                 (const qm_path_input[]){{a->o.policy, "the policy"}, {a->o.scores, "the scores"}}, 2,
+                                 d);
 }
 
 static int run(int argc, char **argv)
@@ -134,9 +131,9 @@ static int run(int argc, char **argv)
         return QM_EXIT_FAIL;
     }
     qm_plan *p = NULL;
-    qm_status st = a.output ? check_output(&a, d) : QM_OK;
-    if (st == QM_OK)
-        st = qm_compile(&a.o, &p, d);
+    qm_status st = qm_compile(&a.o, &p, d);
+    if (st == QM_OK && a.output)
+        st = check_output(&a, p, d);
     if (st == QM_OK) {
         if (strcmp(a.format, "table") == 0) {
             table(p, stdout);

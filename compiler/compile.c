@@ -395,6 +395,13 @@ static void plan_range(void *ctx, size_t i, size_t end, int worker)
     }
 }
 
+static void close_model(void *m);
+
+const qm_model *qm_compiled_model(const qm_plan *p)
+{
+    return p && p->owner_free == close_model ? p->owner : NULL;
+}
+
 static void close_model(void *m)
 {
     qm_model_close(m);

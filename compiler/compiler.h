@@ -15,6 +15,7 @@
 #include <stdio.h>
 
 #include "base/base.h"
+#include "model/model.h"
 #include "model/plan.h"
 
 /* What to compile.  Strings are borrowed for the call. */
@@ -34,6 +35,10 @@ typedef struct qm_compile_opts {
  * about a place in the policy carry it as their location
  * (qm_diag_location()). */
 qm_status qm_compile(const qm_compile_opts *o, qm_plan **out, qm_diag *d);
+
+/* The model a plan from qm_compile() was compiled against, which the plan
+ * keeps open (its names are borrowed from it); NULL for any other plan. */
+const qm_model *qm_compiled_model(const qm_plan *p);
 
 /* Compile as qm_compile() does, then write to f, for each weight the
  * selector text `selector` names (a selector of qmoe-policy(5), e.g.
