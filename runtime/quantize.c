@@ -6,7 +6,6 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,13 +13,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "model/plan.h"
+#include "model/tokens.h"
 #include "runtime/forward.h"
 #include "runtime/gptq.h"
-#include "model/json.h"
-#include "model/plan.h"
 #include "runtime/quantize.h"
 #include "runtime/qwriter.h"
-#include "model/tokens.h"
 
 enum { MAX_WRITERS = 2 }; /* gptq, fake-quant */
 
