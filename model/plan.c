@@ -212,6 +212,39 @@ static qm_status read_budget(reader *r, const qm_ynode *summary, qm_plan_summary
     return QM_OK;
 }
 
+/* Each checkpoint name and each module once: a tensor listed twice would be
+ * quantized twice, or by whichever entry a consumer happens to find first. */
+static qm_status unique(reader *r, const qm_ynode *ts, const qm_plan *p)
+{
+    qm_strmap names, modules;
+    qm_status st = qm_strmap_init(&names, p->n);
+    if (st == QM_OK && (st = qm_strmap_init(&modules, p->n)) != QM_OK)
+        qm_strmap_free(&names);
+    if (st != QM_OK)
+        return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
+    for (size_t i = 0; i < p->n && st == QM_OK; i++) {
+        size_t first;
+        const char *key = "name", *val = p->t[i].name;
+        qm_status put = qm_strmap_put(&names, val, i, &first);
+        if (put == QM_OK) {
+            key = "module";
+            val = p->t[i].module;
+            put = qm_strmap_put(&modules, val, i, &first);
+        }
+        if (put == QM_EINVAL) {
+            char where[64], detail[1200];
+            snprintf(where, sizeof where, "tensors[%zu]", i);
+            snprintf(detail, sizeof detail, "repeats the %s '%.1000s' of tensors[%zu]", key, val, first);
+            st = bad(r, ts->item[i], where, detail);
+        } else if (put != QM_OK) {
+            st = qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
+        }
+    }
+    qm_strmap_free(&names);
+    qm_strmap_free(&modules);
+    return st;
+}
+
 static qm_status read_plan(reader *r, const qm_ynode *root, qm_plan *p)
 {
     long long v;
@@ -250,6 +283,8 @@ static qm_status read_plan(reader *r, const qm_ynode *root, qm_plan *p)
         st = read_tensor(r, ts->item[i], i, &p->t[i]);
         p->n++;
     }
+    if (st == QM_OK)
+        st = unique(r, ts, p);
     if (st == QM_OK)
         qm_plan_summarize(p);
     if (st == QM_OK)

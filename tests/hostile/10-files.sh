@@ -121,4 +121,12 @@ sed '0,/bits: 4,/s//bits: 4, bits: 2,/' "$F/plan.yaml" > "$F/plan-dup.yaml"
 expect 1 "$QMOE" quantize -q --plan "$F/plan-dup.yaml" --model "$F/m" --calib "$F/calib.txt" $fq -o "$F/qd"
 has "$err" "bits"
 [ ! -e "$F/qd/config.json" ] && ok || bad "a plan with a duplicate key was executed"
+# the plan reader refuses a tensor listed twice (it would be quantized twice)
+dupline=$(grep -n -m1 '^- {name: .*bits: 4,' "$F/plan.yaml")
+n=$(head -n "${dupline%%:*}" "$F/plan.yaml" | grep -c '^- {name:')
+name=$(echo "$dupline" | sed 's/^[0-9]*:- {name: \([^,]*\),.*/\1/')
+sed "${dupline%%:*}p" "$F/plan.yaml" > "$F/plan-twice.yaml"
+expect 1 "$QMOE" quantize -q --plan "$F/plan-twice.yaml" --model "$F/m" --calib "$F/calib.txt" $fq -o "$F/qt"
+has "$err" "plan-twice.yaml:$((${dupline%%:*} + 1)):3: tensors[$n] repeats the name '$name' of tensors[$((n - 1))]"
+[ ! -e "$F/qt" ] && ok || bad "a plan listing a tensor twice was executed"
 untouched "the whole fragment"
