@@ -5,12 +5,12 @@
  */
 #include "config.h"
 
-#include <jansson.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/tasks.h"
 #include "runtime/eval.h"
 
 /* log-sum-exp of n logits */
@@ -235,35 +235,21 @@ void qm_task_results_free(qm_task_result *r, size_t n)
     free(r);
 }
 
-/* Tokens of a JSON string (byte models) or of an id array. */
-static int tokens_of(json_t *j, const qm_net *net, int *out, int cap, int *nbytes)
+/* Token ids of a piece into out (room for QM_TASK_MAX_IDS); the count, or
+ * -1 when it does not fit, -2 for text on a model without a byte tokenizer. */
+static int piece_tokens(const qm_task_piece *p, const qm_net *net, int *out)
 {
-    int n = 0;
-    *nbytes = 0;
-    if (json_is_string(j)) {
-        const char *s = json_string_value(j);
-        size_t len = json_string_length(j);
-        if (!net->m->cfg.byte_tokenizer)
-            return -2;
-        for (size_t i = 0; i < len && n < cap; i++)
-            out[n++] = (unsigned char)s[i];
-        *nbytes = (int)len;
-        return len > (size_t)cap ? -1 : n;
+    if (p->len > QM_TASK_MAX_IDS)
+        return -1;
+    if (p->ids) {
+        memcpy(out, p->ids, p->len * sizeof *out);
+        return (int)p->len;
     }
-    if (!json_is_array(j))
-        return -3;
-    size_t i;
-    json_t *v;
-    json_array_foreach(j, i, v)
-    {
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= net->m->cfg.vocab)
-            return -3;
-        if (n == cap)
-            return -1;
-        out[n++] = (int)json_integer_value(v);
-    }
-    *nbytes = n;
-    return n;
+    if (!net->m->cfg.byte_tokenizer)
+        return -2;
+    for (size_t i = 0; i < p->len; i++)
+        out[i] = (unsigned char)p->text[i];
+    return (int)p->len;
 }
 
 /* Summed log-likelihood of choice tokens ch (nc) after context cx (nx),
@@ -316,85 +302,57 @@ qm_status qm_eval_tasks(const qm_net *net, const char *path, int ctx, qm_task_re
 {
     *out = NULL;
     *n_out = 0;
-    char *text;
-    size_t len;
-    qm_status st = qm_read_file(path, &text, &len, d);
+    qm_tasks tasks;
+    qm_status st = qm_tasks_read(path, net->m->cfg.vocab, &tasks, d);
     if (st != QM_OK)
         return st;
-    int V = (int)net->m->cfg.vocab, cap = 1 << 16;
-    int *cx = malloc((size_t)cap * sizeof *cx), *ch = malloc((size_t)cap * sizeof *ch);
+    int V = (int)net->m->cfg.vocab;
+    int *cx = malloc(QM_TASK_MAX_IDS * sizeof *cx), *ch = malloc(QM_TASK_MAX_IDS * sizeof *ch);
     int *buf = malloc(((size_t)ctx + 1) * sizeof *buf);
     float *lg = malloc((size_t)ctx * V * sizeof *lg);
     double *hits = NULL, *hits_norm = NULL;
     qm_task_result *res = NULL;
     size_t nres = 0;
-    const char *stem = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     if (!cx || !ch || !buf || !lg)
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    int line = 0;
-    for (char *p = text, *nl; st == QM_OK && p < text + len; p = nl + 1) {
-        nl = strchr(p, '\n');
-        if (!nl)
-            nl = text + len;
-        *nl = '\0';
-        line++;
-        if (strspn(p, " \t\r") == strlen(p))
-            continue;
-        json_error_t err;
-        json_t *item = json_loads(p, JSON_REJECT_DUPLICATES, &err);
-        json_t *choices = json_object_get(item, "choices");
-        json_t *gold = json_object_get(item, "gold");
-        const char *name = json_string_value(json_object_get(item, "task"));
-        if (!item) {
-            st = qm_diag_fail(d, QM_EFORMAT, "%s:%d: invalid JSON: %s", path, line, err.text);
-        } else if (!json_is_array(choices) || json_array_size(choices) < 2 || !json_is_integer(gold) ||
-                   json_integer_value(gold) < 0 || (size_t)json_integer_value(gold) >= json_array_size(choices)) {
-            st = qm_diag_fail(d, QM_EFORMAT, "%s:%d: need 'context', 'choices' (2 or more) and 'gold' (an index "
-                                             "into choices)", path, line);
-        } else {
-            int nb, nx = tokens_of(json_object_get(item, "context"), net, cx, cap, &nb);
-            double best = -INFINITY, best_norm = -INFINITY;
-            size_t arg = 0, arg_norm = 0, i;
-            json_t *c;
-            json_array_foreach(choices, i, c)
-            {
-                int nc = tokens_of(c, net, ch, cap, &nb);
-                double ll = 0;
-                if (nx < 0 || nc <= 0) {
-                    st = qm_diag_fail(d, QM_EFORMAT, "%s:%d: %s", path, line,
-                                      nx == -2 || nc == -2 ? "text needs a byte-level model; give token id arrays"
-                                      : nx == -1 || nc == -1 ? "too many tokens"
-                                                             : "context and choices must be strings or arrays of token ids");
-                    break;
-                }
-                if (nx == 0) {
-                    st = qm_diag_fail(d, QM_EFORMAT, "%s:%d: empty context", path, line);
-                    break;
-                }
-                if ((st = choice_loglik(net, cx, nx, ch, nc, ctx, buf, lg, &ll, d)) != QM_OK)
-                    break;
-                if (ll > best) {
-                    best = ll;
-                    arg = i;
-                }
-                if (ll / nb > best_norm) {
-                    best_norm = ll / nb;
-                    arg_norm = i;
-                }
+    for (size_t k = 0; st == QM_OK && k < tasks.n; k++) {
+        const qm_task_item *it = &tasks.items[k];
+        int nx = piece_tokens(&it->context, net, cx);
+        double best = -INFINITY, best_norm = -INFINITY;
+        int arg = 0, arg_norm = 0;
+        for (int i = 0; st == QM_OK && i < it->n_choices; i++) {
+            int nc = piece_tokens(&it->choices[i], net, ch);
+            double ll = 0;
+            if (nx < 0 || nc < 0) {
+                st = qm_diag_fail(d, QM_EFORMAT, "%s:%d: %s", path, it->line,
+                                  nx == -2 || nc == -2 ? "text needs a byte-level model; give token id arrays"
+                                                       : "too many tokens");
+                break;
             }
-            if (st == QM_OK) {
-                qm_task_result *t = task_slot(&res, &nres, name ? name : stem, &hits, &hits_norm);
-                if (!t) {
-                    st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
-                } else {
-                    size_t k = (size_t)(t - res);
-                    t->n++;
-                    hits[k] += arg == (size_t)json_integer_value(gold);
-                    hits_norm[k] += arg_norm == (size_t)json_integer_value(gold);
-                }
+            if ((st = choice_loglik(net, cx, nx, ch, nc, ctx, buf, lg, &ll, d)) != QM_OK)
+                break;
+            /* acc_norm divides by the choice's bytes; ids stand for themselves */
+            double nb = (double)it->choices[i].len;
+            if (ll > best) {
+                best = ll;
+                arg = i;
+            }
+            if (ll / nb > best_norm) {
+                best_norm = ll / nb;
+                arg_norm = i;
             }
         }
-        json_decref(item);
+        if (st == QM_OK) {
+            qm_task_result *t = task_slot(&res, &nres, it->task, &hits, &hits_norm);
+            if (!t) {
+                st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+            } else {
+                size_t g = (size_t)(t - res);
+                t->n++;
+                hits[g] += arg == it->gold;
+                hits_norm[g] += arg_norm == it->gold;
+            }
+        }
     }
     for (size_t k = 0; st == QM_OK && k < nres; k++) {
         double n = (double)res[k].n;
@@ -404,9 +362,7 @@ qm_status qm_eval_tasks(const qm_net *net, const char *path, int ctx, qm_task_re
         res[k].acc_se = n > 1 ? sqrt(res[k].acc * (1 - res[k].acc) / (n - 1)) : 0;
         res[k].acc_norm_se = n > 1 ? sqrt(res[k].acc_norm * (1 - res[k].acc_norm) / (n - 1)) : 0;
     }
-    if (st == QM_OK && nres == 0)
-        st = qm_diag_fail(d, QM_EFORMAT, "%s: no task items", path);
-    free(text);
+    qm_tasks_free(&tasks);
     free(cx);
     free(ch);
     free(buf);

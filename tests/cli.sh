@@ -84,6 +84,12 @@ has "$out" "acc: 1.0000"
 has "$out" "\"n\": 3"   # quoted: a plain n reads as false in YAML 1.1
 echo '{"context": "x", "choices": ["a"], "gold": 0}' > "$tmp/badtask.jsonl"
 expect 1 "$QMOE" eval "$ds" --tasks "$tmp/badtask.jsonl"; has "$err" "badtask.jsonl:1: need 'context', 'choices' (2 or more)"
+printf '\n{"context": [1], "choices": [[2], [256]], "gold": 0}\n' > "$tmp/badtask.jsonl"
+expect 1 "$QMOE" eval "$ds" --tasks "$tmp/badtask.jsonl"; has "$err" "badtask.jsonl:2: token id 256 is not in [0, 256)"
+echo '{"context": "x", "choices": ["a", ""], "gold": 0, "task": "t"}' > "$tmp/badtask.jsonl"
+expect 1 "$QMOE" eval "$ds" --tasks "$tmp/badtask.jsonl"; has "$err" "badtask.jsonl:1: choice 1 is empty"
+echo '{"context": "x", "choices": ["a", "b"], "gold": 0, "task": ["t"]}' > "$tmp/badtask.jsonl"
+expect 1 "$QMOE" eval "$ds" --tasks "$tmp/badtask.jsonl"; has "$err" "badtask.jsonl:1: 'task' must be a string"
 
 # score: frequency counts add up to tokens x top-k per layer
 expect 0 "$QMOE" score "$ds" --calib "$QM_SRCDIR/examples/data/wikitext2-valid.txt" --max-tokens 2048 -o "$tmp/scores.yaml"
