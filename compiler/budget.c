@@ -122,13 +122,15 @@ qm_status qm_c_budget(qm_cstate *c, int s, double *achieved)
         u[nu++] = b;
         j = e;
     }
+    qm_status ret = c->outlier_st;
+    if (ret != QM_OK)
+        goto out;
     int low = 9, high = 0;
     for (size_t j = 0; j < nu; j++)
         if (u[j].bits > 0) {
             low = u[j].bits < low ? u[j].bits : low;
             high = u[j].bits > high ? u[j].bits : high;
         }
-    qm_status ret = QM_OK;
     if (low == 9) {
         ret = qm_source_diag(c->d, QM_SEV_ERROR, st->src, st->span,
                              "budget: the model has no quantized routed experts to move");

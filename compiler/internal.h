@@ -50,6 +50,7 @@ typedef struct qm_cstate {
     int record;            /* fill hits (for explain) */
     double *outlier_w;     /* (model->n) outlier scores computed from weights */
     unsigned char *outlier_done; /* (model->n) */
+    qm_status outlier_st;  /* sticky: the first failure computing one (its diagnostic is in d) */
     size_t *rank;          /* (model->n) tie rank: layer, expert, canonical name */
     int has_budget;        /* the policy has a budget; qm_c_run() met it */
     double budget_target, budget_achieved; /* bits, as in the plan's summary */

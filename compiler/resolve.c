@@ -183,6 +183,9 @@ static qm_status pick_linears(qm_cstate *c, const qm_source *src, const qm_index
         for (size_t i = 0; i < m->n; i++)
             if (mask[i] && qm_parts[m->t[i].part].linear)
                 unit_add(&u, u.s == QM_SCORER_NONE ? 0 : qm_c_outlier(c, i), m->t[i].layer, c->rank[i], i);
+        st = c->outlier_st;
+    }
+    if (st == QM_OK) {
         pick_units(ix, &u);
         memset(mask, 0, m->n);
         for (size_t j = 0; j < u.n; j++)

@@ -269,20 +269,28 @@ double qm_c_importance(const qm_cstate *c, qm_scorer s, int layer)
 
 /* From the file when it has an outlier section (a linear it lacks has no
  * score), else from the weights, once per tensor.  Computing reads every
- * weight the selection ranks: on a full checkpoint that is its size in I/O. */
+ * weight the selection ranks: on a full checkpoint that is its size in I/O.
+ * A weight that is infinite or NaN has no score to rank by: the failure is
+ * diagnosed once, kept in c->outlier_st for the caller, and NAN returned. */
 double qm_c_outlier(qm_cstate *c, size_t i)
 {
     const qm_tensor *t = &c->model->t[i];
     if (c->sc.has_outlier || c->outlier_done[i]) /* a file's outlier section is complete */
         return c->outlier_w[i];
     c->outlier_done[i] = 1;
-    if (t->bits || t->ndim != 2 || !t->st->data)
+    if (t->bits || t->ndim != 2 || !t->st->data || c->outlier_st != QM_OK)
         return NAN;
     float *w = malloc((size_t)t->numel * sizeof *w);
-    if (!w)
+    if (!w) {
+        c->outlier_st = qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
         return NAN;
-    if (qm_to_f32(t->st->dtype, t->st->data, w, (size_t)t->numel) == 0)
+    }
+    const qm_st_file *f = c->model->ckpt->files[t->file];
+    qm_status st = qm_st_to_f32(f->path, t->st, w, c->d);
+    if (st == QM_OK)
         c->outlier_w[i] = qm_outlier_score(w, (int)t->shape[0], (int)t->shape[1]);
+    else if (st != QM_EUNSUPPORTED) /* weights of other types have no outlier score */
+        c->outlier_st = st;
     free(w);
     return c->outlier_w[i];
 }

@@ -31,6 +31,15 @@ lacks "$out" "nan"
 expect 1 "$QMOE" bench "$nd/inf" --policies "$QM_SRCDIR/stdlib/paper/uniform-4bit.qmoe" --calib "$calib" \
     --eval "$text" $small --eval-tokens 2048 -q -o "$nd/b-inf"
 has "$err" "$where"
+# compile ranks by outlier scores computed from the weights when no scores
+# file has them: an infinite weight has none, and must not be ranked last
+printf 'default: 2bit;\nbudget 2.5 bits by outlier;\n' > "$nd/budget.qmoe"
+for pol in "$QM_SRCDIR/stdlib/paper/outlier-top25.qmoe" "$nd/budget.qmoe"; do
+    expect 1 "$QMOE" compile "$pol" --model "$nd/inf" -o "$nd/p-inf.yaml"
+    has "$err" "$where"
+    [ ! -e "$nd/p-inf.yaml" ] && ok || bad "compile of $pol wrote a plan from an infinite weight"
+done
+expect 0 "$QMOE" compile "$nd/budget.qmoe" --model "$model" -o "$nd/p-budget.yaml"
 
 # ---- item 3: scores checked against the model, complete, finite, in range
 s="$nd/s.yaml"
