@@ -39,6 +39,8 @@ typedef struct seen {
     unsigned char *freq, *ffn, *res; /* (layers) */
     unsigned char *outlier;          /* (model->n) */
     const qm_ynode *model;           /* the model section, or NULL */
+    double *fsum;                    /* (layers) each frequency row's sum of counts */
+    long long tokens;                /* calibration: tokens, -1 when not given */
 } seen;
 
 /* model: {architecture, layers, experts, config_sha256, tensors_sha256}
@@ -111,6 +113,9 @@ static qm_status read_sections(qm_cstate *c, const qm_ynode *root, const qm_strm
         } else if (strcmp(key, "calibration") == 0) {
             if (v->kind != QM_YMAP)
                 return BAD_AT(v, "%s: expected a mapping", key);
+            const qm_ynode *t = qm_yin_get(v, "tokens");
+            if (t && (!qm_yin_int(t, &sn->tokens) || sn->tokens < 0))
+                return BAD_AT(t, "calibration: tokens is '%.40s', not a count", qm_yin_str(t) ? qm_yin_str(t) : "?");
         } else if (strcmp(key, "frequency") == 0) {
             s->has_freq = 1;
             for (size_t q = 0; q < v->n; q++) {
@@ -133,6 +138,7 @@ static qm_status read_sections(qm_cstate *c, const qm_ynode *root, const qm_strm
                 for (long long e = 0; e < n; e++)
                     r[e] = sum > 0 ? r[e] / sum : 0;
                 sn->freq[l] = 1;
+                sn->fsum[l] = sum;
             }
         } else if (strcmp(key, "importance") == 0) {
             s->has_imp = 1;
@@ -185,7 +191,8 @@ static qm_status read_sections(qm_cstate *c, const qm_ynode *root, const qm_strm
 }
 
 /* A file that names its model has every section whole (a file cut short
- * loses some: the first missing piece is the error). */
+ * loses some: the first missing piece is the error), and each MoE layer's
+ * counts are its calibration tokens' top-k choices, no more, no fewer. */
 static qm_status complete(qm_cstate *c, const seen *sn)
 {
     const qm_model *m = c->model;
@@ -197,6 +204,11 @@ static qm_status complete(qm_cstate *c, const seen *sn)
         if (m->is_moe[l] && !(sn->freq[l] && sn->ffn[l] && sn->res[l]))
             BAD("%s: MoE layer %lld has no %s scores; the file is incomplete (cut short?)", path, l,
                 !sn->freq[l] ? "frequency" : !sn->ffn[l] ? "importance ffn" : "importance residual");
+    double choices = (double)sn->tokens * (double)m->cfg.top_k;
+    for (long long l = 0; l < m->cfg.layers && st == QM_OK && sn->tokens >= 0; l++)
+        if (m->is_moe[l] && sn->fsum[l] != choices)
+            BAD("%s: frequency: the counts of layer %lld add up to %.0f, but %lld calibration tokens routed to "
+                "top-%lld make %.0f", path, l, sn->fsum[l], sn->tokens, m->cfg.top_k, choices);
     for (size_t i = 0; i < m->n && st == QM_OK; i++)
         if (qm_parts[m->t[i].part].linear && m->t[i].ndim == 2 && !m->t[i].bits && !sn->outlier[i])
             BAD("%s: no outlier score for '%s'; the file is incomplete (cut short?)", path, m->t[i].canon);
@@ -233,8 +245,9 @@ qm_status qm_c_scores_read(qm_cstate *c, const char *path)
     for (size_t i = 0; st == QM_OK && i < c->model->n; i++)
         qm_strmap_put(&canon, c->model->t[i].canon, i, NULL);
     size_t L1 = (size_t)L + 1;
-    seen sn = {calloc(L1, 1), calloc(L1, 1), calloc(L1, 1), calloc(c->model->n + 1, 1), NULL};
-    if (st == QM_OK && (!sn.freq || !sn.ffn || !sn.res || !sn.outlier))
+    seen sn = {calloc(L1, 1), calloc(L1, 1), calloc(L1, 1), calloc(c->model->n + 1, 1), NULL,
+               calloc(L1, sizeof *sn.fsum), -1};
+    if (st == QM_OK && (!sn.freq || !sn.ffn || !sn.res || !sn.outlier || !sn.fsum))
         st = qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
     if (st == QM_OK)
         st = read_sections(c, root, &canon, &sn);
@@ -244,6 +257,7 @@ qm_status qm_c_scores_read(qm_cstate *c, const char *path)
     free(sn.ffn);
     free(sn.res);
     free(sn.outlier);
+    free(sn.fsum);
     qm_strmap_free(&canon);
     qm_arena_free(&doc);
     return st;

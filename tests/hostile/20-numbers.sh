@@ -66,6 +66,8 @@ scores_bad count '/^frequency:/,/^importance:/s/^  2: \[[0-9]*/  2: [-1/' "frequ
 scores_bad inf '/^outlier:/,$s/^\(  layers\[0\]\.attn\.q\): .*/\1: .inf/' "outlier: 'layers[0].attn.q' is '.inf'"
 scores_bad module '$a\
   layers[1].experts[99].gate: 3' "outlier: 'layers[1].experts[99].gate' is not a linear"
+scores_bad tokens 's/^  tokens: 2048$/  tokens: 2000/' \
+    "frequency: the counts of layer 1 add up to 8192, but 2000 calibration tokens routed to top-4 make 8000"
 scores_bad arch 's/^  architecture: .*/  architecture: MixtralForCausalLM/' "made for architecture 'MixtralForCausalLM'"
 scores_bad config 's/^  config_sha256: ./  config_sha256: 0/' "config_sha256: the scores were made for another model"
 # the message is located: line and column of the bad value
