@@ -272,6 +272,10 @@ qm_status qm_open_input(const char *path, int *fd, struct stat *sb, qm_diag *d);
 int qm_open_regular(const char *path, struct stat *sb, const char **why);
 /* The same as a stdio stream in *f (caller fcloses; NULL on failure). */
 qm_status qm_fopen_input(const char *path, FILE **f, qm_diag *d);
+/* A stream on the regular file at path without a message, for files whose
+ * absence is no error (state a command left in its own output directory):
+ * caller fcloses; NULL with errno set and *why the text to print. */
+FILE *qm_fopen_regular(const char *path, const char **why);
 /* Map size bytes of fd (opened for path) read-only; an empty file maps to
  * an empty string.  Release with qm_unmap_file(). */
 qm_status qm_map_fd(int fd, const char *path, size_t size, const char **data, qm_diag *d);

@@ -106,6 +106,20 @@ qm_status qm_open_input(const char *path, int *fd, struct stat *sb, qm_diag *d)
                         "%s: %s", path, why);
 }
 
+FILE *qm_fopen_regular(const char *path, const char **why)
+{
+    struct stat sb;
+    int fd = qm_open_regular(path, &sb, why), e;
+    FILE *f = fd < 0 ? NULL : fdopen(fd, "rb");
+    if (fd >= 0 && !f) {
+        e = errno;
+        *why = strerror(e);
+        close(fd);
+        errno = e;
+    }
+    return f;
+}
+
 qm_status qm_fopen_input(const char *path, FILE **f, qm_diag *d)
 {
     struct stat sb;

@@ -207,11 +207,12 @@ static qm_status read_row(reader *rd, const qm_ynode *root, qm_matrix_row *r)
 qm_status qm_matrix_row_read(const char *path, qm_matrix_row *r, qm_diag *d)
 {
     memset(r, 0, sizeof *r);
-    FILE *f = fopen(path, "rb"); /* opened here: a record not there is no error, only a run to make */
+    const char *why;
+    FILE *f = qm_fopen_regular(path, &why); /* opened here: a record not there is no error, only a run to make */
     if (!f) {
         if (errno == ENOENT)
             return QM_ENOTFOUND;
-        return qm_diag_fail(d, QM_EIO, "%s: %s", path, strerror(errno));
+        return qm_diag_fail(d, QM_EIO, "%s: %s", path, why);
     }
     reader rd = {path, d};
     qm_arena doc = {0};

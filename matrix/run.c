@@ -81,7 +81,8 @@ static qm_status key_write(const char *path, const char *key, qm_diag *d)
 static int key_matches(const char *path, const char *key)
 {
     char buf[80] = {0};
-    FILE *f = fopen(path, "rb");
+    const char *why;
+    FILE *f = qm_fopen_regular(path, &why);
     if (!f)
         return 0;
     int ok = fgets(buf, sizeof buf, f) && strncmp(buf, key, 64) == 0 && buf[64] == '\n';

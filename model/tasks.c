@@ -54,7 +54,7 @@ static const char *item(qm_arena *a, const char *line, size_t len, long long voc
     json_t *choices = json_object_get(o, "choices"), *gold = json_object_get(o, "gold");
     json_t *task = json_object_get(o, "task");
     if (!o) {
-        snprintf(why, whylen, "invalid JSON: %s", err.text);
+        snprintf(why, whylen, "invalid JSON: %.120s", err.text);
         bad = why;
     } else if (!json_is_array(choices) || json_array_size(choices) < 2 || !json_is_integer(gold) ||
                json_integer_value(gold) < 0 || (size_t)json_integer_value(gold) >= json_array_size(choices)) {

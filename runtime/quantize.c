@@ -400,7 +400,8 @@ static char *quant_state_path(const run *r, const char *file) { return qm_strfmt
 static int read_state(const run *r, state *s)
 {
     char *p = quant_state_path(r, "state");
-    FILE *f = p ? fopen(p, "r") : NULL;
+    const char *why;
+    FILE *f = p ? qm_fopen_regular(p, &why) : NULL;
     free(p);
     if (!f)
         return 0;
@@ -439,7 +440,8 @@ static qm_status save_blob(const run *r, const char *file, const void *data, siz
 static qm_status load_blob(const run *r, const char *file, void *data, size_t n)
 {
     char *p = quant_state_path(r, file);
-    FILE *f = p ? fopen(p, "rb") : NULL;
+    const char *why;
+    FILE *f = p ? qm_fopen_regular(p, &why) : NULL;
     qm_status st = QM_OK;
     if (!f || fread(data, 1, n, f) != n || fgetc(f) != EOF)
         st = qm_diag_fail(r->d, QM_EFORMAT, "%s: missing or of the wrong size; remove %s/.qmoe-state to start over",

@@ -40,6 +40,15 @@ has "$err" "fifo: is a FIFO"
 mkdir "$b/mfifo" && cp "$model/config.json" "$b/mfifo/" && mkfifo "$b/mfifo/model.safetensors"
 quick 1 10 "$QMOE" inspect "$b/mfifo"
 has "$err" "model.safetensors: is a FIFO, not a regular file"
+# state qmoe keeps in its own output directory is opened the same way: a
+# FIFO left there is no state (a fresh start), never a wait for a writer
+mkdir -p "$b/qs/.qmoe-state" && mkfifo "$b/qs/.qmoe-state/state"
+quick 0 120 "$QMOE" quantize -q --plan "$b/plan.yaml" --model "$model" --calib "$calib" --ctx 64 --samples 2 \
+    -o "$b/qs"
+[ -f "$b/qs/config.json" ] && ok || bad "quantize over a FIFO as its state wrote no model"
+mkdir -p "$b/bs/runs/uniform-4bit" && mkfifo "$b/bs/runs/uniform-4bit/key"
+quick 0 120 "$QMOE" bench "$model" --policies "$policy" --calib "$calib" --eval "$text" --ctx 64 --samples 2 \
+    --eval-tokens 512 -q -o "$b/bs"
 # a directory as calib: the errno text, not "read error" (item 10)
 quick 1 10 "$QMOE" score "$model" --calib "$b" -o "$tmp/bounds-dir-calib.yaml"
 has "$err" "bounds: is a directory, not a regular file"
