@@ -474,18 +474,26 @@ void qm_model_close(qm_model *m)
 qm_status qm_model_check_output(const qm_model *m, const char *opt, const char *out, int out_is_dir,
                                 const qm_path_input *more, size_t n_more, qm_diag *d)
 {
-    size_t k = 2 + m->ckpt->n_files;
+    /* the shard index too, which may be a link to a file elsewhere (an
+     * input that does not exist is skipped by the check) */
+    size_t k = 3 + m->ckpt->n_files;
     qm_path_input *in = calloc(k + n_more, sizeof *in);
-    if (!in)
+    char *index = qm_strfmt("%s/model.safetensors.index.json", m->dir);
+    if (!in || !index) {
+        free(in);
+        free(index);
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
     in[0] = (qm_path_input){m->dir, "the model directory"};
     in[1] = (qm_path_input){m->config_path, "the model's config"};
+    in[2] = (qm_path_input){index, "the model's shard index"};
     for (size_t i = 0; i < m->ckpt->n_files; i++)
-        in[2 + i] = (qm_path_input){m->ckpt->files[i]->path, "a checkpoint shard of the model"};
+        in[3 + i] = (qm_path_input){m->ckpt->files[i]->path, "a checkpoint shard of the model"};
     if (n_more)
         memcpy(in + k, more, n_more * sizeof *more);
     qm_status st = qm_path_check_output(opt, out, out_is_dir, in, k + n_more, d);
     free(in);
+    free(index);
     return st;
 }
 
