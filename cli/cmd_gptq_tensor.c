@@ -21,6 +21,8 @@ static qm_status read_matrix(const char *path, const char *name, float **m, int 
     const qm_st_tensor *t = qm_st_find(f, name);
     if (!t || t->ndim != 2 || t->shape[0] > (1u << 30) || t->shape[1] > (1u << 30)) {
         st = qm_diag_fail(d, QM_EFORMAT, "%s: needs a 2-D tensor named '%s'", path, name);
+    } else if ((st = qm_st_check_live(f, t, d)) != QM_OK) {
+        /* the file changed since it was opened: reading would die of SIGBUS */
     } else if (!(*m = malloc((size_t)t->numel * sizeof **m))) {
         st = qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", path);
     } else if ((st = qm_st_to_f32(path, t, *m, d)) != QM_OK) {

@@ -300,7 +300,9 @@ double qm_c_outlier(qm_cstate *c, size_t i)
         return NAN;
     }
     const qm_st_file *f = c->model->ckpt->files[t->file];
-    qm_status st = qm_st_to_f32(f->path, t->st, w, c->d);
+    qm_status st = qm_st_check_live(f, t->st, c->d);
+    if (st == QM_OK)
+        st = qm_st_to_f32(f->path, t->st, w, c->d);
     if (st == QM_OK)
         c->outlier_w[i] = qm_outlier_score(w, (int)t->shape[0], (int)t->shape[1]);
     else if (st != QM_EUNSUPPORTED) /* weights of other types have no outlier score */
