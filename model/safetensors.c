@@ -317,6 +317,8 @@ static qm_status check_layout(qm_st_file *f, qm_diag *d)
     const qm_st_tensor *prev = NULL;
     for (size_t i = 0; i < f->n; i++) {
         const qm_st_tensor *t = &f->t[i];
+        if (t->begin < pos && strcmp(t->name, prev->name) == 0) /* the same entry twice */
+            return qm_diag_fail(d, QM_EFORMAT, "%s: header: duplicate tensor name '%s'", f->path, t->name);
         if (t->begin < pos)
             return qm_diag_fail(d, QM_EFORMAT,
                                 "%s: tensor '%s': data_offsets [%llu, %llu] overlap tensor '%s' [%llu, %llu]",
