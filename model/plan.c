@@ -43,6 +43,43 @@ uint64_t qm_plan_tensor_bytes(const qm_plan_tensor *t)
     return in * out * b / 8 + groups * out * b / 8 + 2 * groups * out + 4 * in;
 }
 
+qm_scheme qm_plan_scheme(const qm_plan_tensor *t)
+{
+    return (qm_scheme){t->bits, t->group, t->sym, t->act_order};
+}
+
+int qm_scheme_same(qm_scheme a, qm_scheme b)
+{
+    return a.bits == b.bits && (!a.bits || (a.group == b.group && a.sym == b.sym && a.act_order == b.act_order));
+}
+
+qm_scheme qm_plan_base_scheme(const qm_plan *p)
+{
+    enum { MAX_SEEN = 64 }; /* widths x group sizes x sym x act-order in one plan: far fewer */
+    qm_scheme seen[MAX_SEEN], base = {4, 128, 1, 0};
+    size_t count[MAX_SEEN], n = 0, best = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        if (!p->t[i].bits)
+            continue;
+        qm_scheme s = qm_plan_scheme(&p->t[i]);
+        size_t k = 0;
+        while (k < n && !qm_scheme_same(seen[k], s))
+            k++;
+        if (k == n && n < MAX_SEEN) {
+            seen[n] = s;
+            count[n++] = 0;
+        }
+        if (k < n)
+            count[k]++;
+    }
+    for (size_t k = 0; k < n; k++)
+        if (count[k] > best) {
+            best = count[k];
+            base = seen[k];
+        }
+    return base;
+}
+
 void qm_plan_summarize(qm_plan *p)
 {
     qm_plan_summary *s = &p->summary;

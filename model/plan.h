@@ -72,6 +72,17 @@ void qm_plan_summarize(qm_plan *p);
 /* The group size of a weight with `in` input columns when no rule sets one:
  * 128 where it divides them, else one group per row (0). */
 int qm_plan_default_group(uint64_t in);
+/* How one tensor is quantized, as an engine reading the checkpoint must
+ * take it: bits 0 (kept) makes the other fields irrelevant. */
+typedef struct qm_scheme {
+    int bits, group, sym, act_order;
+} qm_scheme;
+qm_scheme qm_plan_scheme(const qm_plan_tensor *t);
+int qm_scheme_same(qm_scheme a, qm_scheme b);
+/* The scheme most quantized tensors of p share (the first seen among as
+ * many), which a GPTQ checkpoint states as its base; {4, 128, sym} when
+ * nothing is quantized. */
+qm_scheme qm_plan_base_scheme(const qm_plan *p);
 /* Stored bytes of one tensor under the plan (packed GPTQ tensors when quantized). */
 uint64_t qm_plan_tensor_bytes(const qm_plan_tensor *t);
 /* Write the plan as YAML to `f` (byte-identical for identical plans). */

@@ -90,18 +90,7 @@ static char *vllm_module(const char *prefix)
     return NULL;
 }
 
-typedef struct setting {
-    int bits, group, sym, act_order; /* bits 0: left unquantized */
-    size_t count;
-} setting;
-
-static int same_setting(const setting *a, const setting *b)
-{
-    return a->bits == b->bits && (!a->bits || (a->group == b->group && a->sym == b->sym &&
-                                                a->act_order == b->act_order));
-}
-
-static json_t *setting_json(const setting *s, double damp, int with_meta)
+static json_t *setting_json(const qm_scheme *s, double damp, int with_meta)
 {
     json_t *j = json_pack("{s:i, s:i, s:b, s:b}", "bits", s->bits, "group_size", s->group ? s->group : -1,
                           "desc_act", s->act_order, "sym", s->sym);
@@ -117,7 +106,7 @@ static json_t *setting_json(const setting *s, double damp, int with_meta)
 
 /* Add the rule for module `name` with setting s to dyn: "-:" when it is
  * left unquantized, "+:" with its settings otherwise. */
-static void add_rule(json_t *dyn, const char *name, const setting *s)
+static void add_rule(json_t *dyn, const char *name, const qm_scheme *s)
 {
     char *re = module_regex(name), *key = re ? qm_strfmt("%s:%s", s->bits ? "+" : "-", re) : NULL;
     if (key)
@@ -134,25 +123,7 @@ static void add_rule(json_t *dyn, const char *name, const setting *s)
  * transformers/optimum skip a linear such as the router. */
 static json_t *quant_config(const qwriter_job *j)
 {
-    setting seen[64];
-    size_t n = 0;
-    for (size_t i = 0; i < j->plan->n; i++) {
-        const qm_plan_tensor *t = &j->plan->t[i];
-        if (!t->bits)
-            continue;
-        setting s = {t->bits, t->group, t->sym, t->act_order, 0};
-        size_t k = 0;
-        while (k < n && !same_setting(&seen[k], &s))
-            k++;
-        if (k == n && n < 64)
-            seen[n++] = s;
-        if (k < n)
-            seen[k].count++;
-    }
-    setting base = {4, 128, 1, 0, 0};
-    for (size_t k = 0; k < n; k++)
-        if (seen[k].count > base.count)
-            base = seen[k];
+    qm_scheme base = qm_plan_base_scheme(j->plan);
     json_t *q = setting_json(&base, j->damp, 1), *dyn = json_object(), *blocks = json_array();
     json_t *fused = json_object(); /* vLLM name -> [bits, group, sym, act_order], null when parts differ */
     int lm_head = 0;
@@ -161,9 +132,9 @@ static json_t *quant_config(const qwriter_job *j)
         const qm_plan_tensor *pt = j->by_tensor[i];
         if (!qm_parts[t->part].linear || !pt)
             continue;
-        setting s = {pt->bits, pt->group, pt->sym, pt->act_order, 0};
+        qm_scheme s = qm_plan_scheme(pt);
         char *pre = shards_module(t->st->name), *vm = pre ? vllm_module(pre) : NULL;
-        if (pre && !same_setting(&s, &base))
+        if (pre && !qm_scheme_same(s, base))
             add_rule(dyn, pre, &s);
         if (vm) {
             json_t *v = json_pack("[i, i, b, b]", s.bits, s.bits ? s.group : 0, s.bits && s.sym,
@@ -189,9 +160,9 @@ static json_t *quant_config(const qwriter_job *j)
     json_object_foreach(fused, vm, v) {
         if (json_is_null(v))
             continue; /* parts at different settings: vLLM cannot load this module */
-        setting s = {(int)json_integer_value(json_array_get(v, 0)), (int)json_integer_value(json_array_get(v, 1)),
-                     json_is_true(json_array_get(v, 2)), json_is_true(json_array_get(v, 3)), 0};
-        if (!same_setting(&s, &base))
+        qm_scheme s = {(int)json_integer_value(json_array_get(v, 0)), (int)json_integer_value(json_array_get(v, 1)),
+                     json_is_true(json_array_get(v, 2)), json_is_true(json_array_get(v, 3))};
+        if (!qm_scheme_same(s, base))
             add_rule(dyn, vm, &s);
     }
     json_decref(fused);
