@@ -51,7 +51,7 @@ typedef struct qm_buf qm_buf;
  * and an underline).  A sink copies what a location points to. */
 typedef struct qm_diag_loc {
     const char *file;    /* NULL: no location */
-    size_t line, col;    /* line 0: the whole file */
+    size_t line, col;    /* line 0: the whole file; col 0: the whole line */
     const char *excerpt; /* or NULL */
 } qm_diag_loc;
 

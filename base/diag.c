@@ -193,8 +193,10 @@ static void shape_of(const entry *e, const char *prog, shape *s)
     };
     s->head = e->loc.file ? e->loc.file : prog;
     s->linecol[0] = '\0';
-    if (e->loc.file && e->loc.line)
+    if (e->loc.file && e->loc.line && e->loc.col)
         snprintf(s->linecol, sizeof s->linecol, ":%zu:%zu", e->loc.line, e->loc.col);
+    else if (e->loc.file && e->loc.line)
+        snprintf(s->linecol, sizeof s->linecol, ":%zu", e->loc.line);
     s->sev = sev_names[e->sev];
     s->text = e->text;
     s->sep = e->loc.excerpt ? "\n" : "";

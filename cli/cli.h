@@ -51,6 +51,8 @@ typedef struct qm_cli_compile_argv {
     const char *output;     /* -o PLAN (compile only); NULL for stdout */
     const char *format;     /* --format (compile only): "yaml" or "table" */
     char **args;            /* the positional arguments after POLICY */
+    const char **engines;   /* --engine NAME values (compile only), n_engines of them; owned */
+    size_t n_engines;
 } qm_cli_compile_argv;
 
 /* Parse `cmd`'s options (cmd is qm_cmd_compile or qm_cmd_explain; only

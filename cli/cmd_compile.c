@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "compiler/compiler.h"
+#include "model/engine.h"
 
 static void table(const qm_plan *p, FILE *f)
 {
@@ -46,18 +47,20 @@ static void table(const qm_plan *p, FILE *f)
 
 int qm_cli_compile_args(const qm_cmd *cmd, int argc, char **argv, int n_args, qm_cli_compile_argv *a)
 {
-    /* --strict, --format and -o are compile's alone: explain's table starts after them. */
+    /* --strict, --format, -o and --engine are compile's alone: explain's table starts after them. */
     static const struct option opts[] = {
         {"strict", no_argument, NULL, 'S'},      {"format", required_argument, NULL, 'f'},
-        {"output", required_argument, NULL, 'o'}, {"model", required_argument, NULL, 'm'},
+        {"output", required_argument, NULL, 'o'}, {"engine", required_argument, NULL, 'E'},
+        {"model", required_argument, NULL, 'm'},
         {"scores", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int full = cmd == &qm_cmd_compile;
     memset(a, 0, sizeof *a);
     a->format = "yaml";
-    /* Every -I value is an argument, so argc bounds their number. */
-    if (!(a->dirs = calloc((size_t)argc, sizeof *a->dirs))) {
+    /* Every -I or --engine value is an argument, so argc bounds their number. */
+    if (!(a->dirs = calloc((size_t)argc, sizeof *a->dirs)) || !(a->engines = calloc((size_t)argc, sizeof *a->engines))) {
+        qm_cli_compile_args_free(a);
         fputs("qmoe: out of memory\n", stderr);
         return QM_EXIT_FAIL;
     }
@@ -65,7 +68,7 @@ int qm_cli_compile_args(const qm_cmd *cmd, int argc, char **argv, int n_args, qm
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, full ? "hI:o:" : "hI:", full ? opts : opts + 3, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, full ? "hI:o:" : "hI:", full ? opts : opts + 4, NULL)) != -1) {
         switch (c) {
         case 'I': a->dirs[a->o.n_dirs++] = optarg; break;
         case 'm': a->o.model = optarg; break;
@@ -73,6 +76,7 @@ int qm_cli_compile_args(const qm_cmd *cmd, int argc, char **argv, int n_args, qm
         case 'S': a->o.strict = 1; break;
         case 'f': a->format = optarg; break;
         case 'o': a->output = optarg; break;
+        case 'E': a->engines[a->n_engines++] = optarg; break;
         case 'h':
             qm_cli_compile_args_free(a);
             printf("usage: qmoe %s\n\n%s", cmd->synopsis, cmd->help);
@@ -94,6 +98,15 @@ int qm_cli_compile_args(const qm_cmd *cmd, int argc, char **argv, int n_args, qm
         qm_cli_compile_args_free(a);
         return qm_cli_usage(cmd, "--format '%s': expected yaml or table", a->format);
     }
+    for (size_t k = 0; k < a->n_engines; k++)
+        if (!qm_engine_find(a->engines[k])) {
+            qm_buf names = {0};
+            qm_engine_list(&names);
+            int rc = qm_cli_usage(cmd, "--engine '%s': expected one of %s", a->engines[k], names.s ? names.s : "");
+            free(names.s);
+            qm_cli_compile_args_free(a);
+            return rc;
+        }
     a->o.policy = argv[optind];
     a->args = argv + optind + 1;
     return -1;
@@ -102,7 +115,9 @@ int qm_cli_compile_args(const qm_cmd *cmd, int argc, char **argv, int n_args, qm
 void qm_cli_compile_args_free(qm_cli_compile_argv *a)
 {
     free(a->dirs);
+    free(a->engines);
     a->dirs = NULL;
+    a->engines = NULL;
     a->o.dirs = NULL;
 }
 
@@ -118,6 +133,43 @@ static qm_status check_output(const qm_cli_compile_argv *a, const qm_plan *p, qm
                                  d);
 }
 
+/* Each --engine against the plan (diagnostics in d), or with none named
+ * and a table to print, every engine quietly; verdicts in v (qm_n_engines),
+ * each engine at its place in qm_engines, NULL where not checked. */
+static qm_status check_engines(const qm_cli_compile_argv *a, const qm_plan *p, qm_engine_verdict **v, qm_diag *d)
+{
+    int table = strcmp(a->format, "table") == 0;
+    const qm_model *m = qm_compiled_model(p);
+    const qm_plan_tensor **by = calloc(p->n + 1, sizeof *by);
+    qm_status st = by ? QM_OK : qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    for (size_t i = 0; st == QM_OK && i < p->n; i++)
+        by[i] = &p->t[i]; /* a compiled plan lists the model's tensors in its order */
+    for (size_t k = 0; st == QM_OK && k < qm_n_engines; k++) {
+        int named = 0;
+        for (size_t j = 0; j < a->n_engines; j++)
+            named |= strcmp(a->engines[j], qm_engines[k]->name) == 0;
+        if ((named || (table && !a->n_engines)) && !(v[k] = calloc(1, sizeof *v[k])))
+            st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+        if (v[k])
+            st = qm_engine_check(qm_engines[k], m, p, by, a->o.strict, v[k], named ? d : NULL);
+    }
+    free(by);
+    if (st == QM_OK && qm_diag_errors(d))
+        st = QM_EINVAL; /* an engine would refuse (--strict) or misread it: no plan */
+    return st;
+}
+
+static void engine_table(qm_engine_verdict *const *v, FILE *f)
+{
+    fprintf(f, "\n%-13s %-9s %s\n", "engine", "servable", "first reason");
+    for (size_t k = 0; k < qm_n_engines; k++)
+        if (v[k])
+            fprintf(f, "%-13s %-9s %s%s%s\n", qm_engines[k]->name,
+                    v[k]->wrong ? "wrongly" : v[k]->refuses ? "no" : "yes", v[k]->why,
+                    strcmp(qm_engines[k]->format, "gptq") ? v[k]->why[0] ? "; as " : "as " : "",
+                    strcmp(qm_engines[k]->format, "gptq") ? qm_engines[k]->format : "");
+}
+
 static int run(int argc, char **argv)
 {
     qm_cli_compile_argv a;
@@ -131,12 +183,16 @@ static int run(int argc, char **argv)
         return QM_EXIT_FAIL;
     }
     qm_plan *p = NULL;
-    qm_status st = qm_compile(&a.o, &p, d);
+    qm_engine_verdict **v = calloc(qm_n_engines, sizeof *v); /* (qm_n_engines), freed below */
+    qm_status st = v ? qm_compile(&a.o, &p, d) : qm_diag_fail(d, QM_ENOMEM, "out of memory");
     if (st == QM_OK && a.output)
         st = check_output(&a, p, d);
+    if (st == QM_OK)
+        st = check_engines(&a, p, v, d);
     if (st == QM_OK) {
         if (strcmp(a.format, "table") == 0) {
             table(p, stdout);
+            engine_table(v, stdout);
         } else if (a.output) {
             st = qm_plan_write(p, a.output, d);
         } else {
@@ -147,6 +203,9 @@ static int run(int argc, char **argv)
             st = qm_diag_fail(d, QM_EIO, "standard output: write failed: %s", strerror(errno));
     }
     rc = qm_cli_report(d);
+    for (size_t k = 0; v && k < qm_n_engines; k++)
+        free(v[k]);
+    free(v);
     qm_plan_free(p);
     qm_diag_free(d);
     qm_cli_compile_args_free(&a);
@@ -156,15 +215,22 @@ static int run(int argc, char **argv)
 const qm_cmd qm_cmd_compile = {
     .name = "compile",
     .run = run,
-    .synopsis = "compile POLICY --model DIR [--scores FILE] [-I DIR]... [--strict] [-o PLAN] [--format yaml|table]",
+    .synopsis = "compile POLICY --model DIR [--scores FILE] [-I DIR]... [--strict] [--engine NAME]... [-o PLAN]\n"
+                "                [--format yaml|table]",
     .summary = "compile a policy for a model into a bit plan",
     .help = "Matches POLICY (qmoe-policy(5)) against the model's tensors and scores and\n"
             "writes the bit plan: YAML, byte-identical for identical inputs.\n\n"
             "  --model DIR       the model directory (config.json + safetensors); required\n"
             "  --scores FILE     scores from `qmoe score` for data-driven selections\n"
             "  -I DIR            look for imports in DIR first (repeatable)\n"
-            "  --strict          a rule that matches nothing is an error\n"
+            "  --strict          a rule that matches nothing is an error, and so is a plan\n"
+            "                    an --engine refuses\n"
+            "  --engine NAME     check the plan against a serving engine (repeatable):\n"
+            "                    vllm, sglang, transformers, gptqmodel, autogptq or\n"
+            "                    llama.cpp; what it would serve wrongly is an error,\n"
+            "                    what it refuses a warning\n"
             "  -o, --output PLAN write the plan to PLAN atomically (default: stdout)\n"
             "  --format FMT      yaml (default) or table: widths, counts, average and\n"
-            "                    effective bits, bytes before and after\n",
+            "                    effective bits, bytes before and after, and whether\n"
+            "                    each engine (the --engine ones, else all) serves it\n",
 };

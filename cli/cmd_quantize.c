@@ -25,8 +25,11 @@ static int run(int argc, char **argv)
         {"calibrate-all-experts", no_argument, NULL, 'A'},
         {"fake-quant", no_argument, NULL, 'Q'},        {"output", required_argument, NULL, 'o'},
         {"quiet", no_argument, NULL, 'q'},             {"help", no_argument, NULL, 'h'},
+        {"engine", required_argument, NULL, 'E'},      {"strict", no_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
+    enum { MAX_ENGINES = 16 }; /* six engines, each named once or a few times */
+    const char *engines[MAX_ENGINES];
     const char *plan = NULL, *model = NULL, *calib = NULL, *out = NULL;
     qm_quant_opts o = qm_quant_opts_default();
     long ctx = o.ctx, samples = o.samples, min_tok = o.min_expert_tokens;
@@ -43,6 +46,12 @@ static int run(int argc, char **argv)
         case 'q': quiet = 1; break;
         case 'A': o.all_experts = 1; break;
         case 'Q': o.fake_quant = 1; break;
+        case 'S': o.strict = 1; break;
+        case 'E':
+            if (o.n_engines == MAX_ENGINES)
+                return qm_cli_usage(&qm_cmd_quantize, "more than %d --engine options", MAX_ENGINES);
+            engines[o.n_engines++] = optarg;
+            break;
         case 'x':
             if (qm_cli_long(&qm_cmd_quantize, "--ctx", optarg, 1, 1 << 20, &ctx))
                 return QM_EXIT_USAGE;
@@ -77,6 +86,7 @@ static int run(int argc, char **argv)
         return qm_cli_usage(&qm_cmd_quantize, "unexpected argument '%s'", argv[optind]);
     if (!plan || !model || !calib || !out)
         return qm_cli_usage(&qm_cmd_quantize, "--plan, --model, --calib and -o are required");
+    o.engines = engines;
     o.ctx = (int)ctx;
     o.samples = (int)samples;
     o.min_expert_tokens = (int)min_tok;
@@ -99,7 +109,7 @@ const qm_cmd qm_cmd_quantize = {
     .run = run,
     .synopsis = "quantize --plan PLAN --model DIR --calib FILE [--ctx N] [--samples N] [--damp D]\n"
                 "                 [--min-expert-tokens N] [--expert-fallback rtn|pooled] [--calibrate-all-experts]\n"
-                "                 [--fake-quant] [-q] -o OUT_DIR",
+                "                 [--fake-quant] [--engine NAME]... [--strict] [-q] -o OUT_DIR",
     .summary = "execute a bit plan: layer-by-layer GPTQ, written as a GPTQ checkpoint",
     .help = "Quantizes each layer in order with the earlier layers already quantized (see qmoe(1)).\n"
             "Rerunning the same command continues after the last finished layer.\n\n"
@@ -113,6 +123,10 @@ const qm_cmd qm_cmd_quantize = {
             "  --expert-fallback F       rtn (round-to-nearest, default) or pooled (every row)\n"
             "  --calibrate-all-experts   every row through every expert for the Hessians\n"
             "  --fake-quant              also write OUT_DIR/fake-quant, dequantized in the original dtype\n"
+            "  --engine NAME             check the plan against a serving engine first (repeatable;\n"
+            "                            see qmoe compile --engine); without it, a warning names the\n"
+            "                            engines that would refuse or misread the checkpoint\n"
+            "  --strict                  what an --engine refuses is an error too\n"
             "  -q, --quiet               no progress on standard error\n"
             "  -o OUT_DIR                the output directory\n",
 };

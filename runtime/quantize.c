@@ -17,6 +17,7 @@
 #include "model/tokens.h"
 #include "runtime/forward.h"
 #include "runtime/gptq.h"
+#include "model/engine.h"
 #include "runtime/quantize.h"
 #include "runtime/qwriter.h"
 
@@ -679,6 +680,8 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
         st = qm_sha256_file(r.m->config_path, cur.config, d);
     if (st == QM_OK)
         st = match_plan(&r, cur.config);
+    if (st == QM_OK)
+        st = qm_engine_gate(o->engines, o->n_engines, o->strict, r.m, r.plan, r.by_tensor, "gptq", d);
     if (st == QM_OK)
         st = qm_sha256_file(plan_path, cur.plan, d);
     if (st == QM_OK)

@@ -37,6 +37,12 @@ typedef struct qm_quant_opts {
     int fallback_pooled;     /* fallback: 0 round-to-nearest, 1 pooled Hessian */
     int all_experts;         /* every row through every expert for the Hessians */
     int fake_quant;          /* also write dequantized weights in the original dtype */
+    /* Serving engines to check the plan against before any work
+     * (model/engine.h); none: one warning naming those that would refuse
+     * or misread the checkpoint.  strict: what they refuse is an error. */
+    const char *const *engines;
+    size_t n_engines;
+    int strict;
     /* One-line progress reports; may be NULL. */
     void (*progress)(void *ctx, const char *line);
     void *progress_ctx;
