@@ -352,15 +352,25 @@ static qm_status start(qm_cstate *c, const qm_compile_opts *o, qm_diag *d, int r
     return qm_c_scores_read(c, o->scores);
 }
 
-/* "file:line" of statement s, or "default" for s < 0; caller frees. */
-static char *rule_text(const qm_cstate *c, int s)
+/* "file:line" of statement s, or "default" for s < 0; caller frees.  The
+ * file is its path as given (for people: explain) or, by_name, its name
+ * (qm_source: for plans, whose bytes must not depend on how a path was
+ * spelled). */
+static char *rule_text(const qm_cstate *c, int s, int by_name)
 {
     if (s < 0)
         return qm_strdup("default");
     const qm_stmt *x = c->policy->stmt[s];
     size_t line, col;
     qm_source_linecol(x->src, x->span.begin, &line, &col);
-    return qm_strfmt("%s:%zu", x->src->path, line);
+    return qm_strfmt("%s:%zu", by_name ? x->src->name : x->src->path, line);
+}
+
+/* The file name of a path ("s.yaml" for "../run/s.yaml"). */
+static const char *file_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash && slash[1] ? slash + 1 : path;
 }
 
 /* The plan's tensors, PLAN_RANGE a task on all cores.  Names and modules
@@ -422,12 +432,12 @@ static qm_status make_plan(qm_cstate *c, qm_plan **out)
         return st;
     }
     qm_arena *a = &p->strings;
-    p->policy_path = qm_arena_strdup(a, c->o->policy);
+    p->policy_path = qm_arena_strdup(a, c->policy->src->name);
     p->policy_sha256 = qm_arena_strdup(a, pol);
     p->arch = qm_arena_strdup(a, m->arch->name);
     p->config_sha256 = qm_arena_strdup(a, cfg);
     if (c->o->scores) {
-        p->scores_path = qm_arena_strdup(a, c->o->scores);
+        p->scores_path = qm_arena_strdup(a, file_name(c->o->scores));
         p->scores_sha256 = qm_arena_strdup(a, sc);
     }
     p->t = calloc(m->n + 1, sizeof *p->t);
@@ -438,7 +448,7 @@ static qm_status make_plan(qm_cstate *c, qm_plan **out)
     int oom = !p->policy_path || !p->policy_sha256 || !p->arch || !p->config_sha256 || !p->t || !rules ||
               (c->o->scores && (!p->scores_path || !p->scores_sha256));
     for (size_t s = 0; !oom && s <= ns; s++) {
-        char *r = rule_text(c, (int)s - 1);
+        char *r = rule_text(c, (int)s - 1, 1);
         oom = !r || !(rules[s] = qm_arena_strdup(a, r));
         free(r);
     }
@@ -485,5 +495,5 @@ qm_status qm_c_start(qm_cstate *c, const qm_compile_opts *o, qm_diag *d, int rec
 
 char *qm_c_rule_text(const qm_cstate *c, int s)
 {
-    return rule_text(c, s);
+    return rule_text(c, s, 0);
 }

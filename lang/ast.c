@@ -45,6 +45,15 @@ void *lang_alloc(qm_policy_arena *a, size_t size)
     return qm_arena_alloc(&a->mem, size);
 }
 
+int lang_source_rename(qm_policy *p, const char *name)
+{
+    char *copy = lang_strndup(p->arena, name, strlen(name));
+    if (!copy)
+        return -1;
+    ((qm_source *)p->src)->name = copy; /* the source is this arena's; const only to users */
+    return 0;
+}
+
 char *lang_strndup(qm_policy_arena *a, const char *s, size_t n)
 {
     return qm_arena_strndup(&a->mem, s, n);
@@ -115,7 +124,8 @@ qm_status qm_policy_parse(const char *path, const char *text, size_t len, qm_pol
     if (len)
         memcpy(copy, text, len);
     copy[len] = '\0';
-    *src = (qm_source){.path = name, .text = copy, .len = len};
+    const char *slash = strrchr(name, '/');
+    *src = (qm_source){.path = name, .name = slash && slash[1] ? slash + 1 : name, .text = copy, .len = len};
 
     int rc = lang_scan_parse(&ps);
     if (ps.oom) {

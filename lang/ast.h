@@ -41,6 +41,10 @@ typedef struct qm_span {
 /* One policy file's text.  Owned by the arena of the policy parsed from it. */
 typedef struct qm_source {
     const char *path; /* as given to the parser; used in diagnostics */
+    const char *name; /* what plans record, content not spelling: the file name
+                       * for a policy parsed directly ("p.qmoe" for
+                       * "./dir/p.qmoe"), the import's name for an imported
+                       * one (qm_policy_expand(): "paper/attn-4bit") */
     const char *text; /* (len + 1) bytes, NUL-terminated (it may hold other NULs) */
     size_t len;
 } qm_source;

@@ -152,6 +152,22 @@ static char *dir_of(const char *path)
 
 static qm_status expand(qm_policy *p, const qm_search *s, const frame *chain, int depth, qm_diag *d);
 
+/* The name a plan records for the policy that `name` imports from the
+ * policy named `from`: a search-path or absolute name as written, so that
+ * it does not depend on where the file was found; a "./" or "../" name
+ * joined to the directory of `from`'s name ("paper/a" importing "./b" is
+ * "paper/b").  Caller frees; NULL when out of memory. */
+static char *import_name(const char *from, const char *name)
+{
+    if (strncmp(name, "./", 2) != 0 && strncmp(name, "../", 3) != 0)
+        return qm_strdup(name);
+    const char *slash = strrchr(from, '/');
+    const char *rest = name[1] == '/' ? name + 2 : name;
+    if (!slash)
+        return qm_strdup(rest);
+    return qm_strfmt("%.*s/%s", (int)(slash - from), from, rest);
+}
+
 /* Expand one import statement of p into out. */
 static qm_status expand_import(qm_policy *p, const qm_stmt *st, const qm_search *s,
                                const frame *chain, int depth, lang_vec *out, qm_diag *d)
@@ -201,7 +217,10 @@ static qm_status expand_import(qm_policy *p, const qm_stmt *st, const qm_search 
     qm_status r = qm_policy_parse_file(path, &child, d);
     if (r == QM_OK) {
         here.path = child->src->path; /* outlives `path` */
-        if (lang_arena_adopt(p->arena, child) != 0) {
+        char *iname = import_name(src->name, name);
+        int bad = !iname || lang_source_rename(child, iname) != 0;
+        free(iname);
+        if (bad || lang_arena_adopt(p->arena, child) != 0) {
             qm_policy_free(child);
             r = lang_oom(d, src->path);
         } else {

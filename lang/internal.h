@@ -25,6 +25,8 @@ void lang_arena_free(qm_policy_arena *a);
 void *lang_alloc(qm_policy_arena *a, size_t size);
 /* A NUL-terminated copy of s[0, n). */
 char *lang_strndup(qm_policy_arena *a, const char *s, size_t n);
+/* Set p->src->name to a copy of name in p's arena; 0, or -1 when out of memory. */
+int lang_source_rename(qm_policy *p, const char *name);
 /* The policies an expanded policy owns: freed with its arena. */
 int lang_arena_adopt(qm_policy_arena *a, qm_policy *child);
 

@@ -152,7 +152,7 @@ got() { "$checker" --get "$@" 2>&1; }
 [ "$(got results_csv "$tmp/o/results.csv" '[].policy')" = "$name" ] && ok || bad "results.csv policy"
 [ "$(got bench_run "$tmp/o/runs/$name/result.yaml" policy)" = "$name" ] && ok || bad "result.yaml policy"
 [ "$(got bench_results "$tmp/o/results.yaml" 'results[].path')" = "$tmp/odd/$name.qmoe" ] && ok || bad "path"
-[ "$(got plan "$tmp/o/runs/$name/plan.yaml" 'policy.path')" = "$tmp/odd/$name.qmoe" ] && ok || bad "plan path"
+[ "$(got plan "$tmp/o/runs/$name/plan.yaml" 'policy.path')" = "$name.qmoe" ] && ok || bad "plan path (the policy's file name)"
 [ -n "$(got results_csv "$tmp/o/results.csv" "[].$task")" ] && ok || bad "results.csv lacks the column '$task'"
 [ -n "$(got bench_run "$tmp/o/runs/$name/result.yaml" "tasks.$task.acc")" ] && ok || bad "result.yaml task"
 

@@ -46,11 +46,36 @@ check "stdlib attn-4bit compiles for Mixtral without warnings" '! test -s "$t/er
 "$qmoe" compile -I "$src/stdlib" "$src/stdlib/paper/shared-4bit.qmoe" --model "$t/deepseek" -o "$t/b.yaml"
 check "identical inputs give byte-identical plans" 'cmp -s "$t/a.yaml" "$t/b.yaml"'
 check "plan header keys" 'grep -q "^qmoe_plan: 1" "$t/a.yaml" && grep -q "^scores: null" "$t/a.yaml" && grep -q "architecture: DeepseekForCausalLM" "$t/a.yaml"'
-check "plan names the deciding rule file:line" \
-    'test "$(plan_field "$t/a.yaml" "layers[1].shared.down" rule)" = "$src/stdlib/paper/shared-4bit.qmoe:6"'
+check "plan names the deciding rule by file name:line" \
+    'test "$(plan_field "$t/a.yaml" "layers[1].shared.down" rule)" = "shared-4bit.qmoe:6"'
+check "... and an imported rule by its import name:line" \
+    'test "$(plan_field "$t/a.yaml" "layers[1].attn.q" rule)" = "paper/attn-4bit:5"'
+check "the plan records the policy by its file name" 'grep -q "^  path: shared-4bit.qmoe\$" "$t/a.yaml"'
+# plan bytes depend on content only: three spellings of the path, another
+# working directory, another spelling of the scores and the -I directory
+mkdir -p "$t/sp/lib/paper" "$t/sp/run"
+cp "$src/stdlib/paper/attn-4bit.qmoe" "$t/sp/lib/paper/"
+printf 'default: 2bit\nexperts[top 2 per layer by frequency]: 4bit\nimport "paper/attn-4bit"\n' > "$t/sp/p.qmoe"
+printf 'qmoe_scores: 1\nfrequency:\n  0: [10, 1, 1, 1, 1, 1, 1, 5]\n' > "$t/sp/s.yaml"
+(cd "$t/sp" && "$qmoe" compile -I lib p.qmoe --model "$t/mixtral" --scores s.yaml -o "$t/sp1.yaml")
+(cd "$t/sp" && "$qmoe" compile -I ./lib/ ./p.qmoe --model "$t/mixtral" --scores ./s.yaml -o "$t/sp2.yaml")
+(cd "$t/sp" && "$qmoe" compile -I "$t/sp/lib" "$t/sp/p.qmoe" --model "$t/mixtral" --scores "$t/sp/s.yaml" -o "$t/sp3.yaml")
+(cd "$t/sp/run" && "$qmoe" compile -I ../lib ../p.qmoe --model ../../mixtral --scores ../s.yaml -o "$t/sp4.yaml")
+check "three spellings of the policy path and another directory give byte-identical plans" \
+    'test -s "$t/sp1.yaml" && cmp "$t/sp1.yaml" "$t/sp2.yaml" && cmp "$t/sp1.yaml" "$t/sp3.yaml" && cmp "$t/sp1.yaml" "$t/sp4.yaml"'
+check "... which name p.qmoe:2, paper/attn-4bit:5 and s.yaml" \
+    'test "$(plan_field "$t/sp1.yaml" "layers[0].experts[0].up" rule)" = "p.qmoe:2" &&
+     test "$(plan_field "$t/sp1.yaml" "layers[0].attn.o" rule)" = "paper/attn-4bit:5" && grep -q "^  path: s.yaml\$" "$t/sp1.yaml"'
 check "router is kept by default, rule 'default'" \
     'test "$(plan_field "$t/a.yaml" "layers[1].router" bits)" = keep && test "$(plan_field "$t/a.yaml" "layers[1].router" rule)" = default'
 check "dense layer 0 MLP at 4 bits (grouped with attention)" 'test "$(plan_field "$t/a.yaml" "layers[0].mlp.up" bits)" = 4'
+mkdir -p "$t/sp/sub"
+printf 'default: 2bit\nimport "./sub/a"\n' > "$t/sp/r.qmoe"
+printf 'import "./b"\n' > "$t/sp/sub/a.qmoe"
+printf 'attn: 4bit\n' > "$t/sp/sub/b.qmoe"
+"$qmoe" compile "$t/sp/r.qmoe" --model "$t/mixtral" -o "$t/sp5.yaml"
+check "a ./ import is named relative to the policy (sub/b:1)" \
+    'test "$(plan_field "$t/sp5.yaml" "layers[0].attn.o" rule)" = "sub/b:1"'
 
 # ---- precedence ------------------------------------------------------------------------
 cat > "$t/p.qmoe" <<'P'
