@@ -5,9 +5,11 @@
  *   - `default` rules apply first, in their order, to every linear of
  *     attention, routed experts, shared experts and dense MLPs; then every
  *     other rule in source order; a rule sets only the fields it names;
- *   - router, shared gate, embeddings and lm_head are kept unless a rule
- *     names their module; norms and biases are always kept;
- *   - a rule matching nothing warns (an error under --strict);
+ *   - router and lm_head are kept unless a rule names their module;
+ *     embeddings, the shared gate, norms and biases are always kept, and a
+ *     rule naming only them with anything but `keep` is an error;
+ *   - a rule matching nothing warns (an error under --strict), and so does
+ *     each selector of a rule of several that matches nothing, at its place;
  *   - a width or group a weight cannot take is an error naming rule and weight;
  *   - the budget, if any, runs last (budget.c);
  *   - fields no rule sets: group 128 (per channel when 128 does not divide the
@@ -186,6 +188,38 @@ static qm_status arch_guard(qm_cstate *c)
     return st;
 }
 
+/* 1 when a rule's actions are exactly `keep`. */
+static int only_keep(const qm_actions *a)
+{
+    return a->set == QM_SETS(QM_FIELD_WIDTH) && a->bits == QM_KEEP;
+}
+
+/* What one selector of rule x names (count tensors, linears of them), each
+ * selector on its own so that none is silent: one that matches nothing
+ * warns at its own place (an error under --strict; a rule of one selector
+ * says so as the rule, below), and one that names only weights qmoe never
+ * quantizes (embeddings, the shared gate, norms, biases) is an error unless
+ * the rule only keeps them: setting them would do nothing.  Returns 1 when
+ * an error was added. */
+static int check_selector(qm_cstate *c, const qm_stmt *x, const qm_selector *sel, size_t count, size_t linears)
+{
+    if (!count) {
+        if (x->u.rule.nsel == 1)
+            return 0;
+        qm_source_diag(c->d, c->o->strict ? QM_SEV_ERROR : QM_SEV_WARNING, x->src, sel->span,
+                       "selector '%.*s' matches nothing in this model (%s)", (int)(sel->span.end - sel->span.begin),
+                       x->src->text + sel->span.begin, c->model->arch->name);
+        return c->o->strict;
+    }
+    if (linears || only_keep(&x->u.rule.act))
+        return 0;
+    qm_source_diag(c->d, QM_SEV_ERROR, x->src, sel->span,
+                   "'%.*s' names only weights qmoe does not quantize (token embeddings, the shared expert's gate, "
+                   "norms and biases are always kept); this rule may only `keep` them",
+                   (int)(sel->span.end - sel->span.begin), x->src->text + sel->span.begin);
+    return 1;
+}
+
 /* Every rule in order; then the budget. */
 qm_status qm_c_run(qm_cstate *c)
 {
@@ -223,12 +257,18 @@ qm_status qm_c_run(qm_cstate *c)
             return qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
         int bad = 0;
         for (size_t k = 0; k < x->u.rule.nsel; k++) {
-            if (qm_c_resolve(c, x->src, &x->u.rule.sel[k], one) != QM_OK) {
+            const qm_selector *sel = &x->u.rule.sel[k];
+            if (qm_c_resolve(c, x->src, sel, one) != QM_OK) {
                 bad = 1;
                 continue;
             }
-            for (size_t i = 0; i < n; i++)
+            size_t count = 0, linears = 0;
+            for (size_t i = 0; i < n; i++) {
                 c->mask[i] |= one[i];
+                count += one[i];
+                linears += one[i] && qm_parts[m->t[i].part].linear;
+            }
+            bad |= check_selector(c, x, sel, count, linears);
         }
         free(one);
         if (bad)
@@ -243,7 +283,7 @@ qm_status qm_c_run(qm_cstate *c)
             }
         if (errs > MAX_APPLY_ERRORS)
             qm_source_diag(c->d, QM_SEV_NOTE, x->src, x->span, "and %zu more weights like these", errs - MAX_APPLY_ERRORS);
-        if (!matched)
+        if (!matched && x->u.rule.nsel == 1)
             qm_source_diag(c->d, c->o->strict ? QM_SEV_ERROR : QM_SEV_WARNING, x->src, x->span,
                            "rule matches nothing in this model (%s)", m->arch->name);
     }

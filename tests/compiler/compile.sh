@@ -120,6 +120,26 @@ check "a rule matching nothing warns with its location" \
     'test $rc = 0 && grep -q "w.qmoe:2:1: warning: rule matches nothing in this model (MixtralForCausalLM)" "$t/err"'
 "$qmoe" compile --strict "$t/w.qmoe" --model "$t/mixtral" >/dev/null 2>"$t/err"; rc=$?
 check "... and is an error under --strict" 'test $rc = 1 && grep -q "w.qmoe:2:1: error: rule matches nothing" "$t/err"'
+printf 'default: 2bit\nattn, shared_experts: 4bit\n' > "$t/w.qmoe"
+"$qmoe" compile "$t/w.qmoe" --model "$t/mixtral" >/dev/null 2>"$t/err"; rc=$?
+check "each selector of a rule is checked on its own, at its own place" \
+    'test $rc = 0 && grep -q "w.qmoe:2:7: warning: selector '\''shared_experts'\'' matches nothing in this model (MixtralForCausalLM)" "$t/err"'
+"$qmoe" compile --strict "$t/w.qmoe" --model "$t/mixtral" >/dev/null 2>"$t/err"; rc=$?
+check "... an error under --strict" \
+    'test $rc = 1 && grep -q "w.qmoe:2:7: error: selector '\''shared_experts'\'' matches nothing" "$t/err"'
+never="names only weights qmoe does not quantize (token embeddings, the shared expert's gate, norms and biases are always kept); this rule may only \`keep\` them"
+printf 'default: 2bit\nembed: 8bit\n' > "$t/w.qmoe"
+"$qmoe" compile "$t/w.qmoe" --model "$t/mixtral" >/dev/null 2>"$t/err"; rc=$?
+check "embed: 8bit is an error naming the rule, not a silent keep" \
+    'test $rc = 1 && grep -qF "w.qmoe:2:1: error: '\''embed'\'' $never" "$t/err"'
+"$mk" "$src/tests/data/configs/qwen1.5-moe-a2.7b.json" "$t/qwen" || exit 1
+printf 'default: 2bit\nattn, layers[0].shared_gate: 4bit group none\n' > "$t/w.qmoe"
+"$qmoe" compile "$t/w.qmoe" --model "$t/qwen" >/dev/null 2>"$t/err"; rc=$?
+check "shared_gate in a rule of several selectors: the error is at that selector" \
+    'test $rc = 1 && grep -qF "w.qmoe:2:7: error: '\''layers[0].shared_gate'\'' $never" "$t/err"'
+printf 'default: 2bit\nembed, shared_gate, norms: keep\n' > "$t/w.qmoe"
+"$qmoe" compile --strict "$t/w.qmoe" --model "$t/qwen" >/dev/null 2>"$t/err"; rc=$?
+check "keeping what is always kept is allowed" 'test $rc = 0'
 printf 'default: 2bit\nattn.o: group 3000\nattn: 4bit\n' > "$t/g.qmoe"
 "$qmoe" compile "$t/g.qmoe" --model "$t/mixtral" >/dev/null 2>"$t/err"; rc=$?
 check "a group that does not divide the input columns is an error naming rule and weight" \
