@@ -220,9 +220,43 @@ printf 'qmoe_scores: 1\noutlier:\n  layers[1].experts[0].down: 5\n' > "$t/ds.yam
 a=$(avg "$t/b.qmoe" deepseek --scores "$t/ds.yaml")
 check "budget 3.0 by outlier (linears) on DeepSeek (got $a)" 'near "$a" 3.0 0.001'
 printf 'default: 2bit\nbudget 6 bits by frequency\n' > "$t/b.qmoe"
+a=$(avg "$t/b.qmoe" mixtral --scores "$t/s.yaml")
+check "budget 6 beyond the rules' widths: experts step on from 4 to 8 bits (got $a)" 'near "$a" 6.0 0.02'
+check "... the note lists each step" \
+    'grep -q "note: budget: target 6.000 bits, achieved 6.006 (moved 256 routed experts from 2bit to 4bit, 136 from 4bit to 8bit by frequency)" "$t/err"'
+printf 'default: 2bit\nattn: 8bit\nbudget 2 bits\n' > "$t/b.qmoe"
 "$qmoe" compile "$t/b.qmoe" --model "$t/mixtral" --scores "$t/s.yaml" >/dev/null 2>"$t/err"; rc=$?
 check "an unreachable budget is an error stating the range" \
-    'test $rc = 1 && grep -q "b.qmoe:2:8: error: budget 6 bits is out of reach: moving routed experts between 2bit and 4bit after the rules gives 2.000 to 3.942 bits" "$t/err"'
+    'test $rc = 1 && grep -q "b.qmoe:3:8: error: budget 2 bits is out of reach: moving routed expert linears between 2bit and 8bit gives 2.173 to 8.000 bits" "$t/err"'
+# two-sided: lower from the rules' widths, 4 -> 3 for every linear before any 3 -> 2
+printf 'default: 4bit\nbudget 3 bits by outlier\n' > "$t/b.qmoe"
+a=$(avg "$t/b.qmoe" mixtral --scores "$t/s.yaml")
+check "default 4bit, budget 3 bits by outlier on Mixtral-8x7B (got $a)" 'near "$a" 3.0 0.02'
+check "... lowers every expert linear to 3 bits, then the lowest-scored to 2" \
+    'grep -q "achieved 3.000 (moved 768 routed expert linears from 4bit to 3bit, 23 from 3bit to 2bit by outlier)" "$t/err"'
+"$qmoe" compile "$t/b.qmoe" --model "$t/mixtral" --scores "$t/s.yaml" -o "$t/b4.yaml" 2>/dev/null
+check "... the highest outlier scores keep 3 bits" \
+    'test "$(plan_field "$t/b4.yaml" "layers[0].experts[0].down" bits)" = 3 && test "$(plan_field "$t/b4.yaml" "layers[0].experts[0].gate" bits)" = 2 &&
+     test "$(plan_field "$t/b4.yaml" "layers[0].attn.q" bits)" = 4'
+a=$(avg "$t/b.qmoe" deepseek --scores "$t/ds.yaml")
+check "default 4bit, budget 3 bits by outlier on DeepSeek-MoE-16B (got $a)" 'near "$a" 3.0 0.02'
+for m in "$src"/examples/models/*/; do
+    a=$("$qmoe" compile "$t/b.qmoe" --model "$m" 2>"$t/err" | awk '/^  average_bits:/ {print $2}')
+    check "default 4bit, budget 3 bits by outlier on $(basename "$m") (got $a)" 'near "$a" 3.0 0.02'
+done
+# the study's budgets are reproduced byte for byte (plans made before the
+# solver became two-sided)
+cd "$t" || exit 1
+printf 'default: 2bit\nattn: 4bit\nbudget 2.5 bits by frequency\n' > b1.qmoe
+printf 'default: 2bit\nbudget 3.0 bits\n' > b2.qmoe
+printf 'default: 2bit\nbudget 3.0 bits by frequency\n' > b3.qmoe
+for c in "b1 mixtral s.yaml 4fe6506420d9e71b" "b2 deepseek ds.yaml acdc634eb8a65b57" "b3 mixtral s.yaml 15730a821d61e615"; do
+    set -- $c
+    want=$4
+    h=$("$qmoe" compile "$1.qmoe" --model "$2" --scores "$3" 2>/dev/null | sha256sum | cut -c1-16)
+    check "budget plan $1 is byte-identical to the one-sided solver's (got $h)" 'test "$h" = "$want"'
+done
+cd - >/dev/null || exit 1
 
 # ---- explain --------------------------------------------------------------------------------
 "$qmoe" explain "$t/p.qmoe" --model "$t/mixtral" 'layers[3].experts[2].down' > "$t/x" 2>"$t/err"

@@ -275,6 +275,32 @@ static void test_budget_reaches_target(void)
     qm_diag_free(d);
 }
 
+/* Two-sided: below the rules' widths every expert steps 4 -> 3 before the
+ * lowest-scored step on to 2. */
+static void test_budget_lowers(void)
+{
+    qm_diag *d = qm_diag_new();
+    qm_compile_opts o;
+    qm_cstate c;
+    CU_ASSERT_EQUAL_FATAL(start(&c, &o, "default: 4bit\nbudget 3.0 bits by frequency\n", 1, d), QM_OK);
+    CU_ASSERT_EQUAL_FATAL(qm_c_run(&c), QM_OK);
+    /* 442368 x 4 - 393216 (16 experts to 3) - 2 x 24576 (two to 2) = 442368 x 3 */
+    CU_ASSERT_DOUBLE_EQUAL(c.budget_achieved, 3.0, 1e-12);
+    for (int l = 0; l < 4; l++)
+        for (int e = 0; e < 4; e++) {
+            char name[64];
+            snprintf(name, sizeof name, "layers[%d].experts[%d].down", l, e);
+            const qm_setting *x = setting(&c, name);
+            /* the lowest share (expert 0) in the lowest layers goes to 2 */
+            CU_ASSERT_EQUAL(x ? x->bits : -1, e == 0 && l < 2 ? 2 : 3);
+        }
+    CU_ASSERT_EQUAL(setting(&c, "layers[0].attn.q")->bits, 4);
+    TU_ASSERT_DIAG(d, "note: budget: target 3.000 bits, achieved 3.000 (moved 16 routed experts from 4bit to "
+                      "3bit, 2 from 3bit to 2bit by frequency)");
+    qm_cstate_free(&c);
+    qm_diag_free(d);
+}
+
 /* The scores file is read strictly: a key twice is refused, and numbers are
  * typed (a layer written 1.0 or a quoted count is not one). */
 static void test_scores_refusals(void)
@@ -329,11 +355,11 @@ static void test_budget_out_of_reach(void)
     qm_diag *d = qm_diag_new();
     qm_compile_opts o;
     qm_cstate c;
-    CU_ASSERT_EQUAL_FATAL(start(&c, &o, "default: 2bit\nattn: 8bit\nbudget 6 bits by frequency\n", 1, d), QM_OK);
+    CU_ASSERT_EQUAL_FATAL(start(&c, &o, "default: 2bit\nattn: 8bit\nbudget 2 bits by frequency\n", 1, d), QM_OK);
     CU_ASSERT_EQUAL(qm_c_run(&c), QM_EFORMAT);
-    /* (49152 x 8 + 393216 x 2) / 442368 = 2.667 to (49152 x 8 + 393216 x 4) / 442368 = 4.444 */
-    TU_ASSERT_DIAG(d, "p.qmoe:3:8: error: budget 6 bits is out of reach: moving routed experts between 2bit and "
-                      "4bit after the rules gives 2.667 to 4.444 bits");
+    /* (49152 x 8 + 393216 x 2) / 442368 = 2.667 to 8 with every expert at 8 */
+    TU_ASSERT_DIAG(d, "p.qmoe:3:8: error: budget 2 bits is out of reach: moving routed experts between 2bit and "
+                      "8bit gives 2.667 to 8.000 bits");
     CU_ASSERT_EQUAL(qm_diag_errors(d), 1);
     qm_cstate_free(&c);
     qm_diag_free(d);
@@ -350,6 +376,7 @@ int main(void)
     CU_add_test(s, "a later rule overrides only the fields it sets", test_override_fields);
     CU_add_test(s, "budget reaches its target, highest frequency first", test_budget_reaches_target);
     CU_add_test(s, "unreachable budget states the range", test_budget_out_of_reach);
+    CU_add_test(s, "a budget below the rules' widths lowers in steps", test_budget_lowers);
     CU_add_test(s, "a damaged scores file is refused with the reason", test_scores_refusals);
     return tu_run();
 }
