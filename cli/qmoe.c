@@ -84,6 +84,10 @@ static int help(int argc, char **argv)
         overview(stdout);
         return QM_EXIT_OK;
     }
+    if (strcmp(argv[1], "help") == 0) { /* help is not in the table: it runs no command */
+        printf("usage: qmoe help [COMMAND]\n\nshow the commands, or one command's options\n");
+        return QM_EXIT_OK;
+    }
     const qm_cmd *c = find(argv[1]);
     if (!c)
         return qm_cli_usage(NULL, "no command '%s'; 'qmoe --help' lists them", argv[1]);
