@@ -1,5 +1,5 @@
-/* explain.c: `qmoe explain`: which rules touched a weight, in order, and its
- * final setting.  It compiles with hit recording on (compile.c keeps, for
+/* explain.c: `qmoe explain`: which rules touched a weight, in order, with
+ * the score and rank behind each data-driven pick, and its final setting.  It compiles with hit recording on (compile.c keeps, for
  * each statement, the tensors it touched, ascending) and walks the
  * statements in the order they apply: defaults, rules, then the budget. */
 #include "config.h"
@@ -63,10 +63,53 @@ static void print_rule(FILE *f, const qm_cstate *c, size_t s)
     free(where);
 }
 
+/* The score and place behind each data-driven bracket of rule s's
+ * selectors that picked tensor i: each such selector is resolved again with
+ * c->why asking about i.  scratch: (model->n) bytes. */
+static qm_status print_why(FILE *f, qm_cstate *c, size_t s, size_t i, unsigned char *scratch)
+{
+    const qm_stmt *x = c->policy->stmt[s];
+    if (x->kind != QM_STMT_RULE)
+        return QM_OK;
+    for (size_t k = 0; k < x->u.rule.nsel; k++) {
+        const qm_selector *sel = &x->u.rule.sel[k];
+        int driven = 0;
+        driven |= sel->scope_index && sel->scope_index->kind != QM_INDEX_LIST;
+        for (size_t g = 0; g < sel->nseg; g++)
+            driven |= sel->seg[g].index && sel->seg[g].index->kind != QM_INDEX_LIST;
+        if (!driven)
+            continue;
+        qm_why w = {.tensor = i};
+        c->why = &w;
+        qm_status st = qm_c_resolve(c, x->src, sel, scratch);
+        c->why = NULL;
+        if (st != QM_OK)
+            return st;
+        if (!scratch[i])
+            continue; /* picked, so every bracket had a score for it (NANs are never picked) */
+        for (size_t e = 0; e < w.n; e++) {
+            const qm_index *ix = w.pick[e].ix;
+            int pick = ix->kind == QM_INDEX_PICK;
+            qm_scorer by = pick ? ix->u.pick.scorer : ix->u.threshold.scorer;
+            fprintf(f, "    %.*s ", (int)(ix->span.end - ix->span.begin), x->src->text + ix->span.begin);
+            if (pick && ix->u.pick.how == QM_PICK_RANDOM) {
+                fputs("drawn at random\n", f);
+                continue;
+            }
+            fprintf(f, "%s %.6g, rank %zu of %zu", qm_scorer_name(by), w.pick[e].v, w.pick[e].rank, w.pick[e].of);
+            if (w.pick[e].layer >= 0)
+                fprintf(f, " in layer %lld", w.pick[e].layer);
+            fputs(pick && ix->u.pick.how == QM_PICK_BOTTOM ? " (lowest first)\n" : " (highest first)\n", f);
+        }
+    }
+    return QM_OK;
+}
+
 qm_status qm_compile_explain(const qm_compile_opts *o, const char *selector, FILE *f, qm_diag *d)
 {
     qm_cstate c;
     qm_policy *sp = NULL;
+    unsigned char *scratch = NULL; /* selectors resolved again for print_why() */
     qm_status st = qm_c_start(&c, o, d, 1);
     if (st == QM_OK)
         st = qm_c_run(&c);
@@ -88,7 +131,12 @@ qm_status qm_compile_explain(const qm_compile_opts *o, const char *selector, FIL
     if ((st = qm_c_resolve(&c, sp->stmt[0]->src, &sp->stmt[0]->u.rule.sel[0], c.mask)) != QM_OK)
         goto out;
     size_t shown = 0;
-    for (size_t i = 0; i < c.model->n; i++) {
+    scratch = malloc(c.model->n + 1);
+    if (!scratch) {
+        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (size_t i = 0; i < c.model->n && st == QM_OK; i++) {
         if (!c.mask[i])
             continue;
         const qm_tensor *t = &c.model->t[i];
@@ -106,6 +154,8 @@ qm_status qm_compile_explain(const qm_compile_opts *o, const char *selector, FIL
                     (pass == 2 && k != QM_STMT_BUDGET) || !touched(&c, s, i))
                     continue;
                 print_rule(f, &c, s);
+                if ((st = print_why(f, &c, s, i, scratch)) != QM_OK)
+                    goto out;
                 any = 1;
             }
         if (!any)
@@ -119,6 +169,7 @@ qm_status qm_compile_explain(const qm_compile_opts *o, const char *selector, FIL
     if (!shown)
         st = qm_diag_fail(d, QM_ENOTFOUND, "selector '%s' matches nothing in %s", selector, o->model);
 out:
+    free(scratch);
     qm_policy_free(sp);
     qm_cstate_free(&c);
     return st;

@@ -35,6 +35,23 @@ typedef struct qm_setting {
     int bits_rule, group_rule; /* the statements that set the width and the group */
 } qm_setting;
 
+/* Why a data-driven bracket picked the unit holding one tensor (explain):
+ * filled by qm_c_resolve() while qm_cstate.why is set, one entry per
+ * data-driven bracket of the selector, in the order they apply. */
+enum { QM_WHY_MAX = 3 };
+typedef struct qm_why {
+    size_t tensor;        /* the tensor asked about */
+    size_t n;
+    struct {
+        const qm_index *ix;
+        double v;         /* the unit's score; NAN when the scores lack it or the pick is random */
+        size_t rank, of;  /* 1-based place among the scored candidates (of them), in the
+                           * bracket's order: highest first, lowest first for bottom */
+        long long layer;  /* the layer ranked within, for `per layer`; -1 otherwise */
+        int kept;
+    } pick[QM_WHY_MAX];
+} qm_why;
+
 /* A compilation.  Owned by qm_compile(); freed at once by qm_cstate_free(). */
 typedef struct qm_cstate {
     const qm_compile_opts *o;
@@ -54,6 +71,7 @@ typedef struct qm_cstate {
     size_t *rank;          /* (model->n) tie rank: layer, expert, canonical name */
     int has_budget;        /* the policy has a budget; qm_c_run() met it */
     double budget_target, budget_achieved; /* bits, as in the plan's summary */
+    qm_why *why;           /* explain's question while it re-resolves a selector; NULL else */
     qm_diag *d;
 } qm_cstate;
 

@@ -119,7 +119,41 @@ static void unit_add(units *u, double v, long long grp, size_t rank, size_t id)
     u->id[u->n++] = id;
 }
 
-static void pick_units(const qm_index *ix, units *u) { qm_c_pick(ix, u->n, u->v, u->grp, u->rank, u->keep); }
+/* Record in c->why the score and place of unit `target` (an id), if it is a candidate. */
+static void why(qm_cstate *c, const qm_index *ix, const units *u, size_t target)
+{
+    qm_why *w = c->why;
+    size_t j = 0;
+    while (j < u->n && u->id[j] != target)
+        j++;
+    if (j == u->n || w->n >= QM_WHY_MAX)
+        return;
+    int per = ix->kind == QM_INDEX_PICK && ix->u.pick.per_layer;
+    int low = ix->kind == QM_INDEX_PICK && ix->u.pick.how == QM_PICK_BOTTOM;
+    double v = u->s == QM_SCORER_NONE ? NAN : u->v[j];
+    size_t rank = 1, of = 0;
+    for (size_t k = 0; k < u->n && !isnan(v); k++) {
+        if (isnan(u->v[k]) || (per && u->grp[k] != u->grp[j]))
+            continue;
+        of++;
+        double a = low ? -u->v[k] : u->v[k], b = low ? -v : v;
+        rank += a > b || (a == b && u->rank[k] < u->rank[j]);
+    }
+    w->pick[w->n].ix = ix;
+    w->pick[w->n].v = v;
+    w->pick[w->n].rank = isnan(v) ? 0 : rank;
+    w->pick[w->n].of = of;
+    w->pick[w->n].layer = per ? u->grp[j] : -1;
+    w->pick[w->n++].kept = u->keep[j];
+}
+
+/* Decide the pick; `target` is the id of the unit explain asks about. */
+static void pick_units(qm_cstate *c, const qm_index *ix, units *u, size_t target)
+{
+    qm_c_pick(ix, u->n, u->v, u->grp, u->rank, u->keep);
+    if (c->why)
+        why(c, ix, u, target);
+}
 
 /* scope[pick]: units are layers or MoE blocks; keep[i] for the i-th. */
 static qm_status pick_layers(qm_cstate *c, const qm_source *src, const qm_index *ix, long long n, int moe,
@@ -133,7 +167,8 @@ static qm_status pick_layers(qm_cstate *c, const qm_source *src, const qm_index 
             unit_add(&u, u.s == QM_SCORER_NONE ? 0 : qm_c_importance(c, u.s, (int)layer), 0, (size_t)i,
                      (size_t)i);
         }
-        pick_units(ix, &u);
+        long long tl = c->why ? c->model->t[c->why->tensor].layer : -1;
+        pick_units(c, ix, &u, tl < 0 ? (size_t)-1 : moe ? (size_t)c->moe_index[tl] : (size_t)tl);
         for (size_t j = 0; j < u.n; j++)
             keep[u.id[j]] = u.keep[j];
     }
@@ -160,7 +195,8 @@ static qm_status pick_experts(qm_cstate *c, const qm_source *src, const qm_index
             if (cand[k])
                 unit_add(&u, u.s == QM_SCORER_NONE ? 0 : qm_c_freq(c, (int)(k / E), (int)(k % E)),
                          (long long)(k / E), u.n, k);
-        pick_units(ix, &u);
+        const qm_tensor *tt = c->why ? &m->t[c->why->tensor] : NULL;
+        pick_units(c, ix, &u, tt && tt->expert >= 0 ? (size_t)tt->layer * E + (size_t)tt->expert : (size_t)-1);
         memset(cand, 0, nu);
         for (size_t j = 0; j < u.n; j++)
             cand[u.id[j]] = u.keep[j];
@@ -186,7 +222,7 @@ static qm_status pick_linears(qm_cstate *c, const qm_source *src, const qm_index
         st = c->outlier_st;
     }
     if (st == QM_OK) {
-        pick_units(ix, &u);
+        pick_units(c, ix, &u, c->why ? c->why->tensor : (size_t)-1);
         memset(mask, 0, m->n);
         for (size_t j = 0; j < u.n; j++)
             mask[u.id[j]] = u.keep[j];

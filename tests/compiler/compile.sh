@@ -268,6 +268,37 @@ layers[3].experts[2].down  (model.layers.3.block_sparse_moe.experts.2.w2.weight,
   final: 4bit group 128 asym no_act_order
 X
 check "explain lists every rule in order and the final setting" 'cmp -s "$t/x" "$t/x.want" || { diff "$t/x.want" "$t/x"; false; }'
+printf 'default: 2bit\nexperts[top 2 per layer by frequency]: 4bit\nmoe_layers[top 1 by importance].experts[0]: 3bit\nexperts.*[top 2 by outlier]: 8bit\nexperts[random 3 per layer seed 42], attn: asym\nexperts[bottom 1 per layer by frequency]: sym\nexperts[frequency > 0.2]: group 64\n' > "$t/xs.qmoe"
+"$qmoe" explain "$t/xs.qmoe" --model "$t/mixtral" --scores "$t/s.yaml" 'layers[0].experts[0].down' > "$t/x" 2>"$t/err"
+"$qmoe" explain "$t/xs.qmoe" --model "$t/mixtral" --scores "$t/s.yaml" 'layers[1].experts[0].gate' >> "$t/x" 2>>"$t/err"
+"$qmoe" explain "$t/xs.qmoe" --model "$t/mixtral" --scores "$t/s.yaml" 'layers[0].experts[2].up' >> "$t/x" 2>>"$t/err"
+cat > "$t/x.want" <<X
+layers[0].experts[0].down  (model.layers.0.block_sparse_moe.experts.0.w2.weight, [4096, 14336])
+  $t/xs.qmoe:1: default: 2bit
+  $t/xs.qmoe:2: experts[top 2 per layer by frequency]: 4bit
+    [top 2 per layer by frequency] frequency 0.47619, rank 1 of 8 in layer 0 (highest first)
+  $t/xs.qmoe:4: experts.*[top 2 by outlier]: 8bit
+    [top 2 by outlier] outlier 100, rank 1 of 3 (highest first)
+  $t/xs.qmoe:7: experts[frequency > 0.2]: group 64
+    [frequency > 0.2] frequency 0.47619, rank 1 of 16 (highest first)
+  final: 8bit group 64 sym no_act_order
+layers[1].experts[0].gate  (model.layers.1.block_sparse_moe.experts.0.w1.weight, [14336, 4096])
+  $t/xs.qmoe:1: default: 2bit
+  $t/xs.qmoe:2: experts[top 2 per layer by frequency]: 4bit
+    [top 2 per layer by frequency] frequency 0.125, rank 1 of 8 in layer 1 (highest first)
+  $t/xs.qmoe:3: moe_layers[top 1 by importance].experts[0]: 3bit
+    [top 1 by importance] importance 0.5, rank 1 of 3 (highest first)
+  $t/xs.qmoe:6: experts[bottom 1 per layer by frequency]: sym
+    [bottom 1 per layer by frequency] frequency 0.125, rank 1 of 8 in layer 1 (lowest first)
+  final: 3bit group 128 sym no_act_order
+layers[0].experts[2].up  (model.layers.0.block_sparse_moe.experts.2.w3.weight, [14336, 4096])
+  $t/xs.qmoe:1: default: 2bit
+  $t/xs.qmoe:5: experts[random 3 per layer seed 42], attn: asym
+    [random 3 per layer seed 42] drawn at random
+  final: 2bit group 128 asym no_act_order
+X
+check "explain shows the score and rank behind each data-driven pick" \
+    'cmp -s "$t/x" "$t/x.want" || { diff "$t/x.want" "$t/x"; false; }'
 "$qmoe" explain "$t/p.qmoe" --model "$t/mixtral" 'layers[0].router' > "$t/x" 2>"$t/err"
 check "explain on a kept router" 'grep -q "no rule: kept" "$t/x" && grep -q "final: keep" "$t/x"'
 "$qmoe" explain "$t/p.qmoe" --model "$t/mixtral" 'shared' > "$t/x" 2>"$t/err"; rc=$?
