@@ -367,6 +367,10 @@ qm_status qm_sha256_file(const char *path, char out[65], qm_diag *d);
 typedef struct qm_yaml qm_yaml;
 
 qm_yaml *qm_yaml_begin(FILE *f); /* caller ends with qm_yaml_end(); NULL when out of memory */
+/* The same calls printing JSON to f (--format json): objects, arrays, a
+ * scalar in a key's place as a string, NaN and infinities as null; ended
+ * with qm_yaml_end() like the other.  NULL when out of memory. */
+qm_yaml *qm_json_begin(FILE *f);
 void qm_yaml_map(qm_yaml *y);    /* start a block mapping */
 void qm_yaml_flow_map(qm_yaml *y);
 void qm_yaml_seq(qm_yaml *y);    /* start a block sequence */

@@ -1,10 +1,16 @@
-/* yaml_out.c: structured YAML output through libyaml's emitter.
+/* yaml_out.c: structured YAML output through libyaml's emitter, and the
+ * same structure as JSON.
  *
  * Every YAML that qmoe prints (inspect, plans, logs, results) is emitted
  * here, so quoting is always right: strings that YAML would read back as
  * another type ("true", "3", "null", "") are double-quoted, everything else
  * is left plain when libyaml allows it.  Output is deterministic: the same
  * calls give the same bytes.
+ *
+ * An emitter from qm_json_begin() takes the same calls and prints JSON
+ * (`--format json`), so the two formats hold the same keys by construction:
+ * mappings are objects, sequences arrays, a scalar in a key's place a
+ * string, flow collections one line, block ones a line per item.
  */
 #include "config.h"
 
@@ -22,7 +28,66 @@ struct qm_yaml {
     int failed;
     int depth;
     char kind[MAX_DEPTH]; /* 'm' mapping or 's' sequence, innermost last */
+    FILE *json;           /* JSON output (qm_json_begin()); NULL for YAML */
+    char flow[MAX_DEPTH]; /* JSON: the collection is printed on one line */
+    size_t items[MAX_DEPTH]; /* JSON: scalars and collections in it so far */
 };
+
+/* ---- JSON ---------------------------------------------------------------------- */
+
+qm_yaml *qm_json_begin(FILE *f)
+{
+    qm_yaml *y = calloc(1, sizeof *y);
+    if (y)
+        y->json = f;
+    return y;
+}
+
+/* Separator and indentation before the next node; 1 when it stands where
+ * a mapping's key does (JSON keys are strings). */
+static int json_next(qm_yaml *y)
+{
+    if (y->depth == 0)
+        return 0;
+    int d = y->depth - 1;
+    size_t k = y->items[d]++;
+    int key = y->kind[d] == 'm' && k % 2 == 0;
+    if (y->kind[d] == 'm' && !key) {
+        fputs(": ", y->json);
+        return 0;
+    }
+    if (k)
+        fputc(',', y->json);
+    if (y->flow[d])
+        fputs(k ? " " : "", y->json);
+    else
+        fprintf(y->json, "\n%*s", 2 * y->depth, "");
+    return key;
+}
+
+static void json_string(qm_yaml *y, const char *s)
+{
+    fputc('"', y->json);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(y->json, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(y->json, "\\u%04x", c);
+        else
+            fputc(c, y->json);
+    }
+    fputc('"', y->json);
+}
+
+/* A number, boolean or null as JSON writes it; quoted in a key's place. */
+static void json_scalar(qm_yaml *y, const char *text)
+{
+    if (json_next(y))
+        json_string(y, text);
+    else
+        fputs(text, y->json);
+}
 
 static int write_file(void *data, unsigned char *buf, size_t size)
 {
@@ -63,6 +128,14 @@ static void open_node(qm_yaml *y, char kind, int flow)
         y->failed = 1;
         return;
     }
+    if (y->json) {
+        json_next(y);
+        fputc(kind == 'm' ? '{' : '[', y->json);
+        y->flow[y->depth] = (char)(flow || (y->depth > 0 && y->flow[y->depth - 1]));
+        y->items[y->depth] = 0;
+        y->kind[y->depth++] = kind;
+        return;
+    }
     if (kind == 'm')
         yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1,
                                             flow ? YAML_FLOW_MAPPING_STYLE : YAML_BLOCK_MAPPING_STYLE);
@@ -85,6 +158,13 @@ void qm_yaml_close(qm_yaml *y)
         y->failed = 1;
         return;
     }
+    if (y->json) {
+        int d = --y->depth;
+        if (y->items[d] && !y->flow[d])
+            fprintf(y->json, "\n%*s", 2 * d, "");
+        fputc(y->kind[d] == 'm' ? '}' : ']', y->json);
+        return;
+    }
     if (y->kind[--y->depth] == 'm')
         yaml_mapping_end_event_initialize(&ev);
     else
@@ -95,6 +175,15 @@ void qm_yaml_close(qm_yaml *y)
 static void scalar(qm_yaml *y, const char *s, yaml_scalar_style_t style)
 {
     yaml_event_t ev;
+    if (y->json) { /* only numbers, booleans and null come here as plain */
+        if (style == YAML_PLAIN_SCALAR_STYLE)
+            json_scalar(y, s);
+        else {
+            json_next(y);
+            json_string(y, s);
+        }
+        return;
+    }
     if (!yaml_scalar_event_initialize(&ev, NULL, NULL, (yaml_char_t *)s, (int)strlen(s), 1, 1, style)) {
         y->failed = 1;
         return;
@@ -229,7 +318,9 @@ void qm_yaml_uint(qm_yaml *y, unsigned long long v)
 void qm_yaml_real(qm_yaml *y, double v, int digits)
 {
     char b[64];
-    if (v != v)
+    if (y->json && !(v >= -1e308 && v <= 1e308))
+        snprintf(b, sizeof b, "null"); /* JSON has no NaN or infinity */
+    else if (v != v)
         snprintf(b, sizeof b, ".nan");
     else if (v > 1e308 || v < -1e308)
         snprintf(b, sizeof b, v > 0 ? ".inf" : "-.inf");
@@ -267,6 +358,12 @@ qm_status qm_yaml_end(qm_yaml *y, qm_diag *d)
     yaml_event_t ev;
     while (y->depth > 0)
         qm_yaml_close(y);
+    if (y->json) { /* a failed write stays in the stream's error flag, as below */
+        fputc('\n', y->json);
+        int failed = y->failed;
+        free(y);
+        return failed ? qm_diag_fail(d, QM_EIO, "JSON output failed: nested too deep") : QM_OK;
+    }
     yaml_document_end_event_initialize(&ev, 1);
     emit(y, &ev);
     yaml_stream_end_event_initialize(&ev);

@@ -94,9 +94,9 @@ int qm_cli_compile_args(const qm_cmd *cmd, int argc, char **argv, int n_args, qm
             return qm_cli_usage(cmd, "--model DIR is required");
         return qm_cli_usage(cmd, n_args == 1 ? "expected one POLICY" : "expected POLICY and SELECTOR");
     }
-    if (strcmp(a->format, "yaml") != 0 && strcmp(a->format, "table") != 0) {
+    if (strcmp(a->format, "yaml") != 0 && strcmp(a->format, "json") != 0 && strcmp(a->format, "table") != 0) {
         qm_cli_compile_args_free(a);
-        return qm_cli_usage(cmd, "--format '%s': expected yaml or table", a->format);
+        return qm_cli_usage(cmd, "--format '%s': expected yaml, json or table", a->format);
     }
     for (size_t k = 0; k < a->n_engines; k++)
         if (!qm_engine_find(a->engines[k])) {
@@ -193,6 +193,8 @@ static int run(int argc, char **argv)
         if (strcmp(a.format, "table") == 0) {
             table(p, stdout);
             engine_table(v, stdout);
+        } else if (strcmp(a.format, "json") == 0) {
+            st = a.output ? qm_plan_write_json(p, a.output, d) : qm_plan_emit_json(p, stdout, d);
         } else if (a.output) {
             st = qm_plan_write(p, a.output, d);
         } else {
@@ -216,7 +218,7 @@ const qm_cmd qm_cmd_compile = {
     .name = "compile",
     .run = run,
     .synopsis = "compile POLICY --model DIR [--scores FILE] [-I DIR]... [--strict] [--engine NAME]... [-o PLAN]\n"
-                "                [--format yaml|table]",
+                "                [--format yaml|json|table]",
     .summary = "compile a policy for a model into a bit plan",
     .help = "Matches POLICY (qmoe-policy(5)) against the model's tensors and scores and\n"
             "writes the bit plan: YAML, byte-identical for identical inputs.\n\n"
@@ -230,7 +232,8 @@ const qm_cmd qm_cmd_compile = {
             "                    llama.cpp; what it would serve wrongly is an error,\n"
             "                    what it refuses a warning\n"
             "  -o, --output PLAN write the plan to PLAN atomically (default: stdout)\n"
-            "  --format FMT      yaml (default) or table: widths, counts, average and\n"
-            "                    effective bits, bytes before and after, and whether\n"
-            "                    each engine (the --engine ones, else all) serves it\n",
+            "  --format FMT      yaml (default), json (the same keys) or table: widths,\n"
+            "                    counts, average and effective bits, bytes before and\n"
+            "                    after, and whether each engine (the --engine ones,\n"
+            "                    else all) serves it\n",
 };

@@ -27,9 +27,9 @@ static void print_text(const qm_eval_result *r, const qm_task_result *t, size_t 
                t[i].acc, t[i].acc_se, t[i].acc_norm, t[i].acc_norm_se);
 }
 
-static qm_status print_yaml(const qm_eval_result *r, const qm_task_result *t, size_t nt, qm_diag *d)
+static qm_status print_yaml(const qm_eval_result *r, const qm_task_result *t, size_t nt, int json, qm_diag *d)
 {
-    qm_yaml *y = qm_yaml_begin(stdout);
+    qm_yaml *y = json ? qm_json_begin(stdout) : qm_yaml_begin(stdout);
     if (!y)
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
     qm_yaml_map(y);
@@ -73,7 +73,7 @@ static int run(int argc, char **argv)
     };
     const char *base = NULL, *text = NULL, *ids = NULL, *tasks = NULL;
     long ctx = qm_eval_opts_default().ctx, max_tokens = 0, batch = 0;
-    int yaml = 0, quiet = 0, o;
+    int yaml = 0, json = 0, quiet = 0, o;
     optind = 1;
     opterr = 0;
     while ((o = getopt_long(argc, argv, "qhf:", opts, NULL)) != -1) {
@@ -96,10 +96,10 @@ static int run(int argc, char **argv)
                 return QM_EXIT_USAGE;
             break;
         case 'f':
-            if (strcmp(optarg, "yaml") == 0)
-                yaml = 1;
-            else if (strcmp(optarg, "text") != 0)
-                return qm_cli_usage(&qm_cmd_eval, "--format must be 'text' or 'yaml', not '%s'", optarg);
+            yaml = strcmp(optarg, "yaml") == 0;
+            json = strcmp(optarg, "json") == 0;
+            if (!yaml && !json && strcmp(optarg, "text") != 0)
+                return qm_cli_usage(&qm_cmd_eval, "--format must be 'text', 'yaml' or 'json', not '%s'", optarg);
             break;
         case 'h':
             printf("usage: qmoe %s\n\n%s", qm_cmd_eval.synopsis, qm_cmd_eval.help);
@@ -145,8 +145,8 @@ static int run(int argc, char **argv)
     if (st == QM_OK && tasks)
         st = qm_eval_tasks(&net, tasks, (int)ctx, &tr, &ntr, d);
     if (st == QM_OK) {
-        if (yaml)
-            st = print_yaml(&r, tr, ntr, d);
+        if (yaml || json)
+            st = print_yaml(&r, tr, ntr, json, d);
         else
             print_text(&r, tr, ntr);
         if (fflush(stdout) != 0 || ferror(stdout))
@@ -165,7 +165,7 @@ const qm_cmd qm_cmd_eval = {
     .name = "eval",
     .run = run,
     .synopsis = "eval MODEL [--base BASE] (--text FILE | --tokens FILE) [--ctx N] [--max-tokens N]\n"
-                "                 [--tasks FILE.jsonl] [--format text|yaml] [-q]",
+                "                 [--tasks FILE.jsonl] [--format text|yaml|json] [-q]",
     .summary = "perplexity, KL divergence against the unquantized model, task accuracy",
     .help = "Scores the next-token predictions of MODEL over windows of --ctx tokens (see qmoe(1)).\n\n"
             "  --base DIR        the unquantized model: adds KL divergence, top-1 agreement, PPL ratio\n"
@@ -175,6 +175,6 @@ const qm_cmd qm_cmd_eval = {
             "  --max-tokens N    use only the first N tokens\n"
             "  --tasks FILE      multiple-choice tasks (JSONL: context, choices, gold, optional task)\n"
             "  --batch N         windows per forward call (default: chosen from the vocabulary size)\n"
-            "  --format FORMAT   text (default) or yaml\n"
+            "  --format FORMAT   text (default), yaml or json (the same keys)\n"
             "  -q, --quiet       no progress on standard error\n",
 };

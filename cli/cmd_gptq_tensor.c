@@ -70,7 +70,7 @@ static int run(int argc, char **argv)
     long bits = 0;
     qm_qspec spec = qm_qspec_default();
     double damp = spec.damp;
-    int yaml = 0, o;
+    int yaml = 0, json = 0, o;
     optind = 1;
     opterr = 0;
     while ((o = getopt_long(argc, argv, "ho:f:", opts, NULL)) != -1) {
@@ -100,10 +100,11 @@ static int run(int argc, char **argv)
                 return qm_cli_usage(&qm_cmd_gptq_tensor, "--damp must be a number in [0, 10], not '%s'", optarg);
             break;
         case 'f':
-            if (strcmp(optarg, "yaml") == 0)
-                yaml = 1;
-            else if (strcmp(optarg, "text") != 0)
-                return qm_cli_usage(&qm_cmd_gptq_tensor, "--format must be 'text' or 'yaml', not '%s'", optarg);
+            yaml = strcmp(optarg, "yaml") == 0;
+            json = strcmp(optarg, "json") == 0;
+            if (!yaml && !json && strcmp(optarg, "text") != 0)
+                return qm_cli_usage(&qm_cmd_gptq_tensor, "--format must be 'text', 'yaml' or 'json', not '%s'",
+                                    optarg);
             break;
         case 'h':
             printf("usage: qmoe %s\n\n%s", qm_cmd_gptq_tensor.synopsis, qm_cmd_gptq_tensor.help);
@@ -156,8 +157,8 @@ static int run(int argc, char **argv)
         st = write_result(out, &g, spec.bits, d);
     if (st == QM_OK) {
         double e = qm_relative_error(W, g.deq, rows, in, H), er = qm_relative_error(W, r.deq, rows, in, H);
-        if (yaml) {
-            qm_yaml *y = qm_yaml_begin(stdout);
+        if (yaml || json) {
+            qm_yaml *y = json ? qm_json_begin(stdout) : qm_yaml_begin(stdout);
             qm_yaml_map(y);
             qm_yaml_str(y, "relative_error");
             qm_yaml_real(y, e, 8);
@@ -203,7 +204,7 @@ const qm_cmd qm_cmd_gptq_tensor = {
     .name = "gptq-tensor",
     .run = run,
     .synopsis = "gptq-tensor --weight W.safetensors --inputs X.safetensors --bits B [--group G|none]\n"
-                "                 [--sym|--asym] [--act-order] [--damp D] [-o OUT.safetensors] [--format yaml]",
+                "                 [--sym|--asym] [--act-order] [--damp D] [-o OUT.safetensors] [--format yaml|json]",
     .summary = "GPTQ on one linear layer, with the error against round-to-nearest",
     .help = "W holds a 2-D tensor 'weight' (out, in); X holds 'inputs' (tokens, in); F32, F16 or BF16.\n"
             "Prints relative_error = ||W X^T - Q X^T||^2 / ||W X^T||^2 (Frobenius), the same for\n"
@@ -217,5 +218,5 @@ const qm_cmd qm_cmd_gptq_tensor = {
             "  --mse             search the clipping range\n"
             "  --damp D          damping, fraction of the mean Hessian diagonal (default 0.01)\n"
             "  -o FILE           write 'weight' (dequantized, F32) and qweight, qzeros, scales, g_idx\n"
-            "  --format FORMAT   text (default) or yaml\n",
+            "  --format FORMAT   text (default), yaml or json (the same keys)\n",
 };

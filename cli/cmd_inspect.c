@@ -136,12 +136,13 @@ static qm_status check_data(const qm_model *m, qm_diag *d)
     return st;
 }
 
-static qm_status print_yaml(const qm_model *m, int tensors, qm_diag *d)
+/* The report as YAML, or with json as JSON with the same keys. */
+static qm_status print_yaml(const qm_model *m, int tensors, int json, qm_diag *d)
 {
     const qm_config *c = &m->cfg;
     uint64_t params[QM_GROUP_COUNT], bytes, total = 0;
     qm_model_count(m, params, &bytes);
-    qm_yaml *y = qm_yaml_begin(stdout);
+    qm_yaml *y = json ? qm_json_begin(stdout) : qm_yaml_begin(stdout);
     if (!y)
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
     qm_yaml_map(y);
@@ -205,7 +206,7 @@ static int run(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    int tensors = 0, yaml = 0, check = 0, o;
+    int tensors = 0, yaml = 0, json = 0, check = 0, o;
     optind = 1;
     opterr = 0;
     while ((o = getopt_long(argc, argv, "hf:", opts, NULL)) != -1) {
@@ -213,10 +214,10 @@ static int run(int argc, char **argv)
         case 't': tensors = 1; break;
         case 'c': check = 1; break;
         case 'f':
-            if (strcmp(optarg, "yaml") == 0)
-                yaml = 1;
-            else if (strcmp(optarg, "text") != 0)
-                return qm_cli_usage(&qm_cmd_inspect, "--format must be 'text' or 'yaml', not '%s'", optarg);
+            yaml = strcmp(optarg, "yaml") == 0;
+            json = strcmp(optarg, "json") == 0;
+            if (!yaml && !json && strcmp(optarg, "text") != 0)
+                return qm_cli_usage(&qm_cmd_inspect, "--format must be 'text', 'yaml' or 'json', not '%s'", optarg);
             break;
         case 'h':
             printf("usage: qmoe %s\n\n%s", qm_cmd_inspect.synopsis, qm_cmd_inspect.help);
@@ -238,8 +239,8 @@ static int run(int argc, char **argv)
         qm_model_close(m);
     if (st == QM_OK) {
         qm_cli_report(d); /* warnings first, then the report */
-        if (yaml)
-            st = print_yaml(m, tensors, d);
+        if (yaml || json)
+            st = print_yaml(m, tensors, json, d);
         else
             print_text(m, tensors);
         if (fflush(stdout) != 0 || ferror(stdout))
@@ -254,12 +255,12 @@ static int run(int argc, char **argv)
 const qm_cmd qm_cmd_inspect = {
     .name = "inspect",
     .run = run,
-    .synopsis = "inspect [--tensors] [--check] [--format text|yaml] MODEL_DIR",
+    .synopsis = "inspect [--tensors] [--check] [--format text|yaml|json] MODEL_DIR",
     .summary = "describe a model: architecture, MoE layout, parameter counts, size",
     .help = "Reads config.json and the safetensors headers of MODEL_DIR (one file or shards with\n"
             "model.safetensors.index.json); never reads weight data unless asked to check it.\n\n"
             "  --tensors        list every tensor: canonical name, checkpoint name, shape, dtype\n"
             "  --check          also read every tensor's data: an error for each that holds an\n"
             "                   infinite or NaN value (first index), exit status 1\n"
-            "  --format FORMAT  text (default) or yaml\n",
+            "  --format FORMAT  text (default), yaml or json (the same keys)\n",
 };

@@ -94,6 +94,10 @@ qm_status qm_plan_emit_libyaml(const qm_plan *p, FILE *f, qm_diag *d);
 qm_status qm_plan_emit_direct(const qm_plan *p, FILE *f, qm_diag *d);
 /* Write atomically to `path`. */
 qm_status qm_plan_write(const qm_plan *p, const char *path, qm_diag *d);
+/* The plan as JSON with the same keys (`compile --format json`), to f or
+ * atomically to path.  qm_plan_read() reads YAML plans only. */
+qm_status qm_plan_emit_json(const qm_plan *p, FILE *f, qm_diag *d);
+qm_status qm_plan_write_json(const qm_plan *p, const char *path, qm_diag *d);
 /* Read and validate a plan file.  Caller frees with qm_plan_free(). */
 qm_status qm_plan_read(const char *path, qm_plan **out, qm_diag *d);
 

@@ -23,9 +23,9 @@ static void kbool(qm_yaml *y, const char *k, int v)
     qm_yaml_bool(y, v);
 }
 
-qm_status qm_plan_emit_libyaml(const qm_plan *p, FILE *f, qm_diag *d)
+/* The plan through y (YAML or JSON: the same keys either way). */
+static qm_status emit(const qm_plan *p, qm_yaml *y, qm_diag *d)
 {
-    qm_yaml *y = qm_yaml_begin(f);
     if (!y)
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
     const qm_plan_summary *s = &p->summary;
@@ -101,6 +101,26 @@ qm_status qm_plan_emit_libyaml(const qm_plan *p, FILE *f, qm_diag *d)
     }
     qm_yaml_close(y);
     return qm_yaml_end(y, d);
+}
+
+qm_status qm_plan_emit_libyaml(const qm_plan *p, FILE *f, qm_diag *d)
+{
+    return emit(p, qm_yaml_begin(f), d);
+}
+
+qm_status qm_plan_emit_json(const qm_plan *p, FILE *f, qm_diag *d)
+{
+    return emit(p, qm_json_begin(f), d);
+}
+
+static qm_status put_json(const void *p, FILE *f, qm_diag *d)
+{
+    return qm_plan_emit_json(p, f, d);
+}
+
+qm_status qm_plan_write_json(const qm_plan *p, const char *path, qm_diag *d)
+{
+    return qm_afile_write(path, put_json, p, 0, d);
 }
 
 /* ---- direct output ---------------------------------------------------------------------- */

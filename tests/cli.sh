@@ -24,7 +24,7 @@ expect 2 "$QMOE" frobnicate
 has "$err" "'frobnicate' is not a qmoe command"
 expect 2 "$QMOE" inspect;           has "$err" "expected one MODEL_DIR"
 expect 2 "$QMOE" inspect --bogus x; has "$err" "unknown option '--bogus'"
-expect 2 "$QMOE" inspect --format xml x; has "$err" "--format must be 'text' or 'yaml'"
+expect 2 "$QMOE" inspect --format xml x; has "$err" "--format must be 'text', 'yaml' or 'json', not 'xml'"
 expect 1 "$QMOE" inspect /nonexistent/model; has "$err" "qmoe: error: /nonexistent/model/config.json"
 
 ds="$QM_SRCDIR/examples/models/tiny-deepseek"

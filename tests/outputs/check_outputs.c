@@ -3,6 +3,8 @@
  *
  *   check_outputs KIND FILE [KIND FILE]...   check each; exit 1 if any fails
  *   check_outputs --get KIND FILE PATH       print the values at PATH, one a line
+ *   check_outputs --same KIND YAML JSON      both pass KIND's schema and hold the
+ *                                            same values (--format yaml vs json)
  *   check_outputs                            self-test on built-in samples
  *
  * YAML goes through libyaml's own parser (yaml_parser_load), never qmoe's
@@ -676,10 +678,36 @@ static int self_test(void)
     return wrong != 0;
 }
 
+/* --same: a command's --format yaml and --format json outputs, each held
+ * to the kind's schema (so keys and their order), then equal as values. */
+static int same(const kind *k, const char *yaml, const char *json)
+{
+    int errors = check_file(k, yaml) + check_file(&(kind){k->name, load_json, k->schema}, json);
+    checker cy = {yaml, 0}, cj = {json, 0};
+    json_t *a = load(&cy, k, yaml), *b = load(&cj, &(kind){k->name, load_json, k->schema}, json);
+    if (a && b && !json_equal(a, b)) {
+        char *sa = json_dumps(a, JSON_COMPACT | JSON_PRESERVE_ORDER), *sb = json_dumps(b, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        fprintf(stderr, "%s and %s differ:\n%.400s\n%.400s\n", yaml, json, sa ? sa : "?", sb ? sb : "?");
+        free(sa), free(sb);
+        errors++;
+    }
+    json_decref(a);
+    json_decref(b);
+    return errors + cy.errors + cj.errors;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 1)
         return self_test();
+    if (strcmp(argv[1], "--same") == 0) {
+        const kind *k = argc == 5 ? find_kind(argv[2]) : NULL;
+        if (!k) {
+            fprintf(stderr, "usage: check_outputs --same KIND YAML JSON\n");
+            return 2;
+        }
+        return same(k, argv[3], argv[4]) != 0;
+    }
     if (strcmp(argv[1], "--get") == 0) {
         const kind *k = argc == 5 ? find_kind(argv[2]) : NULL;
         if (!k) {
