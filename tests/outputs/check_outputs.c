@@ -111,6 +111,13 @@ static const char *const quantize_config[] = {
 /* a checkpoint's config.json: the model's keys as they came, and the GPTQ settings */
 static const char *const gptq_config[] = {
     "architectures seq", "architectures[] str", "* any", "quantization_config @quantize_config", NULL};
+/* editors/textmate/qmoe.tmLanguage.json (not an output; checked here for its JSON) */
+static const char *const tmlanguage[] = {
+    "$schema str", "name str", "scopeName str", "fileTypes seq", "fileTypes[] str", "comment str",
+    "patterns seq", "patterns[] map", "patterns[].include str", "repository map", "repository.* map",
+    "?repository.*.name str", "?repository.*.match str", "?repository.*.patterns seq",
+    "repository.*.patterns[] map", "repository.*.patterns[].name str", "repository.*.patterns[].match str", NULL};
+
 static const char *const hf_config[] = {"architectures seq", "architectures[] str", "* any", NULL};
 
 static const char *const st_index[] = {"metadata map", "metadata.* any", "weight_map map", "weight_map.* str",
@@ -412,6 +419,7 @@ static const kind kinds[] = {
     {"quantize_config", load_json, quantize_config},
     {"gptq_config", load_json, gptq_config},
     {"hf_config", load_json, hf_config},
+    {"tmlanguage", load_json, tmlanguage},
     {"st_index", load_json, st_index},
     {"safetensors", load_safetensors, safetensors},
 };
