@@ -457,6 +457,33 @@ static void close_model(void *m)
     qm_model_close(m);
 }
 
+/* p->imports: each imported file once by name, with the sha256 of the
+ * bytes compiled (the policy's own hash is its file's, as before). */
+static int plan_imports(const qm_cstate *c, qm_plan *p)
+{
+    const qm_policy *pol = c->policy;
+    p->imports = calloc(pol->nimports + 1, sizeof *p->imports);
+    if (!p->imports)
+        return -1;
+    for (size_t k = 0; k < pol->nimports; k++) {
+        const qm_source *src = pol->imports[k];
+        size_t j = 0;
+        while (j < p->nimports && strcmp(p->imports[j].name, src->name) != 0)
+            j++;
+        if (j < p->nimports)
+            continue;
+        qm_sha256 h;
+        char hex[65];
+        qm_sha256_init(&h);
+        qm_sha256_update(&h, src->text, src->len);
+        qm_sha256_hex(&h, hex);
+        qm_plan_import *x = &p->imports[p->nimports++];
+        if (!(x->name = qm_arena_strdup(&p->strings, src->name)) || !(x->sha256 = qm_arena_strdup(&p->strings, hex)))
+            return -1;
+    }
+    return 0;
+}
+
 static qm_status make_plan(qm_cstate *c, qm_plan **out)
 {
     qm_model *m = c->model;
@@ -486,6 +513,7 @@ static qm_status make_plan(qm_cstate *c, qm_plan **out)
     size_t ns = c->policy->n;
     char **rules = calloc(ns + 1, sizeof *rules);
     int oom = !p->policy_path || !p->policy_sha256 || !p->arch || !p->config_sha256 || !p->t || !rules ||
+              plan_imports(c, p) != 0 ||
               (c->o->scores && (!p->scores_path || !p->scores_sha256));
     for (size_t s = 0; !oom && s <= ns; s++) {
         char *r = rule_text(c, (int)s - 1, 1);

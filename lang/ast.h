@@ -290,6 +290,10 @@ typedef struct qm_policy {
     size_t n;
     qm_comment *comment;    /* (ncomment) comments of `src`, in order */
     size_t ncomment;
+    const qm_source **imports; /* (nimports) after qm_policy_expand(): the files its
+                                * imports brought in, each import's file followed by
+                                * those it imported, in source order */
+    size_t nimports;
     qm_policy_arena *arena; /* owns everything above */
 } qm_policy;
 

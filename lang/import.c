@@ -170,7 +170,7 @@ static char *import_name(const char *from, const char *name)
 
 /* Expand one import statement of p into out. */
 static qm_status expand_import(qm_policy *p, const qm_stmt *st, const qm_search *s,
-                               const frame *chain, int depth, lang_vec *out, qm_diag *d)
+                               const frame *chain, int depth, lang_vec *out, lang_vec *imports, qm_diag *d)
 {
     const qm_source *src = st->src;
     qm_span at = st->u.import.name_span;
@@ -229,6 +229,11 @@ static qm_status expand_import(qm_policy *p, const qm_stmt *st, const qm_search 
         for (size_t i = 0; r == QM_OK && i < child->n; i++)
             if (!lang_vec_push(p->arena, out, &child->stmt[i]))
                 r = lang_oom(d, src->path);
+        if (r == QM_OK && !lang_vec_push(p->arena, imports, &child->src))
+            r = lang_oom(d, src->path);
+        for (size_t i = 0; r == QM_OK && i < child->nimports; i++)
+            if (!lang_vec_push(p->arena, imports, &child->imports[i]))
+                r = lang_oom(d, src->path);
     }
     if (r != QM_OK && r != QM_ENOMEM)
         qm_source_diag(d, QM_SEV_NOTE, src, at, "in the policy imported here");
@@ -239,14 +244,15 @@ static qm_status expand_import(qm_policy *p, const qm_stmt *st, const qm_search 
 static qm_status expand(qm_policy *p, const qm_search *s, const frame *chain, int depth, qm_diag *d)
 {
     lang_vec *out = lang_vec_new(p->arena, sizeof(qm_stmt *));
-    if (!out)
+    lang_vec *imports = lang_vec_new(p->arena, sizeof(const qm_source *));
+    if (!out || !imports)
         return lang_oom(d, p->src->path);
     qm_status first = QM_OK;
     for (size_t i = 0; i < p->n; i++) {
         qm_stmt *st = p->stmt[i];
         qm_status r = QM_OK;
         if (st->kind == QM_STMT_IMPORT)
-            r = expand_import(p, st, s, chain, depth, out, d);
+            r = expand_import(p, st, s, chain, depth, out, imports, d);
         else if (!lang_vec_push(p->arena, out, &st))
             r = lang_oom(d, p->src->path);
         if (r != QM_OK && first == QM_OK)
@@ -256,6 +262,8 @@ static qm_status expand(qm_policy *p, const qm_search *s, const frame *chain, in
     }
     p->stmt = out->v;
     p->n = out->n;
+    p->imports = imports->v;
+    p->nimports = imports->n;
     return first;
 }
 

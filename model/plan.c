@@ -13,6 +13,7 @@ void qm_plan_free(qm_plan *p)
     if (!p)
         return;
     free(p->t);
+    free(p->imports);
     qm_arena_free(&p->strings);
     if (p->owner_free)
         p->owner_free(p->owner);

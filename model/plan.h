@@ -8,7 +8,7 @@
  * YAML layout (qmoe(1) documents every key):
  *
  *   qmoe_plan: 1
- *   policy:  {path: ..., sha256: ...}
+ *   policy:  {path: ..., sha256: ..., imports: [{name: ..., sha256: ...}] (only with imports)}
  *   model:   {architecture: ..., config_sha256: ...}
  *   scores:  {path: ..., sha256: ...} | null
  *   summary: {average_bits, effective_bits,
@@ -51,9 +51,17 @@ typedef struct qm_plan_summary {
     double budget_target_bits, budget_achieved_bits;
 } qm_plan_summary;
 
+/* A file the policy imported: its import name and the sha256 of its bytes. */
+typedef struct qm_plan_import {
+    char *name, *sha256;
+} qm_plan_import;
+
 /* A plan's strings live in its arena `strings` or in its owner. */
 typedef struct qm_plan {
     char *policy_path, *policy_sha256;
+    qm_plan_import *imports;           /* (nimports) each file once, first import first; owned.
+                                        * Written by compile; qm_plan_read() leaves it empty */
+    size_t nimports;
     char *arch, *config_sha256;
     char *scores_path, *scores_sha256; /* NULL when no scores were used */
     qm_plan_summary summary;

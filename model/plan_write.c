@@ -35,6 +35,17 @@ static qm_status emit(const qm_plan *p, qm_yaml *y, qm_diag *d)
     qm_yaml_map(y);
     qm_yaml_kstr(y, "path", p->policy_path);
     qm_yaml_kstr(y, "sha256", p->policy_sha256);
+    if (p->nimports) {
+        qm_yaml_str(y, "imports");
+        qm_yaml_seq(y);
+        for (size_t i = 0; i < p->nimports; i++) {
+            qm_yaml_flow_map(y);
+            qm_yaml_kstr(y, "name", p->imports[i].name);
+            qm_yaml_kstr(y, "sha256", p->imports[i].sha256);
+            qm_yaml_close(y);
+        }
+        qm_yaml_close(y);
+    }
     qm_yaml_close(y);
     qm_yaml_str(y, "model");
     qm_yaml_map(y);
@@ -188,6 +199,17 @@ static int put_head(const qm_plan *p, qm_buf *b)
     qm_buf_printf(b, "qmoe_plan: %d\npolicy:\n", QM_PLAN_VERSION);
     ok &= put_kv(b, "path", p->policy_path);
     ok &= put_kv(b, "sha256", p->policy_sha256);
+    if (p->nimports)
+        put(b, "  imports:\n");
+    for (size_t i = 0; i < p->nimports; i++) {
+        int sn = qm_yaml_simple_style(p->imports[i].name, 1), sh = qm_yaml_simple_style(p->imports[i].sha256, 1);
+        put(b, "  - {name: ");
+        put_styled(b, p->imports[i].name, sn);
+        put(b, ", sha256: ");
+        put_styled(b, p->imports[i].sha256, sh);
+        put(b, "}\n");
+        ok &= sn != 0 && sh != 0;
+    }
     put(b, "model:\n");
     ok &= put_kv(b, "architecture", p->arch);
     ok &= put_kv(b, "config_sha256", p->config_sha256);

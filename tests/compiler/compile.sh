@@ -63,6 +63,13 @@ printf 'qmoe_scores: 1\nfrequency:\n  0: [10, 1, 1, 1, 1, 1, 1, 5]\n' > "$t/sp/s
 (cd "$t/sp/run" && "$qmoe" compile -I ../lib ../p.qmoe --model ../../mixtral --scores ../s.yaml -o "$t/sp4.yaml")
 check "three spellings of the policy path and another directory give byte-identical plans" \
     'test -s "$t/sp1.yaml" && cmp "$t/sp1.yaml" "$t/sp2.yaml" && cmp "$t/sp1.yaml" "$t/sp3.yaml" && cmp "$t/sp1.yaml" "$t/sp4.yaml"'
+h=$(sha256sum < "$t/sp/lib/paper/attn-4bit.qmoe" | cut -d' ' -f1)
+check "the plan records each import by name with the hash of its bytes" \
+    'grep -qx "  - {name: paper/attn-4bit, sha256: $h}" "$t/sp1.yaml"'
+echo '# a comment changes no rule' >> "$t/sp/lib/paper/attn-4bit.qmoe"
+(cd "$t/sp" && "$qmoe" compile -I lib p.qmoe --model "$t/mixtral" --scores s.yaml -o "$t/sp6.yaml" 2>/dev/null)
+check "... so editing an import changes the plan" \
+    'test "$(diff "$t/sp1.yaml" "$t/sp6.yaml" | grep -c "^[<>]")" = 2'
 check "... which name p.qmoe:2, paper/attn-4bit:5 and s.yaml" \
     'test "$(plan_field "$t/sp1.yaml" "layers[0].experts[0].up" rule)" = "p.qmoe:2" &&
      test "$(plan_field "$t/sp1.yaml" "layers[0].attn.o" rule)" = "paper/attn-4bit:5" && grep -q "^  path: s.yaml\$" "$t/sp1.yaml"'

@@ -187,6 +187,23 @@ static void test_direct_equals_libyaml(void)
     CU_ASSERT(s1 == QM_OK && s2 == QM_OK && strcmp(x, y) == 0);
     free(x);
     free(y);
+    /* and imports: their names in flow context ("a:b" is quoted there) */
+    static const char *const names[] = {"paper/attn-4bit", "sub/b", "a:b", "true"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        p->imports = realloc(p->imports, 2 * sizeof *p->imports);
+        p->imports[0] = (qm_plan_import){S("ladder/2-shared"), S("0962c1")};
+        p->imports[1] = (qm_plan_import){S(names[i]), S("9ce816")};
+        p->nimports = 2;
+        x = emitted(qm_plan_emit_libyaml, p, &s1), y = emitted(qm_plan_emit_direct, p, &s2);
+        CU_ASSERT_EQUAL(s1, QM_OK);
+        CU_ASSERT(s2 == QM_EINVAL || strcmp(x, y) == 0);
+        CU_ASSERT(i >= 2 || s2 == QM_OK);
+        if (i == 0)
+            CU_ASSERT_PTR_NOT_NULL(strstr(x, "  sha256: aa\n  imports:\n  - {name: ladder/2-shared, sha256: 0962c1}\n"
+                                            "  - {name: paper/attn-4bit, sha256: 9ce816}\nmodel:\n"));
+        free(x);
+        free(y);
+    }
     /* a path with a space goes through libyaml */
     p->policy_path = S("my policy.qmoe");
     y = emitted(qm_plan_emit_direct, p, &s2);
