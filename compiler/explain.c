@@ -4,6 +4,7 @@
  * statements in the order they apply: defaults, rules, then the budget. */
 #include "config.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -63,12 +64,29 @@ static void print_rule(FILE *f, const qm_cstate *c, size_t s)
     free(where);
 }
 
+/* The score by which the budget moved tensor i's unit. */
+static void print_budget_score(FILE *f, qm_cstate *c, const qm_stmt *x, size_t i)
+{
+    const qm_tensor *t = &c->model->t[i];
+    qm_scorer by = x->u.budget.by == QM_SCORER_NONE ? QM_SCORER_OUTLIER : x->u.budget.by;
+    double v = by == QM_SCORER_FREQUENCY ? qm_c_freq(c, t->layer, t->expert)
+               : by == QM_SCORER_OUTLIER ? qm_c_outlier(c, i)
+                                         : qm_c_importance(c, by, t->layer);
+    if (isnan(v))
+        fprintf(f, "    %s: no score (moved in tie-rank order)\n", qm_scorer_name(by));
+    else
+        fprintf(f, "    %s %.6g\n", qm_scorer_name(by), v);
+}
+
 /* The score and place behind each data-driven bracket of rule s's
  * selectors that picked tensor i: each such selector is resolved again with
- * c->why asking about i.  scratch: (model->n) bytes. */
+ * c->why asking about i; for the budget, the score it moved i's unit by.
+ * scratch: (model->n) bytes. */
 static qm_status print_why(FILE *f, qm_cstate *c, size_t s, size_t i, unsigned char *scratch)
 {
     const qm_stmt *x = c->policy->stmt[s];
+    if (x->kind == QM_STMT_BUDGET)
+        print_budget_score(f, c, x, i);
     if (x->kind != QM_STMT_RULE)
         return QM_OK;
     for (size_t k = 0; k < x->u.rule.nsel; k++) {

@@ -306,6 +306,22 @@ layers[0].experts[2].up  (model.layers.0.block_sparse_moe.experts.2.w3.weight, [
 X
 check "explain shows the score and rank behind each data-driven pick" \
     'cmp -s "$t/x" "$t/x.want" || { diff "$t/x.want" "$t/x"; false; }'
+printf 'default: 2bit\nbudget 3.0 bits\n' > "$t/xb.qmoe"
+"$qmoe" explain "$t/xb.qmoe" --model "$t/deepseek" --scores "$t/ds.yaml" 'layers[1].experts[0..1].down' > "$t/x" 2>"$t/err"
+cat > "$t/x.want" <<X
+layers[1].experts[0].down  (model.layers.1.mlp.experts.0.down_proj.weight, [2048, 1408])
+  $t/xb.qmoe:1: default: 2bit
+  $t/xb.qmoe:2: budget 3.0 bits
+    outlier 5
+  final: 4bit group 128 sym no_act_order
+
+layers[1].experts[1].down  (model.layers.1.mlp.experts.1.down_proj.weight, [2048, 1408])
+  $t/xb.qmoe:1: default: 2bit
+  $t/xb.qmoe:2: budget 3.0 bits
+    outlier: no score (moved in tie-rank order)
+  final: 4bit group 128 sym no_act_order
+X
+check "explain shows the score a budget moved a unit by" 'cmp -s "$t/x" "$t/x.want" || { diff "$t/x.want" "$t/x"; false; }'
 "$qmoe" explain "$t/p.qmoe" --model "$t/mixtral" 'layers[0].router' > "$t/x" 2>"$t/err"
 check "explain on a kept router" 'grep -q "no rule: kept" "$t/x" && grep -q "final: keep" "$t/x"'
 "$qmoe" explain "$t/p.qmoe" --model "$t/mixtral" 'shared' > "$t/x" 2>"$t/err"; rc=$?
