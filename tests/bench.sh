@@ -72,6 +72,13 @@ tail -n 1 "$tmp/b/kld_vs_bits.svg" | grep -q '^</svg>$' && ok || bad "svg not cl
 bench -o "$tmp/b" > "$tmp/out2.md" 2> "$tmp/err" && ok || bad "second bench failed: $(cat "$tmp/err")"
 has "$(cat "$tmp/err")" "3 policies (3 reused from an earlier bench)"
 cmp -s "$tmp/out.md" "$tmp/out2.md" && ok || bad "a reused bench printed another table"
+# ... and so does one of the same policies in another directory, run from
+# another working directory: plans hold names and hashes, not paths (#18)
+mkdir "$tmp/elsewhere" && cp "$tmp/pol/"*.qmoe "$tmp/elsewhere/"
+(cd "$tmp/elsewhere" && "$QMOE" bench "$model" --policies . --calib "$data/wikitext2-valid.txt" \
+    --eval "$data/wikitext2-test.txt" --tasks "$tmp/tasks.jsonl" --ctx 128 --samples 4 --eval-tokens 4096 \
+    -o "$tmp/b" > "$tmp/out3.md" 2> "$tmp/err") && ok || bad "bench from elsewhere failed: $(cat "$tmp/err")"
+has "$(cat "$tmp/err")" "3 policies (3 reused from an earlier bench)"
 
 # changing one policy reruns that one alone
 printf 'default: 2bit\nattn: 8bit\nexperts[0]: 4bit\n' > "$tmp/pol/attn-8bit.qmoe"
