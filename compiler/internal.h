@@ -48,7 +48,6 @@ typedef struct qm_why {
         size_t rank, of;  /* 1-based place among the scored candidates (of them), in the
                            * bracket's order: highest first, lowest first for bottom */
         long long layer;  /* the layer ranked within, for `per layer`; -1 otherwise */
-        int kept;
     } pick[QM_WHY_MAX];
 } qm_why;
 

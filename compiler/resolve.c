@@ -143,8 +143,7 @@ static void why(qm_cstate *c, const qm_index *ix, const units *u, size_t target)
     w->pick[w->n].v = v;
     w->pick[w->n].rank = isnan(v) ? 0 : rank;
     w->pick[w->n].of = of;
-    w->pick[w->n].layer = per ? u->grp[j] : -1;
-    w->pick[w->n++].kept = u->keep[j];
+    w->pick[w->n++].layer = per ? u->grp[j] : -1;
 }
 
 /* Decide the pick; `target` is the id of the unit explain asks about. */
