@@ -52,7 +52,7 @@ has "error: vllm would serve routed experts with act-order wrongly: MoeWNA16"
 run 0 mixtral-8x7b 'default: 4bit;
 layers[3].attn.q: 8bit;' vllm
 has "p.qmoe:1: warning: vllm refuses parts of a fused projection (q/k/v, gate/up) at different schemes"
-has "2 tensors in layer 3, e.g. layers[3].attn.k, set by this rule (4-bit, group 128, sym) against layers[3].attn.q (8-bit, group 128, sym, set by $t/p.qmoe:2)"
+has "2 tensors in layer 3, e.g. layers[3].attn.k, set by this rule (4-bit, group 128, sym) against layers[3].attn.q (8-bit, group 128, sym, set by p.qmoe:2)"
 run 0 mixtral-8x7b 'default: 4bit; layers[5].experts[2]: 8bit;' vllm
 has "warning: vllm refuses experts of one layer at different schemes: one FusedMoE holds all experts' w13 and w2 at one width"
 
