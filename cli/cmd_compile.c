@@ -75,7 +75,7 @@ int qm_cli_compile_args(const qm_cmd *cmd, int argc, char **argv, int n_args, qm
         case 's': a->o.scores = optarg; break;
         case 'S': a->o.strict = 1; break;
         case 'f': a->format = optarg; break;
-        case 'o': a->output = optarg; break;
+        case 'o': a->output = a->o.output = optarg; break;
         case 'E': a->engines[a->n_engines++] = optarg; break;
         case 'h':
             qm_cli_compile_args_free(a);
@@ -124,8 +124,7 @@ void qm_cli_compile_args_free(qm_cli_compile_argv *a)
 /* -o PLAN against the inputs: the policy, the model the plan was compiled
  * against (its directory, config and shards; compiling writes nothing, so
  * checking after it still comes before any write, and the model is not
- * opened twice), the scores.  Imports are found while compiling; they are
- * not checked. */
+ * opened twice), the scores.  The compiler checks the imports (o.output). */
 static qm_status check_output(const qm_cli_compile_argv *a, const qm_plan *p, qm_diag *d)
 {
     return qm_model_check_output(qm_compiled_model(p), "-o", a->output, 0,

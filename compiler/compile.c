@@ -363,6 +363,11 @@ static qm_status start(qm_cstate *c, const qm_compile_opts *o, qm_diag *d, int r
     qm_search s = {.dirs = o->dirs, .n_dirs = o->n_dirs};
     if ((st = qm_policy_expand(c->policy, &s, d)) != QM_OK)
         return st;
+    for (size_t k = 0; o->output && k < c->policy->nimports; k++)
+        if ((st = qm_path_check_output("-o", o->output, 0,
+                                       &(qm_path_input){c->policy->imports[k]->path, "a file the policy imports"}, 1,
+                                       d)) != QM_OK)
+            return st;
     if ((st = qm_model_open(o->model, &c->model, d)) != QM_OK)
         return st;
     qm_model *m = c->model;

@@ -26,6 +26,10 @@ typedef struct qm_compile_opts {
     const char *const *dirs;        /* (n_dirs) -I directories for imports */
     size_t n_dirs;
     int strict;                     /* a rule matching nothing is an error */
+    /* Where the plan will be written, checked against every file the
+     * policy imports as soon as they are known (qm_path_check_output());
+     * NULL: not checked.  The caller checks the policy, model and scores. */
+    const char *output;
 } qm_compile_opts;
 
 /* Compile o->policy for o->model.  On success *out is the plan (caller
