@@ -47,11 +47,11 @@ static void table(const qm_plan *p, FILE *f)
 
 int qm_cli_compile_args(const qm_cmd *cmd, int argc, char **argv, int n_args, qm_cli_compile_argv *a)
 {
-    /* --strict, --format, -o and --engine are compile's alone: explain's table starts after them. */
+    /* --strict, --format, -o, --engine and --fit are compile's alone: explain's table starts after them. */
     static const struct option opts[] = {
         {"strict", no_argument, NULL, 'S'},      {"format", required_argument, NULL, 'f'},
         {"output", required_argument, NULL, 'o'}, {"engine", required_argument, NULL, 'E'},
-        {"model", required_argument, NULL, 'm'},
+        {"fit", required_argument, NULL, 'F'},     {"model", required_argument, NULL, 'm'},
         {"scores", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -68,7 +68,7 @@ int qm_cli_compile_args(const qm_cmd *cmd, int argc, char **argv, int n_args, qm
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, full ? "hI:o:" : "hI:", full ? opts : opts + 4, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, full ? "hI:o:" : "hI:", full ? opts : opts + 5, NULL)) != -1) {
         switch (c) {
         case 'I': a->dirs[a->o.n_dirs++] = optarg; break;
         case 'm': a->o.model = optarg; break;
@@ -77,6 +77,7 @@ int qm_cli_compile_args(const qm_cmd *cmd, int argc, char **argv, int n_args, qm
         case 'f': a->format = optarg; break;
         case 'o': a->output = a->o.output = optarg; break;
         case 'E': a->engines[a->n_engines++] = optarg; break;
+        case 'F': a->o.fit = a->engines[a->n_engines++] = optarg; break; /* and checked as --engine */
         case 'h':
             qm_cli_compile_args_free(a);
             printf("usage: qmoe %s\n\n%s", cmd->synopsis, cmd->help);
@@ -216,8 +217,8 @@ static int run(int argc, char **argv)
 const qm_cmd qm_cmd_compile = {
     .name = "compile",
     .run = run,
-    .synopsis = "compile POLICY --model DIR [--scores FILE] [-I DIR]... [--strict] [--engine NAME]... [-o PLAN]\n"
-                "                [--format yaml|json|table]",
+    .synopsis = "compile POLICY --model DIR [--scores FILE] [-I DIR]... [--strict] [--engine NAME]... [--fit NAME]\n"
+                "                [-o PLAN] [--format yaml|json|table]",
     .summary = "compile a policy for a model into a bit plan",
     .help = "Matches POLICY (qmoe-policy(5)) against the model's tensors and scores and\n"
             "writes the bit plan: YAML, byte-identical for identical inputs.\n\n"
@@ -230,6 +231,8 @@ const qm_cmd qm_cmd_compile = {
             "                    vllm, sglang, transformers, gptqmodel, autogptq or\n"
             "                    llama.cpp; what it would serve wrongly is an error,\n"
             "                    what it refuses a warning\n"
+            "  --fit NAME        change the plan, after the rules and the budget, to the\n"
+            "                    nearest one engine NAME serves (qmoe(1), ENGINES)\n"
             "  -o, --output PLAN write the plan to PLAN atomically (default: stdout)\n"
             "  --format FMT      yaml (default), json (the same keys) or table: widths,\n"
             "                    counts, average and effective bits, bytes before and\n"

@@ -41,6 +41,7 @@ void qm_cstate_free(qm_cstate *c)
     free(c->rank);
     free(c->outlier_w);
     free(c->outlier_done);
+    free(c->fitted);
     qm_model_close(c->model);
     qm_policy_free(c->policy);
     memset(c, 0, sizeof *c);
@@ -314,6 +315,20 @@ qm_status qm_c_run(qm_cstate *c)
         c->budget_target = p->stmt[budget]->u.budget.bits;
     }
 
+    for (size_t i = 0; i < n; i++) {
+        qm_setting *x = &c->set[i];
+        if (x->bits == QM_KEEP)
+            continue;
+        if (x->group < 0)
+            x->group = qm_plan_default_group(m->t[i].shape[1]);
+        if (x->sym < 0)
+            x->sym = 1;
+        if (x->act_order < 0)
+            x->act_order = 0;
+    }
+    if (c->o->fit && (st = qm_c_fit(c)) != QM_OK)
+        return st;
+
     /* settings each weight must be able to take */
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
@@ -322,12 +337,6 @@ qm_status qm_c_run(qm_cstate *c)
         if (x->bits == QM_KEEP)
             continue;
         uint64_t out = t->shape[0], in = t->shape[1];
-        if (x->group < 0)
-            x->group = qm_plan_default_group(in);
-        if (x->sym < 0)
-            x->sym = 1;
-        if (x->act_order < 0)
-            x->act_order = 0;
         const qm_stmt *r = x->group_rule >= 0 ? p->stmt[x->group_rule] : NULL;
         if (x->group > 0 && in % (uint64_t)x->group != 0) {
             if (bad++ < MAX_APPLY_ERRORS && r)
@@ -426,6 +435,7 @@ typedef struct plan_jobs {
     const qm_cstate *c;
     qm_plan *p;
     char **rules; /* (statements + 1) "file:line", [0] "default" */
+    char *fit;    /* "fit NAME" for what --fit changed, or NULL */
 } plan_jobs;
 
 static void plan_range(void *ctx, size_t i, size_t end, int worker)
@@ -439,6 +449,8 @@ static void plan_range(void *ctx, size_t i, size_t end, int worker)
         pt->name = (char *)t->st->name;
         pt->module = t->canon;
         pt->rule = j->rules[(x->bits == QM_KEEP && !qm_c_broad(t->part) && x->rule < 0 ? -1 : x->rule) + 1];
+        if (j->c->fitted && j->c->fitted[i])
+            pt->rule = j->fit;
         pt->ndim = t->ndim;
         pt->shape[0] = t->shape[0];
         pt->shape[1] = t->shape[1];
@@ -525,8 +537,12 @@ static qm_status make_plan(qm_cstate *c, qm_plan **out)
         oom = !r || !(rules[s] = qm_arena_strdup(a, r));
         free(r);
     }
+    char *fit = c->o->fit ? qm_strfmt("fit %s", c->o->fit) : NULL;
+    char *fit_rule = fit ? qm_arena_strdup(a, fit) : NULL;
+    free(fit);
+    oom |= c->o->fit && !fit_rule;
     if (!oom) {
-        plan_jobs j = {c, p, rules};
+        plan_jobs j = {c, p, rules, fit_rule};
         qm_parallel_ranges(qm_cpus(), m->n, PLAN_RANGE, plan_range, &j);
         p->n = m->n;
         p->owner = c->model;

@@ -30,6 +30,9 @@ typedef struct qm_compile_opts {
      * policy imports as soon as they are known (qm_path_check_output());
      * NULL: not checked.  The caller checks the policy, model and scores. */
     const char *output;
+    /* A serving engine (model/engine.h) to fit the plan to after the rules
+     * and the budget (qm_engine_fit()); NULL: none. */
+    const char *fit;
 } qm_compile_opts;
 
 /* Compile o->policy for o->model.  On success *out is the plan (caller

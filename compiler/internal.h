@@ -67,6 +67,7 @@ typedef struct qm_cstate {
     double *outlier_w;     /* (model->n) outlier scores computed from weights */
     unsigned char *outlier_done; /* (model->n) */
     qm_status outlier_st;  /* sticky: the first failure computing one (its diagnostic is in d) */
+    unsigned char *fitted; /* (model->n) set by --fit; NULL without */
     size_t *rank;          /* (model->n) tie rank: layer, expert, canonical name */
     int has_budget;        /* the policy has a budget; qm_c_run() met it */
     double budget_target, budget_achieved; /* bits, as in the plan's summary */
@@ -97,6 +98,10 @@ double qm_c_importance(const qm_cstate *c, qm_scorer s, int layer);
 double qm_c_outlier(qm_cstate *c, size_t tensor);
 /* 1 when the scorer has data for this model (an error is added otherwise). */
 int qm_c_have(qm_cstate *c, qm_scorer s, const qm_source *src, qm_span at);
+
+/* --fit: change c->set so that the engine o->fit serves the plan, note
+ * what changed and the average it leaves (fit.c). */
+qm_status qm_c_fit(qm_cstate *c);
 
 /* Read the scores file (o->scores) into c->sc; outlier scores absent from
  * it are computed from the weights when asked for. */

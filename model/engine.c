@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -405,4 +406,183 @@ qm_status qm_engine_gate(const char *const *names, size_t n, int strict, const q
     if (st != QM_OK)
         return qm_diag_fail(d, st, "out of memory");
     return QM_OK;
+}
+
+/* ---- fitting a plan to an engine ------------------------------------------- */
+
+/* The widths e takes for routed experts (every width when no rule limits them). */
+static unsigned routed_widths(const qm_engine *e)
+{
+    unsigned w = 0;
+    for (int k = 0; k < QM_WIDTH_COUNT; k++)
+        w |= 1u << qm_widths[k];
+    for (size_t k = 0; k < e->n_rules; k++)
+        if (e->rules[k].kind == QM_EC_WIDTHS && e->rules[k].scope != QM_ENG_OTHERS && !e->rules[k].only_bits)
+            w &= e->rules[k].param;
+    return w;
+}
+
+/* The width in mask nearest to b, the one above on a tie; b when none. */
+static int nearest_width(double b, unsigned mask)
+{
+    int best = 0;
+    for (int k = 0; k < QM_WIDTH_COUNT; k++) {
+        int w = qm_widths[k];
+        if (mask >> w & 1 && (!best || fabs(w - b) < fabs(best - b) || (fabs(w - b) == fabs(best - b) && w > best)))
+            best = w;
+    }
+    return best ? best : (int)lround(b);
+}
+
+/* The group size in mask (as QM_EC_GROUPS) nearest to g in log2 that
+ * divides `in` columns (per channel counts as the widest); g when none. */
+static int nearest_group(int g, unsigned mask, uint64_t in)
+{
+    double at = g ? log2(g) : 30;
+    int best = -1;
+    double dist = 0;
+    for (int k = 0; k < 31; k++) {
+        int cand = k ? 1 << k : 0;
+        if (!(mask >> k & 1) || (cand && in % (uint64_t)cand))
+            continue;
+        double d = fabs((k ? k : 30) - at);
+        if (best < 0 || d < dist) {
+            best = cand;
+            dist = d;
+        }
+    }
+    return best < 0 ? g : best;
+}
+
+/* Fix the tensors c->bad marks for rule r; t is c->pt's mutable array. */
+static void fix(const ctx *c, const qm_eng_rule *r, qm_plan_tensor *t, unsigned char *changed)
+{
+    const qm_model *m = c->m;
+    for (size_t i = 0; i < m->n; i++) {
+        if (!c->bad[i])
+            continue;
+        qm_plan_tensor *x = &t[i];
+        switch (r->kind) {
+        case QM_EC_WIDTHS: {
+            int up = 0, down = 0;
+            for (int k = 0; k < QM_WIDTH_COUNT; k++) {
+                int w = qm_widths[k];
+                if (r->param >> w & 1 && w > x->bits && !up)
+                    up = w;
+                if (r->param >> w & 1 && w < x->bits)
+                    down = w;
+            }
+            x->bits = up ? up : down ? down : x->bits;
+            break;
+        }
+        case QM_EC_SYM: x->sym = 1; break;
+        case QM_EC_NO_ACT: x->act_order = 0; break;
+        case QM_EC_GROUPS: x->group = nearest_group(x->group, r->param, m->t[i].shape[1]); break;
+        case QM_EC_INPUT_MULTIPLE:
+            for (int k = 0; k < QM_WIDTH_COUNT; k++)
+                if (qm_widths[k] > x->bits && !(r->only_bits >> qm_widths[k] & 1)) {
+                    x->bits = qm_widths[k];
+                    break;
+                }
+            break;
+        case QM_EC_ONE_SCHEME:
+            if (r->param == 0) {
+                x->bits = c->base.bits;
+                x->group = c->base.group;
+            } else {
+                x->sym = c->base.sym;
+                x->act_order = c->base.act_order;
+            }
+            break;
+        default: continue; /* the grouping kinds: fix_groups() */
+        }
+        changed[i] = 1;
+    }
+}
+
+/* Give every tensor of each group (the slots of r's kind) one scheme: a
+ * fused projection its widest part's; a layer's experts the weighted mean
+ * width rounded to one e takes, with the first expert's other fields. */
+static void fix_groups(const ctx *c, const qm_engine *e, const qm_eng_rule *r, qm_plan_tensor *t,
+                       unsigned char *changed)
+{
+    int fused = r->kind == QM_EC_FUSED;
+    size_t (*slot)(const ctx *, const qm_eng_rule *, size_t) = fused ? fused_slot : experts_slot;
+    double *sum = calloc(c->slots, sizeof *sum), *params = calloc(c->slots, sizeof *params);
+    if (!sum || !params) {
+        free(sum);
+        free(params);
+        return; /* the check that follows reports what is left */
+    }
+    for (size_t s = 0; s < c->slots; s++)
+        c->leader[s] = SIZE_MAX;
+    for (size_t i = 0; i < c->m->n; i++) {
+        size_t s = slot(c, r, i);
+        if (s == SIZE_MAX || !t[i].bits)
+            continue;
+        if (c->leader[s] == SIZE_MAX || (fused && t[i].bits > t[c->leader[s]].bits))
+            c->leader[s] = i;
+        sum[s] += (double)t[i].bits * (double)c->m->t[i].numel;
+        params[s] += (double)c->m->t[i].numel;
+    }
+    unsigned widths = routed_widths(e);
+    for (size_t i = 0; i < c->m->n; i++) {
+        size_t s = slot(c, r, i);
+        if (s == SIZE_MAX || !t[i].bits || c->leader[s] == SIZE_MAX)
+            continue;
+        qm_plan_tensor want = t[c->leader[s]];
+        if (!fused)
+            want.bits = nearest_width(sum[s] / params[s], widths);
+        qm_scheme a = qm_plan_scheme(&t[i]), b = qm_plan_scheme(&want);
+        if (!qm_scheme_same(a, b)) {
+            t[i].bits = want.bits;
+            t[i].group = want.group;
+            t[i].sym = want.sym;
+            t[i].act_order = want.act_order;
+            changed[i] = 1;
+        }
+    }
+    free(sum);
+    free(params);
+}
+
+qm_status qm_engine_fit(const qm_engine *e, const qm_model *m, qm_plan_tensor *t, unsigned char *changed,
+                        qm_diag *d)
+{
+    size_t slots = (size_t)m->cfg.layers * ((size_t)m->cfg.experts + 2) * 2 + 1;
+    const qm_plan_tensor **by = malloc((m->n + 1) * sizeof *by);
+    ctx c = {m, by, {0}, malloc(m->n + 1), malloc((m->n + 1) * sizeof(size_t)), malloc(slots * sizeof(size_t)),
+             slots};
+    qm_plan whole = {.n = m->n, .t = t};
+    qm_status st = by && c.bad && c.ref && c.leader ? QM_OK : qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    for (size_t i = 0; st == QM_OK && i < m->n; i++)
+        by[i] = &t[i];
+    /* A fix may break a rule met before it (raising a width changes a
+     * fused group): a few rounds settle what can be settled. */
+    for (int round = 0; round < 4 && st == QM_OK; round++) {
+        for (size_t k = 0; k < e->n_rules && st == QM_OK; k++) {
+            const qm_eng_rule *r = &e->rules[k];
+            c.base = qm_plan_base_scheme(&whole);
+            memset(c.bad, 0, m->n);
+            if (kinds[r->kind].check(&c, r)) {
+                qm_buf what = {0};
+                what_text(r, m, &c, &(rgroup){0}, &what);
+                st = qm_diag_fail(d, QM_EINVAL, "no plan fits %s: it refuses %s (%s)", e->name, what.s ? what.s : "",
+                                  r->does);
+                free(what.s);
+            } else if (r->kind == QM_EC_FUSED || r->kind == QM_EC_LAYER_EXPERTS) {
+                fix_groups(&c, e, r, t, changed);
+            } else {
+                fix(&c, r, t, changed);
+            }
+        }
+    }
+    qm_engine_verdict v;
+    if (st == QM_OK && (st = qm_engine_check(e, m, &whole, by, 1, &v, NULL)) == QM_OK && (v.refuses || v.wrong))
+        st = qm_diag_fail(d, QM_EINVAL, "no plan fits %s: %s remain after fitting", e->name, v.why);
+    free(by);
+    free(c.bad);
+    free(c.ref);
+    free(c.leader);
+    return st;
 }

@@ -95,6 +95,23 @@ typedef struct qm_engine_verdict {
 qm_status qm_engine_check(const qm_engine *e, const qm_model *m, const qm_plan *p,
                           const qm_plan_tensor *const *by_tensor, int strict, qm_engine_verdict *v, qm_diag *d);
 
+/* Change the schemes of t (m->n plan entries in model order; kept tensors
+ * have bits 0) until e serves them, each change the smallest that meets
+ * the constraint it answers, in the engine's rule order:
+ *   a width e does not take      the nearest width it takes, above first;
+ *   sym, act-order, group size   sym, no act-order, the nearest group size
+ *                                it takes that divides the input width;
+ *   an input width too narrow    the next width up the rule does not cover;
+ *   one scheme for all           the plan's base width, group, sym, act-order;
+ *   a fused projection           the scheme of its widest part;
+ *   a layer's experts            one width: their parameter-weighted mean
+ *                                rounded to a width e takes (up on a tie),
+ *                                with the first expert's group and sym.
+ * changed[i] is set for each tensor changed.  QM_OK when e serves the
+ * result; else an error in d says what could not be fitted and why. */
+qm_status qm_engine_fit(const qm_engine *e, const qm_model *m, qm_plan_tensor *t, unsigned char *changed,
+                        qm_diag *d);
+
 /* What a command that writes a checkpoint in `format` checks before any
  * work: each engine in names (n of them) as qm_engine_check() does, failing
  * with QM_EINVAL when one gives an error; with none named, one warning

@@ -95,6 +95,40 @@ run 0 deepseek-moe-16b 'default: 4bit, group 32; experts: 2bit, group 16;' llama
 has "llama.cpp refuses 2/3-bit linears whose input width is not a multiple of 256"
 has "e.g. layers[1].experts[0].down"
 
+# ---- --fit: the nearest plan the engine serves ----------------------------------------
+fit() { # fit MODEL POLICY ENGINE: compile --fit into $t/fit.yaml, stderr in $err
+    "$qmoe" compile -I "$src/stdlib" "$2" --model "$t/$1" --fit "$3" -o "$t/fit.yaml" 2>"$t/err"
+    got=$?
+    err=$(cat "$t/err")
+}
+fit mixtral-8x7b "$src/stdlib/paper/attn-4bit.qmoe" vllm
+[ $got -eq 0 ] && ok "attn-4bit --fit vllm" || fail "attn-4bit --fit vllm: $err"
+has "note: fit vllm: 768 linears changed; average 4.000 bits"
+grep -q "module: 'layers\[0\].experts\[0\].gate', .* bits: 4, .* rule: fit vllm}" "$t/fit.yaml" &&
+    ok "2-bit experts raised to 4 by 'fit vllm'" || fail "no expert raised by fit vllm"
+"$qmoe" compile "$t/fit.yaml" --model "$t/mixtral-8x7b" >/dev/null 2>&1 || true
+fit mixtral-8x7b "$src/stdlib/paper/uniform-4bit.qmoe" llama.cpp
+has "note: fit llama.cpp: 896 linears changed; average 4.000 bits"
+grep -q "module: 'layers\[3\].attn.q', .* bits: 4, group_size: 32, sym: true, act_order: false, rule: fit llama.cpp}" \
+    "$t/fit.yaml" && ok "group 128 moved to llama.cpp's 32" || fail "group not fitted for llama.cpp"
+printf 'default: 4bit;\nlayers[2].experts[0..2]: 8bit;\n' > "$t/p.qmoe"
+fit mixtral-8x7b "$t/p.qmoe" llama.cpp
+grep "module: 'layers\[2\].experts\[[0-9]*\].gate'" "$t/fit.yaml" | sed 's/.* bits: \([0-9]\).*/\1/' | sort -u > "$t/w"
+[ "$(cat "$t/w")" = 4 ] && ok "a layer's experts at one width, their mean rounded (5.5 -> 4)" ||
+    fail "layer 2's experts after fit: $(tr '\n' ' ' < "$t/w")"
+for e in vllm sglang transformers gptqmodel autogptq llama.cpp; do
+    for p in attn-4bit first-moe-blocks uniform-2bit; do
+        fit qwen3-30b-a3b "$src/stdlib/paper/$p.qmoe" "$e"
+        if [ "$e" = autogptq ]; then
+            has "no plan fits autogptq: it refuses the architecture Qwen3MoeForCausalLM"
+        else
+            "$qmoe" compile -I "$src/stdlib" "$src/stdlib/paper/$p.qmoe" --model "$t/qwen3-30b-a3b" --fit "$e" \
+                --engine "$e" --format table 2>/dev/null | grep -q "^$e  *yes" &&
+                ok "$p --fit $e is servable by $e" || fail "$p --fit $e is not servable: $err"
+        fi
+    done
+done
+
 # an unknown engine: a usage error naming the known ones
 printf 'default: 4bit;\n' > "$t/p.qmoe"
 "$qmoe" compile "$t/p.qmoe" --model "$t/mixtral-8x7b" --engine vlm 2>"$t/err" >/dev/null
