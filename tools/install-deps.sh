@@ -3,7 +3,8 @@
 # Run as root, or with sudo available.  Safe to run again.
 set -eu
 pkgs="build-essential autoconf automake libtool pkg-config flex bison
-      libopenblas-dev libyaml-dev libjansson-dev libcunit1-dev groff-base"
+      libopenblas-dev libyaml-dev libjansson-dev libcunit1-dev groff-base
+      libpcre2-dev libutf8proc-dev"
 if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $pkgs >/dev/null
