@@ -1,0 +1,43 @@
+#!/bin/sh
+# tokenizer-goldens.sh: regenerate the golden ids of tests/data/tokenizers
+# with the reference implementations (issue #14).
+#
+#   sh tools/tokenizer-goldens.sh SRCDIR SHAREDDATA OUTDIR [NPMCACHE]
+#
+# SRCDIR is the source tree (for tools/ and the small test inputs),
+# SHAREDDATA the shared data folder (tokenizers/ and corpora/), OUTDIR gets
+# one folder per tokenizer with NAME.u32 for each input (the corpora's
+# compressed as NAME.u32.xz, as committed).  NPMCACHE (default
+# /tmp/qmoe-tokenizer-npm) receives the two npm packages, pinned; nothing
+# is installed anywhere else.  Exit 77 when npm cannot install them.
+set -eu
+src=$1 data=$2 out=$3 npm=${4:-/tmp/qmoe-tokenizer-npm}
+pkgs="@huggingface/tokenizers@0.2.0 mistral-tokenizer-js@1.0.0"
+if [ ! -d "$npm/node_modules/@huggingface/tokenizers" ] || [ ! -d "$npm/node_modules/mistral-tokenizer-js" ]; then
+    mkdir -p "$npm"
+    [ -f "$npm/package.json" ] || echo '{"private": true}' >"$npm/package.json"
+    if ! (cd "$npm" && npm install --no-audit --no-fund --silent $pkgs >/dev/null 2>&1); then
+        echo "SKIP: npm could not install $pkgs" >&2
+        exit 77
+    fi
+fi
+gen="$src/tools/tokenizer-goldens.mjs"
+inputs="$src/tests/data/tokenizers/inputs"
+corpora="$data/corpora"
+for t in qwen3:hf deepseek-v3:hf gpt2:gpt2 mistral-v1:spm; do
+    name=${t%%:*} kind=${t#*:}
+    dir="$out/$name"
+    mkdir -p "$dir"
+    node "$gen" "$npm" "$kind" "$data/tokenizers/$name" "$dir" "$inputs"/*.txt
+    # the corpora: WikiText-2's test split and tiny-shakespeare whole, the
+    # first megabyte of the KJV (named kjv-1mb)
+    node "$gen" "$npm" "$kind" "$data/tokenizers/$name" "$dir" \
+        "$corpora/wikitext-2/test.txt" "$corpora/tinyshakespeare/input.txt"
+    mv "$dir/test.u32" "$dir/wikitext-2-test.u32"
+    mv "$dir/input.u32" "$dir/tinyshakespeare.u32"
+    node "$gen" "$npm" "$kind" "$data/tokenizers/$name" "$dir" --max 1048576 "$corpora/kjv/kjv.txt"
+    mv "$dir/kjv.u32" "$dir/kjv-1mb.u32"
+    for c in wikitext-2-test tinyshakespeare kjv-1mb; do
+        xz -9e -f "$dir/$c.u32"
+    done
+done
