@@ -32,6 +32,7 @@ extern const qm_cmd qm_cmd_fmt;
 extern const qm_cmd qm_cmd_compile;
 extern const qm_cmd qm_cmd_explain;
 extern const qm_cmd qm_cmd_bench;
+extern const qm_cmd qm_cmd_tokenize;
 
 /* Print "qmoe: MSG" and the subcommand's usage to stderr; returns QM_EXIT_USAGE. */
 int qm_cli_usage(const qm_cmd *cmd, const char *fmt, ...) QM_PRINTF(2, 3);

@@ -26,6 +26,7 @@ static const qm_cmd *const commands[] = {
     &qm_cmd_quantize,
     &qm_cmd_gptq_tensor,
     &qm_cmd_bench,
+    &qm_cmd_tokenize,
 };
 
 static const qm_cmd *find(const char *name)
