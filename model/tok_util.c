@@ -278,8 +278,9 @@ pcre2_code *tok_regex(const char *pat, size_t len, int literal, const char *wher
 {
     int err;
     PCRE2_SIZE at;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK |
-                                   (literal ? PCRE2_LITERAL : 0), &err, &at, NULL);
+    /* a literal has no classes, and PCRE2 refuses UCP beside LITERAL */
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, len, PCRE2_UTF | PCRE2_NO_UTF_CHECK |
+                                   (literal ? PCRE2_LITERAL : PCRE2_UCP), &err, &at, NULL);
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(err, msg, sizeof msg);

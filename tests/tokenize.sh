@@ -1,0 +1,137 @@
+#!/bin/sh
+# tokenize.sh: `qmoe tokenize` (issue #14).  Small tokenizers written here
+# test the command, its outputs and its errors; the four real tokenizers
+# (../shared/data/tokenizers beside the source tree, or $QM_SHARED_DATA)
+# must give the committed golden ids of tests/data/tokenizers/golden
+# (made by tools/tokenizer-goldens.sh with the npm references) exactly, on
+# every input.  Without the shared data that part prints SKIP and the test
+# exits 77 once the rest has passed.
+set -u
+: "${QMOE:?}" "${QM_SRCDIR:?}"
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/qmoe-tokenize.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+expect() {
+    want=$1; shift
+    out=$("$@" 2>"$tmp/err"); got=$?
+    err=$(cat "$tmp/err")
+    if [ "$got" -eq "$want" ]; then ok; else bad "$* exited $got, expected $want: $err"; fi
+}
+is() { if [ "$1" = "$2" ]; then ok; else bad "expected '$2', got '$1'"; fi; }
+has() { case "$1" in *"$2"*) ok ;; *) bad "expected '$2' in: $1" ;; esac; }
+
+# ---- a tokenizer small enough to reason about -----------------------------------------
+# Byte-level BPE: "hello" merges to one token, " world" to one, digits split.
+t="$tmp/tiny"
+mkdir -p "$t"
+cat >"$t/tokenizer.json" <<'JSON'
+{"version": "1.0",
+ "added_tokens": [{"id": 12, "content": "<s>", "single_word": false, "lstrip": false, "rstrip": false,
+                   "normalized": false, "special": true}],
+ "normalizer": {"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "Lowercase"}]},
+ "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+    {"type": "Digits", "individual_digits": true},
+    {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true}]},
+ "post_processor": {"type": "TemplateProcessing",
+    "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+    "special_tokens": {"<s>": {"id": "<s>", "ids": [12], "tokens": ["<s>"]}}},
+ "model": {"type": "BPE", "dropout": null, "unk_token": null, "byte_fallback": false,
+   "vocab": {"h": 0, "e": 1, "l": 2, "o": 3, "he": 4, "ll": 5, "hell": 6, "hello": 7, "Ġ": 8, "w": 9,
+             "1": 10, "2": 11, "<s>": 12, "r": 13, "d": 14, "Ġw": 15, "or": 16, "Ġwor": 17, "ld": 18,
+             "Ġworld": 19},
+   "merges": ["h e", "l l", "he ll", "hell o", "Ġ w", "o r", "Ġw or", "l d", ["Ġwor", "ld"]]}}
+JSON
+printf 'Hello World12<s>hello' >"$tmp/hw.txt"
+expect 0 "$QMOE" tokenize "$t" --text "$tmp/hw.txt"
+is "$out" "7 19 10 11 12 7"
+expect 0 "$QMOE" tokenize "$t/tokenizer.json" --text "$tmp/hw.txt" --add-special
+is "$out" "12 7 19 10 11 12 7"
+expect 0 "$QMOE" tokenize "$t" --text "$tmp/hw.txt" -o "$tmp/hw.u32"
+is "$out" ""
+is "$(od -An -tu4 -v "$tmp/hw.u32" | tr -s ' \n' '  ' | sed 's/^ //; s/ $//')" "7 19 10 11 12 7"
+expect 0 "$QMOE" tokenize "$t" --text "$tmp/hw.txt" --format yaml
+has "$out" "bytes: 21"; has "$out" "tokens: 6"; has "$out" "seconds: "; has "$out" "tokenizer: $t"
+: >"$tmp/empty.txt"
+expect 0 "$QMOE" tokenize "$t" --text "$tmp/empty.txt"
+is "$out" ""
+
+# usage and errors
+expect 2 "$QMOE" tokenize "$t";                 has "$err" "--text FILE is required"
+expect 2 "$QMOE" tokenize --text "$tmp/hw.txt"; has "$err" "expected one TOKENIZER"
+expect 2 "$QMOE" tokenize "$t" --text "$tmp/hw.txt" --format xml; has "$err" "--format must be 'text' or 'yaml'"
+expect 1 "$QMOE" tokenize "$tmp/nothing" --text "$tmp/hw.txt"
+is "$err" "qmoe: error: $tmp/nothing: no such tokenizer file or directory"
+expect 1 "$QMOE" tokenize "$tmp" --text "$tmp/hw.txt"
+is "$err" "qmoe: error: $tmp: no tokenizer in this directory (looked for tokenizer.json, tokenizer.model, encoder.json + vocab.bpe)"
+expect 1 "$QMOE" tokenize "$t" --text "$tmp/hw.txt" -o "$tmp/hw.txt"
+has "$err" "qmoe: error: -o"
+is "$(cat "$tmp/hw.txt")" "Hello World12<s>hello"
+# a component of an unknown type is named, never skipped
+sed 's/"type": "Lowercase"/"type": "StripAccents"/' "$t/tokenizer.json" >"$tmp/bad1.json"
+expect 1 "$QMOE" tokenize "$tmp/bad1.json" --text "$tmp/hw.txt"
+is "$err" "qmoe: error: $tmp/bad1.json: normalizer: normalizer type 'StripAccents' is not supported (supported: NFC, NFD, NFKC, NFKD, Lowercase, Replace, Prepend, Sequence)"
+sed 's/"type": "Digits"/"type": "BertPreTokenizer"/' "$t/tokenizer.json" >"$tmp/bad2.json"
+expect 1 "$QMOE" tokenize "$tmp/bad2.json" --text "$tmp/hw.txt"
+is "$err" "qmoe: error: $tmp/bad2.json: pre_tokenizer: pre-tokenizer type 'BertPreTokenizer' is not supported (supported: Split, ByteLevel, Metaspace, Digits, Sequence)"
+sed 's/"type": "BPE"/"type": "Unigram"/' "$t/tokenizer.json" >"$tmp/bad3.json"
+expect 1 "$QMOE" tokenize "$tmp/bad3.json" --text "$tmp/hw.txt"
+is "$err" "qmoe: error: $tmp/bad3.json: model type 'Unigram' is not supported (supported: BPE)"
+sed 's/"type": "TemplateProcessing"/"type": "BertProcessing"/' "$t/tokenizer.json" >"$tmp/bad4.json"
+expect 1 "$QMOE" tokenize "$tmp/bad4.json" --text "$tmp/hw.txt"
+is "$err" "qmoe: error: $tmp/bad4.json: post_processor type 'BertProcessing' is not supported (supported: ByteLevel, TemplateProcessing, Sequence)"
+sed 's/\["Ġwor", "ld"\]/"Ġwor ldx"/' "$t/tokenizer.json" >"$tmp/bad5.json"
+expect 1 "$QMOE" tokenize "$tmp/bad5.json" --text "$tmp/hw.txt"
+is "$err" "qmoe: error: $tmp/bad5.json: model.merges[8] 'Ġwor ldx': token 'ldx' is not in the vocabulary"
+printf 'not a protobuf' >"$tmp/tokenizer.model"
+expect 1 "$QMOE" tokenize "$tmp/tokenizer.model" --text "$tmp/hw.txt"
+has "$err" "qmoe: error: $tmp/tokenizer.model: "
+
+# ---- the real tokenizers against the references' golden ids ---------------------------
+data=${QM_SHARED_DATA:-$QM_SRCDIR/../shared/data}
+gold="$QM_SRCDIR/tests/data/tokenizers/golden"
+inputs="$QM_SRCDIR/tests/data/tokenizers/inputs"
+skipped=0
+if [ ! -d "$data/tokenizers" ] || [ ! -d "$data/corpora" ]; then
+    echo "SKIP: no shared data at $data (tokenizers/, corpora/): golden comparisons not run"
+    skipped=1
+else
+    head -c 1048576 "$data/corpora/kjv/kjv.txt" >"$tmp/kjv-1mb.txt"
+    for tok in qwen3 deepseek-v3 gpt2 mistral-v1; do
+        for g in "$gold/$tok"/*; do
+            name=$(basename "$g"); name=${name%.xz}; name=${name%.u32}
+            case $name in
+                wikitext-2-test) in="$data/corpora/wikitext-2/test.txt" ;;
+                tinyshakespeare) in="$data/corpora/tinyshakespeare/input.txt" ;;
+                kjv-1mb) in="$tmp/kjv-1mb.txt" ;;
+                *) in="$inputs/$name.txt" ;;
+            esac
+            case $g in
+                *.xz) xz -dc "$g" >"$tmp/want.u32" ;;
+                *) cp "$g" "$tmp/want.u32" ;;
+            esac
+            if "$QMOE" tokenize "$data/tokenizers/$tok" --text "$in" -o "$tmp/got.u32" 2>"$tmp/err" &&
+               cmp -s "$tmp/got.u32" "$tmp/want.u32"; then
+                ok
+            else
+                bad "$tok on $name: ids differ from the reference's ($(cat "$tmp/err"))"
+            fi
+        done
+    done
+    # BOS as tokenizer_config.json says: DeepSeek-V3 adds it (add_bos_token, as
+    # transformers' LlamaTokenizerFast does; tokenizers.js reads only the
+    # post-processor, a ByteLevel one, and adds nothing), Qwen3 does not;
+    # SentencePiece puts its bos_id first, as mistral-tokenizer-js does
+    printf 'Hi' >"$tmp/hi.txt"
+    expect 0 "$QMOE" tokenize "$data/tokenizers/deepseek-v3" --text "$tmp/hi.txt" --add-special
+    is "$out" "0 23166"
+    expect 0 "$QMOE" tokenize "$data/tokenizers/qwen3" --text "$tmp/hi.txt" --add-special
+    is "$out" "13048"
+    expect 0 "$QMOE" tokenize "$data/tokenizers/mistral-v1" --text "$tmp/hi.txt" --add-special
+    is "$out" "1 15359"
+fi
+
+echo "tokenize.sh: $pass passed, $fail failed"
+[ "$fail" -eq 0 ] || exit 1
+[ "$skipped" -eq 0 ] || exit 77
