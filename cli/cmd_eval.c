@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "model/tokenizer.h"
 #include "runtime/eval.h"
 
 static void print_text(const qm_eval_result *r, const qm_task_result *t, size_t nt)
@@ -125,12 +126,16 @@ static int run(int argc, char **argv)
     qm_status st = qm_cli_open_net(argv[optind], &m, &net, d);
     if (st == QM_OK && base)
         st = qm_cli_open_net(base, &bm, &bnet, d);
-    if (st == QM_OK && text && !m->cfg.byte_tokenizer)
-        st = qm_diag_fail(d, QM_EINVAL, "%s does not declare a byte-level tokenizer; give token ids with --tokens",
-                          argv[optind]);
+    int own_tokenizer = st == QM_OK && !m->cfg.byte_tokenizer && qm_tokenizer_in_dir(m->dir);
+    if (st == QM_OK && text && !m->cfg.byte_tokenizer && !own_tokenizer)
+        st = qm_diag_fail(d, QM_EINVAL, "%s has no tokenizer (tokenizer.json, tokenizer.model) and does not declare "
+                          "a byte-level one; give token ids with --tokens", argv[optind]);
     if (st == QM_OK && (text || ids)) {
-        st = text ? qm_tokens_from_text(text, (size_t)max_tokens, &toks, d)
-                  : qm_tokens_from_ids(ids, m->cfg.vocab, (size_t)max_tokens, &toks, d);
+        if (text && own_tokenizer) /* BOS, when the tokenizer adds it, starts the stream */
+            st = qm_tokens_from_tokenizer(m->dir, text, m->cfg.vocab, (size_t)max_tokens, 0, &toks, d);
+        else
+            st = text ? qm_tokens_from_text(text, (size_t)max_tokens, &toks, d)
+                      : qm_tokens_from_ids(ids, m->cfg.vocab, (size_t)max_tokens, &toks, d);
         qm_cli_progress p;
         qm_eval_opts eo = qm_eval_opts_default();
         eo.ctx = (int)ctx;
@@ -169,7 +174,7 @@ const qm_cmd qm_cmd_eval = {
     .summary = "perplexity, KL divergence against the unquantized model, task accuracy",
     .help = "Scores the next-token predictions of MODEL over windows of --ctx tokens (see qmoe(1)).\n\n"
             "  --base DIR        the unquantized model: adds KL divergence, top-1 agreement, PPL ratio\n"
-            "  --text FILE       text, one token per byte (byte-level models)\n"
+            "  --text FILE       text: through the model's tokenizer, or one token per byte\n"
             "  --tokens FILE     token ids: FILE.u32 little-endian uint32, else decimal text\n"
             "  --ctx N           window length (default 512)\n"
             "  --max-tokens N    use only the first N tokens\n"

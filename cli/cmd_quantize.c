@@ -115,7 +115,7 @@ const qm_cmd qm_cmd_quantize = {
             "Rerunning the same command continues after the last finished layer.\n\n"
             "  --plan PLAN               the bit plan (qmoe compile)\n"
             "  --model DIR               the unquantized model the plan was compiled for\n"
-            "  --calib FILE              calibration text (byte-level models) or token ids\n"
+            "  --calib FILE              calibration text (the model's tokenizer, or bytes) or ids\n"
             "  --ctx N                   window length (default 512)\n"
             "  --samples N               windows (default 128)\n"
             "  --damp D                  GPTQ damping, fraction of the mean Hessian diagonal (default 0.01)\n"

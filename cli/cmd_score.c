@@ -55,7 +55,7 @@ static int run(int argc, char **argv)
     if (st == QM_OK)
         st = qm_net_load(m, &net, d);
     if (st == QM_OK)
-        st = qm_tokens_for_model(m, calib, (size_t)max_tokens, &toks, d);
+        st = qm_tokens_for_model(m, calib, (size_t)max_tokens, (size_t)ctx, &toks, d);
     if (st == QM_OK)
         st = qm_score_model(&net, &toks, (int)ctx, &sc, d);
     if (st == QM_OK)
@@ -75,7 +75,8 @@ const qm_cmd qm_cmd_score = {
     .summary = "measure expert frequency, MoE block importance and linear outlier scores",
     .help = "Runs the calibration tokens through MODEL and writes the scores file that\n"
             "`qmoe compile --scores` reads (format in qmoe(1)).\n\n"
-            "  --calib FILE      text for byte-level models, else token ids (.u32 or decimal)\n"
+            "  --calib FILE      text (through the model's tokenizer, or bytes for byte-level\n"
+            "                    models), or token ids (.u32, or decimal without a tokenizer)\n"
             "  --ctx N           window length (default 512)\n"
             "  --max-tokens N    use only the first N tokens\n"
             "  -o, --output FILE the scores file (YAML), written atomically\n",

@@ -206,7 +206,8 @@ static qm_status scores(bench *b)
         double t0 = qm_clock();
         say(b, "scores: routing frequency, block importance and outliers over %d x %d calibration tokens",
             o->samples, o->ctx);
-        st = qm_tokens_for_model(b->model, o->calib, (size_t)o->samples * (size_t)o->ctx, &t, b->d);
+        st = qm_tokens_for_model(b->model, o->calib, (size_t)o->samples * (size_t)o->ctx, (size_t)o->ctx, &t,
+                                     b->d);
         if (st == QM_OK)
             st = qm_score_model(&b->net, &t, o->ctx, &sc, b->d);
         if (st == QM_OK)
@@ -493,7 +494,7 @@ qm_status qm_matrix_run(const qm_matrix_opts *o, qm_matrix *m, qm_diag *d)
     if (st == QM_OK)
         st = qm_net_load(b.model, &b.net, d);
     if (st == QM_OK)
-        st = qm_tokens_for_model(b.model, o->eval, o->eval_tokens, &b.eval, d);
+        st = qm_tokens_for_model(b.model, o->eval, o->eval_tokens, 0, &b.eval, d);
     if (st == QM_OK)
         st = scores(&b);
     if (st == QM_OK) {

@@ -1,4 +1,5 @@
-/* tokens.c: reading token streams (bytes, .u32 ids, decimal ids). */
+/* tokens.c: reading token streams (bytes, .u32 ids, decimal ids, text
+ * through the model's tokenizer). */
 #include "config.h"
 
 #include <ctype.h>
@@ -7,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/tokenizer.h"
 #include "model/tokens.h"
 
 void qm_tokens_free(qm_tokens *t)
@@ -101,8 +103,73 @@ qm_status qm_tokens_from_ids(const char *path, long long vocab, size_t max, qm_t
     return st;
 }
 
-qm_status qm_tokens_for_model(const qm_model *m, const char *path, size_t max, qm_tokens *t, qm_diag *d)
+/* Lay the text's ids out as windows of `window` ids each led by bos, the
+ * text running on; at most max ids (all when 0). */
+static qm_status with_bos(qm_tokens *t, int bos, size_t window, size_t max, qm_diag *d)
 {
-    return m->cfg.byte_tokenizer ? qm_tokens_from_text(path, max, t, d)
-                                  : qm_tokens_from_ids(path, m->cfg.vocab, max, t, d);
+    size_t per = window - 1, wins = (t->n + per - 1) / per, n = wins * window - (wins * per - t->n);
+    if (max && n > max)
+        n = max;
+    int *ids = malloc((n ? n : 1) * sizeof *ids);
+    if (!ids)
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    for (size_t i = 0, k = 0; i < n; i++)
+        ids[i] = i % window == 0 ? bos : t->ids[k++];
+    free(t->ids);
+    t->ids = ids;
+    t->n = n;
+    return QM_OK;
+}
+
+qm_status qm_tokens_from_tokenizer(const char *dir, const char *path, long long vocab, size_t max, size_t window,
+                                   qm_tokens *t, qm_diag *d)
+{
+    qm_tokenizer *tk;
+    char *data = NULL;
+    size_t len;
+    *t = (qm_tokens){0};
+    qm_status st = qm_tokenizer_open(dir, &tk, d);
+    if (st != QM_OK)
+        return st;
+    int bos = qm_tokenizer_bos(tk);
+    st = qm_read_file(path, &data, &len, d);
+    /* BOS goes in here, per window, so the tokenizer adds none */
+    if (st == QM_OK)
+        st = qm_tokenizer_encode(tk, data, len, 0, t, d);
+    if (st == QM_OK && bos >= 0 && window > 1)
+        st = with_bos(t, bos, window, max, d);
+    else if (st == QM_OK && bos >= 0) {
+        qm_tokens b = {0};
+        if (!(b.ids = malloc((t->n + 1) * sizeof *b.ids)))
+            st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+        else {
+            b.ids[0] = bos;
+            if (t->n)
+                memcpy(b.ids + 1, t->ids, t->n * sizeof *t->ids);
+            b.n = t->n + 1;
+            qm_tokens_free(t);
+            *t = b;
+        }
+    }
+    if (st == QM_OK && max && t->n > max)
+        t->n = max;
+    for (size_t i = 0; st == QM_OK && i < t->n; i++)
+        if (t->ids[i] >= vocab)
+            st = qm_diag_fail(d, QM_EINVAL, "%s: the tokenizer in %s gives id %d, outside the model's vocabulary "
+                              "[0, %lld)", path, dir, t->ids[i], vocab);
+    free(data);
+    qm_tokenizer_free(tk);
+    if (st != QM_OK)
+        qm_tokens_free(t);
+    return st;
+}
+
+qm_status qm_tokens_for_model(const qm_model *m, const char *path, size_t max, size_t window, qm_tokens *t,
+                              qm_diag *d)
+{
+    if (m->cfg.byte_tokenizer)
+        return qm_tokens_from_text(path, max, t, d);
+    if (!ends_with(path, ".u32") && qm_tokenizer_in_dir(m->dir))
+        return qm_tokens_from_tokenizer(m->dir, path, m->cfg.vocab, max, window, t, d);
+    return qm_tokens_from_ids(path, m->cfg.vocab, max, t, d);
 }

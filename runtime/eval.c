@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "model/tasks.h"
+#include "model/tokenizer.h"
 #include "runtime/eval.h"
 
 /* log-sum-exp of n logits */
@@ -252,6 +253,47 @@ static int piece_tokens(const qm_task_piece *p, const qm_net *net, int *out)
     return (int)p->len;
 }
 
+/* A text context and choice through the model's tokenizer, as
+ * lm-evaluation-harness splits them: the context's trailing whitespace
+ * moves to the front of the choice, then the choice's tokens are those of
+ * enc(context + choice) after the first len(enc(context)).  Returns 0, -1
+ * when either has more than QM_TASK_MAX_IDS tokens, -4 when the choice has
+ * none, or -5 when the tokenizer failed (d says why). */
+static int encode_pair(qm_tokenizer *tk, const qm_task_piece *context, const qm_task_piece *choice, int *cx,
+                       int *nx, int *ch, int *nc, qm_diag *d)
+{
+    const char *c = context->text, *x = choice->text;
+    size_t cl = context->len, xl = choice->len, keep = cl;
+    while (keep > 0 && strchr(" \t\n\r\v\f", c[keep - 1]))
+        keep--;
+    qm_tokens a = {0}, w = {0};
+    char *joined = malloc(cl + xl + 1);
+    int rc = joined ? 0 : -5;
+    if (!joined)
+        qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    if (rc == 0) {
+        memcpy(joined, c, cl);
+        memcpy(joined + cl, x, xl);
+        if (qm_tokenizer_encode(tk, c, keep, 0, &a, d) != QM_OK ||
+            qm_tokenizer_encode(tk, joined, cl + xl, 0, &w, d) != QM_OK)
+            rc = -5;
+    }
+    if (rc == 0 && (a.n > QM_TASK_MAX_IDS || w.n - (w.n < a.n ? w.n : a.n) > QM_TASK_MAX_IDS))
+        rc = -1;
+    else if (rc == 0 && w.n <= a.n)
+        rc = -4;
+    if (rc == 0) {
+        memcpy(cx, a.ids, a.n * sizeof *cx);
+        memcpy(ch, w.ids + a.n, (w.n - a.n) * sizeof *ch);
+        *nx = (int)a.n;
+        *nc = (int)(w.n - a.n);
+    }
+    free(joined);
+    qm_tokens_free(&a);
+    qm_tokens_free(&w);
+    return rc;
+}
+
 /* Summed log-likelihood of choice tokens ch (nc) after context cx (nx),
  * left-truncating the context so that everything fits in ctx positions. */
 static qm_status choice_loglik(const qm_net *net, const int *cx, int nx, const int *ch, int nc, int ctx,
@@ -315,18 +357,39 @@ qm_status qm_eval_tasks(const qm_net *net, const char *path, int ctx, qm_task_re
     size_t nres = 0;
     if (!cx || !ch || !buf || !lg)
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    /* text contexts and choices go through the model's own tokenizer */
+    qm_tokenizer *tk = NULL;
+    if (st == QM_OK && !net->m->cfg.byte_tokenizer && qm_tokenizer_in_dir(net->m->dir))
+        st = qm_tokenizer_open(net->m->dir, &tk, d);
     for (size_t k = 0; st == QM_OK && k < tasks.n; k++) {
         const qm_task_item *it = &tasks.items[k];
         int nx = piece_tokens(&it->context, net, cx);
         double best = -INFINITY, best_norm = -INFINITY;
         int arg = 0, arg_norm = 0;
         for (int i = 0; st == QM_OK && i < it->n_choices; i++) {
-            int nc = piece_tokens(&it->choices[i], net, ch);
+            int nc;
+            if (tk && it->context.text && it->choices[i].text) {
+                int rc = encode_pair(tk, &it->context, &it->choices[i], cx, &nx, ch, &nc, d);
+                if (rc == -5) {
+                    st = QM_EINVAL;
+                    break;
+                }
+                nx = rc == -1 ? -1 : nx;
+                nc = rc == -1 ? -1 : rc == -4 ? 0 : nc;
+            } else {
+                nc = piece_tokens(&it->choices[i], net, ch);
+            }
             double ll = 0;
             if (nx < 0 || nc < 0) {
                 st = qm_diag_fail(d, QM_EFORMAT, "%s:%d: %s", path, it->line,
-                                  nx == -2 || nc == -2 ? "text needs a byte-level model; give token id arrays"
+                                  nx == -2 || nc == -2 ? "text needs a byte-level model or the model's tokenizer; "
+                                                         "give token id arrays"
                                                        : "too many tokens");
+                break;
+            }
+            if (nx == 0 || nc == 0) {
+                st = qm_diag_fail(d, QM_EFORMAT, "%s:%d: %s has no tokens", path, it->line,
+                                  nx == 0 ? "the context" : "a choice");
                 break;
             }
             if ((st = choice_loglik(net, cx, nx, ch, nc, ctx, buf, lg, &ll, d)) != QM_OK)
@@ -363,6 +426,7 @@ qm_status qm_eval_tasks(const qm_net *net, const char *path, int ctx, qm_task_re
         res[k].acc_norm_se = n > 1 ? sqrt(res[k].acc_norm * (1 - res[k].acc_norm) / (n - 1)) : 0;
     }
     qm_tasks_free(&tasks);
+    qm_tokenizer_free(tk);
     free(cx);
     free(ch);
     free(buf);

@@ -687,7 +687,7 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
     if (st == QM_OK)
         st = qm_sha256_file(calib_path, cur.calib, d);
     if (st == QM_OK)
-        st = qm_tokens_for_model(r.m, calib_path, (size_t)o->samples * (size_t)o->ctx, &toks, d);
+        st = qm_tokens_for_model(r.m, calib_path, (size_t)o->samples * (size_t)o->ctx, (size_t)o->ctx, &toks, d);
     if (st == QM_OK) {
         r.S = o->ctx;
         r.B = (int)(toks.n / (size_t)o->ctx) < o->samples ? (int)(toks.n / (size_t)o->ctx) : o->samples;

@@ -7,7 +7,7 @@
 # every input.  Without the shared data that part prints SKIP and the test
 # exits 77 once the rest has passed.
 set -u
-: "${QMOE:?}" "${QM_SRCDIR:?}"
+: "${QMOE:?}" "${QM_SRCDIR:?}" "${QM_BUILDDIR:?}"
 pass=0 fail=0
 ok() { pass=$((pass + 1)); }
 bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
@@ -130,6 +130,42 @@ else
     is "$out" "13048"
     expect 0 "$QMOE" tokenize "$data/tokenizers/mistral-v1" --text "$tmp/hi.txt" --add-special
     is "$out" "1 15359"
+
+    # ---- a real tokenizer beside a model: eval, score, quantize and tasks from text --------
+    # A Qwen3-MoE of the real vocabulary, tiny otherwise, its weights a hole
+    # (zeros: every logit is 0, so perplexity is exactly the vocabulary size).
+    m="$tmp/qwen3-tiny"
+    cat >"$tmp/qwen3-tiny.json" <<'JSON'
+{"architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe", "attention_bias": false,
+ "bos_token_id": 151643, "eos_token_id": 151645, "head_dim": 8, "hidden_act": "silu", "hidden_size": 16,
+ "intermediate_size": 16, "max_position_embeddings": 4096, "mlp_only_layers": [], "decoder_sparse_step": 1,
+ "moe_intermediate_size": 8, "norm_topk_prob": true, "num_attention_heads": 2, "num_experts": 4,
+ "num_experts_per_tok": 2, "num_hidden_layers": 2, "num_key_value_heads": 1, "rms_norm_eps": 1e-06,
+ "rope_theta": 1000000.0, "tie_word_embeddings": false, "torch_dtype": "bfloat16", "vocab_size": 151936}
+JSON
+    if "$QM_BUILDDIR/tests/compiler/mkmodel" "$tmp/qwen3-tiny.json" "$m" >/dev/null; then ok; else bad "mkmodel"; fi
+    cp "$data/tokenizers/qwen3/tokenizer.json" "$data/tokenizers/qwen3/tokenizer_config.json" "$m/"
+    head -c 6000 "$data/corpora/wikitext-2/test.txt" >"$tmp/wiki.txt"
+    expect 0 "$QMOE" tokenize "$m" --text "$tmp/wiki.txt" --format yaml
+    has "$out" "tokens: 1583"
+    expect 0 "$QMOE" eval "$m" --text "$tmp/wiki.txt" --ctx 64 --max-tokens 256 --format yaml -q
+    has "$out" "tokens: 255"; has "$out" "ppl: 151936.0000"
+    # the same ids given as a .u32 file score the same
+    "$QMOE" tokenize "$m" --text "$tmp/wiki.txt" -o "$tmp/wiki.u32"
+    expect 0 "$QMOE" eval "$m" --tokens "$tmp/wiki.u32" --ctx 64 --max-tokens 256 --format yaml -q
+    has "$out" "tokens: 255"
+    expect 0 "$QMOE" score "$m" --calib "$tmp/wiki.txt" --ctx 32 --max-tokens 128 -o "$tmp/scores.yaml"
+    expect 0 "$QMOE" compile "$QM_SRCDIR/stdlib/paper/uniform-4bit.qmoe" --model "$m" -o "$tmp/plan.yaml"
+    expect 0 "$QMOE" quantize -q --plan "$tmp/plan.yaml" --model "$m" --calib "$tmp/wiki.txt" --ctx 32 --samples 4 \
+        -o "$tmp/q4"
+    printf '%s\n' '{"context": "The capital of France is", "choices": [" Paris", " London"], "gold": 0, "task": "cap"}' \
+        '{"context": "2 + 2 = ", "choices": ["4", "5"], "gold": 0, "task": "sum"}' >"$tmp/tasks.jsonl"
+    expect 0 "$QMOE" eval "$m" --tasks "$tmp/tasks.jsonl" --ctx 64 --format yaml
+    has "$out" "cap:"; has "$out" "sum:"
+    # without a tokenizer, text is refused as before
+    rm "$m/tokenizer.json"
+    expect 1 "$QMOE" eval "$m" --text "$tmp/wiki.txt" --ctx 64 -q
+    is "$err" "qmoe: error: $m has no tokenizer (tokenizer.json, tokenizer.model) and does not declare a byte-level one; give token ids with --tokens"
 fi
 
 echo "tokenize.sh: $pass passed, $fail failed"

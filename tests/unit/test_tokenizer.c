@@ -368,6 +368,51 @@ static void test_spm(void)
     qm_diag_free(d);
 }
 
+/* ---- BOS for calibration windows -------------------------------------------------------------- */
+
+static void stream_is(const char *dir, const char *text, size_t max, size_t window, const char *want)
+{
+    qm_diag *d = qm_diag_new();
+    qm_tokens t = {0};
+    CU_ASSERT_EQUAL(tu_write(tu_path("bos.txt"), text, strlen(text)), 0);
+    CU_ASSERT_EQUAL_FATAL(qm_tokens_from_tokenizer(dir, tu_path("bos.txt"), 3, max, window, &t, d), QM_OK);
+    qm_buf got = {0};
+    qm_buf_add(&got, "", 0);
+    for (size_t i = 0; i < t.n; i++)
+        qm_buf_printf(&got, i ? " %d" : "%d", t.ids[i]);
+    CU_ASSERT_STRING_EQUAL(got.s, want);
+    if (strcmp(got.s, want) != 0)
+        fprintf(stderr, "\nwindow %zu max %zu: got '%s', want '%s'\n", window, max, got.s, want);
+    free(got.s);
+    qm_tokens_free(&t);
+    qm_diag_free(d);
+}
+
+static void test_bos_windows(void)
+{
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", tu_mkdir("bos")); /* tu_path() reuses tu_mkdir()'s buffer */
+    static const char json[] =
+        "{\"added_tokens\": [{\"id\": 0, \"content\": \"<s>\", \"special\": true}],"
+        " \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"<s>\"}},"
+        " {\"Sequence\": {\"id\": \"A\"}}], \"special_tokens\": {\"<s>\": {\"id\": \"<s>\", \"ids\": [0]}}},"
+        " \"model\": {\"type\": \"BPE\", \"vocab\": {\"<s>\": 0, \"a\": 1, \"b\": 2}, \"merges\": []}}";
+    char path[1100];
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    CU_ASSERT_EQUAL(tu_write(path, json, sizeof json - 1), 0);
+    stream_is(dir, "ababa", 0, 0, "0 1 2 1 2 1");   /* evaluation: BOS starts the stream */
+    stream_is(dir, "ababa", 0, 3, "0 1 2 0 1 2 0 1"); /* calibration: BOS starts each window */
+    stream_is(dir, "ababa", 4, 3, "0 1 2 0");
+    stream_is(dir, "", 0, 3, "");
+    qm_diag *d = qm_diag_new();
+    qm_tokens t = {0};
+    CU_ASSERT_EQUAL(tu_write(tu_path("bos.txt"), "ab", 2), 0);
+    CU_ASSERT_EQUAL(qm_tokens_from_tokenizer(dir, tu_path("bos.txt"), 2, 0, 0, &t, d), QM_EINVAL);
+    TU_ASSERT_DIAG(d, "bos.txt: the tokenizer in");
+    TU_ASSERT_DIAG(d, "gives id 2, outside the model's vocabulary [0, 2)");
+    qm_diag_free(d);
+}
+
 int main(void)
 {
     if (CU_initialize_registry() != CUE_SUCCESS)
@@ -380,5 +425,6 @@ int main(void)
     CU_add_test(s, "ByteLevel, Metaspace, Digits, Sequence", test_other_pretokenizers);
     CU_add_test(s, "BPE merges, byte fallback, unk", test_bpe);
     CU_add_test(s, "SentencePiece BPE", test_spm);
+    CU_add_test(s, "BOS for evaluation and calibration windows", test_bos_windows);
     return tu_run();
 }
