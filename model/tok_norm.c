@@ -60,20 +60,9 @@ static qm_status load_form(tok_norm *n, json_t *j, const char *where, qm_diag *d
     return QM_OK;
 }
 
-static int ascii(const char *s, size_t len)
+/* Normalize s[0, len) as a whole into out. */
+static qm_status map_chunk(const tok_norm *n, const char *s, size_t len, qm_buf *out, qm_diag *d)
 {
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)s[i] >= 0x80)
-            return 0;
-    return 1;
-}
-
-static qm_status run_form(const tok_norm *n, const char *s, size_t len, qm_buf *out, qm_diag *d)
-{
-    if (ascii(s, len)) { /* every normal form of ASCII is itself */
-        qm_buf_add(out, s, len);
-        return QM_OK;
-    }
     utf8proc_uint8_t *r;
     utf8proc_ssize_t rl = utf8proc_map((const utf8proc_uint8_t *)s, (utf8proc_ssize_t)len, &r, n->options);
     if (rl < 0)
@@ -81,6 +70,34 @@ static qm_status run_form(const tok_norm *n, const char *s, size_t len, qm_buf *
                             n->kind->type, utf8proc_errmsg(rl));
     qm_buf_add(out, (const char *)r, (size_t)rl);
     free(r);
+    return QM_OK;
+}
+
+/* ASCII is its own normal form in all four, never decomposes, and is never
+ * the second of a composed pair nor a non-starter, so text normalizes
+ * stretch by stretch: each run of non-ASCII with the ASCII character before
+ * it (a base a combining mark may compose with), ASCII copied between. */
+static qm_status run_form(const tok_norm *n, const char *s, size_t len, qm_buf *out, qm_diag *d)
+{
+    size_t i = 0;
+    while (i < len) {
+        size_t j = i;
+        while (j < len && (unsigned char)s[j] < 0x80)
+            j++;
+        size_t b = j > i ? j - 1 : j;
+        qm_buf_add(out, s + i, b - i);
+        if (j == len) {
+            qm_buf_add(out, s + b, len - b);
+            break;
+        }
+        size_t e = j;
+        while (e < len && (unsigned char)s[e] >= 0x80)
+            e++;
+        qm_status st = map_chunk(n, s + b, e - b, out, d);
+        if (st != QM_OK)
+            return st;
+        i = e;
+    }
     return QM_OK;
 }
 

@@ -86,6 +86,9 @@ static void norm_is(const char *spec, const char *in, const char *want)
 static void test_normalizers(void)
 {
     norm_is("{\"type\": \"NFC\"}", "cafe\xcc\x81", "caf\xc3\xa9");
+    /* stretches of non-ASCII with the ASCII base before them, ASCII between */
+    norm_is("{\"type\": \"NFC\"}", "a\xcc\x81 b\xcc\x81 \xcc\x81x\xe1\x84\x80\xe1\x85\xa1.",
+            "\xc3\xa1 b\xcc\x81 \xcc\x81x\xea\xb0\x80."); /* á, b́ stays, a lone mark, Hangul L+V = 가 */
     norm_is("{\"type\": \"NFD\"}", "caf\xc3\xa9", "cafe\xcc\x81");
     norm_is("{\"type\": \"NFKC\"}", "\xef\xac\x81 \xe2\x91\xa0", "fi 1"); /* ﬁ ① */
     norm_is("{\"type\": \"NFKD\"}", "\xc2\xbd", "1\xe2\x81\x84" "2");     /* ½ */
