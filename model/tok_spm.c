@@ -20,7 +20,8 @@
 #include "model/tok_internal.h"
 
 enum piece_type { P_NORMAL = 1, P_UNKNOWN, P_CONTROL, P_USER_DEFINED, P_UNUSED, P_BYTE };
-enum { MODEL_BPE = 2 };
+enum { MODEL_BPE = 2, CACHE_MAX_PIECE = 256, CACHE_MAX_ENTRIES = 1 << 18 };
+#define META "\xe2\x96\x81" /* ▁, which stands for a space */
 
 struct tok_spm {
     tok_map pieces;        /* every piece -> its index */
@@ -30,6 +31,11 @@ struct tok_spm {
     int unk, bos, eos;
     int byte_fallback, add_dummy_prefix, remove_extra_ws, escape_ws;
     int byte_id[256];      /* <0xNN> pieces, -1 none */
+    int words;             /* no piece holds "▁" after another character: words encode alone */
+    /* the cache of words: text -> offset into cache_ids, which holds a count then the ids */
+    tok_map cache;
+    int *cache_ids;
+    size_t cache_n, cache_cap;
     /* scratch */
     qm_buf norm;
     struct sym { int begin, end, prev, next; } *sym;
@@ -202,6 +208,24 @@ static qm_status read_normalizer(tok_spm *s, pb m, const char *path, qm_diag *d)
     return QM_OK;
 }
 
+/* 1 when a piece that merges may build holds "▁" right after another
+ * character: then a merge may cross a word's start, and the text is
+ * encoded whole (SentencePiece's own way); else each word alone gives the
+ * same ids, and repeated words come from a cache. */
+static int meta_inside(const tok_spm *s)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        const struct tok_ent *e = &s->pieces.ent[i];
+        const char *p = s->pieces.keys + e->off;
+        if (s->type[e->id] != P_NORMAL && s->type[e->id] != P_USER_DEFINED)
+            continue;
+        for (size_t k = 1; k + 3 <= e->len; k++)
+            if (memcmp(p + k, META, 3) == 0 && !(k >= 3 && memcmp(p + k - 3, META, 3) == 0))
+                return 1;
+    }
+    return 0;
+}
+
 qm_status tok_spm_load(const char *path, tok_spm **out, qm_diag *d)
 {
     char *data;
@@ -261,6 +285,7 @@ qm_status tok_spm_load(const char *path, tok_spm **out, qm_diag *d)
         tok_spm_free(s);
         return st;
     }
+    s->words = !meta_inside(s);
     if (s->bos >= (int)s->n)
         s->bos = -1;
     if (s->eos >= (int)s->n)
@@ -330,7 +355,7 @@ static void try_pair(tok_spm *s, const char *t, int left, int right)
  * standing for each space (escape_whitespaces). */
 static void normalize(tok_spm *s, const char *t, size_t len)
 {
-    static const char meta[] = "\xe2\x96\x81";
+    static const char meta[] = META;
     s->norm.n = 0;
     qm_buf_add(&s->norm, "", 0);
     size_t b = 0, e = len;
@@ -352,13 +377,9 @@ static void normalize(tok_spm *s, const char *t, size_t len)
     }
 }
 
-qm_status tok_spm_encode(tok_spm *s, const char *text, size_t len, qm_tokens *out, qm_diag *d)
+/* Merge the symbols of t[0, n) and append their ids. */
+static qm_status encode_span(tok_spm *s, const char *t, size_t n, qm_tokens *out, qm_diag *d)
 {
-    normalize(s, text, len);
-    const char *t = s->norm.s;
-    size_t n = s->norm.n;
-    if (s->norm.oom || n > INT32_MAX / 4)
-        return qm_diag_fail(d, QM_ENOMEM, "tokenizer: out of memory");
     if (n + 1 > s->sym_cap) {
         /* each merge adds at most two candidates: 3n bound the heap */
         void *sym = realloc(s->sym, (n + 1) * sizeof *s->sym);
@@ -413,6 +434,64 @@ qm_status tok_spm_encode(tok_spm *s, const char *text, size_t len, qm_tokens *ou
     return QM_OK;
 }
 
+/* Append the ids of t[0, n) from the cache, or encode and remember them. */
+static qm_status encode_cached(tok_spm *s, const char *t, size_t n, qm_tokens *out, qm_diag *d)
+{
+    uint32_t at;
+    if (n <= CACHE_MAX_PIECE && tok_map_get(&s->cache, t, n, &at)) {
+        for (int i = 0; i < s->cache_ids[at]; i++)
+            if (!tok_push(out, s->cache_ids[at + 1 + (uint32_t)i]))
+                return qm_diag_fail(d, QM_ENOMEM, "tokenizer: out of memory");
+        return QM_OK;
+    }
+    size_t before = out->n;
+    qm_status st = encode_span(s, t, n, out, d);
+    if (st != QM_OK || n > CACHE_MAX_PIECE)
+        return st;
+    size_t k = out->n - before;
+    if (s->cache.n >= CACHE_MAX_ENTRIES) {
+        tok_map_free(&s->cache);
+        s->cache_n = 0;
+    }
+    if (s->cache_n + k + 1 > s->cache_cap) {
+        size_t cap = 2 * (s->cache_cap + k + 1);
+        int *c = realloc(s->cache_ids, cap * sizeof *c);
+        if (!c)
+            return QM_OK; /* not cached: only slower */
+        s->cache_ids = c;
+        s->cache_cap = cap;
+    }
+    uint32_t old;
+    int oom = 0;
+    if (s->cache_n <= UINT32_MAX && !tok_map_put(&s->cache, t, n, (uint32_t)s->cache_n, &old, &oom) && !oom) {
+        s->cache_ids[s->cache_n] = (int)k;
+        memcpy(s->cache_ids + s->cache_n + 1, out->ids + before, k * sizeof *out->ids);
+        s->cache_n += k + 1;
+    }
+    return QM_OK;
+}
+
+qm_status tok_spm_encode(tok_spm *s, const char *text, size_t len, qm_tokens *out, qm_diag *d)
+{
+    normalize(s, text, len);
+    const char *t = s->norm.s;
+    size_t n = s->norm.n;
+    if (s->norm.oom || n > INT32_MAX / 4)
+        return qm_diag_fail(d, QM_ENOMEM, "tokenizer: out of memory");
+    if (!s->words)
+        return encode_span(s, t, n, out, d);
+    /* words: cut before each "▁" that follows another character */
+    size_t b = 0;
+    for (size_t i = 1; i + 3 <= n; i++)
+        if (memcmp(t + i, META, 3) == 0 && !(i >= 3 && memcmp(t + i - 3, META, 3) == 0)) {
+            qm_status st = encode_cached(s, t + b, i - b, out, d);
+            if (st != QM_OK)
+                return st;
+            b = i;
+        }
+    return encode_cached(s, t + b, n - b, out, d);
+}
+
 int tok_spm_bos(const tok_spm *s)
 {
     return s->bos;
@@ -442,6 +521,8 @@ void tok_spm_free(tok_spm *s)
     free(s->score);
     free(s->type);
     free(s->norm.s);
+    tok_map_free(&s->cache);
+    free(s->cache_ids);
     free(s->sym);
     free(s->heap);
     free(s);

@@ -298,8 +298,9 @@ static void pb_piece(qm_buf *model, const char *text, float score, int type)
     free(p.s);
 }
 
-/* <unk> <s> </s>, 256 byte pieces, then ▁ a b ▁a ab ▁ab with scores. */
-static const char *write_spm(int remove_extra_ws)
+/* <unk> <s> </s>, 256 byte pieces, then ▁ a b ▁a ab ▁ab with scores, and
+ * a▁ when meta_inside (a merge then may cross a word's start). */
+static const char *write_spm(int remove_extra_ws, int meta_inside)
 {
     qm_buf m = {0};
     pb_piece(&m, "<unk>", 0, 2);
@@ -315,6 +316,8 @@ static const char *write_spm(int remove_extra_ws)
     };
     for (size_t i = 0; i < sizeof pieces / sizeof pieces[0]; i++)
         pb_piece(&m, pieces[i].t, pieces[i].s, 1);
+    if (meta_inside)
+        pb_piece(&m, "a\xe2\x96\x81", -4, 1);
     qm_buf t = {0};
     pb_varint(&t, 3 << 3), pb_varint(&t, 2);   /* model_type BPE */
     pb_varint(&t, 35 << 3), pb_varint(&t, 1);  /* byte_fallback */
@@ -323,7 +326,7 @@ static const char *write_spm(int remove_extra_ws)
     pb_bytes(&n, 1, "identity", 8);
     pb_varint(&n, 4 << 3), pb_varint(&n, (uint64_t)remove_extra_ws);
     pb_bytes(&m, 3, n.s, n.n);
-    const char *path = tu_path(remove_extra_ws ? "rx.model" : "spm.model");
+    const char *path = tu_path(meta_inside ? "mi.model" : remove_extra_ws ? "rx.model" : "spm.model");
     CU_ASSERT_EQUAL(tu_write(path, m.s, m.n), 0);
     free(m.s);
     free(t.s);
@@ -354,7 +357,7 @@ static void spm_is(const char *path, const char *in, const char *want)
 
 static void test_spm(void)
 {
-    const char *p = write_spm(0); /* ids: ▁ 259, a 260, b 261, ▁a 262, ab 263, ▁ab 264 */
+    const char *p = write_spm(0, 0); /* ids: ▁ 259, a 260, b 261, ▁a 262, ab 263, ▁ab 264 */
     /* "ab" (score -5) merges before "▁a" (-6): ▁ + ab, then ▁ab */
     spm_is(p, "ab", "264");
     spm_is(p, "ba", "259 261 260");
@@ -362,7 +365,10 @@ static void test_spm(void)
     spm_is(p, "az\n", "262 125 13");
     spm_is(p, "a  b", "262 259 259 261");
     spm_is(p, "", "");
-    spm_is(write_spm(1), "  a  b ", "262 259 261");
+    spm_is(write_spm(1, 0), "  a  b ", "262 259 261");
+    /* with a▁ (265, the best score) words do not encode alone: ▁ a▁ b */
+    spm_is(write_spm(0, 1), "a b", "259 265 261");
+    spm_is(write_spm(0, 0), "a b", "262 259 261");
     qm_diag *d = qm_diag_new();
     tok_spm *s;
     CU_ASSERT_EQUAL(tu_write(tu_path("bad.model"), "\x0a\xff", 2), 0);
