@@ -2,16 +2,18 @@
 # tokenizer-goldens.sh: regenerate the golden ids of tests/data/tokenizers
 # with the reference implementations (issue #14).
 #
-#   sh tools/tokenizer-goldens.sh SRCDIR SHAREDDATA OUTDIR [NPMCACHE]
+#   sh tools/tokenizer-goldens.sh SRCDIR SHAREDDATA OUTDIR [NPMCACHE [small]]
 #
 # SRCDIR is the source tree (for tools/ and the small test inputs),
 # SHAREDDATA the shared data folder (tokenizers/ and corpora/), OUTDIR gets
 # one folder per tokenizer with NAME.u32 for each input (the corpora's
 # compressed as NAME.u32.xz, as committed).  NPMCACHE (default
 # /tmp/qmoe-tokenizer-npm) receives the two npm packages, pinned; nothing
-# is installed anywhere else.  Exit 77 when npm cannot install them.
+# is installed anywhere else.  With "small", only the small inputs (no
+# corpora: seconds instead of a minute).  Exit 77 when npm cannot install
+# them.
 set -eu
-src=$1 data=$2 out=$3 npm=${4:-/tmp/qmoe-tokenizer-npm}
+src=$1 data=$2 out=$3 npm=${4:-/tmp/qmoe-tokenizer-npm} only=${5:-all}
 pkgs="@huggingface/tokenizers@0.2.0 mistral-tokenizer-js@1.0.0"
 if [ ! -d "$npm/node_modules/@huggingface/tokenizers" ] || [ ! -d "$npm/node_modules/mistral-tokenizer-js" ]; then
     mkdir -p "$npm"
@@ -29,6 +31,7 @@ for t in qwen3:hf deepseek-v3:hf gpt2:gpt2 mistral-v1:spm; do
     dir="$out/$name"
     mkdir -p "$dir"
     node "$gen" "$npm" "$kind" "$data/tokenizers/$name" "$dir" "$inputs"/*.txt
+    [ "$only" = small ] && continue
     # the corpora: WikiText-2's test split and tiny-shakespeare whole, the
     # first megabyte of the KJV (named kjv-1mb)
     node "$gen" "$npm" "$kind" "$data/tokenizers/$name" "$dir" \
