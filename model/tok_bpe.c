@@ -388,7 +388,8 @@ static void cache_put(tok_bpe *b, const char *s, size_t len, const int *ids, siz
     if (b->cache_n > UINT32_MAX || tok_map_put(&b->cache, s, len, (uint32_t)b->cache_n, &old, &oom) || oom)
         return;
     b->cache_ids[b->cache_n] = (int)n;
-    memcpy(b->cache_ids + b->cache_n + 1, ids, n * sizeof *ids);
+    if (n)
+        memcpy(b->cache_ids + b->cache_n + 1, ids, n * sizeof *ids);
     b->cache_n += n + 1;
 }
 
@@ -408,7 +409,7 @@ qm_status tok_bpe_encode(tok_bpe *b, const char *s, size_t len, qm_tokens *out, 
     size_t before = out->n;
     qm_status st = encode_uncached(b, s, len, out, d);
     if (st == QM_OK && len <= CACHE_MAX_PIECE)
-        cache_put(b, s, len, out->ids + before, out->n - before);
+        cache_put(b, s, len, out->n > before ? out->ids + before : NULL, out->n - before); /* none: all dropped */
     return st;
 }
 

@@ -47,14 +47,19 @@ static qm_status load_added(qm_tokenizer *t, json_t *list, const char *path, qm_
 
 /* ---- the post-processor: BOS and EOS only ---------------------------------------------- */
 
-/* The id of special token `name` in TemplateProcessing's special_tokens. */
-static int template_id(json_t *pp, const char *name, const char *path, qm_diag *d)
+/* The id of special token `name` in TemplateProcessing's special_tokens,
+ * or -1 (reported) when it is not one id of the vocabulary. */
+static int template_id(const qm_tokenizer *t, json_t *pp, const char *name, const char *path, qm_diag *d)
 {
     json_t *ids = json_object_get(json_object_get(json_object_get(pp, "special_tokens"), name), "ids");
     if (json_array_size(ids) != 1 || !json_is_integer(json_array_get(ids, 0)))
         return qm_diag_fail(d, QM_EUNSUPPORTED, "%s: post_processor.special_tokens['%s']: expected one id in \"ids\"",
                             path, name), -1;
-    return (int)json_integer_value(json_array_get(ids, 0));
+    json_int_t id = json_integer_value(json_array_get(ids, 0));
+    if (id < 0 || id >= t->vocab)
+        return qm_diag_fail(d, QM_EFORMAT, "%s: post_processor.special_tokens['%s']: id %lld is outside the "
+                            "vocabulary [0, %lld)", path, name, (long long)id, t->vocab), -1;
+    return (int)id;
 }
 
 static qm_status load_template(qm_tokenizer *t, json_t *pp, const char *path, qm_diag *d)
@@ -75,8 +80,8 @@ static qm_status load_template(qm_tokenizer *t, json_t *pp, const char *path, qm
             return qm_diag_fail(d, QM_EUNSUPPORTED,
                                 "%s: post_processor.single: only one special token before and one after the text "
                                 "are supported", path);
-        if ((*slot = template_id(pp, name, path, d)) < 0)
-            return QM_EUNSUPPORTED;
+        if ((*slot = template_id(t, pp, name, path, d)) < 0)
+            return QM_EFORMAT;
     }
     return QM_OK;
 }

@@ -465,7 +465,8 @@ static qm_status encode_cached(tok_spm *s, const char *t, size_t n, qm_tokens *o
     int oom = 0;
     if (s->cache_n <= UINT32_MAX && !tok_map_put(&s->cache, t, n, (uint32_t)s->cache_n, &old, &oom) && !oom) {
         s->cache_ids[s->cache_n] = (int)k;
-        memcpy(s->cache_ids + s->cache_n + 1, out->ids + before, k * sizeof *out->ids);
+        if (k)
+            memcpy(s->cache_ids + s->cache_n + 1, out->ids + before, k * sizeof *out->ids);
         s->cache_n += k + 1;
     }
     return QM_OK;
