@@ -31,7 +31,8 @@ typedef struct tok_map {
     size_t cap, n, ent_cap, keys_n, keys_cap;
 } tok_map;
 
-/* Insert; 1 when the key was there already (map unchanged, *old its id). */
+/* Insert; 1 when the key was there already (map unchanged, *old its id),
+ * else 0, with *oom set when memory ran out (the key then not inserted). */
 int tok_map_put(tok_map *m, const char *k, size_t len, uint32_t id, uint32_t *old, int *oom);
 /* 1 and *id when present. */
 int tok_map_get(const tok_map *m, const char *k, size_t len, uint32_t *id);
@@ -91,7 +92,8 @@ typedef struct tok_pretok tok_pretok;
 /* As tok_norm_load(); *byte_level set when the chain ends in ByteLevel
  * (the model then sees raw bytes: tok_bpe.c maps its vocabulary back). */
 qm_status tok_pretok_load(json_t *j, const char *where, tok_pretok **out, int *byte_level, qm_diag *d);
-/* The pieces of `in` after the chain, into *out (reset first); *tmp is scratch. */
+/* The pieces of `in` after the chain, into *out (reset first); *in is
+ * used as scratch and left holding whatever it last held. */
 qm_status tok_pretok_run(const tok_pretok *p, tok_pieces *in, tok_pieces *out, qm_diag *d);
 void tok_pretok_free(tok_pretok *p);
 

@@ -158,6 +158,10 @@ JSON
     expect 0 "$QMOE" compile "$QM_SRCDIR/stdlib/paper/uniform-4bit.qmoe" --model "$m" -o "$tmp/plan.yaml"
     expect 0 "$QMOE" quantize -q --plan "$tmp/plan.yaml" --model "$m" --calib "$tmp/wiki.txt" --ctx 32 --samples 4 \
         -o "$tmp/q4"
+    "$QMOE" tokenize "$m" --text "$tmp/wiki.txt" --format yaml >"$tmp/tokenize.yaml"
+    . "$QM_SRCDIR/tests/outputs/check-outputs.sh"
+    check_tree "$tmp/q4"
+    check_outputs scores "$tmp/scores.yaml" plan "$tmp/plan.yaml" tokenize "$tmp/tokenize.yaml"
     printf '%s\n' '{"context": "The capital of France is", "choices": [" Paris", " London"], "gold": 0, "task": "cap"}' \
         '{"context": "2 + 2 = ", "choices": ["4", "5"], "gold": 0, "task": "sum"}' >"$tmp/tasks.jsonl"
     expect 0 "$QMOE" eval "$m" --tasks "$tmp/tasks.jsonl" --ctx 64 --format yaml

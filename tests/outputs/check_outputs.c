@@ -102,6 +102,10 @@ static const char *const gptq_tensor[] = {
     "relative_error num", "rtn_relative_error num", "seconds num", "bits int", "group_size int",
     "sym bool", "act_order bool", "damp num", "damp_retries int", "dead_columns int", NULL};
 
+static const char *const tokenize[] = {
+    "tokenizer str", "text str", "bytes int", "tokens int", "load_seconds num", "seconds num", "cpu_seconds num",
+    "mb_per_s num", NULL};
+
 static const char *const quantize_config[] = {
     "bits int", "group_size int", "desc_act bool", "sym bool", "damp_percent num", "true_sequential bool",
     "quant_method str", "checkpoint_format str", "pack_dtype str", "lm_head bool", "dynamic map",
@@ -417,6 +421,7 @@ static const kind kinds[] = {
     {"inspect", load_yaml, inspect},
     {"eval", load_yaml, eval},
     {"gptq_tensor", load_yaml, gptq_tensor},
+    {"tokenize", load_yaml, tokenize},
     {"quantize_config", load_json, quantize_config},
     {"gptq_config", load_json, gptq_config},
     {"hf_config", load_json, hf_config},
