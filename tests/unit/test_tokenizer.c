@@ -377,6 +377,45 @@ static void test_spm(void)
     qm_diag_free(d);
 }
 
+/* ---- added tokens ------------------------------------------------------------------------------ */
+
+/* Matches of a in s as "begin-end:id" joined by ' '. */
+static void added_is(const tok_added *a, int normalized, const char *s, const char *want)
+{
+    qm_buf got = {0};
+    qm_buf_add(&got, "", 0);
+    size_t at = 0, b, e, len = strlen(s);
+    int id;
+    while (tok_added_find(a, normalized, s, len, at, &b, &e, &id)) {
+        qm_buf_printf(&got, "%s%zu-%zu:%d", got.n ? " " : "", b, e, id);
+        at = e;
+    }
+    CU_ASSERT_STRING_EQUAL(got.s, want);
+    if (strcmp(got.s, want) != 0)
+        fprintf(stderr, "\nadded tokens in '%s': got '%s', want '%s'\n", s, got.s, want);
+    free(got.s);
+}
+
+static void test_added(void)
+{
+    tok_added *a;
+    CU_ASSERT_EQUAL_FATAL(tok_added_new(&a), QM_OK);
+    static const tok_added_token toks[] = {
+        {"<a>", 3, 1, 0, 0, 0, 0},      {"<a><b>", 6, 2, 0, 0, 0, 0}, {"<w>", 3, 3, 1, 0, 0, 0},
+        {"<l>", 3, 4, 0, 1, 0, 0},      {"<r>", 3, 5, 0, 0, 1, 0},    {"<n>", 3, 6, 0, 0, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++)
+        CU_ASSERT_EQUAL(tok_added_add(a, &toks[i]), QM_OK);
+    added_is(a, 0, "x<a><b>y<a>", "1-7:2 8-11:1");        /* leftmost, then longest */
+    added_is(a, 0, "x<w> <w> y<w> (<w>)", "5-8:3 15-18:3"); /* single_word: not against a word */
+    added_is(a, 0, "x  <l>  <r>  y", "1-6:4 8-13:5");      /* lstrip, rstrip take the spaces */
+    added_is(a, 0, "<n>", "");                              /* normalized ones in normalized text only */
+    added_is(a, 1, "a<n>b<a>", "1-4:6");
+    CU_ASSERT_EQUAL(tok_added_id(a, "<r>", 3), 5);
+    CU_ASSERT_EQUAL(tok_added_id(a, "<q>", 3), -1);
+    tok_added_free(a);
+}
+
 /* ---- BOS for calibration windows -------------------------------------------------------------- */
 
 static void stream_is(const char *dir, const char *text, size_t max, size_t window, const char *want)
@@ -434,6 +473,7 @@ int main(void)
     CU_add_test(s, "ByteLevel, Metaspace, Digits, Sequence", test_other_pretokenizers);
     CU_add_test(s, "BPE merges, byte fallback, unk", test_bpe);
     CU_add_test(s, "SentencePiece BPE", test_spm);
+    CU_add_test(s, "added tokens: leftmost-longest, single_word, lstrip, rstrip", test_added);
     CU_add_test(s, "BOS for evaluation and calibration windows", test_bos_windows);
     return tu_run();
 }
