@@ -403,6 +403,9 @@ qm_status tok_bpe_encode(tok_bpe *b, const char *s, size_t len, qm_tokens *out, 
                 return qm_diag_fail(d, QM_ENOMEM, "tokenizer: out of memory");
         return QM_OK;
     }
+    if (len > INT32_MAX / 4) /* symbol positions are 32-bit */
+        return qm_diag_fail(d, QM_EUNSUPPORTED, "tokenizer: a piece of %zu bytes (one word or run after "
+                            "pre-tokenization) is more than BPE here takes (%d)", len, INT32_MAX / 4);
     long long whole = b->ignore_merges ? map_id(b->units, s, len) : -1;
     if (whole >= 0)
         return tok_push(out, (int)whole) ? QM_OK : qm_diag_fail(d, QM_ENOMEM, "tokenizer: out of memory");
