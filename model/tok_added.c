@@ -3,11 +3,14 @@
  *
  * Hugging Face cuts them out with one Aho-Corasick automaton in
  * leftmost-longest mode; the same matches come from trying, at each
- * position whose byte can start a token, the tokens starting with that
- * byte from the longest down.  Tokens marked `normalized` are looked for
+ * position, the tokens that start with its two bytes from the longest
+ * down, then the one-byte token of its byte.  (Keying on two bytes, not
+ * one: DeepSeek-V3's 818 tokens all start with '<', and WikiText-2 holds
+ * "<unk>" 15 thousand times.)  Tokens marked `normalized` are looked for
  * in the normalized text, the others in the raw text (tokenizer.c). */
 #include "config.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
@@ -17,8 +20,10 @@
 struct tok_added {
     tok_added_token *tok;  /* (n), contents owned */
     size_t n, cap;
-    int sorted;            /* tok sorted by first byte, then longest first */
-    size_t bucket[257];    /* tokens starting with byte b: tok[bucket[b], bucket[b + 1]) */
+    int sorted;            /* tok sorted as by_key_then_longest, and the index built */
+    uint32_t *bucket;      /* (65537): tokens of two bytes or more starting with bytes b0 b1:
+                            * tok[bucket[k], bucket[k + 1]) for k = b0 << 8 | b1 (owned) */
+    int single[256];       /* index in tok of the one-byte token of each byte, -1 none */
     int any[2];            /* some token has normalized == i */
 };
 
@@ -50,27 +55,41 @@ qm_status tok_added_add(tok_added *a, const tok_added_token *t)
     return QM_OK;
 }
 
-static int by_first_then_longest(const void *x, const void *y)
+/* One-byte tokens first, then by their first two bytes, longest first. */
+static unsigned key_of(const tok_added_token *t)
+{
+    return t->len == 1 ? 0 : 1 + ((unsigned)(unsigned char)t->content[0] << 8 | (unsigned char)t->content[1]);
+}
+
+static int by_key_then_longest(const void *x, const void *y)
 {
     const tok_added_token *a = x, *b = y;
-    unsigned ca = (unsigned char)a->content[0], cb = (unsigned char)b->content[0];
-    if (ca != cb)
-        return ca < cb ? -1 : 1;
+    unsigned ka = key_of(a), kb = key_of(b);
+    if (ka != kb)
+        return ka < kb ? -1 : 1;
     if (a->len != b->len)
         return a->len > b->len ? -1 : 1;
     return a->id < b->id ? -1 : a->id > b->id;
 }
 
-static void index_tokens(tok_added *a)
+qm_status tok_added_index(tok_added *a)
 {
-    qsort(a->tok, a->n, sizeof *a->tok, by_first_then_longest);
+    if (!a->bucket && !(a->bucket = malloc(65537 * sizeof *a->bucket)))
+        return QM_ENOMEM;
+    qsort(a->tok, a->n, sizeof *a->tok, by_key_then_longest);
+    for (int b = 0; b < 256; b++)
+        a->single[b] = -1;
     size_t i = 0;
-    for (unsigned b = 0; b <= 256; b++) {
-        a->bucket[b] = i;
-        while (b < 256 && i < a->n && (unsigned char)a->tok[i].content[0] == b)
+    for (; i < a->n && a->tok[i].len == 1; i++)
+        if (a->single[(unsigned char)a->tok[i].content[0]] < 0)
+            a->single[(unsigned char)a->tok[i].content[0]] = (int)i;
+    for (unsigned k = 0; k <= 65536; k++) {
+        a->bucket[k] = (uint32_t)i;
+        while (k < 65536 && i < a->n && key_of(&a->tok[i]) == k + 1)
             i++;
     }
     a->sorted = 1;
+    return QM_OK;
 }
 
 int tok_added_any(const tok_added *a, int normalized)
@@ -111,15 +130,20 @@ static int is_space_at(const char *s, size_t at, size_t *n)
 int tok_added_find(const tok_added *ca, int normalized, const char *s, size_t len, size_t from, size_t *begin,
                    size_t *end, int *id)
 {
-    tok_added *a = (tok_added *)ca; /* the index is built on first use */
+    const tok_added *a = ca;
     if (!a || !a->any[!!normalized])
         return 0;
-    if (!a->sorted)
-        index_tokens(a);
+    assert(a->sorted); /* the loader called tok_added_index() */
     for (size_t i = from; i < len; i++) {
-        unsigned b = (unsigned char)s[i];
-        for (size_t k = a->bucket[b]; k < a->bucket[b + 1]; k++) {
-            const tok_added_token *t = &a->tok[k];
+        size_t first = 0, last = 0;
+        if (i + 1 < len) {
+            unsigned k = (unsigned)(unsigned char)s[i] << 8 | (unsigned char)s[i + 1];
+            first = a->bucket[k];
+            last = a->bucket[k + 1];
+        }
+        int one = a->single[(unsigned char)s[i]];
+        for (size_t k = first; k < last + (one >= 0); k++) {
+            const tok_added_token *t = &a->tok[k < last ? k : (size_t)one];
             if (!t->normalized != !normalized || t->len > len - i || memcmp(s + i, t->content, t->len) != 0)
                 continue;
             if (t->single_word && (is_word(cat_of(s, len, i, 1)) || is_word(cat_of(s, len, i + t->len, 0))))
@@ -161,5 +185,6 @@ void tok_added_free(tok_added *a)
     for (size_t i = 0; i < a->n; i++)
         free((char *)a->tok[i].content);
     free(a->tok);
+    free(a->bucket);
     free(a);
 }

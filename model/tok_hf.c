@@ -42,7 +42,7 @@ static qm_status load_added(qm_tokenizer *t, json_t *list, const char *path, qm_
         if (tk.id + 1 > t->vocab)
             t->vocab = tk.id + 1;
     }
-    return QM_OK;
+    return tok_added_index(t->added) == QM_OK ? QM_OK : qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", path);
 }
 
 /* ---- the post-processor: BOS and EOS only ---------------------------------------------- */
@@ -222,7 +222,8 @@ qm_status tok_gpt2_load(qm_tokenizer *t, const char *encoder, const char *merges
     long long eot = tok_bpe_id(t->bpe, "<|endoftext|>", 13);
     if (eot >= 0) {
         tok_added_token tk = {.content = "<|endoftext|>", .len = 13, .id = (int)eot, .normalized = 1};
-        if (tok_added_new(&t->added) != QM_OK || tok_added_add(t->added, &tk) != QM_OK)
+        if (tok_added_new(&t->added) != QM_OK || tok_added_add(t->added, &tk) != QM_OK ||
+            tok_added_index(t->added) != QM_OK)
             return qm_diag_fail(d, QM_ENOMEM, "%s: out of memory", encoder);
     }
     return QM_OK;

@@ -144,6 +144,8 @@ typedef struct tok_added_token {
 } tok_added_token;
 qm_status tok_added_new(tok_added **out);
 qm_status tok_added_add(tok_added *a, const tok_added_token *t);
+/* Build the index tok_added_find() uses, once all are added. */
+qm_status tok_added_index(tok_added *a);
 /* The first match at or after s[from] among the tokens whose `normalized`
  * equals `normalized`, leftmost-longest as Hugging Face's matcher: 1 with
  * [*begin, *end) (lstrip/rstrip whitespace included) and *id, or 0. */

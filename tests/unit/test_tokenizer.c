@@ -406,6 +406,7 @@ static void test_added(void)
     };
     for (size_t i = 0; i < sizeof toks / sizeof toks[0]; i++)
         CU_ASSERT_EQUAL(tok_added_add(a, &toks[i]), QM_OK);
+    CU_ASSERT_EQUAL_FATAL(tok_added_index(a), QM_OK);
     added_is(a, 0, "x<a><b>y<a>", "1-7:2 8-11:1");        /* leftmost, then longest */
     added_is(a, 0, "x<w> <w> y<w> (<w>)", "5-8:3 15-18:3"); /* single_word: not against a word */
     added_is(a, 0, "x  <l>  <r>  y", "1-6:4 8-13:5");      /* lstrip, rstrip take the spaces */
