@@ -7,7 +7,10 @@
 // TOKDIR/tokenizer.json and tokenizer_config.json; KIND gpt2: TOKDIR's
 // encoder.json + vocab.bpe, read as the ByteLevel BPE that GPT-2's
 // tokenizer.json describes) and mistral-tokenizer-js (KIND spm: the
-// vocabulary of Mistral's tokenizer.model, baked into the package).
+// vocabulary of Mistral's tokenizer.model, baked into the package), and
+// tokenizers@0.23.2 (KIND rs: Hugging Face's own Rust library as a Node
+// binding, TOKDIR/tokenizer.json; the reference where tokenizers.js
+// simplifies, as in Split's behaviors other than Isolated).
 // Each INPUT is read as bytes and decoded as WHATWG UTF-8 (one U+FFFD per
 // maximal invalid subsequence, as Node and Python's errors="replace" do;
 // qmoe decodes the same way); the first BYTES only with --max (cut back to
@@ -27,7 +30,7 @@ for (let i = 0; i < argv.length; i++) {
     else pos.push(argv[i]);
 }
 if (pos.length < 4) {
-    console.error('usage: tokenizer-goldens.mjs NPMDIR hf|gpt2|spm TOKDIR OUTDIR [--time] [--max BYTES] INPUT...');
+    console.error('usage: tokenizer-goldens.mjs NPMDIR hf|gpt2|spm|rs TOKDIR OUTDIR [--time] [--max BYTES] INPUT...');
     process.exit(2);
 }
 const [npmDir, kind, tokDir, outDir, ...inputs] = pos;
@@ -71,8 +74,13 @@ if (kind === 'hf') {
     // encode(text, add_bos_token, add_preceding_space): the dummy prefix as
     // add_dummy_prefix asks, no BOS
     encode = (text) => m.default.encode(text, false, true) ?? [];
+} else if (kind === 'rs') {
+    const { createRequire } = await import('node:module');
+    const { Tokenizer } = createRequire(path.join(npmDir, 'package.json'))('tokenizers');
+    const tok = Tokenizer.fromFile(path.join(tokDir, 'tokenizer.json'));
+    encode = async (text) => (await tok.encode(text, null, { addSpecialTokens: false })).getIds();
 } else {
-    console.error(`tokenizer-goldens.mjs: unknown kind '${kind}' (expected hf, gpt2 or spm)`);
+    console.error(`tokenizer-goldens.mjs: unknown kind '${kind}' (expected hf, gpt2, spm or rs)`);
     process.exit(2);
 }
 
@@ -89,7 +97,7 @@ function readText(file) {
 for (const file of inputs) {
     const { text, bytes } = readText(file);
     const cpu0 = process.cpuUsage(), t0 = process.hrtime.bigint();
-    const ids = encode(text);
+    const ids = await encode(text);
     const sec = Number(process.hrtime.bigint() - t0) / 1e9;
     const cpu = process.cpuUsage(cpu0);
     if (timeOnly) {

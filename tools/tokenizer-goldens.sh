@@ -14,8 +14,9 @@
 # them.
 set -eu
 src=$1 data=$2 out=$3 npm=${4:-/tmp/qmoe-tokenizer-npm} only=${5:-all}
-pkgs="@huggingface/tokenizers@0.2.0 mistral-tokenizer-js@1.0.0"
-if [ ! -d "$npm/node_modules/@huggingface/tokenizers" ] || [ ! -d "$npm/node_modules/mistral-tokenizer-js" ]; then
+pkgs="@huggingface/tokenizers@0.2.0 mistral-tokenizer-js@1.0.0 tokenizers@0.23.2"
+if [ ! -d "$npm/node_modules/@huggingface/tokenizers" ] || [ ! -d "$npm/node_modules/mistral-tokenizer-js" ] ||
+   [ ! -d "$npm/node_modules/tokenizers" ]; then
     mkdir -p "$npm"
     [ -f "$npm/package.json" ] || echo '{"private": true}' >"$npm/package.json"
     if ! (cd "$npm" && npm install --no-audit --no-fund --silent $pkgs >/dev/null 2>&1); then
@@ -26,6 +27,18 @@ fi
 gen="$src/tools/tokenizer-goldens.mjs"
 inputs="$src/tests/data/tokenizers/inputs"
 corpora="$data/corpora"
+# Qwen3's tokenizer.json edited by tests/data/tokenizers/variants/*.sed to
+# hold the components the four lack: normalizers against tokenizers.js,
+# pre-tokenizers against Hugging Face's Rust library (tokenizers.js
+# treats every Split behavior but Removed as Isolated)
+for v in qwen3-lower:hf qwen3-split:rs; do
+    name=${v%%:*} kind=${v#*:}
+    mkdir -p "$out/$name" "$out/$name.tok"
+    sed -f "$src/tests/data/tokenizers/variants/$name.sed" "$data/tokenizers/qwen3/tokenizer.json" \
+        >"$out/$name.tok/tokenizer.json"
+    node "$gen" "$npm" "$kind" "$out/$name.tok" "$out/$name" "$inputs"/*.txt
+    rm -r "$out/$name.tok"
+done
 for t in qwen3:hf deepseek-v3:hf gpt2:gpt2 mistral-v1:spm; do
     name=${t%%:*} kind=${t#*:}
     dir="$out/$name"

@@ -93,6 +93,10 @@ static void test_normalizers(void)
     norm_is("{\"type\": \"NFKC\"}", "\xef\xac\x81 \xe2\x91\xa0", "fi 1"); /* ﬁ ① */
     norm_is("{\"type\": \"NFKD\"}", "\xc2\xbd", "1\xe2\x81\x84" "2");     /* ½ */
     norm_is("{\"type\": \"Lowercase\"}", "\xc3\x80" "BC \xce\xa3", "\xc3\xa0" "bc \xcf\x83");
+    /* Rust's to_lowercase, as Hugging Face and JavaScript: İ -> i + U+0307, a final Σ -> ς */
+    norm_is("{\"type\": \"Lowercase\"}", "\xc4\xb0" "stanbul", "i\xcc\x87" "stanbul");
+    norm_is("{\"type\": \"Lowercase\"}", "\xce\x9f\xce\x94\xce\x9f\xce\xa3 \xce\xa3\xce\x9f\xce\xa3.",
+            "\xce\xbf\xce\xb4\xce\xbf\xcf\x82 \xcf\x83\xce\xbf\xcf\x82."); /* ΟΔΟΣ ΣΟΣ. */
     norm_is("{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"\xe2\x96\x81\"}", "a b  c",
             "a\xe2\x96\x81" "b\xe2\x96\x81\xe2\x96\x81" "c");
     norm_is("{\"type\": \"Replace\", \"pattern\": {\"Regex\": \"\\\\s+\"}, \"content\": \" \"}", "a \t\n b", "a b");
