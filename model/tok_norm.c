@@ -101,12 +101,51 @@ static qm_status run_form(const tok_norm *n, const char *s, size_t len, qm_buf *
     return QM_OK;
 }
 
+static int cased(uint32_t c)
+{
+    int k = utf8proc_category((utf8proc_int32_t)c);
+    return k == UTF8PROC_CATEGORY_LU || k == UTF8PROC_CATEGORY_LL || k == UTF8PROC_CATEGORY_LT;
+}
+
+static int case_ignorable(uint32_t c)
+{
+    int k = utf8proc_category((utf8proc_int32_t)c);
+    return k == UTF8PROC_CATEGORY_MN || k == UTF8PROC_CATEGORY_ME || k == UTF8PROC_CATEGORY_CF ||
+           k == UTF8PROC_CATEGORY_LM || k == UTF8PROC_CATEGORY_SK || c == '\'' || c == '.' || c == ':' ||
+           c == 0xb7 || c == 0x2019;
+}
+
+/* Is a cased letter next to s[at] (before it when back), case-ignorable
+ * characters skipped? Unicode's Final_Sigma condition, as Rust tests it. */
+static int cased_beside(const char *s, size_t len, size_t at, int back)
+{
+    size_t k;
+    while (back ? at > 0 : at < len) {
+        if (back) {
+            do
+                at--;
+            while (at > 0 && ((unsigned char)s[at] & 0xc0) == 0x80);
+        }
+        uint32_t c = tok_utf8_decode(s + at, &k);
+        if (!back)
+            at += k;
+        if (!case_ignorable(c))
+            return cased(c);
+    }
+    return 0;
+}
+
 static qm_status run_lowercase(const tok_norm *n, const char *s, size_t len, qm_buf *out, qm_diag *d)
 {
     char u[4];
     for (size_t i = 0, k; i < len; i += k) {
         uint32_t c = tok_utf8_decode(s + i, &k);
-        qm_buf_add(out, u, tok_utf8_encode((uint32_t)utf8proc_tolower((utf8proc_int32_t)c), u));
+        if (c == 0x130) /* İ: i and a combining dot above */
+            qm_buf_add(out, "i\xcc\x87", 3);
+        else if (c == 0x3a3 && cased_beside(s, len, i, 1) && !cased_beside(s, len, i + k, 0))
+            qm_buf_add(out, "\xcf\x82", 2); /* final sigma */
+        else
+            qm_buf_add(out, u, tok_utf8_encode((uint32_t)utf8proc_tolower((utf8proc_int32_t)c), u));
     }
     return QM_OK;
 }
