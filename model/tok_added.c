@@ -92,11 +92,6 @@ qm_status tok_added_index(tok_added *a)
     return QM_OK;
 }
 
-int tok_added_any(const tok_added *a, int normalized)
-{
-    return a && a->any[!!normalized];
-}
-
 static int cat_of(const char *s, size_t len, size_t at, int before)
 {
     /* the character just before `at` (before) or at `at` */

@@ -126,9 +126,9 @@ int tok_push(qm_tokens *out, int id);
 typedef struct tok_spm tok_spm;
 qm_status tok_spm_load(const char *path, tok_spm **out, qm_diag *d);
 qm_status tok_spm_encode(tok_spm *s, const char *text, size_t len, qm_tokens *out, qm_diag *d);
-/* The model's own BOS/EOS ids (-1 when none) and vocabulary size. */
+/* The model's own BOS id (-1 when none), a piece's id (-1 when none) and
+ * the vocabulary size. */
 int tok_spm_bos(const tok_spm *s);
-int tok_spm_eos(const tok_spm *s);
 long long tok_spm_id(const tok_spm *s, const char *piece, size_t len);
 long long tok_spm_vocab(const tok_spm *s);
 void tok_spm_free(tok_spm *s);
@@ -151,8 +151,6 @@ qm_status tok_added_index(tok_added *a);
  * [*begin, *end) (lstrip/rstrip whitespace included) and *id, or 0. */
 int tok_added_find(const tok_added *a, int normalized, const char *s, size_t len, size_t from, size_t *begin,
                    size_t *end, int *id);
-/* 1 when some token has `normalized` equal to this. */
-int tok_added_any(const tok_added *a, int normalized);
 /* The id of added token `content`, or -1. */
 long long tok_added_id(const tok_added *a, const char *content, size_t len);
 void tok_added_free(tok_added *a);

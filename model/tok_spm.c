@@ -498,11 +498,6 @@ int tok_spm_bos(const tok_spm *s)
     return s->bos;
 }
 
-int tok_spm_eos(const tok_spm *s)
-{
-    return s->eos;
-}
-
 long long tok_spm_id(const tok_spm *s, const char *piece, size_t len)
 {
     uint32_t id;
