@@ -35,16 +35,16 @@ static qm_status put_u32(const void *ctx, FILE *f, qm_diag *d)
     return QM_OK;
 }
 
-/* What --format yaml prints (qmoe(1) lists the keys). */
+/* What --format yaml (or json, the same keys) prints (qmoe(1) lists the keys). */
 typedef struct summary {
     const char *tokenizer, *text;
     size_t bytes, tokens;
     double load_seconds, seconds, cpu_seconds;
 } summary;
 
-static qm_status print_yaml(const summary *s, qm_diag *d)
+static qm_status print_yaml(const summary *s, int json, qm_diag *d)
 {
-    qm_yaml *y = qm_yaml_begin(stdout);
+    qm_yaml *y = json ? qm_json_begin(stdout) : qm_yaml_begin(stdout);
     if (!y)
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
     qm_yaml_map(y);
@@ -83,7 +83,7 @@ static int run(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *text = NULL, *output = NULL;
-    int add_special = 0, yaml = 0, o;
+    int add_special = 0, yaml = 0, json = 0, o;
     optind = 1;
     opterr = 0;
     while ((o = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
@@ -92,10 +92,10 @@ static int run(int argc, char **argv)
         case 'o': output = optarg; break;
         case 's': add_special = 1; break;
         case 'f':
-            if (strcmp(optarg, "yaml") == 0)
-                yaml = 1;
-            else if (strcmp(optarg, "text") != 0)
-                return qm_cli_usage(&qm_cmd_tokenize, "--format must be 'text' or 'yaml', not '%s'", optarg);
+            yaml = strcmp(optarg, "yaml") == 0;
+            json = strcmp(optarg, "json") == 0;
+            if (!yaml && !json && strcmp(optarg, "text") != 0)
+                return qm_cli_usage(&qm_cmd_tokenize, "--format must be 'text', 'yaml' or 'json', not '%s'", optarg);
             break;
         case 'h':
             printf("usage: qmoe %s\n\n%s", qm_cmd_tokenize.synopsis, qm_cmd_tokenize.help);
@@ -137,8 +137,8 @@ static int run(int argc, char **argv)
     }
     if (st == QM_OK && output)
         st = qm_afile_write(output, put_u32, &ids, 0, d);
-    if (st == QM_OK && yaml)
-        st = print_yaml(&s, d);
+    if (st == QM_OK && (yaml || json))
+        st = print_yaml(&s, json, d);
     else if (st == QM_OK && !output)
         st = print_ids(&ids, d);
     if (st == QM_OK && (fflush(stdout) != 0 || ferror(stdout)))
@@ -154,7 +154,7 @@ static int run(int argc, char **argv)
 const qm_cmd qm_cmd_tokenize = {
     .name = "tokenize",
     .run = run,
-    .synopsis = "tokenize TOKENIZER --text FILE [-o OUT.u32] [--add-special] [--format text|yaml]",
+    .synopsis = "tokenize TOKENIZER --text FILE [-o OUT.u32] [--add-special] [--format text|yaml|json]",
     .summary = "a text's token ids from a model's own tokenizer (tokenizer.json, tokenizer.model)",
     .help = "TOKENIZER is a model directory (its tokenizer.json, else tokenizer.model, else\n"
             "encoder.json + vocab.bpe) or one of those files.  FILE is read as UTF-8 (each\n"
@@ -166,5 +166,6 @@ const qm_cmd qm_cmd_tokenize = {
             "                     says (none by default)\n"
             "  --format FORMAT    text (default: the ids on one line, separated by spaces) or\n"
             "                     yaml (tokenizer, text, bytes, tokens, load_seconds, seconds,\n"
-            "                     cpu_seconds, mb_per_s; the ids only to -o)\n",
+            "                     cpu_seconds, mb_per_s; the ids only to -o), or json (the\n"
+            "                     same keys)\n",
 };

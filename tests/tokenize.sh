@@ -56,6 +56,13 @@ is "$out" ""
 is "$(od -An -tu4 -v "$tmp/hw.u32" | tr -s ' \n' '  ' | sed 's/^ //; s/ $//')" "7 19 10 11 12 7"
 expect 0 "$QMOE" tokenize "$t" --text "$tmp/hw.txt" --format yaml
 has "$out" "bytes: 21"; has "$out" "tokens: 6"; has "$out" "seconds: "; has "$out" "tokenizer: $t"
+# --format json: the same keys and values (the timings zeroed: they differ between runs)
+untime() { sed -E 's/(seconds|mb_per_s)("?): [0-9.]+/\1\2: 0/g'; }
+"$QMOE" tokenize "$t" --text "$tmp/hw.txt" --format yaml | untime >"$tmp/tk.yaml"
+"$QMOE" tokenize "$t" --text "$tmp/hw.txt" --format json | untime >"$tmp/tk.json"
+if "$QM_BUILDDIR/tests/outputs/check_outputs" --same tokenize "$tmp/tk.yaml" "$tmp/tk.json" 2>"$tmp/err"; then ok
+else bad "--format json: $(cat "$tmp/err")"; fi
+has "$(cat "$tmp/tk.json")" '"tokens": 6'
 : >"$tmp/empty.txt"
 expect 0 "$QMOE" tokenize "$t" --text "$tmp/empty.txt"
 is "$out" ""
@@ -63,7 +70,7 @@ is "$out" ""
 # usage and errors
 expect 2 "$QMOE" tokenize "$t";                 has "$err" "--text FILE is required"
 expect 2 "$QMOE" tokenize --text "$tmp/hw.txt"; has "$err" "expected one TOKENIZER"
-expect 2 "$QMOE" tokenize "$t" --text "$tmp/hw.txt" --format xml; has "$err" "--format must be 'text' or 'yaml'"
+expect 2 "$QMOE" tokenize "$t" --text "$tmp/hw.txt" --format xml; has "$err" "--format must be 'text', 'yaml' or 'json'"
 expect 1 "$QMOE" tokenize "$tmp/nothing" --text "$tmp/hw.txt"
 is "$err" "qmoe: error: $tmp/nothing: no such tokenizer file or directory"
 expect 1 "$QMOE" tokenize "$tmp" --text "$tmp/hw.txt"
