@@ -24,13 +24,14 @@ static int run(int argc, char **argv)
         {"expert-fallback", required_argument, NULL, 'F'},
         {"calibrate-all-experts", no_argument, NULL, 'A'},
         {"fake-quant", no_argument, NULL, 'Q'},        {"output", required_argument, NULL, 'o'},
+        {"format", required_argument, NULL, 'f'},      {"keep-type", required_argument, NULL, 'K'},
         {"quiet", no_argument, NULL, 'q'},             {"help", no_argument, NULL, 'h'},
         {"engine", required_argument, NULL, 'E'},      {"strict", no_argument, NULL, 'S'},
         {NULL, 0, NULL, 0},
     };
     enum { MAX_ENGINES = 16 }; /* six engines, each named once or a few times */
     const char *engines[MAX_ENGINES];
-    const char *plan = NULL, *model = NULL, *calib = NULL, *out = NULL;
+    const char *plan = NULL, *model = NULL, *calib = NULL, *out = NULL, *format = "gptq";
     qm_quant_opts o = qm_quant_opts_default();
     long ctx = o.ctx, samples = o.samples, min_tok = o.min_expert_tokens;
     int quiet = 0, c;
@@ -51,6 +52,16 @@ static int run(int argc, char **argv)
             if (o.n_engines == MAX_ENGINES)
                 return qm_cli_usage(&qm_cmd_quantize, "more than %d --engine options", MAX_ENGINES);
             engines[o.n_engines++] = optarg;
+            break;
+        case 'f':
+            if (strcmp(optarg, "gptq") != 0 && strcmp(optarg, "gguf") != 0)
+                return qm_cli_usage(&qm_cmd_quantize, "--format must be 'gptq' or 'gguf', not '%s'", optarg);
+            format = optarg;
+            break;
+        case 'K':
+            if (strcmp(optarg, "F32") != 0 && strcmp(optarg, "F16") != 0 && strcmp(optarg, "BF16") != 0)
+                return qm_cli_usage(&qm_cmd_quantize, "--keep-type must be F32, F16 or BF16, not '%s'", optarg);
+            o.gguf_keep = optarg;
             break;
         case 'x':
             if (qm_cli_long(&qm_cmd_quantize, "--ctx", optarg, 1, 1 << 20, &ctx))
@@ -87,6 +98,15 @@ static int run(int argc, char **argv)
     if (!plan || !model || !calib || !out)
         return qm_cli_usage(&qm_cmd_quantize, "--plan, --model, --calib and -o are required");
     o.engines = engines;
+    if (o.gguf_keep && strcmp(format, "gguf") != 0)
+        return qm_cli_usage(&qm_cmd_quantize, "--keep-type needs --format gguf");
+    char *run_dir = NULL; /* --format gguf: -o names the file; the run's directory is OUT.d */
+    if (strcmp(format, "gguf") == 0) {
+        if (!(run_dir = qm_strfmt("%s.d", out)))
+            return QM_EXIT_FAIL;
+        o.gguf = out;
+        out = run_dir;
+    }
     o.ctx = (int)ctx;
     o.samples = (int)samples;
     o.min_expert_tokens = (int)min_tok;
@@ -101,6 +121,7 @@ static int run(int argc, char **argv)
                 rep.layers_resumed ? " (resumed)" : "");
     int rc = qm_cli_report(d);
     qm_diag_free(d);
+    free(run_dir);
     return st != QM_OK ? QM_EXIT_FAIL : rc;
 }
 
@@ -109,7 +130,8 @@ const qm_cmd qm_cmd_quantize = {
     .run = run,
     .synopsis = "quantize --plan PLAN --model DIR --calib FILE [--ctx N] [--samples N] [--damp D]\n"
                 "                 [--min-expert-tokens N] [--expert-fallback rtn|pooled] [--calibrate-all-experts]\n"
-                "                 [--fake-quant] [--engine NAME]... [--strict] [-q] -o OUT_DIR",
+                "                 [--fake-quant] [--format gptq|gguf [--keep-type F32|F16|BF16]] [--engine NAME]...\n"
+                "                 [--strict] [-q] -o OUT",
     .summary = "execute a bit plan: layer-by-layer GPTQ, written as a GPTQ checkpoint",
     .help = "Quantizes each layer in order with the earlier layers already quantized (see qmoe(1)).\n"
             "Rerunning the same command continues after the last finished layer.\n\n"
@@ -128,5 +150,9 @@ const qm_cmd qm_cmd_quantize = {
             "                            engines that would refuse or misread the checkpoint\n"
             "  --strict                  what an --engine refuses is an error too\n"
             "  -q, --quiet               no progress on standard error\n"
-            "  -o OUT_DIR                the output directory\n",
+            "  --format F                gptq (default): -o OUT is the checkpoint directory; gguf: -o OUT is\n"
+            "                            a GGUF file for llama.cpp, and OUT.d holds the run (GPTQ checkpoint,\n"
+            "                            records, progress)\n"
+            "  --keep-type T             GGUF: kept linears as F32, F16 or BF16 (default: as stored)\n"
+            "  -o OUT                    the output directory (or GGUF file)\n",
 };

@@ -108,7 +108,7 @@ static float quant1(float w, float scale, int zero, int maxq, int *code)
     return scale * (q - (float)zero);
 }
 
-static void grid_from_range(float mn, float mx, int maxq, int sym, float *scale, int *zero)
+static void grid_from_range(float mn, float mx, int maxq, int sym, int fp16, float *scale, int *zero)
 {
     if (sym) {
         float a = fmaxf(fabsf(mn), mx);
@@ -120,6 +120,11 @@ static void grid_from_range(float mn, float mx, int maxq, int sym, float *scale,
         mx = 1;
     }
     *scale = (mx - mn) / (float)maxq;
+    if (fp16) {
+        *scale = qm_f16_to_f32(qm_f32_to_f16(*scale));
+        if (*scale == 0)
+            *scale = 0x1p-24f; /* the smallest fp16 value: a scale of 0 would divide by zero */
+    }
     *zero = sym ? (maxq + 1) / 2 : (int)nearbyintf(-mn / *scale);
     if (*zero < 1) /* format "gptq" stores zero - 1, so 0 cannot be written */
         *zero = 1;
@@ -142,13 +147,13 @@ static void find_params(const float *Wt, int out, int r0, int r1, const int *row
     }
     for (int r = r0; r < r1; r++) {
         int z;
-        grid_from_range(mn[r], mx[r], maxq, s->sym, &scale[r], &z);
+        grid_from_range(mn[r], mx[r], maxq, s->sym, s->fp16_scale, &scale[r], &z);
         if (s->mse) {
             double best = INFINITY;
             for (int i = 0; i < 80; i++) {
                 float p = 1.0f - (float)i / 100.0f, sc;
                 int zz, code;
-                grid_from_range(p * mn[r], p * mx[r], maxq, s->sym, &sc, &zz);
+                grid_from_range(p * mn[r], p * mx[r], maxq, s->sym, s->fp16_scale, &sc, &zz);
                 double err = 0;
                 for (int k = 0; k < n; k++) {
                     float w = Wt[(size_t)(rows ? rows[k] : c0 + k) * out + r];

@@ -26,7 +26,9 @@
  *   asym  scale = (max - min) / maxq, zero = max(1, round(-min / scale))
  *   sym   scale = 2 max|w| / maxq,    zero = (maxq + 1) / 2
  *   q = clamp(round(w / scale) + zero, 0, maxq), w' = scale (q - zero)
- * where maxq = 2^bits - 1 and round is to nearest even.  (The floor of 1 on
+ * where maxq = 2^bits - 1 and round is to nearest even; with fp16_scale the
+ * scale is rounded to the nearest fp16 value (at least the smallest one)
+ * before the zero point and the codes are taken from it.  (The floor of 1 on
  * the asymmetric zero point exists because GPTQ checkpoints store zero - 1;
  * it only matters for a group whose weights are all >= 0.)  The optional MSE
  * search shrinks the range by p in 1, 0.99, ..., 0.21 and keeps the p with
@@ -55,6 +57,7 @@ typedef struct qm_qspec {
     int act_order;
     int static_groups;
     int mse;           /* search the clipping range */
+    int fp16_scale;    /* round each scale to fp16 (GGUF's blocks store it so) */
     double damp;       /* fraction of mean(diag H); the default is 0.01 */
 } qm_qspec;
 

@@ -1,7 +1,8 @@
 /* quantize.c: the quantization pipeline (see quantize.h): calibration
  * passes, GPTQ of each linear, progress saved for resuming, and the run's
  * records (plan.yaml, quant_log.yaml).  Each finished layer goes to the
- * output writers (qwriter.h): "gptq", and "fake-quant" with --fake-quant. */
+ * output writers (qwriter.h): "gptq", "fake-quant" with --fake-quant and
+ * "gguf" with --format gguf. */
 #include "config.h"
 
 #include <assert.h>
@@ -21,7 +22,7 @@
 #include "runtime/quantize.h"
 #include "runtime/qwriter.h"
 
-enum { MAX_WRITERS = 2 }; /* gptq, fake-quant */
+enum { MAX_WRITERS = 3 }; /* gptq, fake-quant, gguf */
 
 typedef struct run {
     const qm_quant_opts *o;
@@ -117,7 +118,7 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, const fl
     qwriter_linear *dn = &r->done[r->n_done];
     memset(dn, 0, sizeof *dn);
     qm_qspec s = {.bits = pt->bits, .group = pt->group, .sym = pt->sym, .act_order = pt->act_order,
-                  .damp = r->o->damp};
+                  .damp = r->o->damp, .fp16_scale = r->o->gguf != NULL};
     int in = lin->in;
     double t0 = qm_clock();
     qm_status st;
@@ -468,13 +469,18 @@ static qm_status check_finished(const run *r, const char *plan_sha)
 
 /* ---- output ---------------------------------------------------------------------------------- */
 
-/* Begin the run's writers: "gptq", and "fake-quant" when asked for. */
+/* Begin the run's writers: "gptq", and "fake-quant" and "gguf" when asked for. */
 static qm_status begin_writers(run *r)
 {
-    static const char *const formats[MAX_WRITERS] = {"gptq", "fake-quant"};
-    r->job = (qwriter_job){r->m, r->plan, r->by_tensor, r->o->damp, r->out, r->d};
+    const char *formats[MAX_WRITERS] = {"gptq"};
+    int n = 1;
+    if (r->o->fake_quant)
+        formats[n++] = "fake-quant";
+    if (r->o->gguf)
+        formats[n++] = "gguf";
+    r->job = (qwriter_job){r->m, r->plan, r->by_tensor, r->o->damp, r->out, r->o->gguf, r->o->gguf_keep, r->d};
     qm_status st = QM_OK;
-    for (int i = 0; st == QM_OK && i < (r->o->fake_quant ? 2 : 1); i++) {
+    for (int i = 0; st == QM_OK && i < n; i++) {
         qwriter *w = &r->writers[i];
         *w = (qwriter){qwriter_find(formats[i]), &r->job, NULL};
         assert(w->ops);
@@ -674,6 +680,10 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
         st = qm_model_check_output(r.m, "-o", out_dir, 1,
                                    (const qm_path_input[]){{plan_path, "the plan"}, {calib_path, "the calibration text"}},
                                    2, d);
+    if (st == QM_OK && o->gguf)
+        st = qm_model_check_output(r.m, "-o", o->gguf, 0,
+                                   (const qm_path_input[]){{plan_path, "the plan"}, {calib_path, "the calibration text"}},
+                                   2, d);
     if (st == QM_OK)
         st = qm_plan_read(plan_path, &r.plan, d);
     if (st == QM_OK)
@@ -697,6 +707,9 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
     snprintf(cur.settings, sizeof cur.settings, "ctx=%d samples=%d damp=%g min_expert_tokens=%d fallback=%s "
              "all_experts=%d fake_quant=%d", r.S, r.B, o->damp, o->min_expert_tokens,
              o->fallback_pooled ? "pooled" : "rtn", o->all_experts, o->fake_quant);
+    if (o->gguf) /* GPTQ's fp16 scales change the result: a run without GGUF does not resume into one */
+        snprintf(cur.settings + strlen(cur.settings), sizeof cur.settings - strlen(cur.settings), " gguf=%s",
+                 o->gguf_keep ? o->gguf_keep : "stored");
     if (st == QM_OK && (st = qm_mkdir(out_dir, d)) == QM_OK && (st = qm_dir_lock(out_dir, &lock, d)) == QM_OK &&
         (sdir = qm_strfmt("%s/.qmoe-state", out_dir)))
         st = qm_mkdir(sdir, d);

@@ -43,6 +43,10 @@ typedef struct qm_quant_opts {
     const char *const *engines;
     size_t n_engines;
     int strict;
+    /* Also write this GGUF file (qwriter_gguf.c); GPTQ then rounds every
+     * scale to fp16, as ggml's blocks store it.  NULL: none. */
+    const char *gguf;
+    const char *gguf_keep;   /* kept linears in the GGUF as "F32", "F16", "BF16"; NULL: as stored */
     /* One-line progress reports; may be NULL. */
     void (*progress)(void *ctx, const char *line);
     void *progress_ctx;

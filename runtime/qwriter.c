@@ -5,7 +5,7 @@
 
 #include "runtime/qwriter.h"
 
-static const qwriter_ops *const formats[] = {&qwriter_gptq, &qwriter_fake};
+static const qwriter_ops *const formats[] = {&qwriter_gptq, &qwriter_fake, &qwriter_gguf};
 
 const qwriter_ops *qwriter_find(const char *name)
 {

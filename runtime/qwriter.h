@@ -26,7 +26,8 @@
  *
  * The formats, by name (qwriter.c's table): "gptq", the GPTQ checkpoint in
  * the output directory itself (qwriter_gptq.c); "fake-quant", dequantized
- * weights in the original dtype under fake-quant/ (qwriter_fake.c).  A new
+ * weights in the original dtype under fake-quant/ (qwriter_fake.c); "gguf",
+ * one GGUF file for llama.cpp at job->file (qwriter_gguf.c).  A new
  * format is one file defining a qwriter_ops and one row in that table.
  */
 #ifndef QM_QWRITER_H
@@ -44,6 +45,8 @@ typedef struct qwriter_job {
     const qm_plan_tensor *const *by_tensor; /* (m->n) each model tensor's plan entry */
     double damp;                            /* the GPTQ damping asked for */
     const char *out;                        /* the output directory (exists) */
+    const char *file;                       /* single-file formats ("gguf"): the file to write */
+    const char *float_type;                 /* "gguf": kept linears as F32, F16 or BF16; NULL: as stored */
     qm_diag *d;
 } qwriter_job;
 
@@ -80,6 +83,6 @@ struct qwriter {
 /* The format called `name`, or NULL. */
 const qwriter_ops *qwriter_find(const char *name);
 
-extern const qwriter_ops qwriter_gptq, qwriter_fake;
+extern const qwriter_ops qwriter_gptq, qwriter_fake, qwriter_gguf;
 
 #endif

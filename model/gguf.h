@@ -1,0 +1,92 @@
+/* gguf.h: the GGUF v3 container (llama.cpp's model file) and ggml's block
+ * types, as far as qmoe writes and reads them.
+ *
+ * A GGUF file is: magic "GGUF", version 3, the tensor count and the
+ * metadata count (u64), the metadata (key, type, value), one info record
+ * per tensor (name, dims with the innermost first, ggml type, offset into
+ * the data section), padding to general.alignment, then the data section,
+ * each tensor starting at a multiple of the alignment.  All little-endian.
+ *
+ * Block types store `block` consecutive values of a row in `bytes` bytes
+ * (ggml-common.h): Q8_0 {f16 d; i8 q[32]} = d q; Q4_0 {f16 d; u8 nibbles[16]}
+ * = d (q - 8) with value j in the low nibble of byte j and value j + 16 in
+ * its high nibble; Q4_1 {f16 d; f16 m; nibbles[16]} = d q + m.  The table
+ * below ties each ggml type id to its name and sizes; ids qmoe does not
+ * handle have no name.
+ */
+#ifndef QM_GGUF_H
+#define QM_GGUF_H
+
+#include <stdio.h>
+
+#include "base/base.h"
+
+enum { QM_GGUF_VERSION = 3, QM_GGUF_ALIGNMENT = 32 };
+
+/* ggml_type ids as ggml.h numbers them (they are stored in the file). */
+typedef enum qm_ggml_type {
+    QM_GGML_F32 = 0,
+    QM_GGML_F16 = 1,
+    QM_GGML_Q4_0 = 2,
+    QM_GGML_Q4_1 = 3,
+    QM_GGML_Q8_0 = 8,
+    QM_GGML_BF16 = 30,
+    QM_GGML_TYPE_COUNT = 31 /* one past the largest id in the table */
+} qm_ggml_type;
+
+typedef struct qm_ggml_type_info {
+    const char *name; /* NULL: an id qmoe does not handle */
+    int block;        /* values per block */
+    int bytes;        /* bytes per block */
+} qm_ggml_type_info;
+
+extern const qm_ggml_type_info qm_ggml_types[QM_GGML_TYPE_COUNT];
+
+/* Bytes of n values of type t, or 0 when t is unknown or n is not a
+ * multiple of its block. */
+uint64_t qm_ggml_nbytes(int t, uint64_t n);
+
+/* One row of n values (a multiple of 32) in a block type, from GPTQ's codes
+ * in [0, maxq] and one scale per block of 32 (already fp16 values, stored as
+ * their f16 bits): Q8_0 stores code - 128 (8-bit symmetric zero), Q4_0 the
+ * code (4-bit symmetric zero 8), Q4_1 the code with m = min[b].  dst holds
+ * qm_ggml_nbytes(t, n) bytes.  For Q8_0 and Q4_0 min is not read. */
+void qm_ggml_put_row(int t, uint8_t *dst, const uint8_t *codes, const uint16_t *d, const uint16_t *min, size_t n);
+/* n values of type t (F32, F16, BF16, Q8_0, Q4_0, Q4_1) at src as float
+ * into dst, exactly as ggml dequantizes them. */
+void qm_ggml_to_f32(int t, const uint8_t *src, float *dst, size_t n);
+
+/* Metadata in the order added, serialized as it goes (values are copied). */
+typedef struct qm_gguf_meta {
+    qm_buf b;
+    uint64_t n;
+} qm_gguf_meta;
+
+void qm_gguf_meta_str(qm_gguf_meta *m, const char *key, const char *v);
+void qm_gguf_meta_u32(qm_gguf_meta *m, const char *key, uint32_t v);
+void qm_gguf_meta_f32(qm_gguf_meta *m, const char *key, float v);
+void qm_gguf_meta_bool(qm_gguf_meta *m, const char *key, int v);
+void qm_gguf_meta_free(qm_gguf_meta *m);
+
+/* One tensor's info record. */
+typedef struct qm_gguf_tensor {
+    const char *name;  /* not owned */
+    int ndim;          /* 1 to 4 */
+    uint64_t ne[4];    /* innermost first: (in, out, experts) for linears */
+    int type;          /* qm_ggml_type */
+    uint64_t offset;   /* into the data section; set by qm_gguf_layout() */
+    uint64_t nbytes;   /* set by qm_gguf_layout() */
+} qm_gguf_tensor;
+
+/* Fill offset and nbytes of t[0, n) laid out in order, each at a multiple
+ * of align; returns the data section's size, or 0 with a diagnostic when a
+ * tensor's row length is not a multiple of its type's block. */
+uint64_t qm_gguf_layout(qm_gguf_tensor *t, size_t n, uint32_t align, qm_diag *d);
+/* Write the header (through the padding before the data section) to f;
+ * returns the bytes written, 0 when out of memory.  Write errors show in
+ * f's error flag. */
+uint64_t qm_gguf_put_header(FILE *f, const qm_gguf_meta *m, const qm_gguf_tensor *t, size_t n, uint32_t align);
+/* Zero bytes from `at` to the next multiple of align; the new position. */
+uint64_t qm_gguf_pad(FILE *f, uint64_t at, uint32_t align);
+
+#endif

@@ -1,0 +1,506 @@
+/* qwriter_gguf.c: the "gguf" output format (see qwriter.h): one GGUF v3
+ * file that llama.cpp loads, with the architecture names, metadata and
+ * tensor names its converter (convert_hf_to_gguf.py) writes:
+ *
+ *   MixtralForCausalLM   -> arch "llama", experts stacked as
+ *                           ffn_{gate,up,down}_exps (experts, out, in)
+ *   DeepseekForCausalLM  -> arch "deepseek", leading dense layers
+ *                           ffn_{gate,up,down}, shared experts ffn_*_shexp
+ *
+ * q and k rows are permuted as the converter does, since llama.cpp applies
+ * RoPE to consecutive pairs where Hugging Face rotates halves.  Quantized
+ * linears hold GPTQ's own codes on ggml's block grids (no re-rounding):
+ * 8-bit symmetric group 32 -> Q8_0, 4-bit symmetric group 32 -> Q4_0; the
+ * run quantizes with fp16 scales (qm_qspec.fp16_scale) so that a block's
+ * stored d is GPTQ's scale exactly.  Kept tensors are written in the
+ * stored dtype or in job->float_type; norms and the router are F32 as
+ * llama.cpp wants them.  Byte-level models get tokenizer.ggml.model "none"
+ * with the vocabulary size (llama.cpp then adds dummy tokens).
+ *
+ * Streaming and resuming: layer() writes the layer's tensor data, aligned,
+ * to OUT/gguf-parts/layer-NNNNN.bin; end() writes the header, the
+ * embeddings, every part in order and the final norm and head into the
+ * target file atomically.  The tensor list, types and offsets follow from
+ * model and plan alone (computed in begin(), where a plan GGUF cannot hold
+ * is refused before any GPTQ runs), so end() needs nothing from layer()
+ * but the parts' bytes, whose sizes it checks.
+ */
+#include "config.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/dtype.h"
+#include "model/gguf.h"
+#include "model/json.h"
+#include "runtime/qwriter.h"
+
+/* ---- names ---------------------------------------------------------------------------------- */
+
+/* llama.cpp's tensor base names (llm_tensor names in its gguf-py/constants.py). */
+static const char *const part_name[QM_PART_COUNT] = {
+    [QM_PART_EMBED] = "token_embd",       [QM_PART_LM_HEAD] = "output",
+    [QM_PART_FINAL_NORM] = "output_norm", [QM_PART_ATTN_NORM] = "attn_norm",
+    [QM_PART_FFN_NORM] = "ffn_norm",      [QM_PART_Q] = "attn_q",
+    [QM_PART_K] = "attn_k",               [QM_PART_V] = "attn_v",
+    [QM_PART_O] = "attn_output",          [QM_PART_Q_BIAS] = "attn_q",
+    [QM_PART_K_BIAS] = "attn_k",          [QM_PART_V_BIAS] = "attn_v",
+    [QM_PART_Q_NORM] = "attn_q_norm",     [QM_PART_K_NORM] = "attn_k_norm",
+    [QM_PART_ROUTER] = "ffn_gate_inp",    [QM_PART_EXPERT_GATE] = "ffn_gate_exps",
+    [QM_PART_EXPERT_UP] = "ffn_up_exps",  [QM_PART_EXPERT_DOWN] = "ffn_down_exps",
+    [QM_PART_SHARED_GATE] = "ffn_gate_shexp", [QM_PART_SHARED_UP] = "ffn_up_shexp",
+    [QM_PART_SHARED_DOWN] = "ffn_down_shexp", [QM_PART_SHARED_ROUTER] = "ffn_gate_inp_shexp",
+    [QM_PART_MLP_GATE] = "ffn_gate",      [QM_PART_MLP_UP] = "ffn_up",
+    [QM_PART_MLP_DOWN] = "ffn_down",
+};
+_Static_assert(sizeof part_name / sizeof part_name[0] == QM_PART_COUNT, "a GGUF name for every part");
+
+static int is_bias(qm_part p) { return p == QM_PART_Q_BIAS || p == QM_PART_K_BIAS || p == QM_PART_V_BIAS; }
+
+/* ---- architectures ---------------------------------------------------------------------------- */
+
+typedef struct gguf_arch {
+    const char *hf;    /* config.json's architectures[0] */
+    const char *name;  /* general.architecture */
+    int permute_qk;    /* llama.cpp ropes consecutive pairs: permute q/k rows as the converter does */
+    /* Architecture keys beyond the common ones; an error for what llama.cpp cannot run. */
+    qm_status (*meta)(const qm_model *m, qm_gguf_meta *g, qm_diag *d);
+} gguf_arch;
+
+static qm_status meta_llama(const qm_model *m, qm_gguf_meta *g, qm_diag *d)
+{
+    (void)m, (void)g, (void)d;
+    return QM_OK;
+}
+
+static qm_status meta_deepseek(const qm_model *m, qm_gguf_meta *g, qm_diag *d)
+{
+    const qm_config *c = &m->cfg;
+    if (c->moe_freq != 1)
+        return qm_diag_fail(d, QM_EUNSUPPORTED, "%s: moe_layer_freq %lld: llama.cpp's deepseek runs MoE in every "
+                            "layer after the leading dense ones", m->config_path, c->moe_freq);
+    qm_gguf_meta_str(g, "deepseek.rope.scaling.type", "none");
+    qm_gguf_meta_u32(g, "deepseek.leading_dense_block_count", (uint32_t)c->first_dense);
+    qm_gguf_meta_u32(g, "deepseek.expert_feed_forward_length", (uint32_t)c->expert_ff);
+    qm_gguf_meta_f32(g, "deepseek.expert_weights_scale", 1.0f);
+    qm_gguf_meta_u32(g, "deepseek.expert_shared_count", (uint32_t)c->shared);
+    return QM_OK;
+}
+
+static const gguf_arch archs[] = {
+    {"MixtralForCausalLM", "llama", 1, meta_llama},
+    {"DeepseekForCausalLM", "deepseek", 1, meta_deepseek},
+};
+
+/* ---- the tensor list ---------------------------------------------------------------------------- */
+
+/* One GGUF tensor: a model tensor, or a layer's routed experts of one part
+ * stacked (member k is expert k). */
+typedef struct gtensor {
+    char *name;        /* owned */
+    int layer;         /* -1: model level */
+    size_t *member;    /* (n_member) model tensor indices; owned */
+    size_t n_member;
+    int heads;         /* > 0: rows permuted for RoPE over this many heads */
+} gtensor;
+
+typedef struct gstate {
+    const gguf_arch *arch;
+    char *parts;       /* OUT/gguf-parts; owned */
+    gtensor *gt;       /* (n) in file order; owned */
+    qm_gguf_tensor *info; /* (n) names point into gt */
+    size_t n;
+    uint64_t data_bytes;
+} gstate;
+
+static void state_free(gstate *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->gt[i].name);
+        free(s->gt[i].member);
+    }
+    free(s->gt);
+    free(s->info);
+    free(s->parts);
+    free(s);
+}
+
+/* The ggml type of model tensor i under the plan, or -1 with a diagnostic. */
+static int tensor_type(const qwriter_job *j, size_t i)
+{
+    const qm_tensor *t = &j->m->t[i];
+    const qm_plan_tensor *pt = j->by_tensor[i];
+    if (!pt || !pt->bits) {
+        if (t->ndim == 1 || t->part == QM_PART_ROUTER || t->part == QM_PART_SHARED_ROUTER)
+            return QM_GGML_F32; /* llama.cpp keeps norms, biases and routers F32 */
+        qm_dtype dt = t->st->dtype;
+        if (j->float_type && !qm_dtype_parse(j->float_type, &dt))
+            return qm_diag_fail(j->d, QM_EINVAL, "--keep-type '%s' is not F32, F16 or BF16", j->float_type), -1;
+        if (dt == QM_DT_F32)
+            return QM_GGML_F32;
+        if (dt == QM_DT_F16)
+            return QM_GGML_F16;
+        if (dt == QM_DT_BF16)
+            return QM_GGML_BF16;
+        return qm_diag_fail(j->d, QM_EUNSUPPORTED, "'%s' is %s; GGUF keeps F32, F16 or BF16", t->st->name,
+                            qm_dtype_name(dt)), -1;
+    }
+    static const struct {
+        int bits, group, sym, type;
+    } grid[] = {{8, 32, 1, QM_GGML_Q8_0}, {4, 32, 1, QM_GGML_Q4_0}};
+    for (size_t k = 0; k < sizeof grid / sizeof grid[0]; k++)
+        if (pt->bits == grid[k].bits && pt->group == grid[k].group && !pt->sym == !grid[k].sym && !pt->act_order)
+            return grid[k].type;
+    return qm_diag_fail(j->d, QM_EUNSUPPORTED, "'%s': %d-bit %s group %d%s has no GGUF block type (GGUF holds "
+                        "8-bit symmetric group 32 as Q8_0 and 4-bit symmetric group 32 as Q4_0)", pt->name,
+                        pt->bits, pt->sym ? "symmetric" : "asymmetric", pt->group,
+                        pt->act_order ? " with act-order" : ""), -1;
+}
+
+/* Append the GGUF tensor of model tensor i (or, for a routed expert, of all
+ * experts of its layer and part, when i is expert 0's). */
+static qm_status add_tensor(const qwriter_job *j, gstate *s, size_t i)
+{
+    const qm_model *m = j->m;
+    const qm_tensor *t = &m->t[i];
+    if (t->expert > 0)
+        return QM_OK;
+    gtensor *g = &s->gt[s->n];
+    qm_gguf_tensor *info = &s->info[s->n];
+    size_t n = t->expert == 0 ? (size_t)m->cfg.experts : 1;
+    g->layer = t->layer;
+    g->name = t->layer < 0 ? qm_strfmt("%s.%s", part_name[t->part], "weight")
+                           : qm_strfmt("blk.%d.%s.%s", t->layer, part_name[t->part], is_bias(t->part) ? "bias" : "weight");
+    g->member = calloc(n, sizeof *g->member);
+    if (!g->name || !g->member) {
+        free(g->name);
+        free(g->member);
+        return qm_diag_fail(j->d, QM_ENOMEM, "out of memory");
+    }
+    s->n++;
+    g->n_member = n;
+    g->member[0] = i;
+    for (size_t k = 0; k < m->n && n > 1; k++)
+        if (m->t[k].layer == t->layer && m->t[k].part == t->part && m->t[k].expert > 0)
+            g->member[m->t[k].expert] = k;
+    if (s->arch->permute_qk && (t->part == QM_PART_Q || t->part == QM_PART_Q_BIAS))
+        g->heads = (int)m->cfg.heads;
+    if (s->arch->permute_qk && (t->part == QM_PART_K || t->part == QM_PART_K_BIAS))
+        g->heads = (int)m->cfg.kv_heads;
+    int type = tensor_type(j, i);
+    for (size_t k = 1; type >= 0 && k < n; k++) {
+        int tk = tensor_type(j, g->member[k]);
+        if (tk >= 0 && tk != type)
+            return qm_diag_fail(j->d, QM_EUNSUPPORTED, "layer %d: experts 0 and %zu of '%s' would be %s and %s; "
+                                "llama.cpp stores a layer's experts as one tensor of one type", t->layer, k,
+                                g->name, qm_ggml_types[type].name, qm_ggml_types[tk].name);
+        type = tk;
+    }
+    if (type < 0)
+        return QM_EINVAL;
+    *info = (qm_gguf_tensor){g->name, t->ndim, {t->shape[t->ndim - 1], t->ndim == 2 ? t->shape[0] : 1, n}, type, 0, 0};
+    if (n > 1)
+        info->ndim = 3;
+    return QM_OK;
+}
+
+/* The file's tensors: the embeddings, each layer's in checkpoint order,
+ * then the rest of the model level (final norm, head). */
+static qm_status build_list(const qwriter_job *j, gstate *s)
+{
+    const qm_model *m = j->m;
+    if (!(s->gt = calloc(m->n + 1, sizeof *s->gt)) || !(s->info = calloc(m->n + 1, sizeof *s->info)))
+        return qm_diag_fail(j->d, QM_ENOMEM, "out of memory");
+    qm_status st = QM_OK;
+    for (size_t i = 0; st == QM_OK && i < m->n; i++)
+        if (m->t[i].part == QM_PART_EMBED)
+            st = add_tensor(j, s, i);
+    for (int L = 0; L < m->cfg.layers; L++)
+        for (size_t i = 0; st == QM_OK && i < m->n; i++)
+            if (m->t[i].layer == L)
+                st = add_tensor(j, s, i);
+    for (size_t i = 0; st == QM_OK && i < m->n; i++)
+        if (m->t[i].layer < 0 && m->t[i].part != QM_PART_EMBED)
+            st = add_tensor(j, s, i);
+    if (st == QM_OK && !(s->data_bytes = qm_gguf_layout(s->info, s->n, QM_GGUF_ALIGNMENT, j->d)))
+        st = QM_EUNSUPPORTED;
+    return st;
+}
+
+static qm_status begin(qwriter *w)
+{
+    const qwriter_job *j = w->job;
+    gstate *s = calloc(1, sizeof *s);
+    if (!s)
+        return qm_diag_fail(j->d, QM_ENOMEM, "out of memory");
+    for (size_t k = 0; k < sizeof archs / sizeof archs[0]; k++)
+        if (strcmp(archs[k].hf, j->m->arch->name) == 0)
+            s->arch = &archs[k];
+    qm_status st = s->arch ? QM_OK : qm_diag_fail(j->d, QM_EUNSUPPORTED, "GGUF output of %s is not supported yet "
+                                                  "(supported: MixtralForCausalLM, DeepseekForCausalLM)",
+                                                  j->m->arch->name);
+    if (st == QM_OK && !j->file)
+        st = qm_diag_fail(j->d, QM_EINVAL, "the GGUF format needs an output file");
+    if (st == QM_OK)
+        st = build_list(j, s);
+    if (st == QM_OK && !(s->parts = qm_strfmt("%s/gguf-parts", j->out)))
+        st = qm_diag_fail(j->d, QM_ENOMEM, "out of memory");
+    if (st == QM_OK)
+        st = qm_mkdir(s->parts, j->d);
+    if (st != QM_OK) {
+        state_free(s);
+        return st;
+    }
+    w->state = s;
+    return QM_OK;
+}
+
+static void abort_(qwriter *w)
+{
+    state_free(w->state);
+    w->state = NULL;
+}
+
+/* ---- tensor data ---------------------------------------------------------------------------------- */
+
+/* The source row of row r of a tensor whose rows are permuted for RoPE over
+ * `heads` heads: (head, 2, half) rows become (head, half, 2). */
+static uint64_t source_row(uint64_t r, uint64_t rows, int heads)
+{
+    if (heads <= 0)
+        return r;
+    uint64_t hd = rows / (uint64_t)heads, h = r / hd, k = r % hd;
+    return h * hd + (k % 2) * (hd / 2) + k / 2;
+}
+
+/* Write row `row` of model tensor i at ggml type `type`: from GPTQ's result
+ * q when it is quantized, else from the checkpoint's floats f. */
+static qm_status put_row(const qwriter_job *j, FILE *out, int type, const qm_qresult *q, const float *f, uint64_t row,
+                         uint64_t in, uint8_t *buf, uint16_t *d16)
+{
+    size_t nb = (size_t)qm_ggml_nbytes(type, in);
+    if (q) {
+        for (uint64_t b = 0; b < in / 32; b++) {
+            float sc = q->scale[(size_t)b * q->out + row];
+            d16[b] = qm_f32_to_f16(sc);
+            if (qm_f16_to_f32(d16[b]) != sc)
+                return qm_diag_fail(j->d, QM_EINVAL, "GGUF: a scale (%g) is not an fp16 value; the run must quantize "
+                                    "with fp16 scales", sc);
+        }
+        qm_ggml_put_row(type, buf, q->codes + row * in, d16, NULL, (size_t)in);
+    } else {
+        const float *x = f + row * in;
+        for (uint64_t c = 0; c < in; c++) {
+            if (type == QM_GGML_F32) {
+                memcpy(buf + 4 * c, &x[c], 4);
+            } else {
+                uint16_t h = type == QM_GGML_F16 ? qm_f32_to_f16(x[c]) : qm_f32_to_bf16(x[c]);
+                buf[2 * c] = (uint8_t)h;
+                buf[2 * c + 1] = (uint8_t)(h >> 8);
+            }
+        }
+    }
+    fwrite(buf, 1, nb, out);
+    return QM_OK;
+}
+
+/* The quantized linears of the layer being written. */
+typedef struct layer_ctx {
+    const qwriter *w;
+    int layer;
+    const qwriter_linear *q;
+    size_t n;
+} layer_ctx;
+
+/* Tensor g's data (g.info's bytes, then padding) to out. */
+static qm_status put_tensor(const qwriter_job *j, FILE *out, const gtensor *g, const qm_gguf_tensor *info,
+                            const layer_ctx *lc)
+{
+    uint64_t in = info->ne[0], rows = info->ne[1];
+    uint8_t *buf = malloc((size_t)qm_ggml_nbytes(info->type, in) + 1);
+    uint16_t *d16 = malloc((size_t)(in / 32 + 1) * sizeof *d16);
+    float *f = NULL;
+    qm_status st = buf && d16 ? QM_OK : qm_diag_fail(j->d, QM_ENOMEM, "out of memory");
+    for (size_t e = 0; st == QM_OK && e < g->n_member; e++) {
+        const qm_tensor *t = &j->m->t[g->member[e]];
+        const qm_qresult *q = NULL;
+        for (size_t k = 0; lc && k < lc->n; k++)
+            if (lc->q[k].tensor == g->member[e])
+                q = &lc->q[k].r;
+        if (j->by_tensor[g->member[e]] && j->by_tensor[g->member[e]]->bits && !q)
+            st = qm_diag_fail(j->d, QM_EINVAL, "GGUF: '%s' was not quantized in this run", t->st->name);
+        if (st == QM_OK && q) {
+            for (uint64_t c = 0; c < in && st == QM_OK; c++)
+                if (q->g_idx[c] != (int32_t)(c / 32))
+                    st = qm_diag_fail(j->d, QM_EINVAL, "GGUF: '%s' has groups out of column order", t->st->name);
+        }
+        free(f);
+        f = NULL;
+        if (st == QM_OK && !q) {
+            if (!(f = malloc((size_t)t->numel * sizeof *f)))
+                st = qm_diag_fail(j->d, QM_ENOMEM, "out of memory");
+            else if ((st = qm_st_check_live(j->m->ckpt->files[t->file], t->st, j->d)) == QM_OK)
+                st = qm_st_to_f32(j->m->ckpt->files[t->file]->path, t->st, f, j->d);
+        }
+        for (uint64_t r = 0; st == QM_OK && r < rows; r++)
+            st = put_row(j, out, info->type, q, f, source_row(r, rows, g->heads), in, buf, d16);
+    }
+    qm_gguf_pad(out, info->nbytes, QM_GGUF_ALIGNMENT);
+    free(f);
+    free(buf);
+    free(d16);
+    return st;
+}
+
+static char *part_path(const gstate *s, int L) { return qm_strfmt("%s/layer-%05d.bin", s->parts, L); }
+
+static qm_status put_layer(const void *ctx, FILE *f, qm_diag *d)
+{
+    const layer_ctx *lc = ctx;
+    const gstate *s = lc->w->state;
+    qm_status st = QM_OK;
+    (void)d;
+    for (size_t i = 0; st == QM_OK && i < s->n; i++)
+        if (s->gt[i].layer == lc->layer)
+            st = put_tensor(lc->w->job, f, &s->gt[i], &s->info[i], lc);
+    return st;
+}
+
+static qm_status layer(qwriter *w, int L, const qwriter_linear *q, size_t n)
+{
+    layer_ctx lc = {w, L, q, n};
+    char *p = part_path(w->state, L);
+    qm_status st = p ? qm_afile_write(p, put_layer, &lc, 1, w->job->d)
+                     : qm_diag_fail(w->job->d, QM_ENOMEM, "out of memory");
+    free(p);
+    return st;
+}
+
+/* ---- the file ------------------------------------------------------------------------------------- */
+
+/* general.file_type (llama_ftype) of the type holding the most bytes among linears. */
+static uint32_t file_type(const gstate *s)
+{
+    static const uint32_t ftype[QM_GGML_TYPE_COUNT] = {
+        [QM_GGML_F32] = 0, [QM_GGML_F16] = 1, [QM_GGML_Q4_0] = 2, [QM_GGML_Q4_1] = 3, [QM_GGML_Q8_0] = 7,
+        [QM_GGML_BF16] = 32,
+    };
+    uint64_t bytes[QM_GGML_TYPE_COUNT] = {0};
+    for (size_t i = 0; i < s->n; i++)
+        if (s->info[i].ndim >= 2 && s->gt[i].layer >= 0)
+            bytes[s->info[i].type] += s->info[i].nbytes;
+    int best = QM_GGML_F32;
+    for (int t = 0; t < QM_GGML_TYPE_COUNT; t++)
+        if (bytes[t] > bytes[best])
+            best = t;
+    return ftype[best];
+}
+
+/* The metadata convert_hf_to_gguf.py writes for these models, in its order. */
+static qm_status build_meta(const qwriter *w, qm_gguf_meta *g)
+{
+    const qwriter_job *j = w->job;
+    const gstate *s = w->state;
+    const qm_config *c = &j->m->cfg;
+    const char *a = s->arch->name;
+    json_t *cfg = NULL;
+    qm_status st = qm_json_load(j->m->config_path, &cfg, j->d);
+    if (st != QM_OK)
+        return st;
+    json_int_t ctx = json_integer_value(json_object_get(cfg, "max_position_embeddings"));
+    json_decref(cfg);
+    const char *base = strrchr(j->m->dir, '/');
+    char key[96];
+#define KEY(k) (snprintf(key, sizeof key, "%s." k, a), key)
+    qm_gguf_meta_str(g, "general.architecture", a);
+    qm_gguf_meta_str(g, "general.type", "model");
+    qm_gguf_meta_str(g, "general.name", base && base[1] ? base + 1 : j->m->dir);
+    qm_gguf_meta_u32(g, KEY("block_count"), (uint32_t)c->layers);
+    qm_gguf_meta_u32(g, KEY("context_length"), (uint32_t)(ctx > 0 ? ctx : 4096));
+    qm_gguf_meta_u32(g, KEY("embedding_length"), (uint32_t)c->hidden);
+    qm_gguf_meta_u32(g, KEY("feed_forward_length"), (uint32_t)(c->ff ? c->ff : c->expert_ff));
+    qm_gguf_meta_u32(g, KEY("attention.head_count"), (uint32_t)c->heads);
+    qm_gguf_meta_u32(g, KEY("attention.head_count_kv"), (uint32_t)c->kv_heads);
+    qm_gguf_meta_f32(g, KEY("rope.freq_base"), (float)c->rope_theta);
+    qm_gguf_meta_f32(g, KEY("attention.layer_norm_rms_epsilon"), (float)c->rms_eps);
+    qm_gguf_meta_u32(g, KEY("expert_count"), (uint32_t)c->experts);
+    qm_gguf_meta_u32(g, KEY("expert_used_count"), (uint32_t)c->top_k);
+    qm_gguf_meta_u32(g, "general.file_type", file_type(s));
+    qm_gguf_meta_u32(g, KEY("vocab_size"), (uint32_t)c->vocab);
+    qm_gguf_meta_u32(g, KEY("rope.dimension_count"), (uint32_t)c->head_dim);
+#undef KEY
+    if ((st = s->arch->meta(j->m, g, j->d)) != QM_OK)
+        return st;
+    qm_gguf_meta_u32(g, "general.quantization_version", 2);
+    qm_gguf_meta_u32(g, "general.alignment", QM_GGUF_ALIGNMENT);
+    if (!c->byte_tokenizer)
+        return qm_diag_fail(j->d, QM_EUNSUPPORTED, "GGUF: the tokenizer of %s cannot be written yet (byte-level "
+                            "models only)", j->m->dir);
+    qm_gguf_meta_str(g, "tokenizer.ggml.model", "none");
+    return g->b.oom ? qm_diag_fail(j->d, QM_ENOMEM, "out of memory") : QM_OK;
+}
+
+typedef struct file_ctx {
+    const qwriter *w;
+    const qm_gguf_meta *meta;
+} file_ctx;
+
+/* Copy part file p (n bytes expected) to out. */
+static qm_status copy_part(const char *p, uint64_t n, FILE *out, qm_diag *d)
+{
+    FILE *f;
+    qm_status st = qm_fopen_input(p, &f, d);
+    if (st != QM_OK)
+        return st;
+    char buf[1 << 16];
+    uint64_t got = 0;
+    for (size_t k; (k = fread(buf, 1, sizeof buf, f)) > 0; got += k)
+        fwrite(buf, 1, k, out);
+    if (ferror(f) || got != n)
+        st = qm_diag_fail(d, QM_EFORMAT, "%s: %llu bytes, not the %llu the plan gives the layer; remove the output "
+                          "directory and run again", p, (unsigned long long)got, (unsigned long long)n);
+    fclose(f);
+    return st;
+}
+
+static qm_status put_file(const void *ctx, FILE *out, qm_diag *d)
+{
+    const file_ctx *fc = ctx;
+    const gstate *s = fc->w->state;
+    if (!qm_gguf_put_header(out, fc->meta, s->info, s->n, QM_GGUF_ALIGNMENT))
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    qm_status st = QM_OK;
+    for (size_t i = 0; st == QM_OK && i < s->n;) {
+        int L = s->gt[i].layer;
+        if (L < 0) {
+            st = put_tensor(fc->w->job, out, &s->gt[i], &s->info[i], NULL);
+            i++;
+            continue;
+        }
+        uint64_t from = s->info[i].offset;
+        while (i < s->n && s->gt[i].layer == L)
+            i++;
+        uint64_t to = i < s->n ? s->info[i].offset : s->data_bytes;
+        char *p = part_path(s, L);
+        st = p ? copy_part(p, to - from, out, d) : qm_diag_fail(d, QM_ENOMEM, "out of memory");
+        free(p);
+    }
+    return st;
+}
+
+static qm_status end(qwriter *w)
+{
+    qm_gguf_meta meta = {0};
+    qm_status st = build_meta(w, &meta);
+    file_ctx fc = {w, &meta};
+    if (st == QM_OK)
+        st = qm_afile_write(w->job->file, put_file, &fc, 1, w->job->d);
+    qm_gguf_meta_free(&meta);
+    abort_(w);
+    return st;
+}
+
+const qwriter_ops qwriter_gguf = {"gguf", begin, layer, end, abort_};
