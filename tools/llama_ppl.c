@@ -1,0 +1,120 @@
+/* llama_ppl.c: the test harness around the real llama.cpp (built by
+ * tools/llama-engine.sh against the headers of the release the prebuilt
+ * libraries were built from; not part of qmoe).
+ *
+ *   llama_ppl BACKEND_DIR MODEL.gguf TEXT BYTES CTX [LOGPROBS_OUT]
+ *
+ * Loads MODEL.gguf on the CPU (the backends found in BACKEND_DIR), reads
+ * the first BYTES bytes of TEXT as token ids (byte-level models), and walks
+ * the windows `qmoe eval` walks (runtime/eval.h): window w feeds tokens
+ * [w*CTX, w*CTX + S) and scores the next token at each position.  The KV
+ * cache is F32 and flash attention off, so that llama.cpp's logits are
+ * those of its plain F32 kernels.  Prints "tokens N", "nll X" (mean, nats)
+ * and "ppl X" (%.9g); with LOGPROBS_OUT also writes one line per window:
+ * the window index and the sum of its log-probabilities.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ggml-backend.h"
+#include "llama.h"
+
+static void quiet(enum ggml_log_level level, const char *text, void *user)
+{
+    (void)user;
+    if (level >= GGML_LOG_LEVEL_WARN)
+        fputs(text, stderr);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 6) {
+        fprintf(stderr, "usage: llama_ppl BACKEND_DIR MODEL.gguf TEXT BYTES CTX [LOGPROBS_OUT]\n");
+        return 2;
+    }
+    long want = atol(argv[4]);
+    int ctx = atoi(argv[5]);
+    FILE *tf = fopen(argv[3], "rb");
+    if (!tf || want < 2 || ctx < 1) {
+        fprintf(stderr, "llama_ppl: cannot read %s or bad sizes\n", argv[3]);
+        return 1;
+    }
+    llama_token *tok = malloc((size_t)want * sizeof *tok);
+    long n = 0;
+    for (int c; n < want && (c = fgetc(tf)) != EOF;)
+        tok[n++] = c;
+    fclose(tf);
+    FILE *lp = argc > 6 ? fopen(argv[6], "w") : NULL;
+
+    llama_log_set(quiet, NULL);
+    ggml_backend_load_all_from_path(argv[1]);
+    llama_backend_init();
+    struct llama_model_params mp = llama_model_default_params();
+    mp.n_gpu_layers = 0;
+    struct llama_model *model = llama_model_load_from_file(argv[2], mp);
+    if (!model) {
+        fprintf(stderr, "llama_ppl: llama.cpp could not load %s\n", argv[2]);
+        return 1;
+    }
+    struct llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = (uint32_t)ctx;
+    cp.n_batch = (uint32_t)ctx;
+    cp.n_ubatch = (uint32_t)ctx;
+    cp.type_k = GGML_TYPE_F32;
+    cp.type_v = GGML_TYPE_F32;
+    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    cp.n_threads = cp.n_threads_batch = 2;
+    struct llama_context *lc = llama_init_from_model(model, cp);
+    if (!lc) {
+        fprintf(stderr, "llama_ppl: no context\n");
+        return 1;
+    }
+    int V = llama_vocab_n_tokens(llama_model_get_vocab(model));
+    struct llama_batch b = llama_batch_init(ctx, 0, 1);
+    double nll = 0;
+    long scored = 0;
+    for (long start = 0, w = 0; start + 1 < n; start += ctx, w++) {
+        int S = n - 1 - start < ctx ? (int)(n - 1 - start) : ctx;
+        llama_memory_clear(llama_get_memory(lc), 1);
+        b.n_tokens = S;
+        for (int i = 0; i < S; i++) {
+            b.token[i] = tok[start + i];
+            b.pos[i] = i;
+            b.n_seq_id[i] = 1;
+            b.seq_id[i][0] = 0;
+            b.logits[i] = 1;
+        }
+        if (llama_decode(lc, b) != 0) {
+            fprintf(stderr, "llama_ppl: decode failed at window %ld\n", w);
+            return 1;
+        }
+        double wsum = 0;
+        for (int i = 0; i < S; i++) {
+            const float *l = llama_get_logits_ith(lc, i);
+            double mx = l[0], z = 0;
+            for (int v = 1; v < V; v++)
+                mx = l[v] > mx ? l[v] : mx;
+            for (int v = 0; v < V; v++)
+                z += exp((double)l[v] - mx);
+            double lpv = (double)l[tok[start + i + 1]] - mx - log(z);
+            if (!isfinite(lpv)) {
+                fprintf(stderr, "llama_ppl: non-finite log-probability at window %ld position %d\n", w, i);
+                return 1;
+            }
+            wsum += lpv;
+        }
+        nll -= wsum;
+        scored += S;
+        if (lp)
+            fprintf(lp, "%ld %.9g\n", w, wsum);
+    }
+    printf("tokens %ld\nnll %.9g\nppl %.9g\n", scored, nll / scored, exp(nll / scored));
+    if (lp)
+        fclose(lp);
+    llama_batch_free(b);
+    llama_free(lc);
+    llama_model_free(model);
+    free(tok);
+    return 0;
+}
