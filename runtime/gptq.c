@@ -120,6 +120,11 @@ static void grid_from_range(float mn, float mx, int maxq, int sym, int fp16, flo
         mx = 1;
     }
     *scale = (mx - mn) / (float)maxq;
+    if (fp16 && !sym) { /* 7 significant bits: scale * zero (zero < 16) is then an fp16 value too */
+        int e;
+        float m = frexpf(*scale, &e);
+        *scale = ldexpf(nearbyintf(ldexpf(m, 7)), e - 7);
+    }
     if (fp16) {
         *scale = qm_f16_to_f32(qm_f32_to_f16(*scale));
         if (*scale == 0)

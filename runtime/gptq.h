@@ -28,7 +28,10 @@
  *   q = clamp(round(w / scale) + zero, 0, maxq), w' = scale (q - zero)
  * where maxq = 2^bits - 1 and round is to nearest even; with fp16_scale the
  * scale is rounded to the nearest fp16 value (at least the smallest one)
- * before the zero point and the codes are taken from it.  (The floor of 1 on
+ * before the zero point and the codes are taken from it, and an asymmetric
+ * scale first to 7 significant bits, so that -scale * zero (zero < 16) is
+ * an fp16 value as well: ggml's Q4_1 block (d q + m, d and m fp16) then
+ * holds scale (q - zero) exactly.  (The floor of 1 on
  * the asymmetric zero point exists because GPTQ checkpoints store zero - 1;
  * it only matters for a group whose weights are all >= 0.)  The optional MSE
  * search shrinks the range by p in 1, 0.99, ..., 0.21 and keeps the p with

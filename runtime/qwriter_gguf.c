@@ -10,9 +10,10 @@
  * q and k rows are permuted as the converter does, since llama.cpp applies
  * RoPE to consecutive pairs where Hugging Face rotates halves.  Quantized
  * linears hold GPTQ's own codes on ggml's block grids (no re-rounding):
- * 8-bit symmetric group 32 -> Q8_0, 4-bit symmetric group 32 -> Q4_0; the
- * run quantizes with fp16 scales (qm_qspec.fp16_scale) so that a block's
- * stored d is GPTQ's scale exactly.  Kept tensors are written in the
+ * 8-bit symmetric group 32 -> Q8_0, 4-bit symmetric group 32 -> Q4_0,
+ * 4-bit asymmetric group 32 -> Q4_1 (m = -scale * zero); the run quantizes
+ * with fp16 scales (qm_qspec.fp16_scale) so that a block's stored d and m
+ * are GPTQ's grid exactly.  Kept tensors are written in the
  * stored dtype or in job->float_type; norms and the router are F32 as
  * llama.cpp wants them.  Byte-level models get tokenizer.ggml.model "none"
  * with the vocabulary size (llama.cpp then adds dummy tokens).
@@ -150,12 +151,12 @@ static int tensor_type(const qwriter_job *j, size_t i)
     }
     static const struct {
         int bits, group, sym, type;
-    } grid[] = {{8, 32, 1, QM_GGML_Q8_0}, {4, 32, 1, QM_GGML_Q4_0}};
+    } grid[] = {{8, 32, 1, QM_GGML_Q8_0}, {4, 32, 1, QM_GGML_Q4_0}, {4, 32, 0, QM_GGML_Q4_1}};
     for (size_t k = 0; k < sizeof grid / sizeof grid[0]; k++)
         if (pt->bits == grid[k].bits && pt->group == grid[k].group && !pt->sym == !grid[k].sym && !pt->act_order)
             return grid[k].type;
     return qm_diag_fail(j->d, QM_EUNSUPPORTED, "'%s': %d-bit %s group %d%s has no GGUF block type (GGUF holds "
-                        "8-bit symmetric group 32 as Q8_0 and 4-bit symmetric group 32 as Q4_0)", pt->name,
+                        "8-bit symmetric group 32 as Q8_0, 4-bit group 32 as Q4_0 (symmetric) or Q4_1)", pt->name,
                         pt->bits, pt->sym ? "symmetric" : "asymmetric", pt->group,
                         pt->act_order ? " with act-order" : ""), -1;
 }
@@ -282,15 +283,18 @@ static qm_status put_row(const qwriter_job *j, FILE *out, int type, const qm_qre
                          uint64_t in, uint8_t *buf, uint16_t *d16)
 {
     size_t nb = (size_t)qm_ggml_nbytes(type, in);
+    uint16_t *m16 = d16 + in / 32;
     if (q) {
         for (uint64_t b = 0; b < in / 32; b++) {
-            float sc = q->scale[(size_t)b * q->out + row];
+            size_t k = (size_t)b * q->out + row;
+            float sc = q->scale[k], mn = -sc * (float)q->zero[k];
             d16[b] = qm_f32_to_f16(sc);
-            if (qm_f16_to_f32(d16[b]) != sc)
-                return qm_diag_fail(j->d, QM_EINVAL, "GGUF: a scale (%g) is not an fp16 value; the run must quantize "
-                                    "with fp16 scales", sc);
+            m16[b] = qm_f32_to_f16(mn);
+            if (qm_f16_to_f32(d16[b]) != sc || (type == QM_GGML_Q4_1 && qm_f16_to_f32(m16[b]) != mn))
+                return qm_diag_fail(j->d, QM_EINVAL, "GGUF: a scale (%g, zero %d) is not held by fp16 values; the "
+                                    "run must quantize with fp16 scales", sc, (int)q->zero[k]);
         }
-        qm_ggml_put_row(type, buf, q->codes + row * in, d16, NULL, (size_t)in);
+        qm_ggml_put_row(type, buf, q->codes + row * in, d16, m16, (size_t)in);
     } else {
         const float *x = f + row * in;
         for (uint64_t c = 0; c < in; c++) {
@@ -321,7 +325,7 @@ static qm_status put_tensor(const qwriter_job *j, FILE *out, const gtensor *g, c
 {
     uint64_t in = info->ne[0], rows = info->ne[1];
     uint8_t *buf = malloc((size_t)qm_ggml_nbytes(info->type, in) + 1);
-    uint16_t *d16 = malloc((size_t)(in / 32 + 1) * sizeof *d16);
+    uint16_t *d16 = malloc((size_t)(2 * (in / 32) + 1) * sizeof *d16); /* scales, then Q4_1's mins */
     float *f = NULL;
     qm_status st = buf && d16 ? QM_OK : qm_diag_fail(j->d, QM_ENOMEM, "out of memory");
     for (size_t e = 0; st == QM_OK && e < g->n_member; e++) {
