@@ -10,6 +10,8 @@
 #       cannot be reached (callers print SKIP)
 #   llama-engine.sh CACHE_DIR ppl MODEL.gguf TEXT BYTES CTX [LOGPROBS_OUT]
 #       llama_ppl on MODEL.gguf (see tools/llama_ppl.c): tokens, nll, ppl
+#   llama-engine.sh CACHE_DIR quantize IN.gguf OUT.gguf FTYPE
+#       llama.cpp's own quantizer (FTYPE 0: blocks back to F32 by ggml)
 #
 # CACHE_DIR is under the build tree (tests use $builddir/.llama-cache);
 # nothing from it is committed.
@@ -22,7 +24,7 @@ ver=3.22.1
 bins="$cache/bin/package/bins/linux-x64"
 
 setup() {
-    [ -x "$cache/llama_ppl" ] && [ -d "$bins" ] && return 0
+    [ -x "$cache/llama_ppl" ] && [ "$cache/llama_ppl" -nt "$here/llama_ppl.c" ] && [ -d "$bins" ] && return 0
     mkdir -p "$cache"
     command -v npm >/dev/null 2>&1 || { echo "llama-engine: npm not installed" >&2; exit 77; }
     for p in "node-llama-cpp@$ver" "@node-llama-cpp/linux-x64@$ver"; do
@@ -33,12 +35,14 @@ setup() {
             exit 77
         }
     done
-    rm -rf "$cache/bin" "$cache/src" "$cache/src.tmp"
-    mkdir -p "$cache/bin" "$cache/src.tmp"
-    tar xzf "$cache/node-llama-cpp-linux-x64-$ver.tgz" -C "$cache/bin"
-    tar xzf "$cache/node-llama-cpp-$ver.tgz" -C "$cache/src.tmp" package/llama/gitRelease.bundle
-    git clone -q "$cache/src.tmp/package/llama/gitRelease.bundle" "$cache/src" 2>/dev/null
-    rm -rf "$cache/src.tmp"
+    if [ ! -d "$bins" ] || [ ! -d "$cache/src/include" ]; then
+        rm -rf "$cache/bin" "$cache/src" "$cache/src.tmp"
+        mkdir -p "$cache/bin" "$cache/src.tmp"
+        tar xzf "$cache/node-llama-cpp-linux-x64-$ver.tgz" -C "$cache/bin"
+        tar xzf "$cache/node-llama-cpp-$ver.tgz" -C "$cache/src.tmp" package/llama/gitRelease.bundle
+        git clone -q "$cache/src.tmp/package/llama/gitRelease.bundle" "$cache/src" 2>/dev/null
+        rm -rf "$cache/src.tmp"
+    fi
     ${CC:-cc} -O2 -o "$cache/llama_ppl.tmp" "$here/llama_ppl.c" -I"$cache/src/include" -I"$cache/src/ggml/include" \
         "$bins/libllama.v0.5.0.so" "$bins/libggml.v0.5.0.so" "$bins/libggml-base.so" -lm -Wl,-rpath,"$bins"
     mv "$cache/llama_ppl.tmp" "$cache/llama_ppl"
@@ -49,6 +53,10 @@ setup) setup ;;
 ppl)
     setup
     exec "$cache/llama_ppl" "$bins" "$@"
+    ;;
+quantize)
+    setup
+    exec "$cache/llama_ppl" "$bins" --quantize "$@"
     ;;
 *) echo "llama-engine.sh: unknown command '$cmd'" >&2; exit 2 ;;
 esac

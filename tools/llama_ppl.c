@@ -2,7 +2,8 @@
  * tools/llama-engine.sh against the headers of the release the prebuilt
  * libraries were built from; not part of qmoe).
  *
- *   llama_ppl BACKEND_DIR MODEL.gguf TEXT BYTES CTX [LOGPROBS_OUT]
+ *   llama_ppl BACKEND_DIR MODEL.gguf TEXT BYTES CTX [LOGPROBS_OUT] [BASE.gguf]
+ *   llama_ppl BACKEND_DIR --quantize IN.gguf OUT.gguf FTYPE [KEEP_TYPE]
  *
  * Loads MODEL.gguf on the CPU (the backends found in BACKEND_DIR), reads
  * the first BYTES bytes of TEXT as token ids (byte-level models), and walks
@@ -11,11 +12,21 @@
  * cache is F32 and flash attention off, so that llama.cpp's logits are
  * those of its plain F32 kernels.  Prints "tokens N", "nll X" (mean, nats)
  * and "ppl X" (%.9g); with LOGPROBS_OUT also writes one line per window:
- * the window index and the sum of its log-probabilities.
+ * the window index and the sum of its log-probabilities (LOGPROBS_OUT "-":
+ * none).  With BASE.gguf, the same windows through that model too, and
+ * "kld X": the mean over scored positions of KL(base || model), nats.
+ *
+ * --quantize runs llama.cpp's own quantizer (llama_model_quantize) to the
+ * llama_ftype number FTYPE, requantizing when IN is already quantized:
+ * FTYPE 0 (all F32) turns blocks into floats with ggml's own dequantization.
+ * With KEEP_TYPE (a ggml type id) the quantization is "pure" (every weight
+ * matrix at FTYPE's type) but for token_embd and output, which get
+ * KEEP_TYPE: the layout of a qmoe file that keeps embeddings and head.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ggml-backend.h"
 #include "llama.h"
@@ -27,8 +38,70 @@ static void quiet(enum ggml_log_level level, const char *text, void *user)
         fputs(text, stderr);
 }
 
+/* Model at path on the CPU and a context for windows of ctx tokens: F32 KV
+ * cache, flash attention off; NULL (after a message) on failure. */
+static struct llama_context *open_model(const char *path, int ctx, struct llama_model **model)
+{
+    struct llama_model_params mp = llama_model_default_params();
+    mp.n_gpu_layers = 0;
+    if (!(*model = llama_model_load_from_file(path, mp))) {
+        fprintf(stderr, "llama_ppl: llama.cpp could not load %s\n", path);
+        return NULL;
+    }
+    struct llama_context_params cp = llama_context_default_params();
+    cp.n_ctx = (uint32_t)ctx;
+    cp.n_batch = (uint32_t)ctx;
+    cp.n_ubatch = (uint32_t)ctx;
+    cp.type_k = GGML_TYPE_F32;
+    cp.type_v = GGML_TYPE_F32;
+    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
+    cp.n_threads = cp.n_threads_batch = 2;
+    struct llama_context *lc = llama_init_from_model(*model, cp);
+    if (!lc)
+        fprintf(stderr, "llama_ppl: no context for %s\n", path);
+    return lc;
+}
+
+/* out[v] = log softmax(l)[v], in double. */
+static void log_softmax(const float *l, int V, double *out)
+{
+    double mx = l[0], z = 0;
+    for (int v = 1; v < V; v++)
+        mx = l[v] > mx ? l[v] : mx;
+    for (int v = 0; v < V; v++)
+        z += exp((double)l[v] - mx);
+    for (int v = 0; v < V; v++)
+        out[v] = (double)l[v] - mx - log(z);
+}
+
+static int quantize(int argc, char **argv)
+{
+    if (argc != 6 && argc != 7) {
+        fprintf(stderr, "usage: llama_ppl BACKEND_DIR --quantize IN.gguf OUT.gguf FTYPE [KEEP_TYPE]\n");
+        return 2;
+    }
+    llama_log_set(quiet, NULL);
+    ggml_backend_load_all_from_path(argv[1]);
+    llama_backend_init();
+    llama_model_quantize_params qp = llama_model_quantize_default_params();
+    qp.nthread = 2;
+    qp.ftype = (enum llama_ftype)atoi(argv[5]);
+    qp.allow_requantize = 1;
+    if (argc == 7) {
+        qp.pure = 1;
+        qp.output_tensor_type = qp.token_embedding_type = (enum ggml_type)atoi(argv[6]);
+    }
+    if (llama_model_quantize(argv[3], argv[4], &qp) != 0) {
+        fprintf(stderr, "llama_ppl: llama_model_quantize failed\n");
+        return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 2 && strcmp(argv[2], "--quantize") == 0)
+        return quantize(argc, argv);
     if (argc < 6) {
         fprintf(stderr, "usage: llama_ppl BACKEND_DIR MODEL.gguf TEXT BYTES CTX [LOGPROBS_OUT]\n");
         return 2;
@@ -45,35 +118,20 @@ int main(int argc, char **argv)
     for (int c; n < want && (c = fgetc(tf)) != EOF;)
         tok[n++] = c;
     fclose(tf);
-    FILE *lp = argc > 6 ? fopen(argv[6], "w") : NULL;
+    FILE *lp = argc > 6 && strcmp(argv[6], "-") != 0 ? fopen(argv[6], "w") : NULL;
 
     llama_log_set(quiet, NULL);
     ggml_backend_load_all_from_path(argv[1]);
     llama_backend_init();
-    struct llama_model_params mp = llama_model_default_params();
-    mp.n_gpu_layers = 0;
-    struct llama_model *model = llama_model_load_from_file(argv[2], mp);
-    if (!model) {
-        fprintf(stderr, "llama_ppl: llama.cpp could not load %s\n", argv[2]);
+    struct llama_model *model, *bmodel = NULL;
+    struct llama_context *lc = open_model(argv[2], ctx, &model), *bc = NULL;
+    if (!lc || (argc > 7 && !(bc = open_model(argv[7], ctx, &bmodel))))
         return 1;
-    }
-    struct llama_context_params cp = llama_context_default_params();
-    cp.n_ctx = (uint32_t)ctx;
-    cp.n_batch = (uint32_t)ctx;
-    cp.n_ubatch = (uint32_t)ctx;
-    cp.type_k = GGML_TYPE_F32;
-    cp.type_v = GGML_TYPE_F32;
-    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
-    cp.n_threads = cp.n_threads_batch = 2;
-    struct llama_context *lc = llama_init_from_model(model, cp);
-    if (!lc) {
-        fprintf(stderr, "llama_ppl: no context\n");
-        return 1;
-    }
     int V = llama_vocab_n_tokens(llama_model_get_vocab(model));
     struct llama_batch b = llama_batch_init(ctx, 0, 1);
-    double nll = 0;
+    double nll = 0, kld = 0;
     long scored = 0;
+    double *base = bc ? malloc((size_t)ctx * V * sizeof *base) : NULL;
     for (long start = 0, w = 0; start + 1 < n; start += ctx, w++) {
         int S = n - 1 - start < ctx ? (int)(n - 1 - start) : ctx;
         llama_memory_clear(llama_get_memory(lc), 1);
@@ -84,6 +142,15 @@ int main(int argc, char **argv)
             b.n_seq_id[i] = 1;
             b.seq_id[i][0] = 0;
             b.logits[i] = 1;
+        }
+        if (bc) {
+            llama_memory_clear(llama_get_memory(bc), 1);
+            if (llama_decode(bc, b) != 0) {
+                fprintf(stderr, "llama_ppl: decode of the base failed at window %ld\n", w);
+                return 1;
+            }
+            for (int i = 0; i < S; i++)
+                log_softmax(llama_get_logits_ith(bc, i), V, base + (size_t)i * V);
         }
         if (llama_decode(lc, b) != 0) {
             fprintf(stderr, "llama_ppl: decode failed at window %ld\n", w);
@@ -103,6 +170,10 @@ int main(int argc, char **argv)
                 return 1;
             }
             wsum += lpv;
+            for (int v = 0; bc && v < V; v++) {
+                const double pb = base[(size_t)i * V + v];
+                kld += exp(pb) * (pb - ((double)l[v] - mx - log(z)));
+            }
         }
         nll -= wsum;
         scored += S;
@@ -110,11 +181,18 @@ int main(int argc, char **argv)
             fprintf(lp, "%ld %.9g\n", w, wsum);
     }
     printf("tokens %ld\nnll %.9g\nppl %.9g\n", scored, nll / scored, exp(nll / scored));
+    if (bc)
+        printf("kld %.9g\n", kld / scored);
     if (lp)
         fclose(lp);
     llama_batch_free(b);
     llama_free(lc);
     llama_model_free(model);
+    if (bc) {
+        llama_free(bc);
+        llama_model_free(bmodel);
+    }
+    free(base);
     free(tok);
     return 0;
 }
