@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "model/gguf.h"
 #include "model/model.h"
 
 static const char *const group_keys[QM_GROUP_COUNT] = {
@@ -197,6 +198,57 @@ static qm_status print_yaml(const qm_model *m, int tensors, int json, qm_diag *d
     return qm_yaml_end(y, d);
 }
 
+/* `qmoe inspect X.gguf`: the header of a GGUF file, each tensor's ggml
+ * type, dims (innermost first, as GGUF stores them) and bytes with
+ * --tensors; YAML keys as for models where they mean the same. */
+static int inspect_gguf(const char *path, int tensors, int yaml)
+{
+    qm_diag *d = qm_diag_new();
+    qm_gguf_file *f = NULL;
+    qm_status st = d ? qm_gguf_open(path, &f, d) : QM_ENOMEM;
+    if (st == QM_OK) {
+        uint64_t bytes[QM_GGML_TYPE_COUNT] = {0}, total = 0;
+        size_t count[QM_GGML_TYPE_COUNT] = {0};
+        for (size_t i = 0; i < f->n; i++) {
+            bytes[f->t[i].type] += f->t[i].nbytes;
+            count[f->t[i].type]++;
+            total += f->t[i].nbytes;
+        }
+        printf(yaml ? "path: %s\nformat: gguf\nversion: %u\narchitecture: %s\nmetadata_keys: %llu\nalignment: %u\n"
+                      "tensors: %zu\nbytes: %llu\ntypes:\n"
+                    : "%s: GGUF v%u, architecture %s, %llu metadata keys, alignment %u\n%zu tensors, %llu bytes of "
+                      "tensor data:\n",
+               path, f->version, f->arch ? f->arch : "(none)", (unsigned long long)f->n_kv, f->alignment, f->n,
+               (unsigned long long)total);
+        for (int t = 0; t < QM_GGML_TYPE_COUNT; t++)
+            if (count[t])
+                printf(yaml ? "  %s: {tensors: %zu, bytes: %llu}\n" : "  %-5s %5zu tensors %12llu bytes\n",
+                       qm_ggml_types[t].name, count[t], (unsigned long long)bytes[t]);
+        if (tensors && yaml)
+            printf("tensor_list:\n");
+        for (size_t i = 0; tensors && i < f->n; i++) {
+            const qm_gguf_tensor *t = &f->t[i];
+            printf(yaml ? "  - {name: %s, type: %s, dims: [" : "%-40s %-5s [", t->name, qm_ggml_types[t->type].name);
+            for (int k = 0; k < t->ndim; k++)
+                printf("%s%llu", k ? ", " : "", (unsigned long long)t->ne[k]);
+            printf(yaml ? "], bytes: %llu}\n" : "] %llu bytes\n", (unsigned long long)t->nbytes);
+        }
+        if (fflush(stdout) != 0 || ferror(stdout))
+            st = qm_diag_fail(d, QM_EIO, "writing standard output failed");
+        qm_gguf_close(f);
+    }
+    int rc = d ? qm_cli_report(d) : QM_EXIT_FAIL;
+    qm_diag_free(d);
+    return st != QM_OK ? QM_EXIT_FAIL : rc;
+}
+
+/* A path naming a .gguf file rather than a model directory. */
+static int is_gguf(const char *p)
+{
+    size_t n = strlen(p);
+    return n > 5 && strcmp(p + n - 5, ".gguf") == 0;
+}
+
 static int run(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -228,6 +280,11 @@ static int run(int argc, char **argv)
     }
     if (argc - optind != 1)
         return qm_cli_usage(&qm_cmd_inspect, "expected one MODEL_DIR");
+    if (is_gguf(argv[optind])) {
+        if (check)
+            return qm_cli_usage(&qm_cmd_inspect, "--check reads model directories only");
+        return inspect_gguf(argv[optind], tensors, yaml);
+    }
     qm_diag *d = qm_diag_new();
     if (!d) {
         fputs("qmoe: out of memory\n", stderr);
@@ -255,10 +312,11 @@ static int run(int argc, char **argv)
 const qm_cmd qm_cmd_inspect = {
     .name = "inspect",
     .run = run,
-    .synopsis = "inspect [--tensors] [--check] [--format text|yaml|json] MODEL_DIR",
+    .synopsis = "inspect [--tensors] [--check] [--format text|yaml|json] MODEL_DIR|FILE.gguf",
     .summary = "describe a model: architecture, MoE layout, parameter counts, size",
     .help = "Reads config.json and the safetensors headers of MODEL_DIR (one file or shards with\n"
-            "model.safetensors.index.json); never reads weight data unless asked to check it.\n\n"
+            "model.safetensors.index.json); never reads weight data unless asked to check it.\n"
+            "A FILE.gguf (llama.cpp's format): its header checked, types, sizes and tensors.\n\n"
             "  --tensors        list every tensor: canonical name, checkpoint name, shape, dtype\n"
             "  --check          also read every tensor's data: an error for each that holds an\n"
             "                   infinite or NaN value (first index), exit status 1\n"

@@ -8,12 +8,22 @@
 #include "model/gguf.h"
 
 const qm_ggml_type_info qm_ggml_types[QM_GGML_TYPE_COUNT] = {
-    [QM_GGML_F32] = {"F32", 1, 4},
-    [QM_GGML_F16] = {"F16", 1, 2},
-    [QM_GGML_Q4_0] = {"Q4_0", 32, 2 + 16},
-    [QM_GGML_Q4_1] = {"Q4_1", 32, 2 + 2 + 16},
-    [QM_GGML_Q8_0] = {"Q8_0", 32, 2 + 32},
-    [QM_GGML_BF16] = {"BF16", 1, 2},
+    [QM_GGML_F32] = {"F32", 1, 4, 1},
+    [QM_GGML_F16] = {"F16", 1, 2, 1},
+    [QM_GGML_Q4_0] = {"Q4_0", 32, 2 + 16, 1},
+    [QM_GGML_Q4_1] = {"Q4_1", 32, 2 + 2 + 16, 1},
+    [QM_GGML_Q5_0] = {"Q5_0", 32, 2 + 4 + 16, 0},
+    [QM_GGML_Q5_1] = {"Q5_1", 32, 2 + 2 + 4 + 16, 0},
+    [QM_GGML_Q8_0] = {"Q8_0", 32, 2 + 32, 1},
+    [QM_GGML_Q8_1] = {"Q8_1", 32, 2 + 2 + 32, 0},
+    /* k-quants: 256-value super-blocks (ggml-common.h's block_qN_K sizes) */
+    [QM_GGML_Q2_K] = {"Q2_K", 256, 16 + 64 + 2 + 2, 0},
+    [QM_GGML_Q3_K] = {"Q3_K", 256, 32 + 64 + 12 + 2, 0},
+    [QM_GGML_Q4_K] = {"Q4_K", 256, 2 + 2 + 12 + 128, 0},
+    [QM_GGML_Q5_K] = {"Q5_K", 256, 2 + 2 + 12 + 32 + 128, 0},
+    [QM_GGML_Q6_K] = {"Q6_K", 256, 128 + 64 + 16 + 2, 0},
+    [QM_GGML_Q8_K] = {"Q8_K", 256, 4 + 256 + 32, 0},
+    [QM_GGML_BF16] = {"BF16", 1, 2, 1},
 };
 
 /* The GGUF metadata value types used here (gguf.h of ggml numbers them). */

@@ -29,7 +29,16 @@ typedef enum qm_ggml_type {
     QM_GGML_F16 = 1,
     QM_GGML_Q4_0 = 2,
     QM_GGML_Q4_1 = 3,
+    QM_GGML_Q5_0 = 6,
+    QM_GGML_Q5_1 = 7,
     QM_GGML_Q8_0 = 8,
+    QM_GGML_Q8_1 = 9,
+    QM_GGML_Q2_K = 10,
+    QM_GGML_Q3_K = 11,
+    QM_GGML_Q4_K = 12,
+    QM_GGML_Q5_K = 13,
+    QM_GGML_Q6_K = 14,
+    QM_GGML_Q8_K = 15,
     QM_GGML_BF16 = 30,
     QM_GGML_TYPE_COUNT = 31 /* one past the largest id in the table */
 } qm_ggml_type;
@@ -38,6 +47,7 @@ typedef struct qm_ggml_type_info {
     const char *name; /* NULL: an id qmoe does not handle */
     int block;        /* values per block */
     int bytes;        /* bytes per block */
+    int deq;          /* qm_ggml_to_f32() reads it */
 } qm_ggml_type_info;
 
 extern const qm_ggml_type_info qm_ggml_types[QM_GGML_TYPE_COUNT];
@@ -52,8 +62,8 @@ uint64_t qm_ggml_nbytes(int t, uint64_t n);
  * code (4-bit symmetric zero 8), Q4_1 the code with m = min[b].  dst holds
  * qm_ggml_nbytes(t, n) bytes.  For Q8_0 and Q4_0 min is not read. */
 void qm_ggml_put_row(int t, uint8_t *dst, const uint8_t *codes, const uint16_t *d, const uint16_t *min, size_t n);
-/* n values of type t (F32, F16, BF16, Q8_0, Q4_0, Q4_1) at src as float
- * into dst, exactly as ggml dequantizes them. */
+/* n values of type t (one whose info has deq set: F32, F16, BF16, Q8_0,
+ * Q4_0, Q4_1) at src as float into dst, exactly as ggml dequantizes them. */
 void qm_ggml_to_f32(int t, const uint8_t *src, float *dst, size_t n);
 
 /* Metadata in the order added, serialized as it goes (values are copied). */
@@ -88,5 +98,34 @@ uint64_t qm_gguf_layout(qm_gguf_tensor *t, size_t n, uint32_t align, qm_diag *d)
 uint64_t qm_gguf_put_header(FILE *f, const qm_gguf_meta *m, const qm_gguf_tensor *t, size_t n, uint32_t align);
 /* Zero bytes from `at` to the next multiple of align; the new position. */
 uint64_t qm_gguf_pad(FILE *f, uint64_t at, uint32_t align);
+
+/* ---- reading (gguf_read.c) ---- */
+
+/* An open GGUF file: its header read and checked, its data mapped. */
+typedef struct qm_gguf_file {
+    char *path;             /* owned */
+    const uint8_t *map;     /* the whole file */
+    size_t size;
+    int mapped;             /* map is ours to unmap */
+    uint32_t version, alignment;
+    uint64_t n_kv;
+    char *arch;             /* general.architecture, or NULL; owned */
+    size_t n;
+    qm_gguf_tensor *t;      /* (n) in file order; names owned, offset into the data section */
+    uint64_t data_offset;   /* of the data section in the file */
+} qm_gguf_file;
+
+/* Open and check the GGUF file at path (magic, version 2 or 3, counts,
+ * metadata types and lengths, general.alignment, tensor dims and types,
+ * offsets aligned, inside the file and not overlapping, names unique).
+ * Caller closes with qm_gguf_close(); on failure *out is NULL and d says
+ * which byte offset or tensor is wrong. */
+qm_status qm_gguf_open(const char *path, qm_gguf_file **out, qm_diag *d);
+/* The same over bytes in memory (which must outlive the result), named
+ * path in messages: the fuzz target's entry. */
+qm_status qm_gguf_parse(const char *path, const uint8_t *data, size_t size, qm_gguf_file **out, qm_diag *d);
+void qm_gguf_close(qm_gguf_file *f);
+/* Tensor i's bytes (t[i].nbytes of them). */
+const uint8_t *qm_gguf_tensor_data(const qm_gguf_file *f, size_t i);
 
 #endif

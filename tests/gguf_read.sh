@@ -1,0 +1,46 @@
+#!/bin/sh
+# gguf_read.sh: `qmoe inspect X.gguf` on the committed GGUF fuzz inputs
+# (tests/fuzz/corpus/gguf, made by hand: a valid file and one malformation
+# each): the valid ones are described, every malformed one gets its exact
+# located error and exit status 1.
+set -u
+: "${QMOE:?}" "${QM_SRCDIR:?}"
+pass=0 fail=0
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+# expect NAME STATUS FIRST_LINE: inspect of corpus input NAME, copied to x.gguf
+expect() {
+    cp "$QM_SRCDIR/tests/fuzz/corpus/gguf/$1" "$tmp/x.gguf"
+    out=$(cd "$tmp" && "$QMOE" inspect x.gguf 2>&1 | head -1)
+    rc=$(cd "$tmp" && "$QMOE" inspect x.gguf >/dev/null 2>&1; echo $?)
+    if [ "$rc" = "$2" ] && [ "$out" = "$3" ]; then
+        pass=$((pass + 1))
+    else
+        fail=$((fail + 1))
+        echo "FAIL: $1: status $rc, '$out'"
+    fi
+}
+e="qmoe: error: x.gguf:"
+expect valid 0 "x.gguf: GGUF v3, architecture llama, 4 metadata keys, alignment 32"
+expect valid_v2_no_tensors 0 "x.gguf: GGUF v2, architecture llama, 1 metadata keys, alignment 32"
+expect bad_magic 1 "$e offset 0: not a GGUF file: magic is not 'GGUF'; the first 4 bytes as a number (1481983815)"
+expect bad_version 1 "$e offset 4: GGUF version is 2 or 3, not (4)"
+expect empty 1 "$e offset 0: too short for a GGUF header (0)"
+expect huge_count 1 "$e offset 8: tensor count larger than the file can hold (1152921504606846976)"
+expect truncated_header 1 "$e offset 8: tensor count larger than the file can hold (6)"
+expect bad_alignment 1 "$e offset 53: general.alignment is not a power of two held as u32 (3)"
+expect nested_array 1 "$e offset 49: bad array element type (9)"
+expect unknown_type 1 "$e offset 226: unknown ggml type (99)"
+expect duplicate_name 1 "$e tensor 'a' is listed twice"
+expect block_mismatch 1 "$e tensor 'b': rows of 30 values cannot be Q4_0 (blocks of 32)"
+expect misaligned_offset 1 "$e tensor 'c': offset 100 is not a multiple of the alignment 32"
+expect overlap 1 "$e tensors 'a' and 'b' overlap"
+expect truncated_data 1 "$e tensor 'f': bytes [224, 368) exceed the data section of 344 bytes (truncated?)"
+cp "$QM_SRCDIR/tests/fuzz/corpus/gguf/valid" "$tmp/x.gguf"
+(cd "$tmp" && "$QMOE" inspect --tensors x.gguf) > "$tmp/out"
+if grep -q '^f  *Q4_K  *\[256\] 144 bytes$' "$tmp/out" && grep -q '^b  *Q4_0  *\[32, 2\] 36 bytes$' "$tmp/out"; then
+    pass=$((pass + 1))
+else
+    fail=$((fail + 1)); echo "FAIL: inspect --tensors:"; cat "$tmp/out"
+fi
+echo "gguf_read.sh: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
