@@ -278,9 +278,11 @@ static uint64_t source_row(uint64_t r, uint64_t rows, int heads)
 }
 
 /* Write row `row` of model tensor i at ggml type `type`: from GPTQ's result
- * q when it is quantized, else from the checkpoint's floats f. */
+ * q when it is quantized, else from the checkpoint's floats f.  A quantized
+ * row is read back through ggml's dequantization (qm_ggml_to_f32) into
+ * back[in] and must give GPTQ's values bit for bit. */
 static qm_status put_row(const qwriter_job *j, FILE *out, int type, const qm_qresult *q, const float *f, uint64_t row,
-                         uint64_t in, uint8_t *buf, uint16_t *d16)
+                         uint64_t in, uint8_t *buf, uint16_t *d16, float *back)
 {
     size_t nb = (size_t)qm_ggml_nbytes(type, in);
     uint16_t *m16 = d16 + in / 32;
@@ -295,6 +297,12 @@ static qm_status put_row(const qwriter_job *j, FILE *out, int type, const qm_qre
                                     "run must quantize with fp16 scales", sc, (int)q->zero[k]);
         }
         qm_ggml_put_row(type, buf, q->codes + row * in, d16, m16, (size_t)in);
+        qm_ggml_to_f32(type, buf, back, (size_t)in);
+        for (uint64_t c = 0; c < in; c++)
+            if (back[c] != q->deq[row * in + c])
+                return qm_diag_fail(j->d, QM_EINVAL, "GGUF: row %llu column %llu reads back from its %s block as %.9g, "
+                                    "not GPTQ's %.9g", (unsigned long long)row, (unsigned long long)c,
+                                    qm_ggml_types[type].name, back[c], q->deq[row * in + c]);
     } else {
         const float *x = f + row * in;
         for (uint64_t c = 0; c < in; c++) {
@@ -326,8 +334,8 @@ static qm_status put_tensor(const qwriter_job *j, FILE *out, const gtensor *g, c
     uint64_t in = info->ne[0], rows = info->ne[1];
     uint8_t *buf = malloc((size_t)qm_ggml_nbytes(info->type, in) + 1);
     uint16_t *d16 = malloc((size_t)(2 * (in / 32) + 1) * sizeof *d16); /* scales, then Q4_1's mins */
-    float *f = NULL;
-    qm_status st = buf && d16 ? QM_OK : qm_diag_fail(j->d, QM_ENOMEM, "out of memory");
+    float *f = NULL, *back = malloc((size_t)in * sizeof *back);
+    qm_status st = buf && d16 && back ? QM_OK : qm_diag_fail(j->d, QM_ENOMEM, "out of memory");
     for (size_t e = 0; st == QM_OK && e < g->n_member; e++) {
         const qm_tensor *t = &j->m->t[g->member[e]];
         const qm_qresult *q = NULL;
@@ -350,10 +358,13 @@ static qm_status put_tensor(const qwriter_job *j, FILE *out, const gtensor *g, c
                 st = qm_st_to_f32(j->m->ckpt->files[t->file]->path, t->st, f, j->d);
         }
         for (uint64_t r = 0; st == QM_OK && r < rows; r++)
-            st = put_row(j, out, info->type, q, f, source_row(r, rows, g->heads), in, buf, d16);
+            st = put_row(j, out, info->type, q, f, source_row(r, rows, g->heads), in, buf, d16, back);
+        if (st != QM_OK && q)
+            qm_diag_note(j->d, "while writing '%s'", t->st->name);
     }
     qm_gguf_pad(out, info->nbytes, QM_GGUF_ALIGNMENT);
     free(f);
+    free(back);
     free(buf);
     free(d16);
     return st;

@@ -2,7 +2,10 @@
 # gguf_read.sh: `qmoe inspect X.gguf` on the committed GGUF fuzz inputs
 # (tests/fuzz/corpus/gguf, made by hand: a valid file and one malformation
 # each): the valid ones are described, every malformed one gets its exact
-# located error and exit status 1.
+# located error and exit status 1.  Then `qmoe quantize --format gguf` of
+# tiny-mixtral at Q4_0 without llama.cpp (tests/gguf.sh runs it there): the
+# tensor list llama.cpp's converter writes, and the same command run again
+# over the finished run writes the same bytes.
 set -u
 : "${QMOE:?}" "${QM_SRCDIR:?}"
 pass=0 fail=0
@@ -42,5 +45,33 @@ if grep -q '^f  *Q4_K  *\[256\] 144 bytes$' "$tmp/out" && grep -q '^b  *Q4_0  *\
 else
     fail=$((fail + 1)); echo "FAIL: inspect --tensors:"; cat "$tmp/out"
 fi
+m="$QM_SRCDIR/examples/models/tiny-mixtral"
+printf 'default: 4bit group 32 sym\n' > "$tmp/q4.qmoe"
+q() { "$QMOE" quantize -q --plan "$tmp/q4.yaml" --model "$m" --calib "$QM_SRCDIR/examples/data/wikitext2-valid.txt" \
+    --ctx 128 --samples 4 --format gguf -o "$tmp/q4.gguf"; }
+if "$QMOE" compile "$tmp/q4.qmoe" --model "$m" -o "$tmp/q4.yaml" && q && cp "$tmp/q4.gguf" "$tmp/first.gguf" && q &&
+    cmp -s "$tmp/q4.gguf" "$tmp/first.gguf"; then
+    pass=$((pass + 1))
+else
+    fail=$((fail + 1)); echo "FAIL: quantize --format gguf twice: not the same bytes"
+fi
+"$QMOE" inspect --tensors "$tmp/q4.gguf" | awk 'NR > 2 { print $1, $2 }' | head -14 > "$tmp/list"
+cat > "$tmp/want" <<'LIST'
+F32 19
+Q4_0 42
+BF16 2
+token_embd.weight BF16
+blk.0.attn_norm.weight F32
+blk.0.attn_q.weight Q4_0
+blk.0.attn_k.weight Q4_0
+blk.0.attn_v.weight Q4_0
+blk.0.attn_output.weight Q4_0
+blk.0.ffn_norm.weight F32
+blk.0.ffn_gate_inp.weight F32
+blk.0.ffn_gate_exps.weight Q4_0
+blk.0.ffn_down_exps.weight Q4_0
+blk.0.ffn_up_exps.weight Q4_0
+LIST
+if diff "$tmp/want" "$tmp/list" >/dev/null; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: tensor list"; diff "$tmp/want" "$tmp/list"; fi
 echo "gguf_read.sh: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
