@@ -60,8 +60,8 @@ typedef struct qm_qspec {
     int act_order;
     int static_groups;
     int mse;           /* search the clipping range */
-    int fp16_scale;    /* round each scale to fp16 (GGUF's blocks store it so) */
     double damp;       /* fraction of mean(diag H); the default is 0.01 */
+    int fp16_scale;    /* round each scale to fp16 (GGUF's blocks store it so) */
 } qm_qspec;
 
 typedef struct qm_qresult {

@@ -131,9 +131,9 @@ static void test_blocked_matches_reference(void)
     float *W, *X, *H;
     problem(out, in, n, &W, &X, &H);
     const qm_qspec specs[] = {
-        {4, 0, 1, 0, 0, 0, 0.01},  {4, 64, 0, 0, 0, 0, 0.01}, {3, 32, 1, 1, 0, 0, 0.01},
-        {2, 128, 0, 1, 0, 0, 0.01}, {8, 0, 0, 1, 0, 0, 0.01}, {4, 64, 1, 1, 1, 0, 0.01},
-        {4, 256, 0, 0, 0, 1, 0.01}, {3, 0, 0, 0, 0, 1, 0.01},
+        {4, 0, 1, 0, 0, 0, 0.01, 0},  {4, 64, 0, 0, 0, 0, 0.01, 0}, {3, 32, 1, 1, 0, 0, 0.01, 0},
+        {2, 128, 0, 1, 0, 0, 0.01, 0}, {8, 0, 0, 1, 0, 0, 0.01, 0}, {4, 64, 1, 1, 1, 0, 0.01, 0},
+        {4, 256, 0, 0, 0, 1, 0.01, 0}, {3, 0, 0, 0, 0, 1, 0.01, 0},
     };
     qm_diag *d = qm_diag_new();
     for (size_t k = 0; k < sizeof specs / sizeof *specs; k++) {
@@ -171,7 +171,7 @@ static void test_beats_round_to_nearest(void)
     problem(out, in, n, &W, &X, &H);
     qm_diag *d = qm_diag_new();
     for (int bits = 2; bits <= 4; bits++) {
-        qm_qspec s = {bits, 32, 1, 1, 0, 0, 0.01};
+        qm_qspec s = {bits, 32, 1, 1, 0, 0, 0.01, 0};
         float *H1 = copy(H, (size_t)in * in);
         qm_qresult g, r;
         CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &s, &g, d), QM_OK);
@@ -184,7 +184,7 @@ static void test_beats_round_to_nearest(void)
         free(H1);
     }
     /* 8 bits is nearly lossless */
-    qm_qspec s8 = {8, 0, 0, 0, 0, 0, 0.01};
+    qm_qspec s8 = {8, 0, 0, 0, 0, 0, 0.01, 0};
     qm_qresult g;
     CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H, &s8, &g, d), QM_OK);
     CU_ASSERT(qm_relative_error(W, g.deq, out, in, H) < 1e-4);
@@ -199,7 +199,7 @@ static void test_grid(void)
 {
     /* one row, per channel: values on the 2-bit asymmetric grid come back exactly */
     float W[4] = {-1.5f, -0.5f, 0.5f, 1.5f};
-    qm_qspec s = {2, 0, 0, 0, 0, 0, 0.01};
+    qm_qspec s = {2, 0, 0, 0, 0, 0, 0.01, 0};
     qm_qresult r;
     qm_diag *d = qm_diag_new();
     CU_ASSERT_EQUAL_FATAL(qm_rtn(W, 1, 4, &s, &r, d), QM_OK);
@@ -212,7 +212,7 @@ static void test_grid(void)
     CU_ASSERT_EQUAL(r.codes[3], 3);
     qm_qresult_free(&r);
     /* symmetric: zero at the middle of the lopsided grid (maxq + 1) / 2 */
-    qm_qspec sy = {2, 0, 1, 0, 0, 0, 0.01};
+    qm_qspec sy = {2, 0, 1, 0, 0, 0, 0.01, 0};
     float V[2] = {-3.0f, 1.0f};
     CU_ASSERT_EQUAL_FATAL(qm_rtn(V, 1, 2, &sy, &r, d), QM_OK);
     CU_ASSERT_EQUAL(r.zero[0], 2);
@@ -234,7 +234,7 @@ static void test_dead_columns(void)
         X[(size_t)t * in + 5] = X[(size_t)t * in + 40] = 0;
     qm_hessian_add(H, X, n, in);
     qm_hessian_finish(H, in, n);
-    qm_qspec s = {4, 16, 0, 1, 0, 0, 0.01};
+    qm_qspec s = {4, 16, 0, 1, 0, 0, 0.01, 0};
     qm_qresult r;
     qm_diag *d = qm_diag_new();
     CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H, &s, &r, d), QM_OK);
@@ -264,7 +264,7 @@ static void test_extra_damping(void)
         X[(size_t)t * in + 3] = X[(size_t)t * in + 4];
     qm_hessian_add(H, X, n, in);
     qm_hessian_finish(H, in, n);
-    qm_qspec s = {4, 0, 1, 0, 0, 0, 0.0};
+    qm_qspec s = {4, 0, 1, 0, 0, 0, 0.0, 0};
     qm_qresult r;
     qm_diag *d = qm_diag_new();
     CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H, &s, &r, d), QM_OK);
@@ -274,13 +274,45 @@ static void test_extra_damping(void)
         CU_ASSERT(isfinite(r.deq[i]));
     qm_qresult_free(&r);
     /* a group that does not divide the columns is refused */
-    qm_qspec bad = {4, 24, 1, 0, 0, 0, 0.01};
+    qm_qspec bad = {4, 24, 1, 0, 0, 0, 0.01, 0};
     CU_ASSERT_NOT_EQUAL(qm_gptq(W, out, in, H, &bad, &r, d), QM_OK);
     TU_ASSERT_DIAG(d, "group 24 do not fit a linear with 32 input columns");
     qm_diag_free(d);
     free(W);
     free(X);
     free(H);
+}
+
+static void test_fp16_scales(void)
+{
+    /* GGUF's grids: with fp16_scale every scale is an fp16 value, and an
+     * asymmetric grid's minimum -scale * zero too (Q4_1 stores both as
+     * fp16); dequantized values are still scale * (code - zero) */
+    int out = 16, in = 64, n = 128;
+    for (int sym = 0; sym < 2; sym++) {
+        float *W, *X, *H;
+        problem(out, in, n, &W, &X, &H);
+        qm_qspec s = {.bits = 4, .group = 32, .sym = sym, .damp = 0.01, .fp16_scale = 1};
+        qm_qresult r;
+        qm_diag *d = qm_diag_new();
+        CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H, &s, &r, d), QM_OK);
+        for (int k = 0; k < r.groups * out; k++) {
+            CU_ASSERT_EQUAL(qm_f16_to_f32(qm_f32_to_f16(r.scale[k])), r.scale[k]);
+            float mn = -r.scale[k] * (float)r.zero[k];
+            CU_ASSERT_EQUAL(qm_f16_to_f32(qm_f32_to_f16(mn)), mn);
+        }
+        for (int o = 0; o < out; o++)
+            for (int i = 0; i < in; i++) {
+                size_t k = (size_t)(i / 32) * out + o;
+                CU_ASSERT_EQUAL(r.deq[(size_t)o * in + i],
+                                r.scale[k] * ((float)r.codes[(size_t)o * in + i] - (float)r.zero[k]));
+            }
+        qm_qresult_free(&r);
+        qm_diag_free(d);
+        free(W);
+        free(X);
+        free(H);
+    }
 }
 
 static void test_pack_known_layout(void)
@@ -315,7 +347,7 @@ static void test_pack_roundtrip(void)
         if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
             continue;
         for (int v = 0; v < 4; v++) {
-            qm_qspec s = {bits, v & 1 ? 32 : 0, v & 2 ? 1 : 0, v & 1, 0, 0, 0.01};
+            qm_qspec s = {bits, v & 1 ? 32 : 0, v & 2 ? 1 : 0, v & 1, 0, 0, 0.01, 0};
             float *H1 = copy(H, (size_t)in * in);
             qm_qresult r;
             CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &s, &r, d), QM_OK);
@@ -389,7 +421,7 @@ static void test_gptq_tensor_command(void)
     CU_ASSERT(e > 0 && er > 0 && e < er);
     CU_ASSERT(has_seconds);
     /* the direct computation agrees with what the command printed */
-    qm_qspec s = {3, 32, 1, 1, 0, 0, 0.01};
+    qm_qspec s = {3, 32, 1, 1, 0, 0, 0.01, 0};
     qm_qresult r;
     float *H1 = copy(H, (size_t)in * in);
     CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &s, &r, d), QM_OK);
@@ -430,6 +462,7 @@ int main(void)
     CU_add_test(s, "GPTQ beats round-to-nearest; 8 bits nearly lossless", test_beats_round_to_nearest);
     CU_add_test(s, "dead columns", test_dead_columns);
     CU_add_test(s, "a singular Hessian gets more damping", test_extra_damping);
+    CU_add_test(s, "fp16 scales (GGUF's Q8_0, Q4_0, Q4_1)", test_fp16_scales);
     s = CU_add_suite("packing", NULL, NULL);
     CU_add_test(s, "known layouts (4-bit, zeros, 3-bit straddle)", test_pack_known_layout);
     CU_add_test(s, "GPTQ -> pack -> unpack -> dequantize, 2/3/4/8 bits", test_pack_roundtrip);
