@@ -13,7 +13,7 @@
 #   - plans GGUF cannot hold are refused before any GPTQ, with the message
 # Text: the first $QM_GGUF_BYTES bytes (default 4096: on a loaded 2-core
 # machine llama.cpp's CPU kernels take ~1 s a window) of WikiText-2 test;
-# 131072 bytes (QM_GGUF_BYTES=131072) pass the same checks.
+# the F32 comparison at 131072 bytes is in README.md.
 # The download is cached in $QM_LLAMA_CACHE (default: .llama-cache in the
 # build tree).
 set -u
