@@ -690,8 +690,11 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
         st = qm_sha256_file(r.m->config_path, cur.config, d);
     if (st == QM_OK)
         st = match_plan(&r, cur.config);
-    if (st == QM_OK)
-        st = qm_engine_gate(o->engines, o->n_engines, o->strict, r.m, r.plan, r.by_tensor, "gptq", d);
+    /* GGUF's writer refuses what llama.cpp cannot hold, naming the tensor:
+     * the unasked-for warning is for GPTQ checkpoints */
+    if (st == QM_OK && (!o->gguf || o->n_engines))
+        st = qm_engine_gate(o->engines, o->n_engines, o->strict, r.m, r.plan, r.by_tensor, o->gguf ? "gguf" : "gptq",
+                            d);
     if (st == QM_OK)
         st = qm_sha256_file(plan_path, cur.plan, d);
     if (st == QM_OK)
