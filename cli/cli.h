@@ -10,7 +10,7 @@
 
 #include "base/base.h"
 #include "compiler/compiler.h"
-#include "runtime/forward.h"
+#include "runtime/net.h"
 
 enum { QM_EXIT_OK = 0, QM_EXIT_FAIL = 1, QM_EXIT_USAGE = 2 };
 
@@ -64,7 +64,14 @@ typedef struct qm_cli_compile_argv {
 int qm_cli_compile_args(const qm_cmd *cmd, int argc, char **argv, int n_args, qm_cli_compile_argv *a);
 void qm_cli_compile_args_free(qm_cli_compile_argv *a);
 
-/* Open a model directory and load all its weights as float32. */
+/* "SIZE" of --max-memory: bytes, or a number with a binary suffix K, M, G
+ * or T (optionally followed by "iB" or "B"): 512M, 1.5G, 64GiB.  On a bad
+ * value prints the usage error and returns 1. */
+int qm_cli_size(const qm_cmd *cmd, const char *opt, const char *arg, size_t *v);
+/* One progress line on standard error, "qmoe: LINE" (a qm_progress_fn). */
+void qm_cli_line(void *ctx, const char *line);
+
+/* Open a model directory to run it layer by layer (net.h). */
 qm_status qm_cli_open_net(const char *dir, qm_model **m, qm_net *net, qm_diag *d);
 /* Close what qm_cli_open_net opened (m may be NULL). */
 void qm_cli_close_net(qm_model *m, qm_net *net);

@@ -70,10 +70,12 @@ static int run(int argc, char **argv)
         {"max-tokens", required_argument, NULL, 'm'}, {"tasks", required_argument, NULL, 'a'},
         {"format", required_argument, NULL, 'f'}, {"batch", required_argument, NULL, 'B'},
         {"quiet", no_argument, NULL, 'q'},        {"help", no_argument, NULL, 'h'},
+        {"max-memory", required_argument, NULL, 'M'},
         {NULL, 0, NULL, 0},
     };
     const char *base = NULL, *text = NULL, *ids = NULL, *tasks = NULL;
     long ctx = qm_eval_opts_default().ctx, max_tokens = 0, batch = 0;
+    size_t max_memory = 0;
     int yaml = 0, json = 0, quiet = 0, o;
     optind = 1;
     opterr = 0;
@@ -84,6 +86,10 @@ static int run(int argc, char **argv)
         case 'k': ids = optarg; break;
         case 'a': tasks = optarg; break;
         case 'q': quiet = 1; break;
+        case 'M':
+            if (qm_cli_size(&qm_cmd_eval, "--max-memory", optarg, &max_memory))
+                return QM_EXIT_USAGE;
+            break;
         case 'c':
             if (qm_cli_long(&qm_cmd_eval, "--ctx", optarg, 1, 1 << 20, &ctx))
                 return QM_EXIT_USAGE;
@@ -126,6 +132,10 @@ static int run(int argc, char **argv)
     qm_status st = qm_cli_open_net(argv[optind], &m, &net, d);
     if (st == QM_OK && base)
         st = qm_cli_open_net(base, &bm, &bnet, d);
+    /* both runs share the budget (the base's states are counted in its
+     * run); states beyond it go to $TMPDIR */
+    net.max_memory = bnet.max_memory = max_memory;
+    net.progress = bnet.progress = quiet ? NULL : qm_cli_line;
     int own_tokenizer = st == QM_OK && !m->cfg.byte_tokenizer && qm_tokenizer_in_dir(m->dir);
     if (st == QM_OK && text && !m->cfg.byte_tokenizer && !own_tokenizer)
         st = qm_diag_fail(d, QM_EINVAL, "%s has no tokenizer (tokenizer.json, tokenizer.model) and does not declare "
@@ -170,7 +180,7 @@ const qm_cmd qm_cmd_eval = {
     .name = "eval",
     .run = run,
     .synopsis = "eval MODEL [--base BASE] (--text FILE | --tokens FILE) [--ctx N] [--max-tokens N]\n"
-                "                 [--tasks FILE.jsonl] [--format text|yaml|json] [-q]",
+                "                 [--tasks FILE.jsonl] [--max-memory SIZE] [--format text|yaml|json] [-q]",
     .summary = "perplexity, KL divergence against the unquantized model, task accuracy",
     .help = "Scores the next-token predictions of MODEL over windows of --ctx tokens (see qmoe(1)).\n\n"
             "  --base DIR        the unquantized model: adds KL divergence, top-1 agreement, PPL ratio\n"
@@ -180,6 +190,8 @@ const qm_cmd qm_cmd_eval = {
             "  --max-tokens N    use only the first N tokens\n"
             "  --tasks FILE      multiple-choice tasks (JSONL: context, choices, gold, optional task)\n"
             "  --batch N         windows per forward call (default: chosen from the vocabulary size)\n"
+            "  --max-memory SIZE memory for weights and hidden states (default: 75% of physical);\n"
+            "                    hidden states beyond it go to a temporary file in $TMPDIR\n"
             "  --format FORMAT   text (default), yaml or json (the same keys)\n"
             "  -q, --quiet       no progress on standard error\n",
 };

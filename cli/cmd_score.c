@@ -3,6 +3,7 @@
 
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -13,16 +14,23 @@ static int run(int argc, char **argv)
     static const struct option opts[] = {
         {"calib", required_argument, NULL, 'c'},      {"ctx", required_argument, NULL, 'x'},
         {"max-tokens", required_argument, NULL, 'm'}, {"output", required_argument, NULL, 'o'},
+        {"max-memory", required_argument, NULL, 'M'}, {"quiet", no_argument, NULL, 'q'},
         {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
     };
     const char *calib = NULL, *out = NULL;
     long ctx = QM_DEFAULT_CTX, max_tokens = 0;
-    int o;
+    size_t max_memory = 0;
+    int o, quiet = 0;
     optind = 1;
     opterr = 0;
-    while ((o = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "hqo:", opts, NULL)) != -1) {
         switch (o) {
         case 'c': calib = optarg; break;
+        case 'q': quiet = 1; break;
+        case 'M':
+            if (qm_cli_size(&qm_cmd_score, "--max-memory", optarg, &max_memory))
+                return QM_EXIT_USAGE;
+            break;
         case 'o': out = optarg; break;
         case 'x':
             if (qm_cli_long(&qm_cmd_score, "--ctx", optarg, 1, 1 << 20, &ctx))
@@ -44,6 +52,10 @@ static int run(int argc, char **argv)
     if (!calib || !out)
         return qm_cli_usage(&qm_cmd_score, "--calib FILE and -o SCORES are required");
 
+    /* hidden states over the budget are spilled beside the output */
+    char *dir = qm_strdup(out), *slash = dir ? strrchr(dir, '/') : NULL;
+    if (slash)
+        slash[slash == dir] = '\0';
     qm_diag *d = qm_diag_new();
     qm_model *m = NULL;
     qm_net net = {0};
@@ -53,9 +65,12 @@ static int run(int argc, char **argv)
     if (st == QM_OK)
         st = qm_model_check_output(m, "-o", out, 0, &(qm_path_input){calib, "the calibration text"}, 1, d);
     if (st == QM_OK)
-        st = qm_net_load(m, &net, d);
-    if (st == QM_OK)
         st = qm_tokens_for_model(m, calib, (size_t)max_tokens, (size_t)ctx, &toks, d);
+    if (st == QM_OK && (st = qm_net_open(m, &net, d)) == QM_OK) {
+        net.max_memory = max_memory;
+        net.spill_dir = slash ? dir : ".";
+        net.progress = quiet ? NULL : qm_cli_line;
+    }
     if (st == QM_OK)
         st = qm_score_model(&net, &toks, (int)ctx, &sc, d);
     if (st == QM_OK)
@@ -63,6 +78,7 @@ static int run(int argc, char **argv)
     qm_scores_free(&sc);
     qm_tokens_free(&toks);
     qm_cli_close_net(m, &net);
+    free(dir);
     int rc = qm_cli_report(d);
     qm_diag_free(d);
     return st != QM_OK ? QM_EXIT_FAIL : rc;
@@ -71,7 +87,7 @@ static int run(int argc, char **argv)
 const qm_cmd qm_cmd_score = {
     .name = "score",
     .run = run,
-    .synopsis = "score MODEL --calib FILE [--ctx N] [--max-tokens N] -o SCORES",
+    .synopsis = "score MODEL --calib FILE [--ctx N] [--max-tokens N] [--max-memory SIZE] [-q] -o SCORES",
     .summary = "measure expert frequency, MoE block importance and linear outlier scores",
     .help = "Runs the calibration tokens through MODEL and writes the scores file that\n"
             "`qmoe compile --scores` reads (format in qmoe(1)).\n\n"
@@ -79,5 +95,8 @@ const qm_cmd qm_cmd_score = {
             "                    models), or token ids (.u32, or decimal without a tokenizer)\n"
             "  --ctx N           window length (default 512)\n"
             "  --max-tokens N    use only the first N tokens\n"
+            "  --max-memory SIZE memory for weights and hidden states (default: 75% of physical);\n"
+            "                    hidden states beyond it go to a temporary file beside SCORES\n"
+            "  -q, --quiet       no progress on standard error\n"
             "  -o, --output FILE the scores file (YAML), written atomically\n",
 };

@@ -1,17 +1,43 @@
 /* util.c: pieces several subcommands share: loading a model, progress lines. */
 #include "config.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
+
+int qm_cli_size(const qm_cmd *cmd, const char *opt, const char *arg, size_t *v)
+{
+    static const char units[] = "KMGT";
+    char *end;
+    errno = 0;
+    double x = strtod(arg, &end);
+    const char *u = *end ? strchr(units, *end) : NULL;
+    double scale = u ? ldexp(1.0, 10 * (int)(u - units + 1)) : 1;
+    if (u)
+        end++;
+    if (u && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0))
+        end += strlen(end);
+    if (end == arg || *end || errno || !(x > 0) || x * scale >= 0x1p63 || x * scale < 1) {
+        qm_cli_usage(cmd, "%s must be a size such as 512M, 16G or 64GiB, not '%s'", opt, arg);
+        return 1;
+    }
+    *v = (size_t)(x * scale);
+    return 0;
+}
+
+void qm_cli_line(void *ctx, const char *line) { fprintf(stderr, "qmoe: %s\n", line); }
 
 qm_status qm_cli_open_net(const char *dir, qm_model **m, qm_net *net, qm_diag *d)
 {
     qm_status st = qm_model_open(dir, m, d);
     if (st != QM_OK)
         return st;
-    if ((st = qm_net_load(*m, net, d)) != QM_OK) {
+    if ((st = qm_net_open(*m, net, d)) != QM_OK) {
         qm_model_close(*m);
         *m = NULL;
     }
@@ -22,7 +48,6 @@ void qm_cli_close_net(qm_model *m, qm_net *net)
 {
     if (!m)
         return;
-    qm_net_free(net);
     qm_model_close(m);
 }
 

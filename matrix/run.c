@@ -6,7 +6,8 @@
  * every policy is compiled (against freshly measured or reused scores)
  * before the first quantization, so a typo in the last policy fails the
  * bench in seconds.  The unquantized model stays loaded for the whole
- * bench; each quantized checkpoint is loaded only for its evaluation.
+ * bench (mapped; each run converts one layer at a time, net.h); each
+ * quantized checkpoint is opened only for its evaluation.
  */
 #include "config.h"
 
@@ -313,7 +314,7 @@ static qm_status measure(bench *b, size_t i, const char *plan_path, const char *
     }
     double t0 = qm_clock(); /* eval_seconds: this model's load and scoring, not the base's one-time pass */
     if (st == QM_OK && (st = qm_model_open(model_dir, &qm, b->d)) == QM_OK)
-        st = qm_net_load(qm, &qnet, b->d);
+        st = qm_net_open(qm, &qnet, b->d);
     if (st == QM_OK) {
         say(b, "[%zu/%zu] %s: evaluating on %zu tokens", i + 1, b->n_paths, r->name, b->eval.n);
         st = b->have_ref ? qm_eval_ppl_ref(&qnet, &b->ref, &b->eval, &eo, &r->ev, b->d)
@@ -322,10 +323,7 @@ static qm_status measure(bench *b, size_t i, const char *plan_path, const char *
     if (st == QM_OK && o->tasks)
         st = qm_eval_tasks(&qnet, o->tasks, o->ctx, &r->tasks, &r->n_tasks, b->d);
     r->eval_seconds = qm_clock() - t0;
-    if (qm) {
-        qm_net_free(&qnet);
-        qm_model_close(qm);
-    }
+    qm_model_close(qm);
     r->size_bytes = checkpoint_bytes(model_dir);
     if (st == QM_OK && o->discard_models)
         st = qm_remove_tree(model_dir, b->d);
@@ -492,7 +490,7 @@ qm_status qm_matrix_run(const qm_matrix_opts *o, qm_matrix *m, qm_diag *d)
     if (st == QM_OK)
         st = qm_mkdir(runs, d);
     if (st == QM_OK)
-        st = qm_net_load(b.model, &b.net, d);
+        st = qm_net_open(b.model, &b.net, d);
     if (st == QM_OK)
         st = qm_tokens_for_model(b.model, o->eval, o->eval_tokens, 0, &b.eval, d);
     if (st == QM_OK)
@@ -522,10 +520,7 @@ qm_status qm_matrix_run(const qm_matrix_opts *o, qm_matrix *m, qm_diag *d)
     free(b.scores_path);
     qm_tokens_free(&b.eval);
     qm_eval_ref_free(&b.ref);
-    if (b.model) {
-        qm_net_free(&b.net);
-        qm_model_close(b.model);
-    }
+    qm_model_close(b.model);
     free(runs);
     qm_dir_unlock(&lock);
     return st;

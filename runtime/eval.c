@@ -149,38 +149,60 @@ static qm_status walk(const qm_net *net, const qm_net *base, const qm_eval_ref *
     int batch = o->batch > 0 ? o->batch : (int)(((size_t)64 << 20) / ((size_t)ctx * V * sizeof(float)));
     batch = batch < 1 ? 1 : batch > 16 ? 16 : batch;
     int has_base = base || ref;
+    qm_batch *g = malloc(W * sizeof *g);
     float *lg = malloc((size_t)batch * ctx * V * sizeof *lg);
     float *lb = base ? malloc((size_t)batch * ctx * V * sizeof *lb) : NULL;
     tally t = {.kld = has_base ? malloc(total * sizeof *t.kld) : NULL};
-    if (!lg || (base && !lb) || (has_base && !t.kld)) {
+    if (!g || !lg || (base && !lb) || (has_base && !t.kld)) {
+        free(g);
         free(lg);
         free(lb);
         free(t.kld);
         return qm_diag_fail(d, QM_ENOMEM, "out of memory for %d windows of %d tokens", batch, ctx);
     }
-    qm_status st = QM_OK;
-    for (size_t w = 0; w < W && st == QM_OK;) {
-        /* a batch of full windows, or the final short window on its own */
+    /* the groups: batches of full windows, or the final short window on its own */
+    size_t n = 0;
+    for (size_t w = 0; w < W; n++) {
         size_t start = w * (size_t)ctx, left = toks->n - 1 - start;
         int S = left < (size_t)ctx ? (int)left : ctx, B = 1;
         while (S == ctx && B < batch && w + (size_t)B < W && left - (size_t)B * ctx >= (size_t)ctx)
             B++;
         w += (size_t)B;
-        st = qm_net_forward(net, toks->ids + start, B, S, lg, NULL, d);
-        if (st == QM_OK && base && (st = qm_net_forward(base, toks->ids + start, B, S, lb, NULL, d)) == QM_OK)
-            log_softmax(lb, B * S, V, lb);
+        g[n] = (qm_batch){toks->ids + start, B, S};
+    }
+    /* both models run layer by layer to their final states, then the heads batch by batch */
+    qm_states *hs = NULL, *hb = NULL;
+    qm_head_w hm = {0}, hbw = {0};
+    qm_status st = qm_net_run(net, g, n, 0, NULL, &hs, d);
+    if (st == QM_OK && base)
+        st = qm_net_run(base, g, n, qm_states_spilled(hs) ? 0 : qm_states_bytes(hs), NULL, &hb, d);
+    if (st == QM_OK)
+        st = qm_head_load(net->m, QM_HEAD_OUT, &hm, d);
+    if (st == QM_OK && base)
+        st = qm_head_load(base->m, QM_HEAD_OUT, &hbw, d);
+    for (size_t k = 0; k < n && st == QM_OK; k++) {
+        int BS = g[k].B * g[k].S;
+        size_t start = (size_t)(g[k].tokens - toks->ids);
+        st = qm_net_logits(net, &hm, hs, g, k, lg, d);
+        if (st == QM_OK && base && (st = qm_net_logits(base, &hbw, hb, g, k, lb, d)) == QM_OK)
+            log_softmax(lb, BS, V, lb);
         if (st != QM_OK)
             break;
         const float *lp = base ? lb : ref ? ref->logp + t.done * (size_t)V : NULL;
         if (keep)
-            log_softmax(lg, B * S, V, keep + t.done * (size_t)V);
-        if ((st = score(&t, lg, lp, toks->ids + start + 1, B * S, V, d)) != QM_OK)
+            log_softmax(lg, BS, V, keep + t.done * (size_t)V);
+        if ((st = score(&t, lg, lp, toks->ids + start + 1, BS, V, d)) != QM_OK)
             break;
         if (o->progress)
             o->progress(o->progress_ctx, t.done, total);
     }
     if (st == QM_OK)
         st = finish(&t, has_base, r, d);
+    qm_head_free(&hm);
+    qm_head_free(&hbw);
+    qm_states_free(hs);
+    qm_states_free(hb);
+    free(g);
     free(lg);
     free(lb);
     free(t.kld);
@@ -294,25 +316,141 @@ static int encode_pair(qm_tokenizer *tk, const qm_task_piece *context, const qm_
     return rc;
 }
 
-/* Summed log-likelihood of choice tokens ch (nc) after context cx (nx),
- * left-truncating the context so that everything fits in ctx positions. */
-static qm_status choice_loglik(const qm_net *net, const int *cx, int nx, const int *ch, int nc, int ctx,
-                               int *buf, float *lg, double *ll, qm_diag *d)
+/* The window of choice tokens ch (nc) after context cx (nx), left-truncating
+ * the context so that everything fits in ctx positions, into buf (room for
+ * ctx + 1); its length, or -1 after a diagnostic.  The model reads all but
+ * the last token; *keep is where the choice starts. */
+static int choice_window(const int *cx, int nx, const int *ch, int nc, int ctx, int *buf, int *keep, qm_diag *d)
 {
-    int keep = nx + nc > ctx + 1 ? ctx + 1 - nc : nx;
-    if (keep < 1)
-        return qm_diag_fail(d, QM_EINVAL, "a choice of %d tokens does not fit in --ctx %d", nc, ctx);
-    memcpy(buf, cx + nx - keep, (size_t)keep * sizeof *buf);
-    memcpy(buf + keep, ch, (size_t)nc * sizeof *buf);
-    int S = keep + nc - 1, V = (int)net->m->cfg.vocab;
-    qm_status st = qm_net_forward(net, buf, 1, S, lg, NULL, d);
-    *ll = 0;
-    for (int i = keep - 1; st == QM_OK && i < S; i++) {
-        const float *x = lg + (size_t)i * V;
-        *ll += x[buf[i + 1]] - lse(x, V);
+    *keep = nx + nc > ctx + 1 ? ctx + 1 - nc : nx;
+    if (*keep < 1) {
+        qm_diag_fail(d, QM_EINVAL, "a choice of %d tokens does not fit in --ctx %d", nc, ctx);
+        return -1;
     }
-    if (st == QM_OK && !isfinite(*ll))
-        st = qm_diag_fail(d, QM_EINVAL, "a choice's log-likelihood is %g, not a number", *ll);
+    memcpy(buf, cx + nx - *keep, (size_t)*keep * sizeof *buf);
+    memcpy(buf + *keep, ch, (size_t)nc * sizeof *buf);
+    return *keep + nc;
+}
+
+/* Summed log-likelihood of the choice in window w (len tokens, the choice
+ * from keep on) from the logits lg of its first len - 1 positions. */
+static qm_status choice_loglik(const int *w, int len, int keep, const float *lg, int V, double *ll, qm_diag *d)
+{
+    *ll = 0;
+    for (int i = keep - 1; i < len - 1; i++) {
+        const float *x = lg + (size_t)i * V;
+        *ll += x[w[i + 1]] - lse(x, V);
+    }
+    return isfinite(*ll) ? QM_OK : qm_diag_fail(d, QM_EINVAL, "a choice's log-likelihood is %g, not a number", *ll);
+}
+
+/* Every choice of every item as one window: the tokens (in one pool), where
+ * each starts and where its choice starts.  Checked before any work.  Text
+ * goes through tk, the model's own tokenizer, when there is one. */
+typedef struct windows {
+    int *pool;          /* all windows' tokens, back to back */
+    size_t *at;         /* (n) first token of each in pool */
+    int *len, *keep;    /* (n) */
+    size_t n, used, cap;
+} windows;
+
+static void windows_free(windows *w)
+{
+    free(w->pool);
+    free(w->at);
+    free(w->len);
+    free(w->keep);
+}
+
+static qm_status make_windows(const qm_tasks *tasks, const qm_net *net, qm_tokenizer *tk, const char *path, int ctx,
+                              windows *w, qm_diag *d)
+{
+    size_t nw = 0;
+    for (size_t k = 0; k < tasks->n; k++)
+        nw += (size_t)tasks->items[k].n_choices;
+    memset(w, 0, sizeof *w);
+    int *cx = malloc(QM_TASK_MAX_IDS * sizeof *cx), *ch = malloc(QM_TASK_MAX_IDS * sizeof *ch);
+    w->at = malloc((nw ? nw : 1) * sizeof *w->at);
+    w->len = malloc((nw ? nw : 1) * sizeof *w->len);
+    w->keep = malloc((nw ? nw : 1) * sizeof *w->keep);
+    qm_status st = cx && ch && w->at && w->len && w->keep ? QM_OK : qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    for (size_t k = 0; st == QM_OK && k < tasks->n; k++) {
+        const qm_task_item *it = &tasks->items[k];
+        int nx = piece_tokens(&it->context, net, cx);
+        for (int i = 0; st == QM_OK && i < it->n_choices; i++) {
+            int nc;
+            if (tk && it->context.text && it->choices[i].text) {
+                int rc = encode_pair(tk, &it->context, &it->choices[i], cx, &nx, ch, &nc, d);
+                if (rc == -5) {
+                    st = QM_EINVAL;
+                    break;
+                }
+                nx = rc == -1 ? -1 : nx;
+                nc = rc == -1 ? -1 : rc == -4 ? 0 : nc;
+            } else {
+                nc = piece_tokens(&it->choices[i], net, ch);
+            }
+            if (nx < 0 || nc < 0) {
+                st = qm_diag_fail(d, QM_EFORMAT, "%s:%d: %s", path, it->line,
+                                  nx == -2 || nc == -2 ? "text needs a byte-level model or the model's tokenizer; "
+                                                         "give token id arrays"
+                                                       : "too many tokens");
+                break;
+            }
+            if (nx == 0 || nc == 0) {
+                st = qm_diag_fail(d, QM_EFORMAT, "%s:%d: %s has no tokens", path, it->line,
+                                  nx == 0 ? "the context" : "a choice");
+                break;
+            }
+            if (w->cap - w->used < (size_t)ctx + 1) {
+                size_t cap = 2 * w->cap + (size_t)ctx + 1;
+                int *p = realloc(w->pool, cap * sizeof *p);
+                if (!p) {
+                    st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+                    break;
+                }
+                w->pool = p;
+                w->cap = cap;
+            }
+            int len = choice_window(cx, nx, ch, nc, ctx, w->pool + w->used, &w->keep[w->n], d);
+            if (len < 0)
+                st = QM_EINVAL;
+            else {
+                w->at[w->n] = w->used;
+                w->len[w->n++] = len;
+                w->used += (size_t)len;
+            }
+        }
+    }
+    free(cx);
+    free(ch);
+    if (st != QM_OK)
+        windows_free(w);
+    return st;
+}
+
+/* The log-likelihood of every window: one layer-by-layer run over all. */
+static qm_status logliks(const qm_net *net, const windows *w, int ctx, double *ll, qm_diag *d)
+{
+    int V = (int)net->m->cfg.vocab;
+    qm_batch *g = malloc((w->n ? w->n : 1) * sizeof *g);
+    float *lg = malloc((size_t)ctx * V * sizeof *lg);
+    qm_states *s = NULL;
+    qm_head_w h = {0};
+    qm_status st = g && lg ? QM_OK : qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    for (size_t k = 0; st == QM_OK && k < w->n; k++)
+        g[k] = (qm_batch){w->pool + w->at[k], 1, w->len[k] - 1};
+    if (st == QM_OK)
+        st = qm_net_run(net, g, w->n, 0, NULL, &s, d);
+    if (st == QM_OK)
+        st = qm_head_load(net->m, QM_HEAD_OUT, &h, d);
+    for (size_t k = 0; st == QM_OK && k < w->n; k++)
+        if ((st = qm_net_logits(net, &h, s, g, k, lg, d)) == QM_OK)
+            st = choice_loglik(g[k].tokens, w->len[k], w->keep[k], lg, V, &ll[k], d);
+    qm_head_free(&h);
+    qm_states_free(s);
+    free(g);
+    free(lg);
     return st;
 }
 
@@ -348,73 +486,46 @@ qm_status qm_eval_tasks(const qm_net *net, const char *path, int ctx, qm_task_re
     qm_status st = qm_tasks_read(path, net->m->cfg.vocab, &tasks, d);
     if (st != QM_OK)
         return st;
-    int V = (int)net->m->cfg.vocab;
-    int *cx = malloc(QM_TASK_MAX_IDS * sizeof *cx), *ch = malloc(QM_TASK_MAX_IDS * sizeof *ch);
-    int *buf = malloc(((size_t)ctx + 1) * sizeof *buf);
-    float *lg = malloc((size_t)ctx * V * sizeof *lg);
-    double *hits = NULL, *hits_norm = NULL;
-    qm_task_result *res = NULL;
-    size_t nres = 0;
-    if (!cx || !ch || !buf || !lg)
-        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
     /* text contexts and choices go through the model's own tokenizer */
     qm_tokenizer *tk = NULL;
-    if (st == QM_OK && !net->m->cfg.byte_tokenizer && qm_tokenizer_in_dir(net->m->dir))
+    if (!net->m->cfg.byte_tokenizer && qm_tokenizer_in_dir(net->m->dir))
         st = qm_tokenizer_open(net->m->dir, &tk, d);
-    for (size_t k = 0; st == QM_OK && k < tasks.n; k++) {
+    windows w;
+    if (st == QM_OK)
+        st = make_windows(&tasks, net, tk, path, ctx, &w, d);
+    qm_tokenizer_free(tk);
+    if (st != QM_OK) {
+        qm_tasks_free(&tasks);
+        return st;
+    }
+    double *ll = malloc((w.n ? w.n : 1) * sizeof *ll), *hits = NULL, *hits_norm = NULL;
+    qm_task_result *res = NULL;
+    size_t nres = 0;
+    st = ll ? logliks(net, &w, ctx, ll, d) : qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    for (size_t k = 0, at = 0; st == QM_OK && k < tasks.n; k++) {
         const qm_task_item *it = &tasks.items[k];
-        int nx = piece_tokens(&it->context, net, cx);
         double best = -INFINITY, best_norm = -INFINITY;
         int arg = 0, arg_norm = 0;
-        for (int i = 0; st == QM_OK && i < it->n_choices; i++) {
-            int nc;
-            if (tk && it->context.text && it->choices[i].text) {
-                int rc = encode_pair(tk, &it->context, &it->choices[i], cx, &nx, ch, &nc, d);
-                if (rc == -5) {
-                    st = QM_EINVAL;
-                    break;
-                }
-                nx = rc == -1 ? -1 : nx;
-                nc = rc == -1 ? -1 : rc == -4 ? 0 : nc;
-            } else {
-                nc = piece_tokens(&it->choices[i], net, ch);
-            }
-            double ll = 0;
-            if (nx < 0 || nc < 0) {
-                st = qm_diag_fail(d, QM_EFORMAT, "%s:%d: %s", path, it->line,
-                                  nx == -2 || nc == -2 ? "text needs a byte-level model or the model's tokenizer; "
-                                                         "give token id arrays"
-                                                       : "too many tokens");
-                break;
-            }
-            if (nx == 0 || nc == 0) {
-                st = qm_diag_fail(d, QM_EFORMAT, "%s:%d: %s has no tokens", path, it->line,
-                                  nx == 0 ? "the context" : "a choice");
-                break;
-            }
-            if ((st = choice_loglik(net, cx, nx, ch, nc, ctx, buf, lg, &ll, d)) != QM_OK)
-                break;
+        for (int i = 0; i < it->n_choices; i++, at++) {
             /* acc_norm divides by the choice's bytes; ids stand for themselves */
             double nb = (double)it->choices[i].len;
-            if (ll > best) {
-                best = ll;
+            if (ll[at] > best) {
+                best = ll[at];
                 arg = i;
             }
-            if (ll / nb > best_norm) {
-                best_norm = ll / nb;
+            if (ll[at] / nb > best_norm) {
+                best_norm = ll[at] / nb;
                 arg_norm = i;
             }
         }
-        if (st == QM_OK) {
-            qm_task_result *t = task_slot(&res, &nres, it->task, &hits, &hits_norm);
-            if (!t) {
-                st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
-            } else {
-                size_t g = (size_t)(t - res);
-                t->n++;
-                hits[g] += arg == it->gold;
-                hits_norm[g] += arg_norm == it->gold;
-            }
+        qm_task_result *t = task_slot(&res, &nres, it->task, &hits, &hits_norm);
+        if (!t) {
+            st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+        } else {
+            size_t gi = (size_t)(t - res);
+            t->n++;
+            hits[gi] += arg == it->gold;
+            hits_norm[gi] += arg_norm == it->gold;
         }
     }
     for (size_t k = 0; st == QM_OK && k < nres; k++) {
@@ -426,11 +537,8 @@ qm_status qm_eval_tasks(const qm_net *net, const char *path, int ctx, qm_task_re
         res[k].acc_norm_se = n > 1 ? sqrt(res[k].acc_norm * (1 - res[k].acc_norm) / (n - 1)) : 0;
     }
     qm_tasks_free(&tasks);
-    qm_tokenizer_free(tk);
-    free(cx);
-    free(ch);
-    free(buf);
-    free(lg);
+    windows_free(&w);
+    free(ll);
     free(hits);
     free(hits_norm);
     if (st != QM_OK) {

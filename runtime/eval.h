@@ -11,7 +11,7 @@
 #ifndef QM_EVAL_H
 #define QM_EVAL_H
 
-#include "runtime/forward.h"
+#include "runtime/net.h"
 #include "model/tokens.h"
 
 typedef struct qm_eval_opts {

@@ -117,7 +117,7 @@ void qm_layer_free(qm_layer_w *w)
     memset(w, 0, sizeof *w);
 }
 
-qm_status qm_layer_load(const qm_model *m, int layer, qm_layer_w *w, qm_diag *d)
+qm_status qm_layer_load(const qm_model *m, int layer, int experts, qm_layer_w *w, qm_diag *d)
 {
     memset(w, 0, sizeof *w);
     w->layer = layer;
@@ -135,7 +135,7 @@ qm_status qm_layer_load(const qm_model *m, int layer, qm_layer_w *w, qm_diag *d)
     }
     for (size_t i = 0; i < m->n; i++) {
         const qm_tensor *t = &m->t[i];
-        if (t->layer != layer)
+        if (t->layer != layer || (!experts && t->expert >= 0 && qm_parts[t->part].linear))
             continue;
         float *f = load_f32(m, i, d);
         if (!f) {
@@ -164,6 +164,35 @@ qm_status qm_layer_load(const qm_model *m, int layer, qm_layer_w *w, qm_diag *d)
     return QM_OK;
 }
 
+qm_status qm_expert_load(const qm_model *m, int layer, int e, qm_layer_w *w, qm_diag *d)
+{
+    qm_lin *lins[] = {&w->gate[e], &w->up[e], &w->down[e]};
+    const qm_part parts[] = {QM_PART_EXPERT_GATE, QM_PART_EXPERT_UP, QM_PART_EXPERT_DOWN};
+    for (size_t i = 0; i < m->n; i++)
+        for (int k = 0; k < 3; k++) {
+            const qm_tensor *t = &m->t[i];
+            if (t->layer != layer || t->expert != e || t->part != parts[k])
+                continue;
+            if (!(lins[k]->w = load_f32(m, i, d))) {
+                qm_expert_free(w, e);
+                return QM_EFORMAT;
+            }
+            lins[k]->out = (int)t->shape[0];
+            lins[k]->in = (int)t->shape[1];
+        }
+    return QM_OK;
+}
+
+void qm_expert_free(qm_layer_w *w, int e)
+{
+    free_lin(&w->gate[e]);
+    free_lin(&w->up[e]);
+    free_lin(&w->down[e]);
+    memset(&w->gate[e], 0, sizeof w->gate[e]);
+    memset(&w->up[e], 0, sizeof w->up[e]);
+    memset(&w->down[e], 0, sizeof w->down[e]);
+}
+
 void qm_head_free(qm_head_w *h)
 {
     if (h->lm_head != h->embed)
@@ -173,21 +202,34 @@ void qm_head_free(qm_head_w *h)
     memset(h, 0, sizeof *h);
 }
 
-qm_status qm_head_load(const qm_model *m, qm_head_w *h, qm_diag *d)
+qm_status qm_head_load(const qm_model *m, int parts, qm_head_w *h, qm_diag *d)
 {
     memset(h, 0, sizeof *h);
+    long embed = -1, head = -1, norm = -1;
     for (size_t i = 0; i < m->n; i++) {
-        float **dst = m->t[i].part == QM_PART_EMBED      ? &h->embed
-                      : m->t[i].part == QM_PART_LM_HEAD  ? &h->lm_head
-                      : m->t[i].part == QM_PART_FINAL_NORM ? &h->norm
-                                                         : NULL;
-        if (dst && !(*dst = load_f32(m, i, d))) {
+        if (m->t[i].part == QM_PART_EMBED)
+            embed = (long)i;
+        else if (m->t[i].part == QM_PART_LM_HEAD)
+            head = (long)i;
+        else if (m->t[i].part == QM_PART_FINAL_NORM)
+            norm = (long)i;
+    }
+    if (head < 0)
+        head = embed; /* tie_word_embeddings */
+    long want[3] = {parts & QM_HEAD_EMBED ? embed : -1, parts & QM_HEAD_OUT ? norm : -1,
+                    parts & QM_HEAD_OUT && head != embed ? head : -1};
+    float **dst[3] = {&h->embed, &h->norm, &h->lm_head};
+    for (int k = 0; k < 3; k++)
+        if (want[k] >= 0 && !(*dst[k] = load_f32(m, (size_t)want[k], d))) {
             qm_head_free(h);
             return QM_EFORMAT;
         }
+    if ((parts & QM_HEAD_OUT) && head == embed && head >= 0)
+        h->lm_head = h->embed ? h->embed : load_f32(m, (size_t)embed, d);
+    if ((parts & QM_HEAD_OUT) && head >= 0 && !h->lm_head) {
+        qm_head_free(h);
+        return QM_EFORMAT;
     }
-    if (!h->lm_head)
-        h->lm_head = h->embed; /* tie_word_embeddings */
     return QM_OK;
 }
 
@@ -514,37 +556,18 @@ static void task_expert(void *ctx, int task, int worker)
            s->eo + (size_t)r0 * D);
 }
 
-/* Chunk task: y = the FFN's output, a dense SwiGLU or the sum of each
- * token's experts (in expert order, weighted) plus the shared expert. */
-static void task_ffn(void *ctx, int task, int worker)
+/* Rows [r0, r0+n) of the FFN's part after the routed experts: a dense
+ * layer's SwiGLU into y, or the shared expert (if any) added to y. */
+static void ffn_rest(const qm_config *c, const qm_layer_w *w, qm_fwd_ws *s, const float *n2_all, float *y_all,
+                     int r0, int n)
 {
-    const job *j = ctx;
-    const qm_config *c = &j->m->cfg;
-    const qm_layer_w *w = j->w;
-    qm_fwd_ws *s = j->s;
-    int r0, n = chunk(j, task, &r0), D = (int)c->hidden, k = (int)c->top_k;
-    float *y = s->y + (size_t)r0 * D, *n2 = s->n + (size_t)r0 * D;
+    int D = (int)c->hidden;
+    float *y = y_all + (size_t)r0 * D;
+    const float *n2 = n2_all + (size_t)r0 * D;
     if (!w->moe) {
         int F = w->mgate.out;
         swiglu(&w->mgate, &w->mup, &w->mdown, n2, n, s->g + (size_t)r0 * F, s->u + (size_t)r0 * F, y);
         return;
-    }
-    memset(y, 0, (size_t)n * D * sizeof *y);
-    for (int t = r0; t < r0 + n; t++) {
-        float *yt = s->y + (size_t)t * D;
-        for (int done = 0, prev = -1; done < k; done++) { /* slots by increasing expert */
-            int jb = -1;
-            for (int jj = 0; jj < k; jj++) {
-                int e = s->idx[(size_t)t * k + jj];
-                if (e > prev && (jb < 0 || e < s->idx[(size_t)t * k + jb]))
-                    jb = jj;
-            }
-            prev = s->idx[(size_t)t * k + jb];
-            float wt = s->rw[(size_t)t * k + jb];
-            const float *o = s->eo + (size_t)s->at[(size_t)t * k + jb] * D;
-            for (int i = 0; i < D; i++)
-                yt[i] += wt * o[i];
-        }
     }
     if (!w->sgate.w)
         return;
@@ -562,6 +585,41 @@ static void task_ffn(void *ctx, int task, int worker)
         for (int i = 0; i < D; i++)
             y[(size_t)t * D + i] += scale * sh[(size_t)t * D + i];
     }
+}
+
+/* y[t] += wt * o: one routed expert's output added to its token's sum. */
+static void add_weighted(float *yt, float wt, const float *o, int D)
+{
+    for (int i = 0; i < D; i++)
+        yt[i] += wt * o[i];
+}
+
+/* Chunk task: y = the FFN's output, a dense SwiGLU or the sum of each
+ * token's experts (in expert order, weighted) plus the shared expert. */
+static void task_ffn(void *ctx, int task, int worker)
+{
+    const job *j = ctx;
+    const qm_config *c = &j->m->cfg;
+    const qm_layer_w *w = j->w;
+    qm_fwd_ws *s = j->s;
+    int r0, n = chunk(j, task, &r0), D = (int)c->hidden, k = (int)c->top_k;
+    if (w->moe) {
+        memset(s->y + (size_t)r0 * D, 0, (size_t)n * D * sizeof *s->y);
+        for (int t = r0; t < r0 + n; t++) {
+            for (int done = 0, prev = -1; done < k; done++) { /* slots by increasing expert */
+                int jb = -1;
+                for (int jj = 0; jj < k; jj++) {
+                    int e = s->idx[(size_t)t * k + jj];
+                    if (e > prev && (jb < 0 || e < s->idx[(size_t)t * k + jb]))
+                        jb = jj;
+                }
+                prev = s->idx[(size_t)t * k + jb];
+                add_weighted(s->y + (size_t)t * D, s->rw[(size_t)t * k + jb],
+                             s->eo + (size_t)s->at[(size_t)t * k + jb] * D, D);
+            }
+        }
+    }
+    ffn_rest(c, w, s, s->n, s->y, r0, n);
 }
 
 /* Sort the routed (token, slot)s by expert into s->tok, s->at, s->off and
@@ -614,11 +672,19 @@ qm_status qm_forward_layer(const qm_model *m, const qm_layer_w *w, float *x, int
     hook_in(hk, L, QM_PART_O, -1, ws->att, T, H * hd);
     /* feed-forward */
     fwdk_parallel(P, chunks(T), task_o, &j);
+    if (hk && hk->ffn_in)
+        hk->ffn_in(hk->ctx, L, ws->n, x, T, D);
     if (w->moe) {
         int k = (int)c->top_k;
         hook_in(hk, L, QM_PART_ROUTER, -1, ws->n, T, D);
         if (hk && hk->routing)
             hk->routing(hk->ctx, L, ws->idx, ws->rw, T, k);
+    }
+    if (hk && hk->stop_before_ffn) {
+        qm_fwd_ws_free(own);
+        return QM_OK;
+    }
+    if (w->moe) {
         fwdk_parallel(P, plan_experts(c, T, ws), task_expert, &j);
         for (int e = 0; e < c->experts; e++) {
             int r0 = ws->off[e];
@@ -636,9 +702,16 @@ qm_status qm_forward_layer(const qm_model *m, const qm_layer_w *w, float *x, int
             ws->out[i] = x[i] + ws->y[i];
         hk->block(hk->ctx, L, ws->n, ws->y, x, ws->out, T, D);
     }
-    for (size_t i = 0; i < (size_t)T * D; i++)
-        x[i] += ws->y[i];
+    qm_status st = qm_forward_residual(m, L, x, ws->y, T, S, d);
     qm_fwd_ws_free(own);
+    return st;
+}
+
+qm_status qm_forward_residual(const qm_model *m, int L, float *x, const float *y, int T, int S, qm_diag *d)
+{
+    size_t D = (size_t)m->cfg.hidden;
+    for (size_t i = 0; i < (size_t)T * D; i++)
+        x[i] += y[i];
     /* an overflow or NaN here would reach every later layer and every
      * metric as a number: stop at the layer where it first appears */
     size_t bad = qm_first_nonfinite(x, (size_t)T * D);
@@ -647,6 +720,57 @@ qm_status qm_forward_layer(const qm_model *m, const qm_layer_w *w, float *x, int
                             "%zu), column %zu; the model's weights or inputs overflow", L, x[bad], bad / D,
                             bad / D / S, bad / D % S, bad % D);
     return QM_OK;
+}
+
+/* ---- the FFN piece by piece ----------------------------------------------------------- */
+
+/* What the tasks of qm_ffn_add_expert() and qm_ffn_add_rest() read. */
+typedef struct piece_job {
+    const qm_config *c;
+    const qm_layer_w *w;           /* qm_ffn_add_rest() */
+    const qm_lin *g, *u, *dn;      /* qm_ffn_add_expert() */
+    const float *n2;
+    float *y;
+    int n;                         /* rows */
+    qm_fwd_ws *s;
+} piece_job;
+
+/* Task: ROWS gathered rows of one expert, as task_expert() runs them. */
+static void task_piece(void *ctx, int task, int worker)
+{
+    const piece_job *j = ctx;
+    int D = (int)j->c->hidden, F = j->g->out, r0 = task * ROWS, n = j->n - r0 < ROWS ? j->n - r0 : ROWS;
+    swiglu(j->g, j->u, j->dn, j->s->rows + (size_t)r0 * D, n, j->s->g + (size_t)r0 * F, j->s->u + (size_t)r0 * F,
+           j->s->eo + (size_t)r0 * D);
+}
+
+void qm_ffn_add_expert(const qm_model *m, const qm_lin *gate, const qm_lin *up, const qm_lin *down, int e,
+                       const float *n2, const int *idx, const float *rw, int T, qm_fwd_ws *ws, float *y)
+{
+    int D = (int)m->cfg.hidden, k = (int)m->cfg.top_k, n = 0;
+    for (int i = 0; i < T * k; i++) /* the expert's rows in token order, as plan_experts() lays them out */
+        if (idx[i] == e) {
+            memcpy(ws->rows + (size_t)n * D, n2 + (size_t)(i / k) * D, (size_t)D * sizeof *ws->rows);
+            ws->tok[n++] = i;
+        }
+    piece_job j = {&m->cfg, NULL, gate, up, down, n2, y, n, ws};
+    fwdk_parallel(ws->workers, chunks(n), task_piece, &j);
+    for (int r = 0; r < n; r++)
+        add_weighted(y + (size_t)(ws->tok[r] / k) * D, rw[ws->tok[r]], ws->eo + (size_t)r * D, D);
+}
+
+/* Chunk task of qm_ffn_add_rest(). */
+static void task_rest(void *ctx, int task, int worker)
+{
+    const piece_job *j = ctx;
+    int r0 = task * ROWS, n = j->n - r0 < ROWS ? j->n - r0 : ROWS;
+    ffn_rest(j->c, j->w, j->s, j->n2, j->y, r0, n);
+}
+
+void qm_ffn_add_rest(const qm_model *m, const qm_layer_w *w, const float *n2, int T, qm_fwd_ws *ws, float *y)
+{
+    piece_job j = {&m->cfg, w, NULL, NULL, NULL, n2, y, T, ws};
+    fwdk_parallel(ws->workers, chunks(T), task_rest, &j);
 }
 
 void qm_forward_embed(const qm_model *m, const qm_head_w *h, const int *tokens, int n, float *x)
@@ -679,57 +803,4 @@ void qm_forward_logits(const qm_model *m, const qm_head_w *h, float *x, int n, f
 {
     head_job j = {m, h, x, logits, n};
     fwdk_parallel(fwdk_workers(), chunks(n), task_logits, &j);
-}
-
-void qm_net_free(qm_net *net)
-{
-    if (net->layers)
-        for (long long l = 0; l < net->m->cfg.layers; l++)
-            qm_layer_free(&net->layers[l]);
-    free(net->layers);
-    qm_head_free(&net->head);
-    memset(net, 0, sizeof *net);
-}
-
-qm_status qm_net_load(const qm_model *m, qm_net *net, qm_diag *d)
-{
-    memset(net, 0, sizeof *net);
-    net->m = m;
-    net->layers = calloc((size_t)m->cfg.layers, sizeof *net->layers);
-    if (!net->layers)
-        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    qm_status st = qm_head_load(m, &net->head, d);
-    for (int l = 0; st == QM_OK && l < m->cfg.layers; l++)
-        st = qm_layer_load(m, l, &net->layers[l], d);
-    if (st != QM_OK)
-        qm_net_free(net);
-    return st;
-}
-
-qm_status qm_net_forward(const qm_net *net, const int *tokens, int B, int S, float *logits,
-                         const qm_fwd_hooks *hooks, qm_diag *d)
-{
-    const qm_model *m = net->m;
-    int T = B * S;
-    for (int i = 0; i < T; i++)
-        if (tokens[i] < 0 || tokens[i] >= m->cfg.vocab)
-            return qm_diag_fail(d, QM_EINVAL, "token %d at position %d is outside the vocabulary [0, %lld)",
-                                tokens[i], i, m->cfg.vocab);
-    float *x = malloc((size_t)T * (size_t)m->cfg.hidden * sizeof *x);
-    if (!x)
-        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    qm_fwd_ws *ws = qm_fwd_ws_new(m, T, S);
-    if (!ws) {
-        free(x);
-        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    }
-    qm_forward_embed(m, &net->head, tokens, T, x);
-    qm_status st = QM_OK;
-    for (int l = 0; st == QM_OK && l < m->cfg.layers; l++)
-        st = qm_forward_layer(m, &net->layers[l], x, B, S, ws, hooks, d);
-    qm_fwd_ws_free(ws);
-    if (st == QM_OK && logits)
-        qm_forward_logits(m, &net->head, x, T, logits);
-    free(x);
-    return st;
 }

@@ -23,8 +23,8 @@
  * any number of threads and on every run.
  *
  * Weights are converted to float32 when a layer is loaded (F32, F16, BF16);
- * qm_layer_load() loads one layer, so a caller can stream a model through
- * memory one layer at a time (GPTQ), or keep all layers (evaluation).
+ * qm_layer_load() loads one layer, so that callers stream a model through
+ * memory one layer at a time (net.h, GPTQ).
  *
  * Hooks let a caller see the rows entering any linear (calibration
  * Hessians), the router's choices (expert frequency) and each MoE block's
@@ -57,18 +57,27 @@ typedef struct qm_layer_w {
     qm_lin mgate, mup, mdown;     /* dense MLP */
 } qm_layer_w;
 
-/* Load layer `layer` of `m` as float32.  Caller frees with qm_layer_free(). */
-qm_status qm_layer_load(const qm_model *m, int layer, qm_layer_w *w, qm_diag *d);
+/* Load layer `layer` of `m` as float32, its routed experts too when
+ * `experts` is nonzero (else their slots stay empty for qm_expert_load()).
+ * Caller frees with qm_layer_free(). */
+qm_status qm_layer_load(const qm_model *m, int layer, int experts, qm_layer_w *w, qm_diag *d);
 void qm_layer_free(qm_layer_w *w);
+/* Load (free) routed expert e's three linears into w's slots. */
+qm_status qm_expert_load(const qm_model *m, int layer, int e, qm_layer_w *w, qm_diag *d);
+void qm_expert_free(qm_layer_w *w, int e);
 
 /* The model-level weights: embeddings, final norm, lm_head (tied or not). */
 typedef struct qm_head_w {
     float *embed;   /* (vocab, d) */
     float *norm;    /* (d) */
-    float *lm_head; /* (vocab, d); == embed when tied */
+    float *lm_head; /* (vocab, d); == embed when tied and both are loaded */
 } qm_head_w;
 
-qm_status qm_head_load(const qm_model *m, qm_head_w *h, qm_diag *d);
+/* Which of them qm_head_load() converts: the embeddings (the start of a
+ * run), the final norm and lm_head (its end), or both. */
+enum { QM_HEAD_EMBED = 1, QM_HEAD_OUT = 2 };
+
+qm_status qm_head_load(const qm_model *m, int parts, qm_head_w *h, qm_diag *d);
 void qm_head_free(qm_head_w *h);
 
 /* Hooks run on the caller's thread, one at a time, in the order Q, K, V, O,
@@ -86,6 +95,12 @@ typedef struct qm_fwd_hooks {
      * before (h) and after (out = h + ffn). */
     void (*block)(void *ctx, int layer, const float *n2, const float *ffn, const float *h,
                   const float *out, int T, int d);
+    /* The FFN's input before it runs: its normed input n2 (T, d) and the
+     * residual stream h (T, d) after attention; before the router's hooks. */
+    void (*ffn_in)(void *ctx, int layer, const float *n2, const float *h, int T, int d);
+    /* Nonzero: the layer ends after the router's hooks, without the FFN,
+     * and x holds h (for passes that need nothing later). */
+    int stop_before_ffn;
 } qm_fwd_hooks;
 
 /* Scratch memory for layers over up to T rows in sequences of up to S;
@@ -101,6 +116,23 @@ void qm_fwd_ws_free(qm_fwd_ws *ws);
 qm_status qm_forward_layer(const qm_model *m, const qm_layer_w *w, float *x, int B, int S,
                            qm_fwd_ws *ws, const qm_fwd_hooks *hooks, qm_diag *d);
 
+/* x (T, d) += y, the FFN's output, and the check qm_forward_layer() ends
+ * with: fails naming the first hidden state that is not finite.  S is the
+ * window length (for the message). */
+qm_status qm_forward_residual(const qm_model *m, int layer, float *x, const float *y, int T, int S, qm_diag *d);
+
+/* The FFN piece by piece, for a caller that holds one expert at a time
+ * (quantize.c): the same operations in the same order as qm_forward_layer()
+ * on the same group of rows, so the same bytes.  n2 (T, d) is the FFN's
+ * normed input, idx and rw (T, k) the routing, y (T, d) the output being
+ * summed, zeroed first; ws must hold T rows.  qm_ffn_add_expert() adds
+ * routed expert e's weighted output (call it for the experts in increasing
+ * order), then qm_ffn_add_rest() adds the shared expert, or for a dense
+ * layer sets y to the MLP's output. */
+void qm_ffn_add_expert(const qm_model *m, const qm_lin *gate, const qm_lin *up, const qm_lin *down, int e,
+                       const float *n2, const int *idx, const float *rw, int T, qm_fwd_ws *ws, float *y);
+void qm_ffn_add_rest(const qm_model *m, const qm_layer_w *w, const float *n2, int T, qm_fwd_ws *ws, float *y);
+
 /* Embed tokens (B*S) into x (B*S, d).  Tokens must be < vocab. */
 void qm_forward_embed(const qm_model *m, const qm_head_w *h, const int *tokens, int n, float *x);
 /* Final norm and lm_head: x (n, d) -> logits (n, vocab).  x is overwritten. */
@@ -109,18 +141,5 @@ void qm_forward_logits(const qm_model *m, const qm_head_w *h, float *x, int n, f
 /* The window of tokens every command runs the net over unless told
  * otherwise (scoring, calibration, evaluation): 512, the study's. */
 enum { QM_DEFAULT_CTX = 512 };
-
-/* Whole model, all layers resident: tokens (B*S) -> logits (B*S, vocab);
- * logits may be NULL when only the hooks matter. */
-typedef struct qm_net {
-    const qm_model *m;
-    qm_head_w head;
-    qm_layer_w *layers; /* (cfg.layers) */
-} qm_net;
-
-qm_status qm_net_load(const qm_model *m, qm_net *net, qm_diag *d);
-void qm_net_free(qm_net *net);
-qm_status qm_net_forward(const qm_net *net, const int *tokens, int B, int S, float *logits,
-                         const qm_fwd_hooks *hooks, qm_diag *d);
 
 #endif

@@ -154,6 +154,10 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, const fl
                             r->m->t[ti].st->name, error);
     }
     memcpy(lin->w, dn->r.deq, (size_t)lin->out * in * sizeof *lin->w);
+    if (!r->o->fake_quant) { /* only the fake-quant writer reads the dequantized copy */
+        free(dn->r.deq);
+        dn->r.deq = NULL;
+    }
     r->n_done++;
     r->rep->tensors_quantized++;
     if (strcmp(fallback, "none") != 0)
@@ -183,6 +187,7 @@ typedef struct collect {
     int *idx;           /* (T, k) routing */
     float *rw;          /* (T, k) routing weights */
     size_t at;          /* rows captured so far */
+    size_t cur;         /* where the current call's rows went */
 } collect;
 
 static void on_linear(void *ctx, int layer, qm_part part, int expert, const float *x, int n, int in)
@@ -198,24 +203,25 @@ static void on_routing(void *ctx, int layer, const int *idx, const float *w, int
 {
     collect *c = ctx;
     if (c->idx) {
-        memcpy(c->idx + c->at * (size_t)k, idx, (size_t)T * k * sizeof *idx);
-        memcpy(c->rw + c->at * (size_t)k, w, (size_t)T * k * sizeof *w);
+        memcpy(c->idx + c->cur * (size_t)k, idx, (size_t)T * k * sizeof *idx);
+        memcpy(c->rw + c->cur * (size_t)k, w, (size_t)T * k * sizeof *w);
     }
 }
 
-static void on_block(void *ctx, int layer, const float *n2, const float *ffn, const float *h, const float *out,
-                     int T, int d)
+static void on_ffn_in(void *ctx, int layer, const float *n2, const float *h, int T, int d)
 {
     collect *c = ctx;
     if (c->n2)
         memcpy(c->n2 + c->at * (size_t)d, n2, (size_t)T * d * sizeof *n2);
+    c->cur = c->at; /* the router's hooks come next, for the same rows */
     c->at += (size_t)T;
 }
 
 enum { CHUNK = 8 }; /* windows per forward call */
 
-/* Run the current layer over all windows.  With `x_out` the outputs are
- * written there (else x is left unchanged and outputs are discarded). */
+/* Run the current layer over all windows up to the router (every pass
+ * collects only what comes before the FFN).  With `x_out` the residual
+ * stream after attention is written there. */
 static qm_status pass(run *r, collect *c, float *x_out)
 {
     const qm_model *m = r->m;
@@ -227,15 +233,15 @@ static qm_status pass(run *r, collect *c, float *x_out)
         qm_fwd_ws_free(ws);
         return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
     }
-    qm_fwd_hooks hk = {.ctx = c, .linear_in = on_linear, .routing = on_routing, .block = on_block};
+    qm_fwd_hooks hk = {.ctx = c, .linear_in = on_linear, .routing = on_routing, .ffn_in = on_ffn_in,
+                       .stop_before_ffn = 1};
     qm_status st = QM_OK;
-    if (c)
-        c->at = 0;
+    c->at = 0;
     for (int b0 = 0; b0 < r->B && st == QM_OK; b0 += CHUNK) {
         int nb = r->B - b0 < CHUNK ? r->B - b0 : CHUNK;
         size_t off = (size_t)b0 * r->S * D, n = (size_t)nb * r->S * D;
         memcpy(buf, r->x + off, n * sizeof *buf);
-        st = qm_forward_layer(m, &r->w, buf, nb, r->S, ws, c ? &hk : NULL, r->d);
+        st = qm_forward_layer(m, &r->w, buf, nb, r->S, ws, &hk, r->d);
         if (x_out)
             memcpy(x_out + off, buf, n * sizeof *buf);
     }
@@ -330,6 +336,55 @@ static qm_status swiglu_quant(run *r, qm_lin *g, qm_lin *u, qm_lin *dn, qm_part 
     return st;
 }
 
+/* The layer's output from the quantized FFN, piece by piece: y += expert
+ * e's output (e >= 0), or the shared expert's / dense MLP's (e < 0), over
+ * the same groups of windows a forward pass takes (so the same bytes). */
+static void ffn_out(run *r, const collect *cap, int e, qm_fwd_ws *ws, float *y)
+{
+    const qm_model *m = r->m;
+    size_t D = (size_t)m->cfg.hidden, k = (size_t)m->cfg.top_k;
+    for (int b0 = 0; b0 < r->B; b0 += CHUNK) {
+        int nb = r->B - b0 < CHUNK ? r->B - b0 : CHUNK, T = nb * r->S;
+        size_t t0 = (size_t)b0 * r->S;
+        if (e >= 0)
+            qm_ffn_add_expert(m, &r->w.gate[e], &r->w.up[e], &r->w.down[e], e, cap->n2 + t0 * D, cap->idx + t0 * k,
+                              cap->rw + t0 * k, T, ws, y + t0 * D);
+        else
+            qm_ffn_add_rest(m, &r->w, cap->n2 + t0 * D, T, ws, y + t0 * D);
+    }
+}
+
+/* Routed expert e: its rows, its weights (loaded only now), GPTQ of its
+ * three linears, its share of the layer's output; then its weights go. */
+static qm_status one_expert(run *r, const collect *cap, int e, float *X, qm_fwd_ws *ws, float *y)
+{
+    qm_layer_w *w = &r->w;
+    size_t T = (size_t)r->B * r->S, D = (size_t)r->m->cfg.hidden, k = (size_t)r->m->cfg.top_k;
+    int n = 0;
+    for (size_t t = 0; t < T; t++)
+        for (size_t j = 0; j < k; j++)
+            if (cap->idx[t * k + j] == e)
+                memcpy(X + (size_t)n++ * D, cap->n2 + t * D, D * sizeof *X);
+    const char *fb = "none";
+    const float *rows = X;
+    int nrows = n;
+    if (r->o->all_experts || n < r->o->min_expert_tokens) {
+        if (!r->o->all_experts)
+            fb = r->o->fallback_pooled ? "pooled" : "rtn";
+        rows = cap->n2;
+        nrows = (int)T;
+    }
+    qm_status st = qm_expert_load(r->m, w->layer, e, w, r->d);
+    if (st == QM_OK)
+        st = swiglu_quant(r, &w->gate[e], &w->up[e], &w->down[e], QM_PART_EXPERT_GATE, e, rows, nrows, n, fb);
+    if (st == QM_OK && w->gate[e].w)
+        ffn_out(r, cap, e, ws, y);
+    qm_expert_free(w, e);
+    return st;
+}
+
+/* The FFN: the router (when the plan quantizes it), then what it feeds,
+ * expert by expert; r->x ends as the layer's output. */
 static qm_status ffn(run *r)
 {
     qm_layer_w *w = &r->w;
@@ -353,38 +408,33 @@ static qm_status ffn(run *r)
     cap.n2 = malloc(T * D * sizeof *cap.n2);
     cap.idx = w->moe ? malloc(T * k * sizeof *cap.idx) : NULL;
     cap.rw = w->moe ? malloc(T * k * sizeof *cap.rw) : NULL;
-    float *X = malloc(T * D * sizeof *X);
-    if (!cap.n2 || !X || (w->moe && (!cap.idx || !cap.rw)))
+    float *X = malloc(T * D * sizeof *X), *y = calloc(T * D, sizeof *y);
+    qm_fwd_ws *ws = qm_fwd_ws_new(r->m, CHUNK * r->S, r->S);
+    if (!cap.n2 || !X || !y || !ws || (w->moe && (!cap.idx || !cap.rw)))
         st = qm_diag_fail(r->d, QM_ENOMEM, "out of memory for %zu calibration rows", T);
     if (st == QM_OK)
-        st = pass(r, &cap, NULL);
+        st = pass(r, &cap, r->x); /* r->x: the residual after the quantized attention */
     if (st == QM_OK && !w->moe)
         st = swiglu_quant(r, &w->mgate, &w->mup, &w->mdown, QM_PART_MLP_GATE, -1, cap.n2, (int)T, (long long)T,
                           "none");
-    for (int e = 0; st == QM_OK && w->moe && e < c->experts; e++) {
-        int n = 0;
-        for (size_t t = 0; t < T; t++)
-            for (size_t j = 0; j < k; j++)
-                if (cap.idx[t * k + j] == e)
-                    memcpy(X + (size_t)n++ * D, cap.n2 + t * D, D * sizeof *X);
-        const char *fb = "none";
-        const float *rows = X;
-        int nrows = n;
-        if (r->o->all_experts || n < r->o->min_expert_tokens) {
-            if (!r->o->all_experts)
-                fb = r->o->fallback_pooled ? "pooled" : "rtn";
-            rows = cap.n2;
-            nrows = (int)T;
-        }
-        st = swiglu_quant(r, &w->gate[e], &w->up[e], &w->down[e], QM_PART_EXPERT_GATE, e, rows, nrows, n, fb);
-    }
+    for (int e = 0; st == QM_OK && w->moe && e < c->experts; e++)
+        st = one_expert(r, &cap, e, X, ws, y);
     if (st == QM_OK && w->moe && w->sgate.w)
         st = swiglu_quant(r, &w->sgate, &w->sup, &w->sdown, QM_PART_SHARED_GATE, -1, cap.n2, (int)T, (long long)T,
                           "none");
+    if (st == QM_OK)
+        ffn_out(r, &cap, -1, ws, y);
+    for (int b0 = 0; st == QM_OK && b0 < r->B; b0 += CHUNK) { /* the quantized layer's outputs feed the next */
+        int nb = r->B - b0 < CHUNK ? r->B - b0 : CHUNK;
+        size_t t0 = (size_t)b0 * r->S * D;
+        st = qm_forward_residual(r->m, w->layer, r->x + t0, y + t0, nb * r->S, r->S, r->d);
+    }
+    qm_fwd_ws_free(ws);
     free(cap.n2);
     free(cap.idx);
     free(cap.rw);
     free(X);
+    free(y);
     return st;
 }
 
@@ -629,7 +679,7 @@ static qm_status one_layer(run *r, int L)
 {
     char *logbuf = NULL;
     size_t loglen = 0;
-    qm_status st = qm_layer_load(r->m, L, &r->w, r->d);
+    qm_status st = qm_layer_load(r->m, L, 0, &r->w, r->d);
     if (st != QM_OK)
         return st;
     r->log = open_memstream(&logbuf, &loglen);
@@ -639,8 +689,6 @@ static qm_status one_layer(run *r, int L)
         st = attention(r);
     if (st == QM_OK)
         st = ffn(r);
-    if (st == QM_OK)
-        st = pass(r, NULL, r->x); /* the quantized layer's outputs feed the next */
     if (r->log)
         fclose(r->log);
     r->log = NULL;
@@ -740,7 +788,7 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
         rep->layers_resumed = cur.layers_done;
         qm_diag_note(d, "%s: resuming after layer %d of %d", out_dir, cur.layers_done - 1, total);
     } else if (st == QM_OK && cur.layers_done == 0) {
-        if ((st = qm_head_load(r.m, &head, d)) == QM_OK)
+        if ((st = qm_head_load(r.m, QM_HEAD_EMBED, &head, d)) == QM_OK)
             qm_forward_embed(r.m, &head, toks.ids, (int)T, r.x);
         qm_head_free(&head);
         if (st == QM_OK)

@@ -106,16 +106,24 @@ qm_status qm_score_model(const qm_net *net, const qm_tokens *calib, int ctx, qm_
     if (st == QM_OK && calib->n < 2)
         st = qm_diag_fail(d, QM_EINVAL, "%zu calibration tokens: need at least 2", calib->n);
     qm_fwd_hooks hk = {.ctx = &a, .routing = on_routing, .block = on_block};
-    /* Whole windows of ctx, then the remainder as one shorter window. */
-    for (size_t start = 0; st == QM_OK && start < calib->n;) {
+    /* Whole windows of ctx in groups of up to 8, then the remainder as one
+     * shorter window; all of them through the model layer by layer. */
+    qm_batch *g = st == QM_OK ? malloc((calib->n / (size_t)ctx + 1) * sizeof *g) : NULL;
+    size_t n = 0;
+    if (st == QM_OK && !g)
+        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    for (size_t start = 0; st == QM_OK && start < calib->n; n++) {
         size_t left = calib->n - start;
         int S = left < (size_t)ctx ? (int)left : ctx;
         int B = S == ctx ? (int)(left / (size_t)ctx) : 1;
         B = B > 8 ? 8 : B;
-        st = qm_net_forward(net, calib->ids + start, B, S, NULL, &hk, d);
+        g[n] = (qm_batch){calib->ids + start, B, S};
         start += (size_t)B * S;
         s->tokens += (size_t)B * S;
     }
+    if (st == QM_OK)
+        st = qm_net_run(net, g, n, 0, &hk, NULL, d);
+    free(g);
     for (size_t l = 0; st == QM_OK && l < L; l++) {
         int moe = m->is_moe[l] && a.n[l];
         s->imp_ffn[l] = moe ? a.cos_ffn[l] / a.n[l] : NAN;

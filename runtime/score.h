@@ -17,7 +17,7 @@
 #ifndef QM_SCORE_H
 #define QM_SCORE_H
 
-#include "runtime/forward.h"
+#include "runtime/net.h"
 #include "model/tokens.h"
 
 typedef struct qm_scores {

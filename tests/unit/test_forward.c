@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "runtime/forward.h"
+#include "runtime/net.h"
 #include "tests/unit/testutil.h"
 
 /* ---- golden logits ------------------------------------------------------------------ */
@@ -30,7 +30,7 @@ static void check_golden(const char *rel)
     char p[1024];
     snprintf(p, sizeof p, "%s/golden.safetensors", tu_src(rel));
     CU_ASSERT_EQUAL_FATAL(qm_model_open(tu_src(rel), &m, d), QM_OK);
-    CU_ASSERT_EQUAL_FATAL(qm_net_load(m, &net, d), QM_OK);
+    CU_ASSERT_EQUAL_FATAL(qm_net_open(m, &net, d), QM_OK);
     CU_ASSERT_EQUAL_FATAL(qm_st_open(p, &g, d), QM_OK);
     const qm_st_tensor *tt = qm_st_find(g, "tokens"), *lt = qm_st_find(g, "logits");
     CU_ASSERT_PTR_NOT_NULL_FATAL(tt);
@@ -64,7 +64,6 @@ static void check_golden(const char *rel)
     free(lg2);
     free(lg);
     qm_st_close(g);
-    qm_net_free(&net);
     qm_model_close(m);
     qm_diag_free(d);
 }

@@ -1,0 +1,49 @@
+#!/bin/sh
+# stream.sh: score and eval run the model layer by layer with the hidden
+# states in memory or, past --max-memory, in a spill file; the outputs are
+# the same bytes either way and on any thread count; --max-memory is
+# checked; progress comes one line per layer; the spill file never
+# outlives the run.
+set -u
+: "${QMOE:?}" "${QM_SRCDIR:?}"
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+ds="$QM_SRCDIR/examples/models/tiny-deepseek"
+mx="$QM_SRCDIR/examples/models/tiny-mixtral"
+calib="$QM_SRCDIR/examples/data/wikitext2-valid.txt"
+txt="$QM_SRCDIR/examples/data/wikitext2-test.txt"
+same() { cmp -s "$1" "$2" && ok || bad "$3: $1 and $2 differ"; }
+
+for m in "$ds" "$mx"; do
+    n=$(basename "$m")
+    mkdir -p "$tmp/$n"
+    OPENBLAS_NUM_THREADS=1 "$QMOE" score "$m" --calib "$calib" --max-tokens 5000 --ctx 300 -q \
+        -o "$tmp/$n/mem.yaml" || bad "score $n"
+    OPENBLAS_NUM_THREADS=2 "$QMOE" score "$m" --calib "$calib" --max-tokens 5000 --ctx 300 --max-memory 1K \
+        -o "$tmp/$n/spill.yaml" 2> "$tmp/$n/score.err" || bad "score $n --max-memory 1K"
+    same "$tmp/$n/mem.yaml" "$tmp/$n/spill.yaml" "scores in memory and spilled"
+    layers=$(sed -n 's/.*"num_hidden_layers": *\([0-9]*\).*/\1/p' "$m/config.json")
+    [ "$(grep -c '^qmoe: layer [0-9]*/'"$layers"': 5000 tokens, .*(states spilled to disk)$' "$tmp/$n/score.err")" \
+        -eq "$layers" ] && ok || bad "score $n: expected $layers progress lines: $(cat "$tmp/$n/score.err")"
+    ls -A "$tmp/$n" | grep -q qmoe-states && bad "score $n left its spill file" || ok
+    for mm in "" "--max-memory 1K"; do
+        OPENBLAS_NUM_THREADS=1 "$QMOE" eval "$m" --base "$ds" --text "$txt" --max-tokens 2500 --ctx 200 \
+            --tasks "$QM_SRCDIR/tests/data/tasks.jsonl" --format yaml -q $mm > "$tmp/$n/eval${mm:+-spill}.yaml" \
+            || bad "eval $n $mm"
+    done
+    same "$tmp/$n/eval.yaml" "$tmp/$n/eval-spill.yaml" "eval in memory and spilled"
+done
+
+out=$("$QMOE" score "$ds" --calib "$calib" --max-memory 0 -o "$tmp/x.yaml" 2>&1); [ $? -eq 2 ] && ok || bad "--max-memory 0"
+case $out in *"--max-memory must be a size such as 512M, 16G or 64GiB, not '0'"*) ok ;; *) bad "message: $out" ;; esac
+out=$("$QMOE" eval "$ds" --text "$txt" --max-memory 12Q 2>&1); [ $? -eq 2 ] && ok || bad "--max-memory 12Q"
+case $out in *"not '12Q'"*) ok ;; *) bad "message: $out" ;; esac
+"$QMOE" eval "$ds" --text "$txt" --max-tokens 600 --max-memory 1.5GiB -q > /dev/null && ok || bad "--max-memory 1.5GiB"
+# the tokens are read before the model runs: a missing calibration file fails at once
+out=$("$QMOE" score "$ds" --calib "$tmp/none.txt" -o "$tmp/x.yaml" 2>&1); [ $? -eq 1 ] && ok || bad "missing --calib"
+case $out in *"none.txt"*) ok ;; *) bad "message: $out" ;; esac
+
+echo "stream: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
