@@ -11,7 +11,7 @@
 #   score     qmoe score MODEL --calib IDS
 #   eval      qmoe eval MODEL --base MODEL --tokens IDS
 #   quantize  qmoe quantize of the stdlib's uniform 4-bit plan
-# (COMMANDS picks which) and prints, for each, the peak resident memory
+# (COMMANDS picks which; TIMEOUT stops each after that many seconds) and prints, for each, the peak resident memory
 # (VmHWM: mapped checkpoint pages included) and the peak anonymous memory
 # (RssAnon polled every 0.2 s: what the process itself allocated), with
 # wall and CPU time, next to the size of one layer in BF16 and float32.
@@ -31,6 +31,7 @@ MODELS=${MODELS:-mixtral deepseek}
 LAYERS=${LAYERS:-2 4}
 COMMANDS=${COMMANDS:-score eval quantize}
 WINDOWS=${WINDOWS:-8} CTX=${CTX:-512}
+TIMEOUT=${TIMEOUT:-0} # seconds per command (0: none); a command stopped by it reports its peak so far
 work=${1:-${TMPDIR:-/tmp}/bench-memory}
 mkdir -p "$work" || exit 1
 results=$work/results
@@ -39,10 +40,10 @@ results=$work/results
 # measure TAG CMD...: run CMD, append "TAG rc wall user sys vmhwm_kib anon_kib" to $results
 measure() {
     tag=$1; shift
-    /usr/bin/time -f "%e %U %S" -o "$work/time" "$@" > "$work/out" 2> "$work/err" &
+    /usr/bin/time -f "%e %U %S" -o "$work/time" timeout "$TIMEOUT" "$@" > "$work/out" 2> "$work/err" &
     tp=$! anon=0 hwm=0
     while kill -0 $tp 2>/dev/null; do
-        for p in $(pgrep -P $tp); do
+        for p in $(pgrep -P $tp) $(for c in $(pgrep -P $tp); do pgrep -P $c; done); do
             set -- $(awk '/^VmHWM/ {h = $2} /^RssAnon/ {a = $2} END {print h + 0, a + 0}' /proc/$p/status 2>/dev/null)
             [ "${1:-0}" -gt $hwm ] && hwm=$1
             [ "${2:-0}" -gt $anon ] && anon=$2
@@ -50,7 +51,7 @@ measure() {
         sleep 0.2
     done
     wait $tp; rc=$?
-    [ $rc -eq 0 ] || { echo "memory.sh: $tag failed:"; tail -3 "$work/err"; } >&2
+    [ $rc -eq 0 ] || [ $rc -eq 124 ] || { echo "memory.sh: $tag failed:"; tail -3 "$work/err"; } >&2
     echo "$tag $rc $(tail -1 "$work/time") $hwm $anon" >> "$results"
 }
 
@@ -97,7 +98,8 @@ while read -r model L c build rc wall user sys hwm anon; do
     lb=$(cat "$work/$model-$L.layer")
     printf '%-9s %6s %-9s %-7s %9s %9s %8s %8s %9s %9s%s\n' "$model" "$L" "$c" "$build" "$(gib $((lb / 1024)))" \
         "$(gib $((lb / 512)))" "$(gib "$hwm")" "$(gib "$anon")" "$wall" \
-        "$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.1f", u + s }')" "$([ "$rc" = 0 ] || echo "  FAILED")"
+        "$(awk -v u="$user" -v s="$sys" 'BEGIN { printf "%.1f", u + s }')" \
+        "$([ "$rc" = 0 ] || { [ "$rc" = 124 ] && echo "  (stopped at TIMEOUT: peak so far)"; } || echo "  FAILED")"
 done < "$results"
 
 echo
