@@ -97,8 +97,9 @@ static qm_status log_entry(run *r, const char *name, const char *module, int bit
 
 /* Quantize linear `lin` (part, expert e) per the plan with Hessian H
  * (in, in, accumulated X^T X over `tokens` rows; NULL for round-to-nearest)
- * and replace its weights by the dequantized ones. */
-static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, const float *H, long long tokens,
+ * and replace its weights by the dequantized ones.  `last`: no later linear
+ * uses H, so it is finished in place (the caller still frees it). */
+static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, float *H, int last, long long tokens,
                               const char *fallback)
 {
     long ti = find_tensor(r, part, e);
@@ -124,13 +125,17 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, const fl
     qm_status st;
     float *Hc = NULL;
     if (H) {
-        if (!(Hc = malloc((size_t)in * in * sizeof *Hc)))
+        if (last) /* the Hessian's last user finishes it in place: one in x in copy fewer */
+            Hc = H;
+        else if (!(Hc = malloc((size_t)in * in * sizeof *Hc)))
             return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
-        memcpy(Hc, H, (size_t)in * in * sizeof *Hc);
+        else
+            memcpy(Hc, H, (size_t)in * in * sizeof *Hc);
         qm_hessian_finish(Hc, in, tokens > 0 ? tokens : 1);
         float *Hw = malloc((size_t)in * in * sizeof *Hw);
         if (!Hw) {
-            free(Hc);
+            if (Hc != H)
+                free(Hc);
             return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
         }
         memcpy(Hw, Hc, (size_t)in * in * sizeof *Hw);
@@ -140,14 +145,16 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, const fl
         st = qm_rtn(lin->w, lin->out, in, &s, &dn->r, r->d);
     }
     if (st != QM_OK) {
-        free(Hc);
+        if (Hc != H)
+            free(Hc);
         qm_diag_note(r->d, "while quantizing '%s'", r->m->t[ti].st->name);
         return st;
     }
     dn->tensor = (size_t)ti;
     dn->pt = pt;
     double error = Hc ? qm_relative_error(lin->w, dn->r.deq, lin->out, in, Hc) : NAN, seconds = qm_clock() - t0;
-    free(Hc);
+    if (Hc != H)
+        free(Hc);
     if (H && !isfinite(error)) { /* a NaN is an error, never a number in the log */
         qm_qresult_free(&dn->r);
         return qm_diag_fail(r->d, QM_EINVAL, "'%s': the relative error of its quantization is %g (or memory ran out)",
@@ -274,15 +281,15 @@ static qm_status attention(run *r)
     qm_status st = hessian_of(r, QM_PART_Q, w->q.in, &H, &n);
     if (st != QM_OK)
         return st;
-    st = quant_linear(r, &w->q, QM_PART_Q, -1, H, n, "none");
+    st = quant_linear(r, &w->q, QM_PART_Q, -1, H, 0, n, "none");
     if (st == QM_OK)
-        st = quant_linear(r, &w->k, QM_PART_K, -1, H, n, "none");
+        st = quant_linear(r, &w->k, QM_PART_K, -1, H, 0, n, "none");
     if (st == QM_OK)
-        st = quant_linear(r, &w->v, QM_PART_V, -1, H, n, "none");
+        st = quant_linear(r, &w->v, QM_PART_V, -1, H, 1, n, "none");
     free(H);
     if (st != QM_OK || (st = hessian_of(r, QM_PART_O, w->o.in, &H, &n)) != QM_OK)
         return st;
-    st = quant_linear(r, &w->o, QM_PART_O, -1, H, n, "none");
+    st = quant_linear(r, &w->o, QM_PART_O, -1, H, 1, n, "none");
     free(H);
     return st;
 }
@@ -302,9 +309,9 @@ static qm_status swiglu_quant(run *r, qm_lin *g, qm_lin *u, qm_lin *dn, qm_part 
         return QM_OK;
     qm_status st;
     if (strcmp(fallback, "rtn") == 0) {
-        if ((st = quant_linear(r, g, pg, e, NULL, routed, fallback)) == QM_OK &&
-            (st = quant_linear(r, u, pg + 1, e, NULL, routed, fallback)) == QM_OK)
-            st = quant_linear(r, dn, pg + 2, e, NULL, routed, fallback);
+        if ((st = quant_linear(r, g, pg, e, NULL, 0, routed, fallback)) == QM_OK &&
+            (st = quant_linear(r, u, pg + 1, e, NULL, 0, routed, fallback)) == QM_OK)
+            st = quant_linear(r, dn, pg + 2, e, NULL, 0, routed, fallback);
         return st;
     }
     int D = g->in, W = g->out;
@@ -312,9 +319,9 @@ static qm_status swiglu_quant(run *r, qm_lin *g, qm_lin *u, qm_lin *dn, qm_part 
     if (!H)
         return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
     qm_hessian_add(H, X, n, D);
-    st = quant_linear(r, g, pg, e, H, routed, fallback);
+    st = quant_linear(r, g, pg, e, H, 0, routed, fallback);
     if (st == QM_OK)
-        st = quant_linear(r, u, pg + 1, e, H, routed, fallback);
+        st = quant_linear(r, u, pg + 1, e, H, 1, routed, fallback);
     free(H);
     float *A = st == QM_OK ? malloc((size_t)n * W * sizeof *A) : NULL;
     float *U = st == QM_OK ? malloc((size_t)n * W * sizeof *U) : NULL;
@@ -328,7 +335,7 @@ static qm_status swiglu_quant(run *r, qm_lin *g, qm_lin *u, qm_lin *dn, qm_part 
         for (size_t i = 0; i < (size_t)n * W; i++)
             A[i] = silu(A[i]) * U[i];
         qm_hessian_add(H2, A, n, W);
-        st = quant_linear(r, dn, pg + 2, e, H2, routed, fallback);
+        st = quant_linear(r, dn, pg + 2, e, H2, 1, routed, fallback);
     }
     free(A);
     free(U);
@@ -398,7 +405,7 @@ static qm_status ffn(run *r)
         if (ti >= 0 && r->by_tensor[ti] && r->by_tensor[ti]->bits) {
             if ((st = hessian_of(r, QM_PART_ROUTER, (int)D, &H, &n)) != QM_OK)
                 return st;
-            st = quant_linear(r, &w->router, QM_PART_ROUTER, -1, H, n, "none");
+            st = quant_linear(r, &w->router, QM_PART_ROUTER, -1, H, 1, n, "none");
             free(H);
             if (st != QM_OK)
                 return st;
