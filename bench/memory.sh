@@ -133,6 +133,6 @@ awk -v layers="$LAYERS" '
             if (a > 0) printf "  %-28s %d layers: %.1f GiB\n", key, full[m], p / 1048576
         }
     }' "$results" | sort
-echo "  Qwen3-235B-A22B (94 layers, 128 experts of 1536, hidden 4096): one layer is 9.1 GiB in float32, 1.7x"
+echo "  Qwen3-235B-A22B (94 layers, 128 experts of 1536, hidden 4096): one layer is 9.3 GiB in float32, 1.7x"
 echo "  Mixtral-8x7B's; its score and eval peaks scale with the layer (about 1.7x Mixtral's above), quantize"
 echo "  with one expert (0.07 GiB in float32, less than Mixtral's) plus the hidden states of the calibration."
