@@ -21,8 +21,9 @@
 # the deepest within 10% of the shallowest; quantize at most 3 GB and
 # score/eval at most 2x one layer's float32 weights for Mixtral) and
 # projects the full models' peaks.  Each checkpoint is removed once
-# measured (Mixtral with 4 layers is 11.5 GB on disk).  Not part of make
-# check: at real dimensions it takes minutes per command.
+# measured (Mixtral with 4 layers is 11.5 GB on disk).  REPORT_ONLY=1
+# prints the tables again from WORKDIR's results, measuring nothing.  Not
+# part of make check: at real dimensions it takes minutes per command.
 set -u
 here=$(cd "$(dirname "$0")/.." && pwd)
 QMOE=${QMOE:-$here/qmoe}
@@ -35,7 +36,7 @@ TIMEOUT=${TIMEOUT:-0} # seconds per command (0: none); a command stopped by it r
 work=${1:-${TMPDIR:-/tmp}/bench-memory}
 mkdir -p "$work" || exit 1
 results=$work/results
-: > "$results"
+[ -n "${REPORT_ONLY:-}" ] || : > "$results"
 
 # measure TAG CMD...: run CMD, append "TAG rc wall user sys vmhwm_kib anon_kib" to $results
 measure() {
@@ -57,7 +58,7 @@ measure() {
 
 gib() { awk -v k="$1" 'BEGIN { printf "%.2f", k / 1048576 }'; }
 
-for model in $MODELS; do
+for model in $([ -n "${REPORT_ONLY:-}" ] || echo $MODELS); do
     case $model in
     mixtral) config=$SRC/tests/data/configs/mixtral-8x7b.json ;;
     deepseek) config=$SRC/tests/data/configs/deepseek-moe-16b.json ;;
