@@ -122,12 +122,13 @@ qm_status qm_net_run(const qm_net *net, const qm_batch *g, size_t n, size_t held
     double t0 = qm_clock();
     int layers = (int)m->cfg.layers;
     for (int l = 0; st == QM_OK && l < layers; l++) {
+        double tl = qm_clock();
         st = one_layer(net, l, g, n, s, ws, hooks, d);
-        double t = qm_clock() - t0;
-        if (st == QM_OK)
+        double now = qm_clock(), t = now - tl;
+        if (st == QM_OK) /* tokens/s through this layer (conversion included); ETA from the mean so far */
             qm_progressf(net->progress, net->progress_ctx, "layer %d/%d: %zu tokens, %.0f tok/s, ETA %.0f s%s",
-                         l + 1, layers, tokens, (double)tokens * (l + 1) / (t > 0 ? t : 1e-9),
-                         t / (l + 1) * (layers - l - 1), qm_states_spilled(s) ? " (states spilled to disk)" : "");
+                         l + 1, layers, tokens, (double)tokens / (t > 0 ? t : 1e-9),
+                         (now - t0) / (l + 1) * (layers - l - 1), qm_states_spilled(s) ? " (states spilled to disk)" : "");
     }
     qm_fwd_ws_free(ws);
     if (st == QM_OK && out)
