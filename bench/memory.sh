@@ -106,7 +106,7 @@ done < "$results"
 echo
 echo "goals (issue 15)"
 awk -v layers="$LAYERS" '
-    { key = $1 " " $3 " " $4; anon[key, $2] = $9; if (!($2 in seen)) { seen[$2] = 1 } ; k[key] = 1 }
+    { key = $1 " " $3 " " $4; anon[key, $2] = $10; if (!($2 in seen)) { seen[$2] = 1 } ; k[key] = 1 }
     END {
         n = split(layers, d, " "); lo = d[1]; hi = d[n]
         for (key in k) if (anon[key, lo] > 0 && anon[key, hi] > 0)
@@ -115,7 +115,7 @@ awk -v layers="$LAYERS" '
 for c in score eval quantize; do
     awk -v c=$c -v f32="$( [ -f "$work/mixtral-2.layer" ] && echo $(( $(cat "$work/mixtral-2.layer") * 2 )) || echo 0)" '
         $1 == "mixtral" && $3 == c && $4 == "after" {
-            g = $9 / 1048576; lim = c == "quantize" ? 3 * 1e9 / 2^30 : 2 * f32 / 2^30
+            g = $10 / 1048576; lim = c == "quantize" ? 3 * 1e9 / 2^30 : 2 * f32 / 2^30
             printf "  mixtral %-8s %d layers: anon %.2f GiB, goal <= %.2f GiB: %s\n", c, $2, g, lim, g <= lim ? "met" : "NOT met"
         }' "$results"
 done
@@ -125,7 +125,7 @@ echo "projection for the full models (anonymous peak; after: the deepest figure,
 echo "before: linear in depth through the two depths measured)"
 awk -v layers="$LAYERS" '
     BEGIN { full["mixtral"] = 32; full["deepseek"] = 28 }
-    { anon[$1 " " $3 " " $4, $2] = $9; k[$1 " " $3 " " $4] = $1 }
+    { anon[$1 " " $3 " " $4, $2] = $10; k[$1 " " $3 " " $4] = $1 }
     END {
         n = split(layers, d, " "); lo = d[1]; hi = d[n]
         for (key in k) {
