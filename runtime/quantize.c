@@ -161,7 +161,8 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, float *H
                             r->m->t[ti].st->name, error);
     }
     memcpy(lin->w, dn->r.deq, (size_t)lin->out * in * sizeof *lin->w);
-    if (!r->o->fake_quant) { /* only the fake-quant writer reads the dequantized copy */
+    if (!r->o->fake_quant && !r->o->gguf) { /* the fake-quant writer reads the dequantized copy, and
+                                               the GGUF writer checks its blocks against it */
         free(dn->r.deq);
         dn->r.deq = NULL;
     }
