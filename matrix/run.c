@@ -295,6 +295,7 @@ static qm_status measure(bench *b, size_t i, const char *plan_path, const char *
     const qm_matrix_opts *o = b->o;
     /* quantize's per-tensor lines would drown the bench's own; quant_log.yaml keeps them */
     qm_quant_opts qo = qm_quant_opts_default();
+    qo.no_engine_warning = 1; /* the bench's checkpoints are measured, not served */
     qo.ctx = o->ctx;
     qo.samples = o->samples;
     qo.damp = o->damp;

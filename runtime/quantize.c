@@ -748,7 +748,7 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
         st = match_plan(&r, cur.config);
     /* GGUF's writer refuses what llama.cpp cannot hold, naming the tensor:
      * the unasked-for warning is for GPTQ checkpoints */
-    if (st == QM_OK && (!o->gguf || o->n_engines))
+    if (st == QM_OK && ((!o->gguf && !o->no_engine_warning) || o->n_engines))
         st = qm_engine_gate(o->engines, o->n_engines, o->strict, r.m, r.plan, r.by_tensor, o->gguf ? "gguf" : "gptq",
                             d);
     if (st == QM_OK)

@@ -43,6 +43,7 @@ typedef struct qm_quant_opts {
     const char *const *engines;
     size_t n_engines;
     int strict;
+    int no_engine_warning;   /* none: no warning either (checkpoints nobody serves) */
     /* Also write this GGUF file (qwriter_gguf.c); GPTQ then rounds every
      * scale to fp16, as ggml's blocks store it.  NULL: none. */
     const char *gguf;
