@@ -50,6 +50,8 @@ static int map_grow(tok_map *m)
 
 int tok_map_get(const tok_map *m, const char *k, size_t len, uint32_t *id)
 {
+    if (!k) /* an empty key may come with no pointer (an empty JSON string): */
+        k = ""; /* memcpy and memcmp must not see NULL even for 0 bytes */
     if (!m->cap)
         return 0;
     uint32_t h = hash_bytes(k, len);
@@ -65,6 +67,8 @@ int tok_map_get(const tok_map *m, const char *k, size_t len, uint32_t *id)
 
 int tok_map_put(tok_map *m, const char *k, size_t len, uint32_t id, uint32_t *old, int *oom)
 {
+    if (!k)
+        k = "";
     if (tok_map_get(m, k, len, old))
         return 1;
     if ((m->n + 1) * 2 > m->cap && !map_grow(m))
