@@ -48,6 +48,24 @@ typedef struct ctx {
     size_t slots;
 } ctx;
 
+/* The scratch of one check or fit over m (base left for the caller);
+ * QM_ENOMEM when any of it is missing (ctx_close() frees what there is). */
+static qm_status ctx_open(ctx *c, const qm_model *m, const qm_plan_tensor *const *pt)
+{
+    /* grouping slots: (layer, expert + 2, 2), see fused_slot() */
+    size_t slots = (size_t)m->cfg.layers * ((size_t)m->cfg.experts + 2) * 2 + 1;
+    *c = (ctx){m, pt, {0}, malloc(m->n + 1), malloc((m->n + 1) * sizeof(size_t)), malloc(slots * sizeof(size_t)),
+               slots};
+    return c->bad && c->ref && c->leader ? QM_OK : QM_ENOMEM;
+}
+
+static void ctx_close(ctx *c)
+{
+    free(c->bad);
+    free(c->ref);
+    free(c->leader);
+}
+
 static int routed(qm_part p)
 {
     return p == QM_PART_EXPERT_GATE || p == QM_PART_EXPERT_UP || p == QM_PART_EXPERT_DOWN;
@@ -342,10 +360,9 @@ qm_status qm_engine_check(const qm_engine *e, const qm_model *m, const qm_plan *
                           const qm_plan_tensor *const *by_tensor, int strict, qm_engine_verdict *v, qm_diag *d)
 {
     memset(v, 0, sizeof *v);
-    size_t slots = (size_t)m->cfg.layers * ((size_t)m->cfg.experts + 2) * 2 + 1;
-    ctx c = {m, by_tensor, qm_plan_base_scheme(p), malloc(m->n + 1), malloc((m->n + 1) * sizeof(size_t)),
-             malloc(slots * sizeof(size_t)), slots};
-    qm_status st = c.bad && c.ref && c.leader ? QM_OK : QM_ENOMEM;
+    ctx c;
+    qm_status st = ctx_open(&c, m, by_tensor);
+    c.base = qm_plan_base_scheme(p);
     for (size_t k = 0; k < e->n_rules && st == QM_OK; k++) {
         const qm_eng_rule *r = &e->rules[k];
         memset(c.bad, 0, m->n);
@@ -361,9 +378,7 @@ qm_status qm_engine_check(const qm_engine *e, const qm_model *m, const qm_plan *
             report(e, r, &c, &g[j], strict, v, d);
         free(g);
     }
-    free(c.bad);
-    free(c.ref);
-    free(c.leader);
+    ctx_close(&c);
     if (st != QM_OK)
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
     return QM_OK;
@@ -549,14 +564,14 @@ static void fix_groups(const ctx *c, const qm_engine *e, const qm_eng_rule *r, q
 qm_status qm_engine_fit(const qm_engine *e, const qm_model *m, qm_plan_tensor *t, unsigned char *changed,
                         qm_diag *d)
 {
-    size_t slots = (size_t)m->cfg.layers * ((size_t)m->cfg.experts + 2) * 2 + 1;
     const qm_plan_tensor **by = malloc((m->n + 1) * sizeof *by);
-    ctx c = {m, by, {0}, malloc(m->n + 1), malloc((m->n + 1) * sizeof(size_t)), malloc(slots * sizeof(size_t)),
-             slots};
-    qm_plan whole = {.n = m->n, .t = t};
-    qm_status st = by && c.bad && c.ref && c.leader ? QM_OK : qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    for (size_t i = 0; st == QM_OK && i < m->n; i++)
+    for (size_t i = 0; by && i < m->n; i++)
         by[i] = &t[i];
+    ctx c;
+    qm_plan whole = {.n = m->n, .t = t};
+    qm_status st = ctx_open(&c, m, by);
+    if (st != QM_OK || !by)
+        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
     /* A fix may break a rule met before it (raising a width changes a
      * fused group): a few rounds settle what can be settled. */
     for (int round = 0; round < 4 && st == QM_OK; round++) {
@@ -581,8 +596,6 @@ qm_status qm_engine_fit(const qm_engine *e, const qm_model *m, qm_plan_tensor *t
     if (st == QM_OK && (st = qm_engine_check(e, m, &whole, by, 1, &v, NULL)) == QM_OK && (v.refuses || v.wrong))
         st = qm_diag_fail(d, QM_EINVAL, "no plan fits %s: %s remain after fitting", e->name, v.why);
     free(by);
-    free(c.bad);
-    free(c.ref);
-    free(c.leader);
+    ctx_close(&c);
     return st;
 }
