@@ -133,8 +133,9 @@ static qm_status check_output(const qm_cli_compile_argv *a, const qm_plan *p, qm
                                  d);
 }
 
-/* Each --engine against the plan (diagnostics in d), or with none named
- * and a table to print, every engine quietly; verdicts in v (qm_n_engines),
+/* Each --engine and each engine the policy names against the plan
+ * (diagnostics in d), or with none named and a table to print, every
+ * engine quietly; verdicts in v (qm_n_engines),
  * each engine at its place in qm_engines, NULL where not checked. */
 static qm_status check_engines(const qm_cli_compile_argv *a, const qm_plan *p, qm_engine_verdict **v, qm_diag *d)
 {
@@ -148,7 +149,9 @@ static qm_status check_engines(const qm_cli_compile_argv *a, const qm_plan *p, q
         int named = 0;
         for (size_t j = 0; j < a->n_engines; j++)
             named |= strcmp(a->engines[j], qm_engines[k]->name) == 0;
-        if ((named || (table && !a->n_engines)) && !(v[k] = calloc(1, sizeof *v[k])))
+        for (size_t j = 0; j < p->nengines; j++) /* the policy's `engine NAME` */
+            named |= strcmp(p->engines[j], qm_engines[k]->name) == 0;
+        if ((named || (table && !a->n_engines && !p->nengines)) && !(v[k] = calloc(1, sizeof *v[k])))
             st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
         if (v[k])
             st = qm_engine_check(qm_engines[k], m, p, by, a->o.strict, v[k], named ? d : NULL);

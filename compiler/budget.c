@@ -161,12 +161,31 @@ static qm_status stage2(alloc *a, int up)
     return QM_OK;
 }
 
+qm_scorer qm_c_budget_scorer(const qm_cstate *c, int s)
+{
+    const qm_stmt *st = c->policy->stmt[s];
+    return st->u.budget.by == QM_SCORER_NONE ? QM_SCORER_OUTLIER : st->u.budget.by;
+}
+
+int qm_c_budget_whole(qm_scorer by)
+{
+    return by != QM_SCORER_OUTLIER;
+}
+
+double qm_c_budget_score(qm_cstate *c, qm_scorer by, size_t i)
+{
+    const qm_tensor *t = &c->model->t[i];
+    return by == QM_SCORER_FREQUENCY ? qm_c_freq(c, t->layer, t->expert)
+           : by == QM_SCORER_OUTLIER ? qm_c_outlier(c, i)
+                                     : qm_c_importance(c, by, t->layer);
+}
+
 qm_status qm_c_budget(qm_cstate *c, int s, double *achieved)
 {
     const qm_stmt *st = c->policy->stmt[s];
     const qm_model *m = c->model;
-    qm_scorer by = st->u.budget.by == QM_SCORER_NONE ? QM_SCORER_OUTLIER : st->u.budget.by;
-    int whole = by != QM_SCORER_OUTLIER;
+    qm_scorer by = qm_c_budget_scorer(c, s);
+    int whole = qm_c_budget_whole(by);
     double target = st->u.budget.bits;
     if (!qm_c_have(c, by, st->src, st->u.budget.by_span))
         return QM_EFORMAT;
@@ -212,9 +231,7 @@ qm_status qm_c_budget(qm_cstate *c, int s, double *achieved)
             if (c->set[idx[q]].bits != b.bits)
                 b.bits = -1;
         }
-        b.score = by == QM_SCORER_FREQUENCY ? qm_c_freq(c, t->layer, t->expert)
-                  : by == QM_SCORER_OUTLIER ? qm_c_outlier(c, idx[j])
-                                            : qm_c_importance(c, by, t->layer);
+        b.score = qm_c_budget_score(c, by, idx[j]);
         u[nu++] = b;
         j = e;
     }

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "compiler/internal.h"
+#include "model/engine.h"
 
 enum { MAX_APPLY_ERRORS = 3 };
 
@@ -42,6 +43,8 @@ void qm_cstate_free(qm_cstate *c)
     free(c->outlier_w);
     free(c->outlier_done);
     free(c->fitted);
+    free(c->prefit);
+    free(c->fit_why);
     qm_model_close(c->model);
     qm_policy_free(c->policy);
     memset(c, 0, sizeof *c);
@@ -189,6 +192,58 @@ static qm_status arch_guard(qm_cstate *c)
     return st;
 }
 
+/* `engine NAME [fit]`: each NAME one of model/engine.h's; the engine to fit
+ * to is --fit's, else the policy's (a note says when --fit overrides it). */
+static qm_status engine_stmts(qm_cstate *c)
+{
+    qm_status st = QM_OK;
+    c->fit = c->o->fit;
+    c->fit_stmt = -1;
+    for (size_t s = 0; s < c->policy->n; s++) {
+        const qm_stmt *x = c->policy->stmt[s];
+        if (x->kind != QM_STMT_ENGINE)
+            continue;
+        if (!qm_engine_find(x->u.engine.name)) {
+            qm_buf names = {0};
+            qm_engine_list(&names);
+            st = qm_source_diag(c->d, QM_SEV_ERROR, x->src, x->u.engine.name_span,
+                                "unknown engine '%s'; the engines are %s", x->u.engine.name, names.s ? names.s : "");
+            free(names.s);
+            continue;
+        }
+        if (!x->u.engine.fit)
+            continue;
+        if (c->o->fit && strcmp(c->o->fit, x->u.engine.name) != 0)
+            qm_source_diag(c->d, QM_SEV_NOTE, x->src, x->span, "--fit %s fits the plan to %s instead", c->o->fit,
+                           c->o->fit);
+        if (!c->o->fit) {
+            c->fit = x->u.engine.name;
+            c->fit_stmt = (int)s;
+        }
+    }
+    return st;
+}
+
+/* p->engines: the engines the policy names, each once, in source order. */
+static int plan_engines(const qm_cstate *c, qm_plan *p)
+{
+    const qm_policy *pol = c->policy;
+    p->engines = calloc(pol->n + 1, sizeof *p->engines);
+    if (!p->engines)
+        return -1;
+    for (size_t s = 0; s < pol->n; s++) {
+        const qm_stmt *x = pol->stmt[s];
+        if (x->kind != QM_STMT_ENGINE)
+            continue;
+        size_t j = 0;
+        while (j < p->nengines && strcmp(p->engines[j], x->u.engine.name) != 0)
+            j++;
+        if (j == p->nengines && !(p->engines[p->nengines++] = qm_arena_strdup(&p->strings, x->u.engine.name)))
+            return -1;
+    }
+    return 0;
+}
+
 /* 1 when a rule's actions are exactly `keep`. */
 static int only_keep(const qm_actions *a)
 {
@@ -228,6 +283,8 @@ qm_status qm_c_run(qm_cstate *c)
     qm_policy *p = c->policy;
     size_t n = m->n;
     qm_status st = arch_guard(c);
+    if (st == QM_OK)
+        st = engine_stmts(c);
     if (st != QM_OK)
         return st;
     for (size_t i = 0; i < n; i++)
@@ -309,6 +366,7 @@ qm_status qm_c_run(qm_cstate *c)
     if (nowidth)
         return QM_EFORMAT;
     if (budget >= 0) {
+        c->budget_stmt = budget;
         if ((st = qm_c_budget(c, budget, &c->budget_achieved)) != QM_OK)
             return st;
         c->has_budget = 1;
@@ -326,7 +384,7 @@ qm_status qm_c_run(qm_cstate *c)
         if (x->act_order < 0)
             x->act_order = 0;
     }
-    if (c->o->fit && (st = qm_c_fit(c)) != QM_OK)
+    if (c->fit && (st = qm_c_fit(c)) != QM_OK)
         return st;
 
     /* settings each weight must be able to take */
@@ -530,17 +588,17 @@ static qm_status make_plan(qm_cstate *c, qm_plan **out)
     size_t ns = c->policy->n;
     char **rules = calloc(ns + 1, sizeof *rules);
     int oom = !p->policy_path || !p->policy_sha256 || !p->arch || !p->config_sha256 || !p->t || !rules ||
-              plan_imports(c, p) != 0 ||
+              plan_imports(c, p) != 0 || plan_engines(c, p) != 0 ||
               (c->o->scores && (!p->scores_path || !p->scores_sha256));
     for (size_t s = 0; !oom && s <= ns; s++) {
         char *r = rule_text(c, (int)s - 1, 1);
         oom = !r || !(rules[s] = qm_arena_strdup(a, r));
         free(r);
     }
-    char *fit = c->o->fit ? qm_strfmt("fit %s", c->o->fit) : NULL;
+    char *fit = c->fit ? qm_strfmt("fit %s", c->fit) : NULL;
     char *fit_rule = fit ? qm_arena_strdup(a, fit) : NULL;
     free(fit);
-    oom |= c->o->fit && !fit_rule;
+    oom |= c->fit && !fit_rule;
     if (!oom) {
         plan_jobs j = {c, p, rules, fit_rule};
         qm_parallel_ranges(qm_cpus(), m->n, PLAN_RANGE, plan_range, &j);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "compiler/internal.h"
+#include "model/engine.h"
 
 static int touched(const qm_cstate *c, size_t s, size_t i)
 {
@@ -67,15 +68,54 @@ static void print_rule(FILE *f, const qm_cstate *c, size_t s)
 /* The score by which the budget moved tensor i's unit. */
 static void print_budget_score(FILE *f, qm_cstate *c, const qm_stmt *x, size_t i)
 {
-    const qm_tensor *t = &c->model->t[i];
-    qm_scorer by = x->u.budget.by == QM_SCORER_NONE ? QM_SCORER_OUTLIER : x->u.budget.by;
-    double v = by == QM_SCORER_FREQUENCY ? qm_c_freq(c, t->layer, t->expert)
-               : by == QM_SCORER_OUTLIER ? qm_c_outlier(c, i)
-                                         : qm_c_importance(c, by, t->layer);
+    (void)x;
+    qm_scorer by = qm_c_budget_scorer(c, c->budget_stmt);
+    double v = qm_c_budget_score(c, by, i);
     if (isnan(v))
         fprintf(f, "    %s: no score (moved in tie-rank order)\n", qm_scorer_name(by));
     else
         fprintf(f, "    %s %.6g\n", qm_scorer_name(by), v);
+}
+
+/* What fitting did to tensor i (c->fitted, fit.c): the setting before and
+ * after, and why: the engine's constraint that last changed it (what the
+ * engine does and where that was read), or the budget solved again. */
+static void print_fit(FILE *f, qm_cstate *c, size_t i)
+{
+    const qm_engine *e = qm_engine_find(c->fit);
+    if (c->fit_stmt >= 0) {
+        char *where = qm_c_rule_text(c, c->fit_stmt);
+        fprintf(f, "  %s: ", where ? where : "?");
+        print_stmt(f, c->policy->stmt[c->fit_stmt]);
+        free(where);
+    } else {
+        fprintf(f, "  --fit %s", c->fit);
+    }
+    fputs(": ", f);
+    print_setting(f, &c->prefit[i]);
+    fputs(" -> ", f);
+    print_setting(f, &c->set[i]);
+    fputc('\n', f);
+    const qm_setting *was = &c->prefit[i], *now = &c->set[i];
+    int width = was->bits != now->bits;
+    int scheme = was->group != now->group || was->sym != now->sym || was->act_order != now->act_order;
+    unsigned because[2] = {width ? c->fit_why[i].width : 0u, scheme ? c->fit_why[i].scheme : 0u};
+    for (int k = 0; k < 2; k++) {
+        if (because[k] == QM_FIT_BUDGET && !c->has_budget) {
+            fprintf(f, "    the rules' average kept over the units %s serves at one width\n", c->fit);
+        } else if (because[k] == QM_FIT_BUDGET) {
+            qm_scorer by = qm_c_budget_scorer(c, c->budget_stmt);
+            double v = qm_c_budget_score(c, by, i);
+            fprintf(f, "    the budget solved again over the units %s serves at one width", c->fit);
+            if (isnan(v))
+                fprintf(f, "; %s: no score (moved in tie-rank order)\n", qm_scorer_name(by));
+            else
+                fprintf(f, "; %s %.6g\n", qm_scorer_name(by), v);
+        } else if (e && because[k] >= 1 && because[k] <= e->n_rules && (k == 0 || because[1] != because[0])) {
+            const qm_eng_rule *r = &e->rules[because[k] - 1];
+            fprintf(f, "    %s: %s (%s %s: %s)\n", e->name, r->does, e->name, e->version, r->source);
+        }
+    }
 }
 
 /* The score and place behind each data-driven bracket of rule s's
@@ -176,6 +216,10 @@ qm_status qm_compile_explain(const qm_compile_opts *o, const char *selector, FIL
                     goto out;
                 any = 1;
             }
+        if (c.fitted && c.fitted[i]) {
+            print_fit(f, &c, i);
+            any = 1;
+        }
         if (!any)
             fputs(qm_parts[t->part].linear ? "  no rule: kept (not quantized unless a rule names its module)\n"
                                            : "  no rule: kept (norms and biases are always kept)\n",

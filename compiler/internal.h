@@ -12,6 +12,7 @@
 
 #include "compiler/compiler.h"
 #include "lang/ast.h"
+#include "model/engine.h"
 #include "model/model.h"
 
 /* Scores as the compiler ranks them (higher = more deserving of bits). */
@@ -67,9 +68,17 @@ typedef struct qm_cstate {
     double *outlier_w;     /* (model->n) outlier scores computed from weights */
     unsigned char *outlier_done; /* (model->n) */
     qm_status outlier_st;  /* sticky: the first failure computing one (its diagnostic is in d) */
-    unsigned char *fitted; /* (model->n) set by --fit; NULL without */
+    /* Fitting to an engine: --fit, else the policy's `engine NAME fit`. */
+    const char *fit;       /* the engine's name; NULL: no fitting */
+    int fit_stmt;          /* the policy's `engine NAME fit`, -1 when none or --fit */
+    /* (model->n) each; NULL without fitting */
+    unsigned char *fitted; /* 1 where fitting changed the setting */
+    qm_setting *prefit;    /* the settings before fitting */
+    qm_engine_why *fit_why; /* what last changed each width (an engine rule as qm_engine_fit()
+                             * says, or QM_FIT_BUDGET: the budget solved again) and scheme */
     size_t *rank;          /* (model->n) tie rank: layer, expert, canonical name */
     int has_budget;        /* the policy has a budget; qm_c_run() met it */
+    int budget_stmt;       /* its statement */
     double budget_target, budget_achieved; /* bits, as in the plan's summary */
     qm_why *why;           /* explain's question while it re-resolves a selector; NULL else */
     qm_diag *d;
@@ -99,8 +108,10 @@ double qm_c_outlier(qm_cstate *c, size_t tensor);
 /* 1 when the scorer has data for this model (an error is added otherwise). */
 int qm_c_have(qm_cstate *c, qm_scorer s, const qm_source *src, qm_span at);
 
-/* --fit: change c->set so that the engine o->fit serves the plan, note
- * what changed and the average it leaves (fit.c). */
+/* Fitting: change c->set so that engine c->fit serves the plan, solve the
+ * budget again over the widths and groups that engine allows, note what
+ * changed and the average it leaves (fit.c). */
+enum { QM_FIT_BUDGET = 0xff };
 qm_status qm_c_fit(qm_cstate *c);
 
 /* Read the scores file (o->scores) into c->sc; outlier scores absent from
@@ -110,6 +121,12 @@ void qm_c_scores_free(qm_cscores *s);
 
 /* Apply the budget statement `st` to c->set. */
 qm_status qm_c_budget(qm_cstate *c, int st, double *achieved);
+/* The scorer budget statement st ranks by, and the score it gives the
+ * unit holding routed-expert linear i (NAN: none); whole experts move as
+ * one unit unless the scorer is outlier (qm_c_budget_whole). */
+qm_scorer qm_c_budget_scorer(const qm_cstate *c, int st);
+double qm_c_budget_score(qm_cstate *c, qm_scorer by, size_t i);
+int qm_c_budget_whole(qm_scorer by);
 
 /* Parse, expand, open, read scores (compile.c); then qm_c_run(). */
 qm_status qm_c_start(qm_cstate *c, const qm_compile_opts *o, qm_diag *d, int record);

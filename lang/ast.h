@@ -235,6 +235,7 @@ typedef enum qm_stmt_kind {
     QM_STMT_IMPORT,  /* import "paper/attn-4bit" */
     QM_STMT_ARCH,    /* arch mixtral, deepseek */
     QM_STMT_BUDGET,  /* budget 3.0 bits [by outlier] */
+    QM_STMT_ENGINE,  /* engine vllm [fit] */
     QM_STMT_DEFAULT, /* default: 2bit group 128 sym */
     QM_STMT_RULE     /* shared_experts, layers[0..3].attn: 8bit */
 } qm_stmt_kind;
@@ -265,6 +266,12 @@ typedef struct qm_stmt {
             qm_scorer by;      /* QM_SCORER_NONE when `by` is absent */
             qm_span by_span;
         } budget;
+        struct {
+            const char *name;  /* as written ("llama.cpp"); the compiler knows the engines */
+            qm_span name_span;
+            int fit;           /* `fit`: compile the plan that engine serves */
+            qm_span fit_span;
+        } engine;
         struct {
             qm_selector *sel;  /* (nsel); 0 for `default` */
             size_t nsel;

@@ -589,6 +589,22 @@ void lang_check_stmt(lang_state *ps, qm_stmt *st)
         }
         break;
     }
+    case QM_STMT_ENGINE:
+        /* the name is the compiler's to check: lang/ knows no engines */
+        if (st->u.engine.fit < 0)
+            lang_error(ps, st->u.engine.fit_span, "'%.*s' after the engine's name; only 'fit' may follow it",
+                       (int)(st->u.engine.fit_span.end - st->u.engine.fit_span.begin),
+                       lang_text(ps->src, st->u.engine.fit_span));
+        if (st->u.engine.fit > 0) {
+            if (ps->fit) {
+                size_t line, col;
+                qm_source_linecol(ps->src, ps->fit->span.begin, &line, &col);
+                lang_error(ps, st->u.engine.fit_span, "a second engine to fit to; the first is on line %zu", line);
+            } else {
+                ps->fit = st;
+            }
+        }
+        break;
     case QM_STMT_DEFAULT:
         check_actions(ps, &st->u.rule.act, 1);
         break;

@@ -130,6 +130,9 @@ static void statement(qm_buf *b, const qm_stmt *st)
         if (st->u.budget.by != QM_SCORER_NONE)
             qm_buf_printf(b, " by %s", qm_scorer_name(st->u.budget.by));
         break;
+    case QM_STMT_ENGINE:
+        qm_buf_printf(b, "engine %s%s", st->u.engine.name, st->u.engine.fit ? " fit" : "");
+        break;
     case QM_STMT_DEFAULT:
         qm_buf_printf(b, "default: ");
         actions(b, &st->u.rule.act);

@@ -273,20 +273,23 @@ qm_status qm_policy_expand(qm_policy *p, const qm_search *s, qm_diag *d)
     qm_status r = expand(p, s, &root, 0, d);
     if (r != QM_OK)
         return r;
-    /* one budget in all (a file with two was already refused by the parser) */
-    const qm_stmt *budget = NULL;
+    /* one budget and one engine to fit to in all (a file with two was
+     * already refused by the parser) */
+    const qm_stmt *budget = NULL, *fit = NULL;
     for (size_t i = 0; i < p->n; i++) {
         const qm_stmt *st = p->stmt[i];
-        if (st->kind != QM_STMT_BUDGET)
+        int is_fit = st->kind == QM_STMT_ENGINE && st->u.engine.fit > 0;
+        if (st->kind != QM_STMT_BUDGET && !is_fit)
             continue;
-        if (!budget) {
-            budget = st;
+        const qm_stmt **first = is_fit ? &fit : &budget;
+        if (!*first) {
+            *first = st;
             continue;
         }
         size_t line, col;
-        qm_source_linecol(budget->src, budget->span.begin, &line, &col);
-        r = qm_source_diag(d, QM_SEV_ERROR, st->src, st->span, "a second budget; the first is at %s:%zu",
-                           budget->src->path, line);
+        qm_source_linecol((*first)->src, (*first)->span.begin, &line, &col);
+        r = qm_source_diag(d, QM_SEV_ERROR, st->src, st->span, "a second %s; the first is at %s:%zu",
+                           is_fit ? "engine to fit to" : "budget", (*first)->src->path, line);
     }
     return r;
 }

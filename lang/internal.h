@@ -67,6 +67,7 @@ typedef struct lang_state {
     lang_vec *stmts;       /* of qm_stmt * */
     lang_vec *comments;    /* of qm_comment */
     const qm_stmt *budget; /* the first budget statement */
+    const qm_stmt *fit;    /* the first `engine NAME fit` */
 
     /* errors */
     size_t errors;

@@ -120,7 +120,7 @@ static void yyerror(const qm_span *loc, yyscan_t scanner, lang_state *ps, const 
 %token <ival> INT "an integer" BITS "a width" DELTA "a relative width"
 %token <num> REAL "a number" PERCENT "a percentage"
 %token TERM "';' or a new line"
-%token IMPORT "'import'" ARCH "'arch'" BUDGET "'budget'" DEFAULT "'default'"
+%token IMPORT "'import'" ARCH "'arch'" BUDGET "'budget'" DEFAULT "'default'" ENGINE "'engine'"
 %token TOP "'top'" BOTTOM "'bottom'" RANDOM "'random'" PER "'per'" LAYER "'layer'"
 %token BY "'by'" SEED "'seed'" GROUP "'group'" NONE "'none'" BITWORD "'bits'"
 %token DOTDOT "'..'" LE "'<='" GE "'>='"
@@ -134,6 +134,7 @@ static void yyerror(const qm_span *loc, yyscan_t scanner, lang_state *ps, const 
 %type <seg> segment
 %type <act> action
 %type <vec> words selectors path actions ranges
+%type <str> dotted
 
 %%
 
@@ -173,6 +174,19 @@ stmt
                                 $$->u.budget.by = QM_SCORER_COUNT;
                                 $$->u.budget.by_span = @5;
                             }
+    | ENGINE dotted         {
+                                STMT($$, QM_STMT_ENGINE, @$);
+                                $$->u.engine.name = $2;
+                                $$->u.engine.name_span = @2;
+                            }
+    | ENGINE dotted IDENT   {
+                                /* the checker says what the word may be */
+                                STMT($$, QM_STMT_ENGINE, @$);
+                                $$->u.engine.name = $2;
+                                $$->u.engine.name_span = @2;
+                                $$->u.engine.fit = strcmp($3, "fit") == 0 ? 1 : -1;
+                                $$->u.engine.fit_span = @3;
+                            }
     | DEFAULT ':' actions   {
                                 STMT($$, QM_STMT_DEFAULT, @$);
                                 $$->u.rule.act.v = $3->v;
@@ -184,6 +198,23 @@ stmt
                                 $$->u.rule.nsel = $1->n;
                                 $$->u.rule.act.v = $3->v;
                                 $$->u.rule.act.n = $3->n;
+                            }
+    ;
+
+/* An engine's name: words joined by dots, as in llama.cpp. */
+dotted
+    : IDENT
+    | dotted '.' IDENT      {
+                                size_t a = strlen($1), b = strlen($3);
+                                char *s = lang_alloc(ps->arena, a + b + 2);
+                                if (!s) {
+                                    ps->oom = 1;
+                                    YYNOMEM;
+                                }
+                                memcpy(s, $1, a);
+                                s[a] = '.';
+                                memcpy(s + a + 1, $3, b + 1);
+                                $$ = s;
                             }
     ;
 
@@ -460,7 +491,7 @@ static int yyreport_syntax_error(const yypcontext_t *ctx, yyscan_t scanner, lang
     }
     if (want[YYSYMBOL_IMPORT]) {
         lang_error_once(ps, at, "unexpected %s; a statement starts with a selector, "
-                                "'default', 'budget', 'import' or 'arch'", what);
+                                "'default', 'budget', 'engine', 'import' or 'arch'", what);
         return 0;
     }
     if (want[YYSYMBOL_TOP] && want[YYSYMBOL_INT]) {

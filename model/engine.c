@@ -390,18 +390,25 @@ qm_status qm_engine_gate(const char *const *names, size_t n, int strict, const q
     qm_engine_verdict v;
     qm_status st = QM_OK;
     size_t errors = qm_diag_errors(d);
-    for (size_t k = 0; k < n && st == QM_OK; k++) {
-        const qm_engine *e = qm_engine_find(names[k]);
+    /* the named engines, then the plan's own (`engine NAME` in its policy) */
+    for (size_t k = 0; k < n + p->nengines && st == QM_OK; k++) {
+        const char *name = k < n ? names[k] : p->engines[k - n];
+        const qm_engine *e = qm_engine_find(name);
+        int again = 0;
+        for (size_t j = 0; j < k; j++)
+            again |= strcmp(j < n ? names[j] : p->engines[j - n], name) == 0;
+        if (again)
+            continue;
         if (!e) {
             qm_buf list = {0};
             qm_engine_list(&list);
-            st = qm_diag_fail(d, QM_EINVAL, "unknown engine '%s' (known: %s)", names[k], list.s ? list.s : "");
+            st = qm_diag_fail(d, QM_EINVAL, "unknown engine '%s' (known: %s)", name, list.s ? list.s : "");
             free(list.s);
         } else {
             st = qm_engine_check(e, m, p, by_tensor, strict, &v, d);
         }
     }
-    if (st != QM_OK || n)
+    if (st != QM_OK || n || p->nengines)
         return st == QM_OK && qm_diag_errors(d) > errors ? QM_EINVAL : st;
     qm_buf refuse = {0}, wrong = {0};
     for (size_t k = 0; k < qm_n_engines && st == QM_OK; k++) {
@@ -470,13 +477,21 @@ static int nearest_group(int g, unsigned mask, uint64_t in)
 }
 
 /* Fix the tensors c->bad marks for rule r; t is c->pt's mutable array. */
-static void fix(const ctx *c, const qm_eng_rule *r, qm_plan_tensor *t, unsigned char *changed)
+static void note(qm_engine_why *why, const qm_plan_tensor *was, const qm_plan_tensor *now, unsigned char mark)
+{
+    if (was->bits != now->bits)
+        why->width = mark;
+    if (was->group != now->group || was->sym != now->sym || was->act_order != now->act_order)
+        why->scheme = mark;
+}
+
+static void fix(const ctx *c, const qm_eng_rule *r, qm_plan_tensor *t, qm_engine_why *why, unsigned char mark)
 {
     const qm_model *m = c->m;
     for (size_t i = 0; i < m->n; i++) {
         if (!c->bad[i])
             continue;
-        qm_plan_tensor *x = &t[i];
+        qm_plan_tensor *x = &t[i], was = *x;
         switch (r->kind) {
         case QM_EC_WIDTHS: {
             int up = 0, down = 0;
@@ -511,7 +526,7 @@ static void fix(const ctx *c, const qm_eng_rule *r, qm_plan_tensor *t, unsigned 
             break;
         default: continue; /* the grouping kinds: fix_groups() */
         }
-        changed[i] = 1;
+        note(&why[i], &was, x, mark);
     }
 }
 
@@ -519,7 +534,7 @@ static void fix(const ctx *c, const qm_eng_rule *r, qm_plan_tensor *t, unsigned 
  * fused projection its widest part's; a layer's experts the weighted mean
  * width rounded to one e takes, with the first expert's other fields. */
 static void fix_groups(const ctx *c, const qm_engine *e, const qm_eng_rule *r, qm_plan_tensor *t,
-                       unsigned char *changed)
+                       qm_engine_why *why, unsigned char mark)
 {
     int fused = r->kind == QM_EC_FUSED;
     size_t (*slot)(const ctx *, const qm_eng_rule *, size_t) = fused ? fused_slot : experts_slot;
@@ -550,19 +565,18 @@ static void fix_groups(const ctx *c, const qm_engine *e, const qm_eng_rule *r, q
             want.bits = nearest_width(sum[s] / params[s], widths);
         qm_scheme a = qm_plan_scheme(&t[i]), b = qm_plan_scheme(&want);
         if (!qm_scheme_same(a, b)) {
+            note(&why[i], &t[i], &want, mark);
             t[i].bits = want.bits;
             t[i].group = want.group;
             t[i].sym = want.sym;
             t[i].act_order = want.act_order;
-            changed[i] = 1;
         }
     }
     free(sum);
     free(params);
 }
 
-qm_status qm_engine_fit(const qm_engine *e, const qm_model *m, qm_plan_tensor *t, unsigned char *changed,
-                        qm_diag *d)
+qm_status qm_engine_fit(const qm_engine *e, const qm_model *m, qm_plan_tensor *t, qm_engine_why *why, qm_diag *d)
 {
     const qm_plan_tensor **by = malloc((m->n + 1) * sizeof *by);
     for (size_t i = 0; by && i < m->n; i++)
@@ -586,9 +600,9 @@ qm_status qm_engine_fit(const qm_engine *e, const qm_model *m, qm_plan_tensor *t
                                   r->does);
                 free(what.s);
             } else if (r->kind == QM_EC_FUSED || r->kind == QM_EC_LAYER_EXPERTS) {
-                fix_groups(&c, e, r, t, changed);
+                fix_groups(&c, e, r, t, why, (unsigned char)(k + 1));
             } else {
-                fix(&c, r, t, changed);
+                fix(&c, r, t, why, (unsigned char)(k + 1));
             }
         }
     }
@@ -596,6 +610,70 @@ qm_status qm_engine_fit(const qm_engine *e, const qm_model *m, qm_plan_tensor *t
     if (st == QM_OK && (st = qm_engine_check(e, m, &whole, by, 1, &v, NULL)) == QM_OK && (v.refuses || v.wrong))
         st = qm_diag_fail(d, QM_EINVAL, "no plan fits %s: %s remain after fitting", e->name, v.why);
     free(by);
+    ctx_close(&c);
+    return st;
+}
+
+/* ---- widths for a budget solved after fitting ------------------------------ */
+
+/* 1 when r's scope holds linear i of m, whatever its scheme. */
+static int in_scope(const qm_model *m, const qm_eng_rule *r, size_t i)
+{
+    if (!qm_parts[m->t[i].part].linear)
+        return 0;
+    return r->scope == QM_ENG_ALL || (r->scope == QM_ENG_ROUTED) == routed(m->t[i].part);
+}
+
+unsigned qm_engine_widths(const qm_engine *e, const qm_model *m, size_t i)
+{
+    unsigned mask = 0;
+    for (int k = 0; k < QM_WIDTH_COUNT; k++) {
+        int w = qm_widths[k], ok = 1;
+        for (size_t j = 0; j < e->n_rules && ok; j++) {
+            const qm_eng_rule *r = &e->rules[j];
+            if (!in_scope(m, r, i) || (r->only_bits && !(r->only_bits >> w & 1)))
+                continue;
+            if (r->kind == QM_EC_WIDTHS)
+                ok = r->param >> w & 1;
+            else if (r->kind == QM_EC_INPUT_MULTIPLE)
+                ok = m->t[i].ndim != 2 || m->t[i].shape[1] % r->param == 0;
+        }
+        if (ok)
+            mask |= 1u << w;
+    }
+    return mask;
+}
+
+qm_status qm_engine_width_sets(const qm_engine *e, const qm_model *m, void (*join)(void *arg, size_t i, size_t j),
+                               void *arg)
+{
+    ctx c;
+    qm_status st = ctx_open(&c, m, NULL);
+    for (size_t k = 0; k < e->n_rules && st == QM_OK; k++) {
+        const qm_eng_rule *r = &e->rules[k];
+        size_t (*slot)(const ctx *, const qm_eng_rule *, size_t) =
+            r->kind == QM_EC_FUSED ? fused_slot : r->kind == QM_EC_LAYER_EXPERTS ? experts_slot : NULL;
+        size_t first = SIZE_MAX; /* one scheme for all: every linear of the scope joins the first */
+        if (!slot && !(r->kind == QM_EC_ONE_SCHEME && r->param == 0))
+            continue;
+        for (size_t s = 0; s < c.slots; s++)
+            c.leader[s] = SIZE_MAX;
+        for (size_t i = 0; i < m->n; i++) {
+            if (!in_scope(m, r, i))
+                continue;
+            size_t *lead = &first;
+            if (slot) {
+                size_t s = slot(&c, r, i);
+                if (s == SIZE_MAX)
+                    continue;
+                lead = &c.leader[s];
+            }
+            if (*lead == SIZE_MAX)
+                *lead = i;
+            else
+                join(arg, *lead, i);
+        }
+    }
     ctx_close(&c);
     return st;
 }

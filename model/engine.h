@@ -107,13 +107,30 @@ qm_status qm_engine_check(const qm_engine *e, const qm_model *m, const qm_plan *
  *   a layer's experts            one width: their parameter-weighted mean
  *                                rounded to a width e takes (up on a tie),
  *                                with the first expert's group and sym.
- * changed[i] is set for each tensor changed.  QM_OK when e serves the
+ * why[i] (m->n, zeroed by the caller) says which rules changed tensor i.
+ * e has at most 255 rules.  QM_OK when e serves the
  * result; else an error in d says what could not be fitted and why. */
-qm_status qm_engine_fit(const qm_engine *e, const qm_model *m, qm_plan_tensor *t, unsigned char *changed,
-                        qm_diag *d);
+typedef struct qm_engine_why {
+    unsigned char width;  /* 1 + the index in e->rules of the rule that last changed the width; 0 none */
+    unsigned char scheme; /* the same for group size, sym or act-order */
+} qm_engine_why;
+qm_status qm_engine_fit(const qm_engine *e, const qm_model *m, qm_plan_tensor *t, qm_engine_why *why, qm_diag *d);
+
+/* For moving widths after fitting (a budget solved again): the widths e
+ * takes for linear i of m whatever the rest of its scheme (fitting settles
+ * sym, act-order and group size but not these), a mask of 1 << bits. */
+unsigned qm_engine_widths(const qm_engine *e, const qm_model *m, size_t i);
+
+/* Calls join(arg, i, j) for pairs of linears of m that e needs at one width
+ * (the parts of a fused projection, a layer's experts, all the linears one
+ * scheme covers), enough pairs to connect each such set.  QM_ENOMEM is the
+ * only failure. */
+qm_status qm_engine_width_sets(const qm_engine *e, const qm_model *m, void (*join)(void *arg, size_t i, size_t j),
+                               void *arg);
 
 /* What a command that writes a checkpoint in `format` checks before any
- * work: each engine in names (n of them) as qm_engine_check() does, failing
+ * work: each engine in names (n of them) and in the plan's p->engines as
+ * qm_engine_check() does, failing
  * with QM_EINVAL when one gives an error; with none named, one warning
  * naming the engines reading that format that would refuse or misread the
  * checkpoint, and why. */

@@ -14,6 +14,7 @@ void qm_plan_free(qm_plan *p)
         return;
     free(p->t);
     free(p->imports);
+    free(p->engines);
     qm_arena_free(&p->strings);
     if (p->owner_free)
         p->owner_free(p->owner);
@@ -308,6 +309,20 @@ static qm_status read_plan(reader *r, const qm_ynode *root, qm_plan *p)
         p->scores_path = need_str(r, sc, "path", "scores", &st);
         if (st == QM_OK)
             p->scores_sha256 = need_str(r, sc, "sha256", "scores", &st);
+    }
+    const qm_ynode *en = pol ? qm_yin_get(pol, "engines") : NULL;
+    if (st == QM_OK && en) {
+        if (en->kind != QM_YSEQ)
+            return bad(r, en, "policy:", "'engines' must be a list of engine names");
+        if (!(p->engines = calloc(en->n + 1, sizeof *p->engines)))
+            return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
+        for (size_t i = 0; i < en->n; i++) {
+            const char *name = qm_yin_str(en->item[i]);
+            if (!name)
+                return bad(r, en->item[i], "policy: engines", "is not a name");
+            if (!(p->engines[p->nengines++] = qm_arena_strdup(&p->strings, name)))
+                return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
+        }
     }
     if (st != QM_OK)
         return st;

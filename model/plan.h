@@ -8,7 +8,8 @@
  * YAML layout (qmoe(1) documents every key):
  *
  *   qmoe_plan: 1
- *   policy:  {path: ..., sha256: ..., imports: [{name: ..., sha256: ...}] (only with imports)}
+ *   policy:  {path: ..., sha256: ..., imports: [{name: ..., sha256: ...}] (only with imports),
+ *             engines: [NAME, ...] (only when the policy names engines)}
  *   model:   {architecture: ..., config_sha256: ...}
  *   scores:  {path: ..., sha256: ...} | null
  *   summary: {average_bits, effective_bits,
@@ -62,6 +63,11 @@ typedef struct qm_plan {
     qm_plan_import *imports;           /* (nimports) each file once, first import first; owned.
                                         * Written by compile; qm_plan_read() leaves it empty */
     size_t nimports;
+    /* The engines the policy names (`engine NAME`, model/engine.h), which
+     * every command writing its checkpoint checks: (nengines), in the
+     * strings arena; written and read only when there are some. */
+    char **engines;
+    size_t nengines;
     char *arch, *config_sha256;
     char *scores_path, *scores_sha256; /* NULL when no scores were used */
     qm_plan_summary summary;

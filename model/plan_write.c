@@ -46,6 +46,13 @@ static qm_status emit(const qm_plan *p, qm_yaml *y, qm_diag *d)
         }
         qm_yaml_close(y);
     }
+    if (p->nengines) {
+        qm_yaml_str(y, "engines");
+        qm_yaml_flow_seq(y);
+        for (size_t i = 0; i < p->nengines; i++)
+            qm_yaml_str(y, p->engines[i]);
+        qm_yaml_close(y);
+    }
     qm_yaml_close(y);
     qm_yaml_str(y, "model");
     qm_yaml_map(y);
@@ -210,6 +217,16 @@ static int put_head(const qm_plan *p, qm_buf *b)
         put(b, "}\n");
         ok &= sn != 0 && sh != 0;
     }
+    if (p->nengines)
+        put(b, "  engines: [");
+    for (size_t i = 0; i < p->nengines; i++) {
+        int se = qm_yaml_simple_style(p->engines[i], 1);
+        put(b, i ? ", " : "");
+        put_styled(b, p->engines[i], se);
+        ok &= se != 0;
+    }
+    if (p->nengines)
+        put(b, "]\n");
     put(b, "model:\n");
     ok &= put_kv(b, "architecture", p->arch);
     ok &= put_kv(b, "config_sha256", p->config_sha256);

@@ -10,7 +10,7 @@
 
 (defgroup qmoe nil "Editing qmoe policies." :group 'languages)
 
-(defconst qmoe-statements '("import" "arch" "budget" "default"))
+(defconst qmoe-statements '("import" "arch" "budget" "engine" "default"))
 (defconst qmoe-keywords '("top" "bottom" "random" "per" "layer" "by" "seed" "group" "none" "bit" "bits"))
 (defconst qmoe-scorers '("frequency" "importance" "importance_residual" "outlier"))
 (defconst qmoe-actions '("keep" "sym" "asym" "act_order" "no_act_order"))

@@ -37,7 +37,8 @@
 
 static const char *const plan[] = {
     "qmoe_plan int", "policy map", "policy.path str", "policy.sha256 str",
-    "?policy.imports seq", "policy.imports[] map", "policy.imports[].name str", "policy.imports[].sha256 str", "model map",
+    "?policy.imports seq", "policy.imports[] map", "policy.imports[].name str", "policy.imports[].sha256 str",
+    "?policy.engines seq", "policy.engines[] str", "model map",
     "model.architecture str", "model.config_sha256 str", "scores map|null", "scores.path str",
     "scores.sha256 str", "summary map", "summary.average_bits num", "summary.effective_bits num",
     "?summary.budget_target_bits num", "?summary.budget_achieved_bits num", "summary.quantized_params int",

@@ -185,6 +185,24 @@ static void test_statements(void)
     CU_ASSERT_STRING_EQUAL(qm_family_name(QM_FAMILY_QWEN3MOE), "qwen3moe");
     CU_ASSERT_STRING_EQUAL(qm_module_name(QM_MOD_SHARED), "shared");
     qm_policy_free(p);
+    /* engine names are dotted words the compiler checks; `fit` may follow */
+    p = parse_ok("engine llama.cpp fit\nengine vllm\n");
+    CU_ASSERT_FATAL(p != NULL && p->n == 2);
+    CU_ASSERT(p->stmt[0]->kind == QM_STMT_ENGINE && p->stmt[0]->u.engine.fit == 1);
+    CU_ASSERT_STRING_EQUAL(p->stmt[0]->u.engine.name, "llama.cpp");
+    CU_ASSERT_SPAN(p, p->stmt[0]->u.engine.name_span, "llama.cpp");
+    CU_ASSERT_SPAN(p, p->stmt[0]->u.engine.fit_span, "fit");
+    CU_ASSERT(p->stmt[1]->kind == QM_STMT_ENGINE && p->stmt[1]->u.engine.fit == 0);
+    CU_ASSERT_STRING_EQUAL(p->stmt[1]->u.engine.name, "vllm");
+    qm_policy_free(p);
+    d = qm_diag_new();
+    CU_ASSERT_EQUAL(qm_policy_parse("t.qmoe", "engine vllm now", 15, &p, d), QM_EFORMAT);
+    TU_ASSERT_DIAG(d, "t.qmoe:1:13: error: 'now' after the engine's name; only 'fit' may follow it");
+    qm_diag_free(d);
+    d = qm_diag_new();
+    CU_ASSERT_EQUAL(qm_policy_parse("t.qmoe", "engine\n", 7, &p, d), QM_EFORMAT);
+    TU_ASSERT_DIAG(d, "t.qmoe:1:7: error: unexpected end of file; expected a name");
+    qm_diag_free(d);
 }
 
 static void test_positions(void)

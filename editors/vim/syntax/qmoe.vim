@@ -6,7 +6,7 @@ if exists("b:current_syntax")
   finish
 endif
 
-syn keyword qmoeStatement import arch budget default
+syn keyword qmoeStatement import arch budget engine default
 syn keyword qmoeKeyword   top bottom random per layer by seed group none bit bits
 syn keyword qmoeScorer    frequency importance importance_residual outlier
 syn keyword qmoeAction    keep sym asym act_order no_act_order
