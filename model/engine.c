@@ -532,9 +532,10 @@ static void fix(const ctx *c, const qm_eng_rule *r, qm_plan_tensor *t, qm_engine
 
 /* Give every tensor of each group (the slots of r's kind) one scheme: a
  * fused projection its widest part's; a layer's experts the weighted mean
- * width rounded to one e takes, with the first expert's other fields. */
-static void fix_groups(const ctx *c, const qm_engine *e, const qm_eng_rule *r, qm_plan_tensor *t,
-                       qm_engine_why *why, unsigned char mark)
+ * width rounded to one e takes, with the first expert's other fields.
+ * QM_ENOMEM when its scratch cannot be had. */
+static qm_status fix_groups(const ctx *c, const qm_engine *e, const qm_eng_rule *r, qm_plan_tensor *t,
+                            qm_engine_why *why, unsigned char mark)
 {
     int fused = r->kind == QM_EC_FUSED;
     size_t (*slot)(const ctx *, const qm_eng_rule *, size_t) = fused ? fused_slot : experts_slot;
@@ -542,7 +543,7 @@ static void fix_groups(const ctx *c, const qm_engine *e, const qm_eng_rule *r, q
     if (!sum || !params) {
         free(sum);
         free(params);
-        return; /* the check that follows reports what is left */
+        return QM_ENOMEM;
     }
     for (size_t s = 0; s < c->slots; s++)
         c->leader[s] = SIZE_MAX;
@@ -574,6 +575,7 @@ static void fix_groups(const ctx *c, const qm_engine *e, const qm_eng_rule *r, q
     }
     free(sum);
     free(params);
+    return QM_OK;
 }
 
 qm_status qm_engine_fit(const qm_engine *e, const qm_model *m, qm_plan_tensor *t, qm_engine_why *why, qm_diag *d)
@@ -600,7 +602,8 @@ qm_status qm_engine_fit(const qm_engine *e, const qm_model *m, qm_plan_tensor *t
                                   r->does);
                 free(what.s);
             } else if (r->kind == QM_EC_FUSED || r->kind == QM_EC_LAYER_EXPERTS) {
-                fix_groups(&c, e, r, t, why, (unsigned char)(k + 1));
+                if (fix_groups(&c, e, r, t, why, (unsigned char)(k + 1)) != QM_OK)
+                    st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
             } else {
                 fix(&c, r, t, why, (unsigned char)(k + 1));
             }

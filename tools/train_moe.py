@@ -7,14 +7,17 @@ the texts in ../shared/data/corpora and get the same weights (fixed seeds,
 fixed step counts, one thread).
 
 The models follow the Hugging Face definitions of their architectures exactly
-(modeling_mixtral.py, DeepSeek-MoE's modeling_deepseek.py):
+(modeling_mixtral.py, DeepSeek-MoE's modeling_deepseek.py, modeling_qwen3_moe.py):
 
   decoder layer   h = x + attn(rmsnorm(x));  out = h + ffn(rmsnorm(h))
   rmsnorm         x * rsqrt(mean(x^2) + eps) * w            (in fp32)
   attention       q/k/v/o without bias, RoPE (rotate_half, base rope_theta),
-                  grouped-query by repeating k/v heads, causal softmax
+                  grouped-query by repeating k/v heads, causal softmax;
+                  Qwen3 applies an RMSNorm of size head_dim to each head of
+                  q and k before RoPE, and head_dim is its own config key
   router          softmax over all experts (fp32), top-k,
-                  Mixtral renormalises the k weights, DeepSeek does not
+                  Mixtral and Qwen3 (norm_topk_prob) renormalise the k
+                  weights, DeepSeek does not
   expert          down(silu(gate(x)) * up(x))
   shared experts  one MLP of width n_shared * moe_intermediate_size, added
   dense layers    the first `first_k_dense_replace` DeepSeek layers
@@ -25,6 +28,8 @@ this with "qmoe_tokenizer": "byte" for the C side.
 Usage:
   python3 tools/train_moe.py --arch mixtral  --out examples/models/tiny-mixtral
   python3 tools/train_moe.py --arch deepseek --out examples/models/tiny-deepseek
+  python3 tools/train_moe.py --arch qwen3moe --out examples/models/tiny-qwen3moe \
+      --state /tmp/qwen3moe.state.pt
   python3 tools/train_moe.py --arch mixtral --out DIR --golden-only
 """
 
@@ -100,7 +105,47 @@ CONFIGS = {
         "torch_dtype": "bfloat16",
         "qmoe_tokenizer": "byte",
     },
+    # Real proportions (issue #20): experts are 94% of the quantizable
+    # weights and every linear's input width is a multiple of 256, so
+    # llama.cpp's k-quants apply to all of them.
+    "qwen3moe": {
+        "architectures": ["Qwen3MoeForCausalLM"],
+        "model_type": "qwen3_moe",
+        "vocab_size": 256,
+        "hidden_size": 256,
+        "intermediate_size": 768,
+        "moe_intermediate_size": 256,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 64,
+        "num_experts": 16,
+        "num_experts_per_tok": 2,
+        "norm_topk_prob": True,
+        "decoder_sparse_step": 1,
+        "mlp_only_layers": [],
+        "router_aux_loss_coef": 0.01,
+        "output_router_logits": False,
+        "hidden_act": "silu",
+        "max_position_embeddings": 512,
+        "rms_norm_eps": 1e-06,
+        "rope_theta": 1000000.0,
+        "rope_scaling": None,
+        "attention_bias": False,
+        "attention_dropout": 0.0,
+        "use_sliding_window": False,
+        "sliding_window": None,
+        "tie_word_embeddings": False,
+        "bos_token_id": None,
+        "eos_token_id": None,
+        "torch_dtype": "bfloat16",
+        "qmoe_tokenizer": "byte",
+    },
 }
+
+
+def head_dim(c):
+    return c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
 
 
 # ---------------------------------------------------------------- the model
@@ -136,7 +181,11 @@ class Attention(nn.Module):
         d = c["hidden_size"]
         self.nh = c["num_attention_heads"]
         self.nkv = c["num_key_value_heads"]
-        self.hd = d // self.nh
+        self.hd = head_dim(c)
+        self.qk_norm = c["model_type"] == "qwen3_moe"
+        if self.qk_norm:
+            self.q_norm = RMSNorm(self.hd, c["rms_norm_eps"])
+            self.k_norm = RMSNorm(self.hd, c["rms_norm_eps"])
         self.q_proj = nn.Linear(d, self.nh * self.hd, bias=False)
         self.k_proj = nn.Linear(d, self.nkv * self.hd, bias=False)
         self.v_proj = nn.Linear(d, self.nkv * self.hd, bias=False)
@@ -144,8 +193,11 @@ class Attention(nn.Module):
 
     def forward(self, x, cos, sin):
         b, t, _ = x.shape
-        q = self.q_proj(x).view(b, t, self.nh, self.hd).transpose(1, 2)
-        k = self.k_proj(x).view(b, t, self.nkv, self.hd).transpose(1, 2)
+        q = self.q_proj(x).view(b, t, self.nh, self.hd)
+        k = self.k_proj(x).view(b, t, self.nkv, self.hd)
+        if self.qk_norm:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
         v = self.v_proj(x).view(b, t, self.nkv, self.hd).transpose(1, 2)
         cos, sin = cos[:t], sin[:t]
         q = q * cos + rotate_half(q) * sin
@@ -218,7 +270,7 @@ def run_experts(x, experts, w, idx):
 
 
 class SparseMoe(nn.Module):
-    """Mixtral's block_sparse_moe or DeepSeek's MoE mlp, by config."""
+    """Mixtral's block_sparse_moe, DeepSeek's or Qwen3's MoE mlp, by config."""
 
     def __init__(self, c):
         super().__init__()
@@ -229,6 +281,11 @@ class SparseMoe(nn.Module):
             self.gate = DeepseekGate(d, self.n)
             self.experts = nn.ModuleList(MLP(d, c["moe_intermediate_size"]) for _ in range(self.n))
             self.shared_experts = MLP(d, c["moe_intermediate_size"] * c["n_shared_experts"])
+            self.renorm = c["norm_topk_prob"]
+        elif c["model_type"] == "qwen3_moe":
+            self.n = c["num_experts"]
+            self.gate = nn.Linear(d, self.n, bias=False)
+            self.experts = nn.ModuleList(MLP(d, c["moe_intermediate_size"]) for _ in range(self.n))
             self.renorm = c["norm_topk_prob"]
         else:
             self.n = c["num_local_experts"]
@@ -258,6 +315,8 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(d, eps)
         if c["model_type"] == "mixtral":
             self.block_sparse_moe = SparseMoe(c)
+        elif c["model_type"] == "qwen3_moe":
+            self.mlp = SparseMoe(c)
         elif layer < c["first_k_dense_replace"]:
             self.mlp = MLP(d, c["intermediate_size"])
         else:
@@ -286,12 +345,12 @@ class CausalLM(nn.Module):
         self.c = c
         self.model = Backbone(c)
         self.lm_head = nn.Linear(c["hidden_size"], c["vocab_size"], bias=False)
-        hd = c["hidden_size"] // c["num_attention_heads"]
+        hd = head_dim(c)
         cos, sin = rope_tables(hd, c["max_position_embeddings"], c["rope_theta"])
         self.register_buffer("cos", cos, persistent=False)
         self.register_buffer("sin", sin, persistent=False)
         for name, p in self.named_parameters():
-            if name.endswith("layernorm.weight") or name == "model.norm.weight":
+            if name.endswith("norm.weight"):
                 continue
             nn.init.normal_(p, std=0.02)
 
@@ -306,7 +365,19 @@ class CausalLM(nn.Module):
 
 
 def aux_loss(model):
-    """Switch/Mixtral load-balancing loss, averaged over MoE blocks."""
+    """Switch/Mixtral load-balancing loss, averaged over MoE blocks.
+
+    Qwen3 gets transformers' load_balancing_loss_func exactly: the router
+    outputs of all layers concatenated, tokens_per_expert of shape
+    [top_k, experts] summed over both, times the expert count (k times the
+    per-slot form, and the layers pooled rather than averaged)."""
+    if model.c["model_type"] == "qwen3_moe":
+        blocks = model.moe_blocks()
+        probs = torch.cat([moe.last[0] for _, moe in blocks])
+        idx = torch.cat([moe.last[1] for _, moe in blocks])
+        n = blocks[0][1].n
+        tokens_per_expert = F.one_hot(idx, n).float().mean(dim=0)
+        return n * (tokens_per_expert * probs.mean(dim=0)[None]).sum()
     total = 0.0
     blocks = model.moe_blocks()
     for _, moe in blocks:
@@ -474,6 +545,45 @@ def write_golden(model, out, test):
                       "produced_by": "tools/train_moe.py (PyTorch, fp32 math on the BF16 weights)"})
 
 
+def write_loss_svg(out):
+    """loss_curve.svg beside train_log.yaml: training bits per byte against
+    step, with the held-out bits per byte as dashed lines.  Read from the
+    log so that a finished run's curve can be drawn again (--svg-only)."""
+    import re
+    text = open(os.path.join(out, "train_log.yaml")).read()
+    pts = [(int(a), float(b)) for a, b in re.findall(r"^  - \[(\d+), ([0-9.]+)\]$", text, re.M)]
+    held = re.findall(r"^  ([a-z0-9-]+): ([0-9.]+)$", text.split("bits_per_byte:")[1].split("expert_load:")[0], re.M)
+    arch = re.search(r"^architecture: (\S+)", text, re.M).group(1)
+    w, h, l, r, t, b = 640, 400, 60, 170, 30, 50
+    xmax = max(s for s, _ in pts)
+    ymin, ymax = 1.5, 4.0
+    X = lambda s: l + (w - l - r) * s / xmax
+    Y = lambda v: t + (h - t - b) * (ymax - min(max(v, ymin), ymax)) / (ymax - ymin)
+    o = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">' % (w, h),
+         '<rect width="100%" height="100%" fill="white"/>',
+         '<text x="%d" y="18" font-size="14">%s: training loss (bits per byte)</text>' % (l, arch)]
+    for v in (1.5, 2.0, 2.5, 3.0, 3.5, 4.0):
+        o.append('<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/>' % (l, w - r, Y(v), Y(v)))
+        o.append('<text x="%d" y="%.1f" text-anchor="end">%.1f</text>' % (l - 6, Y(v) + 4, v))
+    for k in range(0, 5):
+        s_ = xmax * k / 4
+        o.append('<text x="%.1f" y="%d" text-anchor="middle">%d</text>' % (X(s_), h - b + 18, s_))
+    o.append('<text x="%d" y="%d" text-anchor="middle">step</text>' % ((l + w - r) / 2, h - 12))
+    o.append('<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="%s"/>' %
+             " ".join("%.1f,%.1f" % (X(s_), Y(v)) for s_, v in pts))
+    colors = ["#d62728", "#2ca02c", "#9467bd"]
+    for i, (name, v) in enumerate(held):
+        c = colors[i % len(colors)]
+        o.append('<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="%s" stroke-dasharray="4 3"/>' %
+                 (l, w - r, Y(float(v)), Y(float(v)), c))
+        o.append('<text x="%d" y="%.1f" fill="%s">%s %.3f</text>' % (w - r + 6, t + 16 * i + 10, c, name, float(v)))
+    o.append('<text x="%d" y="%.1f" fill="#1f77b4">training</text>' % (w - r + 6, t + 16 * len(held) + 10))
+    o.append("</svg>")
+    with open(os.path.join(out, "loss_curve.svg.tmp"), "w") as f:
+        f.write("\n".join(o) + "\n")
+    os.replace(os.path.join(out, "loss_curve.svg.tmp"), os.path.join(out, "loss_curve.svg"))
+
+
 # ---------------------------------------------------------------- main
 
 def main():
@@ -489,6 +599,11 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--eval-bytes", type=int, default=0,
                     help="evaluate on this many leading bytes of each held-out text (0: all)")
+    ap.add_argument("--state", default=None,
+                    help="where the resumable run state lives (default: OUT/train_state.pt); "
+                         "keep it outside the repository")
+    ap.add_argument("--svg-only", action="store_true",
+                    help="draw loss_curve.svg again from OUT/train_log.yaml")
     ap.add_argument("--golden-only", action="store_true",
                     help="recompute golden.safetensors from the saved model.safetensors")
     args = ap.parse_args()
@@ -500,6 +615,9 @@ def main():
     train, held = load_corpora()
     model = CausalLM(cfg)
 
+    if args.svg_only:
+        write_loss_svg(args.out)
+        return
     if args.golden_only:
         state = load_safetensors_bf16(os.path.join(args.out, "model.safetensors"))
         load_bf16_into(model, state)
@@ -514,7 +632,7 @@ def main():
                             lr=args.lr, betas=(0.9, 0.95))
     coef = cfg.get("router_aux_loss_coef", cfg.get("aux_loss_alpha"))
     warm = max(1, args.steps // 20)
-    state_path = os.path.join(args.out, "train_state.pt")
+    state_path = args.state or os.path.join(args.out, "train_state.pt")
     start, losses, acc, acc_n, spent = 0, [], 0.0, 0, 0.0
     if os.path.exists(state_path):  # resume an interrupted run
         st = torch.load(state_path, weights_only=False)
@@ -571,6 +689,7 @@ def main():
     write_golden(model, args.out, held["wikitext2-test"])
     write_train_log(os.path.join(args.out, "train_log.yaml"), cfg, args, losses, evals, loads,
                     seconds, args.steps * args.batch * args.accum * args.ctx)
+    write_loss_svg(args.out)
     os.remove(state_path)
 
 
