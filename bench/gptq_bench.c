@@ -43,7 +43,7 @@ static void one(int out, int in, int tokens, double peak)
     qm_hessian_add(H, X, tokens, in);
     qm_hessian_finish(H, in, tokens);
     double th = now() - t0;
-    qm_qspec s = {4, 128, 1, 0, 0, 0, 0.01, 0};
+    qm_qspec s = {4, 128, 1, 0, 0, 0, 0.01, 0, 0, 0};
     qm_qresult r;
     qm_diag *d = qm_diag_new();
     t0 = now();

@@ -1,4 +1,4 @@
-/* gguf.c: the GGUF v3 container and ggml's block layouts (see gguf.h). */
+/* gguf.c: the GGUF v3 container (see gguf.h); the block types are in ggml_blocks.c. */
 #include "config.h"
 
 #include <stdlib.h>
@@ -7,94 +7,8 @@
 #include "model/dtype.h"
 #include "model/gguf.h"
 
-const qm_ggml_type_info qm_ggml_types[QM_GGML_TYPE_COUNT] = {
-    [QM_GGML_F32] = {"F32", 1, 4, 1},
-    [QM_GGML_F16] = {"F16", 1, 2, 1},
-    [QM_GGML_Q4_0] = {"Q4_0", 32, 2 + 16, 1},
-    [QM_GGML_Q4_1] = {"Q4_1", 32, 2 + 2 + 16, 1},
-    [QM_GGML_Q5_0] = {"Q5_0", 32, 2 + 4 + 16, 0},
-    [QM_GGML_Q5_1] = {"Q5_1", 32, 2 + 2 + 4 + 16, 0},
-    [QM_GGML_Q8_0] = {"Q8_0", 32, 2 + 32, 1},
-    [QM_GGML_Q8_1] = {"Q8_1", 32, 2 + 2 + 32, 0},
-    /* k-quants: 256-value super-blocks (ggml-common.h's block_qN_K sizes) */
-    [QM_GGML_Q2_K] = {"Q2_K", 256, 16 + 64 + 2 + 2, 0},
-    [QM_GGML_Q3_K] = {"Q3_K", 256, 32 + 64 + 12 + 2, 0},
-    [QM_GGML_Q4_K] = {"Q4_K", 256, 2 + 2 + 12 + 128, 0},
-    [QM_GGML_Q5_K] = {"Q5_K", 256, 2 + 2 + 12 + 32 + 128, 0},
-    [QM_GGML_Q6_K] = {"Q6_K", 256, 128 + 64 + 16 + 2, 0},
-    [QM_GGML_Q8_K] = {"Q8_K", 256, 4 + 256 + 32, 0},
-    [QM_GGML_BF16] = {"BF16", 1, 2, 1},
-};
-
 /* The GGUF metadata value types used here (gguf.h of ggml numbers them). */
 enum { GGUF_U32 = 4, GGUF_F32 = 6, GGUF_BOOL = 7, GGUF_STRING = 8 };
-
-uint64_t qm_ggml_nbytes(int t, uint64_t n)
-{
-    if (t < 0 || t >= QM_GGML_TYPE_COUNT || !qm_ggml_types[t].name || n % (uint64_t)qm_ggml_types[t].block)
-        return 0;
-    return n / (uint64_t)qm_ggml_types[t].block * (uint64_t)qm_ggml_types[t].bytes;
-}
-
-static void put16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-}
-
-static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] | p[1] << 8); }
-
-void qm_ggml_put_row(int t, uint8_t *dst, const uint8_t *codes, const uint16_t *d, const uint16_t *min, size_t n)
-{
-    for (size_t b = 0; b < n / 32; b++, codes += 32) {
-        uint8_t *p = dst + b * (size_t)qm_ggml_types[t].bytes;
-        put16(p, d[b]);
-        if (t == QM_GGML_Q8_0) {
-            for (int j = 0; j < 32; j++)
-                p[2 + j] = (uint8_t)(int8_t)(codes[j] - 128);
-            continue;
-        }
-        if (t == QM_GGML_Q4_1)
-            put16(p + 2, min[b]);
-        uint8_t *qs = p + (t == QM_GGML_Q4_1 ? 4 : 2);
-        for (int j = 0; j < 16; j++)
-            qs[j] = (uint8_t)((codes[j] & 15) | (codes[j + 16] & 15) << 4);
-    }
-}
-
-void qm_ggml_to_f32(int t, const uint8_t *src, float *dst, size_t n)
-{
-    if (t == QM_GGML_F32 || t == QM_GGML_F16 || t == QM_GGML_BF16) {
-        for (size_t i = 0; i < n; i++) {
-            if (t == QM_GGML_F32)
-                memcpy(&dst[i], src + 4 * i, 4);
-            else
-                dst[i] = t == QM_GGML_F16 ? qm_f16_to_f32(get16(src + 2 * i)) : qm_bf16_to_f32(get16(src + 2 * i));
-        }
-        return;
-    }
-    for (size_t b = 0; b < n / 32; b++, dst += 32) {
-        const uint8_t *p = src + b * (size_t)qm_ggml_types[t].bytes;
-        float d = qm_f16_to_f32(get16(p));
-        if (t == QM_GGML_Q8_0) {
-            for (int j = 0; j < 32; j++)
-                dst[j] = (float)(int8_t)p[2 + j] * d;
-            continue;
-        }
-        float m = t == QM_GGML_Q4_1 ? qm_f16_to_f32(get16(p + 2)) : 0;
-        const uint8_t *qs = p + (t == QM_GGML_Q4_1 ? 4 : 2);
-        for (int j = 0; j < 16; j++) {
-            int lo = qs[j] & 15, hi = qs[j] >> 4;
-            if (t == QM_GGML_Q4_1) {
-                dst[j] = (float)lo * d + m;
-                dst[j + 16] = (float)hi * d + m;
-            } else {
-                dst[j] = (float)(lo - 8) * d;
-                dst[j + 16] = (float)(hi - 8) * d;
-            }
-        }
-    }
-}
 
 /* ---- metadata ---------------------------------------------------------------------------------- */
 

@@ -8,11 +8,9 @@
  * each tensor starting at a multiple of the alignment.  All little-endian.
  *
  * Block types store `block` consecutive values of a row in `bytes` bytes
- * (ggml-common.h): Q8_0 {f16 d; i8 q[32]} = d q; Q4_0 {f16 d; u8 nibbles[16]}
- * = d (q - 8) with value j in the low nibble of byte j and value j + 16 in
- * its high nibble; Q4_1 {f16 d; f16 m; nibbles[16]} = d q + m.  The table
- * below ties each ggml type id to its name and sizes; ids qmoe does not
- * handle have no name.
+ * (ggml-common.h; each layout is spelled out in ggml_blocks.c).  The table
+ * below ties each ggml type id to its name, sizes and dequantization; ids
+ * qmoe does not handle have no name.
  */
 #ifndef QM_GGUF_H
 #define QM_GGUF_H
@@ -47,7 +45,9 @@ typedef struct qm_ggml_type_info {
     const char *name; /* NULL: an id qmoe does not handle */
     int block;        /* values per block */
     int bytes;        /* bytes per block */
-    int deq;          /* qm_ggml_to_f32() reads it */
+    /* One block to `block` floats exactly as ggml dequantizes it; NULL:
+     * qm_ggml_to_f32() does not read the type (Q8_1, Q8_K). */
+    void (*deq)(const uint8_t *blk, float *y);
 } qm_ggml_type_info;
 
 extern const qm_ggml_type_info qm_ggml_types[QM_GGML_TYPE_COUNT];
@@ -62,8 +62,22 @@ uint64_t qm_ggml_nbytes(int t, uint64_t n);
  * code (4-bit symmetric zero 8), Q4_1 the code with m = min[b].  dst holds
  * qm_ggml_nbytes(t, n) bytes.  For Q8_0 and Q4_0 min is not read. */
 void qm_ggml_put_row(int t, uint8_t *dst, const uint8_t *codes, const uint16_t *d, const uint16_t *min, size_t n);
-/* n values of type t (one whose info has deq set: F32, F16, BF16, Q8_0,
- * Q4_0, Q4_1) at src as float into dst, exactly as ggml dequantizes them. */
+/* The quantized scales of a row's k-quant super-blocks: per super-block the
+ * fp16 bits of d (and dmin), per sub-block (16 values for Q2_K and Q3_K,
+ * 32 for Q4_K) the scale l (Q3_K: signed, -32 to 31; else 0 to 15 / 63)
+ * and the min m (Q2_K, Q4_K).  Borrowed. */
+typedef struct qm_ggml_kscales {
+    const uint16_t *d, *dmin; /* (n / 256); dmin NULL for Q3_K */
+    const int8_t *l;          /* (n / sub) */
+    const uint8_t *m;         /* (n / sub); NULL for Q3_K */
+} qm_ggml_kscales;
+
+/* One row of n values (a multiple of 256) as Q2_K, Q3_K or Q4_K from codes
+ * of a two-level GPTQ grid (gptq.h): Q2_K and Q4_K store the code (x = d l
+ * code - dmin m), Q3_K code - 4 (x = d l (code - 4)). */
+void qm_ggml_put_krow(int t, uint8_t *dst, const uint8_t *codes, const qm_ggml_kscales *k, size_t n);
+/* n values of type t (one whose info has deq set) at src as float into
+ * dst, exactly as ggml dequantizes them; n is a multiple of the block. */
 void qm_ggml_to_f32(int t, const uint8_t *src, float *dst, size_t n);
 
 /* Metadata in the order added, serialized as it goes (values are copied). */

@@ -29,6 +29,11 @@ void qm_qresult_free(qm_qresult *r)
     free(r->scale);
     free(r->zero);
     free(r->g_idx);
+    free(r->min);
+    free(r->lscale);
+    free(r->lmin);
+    free(r->sd);
+    free(r->smin);
     memset(r, 0, sizeof *r);
 }
 
@@ -102,10 +107,19 @@ void qm_hessian_finish(float *H, int in, long long samples)
 
 static float quant1(float w, float scale, int zero, int maxq, int *code)
 {
-    float q = nearbyintf(w / scale) + (float)zero;
+    float q = scale == 0 ? (float)zero : nearbyintf(w / scale) + (float)zero; /* 0: two-level grids only */
     q = q < 0 ? 0 : q > (float)maxq ? (float)maxq : q;
     *code = (int)q;
     return scale * (q - (float)zero);
+}
+
+/* The asymmetric two-level grid's w' = scale q - min (see gptq.h). */
+static float quant_min(float w, float scale, float min, int maxq, int *code)
+{
+    float q = scale == 0 ? 0 : nearbyintf((w + min) / scale);
+    q = q < 0 ? 0 : q > (float)maxq ? (float)maxq : q;
+    *code = (int)q;
+    return scale * q - min;
 }
 
 static void grid_from_range(float mn, float mx, int maxq, int sym, int fp16, float *scale, int *zero)
@@ -175,6 +189,70 @@ static void find_params(const float *Wt, int out, int r0, int r1, const int *row
     }
 }
 
+static float fp16_value(float x) { return qm_f16_to_f32(qm_f32_to_f16(x)); }
+
+/* The two-level grids (see gptq.h) of every group of Wt (in, out; column
+ * order, static groups): r->scale, zero and lscale and sd, and for the
+ * asymmetric form min, lmin and smin.  First each group's own scale (and
+ * min) into r->scale (r->min), a group at a time across all rows; then each
+ * row's super-groups quantize them. */
+static void find_two_level(const float *Wt, int out, int in, const qm_qspec *s, qm_qresult *r)
+{
+    int gs = s->group, G = in / gs, maxq = (1 << s->bits) - 1, zero = (maxq + 1) / 2;
+    for (int g = 0; g < G; g++) {
+        float *sc = r->scale + (size_t)g * out, *mn = r->min ? r->min + (size_t)g * out : NULL;
+        for (int o = 0; o < out; o++) {
+            float lo = 0, hi = 0; /* 0 is always inside the range */
+            for (int k = 0; k < gs; k++) {
+                float w = Wt[(size_t)(g * gs + k) * out + o];
+                lo = w < lo ? w : lo;
+                hi = w > hi ? w : hi;
+            }
+            if (mn) {
+                sc[o] = (hi - lo) / (float)maxq;
+                mn[o] = -lo;
+            } else {
+                sc[o] = -(-lo >= hi ? lo : hi) / (float)zero; /* the largest magnitude lands on code 0 */
+            }
+        }
+    }
+    int S = s->super, half = 1 << (s->scale_bits - 1), nq = (1 << s->scale_bits) - 1;
+    for (int o = 0; o < out; o++)
+        for (int b = 0; b < G / S; b++) {
+            size_t k0 = (size_t)b * S * out + o, sb = (size_t)b * out + o;
+            float vmax = 0, smax = 0, mmax = 0;
+            for (int j = 0; j < S; j++) {
+                float v = r->scale[k0 + (size_t)j * out];
+                vmax = fabsf(v) > fabsf(vmax) ? v : vmax;
+                smax = v > smax ? v : smax;
+                mmax = r->min && r->min[k0 + (size_t)j * out] > mmax ? r->min[k0 + (size_t)j * out] : mmax;
+            }
+            float d = fp16_value(r->min ? smax / (float)nq : -vmax / (float)half);
+            float dm = r->min ? fp16_value(mmax / (float)nq) : 0;
+            r->sd[sb] = d;
+            if (r->min)
+                r->smin[sb] = dm;
+            for (int j = 0; j < S; j++) {
+                size_t k = k0 + (size_t)j * out;
+                float v = r->scale[k], l = d != 0 ? nearbyintf(v / d) : 0;
+                if (r->min) {
+                    l = d != 0 ? fminf(fmaxf(l, 1), (float)nq) : 0;
+                    float m = dm != 0 ? fminf(fmaxf(nearbyintf(r->min[k] / dm), 0), (float)nq) : 0;
+                    r->lmin[k] = (uint8_t)m;
+                    r->min[k] = dm * m;
+                    r->zero[k] = 0;
+                } else {
+                    l = fminf(fmaxf(l, (float)-half), (float)(half - 1));
+                    if (l == 0 && v != 0 && d != 0)
+                        l = (v > 0) == (d > 0) ? 1 : -1;
+                    r->zero[k] = zero;
+                }
+                r->lscale[k] = (int8_t)l;
+                r->scale[k] = d * l;
+            }
+        }
+}
+
 /* ---- transposes ---------------------------------------------------------------------------- */
 
 /* Tiles of TILE x TILE elements keep both sides of a transpose in cache: a plain
@@ -224,7 +302,7 @@ static void dequantize(qm_qresult *r)
         float *d = r->deq + (size_t)o * in;
         for (int i = 0; i < in; i++) {
             size_t k = (size_t)r->g_idx[i] * out + o;
-            d[i] = r->scale[k] * ((float)c[i] - (float)r->zero[k]);
+            d[i] = r->min ? r->scale[k] * (float)c[i] - r->min[k] : r->scale[k] * ((float)c[i] - (float)r->zero[k]);
         }
     }
 }
@@ -321,6 +399,11 @@ static qm_status setup(const float *W, int out, int in, float *H, const qm_qspec
     if (s->bits < 2 || s->bits > 8 || s->group < 0 || (s->group && in % s->group))
         return qm_diag_fail(d, QM_EINVAL, "bits %d / group %d do not fit a linear with %d input columns",
                             s->bits, s->group, in);
+    if (s->scale_bits && (s->scale_bits < 2 || s->scale_bits > 8 || !s->static_groups || s->act_order ||
+                          s->group <= 0 || s->super <= 0 || in % (s->group * s->super)))
+        return qm_diag_fail(d, QM_EINVAL, "a two-level grid of %d-bit scales over %d groups of %d needs static "
+                            "groups in column order and rows of a multiple of %d values, not %d", s->scale_bits,
+                            s->super, s->group, s->group * s->super, in);
     j->s = s;
     j->out = out;
     j->in = in;
@@ -340,6 +423,17 @@ static qm_status setup(const float *W, int out, int in, float *H, const qm_qspec
     r->scale = malloc((size_t)r->groups * out * sizeof *r->scale);
     r->zero = malloc((size_t)r->groups * out * sizeof *r->zero);
     r->g_idx = malloc((size_t)in * sizeof *r->g_idx);
+    int two = s->scale_bits > 0, asym2 = two && !s->sym;
+    size_t G = (size_t)r->groups * out, SG = two ? G / (size_t)s->super : 0;
+    if (two) {
+        r->lscale = malloc(G);
+        r->sd = malloc(SG * sizeof *r->sd);
+    }
+    if (asym2) {
+        r->min = malloc(G * sizeof *r->min);
+        r->lmin = malloc(G);
+        r->smin = malloc(SG * sizeof *r->smin);
+    }
     keyed *diag = malloc((size_t)in * sizeof *diag);
     float *Hp = NULL; /* (in, in) H in processing order; only act-order needs a copy */
     if (H) {
@@ -348,7 +442,8 @@ static qm_status setup(const float *W, int out, int in, float *H, const qm_qspec
     }
     qm_status st = QM_OK;
     if (!j->Wt || !j->Ct || !j->perm || !j->mn || !j->mx || !r->deq || !r->codes || !r->scale ||
-        !r->zero || !r->g_idx || !diag || (H && (!j->U || !Hp)))
+        !r->zero || !r->g_idx || !diag || (H && (!j->U || !Hp)) || (two && (!r->lscale || !r->sd)) ||
+        (asym2 && (!r->min || !r->lmin || !r->smin)))
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory for a %d x %d linear", out, in);
     size_t bad = H && st == QM_OK ? qm_first_nonfinite(H, (size_t)in * in) : 0;
     if (st == QM_OK && H && bad < (size_t)in * in)
@@ -398,6 +493,10 @@ static qm_status fixed_groups(job *j, qm_qresult *r, qm_diag *d)
         find_params(j->Wt, out, 0, out, NULL, 0, in, j->s, j->mn, j->mx, r->scale, r->zero);
         return QM_OK;
     }
+    if (j->s->scale_bits) { /* column order: setup() refuses act-order */
+        find_two_level(j->Wt, out, in, j->s, r);
+        return QM_OK;
+    }
     int *inv = malloc((size_t)in * sizeof *inv);
     if (!inv)
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
@@ -429,9 +528,10 @@ static void quantize_rows(job *j, qm_qresult *r, int i, int o0, int o1, float *e
     const float *w = j->Wt + (size_t)i * out;
     uint8_t *ct = j->Ct + (size_t)i * out;
     float u = j->U ? j->U[(size_t)i * j->in + i] : 1;
+    const float *mn = r->min ? r->min + (size_t)g * out : NULL;
     for (int o = o0; o < o1; o++) {
         int code;
-        float q = quant1(w[o], sc[o], z[o], j->maxq, &code);
+        float q = mn ? quant_min(w[o], sc[o], mn[o], j->maxq, &code) : quant1(w[o], sc[o], z[o], j->maxq, &code);
         ct[o] = (uint8_t)code;
         if (err)
             err[o] = (w[o] - q) / u;

@@ -45,6 +45,26 @@
  * follow the processing order (g_idx maps each input column to its group);
  * static groups instead fix every group from the original weights in
  * column order before anything is quantized.
+ *
+ * Two-level grids (ggml's k-quants; scale_bits > 0, static groups only):
+ * each group's grid is computed from the original weights first, then the
+ * scales (and minima) of each `super` consecutive groups of a row are
+ * themselves quantized under one fp16 scale per super-group, and GPTQ runs
+ * onto those fixed grids.  Per group:
+ *   sym   v = the weight of largest magnitude, scale = -v / zero
+ *         (v lands on code 0); the super-group's d = fp16(-vmax / 2^(b-1))
+ *         for the scale vmax of largest magnitude, l = round(scale / d) in
+ *         [-2^(b-1), 2^(b-1) - 1] (never 0 for a nonzero scale), and the
+ *         group's grid is s = d l, w' = s (q - zero)  (Q3_K: b = 6, zero 4)
+ *   asym  scale = (max - min) / maxq, m = -min over the group (0 always
+ *         inside); d = fp16(max scale / (2^b - 1)), l = round(scale / d)
+ *         in [1, 2^b - 1]; dmin = fp16(max m / (2^b - 1)), k = round(m /
+ *         dmin) in [0, 2^b - 1]; the grid is s = d l, m' = dmin k,
+ *         q = clamp(round((w + m') / s), 0, maxq), w' = s q - m'
+ *         (Q2_K: b = 4; Q4_K: b = 6)
+ * Each product is evaluated in float as ggml's dequantization does, so the
+ * stored integers give GPTQ's values bit for bit; a group whose scale is 0
+ * (all its weights 0) gets code zero (sym) or 0 (asym).  No MSE search.
  */
 #ifndef QM_GPTQ_H
 #define QM_GPTQ_H
@@ -62,6 +82,8 @@ typedef struct qm_qspec {
     int mse;           /* search the clipping range */
     double damp;       /* fraction of mean(diag H); the default is 0.01 */
     int fp16_scale;    /* round each scale to fp16 (GGUF's blocks store it so) */
+    int scale_bits;    /* > 0: two-level grid, each group's scale (and min) in this many bits (above) */
+    int super;         /* groups per super-group of a two-level grid */
 } qm_qspec;
 
 typedef struct qm_qresult {
@@ -71,6 +93,11 @@ typedef struct qm_qresult {
     float *scale;      /* (groups, out); owned */
     int32_t *zero;     /* (groups, out) in [0, maxq]; owned */
     int32_t *g_idx;    /* (in) group of each input column; owned */
+    /* Two-level grids only (else NULL), all owned: */
+    float *min;        /* (groups, out) asym: m' of w' = scale q - m' */
+    int8_t *lscale;    /* (groups, out) scale = sd l */
+    uint8_t *lmin;     /* (groups, out) asym: m' = smin k */
+    float *sd, *smin;  /* (groups / super, out) the super-groups' fp16 scales (smin: asym) */
     double damp;       /* damping fraction finally used */
     int retries;       /* times damping had to grow */
     int dead;          /* dead input columns */

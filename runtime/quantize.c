@@ -95,6 +95,18 @@ static qm_status log_entry(run *r, const char *name, const char *module, int bit
     return st;
 }
 
+/* GPTQ's settings for planned tensor i: the plan's, as the writers' grids need them. */
+static qm_qspec plan_spec(const run *r, size_t i)
+{
+    const qm_plan_tensor *pt = r->by_tensor[i];
+    qm_qspec s = {.bits = pt->bits, .group = pt->group, .sym = pt->sym, .act_order = pt->act_order,
+                  .damp = r->o->damp, .fp16_scale = r->o->gguf != NULL};
+    for (int k = 0; k < r->n_writers; k++)
+        if (r->writers[k].ops->spec)
+            r->writers[k].ops->spec(r->writers[k].job, i, &s);
+    return s;
+}
+
 /* Quantize linear `lin` (part, expert e) per the plan with Hessian H
  * (in, in, accumulated X^T X over `tokens` rows; NULL for round-to-nearest)
  * and replace its weights by the dequantized ones.  `last`: no later linear
@@ -118,8 +130,7 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, float *H
     }
     qwriter_linear *dn = &r->done[r->n_done];
     memset(dn, 0, sizeof *dn);
-    qm_qspec s = {.bits = pt->bits, .group = pt->group, .sym = pt->sym, .act_order = pt->act_order,
-                  .damp = r->o->damp, .fp16_scale = r->o->gguf != NULL};
+    qm_qspec s = plan_spec(r, (size_t)ti);
     int in = lin->in;
     double t0 = qm_clock();
     qm_status st;
@@ -527,19 +538,33 @@ static qm_status check_finished(const run *r, const char *plan_sha)
 
 /* ---- output ---------------------------------------------------------------------------------- */
 
-/* Begin the run's writers: "gptq", and "fake-quant" and "gguf" when asked for. */
+/* Whether every planned tensor's grid has a GPTQ form (not a two-level one). */
+static int gptq_holds_all(const run *r)
+{
+    for (size_t i = 0; i < r->m->n; i++)
+        if (r->by_tensor[i] && r->by_tensor[i]->bits && plan_spec(r, i).scale_bits)
+            return 0;
+    return 1;
+}
+
+/* Begin the run's writers: "gguf" and "fake-quant" when asked for, then
+ * "gptq" unless a grid the others fix has no GPTQ form. */
 static qm_status begin_writers(run *r)
 {
-    const char *formats[MAX_WRITERS] = {"gptq"};
-    int n = 1;
-    if (r->o->fake_quant)
-        formats[n++] = "fake-quant";
+    const char *formats[MAX_WRITERS + 1] = {0};
+    int n = 0;
     if (r->o->gguf)
         formats[n++] = "gguf";
-    r->job = (qwriter_job){r->m, r->plan, r->by_tensor, r->o->damp, r->out, r->o->gguf, r->o->gguf_keep, r->d};
+    if (r->o->fake_quant)
+        formats[n++] = "fake-quant";
+    formats[n++] = "gptq";
+    r->job = (qwriter_job){r->m, r->plan, r->by_tensor, r->o->damp, r->out, r->o->gguf, r->o->gguf_keep,
+                           r->o->strict, r->d};
     qm_status st = QM_OK;
     for (int i = 0; st == QM_OK && i < n; i++) {
-        qwriter *w = &r->writers[i];
+        qwriter *w = &r->writers[r->n_writers];
+        if (strcmp(formats[i], "gptq") == 0 && !gptq_holds_all(r))
+            continue;
         *w = (qwriter){qwriter_find(formats[i]), &r->job, NULL};
         assert(w->ops);
         if ((st = w->ops->begin(w)) == QM_OK)

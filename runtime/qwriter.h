@@ -29,6 +29,10 @@
  * weights in the original dtype under fake-quant/ (qwriter_fake.c); "gguf",
  * one GGUF file for llama.cpp at job->file (qwriter_gguf.c).  A new
  * format is one file defining a qwriter_ops and one row in that table.
+ *
+ * A format that fixes GPTQ's grid (GGUF's blocks) says so through spec();
+ * a run whose grids the GPTQ checkpoint cannot hold (two-level k-quant
+ * grids, qm_pack_linear) writes no GPTQ checkpoint.
  */
 #ifndef QM_QWRITER_H
 #define QM_QWRITER_H
@@ -47,6 +51,7 @@ typedef struct qwriter_job {
     const char *out;                        /* the output directory (exists) */
     const char *file;                       /* single-file formats ("gguf"): the file to write */
     const char *float_type;                 /* "gguf": kept linears as F32, F16 or BF16; NULL: as stored */
+    int strict;                             /* "gguf": a k-quant's fallback is an error */
     qm_diag *d;
 } qwriter_job;
 
@@ -72,6 +77,10 @@ typedef struct qwriter_ops {
     qm_status (*end)(qwriter *w);
     /* Free w->state; nothing on disk is touched. */
     void (*abort)(qwriter *w);
+    /* Optional: adjust GPTQ's settings for model tensor i (planned with
+     * bits) to the grid the format stores, before GPTQ runs; called with
+     * the plan's settings. */
+    void (*spec)(const qwriter_job *j, size_t i, qm_qspec *s);
 } qwriter_ops;
 
 struct qwriter {

@@ -58,4 +58,4 @@ static qm_status layer(qwriter *w, int L, const qwriter_linear *q, size_t n)
 
 static qm_status end(qwriter *w) { return shards_end(w, NULL, 0, NULL); }
 
-const qwriter_ops qwriter_fake = {"fake-quant", begin, layer, end, shards_abort};
+const qwriter_ops qwriter_fake = {"fake-quant", begin, layer, end, shards_abort, NULL};

@@ -13,7 +13,11 @@
  * 8-bit symmetric group 32 -> Q8_0, 4-bit symmetric group 32 -> Q4_0,
  * 4-bit asymmetric group 32 -> Q4_1 (m = -scale * zero); the run quantizes
  * with fp16 scales (qm_qspec.fp16_scale) so that a block's stored d and m
- * are GPTQ's grid exactly.  Kept tensors are written in the
+ * are GPTQ's grid exactly.  2- and 3-bit group 16 (the k-quant sub-block)
+ * or 256 (the super-block) -> Q2_K and Q3_K, 4-bit group 256 -> Q4_K: GPTQ
+ * runs onto a two-level grid fixed first (gptq.h), whose integers the
+ * blocks store (see grids[] below); rows not a multiple of 256 fall back to
+ * Q4_0/Q4_1 holding the codes (a warning; an error with --strict).  Kept tensors are written in the
  * stored dtype or in job->float_type; norms and the router are F32 as
  * llama.cpp wants them.  Byte-level models get tokenizer.ggml.model "none"
  * with the vocabulary size (llama.cpp then adds dummy tokens).
@@ -129,6 +133,42 @@ static void state_free(gstate *s)
     free(s);
 }
 
+/* How a plan's (bits, group, sym) lands on a ggml type: the group-32 types
+ * take GPTQ's own one-level grid (fp16 scales); the k-quants a two-level
+ * grid of `sub`-value sub-blocks with `scale_bits`-bit scales under one
+ * fp16 scale per 256 values (gptq.h), in their own form whatever the
+ * plan's sym says (Q3_K symmetric, Q2_K and Q4_K scale and minimum).  A
+ * plan asks for a k-quant with the sub-block as its group (16 at 2 and 3
+ * bits) or with the super-block (group 256 at 2, 3 or 4 bits). */
+typedef struct ggrid {
+    int bits, group, sym; /* the plan's; sym -1: either */
+    int type;
+    int sub, scale_bits, ksym; /* k-quants */
+} ggrid;
+
+static const ggrid grids[] = {
+    {8, 32, 1, QM_GGML_Q8_0, 0, 0, 0},     {4, 32, 1, QM_GGML_Q4_0, 0, 0, 0},
+    {4, 32, 0, QM_GGML_Q4_1, 0, 0, 0},     {2, 16, -1, QM_GGML_Q2_K, 16, 4, 0},
+    {2, 256, -1, QM_GGML_Q2_K, 16, 4, 0},  {3, 16, -1, QM_GGML_Q3_K, 16, 6, 1},
+    {3, 256, -1, QM_GGML_Q3_K, 16, 6, 1},  {4, 256, -1, QM_GGML_Q4_K, 32, 6, 0},
+};
+
+static const ggrid *find_grid(const qm_plan_tensor *pt)
+{
+    for (size_t k = 0; k < sizeof grids / sizeof grids[0]; k++)
+        if (pt->bits == grids[k].bits && pt->group == grids[k].group && (grids[k].sym < 0 || !pt->sym == !grids[k].sym)
+            && !pt->act_order)
+            return &grids[k];
+    return NULL;
+}
+
+/* A k-quant tensor whose rows are not a multiple of 256 falls back to the
+ * group-32 block of its sym holding GPTQ's codes at the plan's bits: Q4_0
+ * (symmetric) or Q4_1. */
+static int is_fallback(const qm_tensor *t, const ggrid *g) { return g->sub && t->shape[t->ndim - 1] % 256; }
+
+static int fallback_type(const qm_plan_tensor *pt) { return pt->sym ? QM_GGML_Q4_0 : QM_GGML_Q4_1; }
+
 /* The ggml type of model tensor i under the plan, or -1 with a diagnostic. */
 static int tensor_type(const qwriter_job *j, size_t i)
 {
@@ -149,16 +189,40 @@ static int tensor_type(const qwriter_job *j, size_t i)
         return qm_diag_fail(j->d, QM_EUNSUPPORTED, "'%s' is %s; GGUF keeps F32, F16 or BF16", t->st->name,
                             qm_dtype_name(dt)), -1;
     }
-    static const struct {
-        int bits, group, sym, type;
-    } grid[] = {{8, 32, 1, QM_GGML_Q8_0}, {4, 32, 1, QM_GGML_Q4_0}, {4, 32, 0, QM_GGML_Q4_1}};
-    for (size_t k = 0; k < sizeof grid / sizeof grid[0]; k++)
-        if (pt->bits == grid[k].bits && pt->group == grid[k].group && !pt->sym == !grid[k].sym && !pt->act_order)
-            return grid[k].type;
-    return qm_diag_fail(j->d, QM_EUNSUPPORTED, "'%s': %d-bit %s group %d%s has no GGUF block type (GGUF holds "
-                        "8-bit symmetric group 32 as Q8_0, 4-bit group 32 as Q4_0 (symmetric) or Q4_1)", pt->name,
-                        pt->bits, pt->sym ? "symmetric" : "asymmetric", pt->group,
-                        pt->act_order ? " with act-order" : ""), -1;
+    const ggrid *g = find_grid(pt);
+    if (!g)
+        return qm_diag_fail(j->d, QM_EUNSUPPORTED, "'%s': %d-bit %s group %d%s has no GGUF block type (GGUF holds "
+                            "8-bit symmetric group 32 as Q8_0, 4-bit group 32 as Q4_0 (symmetric) or Q4_1, 2- and "
+                            "3-bit group 16 or 256 as Q2_K and Q3_K, 4-bit group 256 as Q4_K)", pt->name, pt->bits,
+                            pt->sym ? "symmetric" : "asymmetric", pt->group, pt->act_order ? " with act-order" : ""),
+               -1;
+    if (!is_fallback(t, g))
+        return g->type;
+    if (j->strict)
+        return qm_diag_fail(j->d, QM_EUNSUPPORTED, "'%s': rows of %llu values cannot hold %s super-blocks of 256 "
+                            "(--strict refuses the %s fallback)", pt->name,
+                            (unsigned long long)t->shape[t->ndim - 1], qm_ggml_types[g->type].name,
+                            qm_ggml_types[fallback_type(pt)].name), -1;
+    return fallback_type(pt);
+}
+
+/* GPTQ's settings for model tensor i, as its ggml type needs them. */
+static void spec(const qwriter_job *j, size_t i, qm_qspec *s)
+{
+    const qm_plan_tensor *pt = j->by_tensor[i];
+    const ggrid *g = pt && pt->bits ? find_grid(pt) : NULL;
+    s->fp16_scale = 1;
+    if (!g || !g->sub)
+        return;
+    if (is_fallback(&j->m->t[i], g)) {
+        s->group = 32;
+        return;
+    }
+    s->group = g->sub;
+    s->sym = g->ksym;
+    s->static_groups = 1;
+    s->scale_bits = g->scale_bits;
+    s->super = 256 / g->sub;
 }
 
 /* Append the GGUF tensor of model tensor i (or, for a routed expert, of all
@@ -228,6 +292,18 @@ static qm_status build_list(const qwriter_job *j, gstate *s)
             st = add_tensor(j, s, i);
     if (st == QM_OK && !(s->data_bytes = qm_gguf_layout(s->info, s->n, QM_GGUF_ALIGNMENT, j->d)))
         st = QM_EUNSUPPORTED;
+    size_t fell = 0, first = 0;
+    for (size_t k = 0; st == QM_OK && k < s->n; k++) {
+        const qm_plan_tensor *pt = j->by_tensor[s->gt[k].member[0]];
+        const ggrid *g = pt && pt->bits ? find_grid(pt) : NULL;
+        if (g && is_fallback(&m->t[s->gt[k].member[0]], g) && !fell++)
+            first = k;
+    }
+    if (fell)
+        qm_diag_warn(j->d, "GGUF: %zu tensor%s with rows not a multiple of 256 hold%s GPTQ's codes in group-32 blocks "
+                     "instead of k-quants (first: '%s', %llu values, %s); --strict refuses them", fell,
+                     fell > 1 ? "s" : "", fell > 1 ? "" : "s", s->info[first].name,
+                     (unsigned long long)s->info[first].ne[0], qm_ggml_types[s->info[first].type].name);
     return st;
 }
 
@@ -277,32 +353,70 @@ static uint64_t source_row(uint64_t r, uint64_t rows, int heads)
     return h * hd + (k % 2) * (hd / 2) + k / 2;
 }
 
+/* Scratch for one row of `in` values. */
+typedef struct rowbuf {
+    uint8_t *blocks;  /* the row's bytes */
+    uint8_t *codes;   /* (in) codes as the block stores them */
+    uint16_t *d, *m;  /* (in / 16) fp16 bits: scales and minima (k-quants: per super-block) */
+    int8_t *l;        /* (in / 16) k-quant sub-block scales */
+    uint8_t *lm;      /* (in / 16) k-quant sub-block minima */
+    float *back;      /* (in) the row read back */
+} rowbuf;
+
+/* Row `row` of a quantized tensor at ggml type `type` into rb->blocks. */
+static qm_status put_qrow(const qwriter_job *j, int type, const qm_qresult *q, uint64_t row, uint64_t in, rowbuf *rb)
+{
+    const uint8_t *codes = q->codes + row * in;
+    if (q->lscale) { /* a two-level grid: Q2_K, Q3_K, Q4_K */
+        uint64_t G = (uint64_t)q->groups, S = in / 256;
+        for (uint64_t b = 0; b < S; b++) {
+            rb->d[b] = qm_f32_to_f16(q->sd[b * (uint64_t)q->out + row]);
+            rb->m[b] = q->smin ? qm_f32_to_f16(q->smin[b * (uint64_t)q->out + row]) : 0;
+        }
+        for (uint64_t g = 0; g < G; g++) {
+            rb->l[g] = q->lscale[g * (uint64_t)q->out + row];
+            rb->lm[g] = q->lmin ? q->lmin[g * (uint64_t)q->out + row] : 0;
+        }
+        qm_ggml_kscales k = {rb->d, q->smin ? rb->m : NULL, rb->l, q->lmin ? rb->lm : NULL};
+        qm_ggml_put_krow(type, rb->blocks, codes, &k, (size_t)in);
+        return QM_OK;
+    }
+    /* one fp16 scale per block of 32: Q8_0 and Q4_0 store code - zero (+ 128, + 8), Q4_1 the code */
+    int bias = type == QM_GGML_Q8_0 ? 128 : type == QM_GGML_Q4_0 ? 8 : 0;
+    for (uint64_t b = 0; b < in / 32; b++) {
+        size_t k = (size_t)b * q->out + row;
+        float sc = q->scale[k], mn = -sc * (float)q->zero[k];
+        rb->d[b] = qm_f32_to_f16(sc);
+        rb->m[b] = qm_f32_to_f16(mn);
+        if (qm_f16_to_f32(rb->d[b]) != sc || (type == QM_GGML_Q4_1 && qm_f16_to_f32(rb->m[b]) != mn))
+            return qm_diag_fail(j->d, QM_EINVAL, "GGUF: a scale (%g, zero %d) is not held by fp16 values; the "
+                                "run must quantize with fp16 scales", sc, (int)q->zero[k]);
+        for (int c = 0; c < 32; c++)
+            rb->codes[32 * b + c] = (uint8_t)(bias ? codes[32 * b + c] - q->zero[k] + bias : codes[32 * b + c]);
+    }
+    qm_ggml_put_row(type, rb->blocks, rb->codes, rb->d, rb->m, (size_t)in);
+    return QM_OK;
+}
+
 /* Write row `row` of model tensor i at ggml type `type`: from GPTQ's result
  * q when it is quantized, else from the checkpoint's floats f.  A quantized
- * row is read back through ggml's dequantization (qm_ggml_to_f32) into
- * back[in] and must give GPTQ's values bit for bit. */
+ * row is read back through ggml's dequantization (qm_ggml_to_f32) and must
+ * give GPTQ's values bit for bit. */
 static qm_status put_row(const qwriter_job *j, FILE *out, int type, const qm_qresult *q, const float *f, uint64_t row,
-                         uint64_t in, uint8_t *buf, uint16_t *d16, float *back)
+                         uint64_t in, rowbuf *rb)
 {
     size_t nb = (size_t)qm_ggml_nbytes(type, in);
-    uint16_t *m16 = d16 + in / 32;
+    uint8_t *buf = rb->blocks;
     if (q) {
-        for (uint64_t b = 0; b < in / 32; b++) {
-            size_t k = (size_t)b * q->out + row;
-            float sc = q->scale[k], mn = -sc * (float)q->zero[k];
-            d16[b] = qm_f32_to_f16(sc);
-            m16[b] = qm_f32_to_f16(mn);
-            if (qm_f16_to_f32(d16[b]) != sc || (type == QM_GGML_Q4_1 && qm_f16_to_f32(m16[b]) != mn))
-                return qm_diag_fail(j->d, QM_EINVAL, "GGUF: a scale (%g, zero %d) is not held by fp16 values; the "
-                                    "run must quantize with fp16 scales", sc, (int)q->zero[k]);
-        }
-        qm_ggml_put_row(type, buf, q->codes + row * in, d16, m16, (size_t)in);
-        qm_ggml_to_f32(type, buf, back, (size_t)in);
+        qm_status st = put_qrow(j, type, q, row, in, rb);
+        if (st != QM_OK)
+            return st;
+        qm_ggml_to_f32(type, buf, rb->back, (size_t)in);
         for (uint64_t c = 0; c < in; c++)
-            if (back[c] != q->deq[row * in + c])
+            if (rb->back[c] != q->deq[row * in + c])
                 return qm_diag_fail(j->d, QM_EINVAL, "GGUF: row %llu column %llu reads back from its %s block as %.9g, "
                                     "not GPTQ's %.9g", (unsigned long long)row, (unsigned long long)c,
-                                    qm_ggml_types[type].name, back[c], q->deq[row * in + c]);
+                                    qm_ggml_types[type].name, rb->back[c], q->deq[row * in + c]);
     } else {
         const float *x = f + row * in;
         for (uint64_t c = 0; c < in; c++) {
@@ -332,10 +446,13 @@ static qm_status put_tensor(const qwriter_job *j, FILE *out, const gtensor *g, c
                             const layer_ctx *lc)
 {
     uint64_t in = info->ne[0], rows = info->ne[1];
-    uint8_t *buf = malloc((size_t)qm_ggml_nbytes(info->type, in) + 1);
-    uint16_t *d16 = malloc((size_t)(2 * (in / 32) + 1) * sizeof *d16); /* scales, then Q4_1's mins */
-    float *f = NULL, *back = malloc((size_t)in * sizeof *back);
-    qm_status st = buf && d16 && back ? QM_OK : qm_diag_fail(j->d, QM_ENOMEM, "out of memory");
+    size_t nsub = (size_t)in / 16 + 1;
+    rowbuf rb = {malloc((size_t)qm_ggml_nbytes(info->type, in) + 1), malloc((size_t)in + 1),
+                 malloc(nsub * sizeof *rb.d), malloc(nsub * sizeof *rb.m), malloc(nsub), malloc(nsub),
+                 malloc((size_t)in * sizeof *rb.back + 1)};
+    float *f = NULL;
+    qm_status st = rb.blocks && rb.codes && rb.d && rb.m && rb.l && rb.lm && rb.back
+                       ? QM_OK : qm_diag_fail(j->d, QM_ENOMEM, "out of memory");
     for (size_t e = 0; st == QM_OK && e < g->n_member; e++) {
         const qm_tensor *t = &j->m->t[g->member[e]];
         const qm_qresult *q = NULL;
@@ -345,8 +462,9 @@ static qm_status put_tensor(const qwriter_job *j, FILE *out, const gtensor *g, c
         if (j->by_tensor[g->member[e]] && j->by_tensor[g->member[e]]->bits && !q)
             st = qm_diag_fail(j->d, QM_EINVAL, "GGUF: '%s' was not quantized in this run", t->st->name);
         if (st == QM_OK && q) {
+            uint64_t gs = in / (uint64_t)q->groups;
             for (uint64_t c = 0; c < in && st == QM_OK; c++)
-                if (q->g_idx[c] != (int32_t)(c / 32))
+                if (q->g_idx[c] != (int32_t)(c / gs))
                     st = qm_diag_fail(j->d, QM_EINVAL, "GGUF: '%s' has groups out of column order", t->st->name);
         }
         free(f);
@@ -358,15 +476,19 @@ static qm_status put_tensor(const qwriter_job *j, FILE *out, const gtensor *g, c
                 st = qm_st_to_f32(j->m->ckpt->files[t->file]->path, t->st, f, j->d);
         }
         for (uint64_t r = 0; st == QM_OK && r < rows; r++)
-            st = put_row(j, out, info->type, q, f, source_row(r, rows, g->heads), in, buf, d16, back);
+            st = put_row(j, out, info->type, q, f, source_row(r, rows, g->heads), in, &rb);
         if (st != QM_OK && q)
             qm_diag_note(j->d, "while writing '%s'", t->st->name);
     }
     qm_gguf_pad(out, info->nbytes, QM_GGUF_ALIGNMENT);
     free(f);
-    free(back);
-    free(buf);
-    free(d16);
+    free(rb.blocks);
+    free(rb.codes);
+    free(rb.d);
+    free(rb.m);
+    free(rb.l);
+    free(rb.lm);
+    free(rb.back);
     return st;
 }
 
@@ -401,7 +523,7 @@ static uint32_t file_type(const gstate *s)
 {
     static const uint32_t ftype[QM_GGML_TYPE_COUNT] = {
         [QM_GGML_F32] = 0, [QM_GGML_F16] = 1, [QM_GGML_Q4_0] = 2, [QM_GGML_Q4_1] = 3, [QM_GGML_Q8_0] = 7,
-        [QM_GGML_BF16] = 32,
+        [QM_GGML_Q2_K] = 10, [QM_GGML_Q3_K] = 11, [QM_GGML_Q4_K] = 14, [QM_GGML_BF16] = 32, /* Q3_K_S, Q4_K_S */
     };
     uint64_t bytes[QM_GGML_TYPE_COUNT] = {0};
     for (size_t i = 0; i < s->n; i++)
@@ -518,4 +640,4 @@ static qm_status end(qwriter *w)
     return st;
 }
 
-const qwriter_ops qwriter_gguf = {"gguf", begin, layer, end, abort_};
+const qwriter_ops qwriter_gguf = {"gguf", begin, layer, end, abort_, spec};

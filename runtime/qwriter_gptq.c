@@ -190,4 +190,4 @@ static qm_status config(const qwriter *w, const char *dir, json_t *cfg)
 
 static qm_status end(qwriter *w) { return shards_end(w, qm_pack_names, QM_PACK_TENSORS, config); }
 
-const qwriter_ops qwriter_gptq = {"gptq", begin, layer, end, shards_abort};
+const qwriter_ops qwriter_gptq = {"gptq", begin, layer, end, shards_abort, NULL};

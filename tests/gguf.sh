@@ -11,6 +11,14 @@
 #     directly is within 0.15% (its CPU kernels round the activations to
 #     Q8_0/Q8_1 blocks before each dot product: measured 0.02% to 0.09%)
 #   - plans GGUF cannot hold are refused before any GPTQ, with the message
+#   - k-quants (a random-weight checkpoint with rows of 256, bench/mk-random.sh):
+#     GPTQ onto Q2_K, Q3_K and Q4_K, read back by llama.cpp's dequantization,
+#     equal qmoe's reading of the file bit for bit (tests/gguf_cmp; the writer
+#     itself checks that reading against GPTQ's values), and the file runs;
+#     rows not a multiple of 256 fall back to Q4_0 (a warning), or --strict
+#     refuses them
+#   - qmoe reads every type llama.cpp's own quantizer writes (F16, BF16,
+#     Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K to Q6_K) exactly as ggml does
 # Text: the first $QM_GGUF_BYTES bytes (default 4096: on a loaded 2-core
 # machine llama.cpp's CPU kernels take ~1 s a window) of WikiText-2 test;
 # the F32 comparison at 131072 bytes is in README.md.
@@ -82,6 +90,44 @@ for c in "tiny-mixtral q8" "tiny-mixtral q4" "tiny-mixtral q41" "tiny-deepseek q
     rm -f "$tmp/$1-$2-deq.gguf"
 done
 
+# k-quants on a random-weight Mixtral layout with rows of 256
+cmp="${QM_BUILDDIR:-.}/tests/gguf_cmp"
+rnd="$tmp/random"
+printf '{"architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "vocab_size": 256, "hidden_size": 256,
+ "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+ "num_local_experts": 4, "num_experts_per_tok": 2, "max_position_embeddings": 512, "rms_norm_eps": 1e-05,
+ "rope_theta": 10000.0, "torch_dtype": "bfloat16", "qmoe_tokenizer": "byte"}\n' > "$tmp/random.json"
+sh "$QM_SRCDIR/bench/mk-random.sh" "$tmp/random.json" 2 "$rnd" >/dev/null || bad "mk-random.sh"
+kq() { # NAME POLICY: quantize the random model to $tmp/NAME.gguf, then llama.cpp's reading of it
+    policy "$1" "$2"
+    "$QMOE" compile "$tmp/$1.qmoe" --model "$rnd" -o "$tmp/$1.yaml" &&
+        "$QMOE" quantize -q --plan "$tmp/$1.yaml" --model "$rnd" --calib "$calib" --ctx 128 --samples 4 --format gguf \
+            --keep-type F32 -o "$tmp/$1.gguf" && ok || bad "$1: quantize"
+}
+deq_cmp() { # NAME GGUF: llama.cpp turns GGUF back into F32; qmoe's reading of GGUF must equal it
+    engine quantize "$2" "$tmp/deq.gguf" 0 2>/dev/null || bad "$1: llama.cpp's dequantization"
+    if "$cmp" "$2" "$tmp/deq.gguf" > "$tmp/cmp.out"; then ok; else bad "$1: $(grep -v tensors "$tmp/cmp.out" | head -3)"; fi
+    echo "$1: read as ggml does: $(grep tensors "$tmp/cmp.out" | awk '{printf "%s%s", sep, $1; sep=" "}')"
+    rm -f "$tmp/deq.gguf"
+}
+kq kquant "$(printf 'default: 4bit group 256\nlayers[0].experts: 2bit group 16\nlayers[1].experts: 3bit group 16')"
+[ "$("$QMOE" inspect "$tmp/kquant.gguf" | awk '/^  Q/ {printf "%s:%s ", $1, $2}')" = "Q2_K:3 Q3_K:3 Q4_K:8 " ] && ok ||
+    bad "kquant types: $("$QMOE" inspect "$tmp/kquant.gguf" | grep '^  ')"
+[ -e "$tmp/kquant.gguf.d/model.safetensors.index.json" ] && bad "k-quant run wrote a GPTQ checkpoint" || ok
+deq_cmp "GPTQ onto Q2_K/Q3_K/Q4_K" "$tmp/kquant.gguf"
+l=$(engine ppl "$tmp/kquant.gguf" "$text" 1024 256 2>"$tmp/llama.err" | sed -n 's/^ppl //p')
+grep -v '^load: adding 256 dummy tokens$' "$tmp/llama.err" | grep -v '^[.]*$' > "$tmp/warn"
+[ -s "$tmp/warn" ] && bad "kquant: llama.cpp warned: $(head -3 "$tmp/warn")"
+awk -v p="$l" 'BEGIN { exit !(p > 1 && p < 1e4) }' && ok || bad "kquant: llama.cpp ppl '$l'"
+# every type llama.cpp's own quantizer writes (llama_ftype: F16 1, Q4_0 2, Q4_1 3, Q8_0 7, Q5_0 8, Q5_1 9,
+# Q2_K 10, Q3_K_S 11, Q4_K_S 14, Q5_K_S 16, Q6_K 18, BF16 32; its presets add Q4_K/Q5_K/Q6_K tensors)
+kq keepf32 'default: keep'
+for t in 1 2 3 7 8 9 10 11 14 16 18 32; do
+    engine quantize "$tmp/keepf32.gguf" "$tmp/ll.gguf" $t 2>/dev/null || bad "llama.cpp quantize $t"
+    deq_cmp "llama.cpp ftype $t" "$tmp/ll.gguf"
+done
+rm -f "$tmp/ll.gguf"
+
 # refusals: checked before GPTQ runs, so nothing is written
 m="$QM_SRCDIR/examples/models/tiny-mixtral"
 refuse() {
@@ -95,7 +141,19 @@ refuse() {
 refuse mixed "$(printf 'default: 4bit group 32 sym\nlayers[1].experts[3]: 8bit group 32')" \
     "layer 1: experts 0 and 3 of 'blk.1.ffn_gate_exps.weight' would be Q4_0 and Q8_0; llama.cpp stores a layer's experts as one tensor of one type"
 refuse g128 'default: 4bit group 128 sym' \
-    "'model.layers.0.self_attn.q_proj.weight': 4-bit symmetric group 128 has no GGUF block type (GGUF holds 8-bit symmetric group 32 as Q8_0, 4-bit group 32 as Q4_0 (symmetric) or Q4_1)"
+    "'model.layers.0.self_attn.q_proj.weight': 4-bit symmetric group 128 has no GGUF block type (GGUF holds 8-bit symmetric group 32 as Q8_0, 4-bit group 32 as Q4_0 (symmetric) or Q4_1, 2- and 3-bit group 16 or 256 as Q2_K and Q3_K, 4-bit group 256 as Q4_K)"
+# k-quant rows of 128 values: a warning and Q4_0 blocks, or an error with --strict
+policy q2 'default: 2bit group 16'
+"$QMOE" compile "$tmp/q2.qmoe" --model "$m" -o "$tmp/q2.yaml" || bad "compile q2"
+"$QMOE" quantize -q --plan "$tmp/q2.yaml" --model "$m" --calib "$calib" $fast --format gguf --strict \
+    -o "$tmp/q2s.gguf" 2>"$tmp/q2s.err" && bad "--strict accepted a fallback"
+[ "$(cat "$tmp/q2s.err")" = "qmoe: error: 'model.layers.0.self_attn.q_proj.weight': rows of 128 values cannot hold Q2_K super-blocks of 256 (--strict refuses the Q4_0 fallback)" ] &&
+    ok || bad "--strict fallback: got '$(cat "$tmp/q2s.err")'"
+"$QMOE" quantize -q --plan "$tmp/q2.yaml" --model "$m" --calib "$calib" $fast --format gguf --keep-type F32 \
+    -o "$tmp/q2.gguf" 2>"$tmp/q2.err" || bad "2-bit fallback: $(cat "$tmp/q2.err")"
+[ "$(cat "$tmp/q2.err")" = "qmoe: warning: GGUF: 36 tensors with rows not a multiple of 256 hold GPTQ's codes in group-32 blocks instead of k-quants (first: 'blk.0.attn_q.weight', 128 values, Q4_0); --strict refuses them" ] &&
+    ok || bad "2-bit fallback warning: got '$(cat "$tmp/q2.err")'"
+deq_cmp "tiny-mixtral 2-bit (Q2_K and Q4_0 fallback)" "$tmp/q2.gguf"
 "$QMOE" quantize --plan "$tmp/g128.yaml" --model "$m" --calib "$calib" --keep-type F32 -o "$tmp/x" 2>"$tmp/k.err" \
     && bad "--keep-type without gguf accepted"
 grep -q "keep-type needs --format gguf" "$tmp/k.err" && ok || bad "--keep-type without gguf: $(cat "$tmp/k.err")"

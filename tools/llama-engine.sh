@@ -20,6 +20,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 cache=${1:?usage: llama-engine.sh CACHE_DIR setup|ppl ...}
 cmd=${2:?usage: llama-engine.sh CACHE_DIR setup|ppl ...}
 shift 2
+mkdir -p "$cache" && cache=$(cd "$cache" && pwd) # absolute: setup() works inside it
 ver=3.22.1
 bins="$cache/bin/package/bins/linux-x64"
 

@@ -131,9 +131,10 @@ static void test_blocked_matches_reference(void)
     float *W, *X, *H;
     problem(out, in, n, &W, &X, &H);
     const qm_qspec specs[] = {
-        {4, 0, 1, 0, 0, 0, 0.01, 0},  {4, 64, 0, 0, 0, 0, 0.01, 0}, {3, 32, 1, 1, 0, 0, 0.01, 0},
-        {2, 128, 0, 1, 0, 0, 0.01, 0}, {8, 0, 0, 1, 0, 0, 0.01, 0}, {4, 64, 1, 1, 1, 0, 0.01, 0},
-        {4, 256, 0, 0, 0, 1, 0.01, 0}, {3, 0, 0, 0, 0, 1, 0.01, 0},
+        {4, 0, 1, 0, 0, 0, 0.01, 0, 0, 0},  {4, 64, 0, 0, 0, 0, 0.01, 0, 0, 0}, {3, 32, 1, 1, 0, 0, 0.01, 0, 0, 0},
+        {2, 128, 0, 1, 0, 0, 0.01, 0, 0, 0}, {8, 0, 0, 1, 0, 0, 0.01, 0, 0, 0}, {4, 64, 1, 1, 1, 0, 0.01, 0, 0, 0},
+        {4, 256, 0, 0, 0, 1, 0.01, 0, 0, 0}, {3, 0, 0, 0, 0, 1, 0.01, 0, 0, 0},
+        {2, 16, 0, 0, 1, 0, 0.01, 1, 4, 16}, {3, 16, 1, 0, 1, 0, 0.01, 1, 6, 16},
     };
     qm_diag *d = qm_diag_new();
     for (size_t k = 0; k < sizeof specs / sizeof *specs; k++) {
@@ -171,7 +172,7 @@ static void test_beats_round_to_nearest(void)
     problem(out, in, n, &W, &X, &H);
     qm_diag *d = qm_diag_new();
     for (int bits = 2; bits <= 4; bits++) {
-        qm_qspec s = {bits, 32, 1, 1, 0, 0, 0.01, 0};
+        qm_qspec s = {bits, 32, 1, 1, 0, 0, 0.01, 0, 0, 0};
         float *H1 = copy(H, (size_t)in * in);
         qm_qresult g, r;
         CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &s, &g, d), QM_OK);
@@ -184,7 +185,7 @@ static void test_beats_round_to_nearest(void)
         free(H1);
     }
     /* 8 bits is nearly lossless */
-    qm_qspec s8 = {8, 0, 0, 0, 0, 0, 0.01, 0};
+    qm_qspec s8 = {8, 0, 0, 0, 0, 0, 0.01, 0, 0, 0};
     qm_qresult g;
     CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H, &s8, &g, d), QM_OK);
     CU_ASSERT(qm_relative_error(W, g.deq, out, in, H) < 1e-4);
@@ -199,7 +200,7 @@ static void test_grid(void)
 {
     /* one row, per channel: values on the 2-bit asymmetric grid come back exactly */
     float W[4] = {-1.5f, -0.5f, 0.5f, 1.5f};
-    qm_qspec s = {2, 0, 0, 0, 0, 0, 0.01, 0};
+    qm_qspec s = {2, 0, 0, 0, 0, 0, 0.01, 0, 0, 0};
     qm_qresult r;
     qm_diag *d = qm_diag_new();
     CU_ASSERT_EQUAL_FATAL(qm_rtn(W, 1, 4, &s, &r, d), QM_OK);
@@ -212,7 +213,7 @@ static void test_grid(void)
     CU_ASSERT_EQUAL(r.codes[3], 3);
     qm_qresult_free(&r);
     /* symmetric: zero at the middle of the lopsided grid (maxq + 1) / 2 */
-    qm_qspec sy = {2, 0, 1, 0, 0, 0, 0.01, 0};
+    qm_qspec sy = {2, 0, 1, 0, 0, 0, 0.01, 0, 0, 0};
     float V[2] = {-3.0f, 1.0f};
     CU_ASSERT_EQUAL_FATAL(qm_rtn(V, 1, 2, &sy, &r, d), QM_OK);
     CU_ASSERT_EQUAL(r.zero[0], 2);
@@ -234,7 +235,7 @@ static void test_dead_columns(void)
         X[(size_t)t * in + 5] = X[(size_t)t * in + 40] = 0;
     qm_hessian_add(H, X, n, in);
     qm_hessian_finish(H, in, n);
-    qm_qspec s = {4, 16, 0, 1, 0, 0, 0.01, 0};
+    qm_qspec s = {4, 16, 0, 1, 0, 0, 0.01, 0, 0, 0};
     qm_qresult r;
     qm_diag *d = qm_diag_new();
     CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H, &s, &r, d), QM_OK);
@@ -264,7 +265,7 @@ static void test_extra_damping(void)
         X[(size_t)t * in + 3] = X[(size_t)t * in + 4];
     qm_hessian_add(H, X, n, in);
     qm_hessian_finish(H, in, n);
-    qm_qspec s = {4, 0, 1, 0, 0, 0, 0.0, 0};
+    qm_qspec s = {4, 0, 1, 0, 0, 0, 0.0, 0, 0, 0};
     qm_qresult r;
     qm_diag *d = qm_diag_new();
     CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H, &s, &r, d), QM_OK);
@@ -274,7 +275,7 @@ static void test_extra_damping(void)
         CU_ASSERT(isfinite(r.deq[i]));
     qm_qresult_free(&r);
     /* a group that does not divide the columns is refused */
-    qm_qspec bad = {4, 24, 1, 0, 0, 0, 0.01, 0};
+    qm_qspec bad = {4, 24, 1, 0, 0, 0, 0.01, 0, 0, 0};
     CU_ASSERT_NOT_EQUAL(qm_gptq(W, out, in, H, &bad, &r, d), QM_OK);
     TU_ASSERT_DIAG(d, "group 24 do not fit a linear with 32 input columns");
     qm_diag_free(d);
@@ -315,6 +316,73 @@ static void test_fp16_scales(void)
     }
 }
 
+static void test_two_level(void)
+{
+    /* ggml's k-quants (Q2_K 2-bit asym over 16, Q3_K 3-bit sym over 16,
+     * Q4_K 4-bit asym over 32; super-blocks of 256): every group's scale is
+     * its super-group's fp16 d times an integer in range, every min dmin
+     * times one, the values are the two-level formula bit for bit, GPTQ
+     * beats round-to-nearest on the same fixed grid, and the GPTQ
+     * checkpoint refuses the result */
+    static const struct {
+        int bits, group, sym, scale_bits, lo, hi;
+    } k[] = {{2, 16, 0, 4, 1, 15}, {3, 16, 1, 6, -32, 31}, {4, 32, 0, 6, 1, 63}};
+    int out = 16, in = 512, n = 1024;
+    float *W, *X, *H;
+    problem(out, in, n, &W, &X, &H);
+    qm_diag *d = qm_diag_new();
+    for (size_t t = 0; t < sizeof k / sizeof k[0]; t++) {
+        qm_qspec s = {.bits = k[t].bits, .group = k[t].group, .sym = k[t].sym, .static_groups = 1, .damp = 0.01,
+                      .fp16_scale = 1, .scale_bits = k[t].scale_bits, .super = 256 / k[t].group};
+        float *H1 = copy(H, (size_t)in * in);
+        qm_qresult g, r;
+        CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &s, &g, d), QM_OK);
+        CU_ASSERT_EQUAL_FATAL(qm_rtn(W, out, in, &s, &r, d), QM_OK);
+        CU_ASSERT_FATAL(g.lscale && g.sd && !g.min == !!k[t].sym);
+        for (int gi = 0; gi < g.groups; gi++)
+            for (int o = 0; o < out; o++) {
+                size_t q = (size_t)gi * out + o, b = (size_t)(gi / s.super) * out + o;
+                CU_ASSERT_EQUAL(qm_f16_to_f32(qm_f32_to_f16(g.sd[b])), g.sd[b]);
+                CU_ASSERT(g.lscale[q] >= k[t].lo && g.lscale[q] <= k[t].hi && g.lscale[q] != 0);
+                CU_ASSERT_EQUAL(g.scale[q], g.sd[b] * (float)g.lscale[q]);
+                if (g.min) {
+                    CU_ASSERT_EQUAL(qm_f16_to_f32(qm_f32_to_f16(g.smin[b])), g.smin[b]);
+                    CU_ASSERT(g.lmin[q] <= k[t].hi);
+                    CU_ASSERT_EQUAL(g.min[q], g.smin[b] * (float)g.lmin[q]);
+                }
+                /* the same fixed grid for RTN: static groups from the same weights */
+                CU_ASSERT_EQUAL(g.scale[q], r.scale[q]);
+            }
+        for (int o = 0; o < out; o++)
+            for (int i = 0; i < in; i++) {
+                size_t q = (size_t)(i / k[t].group) * out + o, e = (size_t)o * in + i;
+                float want = g.min ? g.scale[q] * (float)g.codes[e] - g.min[q]
+                                   : g.scale[q] * ((float)g.codes[e] - (float)((1 << k[t].bits) / 2));
+                CU_ASSERT_EQUAL(g.deq[e], want);
+                CU_ASSERT(g.codes[e] < (1 << k[t].bits));
+            }
+        double eg = qm_relative_error(W, g.deq, out, in, H), er = qm_relative_error(W, r.deq, out, in, H);
+        printf("\n    %d-bit two-level: GPTQ %.4f, RTN %.4f ", k[t].bits, eg, er);
+        CU_ASSERT(eg < 0.8 * er);
+        const char *names[QM_PACK_TENSORS] = {"x.qweight", "x.qzeros", "x.scales", "x.g_idx"};
+        qm_packed_linear p;
+        CU_ASSERT_EQUAL(qm_pack_linear(&g, k[t].bits, names, &p, d), QM_EUNSUPPORTED);
+        qm_qresult_free(&g);
+        qm_qresult_free(&r);
+        free(H1);
+    }
+    /* rows that are not whole super-groups are refused */
+    qm_qspec s = {.bits = 2, .group = 16, .static_groups = 1, .damp = 0.01, .scale_bits = 4, .super = 16};
+    qm_qresult g;
+    qm_diag_clear(d);
+    CU_ASSERT_EQUAL(qm_rtn(W, out, 128, &s, &g, d), QM_EINVAL);
+    CU_ASSERT(qm_diag_count(d) == 1 && strstr(qm_diag_text(d, 0), "multiple of 256 values, not 128"));
+    qm_diag_free(d);
+    free(W);
+    free(X);
+    free(H);
+}
+
 static void test_pack_known_layout(void)
 {
     /* 4 bits: values 0..7 of one column land in one word as 0x76543210 */
@@ -347,7 +415,7 @@ static void test_pack_roundtrip(void)
         if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
             continue;
         for (int v = 0; v < 4; v++) {
-            qm_qspec s = {bits, v & 1 ? 32 : 0, v & 2 ? 1 : 0, v & 1, 0, 0, 0.01, 0};
+            qm_qspec s = {bits, v & 1 ? 32 : 0, v & 2 ? 1 : 0, v & 1, 0, 0, 0.01, 0, 0, 0};
             float *H1 = copy(H, (size_t)in * in);
             qm_qresult r;
             CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &s, &r, d), QM_OK);
@@ -421,7 +489,7 @@ static void test_gptq_tensor_command(void)
     CU_ASSERT(e > 0 && er > 0 && e < er);
     CU_ASSERT(has_seconds);
     /* the direct computation agrees with what the command printed */
-    qm_qspec s = {3, 32, 1, 1, 0, 0, 0.01, 0};
+    qm_qspec s = {3, 32, 1, 1, 0, 0, 0.01, 0, 0, 0};
     qm_qresult r;
     float *H1 = copy(H, (size_t)in * in);
     CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &s, &r, d), QM_OK);
@@ -463,6 +531,7 @@ int main(void)
     CU_add_test(s, "dead columns", test_dead_columns);
     CU_add_test(s, "a singular Hessian gets more damping", test_extra_damping);
     CU_add_test(s, "fp16 scales (GGUF's Q8_0, Q4_0, Q4_1)", test_fp16_scales);
+    CU_add_test(s, "two-level grids (GGUF's Q2_K, Q3_K, Q4_K)", test_two_level);
     s = CU_add_suite("packing", NULL, NULL);
     CU_add_test(s, "known layouts (4-bit, zeros, 3-bit straddle)", test_pack_known_layout);
     CU_add_test(s, "GPTQ -> pack -> unpack -> dequantize, 2/3/4/8 bits", test_pack_roundtrip);
