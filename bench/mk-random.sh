@@ -1,6 +1,7 @@
 #!/bin/sh
 # bench/mk-random.sh CONFIG LAYERS DIR: a checkpoint with the real
-# dimensions of CONFIG (a Hugging Face config.json: Mixtral or DeepSeek-MoE)
+# dimensions of CONFIG (a Hugging Face config.json: Mixtral, DeepSeek-MoE,
+# Qwen2-MoE, Qwen3-MoE or OLMoE)
 # cut to LAYERS layers, with random BF16 weights, written into DIR:
 # config.json, one safetensors shard per layer plus one for the embeddings,
 # final norm and head, and model.safetensors.index.json.  The weights are
@@ -13,8 +14,10 @@ config=$1 layers=$2 dir=$3
 mkdir -p "$dir"
 
 num() { sed -n "s/.*\"$1\": *\([0-9][0-9]*\).*/\1/p" "$config" | head -1; }
-arch=$(sed -n 's/.*"architectures": *\["\([A-Za-z]*\)"\].*/\1/p' "$config")
+arch=$(sed -n 's/.*"architectures": *\["\([A-Za-z0-9]*\)"\].*/\1/p' "$config")
 d=$(num hidden_size) V=$(num vocab_size) H=$(num num_attention_heads) KV=$(num num_key_value_heads)
+hf="mlp.experts.%d.gate_proj mlp.experts.%d.up_proj mlp.experts.%d.down_proj"
+shared="mlp.shared_experts" bias=0 qknorm=none hd=$((d / H))
 case $arch in
 MixtralForCausalLM)
     E=$(num num_local_experts) F=$(num intermediate_size) dense=0 SF=0 DF=0
@@ -22,15 +25,24 @@ MixtralForCausalLM)
 DeepseekForCausalLM)
     E=$(num n_routed_experts) F=$(num moe_intermediate_size) dense=$(num first_k_dense_replace)
     SF=$(($(num n_shared_experts) * F)) DF=$(num intermediate_size)
-    router="mlp.gate" expert="mlp.experts.%d.gate_proj mlp.experts.%d.up_proj mlp.experts.%d.down_proj" ;;
+    router="mlp.gate" expert=$hf ;;
+Qwen2MoeForCausalLM)
+    E=$(num num_experts) F=$(num moe_intermediate_size) dense=0 SF=$(num shared_expert_intermediate_size) DF=0
+    router="mlp.gate" expert=$hf shared="mlp.shared_expert" bias=1 ;;
+Qwen3MoeForCausalLM)
+    E=$(num num_experts) F=$(num moe_intermediate_size) dense=0 SF=0 DF=0
+    router="mlp.gate" expert=$hf qknorm=head hd=$(num head_dim) ;;
+OlmoeForCausalLM)
+    E=$(num num_experts) F=$(num intermediate_size) dense=0 SF=0 DF=0
+    router="mlp.gate" expert=$hf qknorm=whole ;;
 *) echo "mk-random.sh: $config: architecture '$arch' is not supported here" >&2; exit 2 ;;
 esac
-hd=$((d / H))
 sed "s/\"num_hidden_layers\": *[0-9]*/\"num_hidden_layers\": $layers/" "$config" > "$dir/config.json"
 
 # One line per tensor: shard name rows cols (cols 0: a vector).
 awk -v L="$layers" -v d="$d" -v V="$V" -v q=$((H * hd)) -v kv=$((KV * hd)) -v E="$E" -v F="$F" \
-    -v dense="$dense" -v SF="$SF" -v DF="$DF" -v router="$router" -v expert="$expert" 'BEGIN {
+    -v dense="$dense" -v SF="$SF" -v DF="$DF" -v router="$router" -v expert="$expert" -v shared="$shared" \
+    -v bias="$bias" -v qknorm="$qknorm" -v hd="$hd" 'BEGIN {
   split(expert, ex, " ")
   for (l = 0; l < L; l++) {
     s = l + 1; p = "model.layers." l
@@ -39,6 +51,15 @@ awk -v L="$layers" -v d="$d" -v V="$V" -v q=$((H * hd)) -v kv=$((KV * hd)) -v E=
     print s, p ".self_attn.k_proj.weight", kv, d
     print s, p ".self_attn.v_proj.weight", kv, d
     print s, p ".self_attn.o_proj.weight", d, q
+    if (bias) {
+      print s, p ".self_attn.q_proj.bias", q, 0
+      print s, p ".self_attn.k_proj.bias", kv, 0
+      print s, p ".self_attn.v_proj.bias", kv, 0
+    }
+    if (qknorm != "none") {
+      print s, p ".self_attn.q_norm.weight", qknorm == "head" ? hd : q, 0
+      print s, p ".self_attn.k_norm.weight", qknorm == "head" ? hd : kv, 0
+    }
     print s, p ".post_attention_layernorm.weight", d, 0
     if (l < dense) {
       print s, p ".mlp.gate_proj.weight", DF, d
@@ -53,9 +74,11 @@ awk -v L="$layers" -v d="$d" -v V="$V" -v q=$((H * hd)) -v kv=$((KV * hd)) -v E=
       printf "%d %s.%s.weight %d %d\n", s, p, sprintf(ex[3], e), d, F
     }
     if (SF) {
-      print s, p ".mlp.shared_experts.gate_proj.weight", SF, d
-      print s, p ".mlp.shared_experts.up_proj.weight", SF, d
-      print s, p ".mlp.shared_experts.down_proj.weight", d, SF
+      print s, p "." shared ".gate_proj.weight", SF, d
+      print s, p "." shared ".up_proj.weight", SF, d
+      print s, p "." shared ".down_proj.weight", d, SF
+      if (bias)
+        print s, p ".mlp.shared_expert_gate.weight", 1, d
     }
   }
   print L + 1, "model.embed_tokens.weight", V, d

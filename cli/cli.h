@@ -73,6 +73,11 @@ void qm_cli_line(void *ctx, const char *line);
 
 /* Open a model directory to run it layer by layer (net.h). */
 qm_status qm_cli_open_net(const char *dir, qm_model **m, qm_net *net, qm_diag *d);
+/* The same for a GGUF file (path ends in .gguf): the model directory `base`
+ * with its weights taken from the file (qm_model_attach_gguf). */
+qm_status qm_cli_open_gguf_net(const char *path, const char *base, qm_model **m, qm_net *net, qm_diag *d);
+/* A path naming a .gguf file rather than a model directory. */
+int qm_cli_is_gguf(const char *path);
 /* Close what qm_cli_open_net opened (m may be NULL). */
 void qm_cli_close_net(qm_model *m, qm_net *net);
 

@@ -121,6 +121,9 @@ static int run(int argc, char **argv)
         return qm_cli_usage(&qm_cmd_eval, "give --text or --tokens, not both");
     if (!text && !ids && !tasks)
         return qm_cli_usage(&qm_cmd_eval, "nothing to evaluate: give --text, --tokens or --tasks");
+    int gguf = qm_cli_is_gguf(argv[optind]);
+    if (gguf && !base)
+        return qm_cli_usage(&qm_cmd_eval, "a GGUF model needs --base MODEL_DIR (its config, tokenizer and layout)");
 
     qm_diag *d = qm_diag_new();
     qm_model *m = NULL, *bm = NULL;
@@ -129,7 +132,7 @@ static int run(int argc, char **argv)
     qm_eval_result r = {0};
     qm_task_result *tr = NULL;
     size_t ntr = 0;
-    qm_status st = qm_cli_open_net(argv[optind], &m, &net, d);
+    qm_status st = gguf ? qm_cli_open_gguf_net(argv[optind], base, &m, &net, d) : qm_cli_open_net(argv[optind], &m, &net, d);
     if (st == QM_OK && base)
         st = qm_cli_open_net(base, &bm, &bnet, d);
     /* both runs share the budget (the base's states are counted in its
@@ -179,10 +182,11 @@ static int run(int argc, char **argv)
 const qm_cmd qm_cmd_eval = {
     .name = "eval",
     .run = run,
-    .synopsis = "eval MODEL [--base BASE] (--text FILE | --tokens FILE) [--ctx N] [--max-tokens N]\n"
+    .synopsis = "eval MODEL|FILE.gguf [--base BASE] (--text FILE | --tokens FILE) [--ctx N] [--max-tokens N]\n"
                 "                 [--tasks FILE.jsonl] [--max-memory SIZE] [--format text|yaml|json] [-q]",
     .summary = "perplexity, KL divergence against the unquantized model, task accuracy",
-    .help = "Scores the next-token predictions of MODEL over windows of --ctx tokens (see qmoe(1)).\n\n"
+    .help = "Scores the next-token predictions of MODEL over windows of --ctx tokens (see qmoe(1)).\n"
+            "A GGUF file is read with the layout, config and tokenizer of --base, which it needs.\n\n"
             "  --base DIR        the unquantized model: adds KL divergence, top-1 agreement, PPL ratio\n"
             "  --text FILE       text: through the model's tokenizer, or one token per byte\n"
             "  --tokens FILE     token ids: FILE.u32 little-endian uint32, else decimal text\n"

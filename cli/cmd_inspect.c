@@ -242,13 +242,6 @@ static int inspect_gguf(const char *path, int tensors, int yaml)
     return st != QM_OK ? QM_EXIT_FAIL : rc;
 }
 
-/* A path naming a .gguf file rather than a model directory. */
-static int is_gguf(const char *p)
-{
-    size_t n = strlen(p);
-    return n > 5 && strcmp(p + n - 5, ".gguf") == 0;
-}
-
 static int run(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -280,7 +273,7 @@ static int run(int argc, char **argv)
     }
     if (argc - optind != 1)
         return qm_cli_usage(&qm_cmd_inspect, "expected one MODEL_DIR");
-    if (is_gguf(argv[optind])) {
+    if (qm_cli_is_gguf(argv[optind])) {
         if (check)
             return qm_cli_usage(&qm_cmd_inspect, "--check reads model directories only");
         return inspect_gguf(argv[optind], tensors, yaml);

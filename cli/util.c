@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "model/gguf.h"
 
 int qm_cli_size(const qm_cmd *cmd, const char *opt, const char *arg, size_t *v)
 {
@@ -42,6 +43,24 @@ qm_status qm_cli_open_net(const char *dir, qm_model **m, qm_net *net, qm_diag *d
         *m = NULL;
     }
     return st;
+}
+
+qm_status qm_cli_open_gguf_net(const char *path, const char *base, qm_model **m, qm_net *net, qm_diag *d)
+{
+    qm_status st = qm_model_open(base, m, d);
+    if (st == QM_OK && (st = qm_model_attach_gguf(*m, path, d)) == QM_OK)
+        st = qm_net_open(*m, net, d);
+    if (st != QM_OK) {
+        qm_model_close(*m);
+        *m = NULL;
+    }
+    return st;
+}
+
+int qm_cli_is_gguf(const char *p)
+{
+    size_t n = strlen(p);
+    return n > 5 && strcmp(p + n - 5, ".gguf") == 0;
 }
 
 void qm_cli_close_net(qm_model *m, qm_net *net)

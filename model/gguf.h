@@ -18,6 +18,7 @@
 #include <stdio.h>
 
 #include "base/base.h"
+#include "model/model.h"
 
 enum { QM_GGUF_VERSION = 3, QM_GGUF_ALIGNMENT = 32 };
 
@@ -141,5 +142,38 @@ qm_status qm_gguf_parse(const char *path, const uint8_t *data, size_t size, qm_g
 void qm_gguf_close(qm_gguf_file *f);
 /* Tensor i's bytes (t[i].nbytes of them). */
 const uint8_t *qm_gguf_tensor_data(const qm_gguf_file *f, size_t i);
+
+/* ---- a model's tensors in GGUF (gguf_model.c) ---- */
+
+/* llama.cpp's base name of each part ("attn_q", "ffn_down_exps", ...). */
+extern const char *const qm_gguf_part_name[QM_PART_COUNT];
+
+/* An architecture as llama.cpp's converter writes it. */
+typedef struct qm_gguf_arch {
+    const char *hf;    /* config.json's architectures[0] */
+    const char *name;  /* general.architecture */
+    int permute_qk;    /* llama.cpp ropes consecutive pairs: q/k rows permuted as the converter does */
+} qm_gguf_arch;
+
+/* The row of config.json's architecture `hf`, or NULL. */
+const qm_gguf_arch *qm_gguf_arch_find(const char *hf);
+/* Tensor t's GGUF name ("blk.3.ffn_down_exps.weight": routed experts share
+ * their layer's); caller frees; NULL when out of memory. */
+char *qm_gguf_name(const qm_tensor *t);
+/* The heads over which t's rows are permuted in GGUF (0: not permuted). */
+int qm_gguf_heads(const qm_model *m, const qm_gguf_arch *a, const qm_tensor *t);
+/* The model row that GGUF row r of a tensor of `rows` rows permuted over
+ * `heads` heads holds: within a head, rows (2, half) are stored (half, 2). */
+uint64_t qm_gguf_source_row(uint64_t r, uint64_t rows, int heads);
+
+/* Take m's weights from the GGUF file at path (llama.cpp's names for m's
+ * architecture; every tensor of m present with matching dims and a type
+ * qm_ggml_to_f32() reads): sets m->gguf (closed by qm_model_close()) and
+ * each tensor's gguf.  Extra tensors are a warning. */
+qm_status qm_model_attach_gguf(qm_model *m, const char *path, qm_diag *d);
+/* Tensor i of m (attached) as floats in the model's layout (out, in) into
+ * f (t->numel floats), dequantized as ggml does and rows unpermuted; an
+ * error when a value is not finite. */
+qm_status qm_gguf_load_f32(const qm_model *m, size_t i, float *f, qm_diag *d);
 
 #endif

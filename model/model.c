@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/gguf.h"
 #include "model/model.h"
 
 #define P(canon, group, where, linear, d0, d1) {canon, group, where, linear, {d0, d1}}
@@ -465,6 +466,7 @@ void qm_model_close(qm_model *m)
     free(m->t);
     free(m->is_moe);
     qm_ckpt_close(m->ckpt);
+    qm_gguf_close(m->gguf);
     qm_config_free(&m->cfg);
     free(m->config_path);
     free(m->dir);

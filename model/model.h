@@ -185,6 +185,10 @@ typedef struct qm_tensor {
      * place of X.weight): bits > 0 and the other three tensors. */
     int bits, groups;
     const qm_st_tensor *qzeros, *scales, *g_idx;
+    /* Read from a GGUF file instead (qm_model_attach_gguf): 1 + its index in
+     * m->gguf, 0 for the checkpoint's; its rows' RoPE permutation there. */
+    size_t gguf;
+    int gguf_heads;
 } qm_tensor;
 
 typedef struct qm_model {
@@ -200,6 +204,7 @@ typedef struct qm_model {
     qm_arena names;          /* the canonical names of t */
     size_t n_unexpected;     /* checkpoint tensors that map to nothing */
     size_t n_packed;         /* linears stored GPTQ-packed */
+    struct qm_gguf_file *gguf; /* weights from a GGUF file (gguf.h), owned; NULL: the checkpoint's */
 } qm_model;
 
 /* Open the model directory `dir` (config.json + safetensors).  Caller

@@ -9,6 +9,7 @@
 
 #include "runtime/forward.h"
 #include "runtime/fwd_kernels.h"
+#include "model/gguf.h"
 #include "runtime/pack.h"
 
 /* ---- loading ------------------------------------------------------------------ */
@@ -18,11 +19,17 @@ static float *load_f32(const qm_model *m, size_t i, qm_diag *d)
 {
     const qm_tensor *mt = &m->t[i];
     const qm_st_tensor *t = mt->st;
-    if (qm_st_check_live(m->ckpt->files[mt->file], t, d) != QM_OK)
+    if (!mt->gguf && qm_st_check_live(m->ckpt->files[mt->file], t, d) != QM_OK)
         return NULL;
     float *f = malloc((size_t)mt->numel * sizeof *f);
     if (!f) {
         qm_diag_fail(d, QM_ENOMEM, "out of memory loading '%s'", t->name);
+        return NULL;
+    }
+    if (mt->gguf) { /* a GGUF model's (qm_model_attach_gguf) */
+        if (qm_gguf_load_f32(m, i, f, d) == QM_OK)
+            return f;
+        free(f);
         return NULL;
     }
     if (mt->bits) { /* GPTQ-packed: dequantized on load */

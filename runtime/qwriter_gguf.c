@@ -41,35 +41,11 @@
 #include "model/json.h"
 #include "runtime/qwriter.h"
 
-/* ---- names ---------------------------------------------------------------------------------- */
-
-/* llama.cpp's tensor base names (llm_tensor names in its gguf-py/constants.py). */
-static const char *const part_name[QM_PART_COUNT] = {
-    [QM_PART_EMBED] = "token_embd",       [QM_PART_LM_HEAD] = "output",
-    [QM_PART_FINAL_NORM] = "output_norm", [QM_PART_ATTN_NORM] = "attn_norm",
-    [QM_PART_FFN_NORM] = "ffn_norm",      [QM_PART_Q] = "attn_q",
-    [QM_PART_K] = "attn_k",               [QM_PART_V] = "attn_v",
-    [QM_PART_O] = "attn_output",          [QM_PART_Q_BIAS] = "attn_q",
-    [QM_PART_K_BIAS] = "attn_k",          [QM_PART_V_BIAS] = "attn_v",
-    [QM_PART_Q_NORM] = "attn_q_norm",     [QM_PART_K_NORM] = "attn_k_norm",
-    [QM_PART_ROUTER] = "ffn_gate_inp",    [QM_PART_EXPERT_GATE] = "ffn_gate_exps",
-    [QM_PART_EXPERT_UP] = "ffn_up_exps",  [QM_PART_EXPERT_DOWN] = "ffn_down_exps",
-    [QM_PART_SHARED_GATE] = "ffn_gate_shexp", [QM_PART_SHARED_UP] = "ffn_up_shexp",
-    [QM_PART_SHARED_DOWN] = "ffn_down_shexp", [QM_PART_SHARED_ROUTER] = "ffn_gate_inp_shexp",
-    [QM_PART_MLP_GATE] = "ffn_gate",      [QM_PART_MLP_UP] = "ffn_up",
-    [QM_PART_MLP_DOWN] = "ffn_down",
-};
-_Static_assert(sizeof part_name / sizeof part_name[0] == QM_PART_COUNT, "a GGUF name for every part");
-
-static int is_bias(qm_part p) { return p == QM_PART_Q_BIAS || p == QM_PART_K_BIAS || p == QM_PART_V_BIAS; }
-
 /* ---- architectures ---------------------------------------------------------------------------- */
 
+/* The architecture keys beyond the common ones; an error for what llama.cpp cannot run. */
 typedef struct gguf_arch {
-    const char *hf;    /* config.json's architectures[0] */
-    const char *name;  /* general.architecture */
-    int permute_qk;    /* llama.cpp ropes consecutive pairs: permute q/k rows as the converter does */
-    /* Architecture keys beyond the common ones; an error for what llama.cpp cannot run. */
+    const char *name;  /* general.architecture (qm_gguf_arch_find()) */
     qm_status (*meta)(const qm_model *m, qm_gguf_meta *g, qm_diag *d);
 } gguf_arch;
 
@@ -94,8 +70,8 @@ static qm_status meta_deepseek(const qm_model *m, qm_gguf_meta *g, qm_diag *d)
 }
 
 static const gguf_arch archs[] = {
-    {"MixtralForCausalLM", "llama", 1, meta_llama},
-    {"DeepseekForCausalLM", "deepseek", 1, meta_deepseek},
+    {"llama", meta_llama},
+    {"deepseek", meta_deepseek},
 };
 
 /* ---- the tensor list ---------------------------------------------------------------------------- */
@@ -111,6 +87,7 @@ typedef struct gtensor {
 } gtensor;
 
 typedef struct gstate {
+    const qm_gguf_arch *names; /* names and permutation */
     const gguf_arch *arch;
     char *parts;       /* OUT/gguf-parts; owned */
     gtensor *gt;       /* (n) in file order; owned */
@@ -237,8 +214,7 @@ static qm_status add_tensor(const qwriter_job *j, gstate *s, size_t i)
     qm_gguf_tensor *info = &s->info[s->n];
     size_t n = t->expert == 0 ? (size_t)m->cfg.experts : 1;
     g->layer = t->layer;
-    g->name = t->layer < 0 ? qm_strfmt("%s.%s", part_name[t->part], "weight")
-                           : qm_strfmt("blk.%d.%s.%s", t->layer, part_name[t->part], is_bias(t->part) ? "bias" : "weight");
+    g->name = qm_gguf_name(t);
     g->member = calloc(n, sizeof *g->member);
     if (!g->name || !g->member) {
         free(g->name);
@@ -251,10 +227,7 @@ static qm_status add_tensor(const qwriter_job *j, gstate *s, size_t i)
     for (size_t k = 0; k < m->n && n > 1; k++)
         if (m->t[k].layer == t->layer && m->t[k].part == t->part && m->t[k].expert > 0)
             g->member[m->t[k].expert] = k;
-    if (s->arch->permute_qk && (t->part == QM_PART_Q || t->part == QM_PART_Q_BIAS))
-        g->heads = (int)m->cfg.heads;
-    if (s->arch->permute_qk && (t->part == QM_PART_K || t->part == QM_PART_K_BIAS))
-        g->heads = (int)m->cfg.kv_heads;
+    g->heads = qm_gguf_heads(m, s->names, t);
     int type = tensor_type(j, i);
     for (size_t k = 1; type >= 0 && k < n; k++) {
         int tk = tensor_type(j, g->member[k]);
@@ -313,8 +286,9 @@ static qm_status begin(qwriter *w)
     gstate *s = calloc(1, sizeof *s);
     if (!s)
         return qm_diag_fail(j->d, QM_ENOMEM, "out of memory");
-    for (size_t k = 0; k < sizeof archs / sizeof archs[0]; k++)
-        if (strcmp(archs[k].hf, j->m->arch->name) == 0)
+    s->names = qm_gguf_arch_find(j->m->arch->name);
+    for (size_t k = 0; s->names && k < sizeof archs / sizeof archs[0]; k++)
+        if (strcmp(archs[k].name, s->names->name) == 0)
             s->arch = &archs[k];
     qm_status st = s->arch ? QM_OK : qm_diag_fail(j->d, QM_EUNSUPPORTED, "GGUF output of %s is not supported yet "
                                                   "(supported: MixtralForCausalLM, DeepseekForCausalLM)",
@@ -342,16 +316,6 @@ static void abort_(qwriter *w)
 }
 
 /* ---- tensor data ---------------------------------------------------------------------------------- */
-
-/* The source row of row r of a tensor whose rows are permuted for RoPE over
- * `heads` heads: (head, 2, half) rows become (head, half, 2). */
-static uint64_t source_row(uint64_t r, uint64_t rows, int heads)
-{
-    if (heads <= 0)
-        return r;
-    uint64_t hd = rows / (uint64_t)heads, h = r / hd, k = r % hd;
-    return h * hd + (k % 2) * (hd / 2) + k / 2;
-}
 
 /* Scratch for one row of `in` values. */
 typedef struct rowbuf {
@@ -476,7 +440,7 @@ static qm_status put_tensor(const qwriter_job *j, FILE *out, const gtensor *g, c
                 st = qm_st_to_f32(j->m->ckpt->files[t->file]->path, t->st, f, j->d);
         }
         for (uint64_t r = 0; st == QM_OK && r < rows; r++)
-            st = put_row(j, out, info->type, q, f, source_row(r, rows, g->heads), in, &rb);
+            st = put_row(j, out, info->type, q, f, qm_gguf_source_row(r, rows, g->heads), in, &rb);
         if (st != QM_OK && q)
             qm_diag_note(j->d, "while writing '%s'", t->st->name);
     }
