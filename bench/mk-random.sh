@@ -5,7 +5,8 @@
 # cut to LAYERS layers, with random BF16 weights, written into DIR:
 # config.json, one safetensors shard per layer plus one for the embeddings,
 # final norm and head, and model.safetensors.index.json.  The weights are
-# finite values of magnitude 2^-8..2^-5 with random signs, from a block of
+# finite values of magnitude 2^-8..2^-5 (2^(E-127)..2^(E-124) with
+# MK_RANDOM_EXP=E, default 119) with random signs, from a block of
 # 524287 random values (a prime count, so that no two rows of a weight
 # repeat each other) written over and over: what memory and time
 # benchmarks need, not a model that predicts anything.
@@ -87,8 +88,8 @@ awk -v L="$layers" -v d="$d" -v V="$V" -v q=$((H * hd)) -v kv=$((KV * hd)) -v E=
 }' > "$dir/tensors"
 
 # The random block: BF16 sign | exponent 119..122 | mantissa, little-endian.
-LC_ALL=C awk 'BEGIN { srand(20261202); for (i = 0; i < 524287; i++) {
-    v = (rand() < 0.5 ? 32768 : 0) + (119 + int(rand() * 4)) * 128 + int(rand() * 128)
+LC_ALL=C awk -v e="${MK_RANDOM_EXP:-119}" 'BEGIN { srand(20261202); for (i = 0; i < 524287; i++) {
+    v = (rand() < 0.5 ? 32768 : 0) + (e + int(rand() * 4)) * 128 + int(rand() * 128)
     printf "%c%c", v % 256, int(v / 256) } }' > "$dir/block"
 
 le64() { # 8-byte little-endian encoding of $1

@@ -54,6 +54,7 @@ typedef struct qm_cli_compile_argv {
     char **args;            /* the positional arguments after POLICY */
     const char **engines;   /* --engine NAME values (compile only), n_engines of them; owned */
     size_t n_engines;
+    const char *target;     /* --target (compile only): "gguf" or NULL */
 } qm_cli_compile_argv;
 
 /* Parse `cmd`'s options (cmd is qm_cmd_compile or qm_cmd_explain; only

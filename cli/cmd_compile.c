@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "runtime/qwriter.h"
 #include "compiler/compiler.h"
 #include "model/engine.h"
 
@@ -47,11 +48,12 @@ static void table(const qm_plan *p, FILE *f)
 
 int qm_cli_compile_args(const qm_cmd *cmd, int argc, char **argv, int n_args, qm_cli_compile_argv *a)
 {
-    /* --strict, --format, -o, --engine and --fit are compile's alone: explain's table starts after them. */
+    /* --strict, --format, -o, --engine, --fit and --target are compile's alone: explain's table starts after them. */
     static const struct option opts[] = {
         {"strict", no_argument, NULL, 'S'},      {"format", required_argument, NULL, 'f'},
         {"output", required_argument, NULL, 'o'}, {"engine", required_argument, NULL, 'E'},
-        {"fit", required_argument, NULL, 'F'},     {"model", required_argument, NULL, 'm'},
+        {"fit", required_argument, NULL, 'F'},     {"target", required_argument, NULL, 'T'},
+        {"model", required_argument, NULL, 'm'},
         {"scores", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -68,7 +70,7 @@ int qm_cli_compile_args(const qm_cmd *cmd, int argc, char **argv, int n_args, qm
     optind = 1;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, full ? "hI:o:" : "hI:", full ? opts : opts + 5, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, full ? "hI:o:" : "hI:", full ? opts : opts + 6, NULL)) != -1) {
         switch (c) {
         case 'I': a->dirs[a->o.n_dirs++] = optarg; break;
         case 'm': a->o.model = optarg; break;
@@ -78,6 +80,7 @@ int qm_cli_compile_args(const qm_cmd *cmd, int argc, char **argv, int n_args, qm
         case 'o': a->output = a->o.output = optarg; break;
         case 'E': a->engines[a->n_engines++] = optarg; break;
         case 'F': a->o.fit = a->engines[a->n_engines++] = optarg; break; /* and checked as --engine */
+        case 'T': a->target = optarg; break;
         case 'h':
             qm_cli_compile_args_free(a);
             printf("usage: qmoe %s\n\n%s", cmd->synopsis, cmd->help);
@@ -98,6 +101,11 @@ int qm_cli_compile_args(const qm_cmd *cmd, int argc, char **argv, int n_args, qm
     if (strcmp(a->format, "yaml") != 0 && strcmp(a->format, "json") != 0 && strcmp(a->format, "table") != 0) {
         qm_cli_compile_args_free(a);
         return qm_cli_usage(cmd, "--format '%s': expected yaml, json or table", a->format);
+    }
+    if (a->target && (strcmp(a->target, "gguf") != 0 || strcmp(a->format, "table") != 0)) {
+        qm_cli_compile_args_free(a);
+        return qm_cli_usage(cmd, strcmp(a->target, "gguf") ? "--target '%s': expected gguf"
+                                                           : "--target %s needs --format table", a->target);
     }
     for (size_t k = 0; k < a->n_engines; k++)
         if (!qm_engine_find(a->engines[k])) {
@@ -173,6 +181,19 @@ static void engine_table(qm_engine_verdict *const *v, FILE *f)
                     strcmp(qm_engines[k]->format, "gptq") ? qm_engines[k]->format : "");
 }
 
+/* --target gguf: the GGUF file's tensors under the plan (qwriter.h). */
+static qm_status gguf_table(const qm_cli_compile_argv *a, const qm_plan *p, qm_diag *d)
+{
+    const qm_plan_tensor **by = calloc(p->n + 1, sizeof *by);
+    if (!by)
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    for (size_t i = 0; i < p->n; i++)
+        by[i] = &p->t[i]; /* a compiled plan lists the model's tensors in its order */
+    qm_status st = qm_gguf_preview(qm_compiled_model(p), p, by, NULL, a->o.strict, stdout, d);
+    free(by);
+    return st;
+}
+
 static int run(int argc, char **argv)
 {
     qm_cli_compile_argv a;
@@ -196,6 +217,8 @@ static int run(int argc, char **argv)
         if (strcmp(a.format, "table") == 0) {
             table(p, stdout);
             engine_table(v, stdout);
+            if (a.target) /* the file `quantize --format gguf` writes, tensor by tensor */
+                st = gguf_table(&a, p, d);
         } else if (strcmp(a.format, "json") == 0) {
             st = a.output ? qm_plan_write_json(p, a.output, d) : qm_plan_emit_json(p, stdout, d);
         } else if (a.output) {
@@ -221,7 +244,7 @@ const qm_cmd qm_cmd_compile = {
     .name = "compile",
     .run = run,
     .synopsis = "compile POLICY --model DIR [--scores FILE] [-I DIR]... [--strict] [--engine NAME]... [--fit NAME]\n"
-                "                [-o PLAN] [--format yaml|json|table]",
+                "                [-o PLAN] [--format yaml|json|table [--target gguf]]",
     .summary = "compile a policy for a model into a bit plan",
     .help = "Matches POLICY (qmoe-policy(5)) against the model's tensors and scores and\n"
             "writes the bit plan: YAML, byte-identical for identical inputs.\n\n"
@@ -240,5 +263,7 @@ const qm_cmd qm_cmd_compile = {
             "  --format FMT      yaml (default), json (the same keys) or table: widths,\n"
             "                    counts, average and effective bits, bytes before and\n"
             "                    after, and whether each engine (the --engine ones,\n"
-            "                    else all) serves it\n",
+            "                    else all) serves it\n"
+            "  --target gguf     with --format table: the GGUF file quantize --format gguf\n"
+            "                    writes, its tensors' ggml types, exact bytes and fallbacks\n",
 };

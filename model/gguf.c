@@ -8,7 +8,7 @@
 #include "model/gguf.h"
 
 /* The GGUF metadata value types used here (gguf.h of ggml numbers them). */
-enum { GGUF_U32 = 4, GGUF_F32 = 6, GGUF_BOOL = 7, GGUF_STRING = 8 };
+enum { GGUF_U32 = 4, GGUF_I32 = 5, GGUF_F32 = 6, GGUF_BOOL = 7, GGUF_STRING = 8, GGUF_ARRAY = 9 };
 
 /* ---- metadata ---------------------------------------------------------------------------------- */
 
@@ -61,6 +61,24 @@ void qm_gguf_meta_bool(qm_gguf_meta *m, const char *key, int v)
 {
     add_key(m, key, GGUF_BOOL);
     qm_buf_add(&m->b, v ? "\1" : "\0", 1);
+}
+
+void qm_gguf_meta_strs(qm_gguf_meta *m, const char *key, const char *const *v, size_t n)
+{
+    add_key(m, key, GGUF_ARRAY);
+    add_u32(&m->b, GGUF_STRING);
+    add_u64(&m->b, n);
+    for (size_t i = 0; i < n; i++)
+        add_str(&m->b, v[i]);
+}
+
+void qm_gguf_meta_i32s(qm_gguf_meta *m, const char *key, const int32_t *v, size_t n)
+{
+    add_key(m, key, GGUF_ARRAY);
+    add_u32(&m->b, GGUF_I32);
+    add_u64(&m->b, n);
+    for (size_t i = 0; i < n; i++)
+        add_u32(&m->b, (uint32_t)v[i]);
 }
 
 void qm_gguf_meta_free(qm_gguf_meta *m)

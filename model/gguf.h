@@ -91,7 +91,17 @@ void qm_gguf_meta_str(qm_gguf_meta *m, const char *key, const char *v);
 void qm_gguf_meta_u32(qm_gguf_meta *m, const char *key, uint32_t v);
 void qm_gguf_meta_f32(qm_gguf_meta *m, const char *key, float v);
 void qm_gguf_meta_bool(qm_gguf_meta *m, const char *key, int v);
+/* Arrays of strings and of int32. */
+void qm_gguf_meta_strs(qm_gguf_meta *m, const char *key, const char *const *v, size_t n);
+void qm_gguf_meta_i32s(qm_gguf_meta *m, const char *key, const int32_t *v, size_t n);
 void qm_gguf_meta_free(qm_gguf_meta *m);
+
+/* The tokenizer.* keys of m's tokenizer as llama.cpp's converter writes them
+ * (gguf_vocab.c): a Hugging Face tokenizer.json BPE as "gpt2" (tokens,
+ * types, merges, pre-tokenizer, BOS/EOS); byte-level models and models
+ * without a tokenizer "none" (llama.cpp then adds dummy tokens); other
+ * tokenizers (SentencePiece's tokenizer.model) are an error. */
+qm_status qm_gguf_put_vocab(const qm_model *m, qm_gguf_meta *g, qm_diag *d);
 
 /* One tensor's info record. */
 typedef struct qm_gguf_tensor {

@@ -7,7 +7,8 @@
  * stacked into one (in, out, experts) tensor), "output.weight".  Where
  * llama.cpp ropes consecutive pairs (arch "llama", "deepseek") the
  * converter permutes the rows of q and k: within each head, rows
- * (2, half) become (half, 2).
+ * (2, half) become (half, 2); "qwen2moe", "qwen3moe" and "olmoe" rotate
+ * halves as Hugging Face does (LLAMA_ROPE_TYPE_NEOX), unpermuted.
  *
  * Reading (`qmoe eval X.gguf --base DIR`): the model directory gives the
  * config, the architecture, the tokenizer and the tensor inventory; every
@@ -41,8 +42,9 @@ const char *const qm_gguf_part_name[QM_PART_COUNT] = {
 _Static_assert(sizeof qm_gguf_part_name / sizeof qm_gguf_part_name[0] == QM_PART_COUNT, "a GGUF name for every part");
 
 static const qm_gguf_arch archs[] = {
-    {"MixtralForCausalLM", "llama", 1},
-    {"DeepseekForCausalLM", "deepseek", 1},
+    {"MixtralForCausalLM", "llama", 1},      {"DeepseekForCausalLM", "deepseek", 1},
+    {"Qwen2MoeForCausalLM", "qwen2moe", 0},  {"Qwen3MoeForCausalLM", "qwen3moe", 0},
+    {"OlmoeForCausalLM", "olmoe", 0},
 };
 
 const qm_gguf_arch *qm_gguf_arch_find(const char *hf)

@@ -94,4 +94,12 @@ const qwriter_ops *qwriter_find(const char *name);
 
 extern const qwriter_ops qwriter_gptq, qwriter_fake, qwriter_gguf;
 
+/* The GGUF file a plan makes (quantize --format gguf), printed to f as a
+ * table: rows of tensors alike (base name, ggml type, dims, fallback) with
+ * their layers, count and exact bytes, the fallbacks noted, and the total.
+ * What the writer refuses is an error here too.  by_tensor: each model
+ * tensor's plan entry; float_type, strict: as --keep-type and --strict. */
+qm_status qm_gguf_preview(const qm_model *m, const qm_plan *plan, const qm_plan_tensor *const *by_tensor,
+                          const char *float_type, int strict, FILE *f, qm_diag *d);
+
 #endif

@@ -6,6 +6,10 @@
  *                           ffn_{gate,up,down}_exps (experts, out, in)
  *   DeepseekForCausalLM  -> arch "deepseek", leading dense layers
  *                           ffn_{gate,up,down}, shared experts ffn_*_shexp
+ *   Qwen2MoeForCausalLM  -> arch "qwen2moe", q/k/v biases, the shared expert
+ *                           ffn_*_shexp with its gate ffn_gate_inp_shexp
+ *   Qwen3MoeForCausalLM  -> arch "qwen3moe", per-head attn_{q,k}_norm
+ *   OlmoeForCausalLM     -> arch "olmoe", whole-projection attn_{q,k}_norm
  *
  * q and k rows are permuted as the converter does, since llama.cpp applies
  * RoPE to consecutive pairs where Hugging Face rotates halves.  Quantized
@@ -69,9 +73,53 @@ static qm_status meta_deepseek(const qm_model *m, qm_gguf_meta *g, qm_diag *d)
     return QM_OK;
 }
 
+/* llama.cpp's qwen2moe, qwen3moe and olmoe run MoE in every layer, and
+ * renormalise the top-k weights (qwen3moe) or never (the other two):
+ * src/models/<arch>.cpp build_moe_ffn. */
+static qm_status moe_every_layer(const qm_model *m, const char *arch, int renorm, qm_diag *d)
+{
+    const qm_config *c = &m->cfg;
+    if (c->sparse_step != 1 || c->n_mlp_only)
+        return qm_diag_fail(d, QM_EUNSUPPORTED, "%s: decoder_sparse_step %lld / mlp_only_layers (%lld): llama.cpp's "
+                            "%s runs MoE in every layer", m->config_path, c->sparse_step, c->n_mlp_only, arch);
+    if (!c->norm_topk != !renorm)
+        return qm_diag_fail(d, QM_EUNSUPPORTED, "%s: norm_topk_prob %s: llama.cpp's %s %s the top-k router weights",
+                            m->config_path, c->norm_topk ? "true" : "false", arch,
+                            renorm ? "always renormalises" : "never renormalises");
+    return QM_OK;
+}
+
+static qm_status meta_qwen2moe(const qm_model *m, qm_gguf_meta *g, qm_diag *d)
+{
+    qm_status st = moe_every_layer(m, "qwen2moe", 0, d);
+    qm_gguf_meta_u32(g, "qwen2moe.expert_feed_forward_length", (uint32_t)m->cfg.expert_ff);
+    if (m->cfg.shared_ff)
+        qm_gguf_meta_u32(g, "qwen2moe.expert_shared_feed_forward_length", (uint32_t)m->cfg.shared_ff);
+    return st;
+}
+
+static qm_status meta_qwen3moe(const qm_model *m, qm_gguf_meta *g, qm_diag *d)
+{
+    qm_status st = moe_every_layer(m, "qwen3moe", 1, d);
+    qm_gguf_meta_u32(g, "qwen3moe.attention.key_length", (uint32_t)m->cfg.head_dim);
+    qm_gguf_meta_u32(g, "qwen3moe.attention.value_length", (uint32_t)m->cfg.head_dim);
+    qm_gguf_meta_u32(g, "qwen3moe.expert_feed_forward_length", (uint32_t)m->cfg.expert_ff);
+    return st;
+}
+
+static qm_status meta_olmoe(const qm_model *m, qm_gguf_meta *g, qm_diag *d)
+{
+    (void)g;
+    if (m->cfg.kv_heads != m->cfg.heads) /* src/models/olmoe.cpp: attn_k_norm {n_embd} */
+        return qm_diag_fail(d, QM_EUNSUPPORTED, "%s: num_key_value_heads %lld: llama.cpp's olmoe normalises k over "
+                            "the whole hidden size, so it needs num_attention_heads (%lld) key/value heads",
+                            m->config_path, m->cfg.kv_heads, m->cfg.heads);
+    return moe_every_layer(m, "olmoe", 0, d);
+}
+
 static const gguf_arch archs[] = {
-    {"llama", meta_llama},
-    {"deepseek", meta_deepseek},
+    {"llama", meta_llama},       {"deepseek", meta_deepseek}, {"qwen2moe", meta_qwen2moe},
+    {"qwen3moe", meta_qwen3moe}, {"olmoe", meta_olmoe},
 };
 
 /* ---- the tensor list ---------------------------------------------------------------------------- */
@@ -291,10 +339,18 @@ static qm_status begin(qwriter *w)
         if (strcmp(archs[k].name, s->names->name) == 0)
             s->arch = &archs[k];
     qm_status st = s->arch ? QM_OK : qm_diag_fail(j->d, QM_EUNSUPPORTED, "GGUF output of %s is not supported yet "
-                                                  "(supported: MixtralForCausalLM, DeepseekForCausalLM)",
+                                                  "(supported: MixtralForCausalLM, DeepseekForCausalLM, "
+                                                  "Qwen2MoeForCausalLM, Qwen3MoeForCausalLM, OlmoeForCausalLM)",
                                                   j->m->arch->name);
     if (st == QM_OK && !j->file)
         st = qm_diag_fail(j->d, QM_EINVAL, "the GGUF format needs an output file");
+    if (st == QM_OK) { /* what llama.cpp cannot run is refused before any GPTQ */
+        qm_gguf_meta scratch = {0};
+        st = s->arch->meta(j->m, &scratch, j->d);
+        if (st == QM_OK)
+            st = qm_gguf_put_vocab(j->m, &scratch, j->d);
+        qm_gguf_meta_free(&scratch);
+    }
     if (st == QM_OK)
         st = build_list(j, s);
     if (st == QM_OK && !(s->parts = qm_strfmt("%s/gguf-parts", j->out)))
@@ -537,10 +593,8 @@ static qm_status build_meta(const qwriter *w, qm_gguf_meta *g)
         return st;
     qm_gguf_meta_u32(g, "general.quantization_version", 2);
     qm_gguf_meta_u32(g, "general.alignment", QM_GGUF_ALIGNMENT);
-    if (!c->byte_tokenizer)
-        return qm_diag_fail(j->d, QM_EUNSUPPORTED, "GGUF: the tokenizer of %s cannot be written yet (byte-level "
-                            "models only)", j->m->dir);
-    qm_gguf_meta_str(g, "tokenizer.ggml.model", "none");
+    if ((st = qm_gguf_put_vocab(j->m, g, j->d)) != QM_OK)
+        return st;
     return g->b.oom ? qm_diag_fail(j->d, QM_ENOMEM, "out of memory") : QM_OK;
 }
 
@@ -601,6 +655,99 @@ static qm_status end(qwriter *w)
         st = qm_afile_write(w->job->file, put_file, &fc, 1, w->job->d);
     qm_gguf_meta_free(&meta);
     abort_(w);
+    return st;
+}
+
+/* ---- the preview -------------------------------------------------------------------------- */
+
+/* Layers as "0-3,5" into b (n bits of seen). */
+static void layer_ranges(const unsigned char *seen, int n, char *b, size_t size)
+{
+    size_t at = 0;
+    b[0] = '\0';
+    for (int L = 0; L < n && at < size; L++) {
+        if (!seen[L] || (L > 0 && seen[L - 1]))
+            continue;
+        int e = L;
+        while (e + 1 < n && seen[e + 1])
+            e++;
+        at += (size_t)snprintf(b + at, size - at, e > L ? "%s%d-%d" : "%s%d", at ? "," : "", L, e);
+    }
+    if (!b[0])
+        snprintf(b, size, "-");
+}
+
+qm_status qm_gguf_preview(const qm_model *m, const qm_plan *plan, const qm_plan_tensor *const *by_tensor,
+                          const char *float_type, int strict, FILE *f, qm_diag *d)
+{
+    qwriter_job j = {m, plan, by_tensor, 0, NULL, "preview.gguf", float_type, strict, d};
+    gstate *s = calloc(1, sizeof *s);
+    if (!s)
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    s->names = qm_gguf_arch_find(m->arch->name);
+    qm_status st = s->names ? build_list(&j, s)
+                            : qm_diag_fail(d, QM_EUNSUPPORTED, "GGUF output of %s is not supported yet", m->arch->name);
+    int L = (int)m->cfg.layers;
+    unsigned char *seen = st == QM_OK ? calloc((size_t)(L + 1) * (s->n + 1), 1) : NULL;
+    size_t *first = st == QM_OK ? calloc(s->n + 1, sizeof *first) : NULL; /* group of each tensor: its first member */
+    if (st == QM_OK && (!seen || !first))
+        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    if (st == QM_OK) {
+        fprintf(f, "\n%-26s %-5s %-20s %-9s %7s %14s  %s\n", "gguf tensor", "type", "dims", "layers", "tensors",
+                "bytes", "note");
+        uint64_t total = 0;
+        for (size_t i = 0; i < s->n; i++) { /* rows: base name, type, dims and fallback alike */
+            const char *bi = s->gt[i].layer < 0 ? s->info[i].name : strchr(strchr(s->info[i].name, '.') + 1, '.') + 1;
+            const qm_plan_tensor *pt = by_tensor[s->gt[i].member[0]];
+            const ggrid *g = pt && pt->bits ? find_grid(pt) : NULL;
+            int fb = g && is_fallback(&m->t[s->gt[i].member[0]], g);
+            first[i] = i;
+            for (size_t k = 0; k < i; k++) {
+                const char *bk = s->gt[k].layer < 0 ? s->info[k].name
+                                                    : strchr(strchr(s->info[k].name, '.') + 1, '.') + 1;
+                if (first[k] == k && s->gt[k].layer >= 0 && s->gt[i].layer >= 0 && !strcmp(bi, bk) &&
+                    s->info[k].type == s->info[i].type && s->info[k].ndim == s->info[i].ndim &&
+                    !memcmp(s->info[k].ne, s->info[i].ne, sizeof s->info[i].ne) && (seen[k * (size_t)(L + 1) + L] == fb)) {
+                    first[i] = k;
+                    break;
+                }
+            }
+            seen[first[i] * (size_t)(L + 1) + (s->gt[i].layer >= 0 ? (size_t)s->gt[i].layer : 0)] = 1;
+            seen[first[i] * (size_t)(L + 1) + L] = (unsigned char)fb; /* the last slot: the fallback flag */
+            total += s->info[i].nbytes;
+        }
+        for (size_t i = 0; i < s->n; i++) {
+            if (first[i] != i)
+                continue;
+            size_t count = 0;
+            uint64_t bytes = 0;
+            for (size_t k = i; k < s->n; k++)
+                if (first[k] == i) {
+                    count++;
+                    bytes += s->info[k].nbytes;
+                }
+            char dims[64], layers[256], note[160] = "";
+            const qm_gguf_tensor *t = &s->info[i];
+            snprintf(dims, sizeof dims, t->ndim == 1 ? "[%llu]" : t->ndim == 2 ? "[%llu, %llu]" : "[%llu, %llu, %llu]",
+                     (unsigned long long)t->ne[0], (unsigned long long)t->ne[1], (unsigned long long)t->ne[2]);
+            if (s->gt[i].layer >= 0)
+                layer_ranges(seen + i * (size_t)(L + 1), L, layers, sizeof layers);
+            else
+                snprintf(layers, sizeof layers, "-");
+            const qm_plan_tensor *pt = by_tensor[s->gt[i].member[0]];
+            if (seen[i * (size_t)(L + 1) + L])
+                snprintf(note, sizeof note, "fallback: %d-bit codes; rows of %llu cannot hold %s", pt->bits,
+                         (unsigned long long)t->ne[0], qm_ggml_types[find_grid(pt)->type].name);
+            fprintf(f, "%-26s %-5s %-20s %-9s %7zu %14llu  %s\n",
+                    s->gt[i].layer >= 0 ? strchr(strchr(t->name, '.') + 1, '.') + 1 : t->name,
+                    qm_ggml_types[t->type].name, dims, layers, count, (unsigned long long)bytes, note);
+        }
+        fprintf(f, "%-26s %-5s %-20s %-9s %7zu %14llu  %s\n", "total", "", "", "", s->n, (unsigned long long)total,
+                "of tensor data (each tensor aligned to 32 in the file)");
+    }
+    free(seen);
+    free(first);
+    state_free(s);
     return st;
 }
 

@@ -11,7 +11,12 @@
 #     directly is within 0.15% (its CPU kernels round the activations to
 #     Q8_0/Q8_1 blocks before each dot product: measured 0.02% to 0.09%)
 #   - plans GGUF cannot hold are refused before any GPTQ, with the message
-#   - k-quants (a random-weight checkpoint with rows of 256, bench/mk-random.sh):
+#   - Qwen2-MoE, Qwen3-MoE and OLMoE (random-weight checkpoints from
+#     bench/mk-random.sh) exported as F32: llama.cpp's perplexity equals
+#     `qmoe eval` of the checkpoint within 0.01%
+#   - tokenizer metadata from a tokenizer.json (Qwen3's, DeepSeek-V3's, from
+#     ../shared/data): llama.cpp tokenizes a text to the ids of qmoe tokenize
+#   - k-quants (the random Qwen3-MoE layout, every row a multiple of 256):
 #     GPTQ onto Q2_K, Q3_K and Q4_K, read back by llama.cpp's dequantization,
 #     equal qmoe's reading of the file bit for bit (tests/gguf_cmp; the writer
 #     itself checks that reading against GPTQ's values), and the file runs;
@@ -94,14 +99,61 @@ for c in "tiny-mixtral q8" "tiny-mixtral q4" "tiny-mixtral q41" "tiny-deepseek q
     rm -f "$tmp/$1-$2-deq.gguf"
 done
 
-# k-quants on a random-weight Mixtral layout with rows of 256
+# Qwen2-MoE, Qwen3-MoE and OLMoE: random-weight checkpoints (bench/mk-random.sh, weights of 2^-4..2^-1 so
+# that attention and routing matter) exported as F32 give llama.cpp the perplexity of qmoe eval within 0.01%
 cmp="${QM_BUILDDIR:-.}/tests/gguf_cmp"
-rnd="$tmp/random"
-printf '{"architectures": ["MixtralForCausalLM"], "model_type": "mixtral", "vocab_size": 256, "hidden_size": 256,
- "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
- "num_local_experts": 4, "num_experts_per_tok": 2, "max_position_embeddings": 512, "rms_norm_eps": 1e-05,
- "rope_theta": 10000.0, "torch_dtype": "bfloat16", "qmoe_tokenizer": "byte"}\n' > "$tmp/random.json"
-sh "$QM_SRCDIR/bench/mk-random.sh" "$tmp/random.json" 2 "$rnd" >/dev/null || bad "mk-random.sh"
+randmodel() { # NAME ARCH EXTRA-CONFIG: $tmp/NAME, 2 layers, every linear input a multiple of 256
+    printf '{"architectures": ["%s"], "vocab_size": 256, "hidden_size": 256, "intermediate_size": 256,
+ "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": %s, "num_experts": 8,
+ "num_experts_per_tok": 2, "moe_intermediate_size": 256, "max_position_embeddings": 512, "rms_norm_eps": 1e-06,
+ "rope_theta": 1000000.0, "torch_dtype": "bfloat16", "qmoe_tokenizer": "byte", %s}\n' "$2" "$3" "$4" > "$tmp/$1.json"
+    MK_RANDOM_EXP=123 sh "$QM_SRCDIR/bench/mk-random.sh" "$tmp/$1.json" 2 "$tmp/$1" >/dev/null || bad "mk-random.sh $1"
+}
+randmodel qwen2moe Qwen2MoeForCausalLM 2 '"shared_expert_intermediate_size": 256, "norm_topk_prob": false'
+randmodel qwen3moe Qwen3MoeForCausalLM 2 '"head_dim": 64, "norm_topk_prob": true'
+randmodel olmoe OlmoeForCausalLM 4 '"norm_topk_prob": false'
+for a in qwen2moe qwen3moe olmoe; do
+    "$QMOE" compile "$tmp/keep.qmoe" --model "$tmp/$a" -o "$tmp/$a-keep.yaml" &&
+        "$QMOE" quantize -q --plan "$tmp/$a-keep.yaml" --model "$tmp/$a" --calib "$calib" --ctx 128 --samples 1 \
+            --format gguf --keep-type F32 -o "$tmp/$a-f32.gguf" && ok || bad "F32 export of $a"
+    [ "$("$QMOE" inspect "$tmp/$a-f32.gguf" | sed -n 's/.*architecture \([a-z0-9]*\),.*/\1/p')" = "$a" ] && ok ||
+        bad "$a: general.architecture"
+    compare "random $a F32" "$tmp/$a" "$tmp/$a-f32.gguf" 0.01
+done
+
+# tokenizer metadata: random Qwen3-MoE and DeepSeek-MoE checkpoints (hidden 64) carrying the real Qwen3 and
+# DeepSeek-V3 tokenizer.json: llama.cpp's tokenizer, from the GGUF alone, gives the ids of `qmoe tokenize`
+tokmodel() { # NAME ARCH TOKENIZER VOCAB EXTRA-CONFIG
+    printf '{"architectures": ["%s"], "vocab_size": %s, "hidden_size": 64, "intermediate_size": 64,
+ "moe_intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
+ "num_experts": 2, "n_routed_experts": 2, "n_shared_experts": 1, "first_k_dense_replace": 0, "num_experts_per_tok": 1,
+ "max_position_embeddings": 512, "rms_norm_eps": 1e-06, "rope_theta": 10000.0, "torch_dtype": "bfloat16", %s}\n' \
+        "$2" "$4" "$5" > "$tmp/$1.json"
+    sh "$QM_SRCDIR/bench/mk-random.sh" "$tmp/$1.json" 1 "$tmp/$1" >/dev/null && cp "$3"/* "$tmp/$1/" &&
+        "$QMOE" compile "$tmp/keep.qmoe" --model "$tmp/$1" -o "$tmp/$1.yaml" &&
+        "$QMOE" quantize -q --plan "$tmp/$1.yaml" --model "$tmp/$1" --calib "$calib" --ctx 64 --samples 1 --format gguf \
+            -o "$tmp/$1.gguf" && ok || bad "$1: GGUF with its tokenizer"
+    printf 'Hello <|im_start|> world\n\n  \303\274n\303\257c\303\266d\303\251 123456 \360\237\246\231 <think>\n' > "$tmp/tok.txt"
+    head -c 3000 "$text" >> "$tmp/tok.txt"
+    engine tokenize "$tmp/$1.gguf" "$tmp/tok.txt" 1 > "$tmp/llama.ids" 2>/dev/null
+    "$QMOE" tokenize "$tmp/$1" --text "$tmp/tok.txt" --add-special > "$tmp/qmoe.ids"
+    [ -s "$tmp/qmoe.ids" ] && cmp -s "$tmp/llama.ids" "$tmp/qmoe.ids" && ok ||
+        bad "$1: llama.cpp tokenizes to $(head -c 80 "$tmp/llama.ids"), qmoe to $(head -c 80 "$tmp/qmoe.ids")"
+    echo "$1: llama.cpp and qmoe tokenize $(wc -w < "$tmp/qmoe.ids") ids alike"
+    rm -rf "$tmp/$1" "$tmp/$1.gguf" "$tmp/$1.gguf.d"
+}
+data=${QM_SHARED_DATA:-$QM_SRCDIR/../shared/data}
+if [ -d "$data/tokenizers/qwen3" ] && [ -d "$data/tokenizers/deepseek-v3" ]; then
+    tokmodel tok-qwen3 Qwen3MoeForCausalLM "$data/tokenizers/qwen3" 151936 \
+        '"head_dim": 32, "norm_topk_prob": true, "bos_token_id": 151643, "eos_token_id": 151645'
+    tokmodel tok-deepseek DeepseekForCausalLM "$data/tokenizers/deepseek-v3" 129280 \
+        '"moe_layer_freq": 1, "norm_topk_prob": false, "bos_token_id": 0, "eos_token_id": 1'
+else
+    echo "tokenizer metadata: skipped (no shared data at $data)"
+fi
+
+# k-quants on the Qwen3-MoE layout
+rnd="$tmp/qwen3moe"
 kq() { # NAME POLICY: quantize the random model to $tmp/NAME.gguf, then llama.cpp's reading of it
     policy "$1" "$2"
     "$QMOE" compile "$tmp/$1.qmoe" --model "$rnd" -o "$tmp/$1.yaml" &&
@@ -122,7 +174,7 @@ deq_cmp "GPTQ onto Q2_K/Q3_K/Q4_K" "$tmp/kquant.gguf"
 l=$(engine ppl "$tmp/kquant.gguf" "$text" 1024 256 2>"$tmp/llama.err" | sed -n 's/^ppl //p')
 grep -v '^load: adding 256 dummy tokens$' "$tmp/llama.err" | grep -v '^[.]*$' > "$tmp/warn"
 [ -s "$tmp/warn" ] && bad "kquant: llama.cpp warned: $(head -3 "$tmp/warn")"
-awk -v p="$l" 'BEGIN { exit !(p > 1 && p < 1e4) }' && ok || bad "kquant: llama.cpp ppl '$l'"
+awk -v p="$l" 'BEGIN { exit !(p > 1 && p < 1e6) }' && ok || bad "kquant: llama.cpp ppl '$l'"
 # every type llama.cpp's own quantizer writes (llama_ftype: F16 1, Q4_0 2, Q4_1 3, Q8_0 7, Q5_0 8, Q5_1 9,
 # Q2_K 10, Q3_K_S 11, Q4_K_S 14, Q5_K_S 16, Q6_K 18, BF16 32; its presets add Q4_K/Q5_K/Q6_K tensors)
 kq keepf32 'default: keep'
@@ -160,7 +212,7 @@ compare "mixed GPTQ plan read by qmoe" "$tmp/mixed2.gguf" "$tmp/mixed2.gguf" 0.1
 "$QMOE" eval "$tmp/mixed2.gguf" --text "$text" 2>"$tmp/nobase.err" && bad "eval X.gguf without --base"
 grep -q "a GGUF model needs --base MODEL_DIR" "$tmp/nobase.err" && ok || bad "eval X.gguf without --base: $(cat "$tmp/nobase.err")"
 "$QMOE" eval "$tmp/kquant.gguf" --base "$m" --text "$text" 2>"$tmp/wrong.err" && bad "eval X.gguf with the wrong base"
-[ "$(cat "$tmp/wrong.err")" = "qmoe: error: $tmp/kquant.gguf: tensor 'token_embd.weight' is F32 with 2 dims [256, 256, 0]; the model's 'model.embed_tokens.weight' needs 2 dims [128, 256] (innermost first) of a type qmoe reads" ] &&
+[ "$(cat "$tmp/wrong.err")" = "qmoe: error: $tmp/kquant.gguf: general.architecture is 'qwen3moe'; the model $m (MixtralForCausalLM) is 'llama' in GGUF" ] &&
     ok || bad "eval X.gguf with the wrong base: $(cat "$tmp/wrong.err")"
 
 # refusals: checked before GPTQ runs, so nothing is written

@@ -5,7 +5,8 @@
 # located error and exit status 1.  Then `qmoe quantize --format gguf` of
 # tiny-mixtral at Q4_0 without llama.cpp (tests/gguf.sh runs it there): the
 # tensor list llama.cpp's converter writes, and the same command run again
-# over the finished run writes the same bytes.
+# over the finished run writes the same bytes.  Then the GGUF preview of a
+# mixed plan (compile --format table --target gguf) against the file written.
 set -u
 : "${QMOE:?}" "${QM_SRCDIR:?}"
 pass=0 fail=0
@@ -73,5 +74,34 @@ blk.0.ffn_down_exps.weight Q4_0
 blk.0.ffn_up_exps.weight Q4_0
 LIST
 if diff "$tmp/want" "$tmp/list" >/dev/null; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: tensor list"; diff "$tmp/want" "$tmp/list"; fi
+
+# compile --format table --target gguf: the file's tensors and bytes before any GPTQ; its total is the data
+# section the quantized file then has (a mixed plan: Q8_0 attention, Q4_0 experts, layer 2's experts at
+# 2 bits: Q2_K where the rows are 256, else the Q4_0 fallback), and --strict refuses the fallback
+printf 'default: 4bit group 32 sym\nattn: 8bit group 32 sym\nlayers[2].experts: 2bit group 16\n' > "$tmp/mx.qmoe"
+"$QMOE" compile "$tmp/mx.qmoe" --model "$m" --format table --target gguf > "$tmp/preview" 2>"$tmp/preview.err" ||
+    { fail=$((fail + 1)); echo "FAIL: preview: $(cat "$tmp/preview.err")"; }
+"$QMOE" compile "$tmp/mx.qmoe" --model "$m" -o "$tmp/mx.yaml" &&
+    "$QMOE" quantize -q --plan "$tmp/mx.yaml" --model "$m" --calib "$QM_SRCDIR/examples/data/wikitext2-valid.txt" \
+        --ctx 128 --samples 4 --format gguf -o "$tmp/mx.gguf" 2>/dev/null ||
+    { fail=$((fail + 1)); echo "FAIL: quantize mx"; }
+data=$("$QMOE" inspect "$tmp/mx.gguf" | sed -n 's/.* tensors, \([0-9]*\) bytes of tensor data.*/\1/p')
+total=$(awk '$1 == "total" { print $3 }' "$tmp/preview")
+[ -n "$data" ] && [ "$data" = "$total" ] && pass=$((pass + 1)) ||
+    { fail=$((fail + 1)); echo "FAIL: preview total '$total', file '$data'"; cat "$tmp/preview"; }
+grep -q '^ffn_down_exps.weight  *Q2_K  *\[256, 128, 8\]  *2  *1  *86016 *$' "$tmp/preview" &&
+    grep -q '^ffn_gate_exps.weight  *Q4_0  *\[128, 256, 8\]  *2  *1  *147456  *fallback: 2-bit codes; rows of 128 cannot hold Q2_K$' "$tmp/preview" &&
+    grep -q '^attn_q.weight  *Q8_0  *\[128, 128\]  *0-5  *6  *' "$tmp/preview" &&
+    grep -q '^ffn_down_exps.weight  *Q4_0  *\[256, 128, 8\]  *0-1,3-5  *5  *' "$tmp/preview" && pass=$((pass + 1)) ||
+    { fail=$((fail + 1)); echo "FAIL: preview rows"; cat "$tmp/preview"; }
+"$QMOE" compile "$tmp/mx.qmoe" --model "$m" --format table --target gguf --strict > /dev/null 2>"$tmp/strict.err" &&
+    { fail=$((fail + 1)); echo "FAIL: preview --strict accepted a fallback"; }
+grep -q "rows of 128 values cannot hold Q2_K super-blocks of 256 (--strict refuses the Q4_0 fallback)" "$tmp/strict.err" &&
+    pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: preview --strict: $(cat "$tmp/strict.err")"; }
+"$QMOE" compile "$tmp/mx.qmoe" --model "$m" --target gguf > /dev/null 2>"$tmp/t.err" &&
+    { fail=$((fail + 1)); echo "FAIL: --target without --format table accepted"; }
+grep -q -- "--target gguf needs --format table" "$tmp/t.err" && pass=$((pass + 1)) ||
+    { fail=$((fail + 1)); echo "FAIL: --target without table: $(cat "$tmp/t.err")"; }
+
 echo "gguf_read.sh: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

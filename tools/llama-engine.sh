@@ -12,6 +12,8 @@
 #       llama_ppl on MODEL.gguf (see tools/llama_ppl.c): tokens, nll, ppl
 #   llama-engine.sh CACHE_DIR quantize IN.gguf OUT.gguf FTYPE
 #       llama.cpp's own quantizer (FTYPE 0: blocks back to F32 by ggml)
+#   llama-engine.sh CACHE_DIR tokenize MODEL.gguf TEXT [ADD_SPECIAL]
+#       the ids llama.cpp's tokenizer gives TEXT, as `qmoe tokenize` prints them
 #
 # CACHE_DIR is under the build tree (tests use $builddir/.llama-cache);
 # nothing from it is committed.
@@ -58,6 +60,10 @@ ppl)
 quantize)
     setup
     exec "$cache/llama_ppl" "$bins" --quantize "$@"
+    ;;
+tokenize)
+    setup
+    exec "$cache/llama_ppl" "$bins" --tokenize "$@"
     ;;
 *) echo "llama-engine.sh: unknown command '$cmd'" >&2; exit 2 ;;
 esac

@@ -4,6 +4,7 @@
  *
  *   llama_ppl BACKEND_DIR MODEL.gguf TEXT BYTES CTX [LOGPROBS_OUT] [BASE.gguf]
  *   llama_ppl BACKEND_DIR --quantize IN.gguf OUT.gguf FTYPE [KEEP_TYPE]
+ *   llama_ppl BACKEND_DIR --tokenize MODEL.gguf TEXT [ADD_SPECIAL]
  *
  * Loads MODEL.gguf on the CPU (the backends found in BACKEND_DIR), reads
  * the first BYTES bytes of TEXT as token ids (byte-level models), and walks
@@ -22,6 +23,11 @@
  * With KEEP_TYPE (a ggml type id) the quantization is "pure" (every weight
  * matrix at FTYPE's type) but for token_embd and output, which get
  * KEEP_TYPE: the layout of a qmoe file that keeps embeddings and head.
+ *
+ * --tokenize prints the ids llama.cpp's tokenizer (MODEL's vocabulary
+ * alone) gives the whole of TEXT, as `qmoe tokenize` prints them (one line,
+ * space-separated); BOS/EOS are added when ADD_SPECIAL is 1, and special
+ * tokens written in the text are parsed as Hugging Face's tokenizers do.
  */
 #include <math.h>
 #include <stdio.h>
@@ -98,10 +104,54 @@ static int quantize(int argc, char **argv)
     return 0;
 }
 
+static int tokenize(int argc, char **argv)
+{
+    if (argc < 5) {
+        fprintf(stderr, "usage: llama_ppl BACKEND_DIR --tokenize MODEL.gguf TEXT [ADD_SPECIAL]\n");
+        return 2;
+    }
+    llama_log_set(quiet, NULL);
+    ggml_backend_load_all_from_path(argv[1]);
+    struct llama_model_params mp = llama_model_default_params();
+    mp.vocab_only = 1;
+    struct llama_model *model = llama_model_load_from_file(argv[3], mp);
+    FILE *f = fopen(argv[4], "rb");
+    if (!model || !f) {
+        fprintf(stderr, "llama_ppl: cannot load %s or read %s\n", argv[3], argv[4]);
+        return 1;
+    }
+    char *text = NULL;
+    size_t n = 0, cap = 0, k;
+    char buf[1 << 16];
+    while ((k = fread(buf, 1, sizeof buf, f)) > 0) {
+        if (n + k + 1 > cap && !(text = realloc(text, cap = 2 * (n + k + 1))))
+            return 1;
+        memcpy(text + n, buf, k);
+        n += k;
+    }
+    fclose(f);
+    int add = argc > 5 && atoi(argv[5]) == 1, want = (int)n + 16;
+    llama_token *tok = malloc((size_t)want * sizeof *tok);
+    int got = tok ? llama_tokenize(llama_model_get_vocab(model), text ? text : "", (int32_t)n, tok, want, add, 1) : -1;
+    if (got < 0) {
+        fprintf(stderr, "llama_ppl: llama_tokenize failed (%d)\n", got);
+        return 1;
+    }
+    for (int i = 0; i < got; i++)
+        printf(i ? " %d" : "%d", tok[i]);
+    putchar('\n');
+    free(tok);
+    free(text);
+    llama_model_free(model);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 2 && strcmp(argv[2], "--quantize") == 0)
         return quantize(argc, argv);
+    if (argc > 2 && strcmp(argv[2], "--tokenize") == 0)
+        return tokenize(argc, argv);
     if (argc < 6) {
         fprintf(stderr, "usage: llama_ppl BACKEND_DIR MODEL.gguf TEXT BYTES CTX [LOGPROBS_OUT]\n");
         return 2;
