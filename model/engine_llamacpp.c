@@ -3,7 +3,8 @@
  * Read in ggml-org/llama.cpp (2025-2026): src/llama-quant.cpp and the model
  * graphs in src/models/.  A layer's routed experts are one 3-D tensor per
  * projection with one ggml type; ggml blocks hold 32 values (Q8_0, Q4_0,
- * Q4_1) or 256 (the k-quants that 2- and 3-bit weights need); blocks carry
+ * Q4_1) or 256 (the k-quants that 2- and 3-bit weights need, and Q4_K for
+ * 4-bit group 256: runtime/qwriter_gguf.c says how a plan maps to types); blocks carry
  * no column order, so no act-order; Q8_0 has no minimum, so 8-bit is
  * symmetric.  The router is never quantized (qmoe plans keep it).
  */
@@ -18,11 +19,16 @@ static const qm_eng_rule rules[] = {
     {QM_EC_INPUT_MULTIPLE, QM_ENG_ALL, 0, 32, QM_ENG_REFUSES,
      "ggml's quantized blocks hold 32 values of a row", "ggml/src/ggml-quants.c QK4_0, QK8_0"},
     {QM_EC_INPUT_MULTIPLE, QM_ENG_ALL, QM_ENG_W(2) | QM_ENG_W(3), 256, QM_ENG_REFUSES,
-     "Q2_K and Q3_K super-blocks hold 256 values of a row", "src/llama-quant.cpp tensor_type_fallback"},
-    {QM_EC_GROUPS, QM_ENG_ALL, QM_ENG_W(4) | QM_ENG_W(8), QM_ENG_G(5), QM_ENG_REFUSES,
-     "Q4_0, Q4_1 and Q8_0 blocks give each 32 values of a row one scale", "ggml/src/ggml-common.h block_q4_0"},
-    {QM_EC_GROUPS, QM_ENG_ALL, QM_ENG_W(2) | QM_ENG_W(3), QM_ENG_G(4), QM_ENG_REFUSES,
-     "Q2_K and Q3_K give each 16 values of a super-block one scale", "ggml/src/ggml-common.h block_q2_K"},
+     "Q2_K and Q3_K super-blocks hold 256 values of a row (qmoe writes shorter rows' 2- and 3-bit codes as "
+     "Q4_0/Q4_1, 4.5-5 bits per weight, or refuses them with --strict)",
+     "src/llama-quant.cpp tensor_type_fallback"},
+    {QM_EC_GROUPS, QM_ENG_ALL, QM_ENG_W(8), QM_ENG_G(5), QM_ENG_REFUSES,
+     "Q8_0 blocks give each 32 values of a row one scale", "ggml/src/ggml-common.h block_q8_0"},
+    {QM_EC_GROUPS, QM_ENG_ALL, QM_ENG_W(4), QM_ENG_G(5) | QM_ENG_G(8), QM_ENG_REFUSES,
+     "Q4_0 and Q4_1 blocks give each 32 values of a row one scale, Q4_K each 256 (in sub-blocks of 32)",
+     "ggml/src/ggml-common.h block_q4_0, block_q4_K"},
+    {QM_EC_GROUPS, QM_ENG_ALL, QM_ENG_W(2) | QM_ENG_W(3), QM_ENG_G(4) | QM_ENG_G(8), QM_ENG_REFUSES,
+     "Q2_K and Q3_K super-blocks of 256 values give each 16 one scale", "ggml/src/ggml-common.h block_q2_K"},
     {QM_EC_NO_ACT, QM_ENG_ALL, 0, 0, QM_ENG_REFUSES,
      "ggml blocks have no g_idx: a row's groups are its consecutive columns", "ggml/src/ggml-quants.c block_q4_0"},
     {QM_EC_SYM, QM_ENG_ALL, QM_ENG_W(8), 0, QM_ENG_REFUSES,

@@ -5,11 +5,12 @@
 #     equals `qmoe eval` of the model within 0.01%
 #   - GPTQ onto Q8_0, Q4_0 and Q4_1 (tiny-mixtral; Q4_0 also tiny-deepseek):
 #     the blocks turned back into F32 by llama.cpp's own dequantization
-#     (llama_model_quantize to F32) give the perplexity of `qmoe eval` of the
-#     run's GPTQ checkpoint (the same codes and fp16 scales) within 0.01%:
-#     the codes sit exactly on ggml's grids; llama.cpp running the blocks
-#     directly is within 0.15% (its CPU kernels round the activations to
-#     Q8_0/Q8_1 blocks before each dot product: measured 0.02% to 0.09%)
+#     (llama_model_quantize to F32) equal qmoe's reading of the file bit for
+#     bit (tests/gguf_cmp), and the writer checked that reading against
+#     GPTQ's values, so the codes sit exactly on ggml's grids; llama.cpp
+#     running the blocks is within 0.15% of `qmoe eval` of the run's GPTQ
+#     checkpoint (its CPU kernels round the activations to Q8_0/Q8_1 blocks
+#     before each dot product: measured 0.02% to 0.09%)
 #   - plans GGUF cannot hold are refused before any GPTQ, with the message
 #   - Qwen2-MoE, Qwen3-MoE and OLMoE (random-weight checkpoints from
 #     bench/mk-random.sh) exported as F32: llama.cpp's perplexity equals
@@ -90,18 +91,26 @@ for m in tiny-mixtral tiny-deepseek; do
 done
 head -c 4 "$tmp/tiny-mixtral-f32.gguf" | grep -q '^GGUF$' && ok || bad "no GGUF magic"
 
+cmp="${QM_BUILDDIR:-.}/tests/gguf_cmp"
+deq_cmp() { # NAME GGUF: llama.cpp turns GGUF back into F32; qmoe's reading of GGUF must equal it
+    engine quantize "$2" "$tmp/deq.gguf" 0 2>/dev/null || bad "$1: llama.cpp's dequantization"
+    if "$cmp" "$2" "$tmp/deq.gguf" > "$tmp/cmp.out"; then ok; else bad "$1: $(grep -v tensors "$tmp/cmp.out" | head -3)"; fi
+    echo "$1: read as ggml does: $(grep tensors "$tmp/cmp.out" | awk '{printf "%s%s", sep, $1; sep=" "}')"
+    rm -f "$tmp/deq.gguf"
+}
+
+# GPTQ onto Q8_0, Q4_0, Q4_1: llama.cpp's dequantization equals qmoe's reading of the blocks bit for bit
+# (which the writer checked against GPTQ's values), and its perplexity on the blocks is qmoe eval's
+# of the same checkpoint within 0.15% (llama.cpp's kernels quantize activations to 8-bit blocks)
 for c in "tiny-mixtral q8" "tiny-mixtral q4" "tiny-mixtral q41" "tiny-deepseek q4"; do
     set -- $c
     quantize "$1-$2" "$1" "$2" --keep-type F32 && ok || bad "$2 export of $1"
-    engine quantize "$tmp/$1-$2.gguf" "$tmp/$1-$2-deq.gguf" 0 2>/dev/null && ok || bad "llama.cpp's dequantization of $1 $2"
-    compare "$1 $2 (dequantized by llama.cpp)" "$tmp/$1-$2.gguf.d" "$tmp/$1-$2-deq.gguf" 0.01
+    deq_cmp "$1 $2" "$tmp/$1-$2.gguf"
     compare "$1 $2" "$tmp/$1-$2.gguf.d" "$tmp/$1-$2.gguf" 0.15
-    rm -f "$tmp/$1-$2-deq.gguf"
 done
 
 # Qwen2-MoE, Qwen3-MoE and OLMoE: random-weight checkpoints (bench/mk-random.sh, weights of 2^-4..2^-1 so
 # that attention and routing matter) exported as F32 give llama.cpp the perplexity of qmoe eval within 0.01%
-cmp="${QM_BUILDDIR:-.}/tests/gguf_cmp"
 randmodel() { # NAME ARCH EXTRA-CONFIG: $tmp/NAME, 2 layers, every linear input a multiple of 256
     printf '{"architectures": ["%s"], "vocab_size": 256, "hidden_size": 256, "intermediate_size": 256,
  "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": %s, "num_experts": 8,
@@ -159,12 +168,6 @@ kq() { # NAME POLICY: quantize the random model to $tmp/NAME.gguf, then llama.cp
     "$QMOE" compile "$tmp/$1.qmoe" --model "$rnd" -o "$tmp/$1.yaml" &&
         "$QMOE" quantize -q --plan "$tmp/$1.yaml" --model "$rnd" --calib "$calib" --ctx 128 --samples 4 --format gguf \
             --keep-type F32 -o "$tmp/$1.gguf" && ok || bad "$1: quantize"
-}
-deq_cmp() { # NAME GGUF: llama.cpp turns GGUF back into F32; qmoe's reading of GGUF must equal it
-    engine quantize "$2" "$tmp/deq.gguf" 0 2>/dev/null || bad "$1: llama.cpp's dequantization"
-    if "$cmp" "$2" "$tmp/deq.gguf" > "$tmp/cmp.out"; then ok; else bad "$1: $(grep -v tensors "$tmp/cmp.out" | head -3)"; fi
-    echo "$1: read as ggml does: $(grep tensors "$tmp/cmp.out" | awk '{printf "%s%s", sep, $1; sep=" "}')"
-    rm -f "$tmp/deq.gguf"
 }
 kq kquant "$(printf 'default: 4bit group 256\nlayers[0].experts: 2bit group 16\nlayers[1].experts: 3bit group 16')"
 [ "$("$QMOE" inspect "$tmp/kquant.gguf" | awk '/^  Q/ {printf "%s:%s ", $1, $2}')" = "Q2_K:3 Q3_K:3 Q4_K:8 " ] && ok ||

@@ -88,7 +88,7 @@ clean
 run 0 mixtral-8x7b 'default: 4bit, group 32; layers[2].experts[1]: 8bit, group 32;' llama.cpp
 has "llama.cpp refuses experts of one layer at different schemes: each routed projection of a layer is one tensor"
 run 0 mixtral-8x7b 'default: 4bit;' llama.cpp
-has "llama.cpp refuses 4/8-bit linears with group size 128: Q4_0, Q4_1 and Q8_0 blocks give each 32 values"
+has "llama.cpp refuses 4-bit linears with group size 128: Q4_0 and Q4_1 blocks give each 32 values of a row one scale, Q4_K each 256"
 run 0 mixtral-8x7b 'default: 8bit, group 32, asym;' llama.cpp
 has "llama.cpp refuses asymmetric 8-bit linears: Q8_0 stores a scale and no minimum"
 run 0 deepseek-moe-16b 'default: 4bit, group 32; experts: 2bit, group 16;' llama.cpp
@@ -109,8 +109,8 @@ grep -q "module: 'layers\[0\].experts\[0\].gate', .* bits: 4, .* rule: fit vllm}
 "$qmoe" compile "$t/fit.yaml" --model "$t/mixtral-8x7b" >/dev/null 2>&1 || true
 fit mixtral-8x7b "$src/stdlib/paper/uniform-4bit.qmoe" llama.cpp
 has "note: fit llama.cpp: 896 linears changed; average 4.000 bits"
-grep -q "module: 'layers\[3\].attn.q', .* bits: 4, group_size: 32, sym: true, act_order: false, rule: fit llama.cpp}" \
-    "$t/fit.yaml" && ok "group 128 moved to llama.cpp's 32" || fail "group not fitted for llama.cpp"
+grep -q "module: 'layers\[3\].attn.q', .* bits: 4, group_size: 256, sym: true, act_order: false, rule: fit llama.cpp}" \
+    "$t/fit.yaml" && ok "group 128 moved to the nearest llama.cpp takes, 256 (Q4_K)" || fail "group not fitted for llama.cpp"
 printf 'default: 4bit;\nlayers[2].experts[0..2]: 8bit;\n' > "$t/p.qmoe"
 fit mixtral-8x7b "$t/p.qmoe" llama.cpp
 grep "module: 'layers\[2\].experts\[[0-9]*\].gate'" "$t/fit.yaml" | sed 's/.* bits: \([0-9]\).*/\1/' | sort -u > "$t/w"

@@ -115,8 +115,8 @@ fit qwen3-30b-a3b "$t/b25-outlier.qmoe" vllm --strict
 printf 'engine llama.cpp fit\ndefault: 2bit\n' > "$t/n.qmoe"
 err=$("$qmoe" explain "$t/n.qmoe" --model "$t/deepseek-moe-16b" 'layers[3].experts[5].down' 2>/dev/null)
 has "n.qmoe:1: engine llama.cpp fit: 2bit group 128 sym no_act_order -> 4bit group 32 sym no_act_order"
-has "    llama.cpp: Q2_K and Q3_K super-blocks hold 256 values of a row (llama.cpp master 2025-2026: src/llama-quant.cpp"
-has "    llama.cpp: Q4_0, Q4_1 and Q8_0 blocks give each 32 values of a row one scale"
+has "    llama.cpp: Q2_K and Q3_K super-blocks hold 256 values of a row (qmoe writes shorter rows' 2- and 3-bit codes as Q4_0/Q4_1"
+has "    llama.cpp: Q4_0 and Q4_1 blocks give each 32 values of a row one scale, Q4_K each 256"
 printf 'engine llama.cpp fit\ndefault: 2bit\nattn: 4bit\nbudget 2.5 bits by outlier\n' > "$t/s.qmoe"
 err=$("$qmoe" explain "$t/s.qmoe" --model "$t/mixtral-8x7b" --scores "$t/mixtral-8x7b.scores.yaml" 'experts.*' 2>/dev/null)
 has "s.qmoe:1: engine llama.cpp fit: 4bit group 128 sym no_act_order -> 2bit group 16 sym no_act_order
