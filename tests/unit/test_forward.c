@@ -70,6 +70,7 @@ static void check_golden(const char *rel)
 
 static void test_golden_mixtral(void) { check_golden("examples/models/tiny-mixtral"); }
 static void test_golden_deepseek(void) { check_golden("examples/models/tiny-deepseek"); }
+static void test_golden_qwen3moe(void) { check_golden("examples/models/tiny-qwen3moe"); }
 
 /* ---- hand-made MoE blocks -------------------------------------------------------------- */
 
@@ -260,6 +261,7 @@ int main(void)
     CU_pSuite s = CU_add_suite("golden logits", NULL, NULL);
     CU_add_test(s, "tiny-mixtral", test_golden_mixtral);
     CU_add_test(s, "tiny-deepseek", test_golden_deepseek);
+    CU_add_test(s, "tiny-qwen3moe", test_golden_qwen3moe);
     s = CU_add_suite("MoE block", NULL, NULL);
     CU_add_test(s, "top-k renormalised (Qwen3-MoE)", test_moe_renormalised);
     CU_add_test(s, "top-k not renormalised (OLMoE)", test_moe_not_renormalised);
