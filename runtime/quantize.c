@@ -17,6 +17,7 @@
 #include "model/plan.h"
 #include "model/tokens.h"
 #include "runtime/forward.h"
+#include "runtime/calib.h"
 #include "runtime/gptq.h"
 #include "model/engine.h"
 #include "runtime/quantize.h"
@@ -132,40 +133,16 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, float *H
     memset(dn, 0, sizeof *dn);
     qm_qspec s = plan_spec(r, (size_t)ti);
     int in = lin->in;
-    double t0 = qm_clock();
-    qm_status st;
-    float *Hc = NULL;
-    if (H) {
-        if (last) /* the Hessian's last user finishes it in place: one in x in copy fewer */
-            Hc = H;
-        else if (!(Hc = malloc((size_t)in * in * sizeof *Hc)))
-            return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
-        else
-            memcpy(Hc, H, (size_t)in * in * sizeof *Hc);
-        qm_hessian_finish(Hc, in, tokens > 0 ? tokens : 1);
-        float *Hw = malloc((size_t)in * in * sizeof *Hw);
-        if (!Hw) {
-            if (Hc != H)
-                free(Hc);
-            return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
-        }
-        memcpy(Hw, Hc, (size_t)in * in * sizeof *Hw);
-        st = qm_gptq(lin->w, lin->out, in, Hw, &s, &dn->r, r->d);
-        free(Hw);
-    } else {
-        st = qm_rtn(lin->w, lin->out, in, &s, &dn->r, r->d);
-    }
+    double t0 = qm_clock(), error = NAN;
+    qm_status st = H ? qm_calib_gptq(lin->w, lin->out, in, H, last, tokens, &s, &dn->r, &error, r->d)
+                     : qm_rtn(lin->w, lin->out, in, &s, &dn->r, r->d);
+    double seconds = qm_clock() - t0;
     if (st != QM_OK) {
-        if (Hc != H)
-            free(Hc);
         qm_diag_note(r->d, "while quantizing '%s'", r->m->t[ti].st->name);
         return st;
     }
     dn->tensor = (size_t)ti;
     dn->pt = pt;
-    double error = Hc ? qm_relative_error(lin->w, dn->r.deq, lin->out, in, Hc) : NAN, seconds = qm_clock() - t0;
-    if (Hc != H)
-        free(Hc);
     if (H && !isfinite(error)) { /* a NaN is an error, never a number in the log */
         qm_qresult_free(&dn->r);
         return qm_diag_fail(r->d, QM_EINVAL, "'%s': the relative error of its quantization is %g (or memory ran out)",
@@ -196,93 +173,14 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, float *H
 
 /* ---- passes over the calibration windows ------------------------------------------------------ */
 
-/* What a pass collects through the forward hooks. */
-typedef struct collect {
-    run *r;
-    qm_part part;       /* accumulate H of this part's input (QM_PART_COUNT: none) */
-    float *H;           /* (in, in) */
-    long long rows;
-    float *n2;          /* (T, d) the FFN's normed input, when capturing */
-    int *idx;           /* (T, k) routing */
-    float *rw;          /* (T, k) routing weights */
-    size_t at;          /* rows captured so far */
-    size_t cur;         /* where the current call's rows went */
-} collect;
-
-static void on_linear(void *ctx, int layer, qm_part part, int expert, const float *x, int n, int in)
-{
-    collect *c = ctx;
-    if (part == c->part && c->H) {
-        qm_hessian_add(c->H, x, n, in);
-        c->rows += n;
-    }
-}
-
-static void on_routing(void *ctx, int layer, const int *idx, const float *w, int T, int k)
-{
-    collect *c = ctx;
-    if (c->idx) {
-        memcpy(c->idx + c->cur * (size_t)k, idx, (size_t)T * k * sizeof *idx);
-        memcpy(c->rw + c->cur * (size_t)k, w, (size_t)T * k * sizeof *w);
-    }
-}
-
-static void on_ffn_in(void *ctx, int layer, const float *n2, const float *h, int T, int d)
-{
-    collect *c = ctx;
-    if (c->n2)
-        memcpy(c->n2 + c->at * (size_t)d, n2, (size_t)T * d * sizeof *n2);
-    c->cur = c->at; /* the router's hooks come next, for the same rows */
-    c->at += (size_t)T;
-}
-
-enum { CHUNK = 8 }; /* windows per forward call */
-
-/* Run the current layer over all windows up to the router (every pass
- * collects only what comes before the FFN).  With `x_out` the residual
- * stream after attention is written there. */
-static qm_status pass(run *r, collect *c, float *x_out)
-{
-    const qm_model *m = r->m;
-    size_t D = (size_t)m->cfg.hidden, rows = (size_t)CHUNK * r->S;
-    float *buf = malloc(rows * D * sizeof *buf);
-    qm_fwd_ws *ws = qm_fwd_ws_new(m, (int)rows, r->S);
-    if (!buf || !ws) {
-        free(buf);
-        qm_fwd_ws_free(ws);
-        return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
-    }
-    qm_fwd_hooks hk = {.ctx = c, .linear_in = on_linear, .routing = on_routing, .ffn_in = on_ffn_in,
-                       .stop_before_ffn = 1};
-    qm_status st = QM_OK;
-    c->at = 0;
-    for (int b0 = 0; b0 < r->B && st == QM_OK; b0 += CHUNK) {
-        int nb = r->B - b0 < CHUNK ? r->B - b0 : CHUNK;
-        size_t off = (size_t)b0 * r->S * D, n = (size_t)nb * r->S * D;
-        memcpy(buf, r->x + off, n * sizeof *buf);
-        st = qm_forward_layer(m, &r->w, buf, nb, r->S, ws, &hk, r->d);
-        if (x_out)
-            memcpy(x_out + off, buf, n * sizeof *buf);
-    }
-    free(buf);
-    qm_fwd_ws_free(ws);
-    return st;
-}
+/* The current layer over the calibration windows. */
+static qm_calib calib_of(run *r) { return (qm_calib){r->m, &r->w, r->x, r->B, r->S}; }
 
 /* H of one part's inputs over all windows; caller frees *H. */
 static qm_status hessian_of(run *r, qm_part part, int in, float **H, long long *rows)
 {
-    collect c = {.r = r, .part = part};
-    if (!(c.H = calloc((size_t)in * in, sizeof *c.H)))
-        return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
-    qm_status st = pass(r, &c, NULL);
-    if (st != QM_OK) {
-        free(c.H);
-        return st;
-    }
-    *H = c.H;
-    *rows = c.rows;
-    return QM_OK;
+    qm_calib c = calib_of(r);
+    return qm_calib_hessian(&c, part, in, H, rows, r->d);
 }
 
 static qm_status attention(run *r)
@@ -307,8 +205,6 @@ static qm_status attention(run *r)
 }
 
 /* ---- the FFN ----------------------------------------------------------------------------------- */
-
-static float silu(float v) { return v / (1.0f + expf(-v)); }
 
 /* One SwiGLU over rows X (n, d): gate and up from the Hessian of X, then down
  * from the activations through the quantized gate and up.  "rtn" skips the
@@ -335,55 +231,27 @@ static qm_status swiglu_quant(run *r, qm_lin *g, qm_lin *u, qm_lin *dn, qm_part 
     if (st == QM_OK)
         st = quant_linear(r, u, pg + 1, e, H, 1, routed, fallback);
     free(H);
-    float *A = st == QM_OK ? malloc((size_t)n * W * sizeof *A) : NULL;
-    float *U = st == QM_OK ? malloc((size_t)n * W * sizeof *U) : NULL;
+    float *A = st == QM_OK ? malloc(((size_t)n * W + 1) * sizeof *A) : NULL;
     float *H2 = st == QM_OK ? calloc((size_t)W * W, sizeof *H2) : NULL;
-    if (st == QM_OK && (!A || !U || !H2))
+    if (st == QM_OK && (!A || !H2))
         st = qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
-    if (st == QM_OK) {
-        /* expert and MLP linears have no bias; qm_sgemm_fixed: the same bytes on any thread count */
-        qm_sgemm_fixed(0, 1, n, W, D, 1.0f, X, D, g->w, D, 0.0f, A, W);
-        qm_sgemm_fixed(0, 1, n, W, D, 1.0f, X, D, u->w, D, 0.0f, U, W);
-        for (size_t i = 0; i < (size_t)n * W; i++)
-            A[i] = silu(A[i]) * U[i];
+    if (st == QM_OK && (st = qm_calib_act(X, n, g, u, A, r->d)) == QM_OK) {
         qm_hessian_add(H2, A, n, W);
         st = quant_linear(r, dn, pg + 2, e, H2, 1, routed, fallback);
     }
     free(A);
-    free(U);
     free(H2);
     return st;
 }
 
-/* The layer's output from the quantized FFN, piece by piece: y += expert
- * e's output (e >= 0), or the shared expert's / dense MLP's (e < 0), over
- * the same groups of windows a forward pass takes (so the same bytes). */
-static void ffn_out(run *r, const collect *cap, int e, qm_fwd_ws *ws, float *y)
-{
-    const qm_model *m = r->m;
-    size_t D = (size_t)m->cfg.hidden, k = (size_t)m->cfg.top_k;
-    for (int b0 = 0; b0 < r->B; b0 += CHUNK) {
-        int nb = r->B - b0 < CHUNK ? r->B - b0 : CHUNK, T = nb * r->S;
-        size_t t0 = (size_t)b0 * r->S;
-        if (e >= 0)
-            qm_ffn_add_expert(m, &r->w.gate[e], &r->w.up[e], &r->w.down[e], e, cap->n2 + t0 * D, cap->idx + t0 * k,
-                              cap->rw + t0 * k, T, ws, y + t0 * D);
-        else
-            qm_ffn_add_rest(m, &r->w, cap->n2 + t0 * D, T, ws, y + t0 * D);
-    }
-}
-
 /* Routed expert e: its rows, its weights (loaded only now), GPTQ of its
  * three linears, its share of the layer's output; then its weights go. */
-static qm_status one_expert(run *r, const collect *cap, int e, float *X, qm_fwd_ws *ws, float *y)
+static qm_status one_expert(run *r, const qm_calib_ffn *cap, int e, float *X, qm_fwd_ws *ws, float *y)
 {
     qm_layer_w *w = &r->w;
-    size_t T = (size_t)r->B * r->S, D = (size_t)r->m->cfg.hidden, k = (size_t)r->m->cfg.top_k;
-    int n = 0;
-    for (size_t t = 0; t < T; t++)
-        for (size_t j = 0; j < k; j++)
-            if (cap->idx[t * k + j] == e)
-                memcpy(X + (size_t)n++ * D, cap->n2 + t * D, D * sizeof *X);
+    qm_calib c = calib_of(r);
+    size_t T = (size_t)r->B * r->S;
+    int n = qm_calib_routed(&c, cap, e, X, NULL);
     const char *fb = "none";
     const float *rows = X;
     int nrows = n;
@@ -397,7 +265,7 @@ static qm_status one_expert(run *r, const collect *cap, int e, float *X, qm_fwd_
     if (st == QM_OK)
         st = swiglu_quant(r, &w->gate[e], &w->up[e], &w->down[e], QM_PART_EXPERT_GATE, e, rows, nrows, n, fb);
     if (st == QM_OK && w->gate[e].w)
-        ffn_out(r, cap, e, ws, y);
+        qm_calib_ffn_add(&c, w, cap, e, &w->gate[e], &w->up[e], &w->down[e], ws, y);
     qm_expert_free(w, e);
     return st;
 }
@@ -407,8 +275,8 @@ static qm_status one_expert(run *r, const collect *cap, int e, float *X, qm_fwd_
 static qm_status ffn(run *r)
 {
     qm_layer_w *w = &r->w;
-    const qm_config *c = &r->m->cfg;
-    size_t T = (size_t)r->B * r->S, D = (size_t)c->hidden, k = (size_t)c->top_k;
+    const qm_config *cf = &r->m->cfg;
+    size_t T = (size_t)r->B * r->S, D = (size_t)cf->hidden;
     qm_status st = QM_OK;
     if (w->moe && w->router.w) { /* the router first: it decides what the experts see */
         float *H;
@@ -423,35 +291,28 @@ static qm_status ffn(run *r)
                 return st;
         }
     }
-    collect cap = {.r = r, .part = QM_PART_COUNT};
-    cap.n2 = malloc(T * D * sizeof *cap.n2);
-    cap.idx = w->moe ? malloc(T * k * sizeof *cap.idx) : NULL;
-    cap.rw = w->moe ? malloc(T * k * sizeof *cap.rw) : NULL;
+    qm_calib c = calib_of(r);
+    qm_calib_ffn cap = {0};
     float *X = malloc(T * D * sizeof *X), *y = calloc(T * D, sizeof *y);
-    qm_fwd_ws *ws = qm_fwd_ws_new(r->m, CHUNK * r->S, r->S);
-    if (!cap.n2 || !X || !y || !ws || (w->moe && (!cap.idx || !cap.rw)))
+    qm_fwd_ws *ws = qm_calib_ws(&c);
+    if (!X || !y || !ws)
         st = qm_diag_fail(r->d, QM_ENOMEM, "out of memory for %zu calibration rows", T);
     if (st == QM_OK)
-        st = pass(r, &cap, r->x); /* r->x: the residual after the quantized attention */
+        st = qm_calib_capture(&c, &cap, r->x, r->d); /* r->x: the residual after the quantized attention */
     if (st == QM_OK && !w->moe)
         st = swiglu_quant(r, &w->mgate, &w->mup, &w->mdown, QM_PART_MLP_GATE, -1, cap.n2, (int)T, (long long)T,
                           "none");
-    for (int e = 0; st == QM_OK && w->moe && e < c->experts; e++)
+    for (int e = 0; st == QM_OK && w->moe && e < cf->experts; e++)
         st = one_expert(r, &cap, e, X, ws, y);
     if (st == QM_OK && w->moe && w->sgate.w)
         st = swiglu_quant(r, &w->sgate, &w->sup, &w->sdown, QM_PART_SHARED_GATE, -1, cap.n2, (int)T, (long long)T,
                           "none");
     if (st == QM_OK)
-        ffn_out(r, &cap, -1, ws, y);
-    for (int b0 = 0; st == QM_OK && b0 < r->B; b0 += CHUNK) { /* the quantized layer's outputs feed the next */
-        int nb = r->B - b0 < CHUNK ? r->B - b0 : CHUNK;
-        size_t t0 = (size_t)b0 * r->S * D;
-        st = qm_forward_residual(r->m, w->layer, r->x + t0, y + t0, nb * r->S, r->S, r->d);
-    }
+        qm_calib_ffn_add(&c, w, &cap, -1, NULL, NULL, NULL, ws, y);
+    if (st == QM_OK) /* the quantized layer's outputs feed the next */
+        st = qm_calib_residual(&c, y, r->d);
     qm_fwd_ws_free(ws);
-    free(cap.n2);
-    free(cap.idx);
-    free(cap.rw);
+    qm_calib_ffn_free(&cap);
     free(X);
     free(y);
     return st;

@@ -1,0 +1,78 @@
+/* calib.h: a decoder layer's calibration data, as GPTQ needs it: the
+ * passes over the calibration windows that gather one linear's Hessian,
+ * the FFN's input and routing, each routed expert's rows, the SwiGLU
+ * activations a `down` sees, and the FFN's output piece by piece.
+ *
+ * `qmoe quantize` (quantize.c) and `qmoe measure` (measure.c) both run a
+ * layer through these, so what measure calls "the error GPTQ makes at b
+ * bits" is computed from the very Hessians quantize builds.  Every pass
+ * takes the windows CHUNK at a time, as a forward pass does, so the rows
+ * reach the Hessians in the same order and the results are the same bytes
+ * on any thread count.
+ */
+#ifndef QM_CALIB_H
+#define QM_CALIB_H
+
+#include "runtime/forward.h"
+#include "runtime/gptq.h"
+
+/* One layer over the calibration windows. */
+typedef struct qm_calib {
+    const qm_model *m;
+    const qm_layer_w *w;  /* the layer as it stands (its linears may be quantized already) */
+    float *x;             /* (B*S, d) hidden states entering the layer */
+    int B, S;             /* windows and their length */
+} qm_calib;
+
+/* The FFN's input over all windows, captured by qm_calib_capture(). */
+typedef struct qm_calib_ffn {
+    float *n2;   /* (T, d) the FFN's normed input */
+    int *idx;    /* (T, k) routing; NULL for a dense layer */
+    float *rw;   /* (T, k) routing weights; NULL for a dense layer */
+} qm_calib_ffn;
+
+/* H (in, in) = sum of x^T x over the rows entering linear `part` (the
+ * first expert-less linear of that part), accumulated over all windows;
+ * *rows: how many.  Caller frees *H. */
+qm_status qm_calib_hessian(const qm_calib *c, qm_part part, int in, float **H, long long *rows, qm_diag *d);
+
+/* Run the layer's attention over all windows: f receives the FFN's input
+ * and routing (f's arrays allocated here, freed by qm_calib_ffn_free());
+ * h_out (B*S, d), when not NULL, the residual stream after attention.
+ * h_out may be c->x. */
+qm_status qm_calib_capture(const qm_calib *c, qm_calib_ffn *f, float *h_out, qm_diag *d);
+void qm_calib_ffn_free(qm_calib_ffn *f);
+
+/* The residual stream after attention, h_out (B*S, d), over all windows. */
+qm_status qm_calib_attention(const qm_calib *c, float *h_out, qm_diag *d);
+
+/* Copy the rows the router sent to expert e into X (at most T*k rows of d)
+ * and their routing weights into wt (may be NULL); returns their number. */
+int qm_calib_routed(const qm_calib *c, const qm_calib_ffn *f, int e, float *X, float *wt);
+
+/* A (n, W) = silu(X g^T) * (X u^T): what `down` sees, for rows X (n, D). */
+qm_status qm_calib_act(const float *X, int n, const qm_lin *g, const qm_lin *u, float *A, qm_diag *d);
+
+/* y (T, d) += routed expert e's weighted output with linears g, u, dn
+ * (e >= 0), or the shared expert's / dense MLP's from w (e < 0), over the
+ * same groups of windows a forward pass takes (so the same bytes). */
+void qm_calib_ffn_add(const qm_calib *c, const qm_layer_w *w, const qm_calib_ffn *f, int e, const qm_lin *g,
+                      const qm_lin *u, const qm_lin *dn, qm_fwd_ws *ws, float *y);
+
+/* x (B*S, d) += y, the FFN's output, over the same groups of windows
+ * (qm_forward_residual()): the layer's output. */
+qm_status qm_calib_residual(const qm_calib *c, const float *y, qm_diag *d);
+
+/* A scratch workspace for qm_calib_ffn_add(); free with qm_fwd_ws_free(). */
+qm_fwd_ws *qm_calib_ws(const qm_calib *c);
+
+/* GPTQ of W (out, in) with the accumulated H over `rows` rows.  With
+ * `last` H is finished in place (no later linear uses it; the caller still
+ * frees it), else it is copied first.  *error (may be NULL): GPTQ's own
+ * loss relative to the layer's output, tr(D H D^T) / tr(W H W^T)
+ * (qm_relative_error()).  On success r holds the result (caller frees
+ * with qm_qresult_free()). */
+qm_status qm_calib_gptq(const float *W, int out, int in, float *H, int last, long long rows, const qm_qspec *s,
+                        qm_qresult *r, double *error, qm_diag *d);
+
+#endif
