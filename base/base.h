@@ -380,6 +380,7 @@ void qm_yaml_str(qm_yaml *y, const char *s); /* quoted only when YAML needs it *
 void qm_yaml_int(qm_yaml *y, long long v);
 void qm_yaml_uint(qm_yaml *y, unsigned long long v);
 void qm_yaml_real(qm_yaml *y, double v, int digits); /* %.*f */
+void qm_yaml_sci(qm_yaml *y, double v, int digits);  /* %.*e: a float YAML 1.1 readers take for one too */
 void qm_yaml_bool(qm_yaml *y, int v);
 void qm_yaml_null(qm_yaml *y);
 /* key: value helpers for mappings */

@@ -329,6 +329,17 @@ void qm_yaml_real(qm_yaml *y, double v, int digits)
     scalar(y, b, YAML_PLAIN_SCALAR_STYLE);
 }
 
+void qm_yaml_sci(qm_yaml *y, double v, int digits)
+{
+    char b[64];
+    if (!(v >= -1e308 && v <= 1e308)) {
+        qm_yaml_real(y, v, digits);
+        return;
+    }
+    snprintf(b, sizeof b, "%.*e", digits > 0 ? digits : 1, v); /* a '.' before the exponent: YAML 1.1 wants it */
+    scalar(y, b, YAML_PLAIN_SCALAR_STYLE);
+}
+
 void qm_yaml_bool(qm_yaml *y, int v) { scalar(y, v ? "true" : "false", YAML_PLAIN_SCALAR_STYLE); }
 void qm_yaml_null(qm_yaml *y) { scalar(y, "null", YAML_PLAIN_SCALAR_STYLE); }
 

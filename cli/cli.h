@@ -25,6 +25,7 @@ typedef struct qm_cmd {
 extern const qm_cmd qm_cmd_inspect;
 extern const qm_cmd qm_cmd_eval;
 extern const qm_cmd qm_cmd_score;
+extern const qm_cmd qm_cmd_measure;
 extern const qm_cmd qm_cmd_gptq_tensor;
 extern const qm_cmd qm_cmd_quantize;
 extern const qm_cmd qm_cmd_check;

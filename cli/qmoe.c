@@ -23,6 +23,7 @@ static const qm_cmd *const commands[] = {
     &qm_cmd_explain,
     &qm_cmd_eval,
     &qm_cmd_score,
+    &qm_cmd_measure,
     &qm_cmd_quantize,
     &qm_cmd_gptq_tensor,
     &qm_cmd_bench,

@@ -1,0 +1,729 @@
+/* measure.c: `qmoe measure` (see measure.h): per layer, every unit's error
+ * at every width; progress saved per layer; the measure file at the end. */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "model/plan.h"
+#include "model/tokens.h"
+#include "runtime/calib.h"
+#include "runtime/measure.h"
+
+static const char *const units_names[QM_UNITS_COUNT] = {
+    [QM_UNITS_LINEAR] = "linear", [QM_UNITS_EXPERT] = "expert", [QM_UNITS_LAYER] = "layer"};
+
+const char *qm_measure_units_name(qm_measure_units u)
+{
+    return (unsigned)u < QM_UNITS_COUNT ? units_names[u] : NULL;
+}
+
+int qm_measure_units_find(const char *s)
+{
+    for (int i = 0; i < QM_UNITS_COUNT; i++)
+        if (strcmp(s, units_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+qm_measure_opts qm_measure_opts_default(void)
+{
+    qm_qspec q = qm_qspec_default();
+    return (qm_measure_opts){.ctx = QM_DEFAULT_CTX, .samples = 128, .widths = {2, 3, 4, 8}, .n_widths = 4,
+                             .units = QM_UNITS_EXPERT, .group = -1, .sym = q.sym, .act_order = q.act_order,
+                             .damp = q.damp, .min_expert_tokens = 16};
+}
+
+/* ---- units ------------------------------------------------------------------------------------ */
+
+/* The blocks of a layer whose changes add up in the residual stream. */
+typedef enum blk { BLK_ATTN, BLK_MLP, BLK_EXPERT, BLK_SHARED, BLK_COUNT } blk;
+
+/* Block of a quantizable part and its place in the block (0..3), or -1. */
+static int part_block(qm_part p, int *slot)
+{
+    static const struct {
+        qm_part p;
+        int b, slot;
+    } t[] = {
+        {QM_PART_Q, BLK_ATTN, 0},           {QM_PART_K, BLK_ATTN, 1},           {QM_PART_V, BLK_ATTN, 2},
+        {QM_PART_O, BLK_ATTN, 3},           {QM_PART_MLP_GATE, BLK_MLP, 0},     {QM_PART_MLP_UP, BLK_MLP, 1},
+        {QM_PART_MLP_DOWN, BLK_MLP, 2},     {QM_PART_EXPERT_GATE, BLK_EXPERT, 0}, {QM_PART_EXPERT_UP, BLK_EXPERT, 1},
+        {QM_PART_EXPERT_DOWN, BLK_EXPERT, 2}, {QM_PART_SHARED_GATE, BLK_SHARED, 0}, {QM_PART_SHARED_UP, BLK_SHARED, 1},
+        {QM_PART_SHARED_DOWN, BLK_SHARED, 2},
+    };
+    for (size_t i = 0; i < sizeof t / sizeof *t; i++)
+        if (t[i].p == p) {
+            *slot = t[i].slot;
+            return t[i].b;
+        }
+    return -1;
+}
+
+/* One unit: its name (the canonical name, or the prefix its linears share),
+ * its layer, parameters, and what its error is made of. */
+typedef struct munit {
+    char *name;       /* owned */
+    int layer;
+    uint64_t params;
+    int blk, slot;    /* linear units: the linear; expert units: the block (slot -1) */
+    int expert;       /* routed expert, or -1 */
+} munit;
+
+typedef struct mrun {
+    const qm_measure_opts *o;
+    qm_model *m;
+    munit *u;         /* (nu) ordered by layer */
+    size_t nu;
+    double *err;      /* (nu, n_widths) */
+    int B, S;
+    float *x;         /* (B*S, d) hidden states entering the current layer (unquantized model) */
+    const char *out;
+    char *sdir;       /* OUT.qmoe-state */
+    qm_measure_report *rep;
+    qm_diag *d;
+} mrun;
+
+#define say(r, ...) qm_progressf((r)->o->progress, (r)->o->progress_ctx, __VA_ARGS__)
+
+/* The unit's name for tensor canon at granularity g: the canonical name,
+ * the block's prefix (cut before the last '.'), or the layer's (before the
+ * first).  Caller frees. */
+static char *unit_name(const char *canon, qm_measure_units g)
+{
+    const char *cut = g == QM_UNITS_LINEAR ? NULL : g == QM_UNITS_EXPERT ? strrchr(canon, '.') : strchr(canon, '.');
+    return cut ? qm_strfmt("%.*s", (int)(cut - canon), canon) : qm_strdup(canon);
+}
+
+static qm_status build_units(mrun *r)
+{
+    const qm_model *m = r->m;
+    qm_measure_units g = r->o->units;
+    size_t cap = m->n + 1;
+    if (!(r->u = calloc(cap, sizeof *r->u)))
+        return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
+    for (int L = 0; L < m->cfg.layers; L++)
+        for (size_t i = 0; i < m->n; i++) {
+            const qm_tensor *t = &m->t[i];
+            int slot, b = t->layer == L ? part_block(t->part, &slot) : -1;
+            if (b < 0)
+                continue;
+            char *name = unit_name(t->canon, g);
+            if (!name)
+                return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
+            munit *u = NULL;
+            for (size_t j = r->nu; j-- > 0 && r->u[j].layer == L;)
+                if (strcmp(r->u[j].name, name) == 0) {
+                    u = &r->u[j];
+                    break;
+                }
+            if (u) {
+                free(name);
+            } else {
+                u = &r->u[r->nu++];
+                *u = (munit){name, L, 0, b, g == QM_UNITS_LINEAR ? slot : -1, t->expert};
+            }
+            u->params += t->numel;
+        }
+    return QM_OK;
+}
+
+/* ---- one layer ---------------------------------------------------------------------------------- */
+
+/* A layer's errors by block: [block][expert][slot or 4 for the whole
+ * block][width], flattened; experts 0 for the attention, MLP and shared. */
+typedef struct lerr {
+    int E, nw;
+    double *v;
+} lerr;
+
+static double *lerr_at(const lerr *e, int b, int expert, int slot, int w)
+{
+    size_t x = expert < 0 ? 0 : (size_t)expert;
+    return &e->v[(((size_t)b * (e->E + 1) + x) * 5 + (size_t)slot) * e->nw + (size_t)w];
+}
+
+/* The GPTQ settings of a linear at width b. */
+static qm_status spec_of(const mrun *r, const qm_lin *l, int b, const char *what, qm_qspec *s)
+{
+    *s = qm_qspec_default();
+    s->bits = b;
+    s->sym = r->o->sym;
+    s->act_order = r->o->act_order;
+    s->damp = r->o->damp;
+    s->group = r->o->group < 0 ? qm_plan_default_group((uint64_t)l->in) : r->o->group;
+    if (s->group > 0 && l->in % s->group)
+        return qm_diag_fail(r->d, QM_EINVAL, "--group %d does not divide the %d input columns of %s", s->group,
+                            l->in, what);
+    return QM_OK;
+}
+
+/* GPTQ (H given) or round-to-nearest (H NULL) of l at width b into *deq
+ * (out, in; caller frees). */
+static qm_status quant(mrun *r, const qm_lin *l, const float *H, long long rows, int b, const char *what, float **deq)
+{
+    qm_qspec s;
+    qm_qresult q = {0};
+    qm_status st = spec_of(r, l, b, what, &s);
+    if (st != QM_OK)
+        return st;
+    float *Hc = NULL;
+    if (H) {
+        if (!(Hc = malloc((size_t)l->in * l->in * sizeof *Hc)))
+            return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
+        memcpy(Hc, H, (size_t)l->in * l->in * sizeof *Hc);
+        st = qm_calib_gptq(l->w, l->out, l->in, Hc, 1, rows, &s, &q, NULL, r->d);
+        free(Hc);
+    } else {
+        st = qm_rtn(l->w, l->out, l->in, &s, &q, r->d);
+    }
+    r->rep->gptq_runs++;
+    if (st != QM_OK) {
+        qm_diag_note(r->d, "while measuring %s at %d bits", what, b);
+        return st;
+    }
+    *deq = q.deq;
+    q.deq = NULL;
+    qm_qresult_free(&q);
+    return QM_OK;
+}
+
+static double sumsq_diff(const float *a, const float *b, size_t n)
+{
+    double s = 0;
+    for (size_t i = 0; i < n; i++) {
+        double t = (double)a[i] - b[i];
+        s += t * t;
+    }
+    return s;
+}
+
+/* The attention: per linear and as a block, at every width. */
+static qm_status attention(mrun *r, qm_layer_w *w, const float *hA, float *h2, lerr *e)
+{
+    qm_calib c = {r->m, w, r->x, r->B, r->S};
+    size_t TD = (size_t)r->B * r->S * (size_t)r->m->cfg.hidden;
+    int lin = r->o->units == QM_UNITS_LINEAR;
+    qm_lin *ls[4] = {&w->q, &w->k, &w->v, &w->o};
+    static const char *const names[4] = {"attn.q", "attn.k", "attn.v", "attn.o"};
+    float *Hqkv = NULL, *Ho = NULL;
+    long long nq = 0, no = 0;
+    qm_status st = qm_calib_hessian(&c, QM_PART_Q, w->q.in, &Hqkv, &nq, r->d);
+    if (st == QM_OK)
+        st = qm_calib_hessian(&c, QM_PART_O, w->o.in, &Ho, &no, r->d);
+    for (int k = 0; st == QM_OK && k < e->nw; k++) {
+        int b = r->o->widths[k];
+        float *deq[4] = {0};
+        for (int j = 0; st == QM_OK && j < (lin ? 4 : 3); j++)
+            st = quant(r, ls[j], j < 3 ? Hqkv : Ho, j < 3 ? nq : no, b, names[j], &deq[j]);
+        for (int j = 0; st == QM_OK && lin && j < 4; j++) { /* each linear alone */
+            float *keep = ls[j]->w;
+            ls[j]->w = deq[j];
+            st = qm_calib_attention(&c, h2, r->d);
+            ls[j]->w = keep;
+            if (st == QM_OK)
+                *lerr_at(e, BLK_ATTN, -1, j, k) = sumsq_diff(h2, hA, TD);
+        }
+        if (st == QM_OK && !lin) { /* the block, in quantize's order: o from the quantized q, k, v */
+            float *keep[4] = {w->q.w, w->k.w, w->v.w, w->o.w}, *H2 = NULL;
+            long long n2 = 0;
+            for (int j = 0; j < 3; j++)
+                ls[j]->w = deq[j];
+            st = qm_calib_hessian(&c, QM_PART_O, w->o.in, &H2, &n2, r->d);
+            if (st == QM_OK)
+                st = quant(r, &w->o, H2, n2, b, names[3], &deq[3]);
+            free(H2);
+            if (st == QM_OK) {
+                w->o.w = deq[3];
+                if ((st = qm_calib_attention(&c, h2, r->d)) == QM_OK)
+                    *lerr_at(e, BLK_ATTN, -1, 4, k) = sumsq_diff(h2, hA, TD);
+            }
+            for (int j = 0; j < 4; j++)
+                ls[j]->w = keep[j];
+        }
+        for (int j = 0; j < 4; j++)
+            free(deq[j]);
+    }
+    free(Hqkv);
+    free(Ho);
+    return st;
+}
+
+/* Rows X (n, D) through gate/up/down (g, u, dn) into Y (n, D), each row
+ * scaled by wt (NULL: 1).  A: scratch (n, W). */
+static qm_status swiglu_rows(mrun *r, const float *X, int n, const float *wt, const qm_lin *g, const qm_lin *u,
+                             const qm_lin *dn, float *A, float *Y)
+{
+    int D = g->in, W = g->out;
+    if (n == 0) /* an expert no calibration row reached: it changes nothing they see */
+        return QM_OK;
+    qm_status st = qm_calib_act(X, n, g, u, A, r->d);
+    if (st != QM_OK)
+        return st;
+    qm_sgemm_fixed(0, 1, n, D, W, 1.0f, A, W, dn->w, W, 0.0f, Y, D);
+    for (int i = 0; wt && i < n; i++)
+        for (int j = 0; j < D; j++)
+            Y[(size_t)i * D + j] *= wt[i];
+    return QM_OK;
+}
+
+/* One SwiGLU block over its rows X (n, D) with weights wt: per linear
+ * (linear units) or as a block (down from the quantized gate and up), at
+ * every width, into e's block bk (expert ex).  rtn: round-to-nearest. */
+static qm_status swiglu(mrun *r, qm_lin *g, qm_lin *u, qm_lin *dn, const float *X, int n, const float *wt, int rtn,
+                        int bk, int ex, const char *what, lerr *e)
+{
+    int D = g->in, W = g->out, lin = r->o->units == QM_UNITS_LINEAR;
+    size_t nD = (size_t)n * D + 1, nW = (size_t)n * W + 1;
+    float *A = malloc(nW * sizeof *A), *Yb = malloc(nD * sizeof *Yb), *Y = malloc(nD * sizeof *Y);
+    float *H1 = rtn ? NULL : calloc((size_t)D * D, sizeof *H1), *H2 = rtn ? NULL : calloc((size_t)W * W, sizeof *H2);
+    qm_status st = QM_OK;
+    if (!A || !Yb || !Y || (!rtn && (!H1 || !H2)))
+        st = qm_diag_fail(r->d, QM_ENOMEM, "out of memory for %d rows of %s", n, what);
+    if (st == QM_OK)
+        st = swiglu_rows(r, X, n, wt, g, u, dn, A, Yb);
+    if (st == QM_OK && !rtn) {
+        qm_hessian_add(H1, X, n, D);
+        qm_hessian_add(H2, A, n, W); /* A: the unquantized activations */
+    }
+    qm_lin *ls[3] = {g, u, dn};
+    for (int k = 0; st == QM_OK && k < e->nw; k++) {
+        int b = r->o->widths[k];
+        float *deq[3] = {0};
+        for (int j = 0; st == QM_OK && j < (lin ? 3 : 2); j++)
+            st = quant(r, ls[j], j < 2 ? H1 : H2, n, b, what, &deq[j]);
+        for (int j = 0; st == QM_OK && lin && j < 3; j++) {
+            float *keep = ls[j]->w;
+            ls[j]->w = deq[j];
+            st = swiglu_rows(r, X, n, wt, g, u, dn, A, Y);
+            ls[j]->w = keep;
+            if (st == QM_OK)
+                *lerr_at(e, bk, ex, j, k) = sumsq_diff(Y, Yb, (size_t)n * D);
+        }
+        if (st == QM_OK && !lin) {
+            float *kg = g->w, *ku = u->w, *kd = dn->w;
+            g->w = deq[0];
+            u->w = deq[1];
+            float *H3 = rtn ? NULL : calloc((size_t)W * W, sizeof *H3);
+            if (!rtn && !H3)
+                st = qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
+            if (st == QM_OK && (n == 0 || (st = qm_calib_act(X, n, g, u, A, r->d)) == QM_OK)) {
+                if (!rtn)
+                    qm_hessian_add(H3, A, n, W);
+                st = quant(r, dn, H3, n, b, what, &deq[2]);
+            }
+            free(H3);
+            if (st == QM_OK) {
+                dn->w = deq[2];
+                if ((st = swiglu_rows(r, X, n, wt, g, u, dn, A, Y)) == QM_OK)
+                    *lerr_at(e, bk, ex, 4, k) = sumsq_diff(Y, Yb, (size_t)n * D);
+            }
+            g->w = kg, u->w = ku, dn->w = kd;
+        }
+        for (int j = 0; j < 3; j++)
+            free(deq[j]);
+    }
+    free(A), free(Yb), free(Y), free(H1), free(H2);
+    return st;
+}
+
+/* The FFN: each piece's errors; r->x ends as the unquantized layer's output
+ * (hA + the FFN's output, added as a forward pass adds it). */
+static qm_status ffn(mrun *r, qm_layer_w *w, float *hA, const qm_calib_ffn *fi, lerr *e)
+{
+    const qm_model *m = r->m;
+    size_t T = (size_t)r->B * r->S, D = (size_t)m->cfg.hidden;
+    qm_calib c = {m, w, hA, r->B, r->S};
+    const qm_calib_ffn f = *fi;
+    float *X = malloc((T * (size_t)(m->cfg.top_k > 0 ? m->cfg.top_k : 1)) * D * sizeof *X);
+    float *wt = malloc((T * (size_t)(m->cfg.top_k > 0 ? m->cfg.top_k : 1) + 1) * sizeof *wt);
+    float *y = calloc(T * D, sizeof *y);
+    qm_fwd_ws *ws = qm_calib_ws(&c);
+    qm_status st = QM_OK;
+    if (!X || !wt || !y || !ws)
+        st = qm_diag_fail(r->d, QM_ENOMEM, "out of memory for %zu calibration rows", T);
+    char what[64];
+    if (st == QM_OK && !w->moe && w->mgate.w) {
+        snprintf(what, sizeof what, "layer %d's mlp", w->layer);
+        st = swiglu(r, &w->mgate, &w->mup, &w->mdown, f.n2, (int)T, NULL, 0, BLK_MLP, -1, what, e);
+    }
+    for (int x = 0; st == QM_OK && w->moe && x < m->cfg.experts; x++) {
+        int n = qm_calib_routed(&c, &f, x, X, wt);
+        snprintf(what, sizeof what, "layer %d's expert %d", w->layer, x);
+        if ((st = qm_expert_load(m, w->layer, x, w, r->d)) != QM_OK)
+            break;
+        if (w->gate[x].w) {
+            st = swiglu(r, &w->gate[x], &w->up[x], &w->down[x], X, n, wt, n < r->o->min_expert_tokens, BLK_EXPERT, x,
+                        what, e);
+            if (st == QM_OK)
+                qm_calib_ffn_add(&c, w, &f, x, &w->gate[x], &w->up[x], &w->down[x], ws, y);
+        }
+        qm_expert_free(w, x);
+    }
+    if (st == QM_OK && w->moe && w->sgate.w) {
+        float *sw = NULL;
+        if (w->shared_gate) { /* Qwen2-MoE: sigmoid(shared_gate . n2) scales the shared expert */
+            sw = wt;
+            for (size_t t = 0; t < T; t++) {
+                double s = 0;
+                for (size_t j = 0; j < D; j++)
+                    s += (double)w->shared_gate[j] * f.n2[t * D + j];
+                sw[t] = (float)(1.0 / (1.0 + exp(-s)));
+            }
+        }
+        snprintf(what, sizeof what, "layer %d's shared expert", w->layer);
+        st = swiglu(r, &w->sgate, &w->sup, &w->sdown, f.n2, (int)T, sw, 0, BLK_SHARED, -1, what, e);
+    }
+    if (st == QM_OK)
+        qm_calib_ffn_add(&c, w, &f, -1, NULL, NULL, NULL, ws, y);
+    if (st == QM_OK) {
+        memcpy(r->x, hA, T * D * sizeof *r->x);
+        c.x = r->x;
+        st = qm_calib_residual(&c, y, r->d);
+    }
+    qm_fwd_ws_free(ws);
+    free(X), free(wt), free(y);
+    return st;
+}
+
+/* Layer L's units' errors into r->err; r->x becomes the layer's output. */
+static qm_status one_layer(mrun *r, int L)
+{
+    const qm_model *m = r->m;
+    size_t T = (size_t)r->B * r->S, D = (size_t)m->cfg.hidden;
+    int nw = r->o->n_widths;
+    lerr e = {(int)m->cfg.experts, nw, calloc((size_t)BLK_COUNT * (m->cfg.experts + 1) * 5 * nw, sizeof(double))};
+    float *hA = malloc(T * D * sizeof *hA), *h2 = malloc(T * D * sizeof *h2);
+    qm_layer_w w;
+    qm_status st = qm_layer_load(m, L, 0, &w, r->d);
+    if (st == QM_OK && (!e.v || !hA || !h2))
+        st = qm_diag_fail(r->d, QM_ENOMEM, "out of memory for %zu calibration rows", T);
+    qm_calib_ffn f = {0};
+    if (st == QM_OK) /* the unquantized attention's output and what the FFN sees */
+        st = qm_calib_capture(&(qm_calib){m, &w, r->x, r->B, r->S}, &f, hA, r->d);
+    if (st == QM_OK && w.q.w)
+        st = attention(r, &w, hA, h2, &e);
+    if (st == QM_OK)
+        st = ffn(r, &w, hA, &f, &e);
+    qm_calib_ffn_free(&f);
+    double xx = 0; /* the stream leaving the layer: what every later block reads */
+    for (size_t i = 0; st == QM_OK && i < T * D; i++)
+        xx += (double)r->x[i] * r->x[i];
+    /* the units of this layer, from the blocks' errors */
+    for (size_t j = 0; st == QM_OK && j < r->nu; j++) {
+        const munit *u = &r->u[j];
+        if (u->layer != L)
+            continue;
+        for (int k = 0; k < nw; k++) {
+            double v = 0;
+            if (r->o->units == QM_UNITS_LAYER) {
+                for (int b = 0; b < BLK_COUNT; b++)
+                    for (int x = b == BLK_EXPERT ? 0 : -1; x < (b == BLK_EXPERT ? (int)m->cfg.experts : 0); x++)
+                        v += *lerr_at(&e, b, x, 4, k);
+            } else {
+                v = *lerr_at(&e, u->blk, u->expert, u->slot < 0 ? 4 : u->slot, k);
+            }
+            r->err[j * nw + k] = xx > 0 ? v / xx : 0;
+        }
+    }
+    qm_layer_free(&w);
+    free(e.v), free(hA), free(h2);
+    return st;
+}
+
+/* ---- progress state ------------------------------------------------------------------------------ */
+
+/* "OUT.qmoe-state/FILE"; caller frees. */
+static char *spath(const mrun *r, const char *file) { return qm_strfmt("%s/%s", r->sdir, file); }
+
+static qm_status save_blob(const mrun *r, const char *file, const void *data, size_t n)
+{
+    char *p = spath(r, file);
+    qm_status st = p ? qm_afile_write_bytes(p, data, n, 1, r->d) : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
+    free(p);
+    return st;
+}
+
+static qm_status load_blob(const mrun *r, const char *file, void *data, size_t n)
+{
+    char *p = spath(r, file);
+    const char *why;
+    FILE *f = p ? qm_fopen_regular(p, &why) : NULL;
+    qm_status st = QM_OK;
+    if (!f || fread(data, 1, n, f) != n || fgetc(f) != EOF)
+        st = qm_diag_fail(r->d, QM_EFORMAT, "%s: missing or of the wrong size; remove %s to start over",
+                          p ? p : file, r->sdir);
+    if (f)
+        fclose(f);
+    free(p);
+    return st;
+}
+
+/* The state file: what the run is of, and how far it got. */
+typedef struct mstate {
+    char key[512];
+    int layers_done;
+} mstate;
+
+static int read_state(const mrun *r, mstate *s)
+{
+    char *p = spath(r, "state");
+    const char *why;
+    FILE *f = p ? qm_fopen_regular(p, &why) : NULL;
+    free(p);
+    if (!f)
+        return 0;
+    int ok = fscanf(f, "key %511[^\n]\nlayers_done %d", s->key, &s->layers_done) == 2;
+    fclose(f);
+    return ok;
+}
+
+static qm_status put_state(const void *ctx, FILE *f, qm_diag *d)
+{
+    const mstate *s = ctx;
+    (void)d;
+    fprintf(f, "key %s\nlayers_done %d\n", s->key, s->layers_done);
+    return QM_OK;
+}
+
+static qm_status write_state(const mrun *r, const mstate *s)
+{
+    char *p = spath(r, "state");
+    qm_status st = p ? qm_afile_write(p, put_state, s, 1, r->d) : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
+    free(p);
+    return st;
+}
+
+/* ---- the measure file --------------------------------------------------------------------------- */
+
+typedef struct mout {
+    const mrun *r;
+    const char *calib_path;
+    char config[65], tensors[65];
+} mout;
+
+static qm_status put_measure(const void *ctx, FILE *f, qm_diag *d)
+{
+    const mout *o = ctx;
+    const mrun *r = o->r;
+    const qm_measure_opts *op = r->o;
+    const qm_model *m = r->m;
+    fprintf(f, "# qmoe measure: written by `qmoe measure`, read by `qmoe compile --measure`.\n"
+               "# error: the squared change GPTQ at that width makes to the unit's block output,\n"
+               "# over the squared residual stream leaving its layer (qmoe(1), MEASURE).\n");
+    qm_yaml *y = qm_yaml_begin(f);
+    if (!y)
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    qm_yaml_map(y);
+    qm_yaml_kint(y, "qmoe_measure", 1);
+    qm_yaml_str(y, "model");
+    qm_yaml_map(y);
+    qm_yaml_kstr(y, "architecture", m->arch->name);
+    qm_yaml_kint(y, "layers", m->cfg.layers);
+    qm_yaml_kint(y, "experts", m->cfg.experts);
+    qm_yaml_kstr(y, "config_sha256", o->config);
+    qm_yaml_kstr(y, "tensors_sha256", o->tensors);
+    qm_yaml_close(y);
+    qm_yaml_str(y, "calibration");
+    qm_yaml_map(y);
+    qm_yaml_kstr(y, "file", o->calib_path);
+    qm_yaml_kuint(y, "tokens", (unsigned long long)r->B * r->S);
+    qm_yaml_kint(y, "ctx", r->S);
+    qm_yaml_close(y);
+    qm_yaml_str(y, "settings");
+    qm_yaml_map(y);
+    qm_yaml_kstr(y, "units", qm_measure_units_name(op->units));
+    qm_yaml_str(y, "widths");
+    qm_yaml_flow_seq(y);
+    for (int k = 0; k < op->n_widths; k++)
+        qm_yaml_int(y, op->widths[k]);
+    qm_yaml_close(y);
+    if (op->group < 0)
+        qm_yaml_kstr(y, "group", "default");
+    else
+        qm_yaml_kint(y, "group", op->group);
+    qm_yaml_str(y, "sym");
+    qm_yaml_bool(y, op->sym);
+    qm_yaml_str(y, "act_order");
+    qm_yaml_bool(y, op->act_order);
+    qm_yaml_str(y, "damp");
+    qm_yaml_real(y, op->damp, 4);
+    qm_yaml_kint(y, "min_expert_tokens", op->min_expert_tokens);
+    qm_yaml_close(y);
+    qm_yaml_str(y, "units");
+    qm_yaml_map(y);
+    for (size_t j = 0; j < r->nu; j++) {
+        qm_yaml_str(y, r->u[j].name);
+        qm_yaml_flow_map(y);
+        qm_yaml_kuint(y, "params", r->u[j].params);
+        qm_yaml_str(y, "error");
+        qm_yaml_flow_seq(y);
+        for (int k = 0; k < op->n_widths; k++)
+            qm_yaml_sci(y, r->err[j * op->n_widths + k], 6);
+        qm_yaml_close(y);
+        qm_yaml_close(y);
+    }
+    qm_yaml_close(y);
+    return qm_yaml_end(y, d);
+}
+
+/* ---- the run -------------------------------------------------------------------------------------- */
+
+static qm_status check_opts(const qm_measure_opts *o, qm_diag *d)
+{
+    if (o->n_widths < 1 || o->n_widths > QM_MEASURE_MAX_WIDTHS)
+        return qm_diag_fail(d, QM_EINVAL, "--widths: %d widths; give 1 to %d of 2, 3, 4, 8", o->n_widths,
+                            QM_MEASURE_MAX_WIDTHS);
+    for (int k = 0; k < o->n_widths; k++) {
+        int b = o->widths[k];
+        if (b != 2 && b != 3 && b != 4 && b != 8)
+            return qm_diag_fail(d, QM_EINVAL, "--widths: %d is not a width; the widths are 2, 3, 4 and 8", b);
+        if (k && b <= o->widths[k - 1])
+            return qm_diag_fail(d, QM_EINVAL, "--widths: %d after %d; give each width once, in increasing order", b,
+                                o->widths[k - 1]);
+    }
+    if ((unsigned)o->units >= QM_UNITS_COUNT)
+        return qm_diag_fail(d, QM_EINVAL, "--units: unknown; the units are linear, expert and layer");
+    return QM_OK;
+}
+
+qm_status qm_measure(const char *model_dir, const char *calib_path, const char *out, const qm_measure_opts *o,
+                     qm_measure_report *rep, qm_diag *d)
+{
+    memset(rep, 0, sizeof *rep);
+    double t0 = qm_clock();
+    mrun r = {.o = o, .out = out, .rep = rep, .d = d};
+    qm_tokens toks = {0};
+    qm_lock lock = {-1, NULL};
+    mstate cur = {0}, old = {0};
+    mout mo = {.r = &r, .calib_path = calib_path};
+    char calib_sha[65] = "";
+    qm_status st = check_opts(o, d);
+    if (st == QM_OK)
+        st = qm_model_open(model_dir, &r.m, d);
+    if (st == QM_OK)
+        st = qm_model_check_output(r.m, "-o", out, 0, &(qm_path_input){calib_path, "the calibration text"}, 1, d);
+    if (st == QM_OK)
+        st = qm_sha256_file(r.m->config_path, mo.config, d);
+    if (st == QM_OK) {
+        qm_model_tensors_sha256(r.m, mo.tensors);
+        st = qm_sha256_file(calib_path, calib_sha, d);
+    }
+    for (size_t i = 0; st == QM_OK && i < r.m->n; i++)
+        if (r.m->t[i].bits)
+            st = qm_diag_fail(d, QM_EUNSUPPORTED, "%s is already quantized ('%s' is GPTQ-packed); measure the "
+                              "original model", r.m->dir, r.m->t[i].st->name);
+    if (st == QM_OK)
+        st = qm_tokens_for_model(r.m, calib_path, (size_t)o->samples * (size_t)o->ctx, (size_t)o->ctx, &toks, d);
+    if (st == QM_OK) {
+        r.S = o->ctx;
+        r.B = (int)(toks.n / (size_t)o->ctx) < o->samples ? (int)(toks.n / (size_t)o->ctx) : o->samples;
+        if (r.B < 1)
+            st = qm_diag_fail(d, QM_EINVAL, "%s: %zu tokens, fewer than one window of %d", calib_path, toks.n, o->ctx);
+    }
+    if (st == QM_OK)
+        st = build_units(&r);
+    if (st == QM_OK && !r.nu)
+        st = qm_diag_fail(d, QM_EINVAL, "%s has no quantizable linears to measure", r.m->dir);
+    int nw = o->n_widths;
+    if (st == QM_OK && !(r.err = calloc(r.nu * (size_t)nw, sizeof *r.err)))
+        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    char ws[32] = "";
+    for (int k = 0; k < nw; k++)
+        snprintf(ws + strlen(ws), sizeof ws - strlen(ws), "%s%d", k ? "," : "", o->widths[k]);
+    snprintf(cur.key, sizeof cur.key, "config=%.16s calib=%.16s ctx=%d samples=%d widths=%s units=%s group=%d sym=%d "
+             "act_order=%d damp=%g min_expert_tokens=%d", mo.config, calib_sha, r.S, r.B, ws,
+             qm_measure_units_name(o->units), o->group, o->sym, o->act_order, o->damp, o->min_expert_tokens);
+    if (st == QM_OK && !(r.sdir = qm_strfmt("%s.qmoe-state", out)))
+        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    if (st == QM_OK && (st = qm_mkdir(r.sdir, d)) == QM_OK)
+        st = qm_dir_lock(r.sdir, &lock, d);
+    if (st == QM_OK && read_state(&r, &old)) {
+        if (strcmp(old.key, cur.key))
+            st = qm_diag_fail(d, QM_EINVAL, "%s holds a measure of another model, calibration text or set of options; "
+                              "remove it or choose another -o", r.sdir);
+        else
+            cur.layers_done = old.layers_done;
+    }
+    size_t T = (size_t)r.B * r.S, D = r.m ? (size_t)r.m->cfg.hidden : 0;
+    int total = r.m ? (int)r.m->cfg.layers : 0;
+    if (st == QM_OK && !(r.x = malloc(T * D * sizeof *r.x)))
+        st = qm_diag_fail(d, QM_ENOMEM, "out of memory for %zu calibration rows", T);
+    /* the finished layers' errors, and the hidden states entering the next */
+    char file[64];
+    for (int L = 0; st == QM_OK && L < cur.layers_done && L < total; L++) {
+        size_t first = r.nu, n = 0;
+        for (size_t j = 0; j < r.nu; j++)
+            if (r.u[j].layer == L)
+                first = first < j ? first : j, n++;
+        snprintf(file, sizeof file, "errors-%05d.f64", L);
+        if (n)
+            st = load_blob(&r, file, r.err + first * nw, n * nw * sizeof *r.err);
+    }
+    if (st == QM_OK && cur.layers_done > 0 && cur.layers_done < total) {
+        snprintf(file, sizeof file, "hidden-%05d.f32", cur.layers_done);
+        st = load_blob(&r, file, r.x, T * D * sizeof *r.x);
+        rep->layers_resumed = cur.layers_done;
+        qm_diag_note(d, "%s: resuming after layer %d of %d", out, cur.layers_done - 1, total);
+    } else if (st == QM_OK && cur.layers_done == 0) {
+        qm_head_w head = {0};
+        if ((st = qm_head_load(r.m, QM_HEAD_EMBED, &head, d)) == QM_OK)
+            qm_forward_embed(r.m, &head, toks.ids, (int)T, r.x);
+        qm_head_free(&head);
+        if (st == QM_OK)
+            st = write_state(&r, &cur);
+    }
+    for (int L = cur.layers_done; st == QM_OK && L < total; L++) {
+        double t = qm_clock();
+        say(&r, "layer %d/%d: %d x %d calibration tokens, widths %s", L, total, r.B, r.S, ws);
+        size_t first = r.nu, n = 0;
+        for (size_t j = 0; j < r.nu; j++)
+            if (r.u[j].layer == L)
+                first = first < j ? first : j, n++;
+        if ((st = one_layer(&r, L)) != QM_OK)
+            break;
+        snprintf(file, sizeof file, "errors-%05d.f64", L);
+        if (n)
+            st = save_blob(&r, file, r.err + first * nw, n * nw * sizeof *r.err);
+        snprintf(file, sizeof file, "hidden-%05d.f32", L + 1);
+        if (st == QM_OK && L + 1 < total)
+            st = save_blob(&r, file, r.x, T * D * sizeof *r.x);
+        if (st == QM_OK) {
+            cur.layers_done = L + 1;
+            st = write_state(&r, &cur);
+        }
+        if (st == QM_OK) { /* the states entering L are no longer needed */
+            snprintf(file, sizeof file, "hidden-%05d.f32", L);
+            char *p = spath(&r, file);
+            if (p)
+                remove(p);
+            free(p);
+        }
+        say(&r, "layer %d/%d done in %.1f s, ETA %.0f s", L, total, qm_clock() - t,
+            (qm_clock() - t) * (total - L - 1));
+    }
+    if (st == QM_OK)
+        st = qm_afile_write(out, put_measure, &mo, 1, d);
+    if (st == QM_OK) /* complete: what was kept for resuming goes */
+        st = qm_remove_tree(r.sdir, d);
+    rep->layers = total;
+    rep->units = r.nu;
+    /* one quantize run makes one GPTQ run per quantized linear (these units' linears) */
+    for (size_t i = 0; r.m && i < r.m->n; i++) {
+        int slot;
+        rep->quantize_gptq_runs += part_block(r.m->t[i].part, &slot) >= 0 && r.m->t[i].layer >= 0;
+    }
+    rep->seconds = qm_clock() - t0;
+    qm_dir_unlock(&lock);
+    for (size_t j = 0; j < r.nu; j++)
+        free(r.u[j].name);
+    free(r.u);
+    free(r.err);
+    free(r.x);
+    free(r.sdir);
+    qm_tokens_free(&toks);
+    qm_model_close(r.m);
+    return st;
+}
