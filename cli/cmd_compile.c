@@ -53,8 +53,8 @@ int qm_cli_compile_args(const qm_cmd *cmd, int argc, char **argv, int n_args, qm
         {"strict", no_argument, NULL, 'S'},      {"format", required_argument, NULL, 'f'},
         {"output", required_argument, NULL, 'o'}, {"engine", required_argument, NULL, 'E'},
         {"fit", required_argument, NULL, 'F'},     {"target", required_argument, NULL, 'T'},
-        {"model", required_argument, NULL, 'm'},
-        {"scores", required_argument, NULL, 's'}, {"help", no_argument, NULL, 'h'},
+        {"model", required_argument, NULL, 'm'},  {"scores", required_argument, NULL, 's'},
+        {"measure", required_argument, NULL, 'M'}, {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int full = cmd == &qm_cmd_compile;
@@ -75,6 +75,7 @@ int qm_cli_compile_args(const qm_cmd *cmd, int argc, char **argv, int n_args, qm
         case 'I': a->dirs[a->o.n_dirs++] = optarg; break;
         case 'm': a->o.model = optarg; break;
         case 's': a->o.scores = optarg; break;
+        case 'M': a->o.measure = optarg; break;
         case 'S': a->o.strict = 1; break;
         case 'f': a->format = optarg; break;
         case 'o': a->output = a->o.output = optarg; break;
@@ -137,8 +138,9 @@ void qm_cli_compile_args_free(qm_cli_compile_argv *a)
 static qm_status check_output(const qm_cli_compile_argv *a, const qm_plan *p, qm_diag *d)
 {
     return qm_model_check_output(qm_compiled_model(p), "-o", a->output, 0,
-                                 (const qm_path_input[]){{a->o.policy, "the policy"}, {a->o.scores, "the scores"}}, 2,
-                                 d);
+                                 (const qm_path_input[]){{a->o.policy, "the policy"}, {a->o.scores, "the scores"},
+                                                         {a->o.measure, "the measure file"}},
+                                 3, d);
 }
 
 /* Each --engine and each engine the policy names against the plan
@@ -243,13 +245,16 @@ static int run(int argc, char **argv)
 const qm_cmd qm_cmd_compile = {
     .name = "compile",
     .run = run,
-    .synopsis = "compile POLICY --model DIR [--scores FILE] [-I DIR]... [--strict] [--engine NAME]... [--fit NAME]\n"
-                "                [-o PLAN] [--format yaml|json|table [--target gguf]]",
+    .synopsis = "compile POLICY --model DIR [--scores FILE] [--measure FILE] [-I DIR]... [--strict]
+"
+                "                [--engine NAME]... [--fit NAME] [-o PLAN] [--format yaml|json|table [--target gguf]]",
     .summary = "compile a policy for a model into a bit plan",
     .help = "Matches POLICY (qmoe-policy(5)) against the model's tensors and scores and\n"
             "writes the bit plan: YAML, byte-identical for identical inputs.\n\n"
             "  --model DIR       the model directory (config.json + safetensors); required\n"
             "  --scores FILE     scores from `qmoe score` for data-driven selections\n"
+            "  --measure FILE    errors from `qmoe measure` for the scorer `measured` and\n"
+            "                    `budget B bits by measured`\n"
             "  -I DIR            look for imports in DIR first (repeatable)\n"
             "  --strict          a rule that matches nothing is an error, and so is a plan\n"
             "                    an --engine refuses\n"

@@ -30,7 +30,7 @@ static int run(int argc, char **argv)
 const qm_cmd qm_cmd_explain = {
     .name = "explain",
     .run = run,
-    .synopsis = "explain POLICY --model DIR [--scores FILE] [-I DIR]... SELECTOR",
+    .synopsis = "explain POLICY --model DIR [--scores FILE] [--measure FILE] [-I DIR]... SELECTOR",
     .summary = "show every rule that touched the weights a selector names, and their final setting",
     .help = "Compiles POLICY for the model as `qmoe compile` does; then, for each weight\n"
             "SELECTOR (a selector of qmoe-policy(5), e.g. 'layers[1].experts[0]') names,\n"
@@ -38,5 +38,6 @@ const qm_cmd qm_cmd_explain = {
             "order they applied (defaults, rules, budget) and the final setting.\n\n"
             "  --model DIR    the model directory; required\n"
             "  --scores FILE  scores from `qmoe score`\n"
+            "  --measure FILE errors from `qmoe measure`\n"
             "  -I DIR         look for imports in DIR first (repeatable)\n",
 };

@@ -35,6 +35,7 @@ void qm_cstate_free(qm_cstate *c)
     free(c->hits);
     free(c->nhits);
     qm_c_scores_free(&c->sc);
+    qm_c_measure_free(c);
     free(c->moe_index);
     free(c->moe_layer);
     free(c->set);
@@ -461,7 +462,9 @@ static qm_status start(qm_cstate *c, const qm_compile_opts *o, qm_diag *d, int r
     }
     if ((st = make_rank(c)) != QM_OK)
         return st;
-    return qm_c_scores_read(c, o->scores);
+    if ((st = qm_c_scores_read(c, o->scores)) != QM_OK)
+        return st;
+    return qm_c_measure_read(c, o->measure);
 }
 
 /* "file:line" of statement s, or "default" for s < 0; caller frees.  The
@@ -615,6 +618,8 @@ static qm_status make_plan(qm_cstate *c, qm_plan **out)
     p->summary.has_budget = c->has_budget;
     p->summary.budget_target_bits = c->budget_target;
     p->summary.budget_achieved_bits = c->budget_achieved;
+    p->summary.has_predicted = c->has_predicted;
+    p->summary.predicted_error = c->predicted_error;
     qm_plan_summarize(p);
     *out = p;
     return QM_OK;

@@ -23,6 +23,7 @@ typedef struct qm_compile_opts {
     const char *policy;             /* path of the policy file */
     const char *model;              /* model directory (config.json + safetensors) */
     const char *scores;             /* scores YAML (qmoe(1)); NULL when none */
+    const char *measure;            /* measure YAML from `qmoe measure` (qmoe(1)); NULL when none */
     const char *const *dirs;        /* (n_dirs) -I directories for imports */
     size_t n_dirs;
     int strict;                     /* a rule matching nothing is an error */

@@ -70,6 +70,10 @@ static void print_budget_score(FILE *f, qm_cstate *c, const qm_stmt *x, size_t i
 {
     (void)x;
     qm_scorer by = qm_c_budget_scorer(c, c->budget_stmt);
+    if (by == QM_SCORER_MEASURED) {
+        qm_c_measured_explain(f, c, i);
+        return;
+    }
     double v = qm_c_budget_score(c, by, i);
     if (isnan(v))
         fprintf(f, "    %s: no score (moved in tie-rank order)\n", qm_scorer_name(by));

@@ -4,6 +4,7 @@
  *   select.c   data-driven picks (top/bottom/random/threshold) inside a selector
  *   scores.c   the scores file; outlier scores computed from weights
  *   budget.c   `budget X bits`: the greedy allocation
+ *   measured.c the measure file, the scorer `measured` and its knapsack budget (knapsack.c)
  *   compile.c  the rules in order -> settings -> qm_plan
  *   explain.c  `qmoe explain`
  */
@@ -26,6 +27,9 @@ typedef struct qm_cscores {
     int has_imp;
     int has_outlier;      /* the file's scores are in qm_cstate.outlier_w */
 } qm_cscores;
+
+/* The measure file as the compiler ranks and budgets by it (measured.c). */
+typedef struct qm_cmeasure qm_cmeasure;
 
 /* One tensor's settings while rules apply: -1 = not set. */
 typedef struct qm_setting {
@@ -81,6 +85,9 @@ typedef struct qm_cstate {
     int budget_stmt;       /* its statement */
     double budget_target, budget_achieved; /* bits, as in the plan's summary */
     qm_why *why;           /* explain's question while it re-resolves a selector; NULL else */
+    qm_cmeasure *ms;       /* the measure file (--measure); NULL when none */
+    int has_predicted;     /* a budget by measured ran: predicted_error is its total */
+    double predicted_error;
     qm_diag *d;
 } qm_cstate;
 
@@ -107,6 +114,22 @@ double qm_c_importance(const qm_cstate *c, qm_scorer s, int layer);
 double qm_c_outlier(qm_cstate *c, size_t tensor);
 /* 1 when the scorer has data for this model (an error is added otherwise). */
 int qm_c_have(qm_cstate *c, qm_scorer s, const qm_source *src, qm_span at);
+
+/* The measure file o->measure (NULL: none) into c->ms; freed with
+ * qm_c_measure_free(). */
+qm_status qm_c_measure_read(qm_cstate *c, const char *path);
+void qm_c_measure_free(qm_cstate *c);
+/* The measured score (error saved per bit and parameter by a first step
+ * up) of linear `tensor` (>= 0), else of expert `expert` of `layer` (>= 0),
+ * else of the layer's linears; NAN without a measure file or unit. */
+double qm_c_measured(const qm_cstate *c, int layer, int expert, long tensor);
+/* `budget B bits by measured` (statement s): the knapsack over the free
+ * measured units; group (model->n, may be NULL): tensors with equal ids
+ * take one width (engine constraints).  Sets c->set, c->predicted_error. */
+qm_status qm_c_measured_budget(qm_cstate *c, int s, const size_t *group, double *achieved);
+/* explain: tensor i's unit, its width, and the marginal error per bit
+ * that decided it. */
+void qm_c_measured_explain(FILE *f, const qm_cstate *c, size_t i);
 
 /* Fitting: change c->set so that engine c->fit serves the plan, solve the
  * budget again over the widths and groups that engine allows, note what

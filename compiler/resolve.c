@@ -163,7 +163,8 @@ static qm_status pick_layers(qm_cstate *c, const qm_source *src, const qm_index 
     if (st == QM_OK) {
         for (long long i = 0; i < n; i++) {
             long long layer = moe ? c->moe_layer[i] : i;
-            unit_add(&u, u.s == QM_SCORER_NONE ? 0 : qm_c_importance(c, u.s, (int)layer), 0, (size_t)i,
+            unit_add(&u, u.s == QM_SCORER_NONE ? 0 : u.s == QM_SCORER_MEASURED ? qm_c_measured(c, (int)layer, -1, -1)
+                                                 : qm_c_importance(c, u.s, (int)layer), 0, (size_t)i,
                      (size_t)i);
         }
         long long tl = c->why ? c->model->t[c->why->tensor].layer : -1;
@@ -192,7 +193,9 @@ static qm_status pick_experts(qm_cstate *c, const qm_source *src, const qm_index
                 cand[(size_t)m->t[i].layer * E + (size_t)m->t[i].expert] = 1;
         for (size_t k = 0; k < nu; k++)
             if (cand[k])
-                unit_add(&u, u.s == QM_SCORER_NONE ? 0 : qm_c_freq(c, (int)(k / E), (int)(k % E)),
+                unit_add(&u, u.s == QM_SCORER_NONE ? 0 : u.s == QM_SCORER_MEASURED
+                                                     ? qm_c_measured(c, (int)(k / E), (int)(k % E), -1)
+                                                     : qm_c_freq(c, (int)(k / E), (int)(k % E)),
                          (long long)(k / E), u.n, k);
         const qm_tensor *tt = c->why ? &m->t[c->why->tensor] : NULL;
         pick_units(c, ix, &u, tt && tt->expert >= 0 ? (size_t)tt->layer * E + (size_t)tt->expert : (size_t)-1);
@@ -217,7 +220,8 @@ static qm_status pick_linears(qm_cstate *c, const qm_source *src, const qm_index
     if (st == QM_OK) {
         for (size_t i = 0; i < m->n; i++)
             if (mask[i] && qm_parts[m->t[i].part].linear)
-                unit_add(&u, u.s == QM_SCORER_NONE ? 0 : qm_c_outlier(c, i), m->t[i].layer, c->rank[i], i);
+                unit_add(&u, u.s == QM_SCORER_NONE ? 0 : u.s == QM_SCORER_MEASURED ? qm_c_measured(c, 0, -1, (long)i)
+                                                                   : qm_c_outlier(c, i), m->t[i].layer, c->rank[i], i);
         st = c->outlier_st;
     }
     if (st == QM_OK) {

@@ -313,6 +313,12 @@ double qm_c_outlier(qm_cstate *c, size_t i)
 
 int qm_c_have(qm_cstate *c, qm_scorer s, const qm_source *src, qm_span at)
 {
+    if (s == QM_SCORER_MEASURED) {
+        if (!c->ms)
+            qm_source_diag(c->d, QM_SEV_ERROR, src, at, "selecting by measured needs a measure file (--measure FILE; "
+                           "`qmoe measure` writes one)");
+        return c->ms != NULL;
+    }
     int have = s == QM_SCORER_OUTLIER ? 1 : s == QM_SCORER_FREQUENCY ? c->sc.has_freq : c->sc.has_imp;
     if (!have)
         qm_source_diag(c->d, QM_SEV_ERROR, src, at, "selecting by %s needs a scores file with '%s' (--scores FILE; `qmoe score` writes one)",

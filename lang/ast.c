@@ -187,6 +187,32 @@ qm_status qm_policy_parse_file(const char *path, qm_policy **out, qm_diag *d)
     return st;
 }
 
+static int index_uses(const qm_index *ix, qm_scorer s)
+{
+    return ix && ((ix->kind == QM_INDEX_PICK && ix->u.pick.scorer == s) ||
+                  (ix->kind == QM_INDEX_THRESHOLD && ix->u.threshold.scorer == s));
+}
+
+int qm_policy_uses_scorer(const qm_policy *p, qm_scorer s)
+{
+    for (size_t i = 0; p && i < p->n; i++) {
+        const qm_stmt *x = p->stmt[i];
+        if (x->kind == QM_STMT_BUDGET && x->u.budget.by == s)
+            return 1;
+        if (x->kind != QM_STMT_RULE)
+            continue;
+        for (size_t k = 0; k < x->u.rule.nsel; k++) {
+            const qm_selector *sel = &x->u.rule.sel[k];
+            if (index_uses(sel->scope_index, s))
+                return 1;
+            for (size_t g = 0; g < sel->nseg; g++)
+                if (index_uses(sel->seg[g].index, s))
+                    return 1;
+        }
+    }
+    return 0;
+}
+
 void qm_policy_free(qm_policy *p)
 {
     if (p)

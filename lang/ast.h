@@ -68,6 +68,7 @@ typedef enum qm_scorer {
     QM_SCORER_IMPORTANCE,       /* per MoE block: 1 - cosine around the FFN (moe_layers[...]) */
     QM_SCORER_IMPORTANCE_RESIDUAL, /* per MoE block: around the residual stream */
     QM_SCORER_OUTLIER,          /* per linear: max column max/mean |w| (experts.*[...]) */
+    QM_SCORER_MEASURED,         /* any level: measured error saved per bit (`qmoe measure`); budgets: the knapsack */
     QM_SCORER_COUNT
 } qm_scorer;
 
@@ -324,6 +325,12 @@ qm_status qm_policy_parse_file(const char *path, qm_policy **out, qm_diag *d);
 
 /* Free a policy and all it owns (imported policies too).  NULL is allowed. */
 void qm_policy_free(qm_policy *p);
+
+/* 1 when a statement of p (expanded or not: its own statements) ranks or
+ * budgets by scorer s: what a driver asks before it makes the data the
+ * scorer reads (`qmoe bench` runs `measure` only for policies that use
+ * `measured`). */
+int qm_policy_uses_scorer(const qm_policy *p, qm_scorer s);
 
 /* ---- imports ---------------------------------------------------------------- */
 

@@ -25,25 +25,29 @@ static const char *const scorer_names[QM_SCORER_COUNT] = {
     [QM_SCORER_IMPORTANCE] = "importance",
     [QM_SCORER_IMPORTANCE_RESIDUAL] = "importance_residual",
     [QM_SCORER_OUTLIER] = "outlier",
+    [QM_SCORER_MEASURED] = "measured",
 };
 _Static_assert(COUNT(scorer_names) == QM_SCORER_COUNT, "a name per scorer");
 
 
 /* What each scorer ranks, for selections and messages. */
-typedef enum level { LEVEL_BLOCK, LEVEL_EXPERT, LEVEL_LINEAR } level;
+typedef enum level { LEVEL_BLOCK, LEVEL_EXPERT, LEVEL_LINEAR, LEVEL_ANY } level;
 static const level scorer_level[QM_SCORER_COUNT] = {
     [QM_SCORER_FREQUENCY] = LEVEL_EXPERT,
     [QM_SCORER_IMPORTANCE] = LEVEL_BLOCK,
     [QM_SCORER_IMPORTANCE_RESIDUAL] = LEVEL_BLOCK,
     [QM_SCORER_OUTLIER] = LEVEL_LINEAR,
+    [QM_SCORER_MEASURED] = LEVEL_ANY, /* measured errors add up over any set of linears */
 };
 static const char *const level_names[] = {
     [LEVEL_BLOCK] = "MoE blocks", [LEVEL_EXPERT] = "experts", [LEVEL_LINEAR] = "linears",
+    [LEVEL_ANY] = "blocks, experts or linears",
 };
 static const char *const level_usage[] = {
     [LEVEL_BLOCK] = "moe_layers[top 5 by importance]",
     [LEVEL_EXPERT] = "experts[top 30 per layer by frequency]",
     [LEVEL_LINEAR] = "experts.*[top 25% by outlier]",
+    [LEVEL_ANY] = "experts[top 4 per layer by measured]",
 };
 
 #define PART(m) (1u << (m))
@@ -272,7 +276,7 @@ static qm_scorer scorer(lang_state *ps, qm_span sp)
         lang_error(ps, sp, "unknown scorer '%s'; did you mean '%s'?", name, near);
     else
         lang_error(ps, sp, "unknown scorer '%s'; the scorers are frequency importance "
-                           "importance_residual outlier", name);
+                           "importance_residual outlier measured", name);
     return QM_SCORER_NONE;
 }
 
@@ -345,7 +349,7 @@ static void check_ranked(lang_state *ps, qm_index *ix, level at, const char *wha
     if (*s == QM_SCORER_NONE)
         return;
     level l = scorer_level[*s];
-    if (l != at)
+    if (l != at && l != LEVEL_ANY)
         lang_error(ps, sp, "'%s' ranks %s, not %s: use it as in %s", scorer_names[*s], level_names[l],
                    level_names[at], level_usage[l]);
 }

@@ -90,6 +90,8 @@ void qm_plan_summarize(qm_plan *p)
     s->has_budget = budget.has_budget;
     s->budget_target_bits = budget.budget_target_bits;
     s->budget_achieved_bits = budget.budget_achieved_bits;
+    s->has_predicted = budget.has_predicted;
+    s->predicted_error = budget.predicted_error;
     double bits = 0, stored = 0;
     for (size_t i = 0; i < p->n; i++) {
         const qm_plan_tensor *t = &p->t[i];
@@ -248,6 +250,10 @@ static qm_status read_budget(reader *r, const qm_ynode *summary, qm_plan_summary
         return bad(r, an, "summary: budget_achieved_bits", detail);
     }
     s->has_budget = 1;
+    const qm_ynode *pe = qm_yin_get(summary, "predicted_error");
+    if (pe && (!qm_yin_real(pe, &s->predicted_error) || !(s->predicted_error >= 0 && s->predicted_error <= 1e300)))
+        return bad(r, pe, "summary:", "predicted_error must be a finite number >= 0");
+    s->has_predicted = pe != NULL;
     return QM_OK;
 }
 

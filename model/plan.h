@@ -14,6 +14,7 @@
  *   scores:  {path: ..., sha256: ...} | null
  *   summary: {average_bits, effective_bits,
  *             budget_target_bits, budget_achieved_bits (only with a budget),
+ *             predicted_error (only with a budget by measured),
  *             quantized_params, kept_params,
  *             tensors_by_bits: {2: n, 3: n, 4: n, 8: n, keep: n},
  *             bytes_before, bytes_after}
@@ -50,6 +51,10 @@ typedef struct qm_plan_summary {
      * allocation reached (average_bits, which the reader checks). */
     int has_budget;
     double budget_target_bits, budget_achieved_bits;
+    /* `budget X bits by measured`: the summed measured error of the
+     * chosen widths (qmoe measure's units). */
+    int has_predicted;
+    double predicted_error;
 } qm_plan_summary;
 
 /* A file the policy imported: its import name and the sha256 of its bytes. */

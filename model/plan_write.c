@@ -80,6 +80,10 @@ static qm_status emit(const qm_plan *p, qm_yaml *y, qm_diag *d)
         qm_yaml_str(y, "budget_achieved_bits");
         qm_yaml_real(y, s->budget_achieved_bits, 4);
     }
+    if (s->has_predicted) {
+        qm_yaml_str(y, "predicted_error");
+        qm_yaml_sci(y, s->predicted_error, 6);
+    }
     qm_yaml_kuint(y, "quantized_params", s->quantized_params);
     qm_yaml_kuint(y, "kept_params", s->kept_params);
     qm_yaml_str(y, "tensors_by_bits");
@@ -149,7 +153,8 @@ qm_status qm_plan_write_json(const qm_plan *p, const char *path, qm_diag *d)
 static int direct_ok(const qm_plan *p)
 {
     const qm_plan_summary *s = &p->summary;
-    double r[] = {s->average_bits, s->effective_bits, s->budget_target_bits, s->budget_achieved_bits};
+    double r[] = {s->average_bits, s->effective_bits, s->budget_target_bits, s->budget_achieved_bits,
+                  s->has_predicted ? s->predicted_error : 0};
     for (size_t i = 0; i < sizeof r / sizeof *r; i++)
         if (!(fabs(r[i]) <= 1e308))
             return 0;
@@ -242,6 +247,8 @@ static int put_head(const qm_plan *p, qm_buf *b)
     if (s->has_budget)
         qm_buf_printf(b, "  budget_target_bits: %.4f\n  budget_achieved_bits: %.4f\n", s->budget_target_bits,
                       s->budget_achieved_bits);
+    if (s->has_predicted)
+        qm_buf_printf(b, "  predicted_error: %.6e\n", s->predicted_error);
     qm_buf_printf(b, "  quantized_params: %llu\n  kept_params: %llu\n  tensors_by_bits: {",
                   (unsigned long long)s->quantized_params, (unsigned long long)s->kept_params);
     for (size_t i = 0; i < QM_WIDTH_COUNT; i++)

@@ -41,7 +41,7 @@ static const char *const plan[] = {
     "?policy.engines seq", "policy.engines[] str", "model map",
     "model.architecture str", "model.config_sha256 str", "scores map|null", "scores.path str",
     "scores.sha256 str", "summary map", "summary.average_bits num", "summary.effective_bits num",
-    "?summary.budget_target_bits num", "?summary.budget_achieved_bits num", "summary.quantized_params int",
+    "?summary.budget_target_bits num", "?summary.budget_achieved_bits num", "?summary.predicted_error num", "summary.quantized_params int",
     "summary.kept_params int", "summary.tensors_by_bits map", "summary.tensors_by_bits.* int",
     "summary.bytes_before int", "summary.bytes_after int", "tensors seq", "tensors[] map",
     "tensors[].name str", "tensors[].module str", "tensors[].shape seq", "tensors[].shape[] int",
