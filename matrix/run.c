@@ -20,6 +20,8 @@
 #include "compiler/compiler.h"
 #include "matrix/matrix.h"
 #include "runtime/quantize.h"
+#include "lang/ast.h"
+#include "runtime/measure.h"
 #include "runtime/score.h"
 
 /* The base's log-probabilities are kept in memory up to this many floats
@@ -42,6 +44,7 @@ typedef struct bench {
     size_t n_paths;
     qm_plan **plans;       /* (n_paths) compiled plans, owned */
     char *scores_path;     /* owned */
+    char *measure_path;    /* owned; NULL when no policy uses `measured` */
 } bench;
 
 #define say(b, ...) qm_progressf((b)->o->progress, (b)->o->progress_ctx, __VA_ARGS__)
@@ -224,6 +227,68 @@ static qm_status scores(bench *b)
     return st;
 }
 
+/* 1 when policy `path` (its imports expanded) ranks or budgets by
+ * `measured`; a policy that does not parse is left to compile to report. */
+static int needs_measure(const bench *b, const char *path)
+{
+    qm_diag *d = qm_diag_new();
+    qm_policy *p = NULL;
+    qm_search s = {.dirs = b->o->dirs, .n_dirs = b->o->n_dirs};
+    int uses = d && qm_policy_parse_file(path, &p, d) == QM_OK && qm_policy_expand(p, &s, d) == QM_OK &&
+               qm_policy_uses_scorer(p, QM_SCORER_MEASURED);
+    qm_policy_free(p);
+    qm_diag_free(d);
+    return uses;
+}
+
+/* measure.yaml (`qmoe measure` with the bench's calibration, GPTQ's
+ * defaults and every width, expert units), made once when some policy uses
+ * `measured`, reused when made under the same key, and resumed after an
+ * interruption like a quantization. */
+static qm_status measure_units(bench *b)
+{
+    const qm_matrix_opts *o = b->o;
+    int any = 0;
+    for (size_t i = 0; i < b->n_paths && !any; i++)
+        any = needs_measure(b, b->paths[i]);
+    if (!any)
+        return QM_OK;
+    qm_measure_opts mo = qm_measure_opts_default();
+    mo.ctx = o->ctx;
+    mo.samples = o->samples;
+    mo.damp = o->damp;
+    mo.progress = o->progress;
+    mo.progress_ctx = o->progress_ctx;
+    char key[65], settings[128], *kpath = qm_strfmt("%s/measure.key", o->out);
+    b->measure_path = qm_strfmt("%s/measure.yaml", o->out);
+    if (!kpath || !b->measure_path) {
+        free(kpath);
+        return qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
+    }
+    snprintf(settings, sizeof settings, "ctx=%d samples=%d damp=%g units=%s widths=2,3,4,8", o->ctx, o->samples,
+             o->damp, qm_measure_units_name(mo.units));
+    const char *parts[] = {b->m->config_sha256, b->m->calib_sha256, settings};
+    key_of(key, "qmoe-bench-measure 1", parts, 3);
+    struct stat sb;
+    qm_status st = QM_OK;
+    if (stat(b->measure_path, &sb) == 0 && key_matches(kpath, key)) {
+        say(b, "measure: reusing %s", b->measure_path);
+    } else {
+        qm_measure_report rep;
+        say(b, "measure: every unit's error at 2, 3, 4 and 8 bits over %d x %d calibration tokens", o->samples,
+            o->ctx);
+        remove(kpath);
+        st = qm_measure(o->model, o->calib, b->measure_path, &mo, &rep, b->d);
+        if (st == QM_OK)
+            st = key_write(kpath, key, b->d);
+        if (st == QM_OK)
+            say(b, "measure: %zu units in %.1f s, %.1fx one quantize run's GPTQ", rep.units, rep.seconds,
+                rep.quantize_gptq_runs ? (double)rep.gptq_runs / rep.quantize_gptq_runs : 0.0);
+    }
+    free(kpath);
+    return st;
+}
+
 static qm_status compile_all(bench *b)
 {
     const qm_matrix_opts *o = b->o;
@@ -232,7 +297,7 @@ static qm_status compile_all(bench *b)
     qm_status first = QM_OK;
     for (size_t i = 0; i < b->n_paths; i++) {
         qm_compile_opts co = {.policy = b->paths[i], .model = o->model, .scores = b->scores_path,
-                              .dirs = o->dirs, .n_dirs = o->n_dirs};
+                              .measure = b->measure_path, .dirs = o->dirs, .n_dirs = o->n_dirs};
         qm_status st = qm_compile(&co, &b->plans[i], b->d);
         if (st != QM_OK && first == QM_OK)
             first = st;
@@ -496,6 +561,8 @@ qm_status qm_matrix_run(const qm_matrix_opts *o, qm_matrix *m, qm_diag *d)
         st = qm_tokens_for_model(b.model, o->eval, o->eval_tokens, 0, &b.eval, d);
     if (st == QM_OK)
         st = scores(&b);
+    if (st == QM_OK)
+        st = measure_units(&b);
     if (st == QM_OK) {
         say(&b, "compiling %zu policies", b.n_paths);
         st = compile_all(&b);
@@ -519,6 +586,7 @@ qm_status qm_matrix_run(const qm_matrix_opts *o, qm_matrix *m, qm_diag *d)
     free(b.paths);
     free(b.names);
     free(b.scores_path);
+    free(b.measure_path);
     qm_tokens_free(&b.eval);
     qm_eval_ref_free(&b.ref);
     qm_model_close(b.model);

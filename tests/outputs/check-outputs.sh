@@ -14,9 +14,10 @@ check_outputs() {
 # that are not structured data or not qmoe's interface.
 kind_of() {
     case "$1" in
-    */.qmoe-state/*|*.md|*.svg|*/scores.key|*/key) echo - ;;
+    */.qmoe-state/*|*.md|*.svg|*/scores.key|*/measure.key|*/key) echo - ;;
     */plan.yaml) echo plan ;;
     */scores.yaml) echo scores ;;
+    */measure.yaml) echo measure ;;
     */quant_log.yaml) echo quant_log ;;
     */runs/*/result.yaml|*/base.yaml) echo bench_run ;;
     */results.yaml) echo bench_results ;;

@@ -55,6 +55,14 @@ static const char *const scores[] = {
     "frequency map", "frequency.* seq", "frequency.*[] num", "importance map", "importance.* map",
     "importance.*.ffn num", "importance.*.residual num", "outlier map", "outlier.* num", NULL};
 
+static const char *const measure[] = {
+    "qmoe_measure int", "model map", "model.architecture str", "model.layers int", "model.experts int",
+    "model.config_sha256 str", "model.tensors_sha256 str",
+    "calibration map", "calibration.file str", "calibration.tokens int", "calibration.ctx int",
+    "settings map", "settings.units str", "settings.widths seq", "settings.widths[] int", "settings.group int|str",
+    "settings.sym bool", "settings.act_order bool", "settings.damp num", "settings.min_expert_tokens int",
+    "units map", "units.* map", "units.*.params int", "units.*.error seq", "units.*.error[] num", NULL};
+
 static const char *const quant_log[] = {
     "tensors seq", "tensors[] map", "tensors[].name str", "tensors[].module str", "tensors[].bits int",
     "tensors[].tokens int", "tensors[].fallback str", "tensors[].relative_error num|null",
@@ -415,6 +423,7 @@ typedef struct kind {
 static const kind kinds[] = {
     {"plan", load_yaml, plan},
     {"scores", load_yaml, scores},
+    {"measure", load_yaml, measure},
     {"quant_log", load_yaml, quant_log},
     {"bench_run", load_yaml, bench_run},
     {"bench_results", load_yaml, bench_results},

@@ -1,0 +1,106 @@
+#!/bin/sh
+# measure.sh: `qmoe measure` and `budget B bits by measured` end to end on
+# tiny-deepseek: the measure file's keys and units at each granularity, an
+# interrupted run that resumes to the same bytes as an uninterrupted one on
+# another thread count, refusals (bad widths, another model's file), and the
+# budget: averages at most the target, predicted error recorded and falling
+# as the budget grows, explain's marginal error per bit, the scorer in
+# selectors, plans independent of the thread count.
+set -u
+: "${QMOE:?}" "${QM_SRCDIR:?}"
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+model="$QM_SRCDIR/examples/models/tiny-deepseek"
+other="$QM_SRCDIR/examples/models/tiny-mixtral"
+calib="$QM_SRCDIR/examples/data/wikitext2-valid.txt"
+fast="--ctx 128 --samples 4"
+. "$QM_SRCDIR/tests/outputs/check-outputs.sh"
+
+OPENBLAS_NUM_THREADS=2 "$QMOE" measure "$model" --calib "$calib" $fast -q -o "$tmp/m.yaml" && ok || bad "measure failed"
+check_outputs measure "$tmp/m.yaml"
+# expert units: 6 attention, 1 dense MLP, 5 x (16 experts + shared)
+n=$(grep -c '^  layers\[' "$tmp/m.yaml")
+[ "$n" = 92 ] && ok || bad "expert units: $n, not 92"
+grep -q '^  layers\[3\]\.experts\[5\]: {params: 24576, error: \[' "$tmp/m.yaml" && ok || bad "expert unit line"
+# errors fall with the width for every unit
+sed -n 's/^  layers.*error: \[\(.*\)\]}$/\1/p' "$tmp/m.yaml" |
+    awk -F', ' '{ if (!($1 + 0 > $2 + 0 && $2 + 0 > $3 + 0 && $3 + 0 > $4 + 0)) n++ } END { exit n > 0 || NR != 92 }' &&
+    ok || bad "an error does not fall with the width"
+"$QMOE" measure "$model" --calib "$calib" $fast --units linear --widths 2,4 -q -o "$tmp/lin.yaml" && ok || bad "linear"
+[ "$(grep -c '^  layers\[' "$tmp/lin.yaml")" = 282 ] && ok || bad "linear units: not 282"
+grep -q 'widths: \[2, 4\]' "$tmp/lin.yaml" && ok || bad "widths recorded"
+"$QMOE" measure "$model" --calib "$calib" $fast --units layer -q -o "$tmp/lay.yaml" && ok || bad "layer"
+[ "$(grep -c '^  layers\[' "$tmp/lay.yaml")" = 6 ] && ok || bad "layer units: not 6"
+
+# interrupted after some layers (kill -9), resumed on one thread: the same bytes
+"$QMOE" measure "$model" --calib "$calib" $fast -q -o "$tmp/r.yaml" &
+pid=$!
+i=0
+while [ $i -lt 600 ] && ! grep -qs 'layers_done [2-5]' "$tmp/r.yaml.qmoe-state/state"; do sleep 0.05; i=$((i + 1)); done
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+[ -e "$tmp/r.yaml" ] && bad "an interrupted measure left its output" || ok
+OPENBLAS_NUM_THREADS=1 "$QMOE" measure "$model" --calib "$calib" $fast -q -o "$tmp/r.yaml" 2>"$tmp/err" && ok || bad "resume"
+cmp -s "$tmp/m.yaml" "$tmp/r.yaml" && ok || bad "resumed measure differs"
+[ -e "$tmp/r.yaml.qmoe-state" ] && bad "state left behind" || ok
+# another set of options does not resume a state
+"$QMOE" measure "$model" --calib "$calib" $fast -q -o "$tmp/s.yaml" &
+pid=$!
+i=0
+while [ $i -lt 600 ] && ! grep -qs 'layers_done [1-5]' "$tmp/s.yaml.qmoe-state/state"; do sleep 0.05; i=$((i + 1)); done
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+if [ -e "$tmp/s.yaml.qmoe-state/state" ]; then
+    "$QMOE" measure "$model" --calib "$calib" $fast --widths 2,3 -q -o "$tmp/s.yaml" 2>"$tmp/err" && bad "resumed with other widths" ||
+        grep -q 'holds a measure of another model, calibration text or set of options' "$tmp/err" && ok || bad "refusal: $(cat "$tmp/err")"
+fi
+
+# usage errors
+"$QMOE" measure "$model" --calib "$calib" --widths 2,5 -o "$tmp/x.yaml" 2>"$tmp/err"
+[ $? = 1 ] && grep -q 'widths: 5 is not a width' "$tmp/err" && ok || bad "--widths 2,5: $(cat "$tmp/err")"
+"$QMOE" measure "$model" --calib "$calib" --units block -o "$tmp/x.yaml" 2>"$tmp/err"
+[ $? = 2 ] && grep -q "units must be linear, expert or layer, not 'block'" "$tmp/err" && ok || bad "--units block"
+
+# the budget
+pol() { printf 'default: 3bit\nbudget %s bits by measured\n' "$1" >"$tmp/b$1.qmoe"; }
+for b in 2.5 3.0 3.5; do
+    pol $b
+    "$QMOE" compile "$tmp/b$b.qmoe" --model "$model" --measure "$tmp/m.yaml" -o "$tmp/p$b.yaml" 2>"$tmp/err" && ok || bad "compile $b: $(cat "$tmp/err")"
+    avg=$(sed -n 's/^  average_bits: //p' "$tmp/p$b.yaml")
+    awk -v a="$avg" -v b="$b" 'BEGIN { exit !(a <= b && a > b - 0.02) }' && ok || bad "budget $b: average $avg"
+    check_outputs plan "$tmp/p$b.yaml"
+done
+e25=$(sed -n 's/^  predicted_error: //p' "$tmp/p2.5.yaml")
+e30=$(sed -n 's/^  predicted_error: //p' "$tmp/p3.0.yaml")
+e35=$(sed -n 's/^  predicted_error: //p' "$tmp/p3.5.yaml")
+awk -v a="$e25" -v b="$e30" -v c="$e35" 'BEGIN { exit !(a > b && b > c && c > 0) }' && ok ||
+    bad "predicted error does not fall with the budget: $e25 $e30 $e35"
+OPENBLAS_NUM_THREADS=1 "$QMOE" compile "$tmp/b3.0.qmoe" --model "$model" --measure "$tmp/r.yaml" -o "$tmp/p1.yaml" 2>/dev/null
+cmp -s "$tmp/p3.0.yaml" "$tmp/p1.yaml" && ok || bad "plans differ by thread count"
+"$QMOE" explain "$tmp/b3.0.qmoe" --model "$model" --measure "$tmp/m.yaml" 'layers[5].experts[0].down' >"$tmp/ex" 2>/dev/null
+grep -q 'measured: unit layers\[5\]\.experts\[0\] (24576 params) at [2348]bit, error ' "$tmp/ex" && ok || bad "explain: $(cat "$tmp/ex")"
+grep -q 'per bit' "$tmp/ex" && ok || bad "explain gives no marginal error per bit"
+# a rule fixes its units: attention at 8 stays, the rest fits around it
+printf 'default: 3bit\nattn: 8bit\nbudget 3.0 bits by measured\n' >"$tmp/f.qmoe"
+"$QMOE" compile "$tmp/f.qmoe" --model "$model" --measure "$tmp/m.yaml" -o "$tmp/pf.yaml" 2>/dev/null && ok || bad "fixed attention"
+[ "$(grep -c 'attn\.[qkvo].*bits: 8,' "$tmp/pf.yaml")" = 24 ] && ok || bad "a rule's widths moved"
+# the scorer in a selector
+printf 'default: 2bit\nexperts[top 2 per layer by measured]: 4bit\n' >"$tmp/s.qmoe"
+"$QMOE" compile "$tmp/s.qmoe" --model "$model" --measure "$tmp/m.yaml" -o "$tmp/ps.yaml" 2>/dev/null && ok || bad "selector"
+[ "$(grep -c 'experts\[[0-9]*\]\..*bits: 4,' "$tmp/ps.yaml")" = 30 ] && ok || bad "top 2 per layer: not 30 linears"
+# refusals
+"$QMOE" compile "$tmp/b3.0.qmoe" --model "$model" 2>"$tmp/err" && bad "budget by measured without a file" ||
+    grep -q 'needs a measure file' "$tmp/err" && ok || bad "no file: $(cat "$tmp/err")"
+"$QMOE" compile "$tmp/b3.0.qmoe" --model "$other" --measure "$tmp/m.yaml" 2>"$tmp/err" && bad "another model's file" ||
+    grep -q 'the measure was made for another model' "$tmp/err" && ok || bad "another model: $(cat "$tmp/err")"
+sed 's/error: \[\([^,]*\),/error: [oops,/' "$tmp/m.yaml" >"$tmp/bad.yaml"
+"$QMOE" compile "$tmp/b3.0.qmoe" --model "$model" --measure "$tmp/bad.yaml" 2>"$tmp/err" && bad "a bad error value" ||
+    grep -q "bad.yaml:[0-9]*:[0-9]*: units: layers\[0\]\.attn: error 'oops' is not a finite number >= 0" "$tmp/err" && ok ||
+    bad "bad value: $(cat "$tmp/err")"
+pol 1.9 2>/dev/null
+printf 'default: 3bit\nbudget 2.0 bits by measured\nattn: 8bit\n' >"$tmp/lo.qmoe"
+"$QMOE" compile "$tmp/lo.qmoe" --model "$model" --measure "$tmp/m.yaml" 2>"$tmp/err" && bad "an unreachable budget" ||
+    grep -q 'budget 2 bits is out of reach' "$tmp/err" && ok || bad "out of reach: $(cat "$tmp/err")"
+
+echo "measure.sh: $pass passed, $fail failed"
+[ "$fail" = 0 ]
