@@ -124,9 +124,13 @@ void qm_c_measure_free(qm_cstate *c);
  * else of the layer's linears; NAN without a measure file or unit. */
 double qm_c_measured(const qm_cstate *c, int layer, int expert, long tensor);
 /* `budget B bits by measured` (statement s): the knapsack over the free
- * measured units; group (model->n, may be NULL): tensors with equal ids
- * take one width (engine constraints).  Sets c->set, c->predicted_error. */
-qm_status qm_c_measured_budget(qm_cstate *c, int s, const size_t *group, double *achieved);
+ * measured units, for engine constraints (fit.c) optionally with
+ *   group (model->n, may be NULL): tensors with equal ids take one width
+ *         (a unit takes its linears' id: the linears of one unit share it);
+ *   allow (model->n, may be NULL): bit b set when width b is allowed for
+ *         the tensor; a unit takes only widths all its linears allow.
+ * Sets c->set, c->predicted_error and *achieved. */
+qm_status qm_c_measured_budget(qm_cstate *c, int s, const size_t *group, const unsigned *allow, double *achieved);
 /* explain: tensor i's unit, its width, and the marginal error per bit
  * that decided it. */
 void qm_c_measured_explain(FILE *f, const qm_cstate *c, size_t i);

@@ -291,7 +291,7 @@ static int width_index(const qm_cmeasure *ms, int b)
     return -1;
 }
 
-qm_status qm_c_measured_budget(qm_cstate *c, int s, const size_t *group, double *achieved)
+qm_status qm_c_measured_budget(qm_cstate *c, int s, const size_t *group, const unsigned *allow, double *achieved)
 {
     const qm_stmt *stmt = c->policy->stmt[s];
     const qm_model *m = c->model;
@@ -300,13 +300,14 @@ qm_status qm_c_measured_budget(qm_cstate *c, int s, const size_t *group, double 
     double target = stmt->u.budget.bits;
     /* a unit is free when its linears are quantized at widths from a `default` */
     int *ubits = malloc((nu + 1) * sizeof *ubits);
+    unsigned *uallow = malloc((nu + 1) * sizeof *uallow);
     size_t *ugroup = group ? malloc((nu + 1) * sizeof *ugroup) : NULL;
-    if (!ubits || (group && !ugroup)) {
-        free(ubits), free(ugroup);
+    if (!ubits || !uallow || (group && !ugroup)) {
+        free(ubits), free(uallow), free(ugroup);
         return qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
     }
     for (size_t j = 0; j < nu; j++)
-        ubits[j] = -2, ms->free_unit[j] = 1, ms->choice[j] = -1;
+        ubits[j] = -2, ms->free_unit[j] = 1, ms->choice[j] = -1, uallow[j] = ~0u;
     for (size_t i = 0; i < n; i++) {
         long u = ms->unit_of[i];
         if (u < 0)
@@ -318,6 +319,8 @@ qm_status qm_c_measured_budget(qm_cstate *c, int s, const size_t *group, double 
         ubits[u] = ubits[u] == -2 || ubits[u] == x->bits ? x->bits : -1;
         if (group)
             ugroup[u] = group[i];
+        if (allow)
+            uallow[u] &= allow[i];
     }
     /* the fixed part: every quantized weight outside the free units */
     double fixed_bits = 0, total = 0, fixed_err = 0;
@@ -378,7 +381,8 @@ qm_status qm_c_measured_budget(qm_cstate *c, int s, const size_t *group, double 
                 of[q] = j;
                 gr[q] = group ? ugroup[j] : q;
                 pp[q] = ms->params[j];
-                memcpy(ee + q * ms->nw, ms->err + j * ms->nw, (size_t)ms->nw * sizeof *ee);
+                for (int k = 0; k < ms->nw; k++) /* NAN: a width the engine does not allow */
+                    ee[q * ms->nw + k] = uallow[j] >> ms->widths[k] & 1u ? ms->err[j * ms->nw + k] : NAN;
                 q++;
             }
         qm_ks_problem p = {nf, pp, ms->nw, ms->widths, ee, NULL, gr, (uint64_t)cap, 0};
@@ -420,7 +424,7 @@ qm_status qm_c_measured_budget(qm_cstate *c, int s, const size_t *group, double 
     }
 out:
     free(of), free(gr), free(pp), free(ee), free(ch);
-    free(ubits), free(ugroup);
+    free(ubits), free(uallow), free(ugroup);
     return ret;
 }
 

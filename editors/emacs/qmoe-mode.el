@@ -12,7 +12,7 @@
 
 (defconst qmoe-statements '("import" "arch" "budget" "engine" "default"))
 (defconst qmoe-keywords '("top" "bottom" "random" "per" "layer" "by" "seed" "group" "none" "bit" "bits"))
-(defconst qmoe-scorers '("frequency" "importance" "importance_residual" "outlier"))
+(defconst qmoe-scorers '("frequency" "importance" "importance_residual" "outlier" "measured"))
 (defconst qmoe-actions '("keep" "sym" "asym" "act_order" "no_act_order"))
 (defconst qmoe-scopes '("layers" "moe_layers"))
 (defconst qmoe-modules

@@ -8,7 +8,7 @@ endif
 
 syn keyword qmoeStatement import arch budget engine default
 syn keyword qmoeKeyword   top bottom random per layer by seed group none bit bits
-syn keyword qmoeScorer    frequency importance importance_residual outlier
+syn keyword qmoeScorer    frequency importance importance_residual outlier measured
 syn keyword qmoeAction    keep sym asym act_order no_act_order
 syn keyword qmoeScope     layers moe_layers
 syn keyword qmoeModule    attn router experts shared shared_experts shared_gate mlp norms norm
