@@ -242,7 +242,7 @@ static int needs_measure(const bench *b, const char *path)
 }
 
 /* measure.yaml (`qmoe measure` with the bench's calibration, GPTQ's
- * defaults and every width, expert units), made once when some policy uses
+ * defaults and every width, linear units), made once when some policy uses
  * `measured`, reused when made under the same key, and resumed after an
  * interruption like a quantization. */
 static qm_status measure_units(bench *b)

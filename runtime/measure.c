@@ -32,7 +32,7 @@ qm_measure_opts qm_measure_opts_default(void)
 {
     qm_qspec q = qm_qspec_default();
     return (qm_measure_opts){.ctx = QM_DEFAULT_CTX, .samples = 128, .widths = {2, 3, 4, 8}, .n_widths = 4,
-                             .units = QM_UNITS_EXPERT, .group = -1, .sym = q.sym, .act_order = q.act_order,
+                             .units = QM_UNITS_LINEAR, .group = -1, .sym = q.sym, .act_order = q.act_order,
                              .damp = q.damp, .min_expert_tokens = 16};
 }
 

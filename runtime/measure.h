@@ -67,7 +67,7 @@ typedef struct qm_measure_report {
     double seconds;
 } qm_measure_report;
 
-/* The defaults: 128 windows of 512 tokens, widths 2 3 4 8, expert units,
+/* The defaults: 128 windows of 512 tokens, widths 2 3 4 8, linear units,
  * GPTQ as `quantize` runs a plan of the compiler's defaults (symmetric,
  * group 128 where it divides, no act-order, damping 0.01). */
 qm_measure_opts qm_measure_opts_default(void);

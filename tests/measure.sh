@@ -18,7 +18,8 @@ calib="$QM_SRCDIR/examples/data/wikitext2-valid.txt"
 fast="--ctx 128 --samples 4"
 . "$QM_SRCDIR/tests/outputs/check-outputs.sh"
 
-OPENBLAS_NUM_THREADS=2 "$QMOE" measure "$model" --calib "$calib" $fast -q -o "$tmp/m.yaml" && ok || bad "measure failed"
+OPENBLAS_NUM_THREADS=2 "$QMOE" measure "$model" --calib "$calib" $fast --units expert -q -o "$tmp/m.yaml" && ok ||
+    bad "measure failed"
 check_outputs measure "$tmp/m.yaml"
 # expert units: 6 attention, 1 dense MLP, 5 x (16 experts + shared)
 n=$(grep -c '^  layers\[' "$tmp/m.yaml")
@@ -28,20 +29,21 @@ grep -q '^  layers\[3\]\.experts\[5\]: {params: 24576, error: \[' "$tmp/m.yaml" 
 sed -n 's/^  layers.*error: \[\(.*\)\]}$/\1/p' "$tmp/m.yaml" |
     awk -F', ' '{ if (!($1 + 0 > $2 + 0 && $2 + 0 > $3 + 0 && $3 + 0 > $4 + 0)) n++ } END { exit n > 0 || NR != 92 }' &&
     ok || bad "an error does not fall with the width"
-"$QMOE" measure "$model" --calib "$calib" $fast --units linear --widths 2,4 -q -o "$tmp/lin.yaml" && ok || bad "linear"
+"$QMOE" measure "$model" --calib "$calib" $fast --widths 2,4 -q -o "$tmp/lin.yaml" && ok || bad "linear (default)"
 [ "$(grep -c '^  layers\[' "$tmp/lin.yaml")" = 282 ] && ok || bad "linear units: not 282"
 grep -q 'widths: \[2, 4\]' "$tmp/lin.yaml" && ok || bad "widths recorded"
 "$QMOE" measure "$model" --calib "$calib" $fast --units layer -q -o "$tmp/lay.yaml" && ok || bad "layer"
 [ "$(grep -c '^  layers\[' "$tmp/lay.yaml")" = 6 ] && ok || bad "layer units: not 6"
 
 # interrupted after some layers (kill -9), resumed on one thread: the same bytes
-"$QMOE" measure "$model" --calib "$calib" $fast -q -o "$tmp/r.yaml" &
+"$QMOE" measure "$model" --calib "$calib" $fast --units expert -q -o "$tmp/r.yaml" &
 pid=$!
 i=0
 while [ $i -lt 600 ] && ! grep -qs 'layers_done [2-5]' "$tmp/r.yaml.qmoe-state/state"; do sleep 0.05; i=$((i + 1)); done
 kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
 [ -e "$tmp/r.yaml" ] && bad "an interrupted measure left its output" || ok
-OPENBLAS_NUM_THREADS=1 "$QMOE" measure "$model" --calib "$calib" $fast -q -o "$tmp/r.yaml" 2>"$tmp/err" && ok || bad "resume"
+OPENBLAS_NUM_THREADS=1 "$QMOE" measure "$model" --calib "$calib" $fast --units expert -q -o "$tmp/r.yaml" 2>"$tmp/err" &&
+    ok || bad "resume"
 cmp -s "$tmp/m.yaml" "$tmp/r.yaml" && ok || bad "resumed measure differs"
 [ -e "$tmp/r.yaml.qmoe-state" ] && bad "state left behind" || ok
 # another set of options does not resume a state
@@ -51,7 +53,7 @@ i=0
 while [ $i -lt 600 ] && ! grep -qs 'layers_done [1-5]' "$tmp/s.yaml.qmoe-state/state"; do sleep 0.05; i=$((i + 1)); done
 kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
 if [ -e "$tmp/s.yaml.qmoe-state/state" ]; then
-    "$QMOE" measure "$model" --calib "$calib" $fast --widths 2,3 -q -o "$tmp/s.yaml" 2>"$tmp/err" && bad "resumed with other widths" ||
+    "$QMOE" measure "$model" --calib "$calib" $fast --units expert -q -o "$tmp/s.yaml" 2>"$tmp/err" && bad "resumed with other units" ||
         grep -q 'holds a measure of another model, calibration text or set of options' "$tmp/err" && ok || bad "refusal: $(cat "$tmp/err")"
 fi
 
