@@ -8,19 +8,21 @@
 # Prints each unit's measured error and probed KLD, then Spearman's rank
 # correlation between them.  Settings as the README's bench: 64 windows of
 # 512 calibration tokens of WikiText-2 valid; the probe evaluates on the
-# first EVAL_TOKENS (default 32768) tokens of WikiText-2 test.  Run from the
-# build directory.
+# first EVAL_TOKENS (default 32768) tokens of WikiText-2 test.  UNITS
+# (default expert) is measure's --units; with linear every linear of the
+# sample is probed alone.  Run from the build directory.
 set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
 model=${1:?usage: bench/measure-rank.sh MODEL [N_EXPERTS_PER_LAYER]}
 per=${2:-2}
 tok=${EVAL_TOKENS:-32768}
 samples=${SAMPLES:-64}
+units=${UNITS:-expert}
 calib=$src/examples/data/wikitext2-valid.txt
 text=$src/examples/data/wikitext2-test.txt
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-./qmoe measure "$model" --calib "$calib" --samples "$samples" --widths 2,3,4,8 -q -o "$tmp/measure.yaml"
+./qmoe measure "$model" --calib "$calib" --samples "$samples" --units "$units" -q -o "$tmp/measure.yaml"
 experts=$(sed -n 's/^ *experts: \([0-9]*\)$/\1/p' "$tmp/measure.yaml")
 # the units: NAME ERROR_AT_2BIT
 sed -n 's/^  \([^ :]*\): {params: [0-9]*, error: \[\([^,]*\),.*$/\1 \2/p' "$tmp/measure.yaml" |
