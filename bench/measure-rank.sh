@@ -10,7 +10,9 @@
 # 512 calibration tokens of WikiText-2 valid; the probe evaluates on the
 # first EVAL_TOKENS (default 32768) tokens of WikiText-2 test.  UNITS
 # (default expert) is measure's --units; with linear every linear of the
-# sample is probed alone.  Run from the build directory.
+# sample is probed alone.  Measured (SAMPLES=32 EVAL_TOKENS=16384):
+# tiny-deepseek 0.967 (expert, 22 units), 0.918 (linear, N=1, 57 units);
+# tiny-mixtral 0.963 (expert, 18 units).  Run from the build directory.
 set -eu
 src=$(cd "$(dirname "$0")/.." && pwd)
 model=${1:?usage: bench/measure-rank.sh MODEL [N_EXPERTS_PER_LAYER]}
