@@ -245,8 +245,7 @@ static int run(int argc, char **argv)
 const qm_cmd qm_cmd_compile = {
     .name = "compile",
     .run = run,
-    .synopsis = "compile POLICY --model DIR [--scores FILE] [--measure FILE] [-I DIR]... [--strict]
-"
+    .synopsis = "compile POLICY --model DIR [--scores FILE] [--measure FILE] [-I DIR]... [--strict]\n"
                 "                [--engine NAME]... [--fit NAME] [-o PLAN] [--format yaml|json|table [--target gguf]]",
     .summary = "compile a policy for a model into a bit plan",
     .help = "Matches POLICY (qmoe-policy(5)) against the model's tensors and scores and\n"

@@ -169,15 +169,16 @@ qm_scorer qm_c_budget_scorer(const qm_cstate *c, int s)
 
 int qm_c_budget_whole(qm_scorer by)
 {
-    return by != QM_SCORER_OUTLIER;
+    return by != QM_SCORER_OUTLIER && by != QM_SCORER_MEASURED;
 }
 
 double qm_c_budget_score(qm_cstate *c, qm_scorer by, size_t i)
 {
     const qm_tensor *t = &c->model->t[i];
-    return by == QM_SCORER_FREQUENCY ? qm_c_freq(c, t->layer, t->expert)
-           : by == QM_SCORER_OUTLIER ? qm_c_outlier(c, i)
-                                     : qm_c_importance(c, by, t->layer);
+    return by == QM_SCORER_FREQUENCY  ? qm_c_freq(c, t->layer, t->expert)
+           : by == QM_SCORER_OUTLIER  ? qm_c_outlier(c, i)
+           : by == QM_SCORER_MEASURED ? qm_c_measured(c, t->layer, -1, (long)i)
+                                      : qm_c_importance(c, by, t->layer);
 }
 
 qm_status qm_c_budget(qm_cstate *c, int s, double *achieved)
