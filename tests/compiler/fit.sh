@@ -119,12 +119,12 @@ has "    llama.cpp: Q2_K and Q3_K super-blocks hold 256 values of a row (qmoe wr
 has "    llama.cpp: Q4_0 and Q4_1 blocks give each 32 values of a row one scale, Q4_K each 256"
 printf 'engine llama.cpp fit\ndefault: 2bit\nattn: 4bit\nbudget 2.5 bits by outlier\n' > "$t/s.qmoe"
 err=$("$qmoe" explain "$t/s.qmoe" --model "$t/mixtral-8x7b" --scores "$t/mixtral-8x7b.scores.yaml" 'experts.*' 2>/dev/null)
-has "s.qmoe:1: engine llama.cpp fit: 4bit group 128 sym no_act_order -> 2bit group 16 sym no_act_order
+has "s.qmoe:1: engine llama.cpp fit: 4bit group 128 sym no_act_order -> 2bit group 256 sym no_act_order
     the budget solved again over the units llama.cpp serves at one width; outlier "
-has "    llama.cpp: Q2_K and Q3_K give each 16 values of a super-block one scale"
+has "    llama.cpp: Q2_K and Q3_K super-blocks of 256 values give each 16 one scale"
 err=$("$qmoe" explain "$t/s.qmoe" --model "$t/mixtral-8x7b" --scores "$t/mixtral-8x7b.scores.yaml" \
     'layers[0].attn.q' 2>/dev/null)
-has "s.qmoe:1: engine llama.cpp fit: 4bit group 128 sym no_act_order -> 4bit group 32 sym no_act_order"
+has "s.qmoe:1: engine llama.cpp fit: 4bit group 128 sym no_act_order -> 4bit group 256 sym no_act_order"
 
 # ---- the statement: the same plan as --fit, errors, the plan key --------------------------
 printf 'default: 2bit\nattn: 4bit\nbudget 2.5 bits by outlier\n' > "$t/c.qmoe"
