@@ -403,6 +403,11 @@ qm_status qm_c_run(qm_cstate *c)
                                "group %lld does not divide the %llu input columns of '%s' (shape [%llu, %llu])",
                                x->group, (unsigned long long)in, t->canon, (unsigned long long)out,
                                (unsigned long long)in);
+            else if (bad <= MAX_APPLY_ERRORS)
+                qm_diag_fail(c->d, QM_EFORMAT,
+                             "%s: group %lld does not divide the %llu input columns of '%s' (shape [%llu, %llu])",
+                             p->src->path, x->group, (unsigned long long)in, t->canon, (unsigned long long)out,
+                             (unsigned long long)in);
         } else if ((in * (uint64_t)x->bits) % 32 || (out * (uint64_t)x->bits) % 32) {
             r = x->bits_rule >= 0 ? p->stmt[x->bits_rule] : NULL;
             if (bad++ < MAX_APPLY_ERRORS && r)

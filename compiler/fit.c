@@ -222,6 +222,30 @@ static qm_status solve_again(qm_cstate *c, const qm_engine *e, double target, re
         }
     out->units = movable;
     double total = out->total;
+    if (c->has_budget && qm_c_budget_scorer(c, c->budget_stmt) == QM_SCORER_MEASURED) {
+        /* the knapsack again, each engine set one group, each linear at the widths the engine takes */
+        int *was = malloc((n + 1) * sizeof *was);
+        unsigned *allow = malloc((n + 1) * sizeof *allow);
+        st = was && allow ? QM_OK : QM_ENOMEM;
+        for (size_t i = 0; st == QM_OK && i < n; i++) {
+            was[i] = c->set[i].bits;
+            slot[i] = find(parent, i);
+            allow[i] = qm_parts[m->t[i].part].linear ? qm_engine_widths(e, m, i) : ~0u;
+        }
+        double achieved = 0;
+        if (st == QM_OK)
+            st = qm_c_measured_budget(c, c->budget_stmt, slot, allow, 1, &achieved);
+        for (size_t i = 0; st == QM_OK && i < n; i++)
+            if (c->set[i].bits != was[i]) {
+                c->fit_why[i].width = QM_FIT_BUDGET;
+                out->moved++;
+            }
+        out->lo /= total;
+        out->hi /= total;
+        free(was);
+        free(allow);
+        goto done;
+    }
     for (int moved = 1; moved && total > 0;) {
         moved = 0;
         int up = out->bits / total < target;

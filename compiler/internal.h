@@ -128,9 +128,12 @@ double qm_c_measured(const qm_cstate *c, int layer, int expert, long tensor);
  *   group (model->n, may be NULL): tensors with equal ids take one width
  *         (a unit takes its linears' id: the linears of one unit share it);
  *   allow (model->n, may be NULL): bit b set when width b is allowed for
- *         the tensor; a unit takes only widths all its linears allow.
+ *         the tensor; a unit takes only widths all its linears allow;
+ *   clamp: a target the allowed widths cannot reach becomes the nearest
+ *         they can (fitting), instead of an error.
  * Sets c->set, c->predicted_error and *achieved. */
-qm_status qm_c_measured_budget(qm_cstate *c, int s, const size_t *group, const unsigned *allow, double *achieved);
+qm_status qm_c_measured_budget(qm_cstate *c, int s, const size_t *group, const unsigned *allow, int clamp,
+                               double *achieved);
 /* explain: tensor i's unit, its width, and the marginal error per bit
  * that decided it. */
 void qm_c_measured_explain(FILE *f, const qm_cstate *c, size_t i);

@@ -291,7 +291,8 @@ static int width_index(const qm_cmeasure *ms, int b)
     return -1;
 }
 
-qm_status qm_c_measured_budget(qm_cstate *c, int s, const size_t *group, const unsigned *allow, double *achieved)
+qm_status qm_c_measured_budget(qm_cstate *c, int s, const size_t *group, const unsigned *allow, int clamp,
+                               double *achieved)
 {
     const qm_stmt *stmt = c->policy->stmt[s];
     const qm_model *m = c->model;
@@ -313,7 +314,8 @@ qm_status qm_c_measured_budget(qm_cstate *c, int s, const size_t *group, const u
         if (u < 0)
             continue;
         const qm_setting *x = &c->set[i];
-        int by_default = x->bits_rule < 0 || c->policy->stmt[x->bits_rule]->kind == QM_STMT_DEFAULT;
+        /* (solved again after fitting, the budget's own widths are free too) */
+        int by_default = x->bits_rule < 0 || x->bits_rule == s || c->policy->stmt[x->bits_rule]->kind == QM_STMT_DEFAULT;
         if (!by_default || x->bits <= 0)
             ms->free_unit[u] = 0;
         ubits[u] = ubits[u] == -2 || ubits[u] == x->bits ? x->bits : -1;
@@ -353,13 +355,22 @@ qm_status qm_c_measured_budget(qm_cstate *c, int s, const size_t *group, const u
                              "rule, or it is kept)");
         goto out;
     }
+    /* each free unit between the narrowest and widest width it may take */
     uint64_t lo = 0, hi = 0;
     for (size_t j = 0; j < nu; j++)
         if (ms->free_unit[j]) {
-            lo += (uint64_t)ms->widths[0] * ms->params[j];
-            hi += (uint64_t)ms->widths[ms->nw - 1] * ms->params[j];
+            int a = -1, b = -1;
+            for (int k = 0; k < ms->nw; k++)
+                if (uallow[j] >> ms->widths[k] & 1u) {
+                    a = a < 0 ? k : a;
+                    b = k;
+                }
+            lo += (uint64_t)ms->widths[a < 0 ? 0 : a] * ms->params[j];
+            hi += (uint64_t)ms->widths[b < 0 ? ms->nw - 1 : b] * ms->params[j];
         }
-    if (cap < (double)lo || target > (fixed_bits + (double)hi) / total + 5e-4) {
+    if (clamp) /* fitting: the reachable average nearest the target (fit.c warns) */
+        cap = fmin(fmax(cap, (double)lo), (double)hi);
+    if (cap < (double)lo || target > (fixed_bits + (double)hi) / total + 5e-4 * !clamp) {
         ret = qm_source_diag(c->d, QM_SEV_ERROR, stmt->src, stmt->u.budget.bits_span,
                              "budget %.3g bits is out of reach: the free measured units between %dbit and %dbit give "
                              "%.3f to %.3f bits", target, ms->widths[0], ms->widths[ms->nw - 1],

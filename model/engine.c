@@ -476,6 +476,16 @@ static int nearest_group(int g, unsigned mask, uint64_t in)
     return best < 0 ? g : best;
 }
 
+static uint64_t gcd64(uint64_t a, uint64_t b)
+{
+    while (b) {
+        uint64_t r = a % b;
+        a = b;
+        b = r;
+    }
+    return a;
+}
+
 /* Fix the tensors c->bad marks for rule r; t is c->pt's mutable array. */
 static void note(qm_engine_why *why, const qm_plan_tensor *was, const qm_plan_tensor *now, unsigned char mark)
 {
@@ -532,7 +542,8 @@ static void fix(const ctx *c, const qm_eng_rule *r, qm_plan_tensor *t, qm_engine
 
 /* Give every tensor of each group (the slots of r's kind) one scheme: a
  * fused projection its widest part's; a layer's experts the weighted mean
- * width rounded to one e takes, with the first expert's other fields.
+ * width rounded to one e takes, with the first expert's other fields
+ * (its group size cut to one that divides every member's input width).
  * QM_ENOMEM when its scratch cannot be had. */
 static qm_status fix_groups(const ctx *c, const qm_engine *e, const qm_eng_rule *r, qm_plan_tensor *t,
                             qm_engine_why *why, unsigned char mark)
@@ -540,9 +551,11 @@ static qm_status fix_groups(const ctx *c, const qm_engine *e, const qm_eng_rule 
     int fused = r->kind == QM_EC_FUSED;
     size_t (*slot)(const ctx *, const qm_eng_rule *, size_t) = fused ? fused_slot : experts_slot;
     double *sum = calloc(c->slots, sizeof *sum), *params = calloc(c->slots, sizeof *params);
-    if (!sum || !params) {
+    uint64_t *in = calloc(c->slots, sizeof *in); /* the gcd of the group's input widths */
+    if (!sum || !params || !in) {
         free(sum);
         free(params);
+        free(in);
         return QM_ENOMEM;
     }
     for (size_t s = 0; s < c->slots; s++)
@@ -555,6 +568,7 @@ static qm_status fix_groups(const ctx *c, const qm_engine *e, const qm_eng_rule 
             c->leader[s] = i;
         sum[s] += (double)t[i].bits * (double)c->m->t[i].numel;
         params[s] += (double)c->m->t[i].numel;
+        in[s] = gcd64(in[s], c->m->t[i].shape[1]);
     }
     unsigned widths = routed_widths(e);
     for (size_t i = 0; i < c->m->n; i++) {
@@ -564,6 +578,8 @@ static qm_status fix_groups(const ctx *c, const qm_engine *e, const qm_eng_rule 
         qm_plan_tensor want = t[c->leader[s]];
         if (!fused)
             want.bits = nearest_width(sum[s] / params[s], widths);
+        if (want.group > 0) /* one group size that divides every part (gate 128 wide, down 64) */
+            want.group = (int)gcd64((uint64_t)want.group, in[s]);
         qm_scheme a = qm_plan_scheme(&t[i]), b = qm_plan_scheme(&want);
         if (!qm_scheme_same(a, b)) {
             note(&why[i], &t[i], &want, mark);
@@ -575,6 +591,7 @@ static qm_status fix_groups(const ctx *c, const qm_engine *e, const qm_eng_rule 
     }
     free(sum);
     free(params);
+    free(in);
     return QM_OK;
 }
 
