@@ -227,3 +227,15 @@ qm_status qm_afile_write_bytes(const char *path, const void *data, size_t n, int
 {
     return qm_afile_write(path, put_bytes, &(bytes){data, n}, durable, d);
 }
+
+qm_status qm_afile_read_bytes(const char *path, void *data, size_t n, const char *restart, qm_diag *d)
+{
+    const char *why;
+    FILE *f = qm_fopen_regular(path, &why);
+    qm_status st = QM_OK;
+    if (!f || fread(data, 1, n, f) != n || fgetc(f) != EOF)
+        st = qm_diag_fail(d, QM_EFORMAT, "%s: missing or of the wrong size; remove %s to start over", path, restart);
+    if (f)
+        fclose(f);
+    return st;
+}

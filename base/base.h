@@ -104,6 +104,9 @@ int qm_is_width(long long bits);
  * ("bit", " ", " ") gives "2bit 3bit 4bit 8bit", ("", ", ", " or ") gives
  * "2, 3, 4 or 8".  Returns buf. */
 const char *qm_widths_text(char *buf, size_t size, const char *suffix, const char *sep, const char *last);
+/* The greatest common divisor (gcd(a, 0) = a): the group size that divides
+ * several input widths, the budget step that divides several sizes. */
+uint64_t qm_gcd(uint64_t a, uint64_t b);
 
 /* ---- architecture families (family.c) ---------------------------------- */
 
@@ -242,6 +245,11 @@ typedef qm_status qm_afile_put_fn(const void *ctx, FILE *f, qm_diag *d);
 qm_status qm_afile_write(const char *path, qm_afile_put_fn *put, const void *ctx, int durable, qm_diag *d);
 /* The same for n bytes already in memory. */
 qm_status qm_afile_write_bytes(const char *path, const void *data, size_t n, int durable, qm_diag *d);
+/* Read back exactly n bytes that qm_afile_write_bytes() wrote to path (a
+ * resumable run's progress state): a missing file or one of another size
+ * is QM_EFORMAT, "PATH: missing or of the wrong size; remove RESTART to
+ * start over". */
+qm_status qm_afile_read_bytes(const char *path, void *data, size_t n, const char *restart, qm_diag *d);
 
 /* ---- progress ------------------------------------------------------------ */
 

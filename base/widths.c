@@ -36,3 +36,13 @@ const char *qm_widths_text(char *buf, size_t size, const char *suffix, const cha
     }
     return buf;
 }
+
+uint64_t qm_gcd(uint64_t a, uint64_t b)
+{
+    while (b) {
+        uint64_t r = a % b;
+        a = b;
+        b = r;
+    }
+    return a;
+}

@@ -18,16 +18,6 @@ typedef struct item {
     int choice;
 } item;
 
-static uint64_t gcd(uint64_t a, uint64_t b)
-{
-    while (b) {
-        uint64_t t = a % b;
-        a = b;
-        b = t;
-    }
-    return a;
-}
-
 /* Items from the units: group ids mapped to items in order of first
  * appearance; *of (n) each unit's item.  Caller frees *items and *of. */
 static qm_status make_items(const qm_ks_problem *p, item **items, size_t *ni, size_t **of, qm_diag *d)
@@ -171,7 +161,7 @@ qm_status qm_ks_solve(const qm_ks_problem *p, qm_ks_result *r, qm_diag *d)
         f[nf++] = x;
         for (int k = x->lo + 1; k < p->nw; k++)
             if (!isnan(x->err[k]))
-                g = gcd(g, (uint64_t)(p->widths[k] - p->widths[x->lo]) * x->params);
+                g = qm_gcd(g, (uint64_t)(p->widths[k] - p->widths[x->lo]) * x->params);
     }
     r->gap = 0;
     if (need > p->capacity) {

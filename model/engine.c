@@ -476,16 +476,6 @@ static int nearest_group(int g, unsigned mask, uint64_t in)
     return best < 0 ? g : best;
 }
 
-static uint64_t gcd64(uint64_t a, uint64_t b)
-{
-    while (b) {
-        uint64_t r = a % b;
-        a = b;
-        b = r;
-    }
-    return a;
-}
-
 /* Fix the tensors c->bad marks for rule r; t is c->pt's mutable array. */
 static void note(qm_engine_why *why, const qm_plan_tensor *was, const qm_plan_tensor *now, unsigned char mark)
 {
@@ -568,7 +558,7 @@ static qm_status fix_groups(const ctx *c, const qm_engine *e, const qm_eng_rule 
             c->leader[s] = i;
         sum[s] += (double)t[i].bits * (double)c->m->t[i].numel;
         params[s] += (double)c->m->t[i].numel;
-        in[s] = gcd64(in[s], c->m->t[i].shape[1]);
+        in[s] = qm_gcd(in[s], c->m->t[i].shape[1]);
     }
     unsigned widths = routed_widths(e);
     for (size_t i = 0; i < c->m->n; i++) {
@@ -579,7 +569,7 @@ static qm_status fix_groups(const ctx *c, const qm_engine *e, const qm_eng_rule 
         if (!fused)
             want.bits = nearest_width(sum[s] / params[s], widths);
         if (want.group > 0) /* one group size that divides every part (gate 128 wide, down 64) */
-            want.group = (int)gcd64((uint64_t)want.group, in[s]);
+            want.group = (int)qm_gcd((uint64_t)want.group, in[s]);
         qm_scheme a = qm_plan_scheme(&t[i]), b = qm_plan_scheme(&want);
         if (!qm_scheme_same(a, b)) {
             note(&why[i], &t[i], &want, mark);

@@ -449,14 +449,7 @@ static qm_status save_blob(const mrun *r, const char *file, const void *data, si
 static qm_status load_blob(const mrun *r, const char *file, void *data, size_t n)
 {
     char *p = spath(r, file);
-    const char *why;
-    FILE *f = p ? qm_fopen_regular(p, &why) : NULL;
-    qm_status st = QM_OK;
-    if (!f || fread(data, 1, n, f) != n || fgetc(f) != EOF)
-        st = qm_diag_fail(r->d, QM_EFORMAT, "%s: missing or of the wrong size; remove %s to start over",
-                          p ? p : file, r->sdir);
-    if (f)
-        fclose(f);
+    qm_status st = p ? qm_afile_read_bytes(p, data, n, r->sdir, r->d) : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
     free(p);
     return st;
 }

@@ -371,16 +371,11 @@ static qm_status save_blob(const run *r, const char *file, const void *data, siz
 
 static qm_status load_blob(const run *r, const char *file, void *data, size_t n)
 {
-    char *p = quant_state_path(r, file);
-    const char *why;
-    FILE *f = p ? qm_fopen_regular(p, &why) : NULL;
-    qm_status st = QM_OK;
-    if (!f || fread(data, 1, n, f) != n || fgetc(f) != EOF)
-        st = qm_diag_fail(r->d, QM_EFORMAT, "%s: missing or of the wrong size; remove %s/.qmoe-state to start over",
-                          p ? p : file, r->out);
-    if (f)
-        fclose(f);
+    char *p = quant_state_path(r, file), *restart = qm_strfmt("%s/.qmoe-state", r->out);
+    qm_status st = p && restart ? qm_afile_read_bytes(p, data, n, restart, r->d)
+                                : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
     free(p);
+    free(restart);
     return st;
 }
 
