@@ -188,27 +188,23 @@ qm_status qm_calib_residual(const qm_calib *c, const float *y, qm_diag *d)
     return st;
 }
 
-qm_status qm_calib_gptq(const float *W, int out, int in, float *H, int last, long long rows, const qm_qspec *s,
-                        qm_qresult *r, double *error, qm_diag *d)
+qm_status qm_calib_gptq(const float *W, int out, int in, float *H, int last, long long rows, const float *X, int nx,
+                        const qm_qspec *s, qm_qresult *r, double *error, qm_diag *d)
 {
-    float *Hc = H;
+    float *Hc = H; /* GPTQ works in it: H itself when last, else a copy (owned) */
     if (!last) {
         if (!(Hc = malloc((size_t)in * in * sizeof *Hc)))
             return qm_diag_fail(d, QM_ENOMEM, "out of memory");
         memcpy(Hc, H, (size_t)in * in * sizeof *Hc);
     }
-    qm_hessian_finish(Hc, in, rows > 0 ? rows : 1);
-    float *Hw = malloc((size_t)in * in * sizeof *Hw);
-    qm_status st;
-    if (!Hw)
-        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    else {
-        memcpy(Hw, Hc, (size_t)in * in * sizeof *Hw);
-        st = qm_gptq(W, out, in, Hw, s, r, d);
-        free(Hw);
-    }
-    if (st == QM_OK && error)
-        *error = qm_relative_error(W, r->deq, out, in, Hc);
+    long long n = rows > 0 ? rows : 1;
+    qm_hessian_finish(Hc, in, n);
+    double den = !error ? 0
+                 : X && nx < in ? (double)(2.0f / (float)n) * qm_output_energy_x(W, out, in, X, nx)
+                                : qm_output_energy(W, out, in, Hc);
+    qm_status st = qm_gptq(W, out, in, Hc, s, r, d);
+    if (st == QM_OK && error) /* NaN when the denominator's memory ran out */
+        *error = !isfinite(den) ? NAN : den > 0 ? r->loss / den : 0;
     if (Hc != H)
         free(Hc);
     return st;

@@ -67,12 +67,15 @@ qm_status qm_calib_residual(const qm_calib *c, const float *y, qm_diag *d);
 qm_fwd_ws *qm_calib_ws(const qm_calib *c);
 
 /* GPTQ of W (out, in) with the accumulated H over `rows` rows.  With
- * `last` H is finished in place (no later linear uses it; the caller still
- * frees it), else it is copied first.  *error (may be NULL): GPTQ's own
- * loss relative to the layer's output, tr(D H D^T) / tr(W H W^T)
- * (qm_relative_error()).  On success r holds the result (caller frees
- * with qm_qresult_free()). */
-qm_status qm_calib_gptq(const float *W, int out, int in, float *H, int last, long long rows, const qm_qspec *s,
-                        qm_qresult *r, double *error, qm_diag *d);
+ * `last` GPTQ works in H itself (finished, then overwritten by the inverse
+ * factor: no later linear uses it; the caller still frees it), else in a
+ * copy.  *error (may be NULL): the relative error of the layer's output,
+ * tr(D H D^T) / tr(W H W^T), its numerator GPTQ's own loss (r->loss) and
+ * its denominator ||W X^T||^2 from the rows X (nx, in) H was built from
+ * when X is given and nx < in (fewer FLOPs), else from H; NAN when memory
+ * for the denominator ran out.  On success r holds the result (caller
+ * frees with qm_qresult_free()). */
+qm_status qm_calib_gptq(const float *W, int out, int in, float *H, int last, long long rows, const float *X, int nx,
+                        const qm_qspec *s, qm_qresult *r, double *error, qm_diag *d);
 
 #endif

@@ -316,7 +316,11 @@ typedef struct job {
     const qm_qspec *s;
     int out, in, gs, maxq;
     float *Wt;      /* (in, out) in processing order */
-    float *U;       /* (in, in) upper Cholesky factor of H^-1, processing order */
+    float *U;       /* (in, in) upper Cholesky factor of H^-1, processing order: built in
+                     * the caller's H (not owned) */
+    const float *W; /* (out, in) the weights as given */
+    uint8_t *dead;  /* (in) input columns that are always zero */
+    double loss;    /* sum of the squared scaled errors err[o] over every column */
     int *perm;      /* (in) processing position -> input column */
     uint8_t *Ct;    /* (in, out) codes, processing order */
     float *mn, *mx; /* (out) scratch */
@@ -325,7 +329,7 @@ typedef struct job {
 static void job_free(job *j)
 {
     free(j->Wt);
-    free(j->U);
+    free(j->dead);
     free(j->perm);
     free(j->Ct);
     free(j->mn);
@@ -344,7 +348,8 @@ static int by_desc_key(const void *a, const void *b)
     return x->key > y->key ? -1 : x->key < y->key ? 1 : (x->idx > y->idx) - (x->idx < y->idx);
 }
 
-/* U = upper Cholesky factor of (H + damp)^-1, growing damp until H is positive definite.
+/* H becomes U = upper Cholesky factor of (H + damp)^-1, in its own
+ * buffer, growing damp until H is positive definite.
  *
  * One Cholesky and one triangular inverse instead of the reference code's
  * Cholesky, inverse from it (spotri = strtri + slauum) and a second
@@ -352,43 +357,101 @@ static int by_desc_key(const void *a, const void *b)
  * (L lower); then H^-1 = J L^-T L^-1 J = U^T U with U = J L^-1 J, upper
  * triangular with a positive diagonal, so it is the Cholesky factor (which
  * is unique).  In row-major memory J M J is M's elements in reverse order,
- * a streaming copy, so no strided transpose is needed either.  LAPACK
- * reads our row-major arrays as their transposes: "U" in its terms is the
- * lower triangle in ours, which is where L and then L^-1 land. */
-static qm_status inverse_factor(const float *H, int in, const qm_qspec *s, qm_qresult *r, float *U, qm_diag *d)
+ * a streaming swap in place, so no strided transpose is needed either.
+ * LAPACK reads our row-major arrays as their transposes: "U" in its terms
+ * is the lower triangle in ours, which is where L and then L^-1 land; the
+ * upper triangle (H reversed, H being symmetric) is never touched, so a
+ * retry with more damping restores the lower one from it and the diagonal
+ * from a saved copy: no second in x in buffer at any point. */
+static void reverse(float *A, size_t nn)
+{
+    for (size_t k = 0; k < nn / 2; k++) {
+        float t = A[k];
+        A[k] = A[nn - 1 - k];
+        A[nn - 1 - k] = t;
+    }
+}
+
+static qm_status inverse_factor(float *H, int in, const qm_qspec *s, qm_qresult *r, qm_diag *d)
 {
     size_t nn = (size_t)in * in;
     double mean = 0;
     for (int i = 0; i < in; i++)
         mean += H[(size_t)i * in + i];
     mean /= in;
+    float *diag = malloc((size_t)in * sizeof *diag); /* (in) the diagonal of J H J; owned */
+    if (!diag)
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory for a %d x %d Hessian", in, in);
+    reverse(H, nn); /* H = J H J */
+    for (int i = 0; i < in; i++)
+        diag[i] = H[(size_t)i * in + i];
     double damp = s->damp;
     for (int attempt = 0; attempt < 8; attempt++, damp = damp > 0 ? damp * 10 : 0.01) {
-        for (size_t k = 0; k < nn; k++) /* U = J H J */
-            U[k] = H[nn - 1 - k];
+        for (int i = 0; attempt > 0 && i < in; i++) { /* the last attempt's factor out again */
+            for (int k = 0; k < i; k++)
+                H[(size_t)i * in + k] = H[(size_t)k * in + i];
+            H[(size_t)i * in + i] = diag[i];
+        }
+        float lambda = (float)(damp * mean);
         for (int i = 0; i < in; i++)
-            U[(size_t)i * in + i] += (float)(damp * mean);
+            H[(size_t)i * in + i] += lambda;
         int info = 0, threads = openblas_get_num_threads();
         openblas_set_num_threads(1); /* threaded, both change their blocking with the thread count */
-        spotrf_("U", &in, U, &in, &info, 1);
+        spotrf_("U", &in, H, &in, &info, 1);
         if (info == 0)
-            strtri_("U", "N", &in, U, &in, &info, 1, 1);
+            strtri_("U", "N", &in, H, &in, &info, 1, 1);
         openblas_set_num_threads(threads);
         if (info == 0) {
-            for (size_t k = 0; k < nn / 2; k++) { /* U = J L^-1 J */
-                float t = U[k];
-                U[k] = U[nn - 1 - k];
-                U[nn - 1 - k] = t;
-            }
+            reverse(H, nn); /* U = J L^-1 J */
             for (int i = 0; i < in; i++)
-                memset(U + (size_t)i * in, 0, (size_t)i * sizeof *U);
+                memset(H + (size_t)i * in, 0, (size_t)i * sizeof *H);
             r->damp = damp;
+            r->lambda = lambda;
             r->retries = attempt;
+            free(diag);
             return QM_OK;
         }
     }
+    free(diag);
     return qm_diag_fail(d, QM_EINVAL, "Hessian (%d x %d) is not positive definite even with damping %g "
                         "of its mean diagonal", in, in, damp / 10);
+}
+
+/* A (n, n) = P A P^T in place: A[a][b] becomes A[perm[a]][perm[b]] (the
+ * same values a permuted copy would hold), with one row of scratch. */
+static qm_status permute_sym(float *A, int n, const int *perm, qm_diag *d)
+{
+    float *row = malloc((size_t)n * sizeof *row);
+    uint8_t *seen = calloc((size_t)n, 1);
+    if (!row || !seen) {
+        free(row);
+        free(seen);
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
+    for (int a = 0; a < n; a++) { /* columns, row by row */
+        float *x = A + (size_t)a * n;
+        for (int b = 0; b < n; b++)
+            row[b] = x[perm[b]];
+        memcpy(x, row, (size_t)n * sizeof *x);
+    }
+    for (int a = 0; a < n; a++) { /* rows, cycle by cycle: row a takes row perm[a] */
+        if (seen[a])
+            continue;
+        memcpy(row, A + (size_t)a * n, (size_t)n * sizeof *row);
+        int c = a;
+        while (!seen[c]) {
+            seen[c] = 1;
+            int nx = perm[c];
+            if (nx == a)
+                memcpy(A + (size_t)c * n, row, (size_t)n * sizeof *row);
+            else
+                memcpy(A + (size_t)c * n, A + (size_t)nx * n, (size_t)n * sizeof *row);
+            c = nx;
+        }
+    }
+    free(row);
+    free(seen);
+    return QM_OK;
 }
 
 static qm_status setup(const float *W, int out, int in, float *H, const qm_qspec *s, qm_qresult *r,
@@ -405,6 +468,7 @@ static qm_status setup(const float *W, int out, int in, float *H, const qm_qspec
                             "groups in column order and rows of a multiple of %d values, not %d", s->scale_bits,
                             s->super, s->group, s->group * s->super, in);
     j->s = s;
+    j->W = W;
     j->out = out;
     j->in = in;
     j->gs = s->group ? s->group : in;
@@ -434,15 +498,11 @@ static qm_status setup(const float *W, int out, int in, float *H, const qm_qspec
         r->lmin = malloc(G);
         r->smin = malloc(SG * sizeof *r->smin);
     }
+    j->dead = calloc((size_t)in, 1);
     keyed *diag = malloc((size_t)in * sizeof *diag);
-    float *Hp = NULL; /* (in, in) H in processing order; only act-order needs a copy */
-    if (H) {
-        j->U = malloc((size_t)in * in * sizeof *j->U);
-        Hp = s->act_order ? malloc((size_t)in * in * sizeof *Hp) : H;
-    }
     qm_status st = QM_OK;
     if (!j->Wt || !j->Ct || !j->perm || !j->mn || !j->mx || !r->deq || !r->codes || !r->scale ||
-        !r->zero || !r->g_idx || !diag || (H && (!j->U || !Hp)) || (two && (!r->lscale || !r->sd)) ||
+        !r->zero || !r->g_idx || !diag || !j->dead || (two && (!r->lscale || !r->sd)) ||
         (asym2 && (!r->min || !r->lmin || !r->smin)))
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory for a %d x %d linear", out, in);
     size_t bad = H && st == QM_OK ? qm_first_nonfinite(H, (size_t)in * in) : 0;
@@ -453,6 +513,7 @@ static qm_status setup(const float *W, int out, int in, float *H, const qm_qspec
         diag[i] = (keyed){H ? H[(size_t)i * in + i] : 1, i};
         if (diag[i].key == 0) { /* dead input: always zero, so its weights cannot matter */
             H[(size_t)i * in + i] = 1;
+            j->dead[i] = 1;
             r->dead++;
         }
     }
@@ -466,15 +527,11 @@ static qm_status setup(const float *W, int out, int in, float *H, const qm_qspec
             if (diag[i].key == 0)
                 memset(j->Wt + (size_t)i * out, 0, (size_t)out * sizeof *j->Wt);
     }
-    if (st == QM_OK && H) {
-        for (int a = 0; Hp != H && a < in; a++)
-            for (int b = 0; b < in; b++)
-                Hp[(size_t)a * in + b] = H[(size_t)j->perm[a] * in + j->perm[b]];
-        st = inverse_factor(Hp, in, s, r, j->U, d);
-    }
+    if (st == QM_OK && H && s->act_order) /* H in processing order */
+        st = permute_sym(H, in, j->perm, d);
+    if (st == QM_OK && H && (st = inverse_factor(H, in, s, r, d)) == QM_OK)
+        j->U = H;
     free(diag);
-    if (Hp != H)
-        free(Hp);
     if (st != QM_OK) {
         job_free(j);
         qm_qresult_free(r);
@@ -533,8 +590,10 @@ static void quantize_rows(job *j, qm_qresult *r, int i, int o0, int o1, float *e
         int code;
         float q = mn ? quant_min(w[o], sc[o], mn[o], j->maxq, &code) : quant1(w[o], sc[o], z[o], j->maxq, &code);
         ct[o] = (uint8_t)code;
-        if (err)
+        if (err) {
             err[o] = (w[o] - q) / u;
+            j->loss += (double)err[o] * err[o];
+        }
     }
     r->g_idx[c] = g;
 }
@@ -545,6 +604,16 @@ static qm_status finish(job *j, qm_qresult *r, qm_diag *d)
 {
     scatter_t_u8(j->Ct, j->out, j->in, j->perm, r->codes);
     dequantize(r);
+    if (j->U) { /* GPTQ's loss is against H + lambda I: take lambda ||D||^2 off (live columns) */
+        double dd = 0;
+        for (int o = 0; o < r->out; o++) {
+            const float *w = j->W + (size_t)o * r->in, *q = r->deq + (size_t)o * r->in;
+            for (int i = 0; i < r->in; i++)
+                if (!j->dead[i])
+                    dd += ((double)w[i] - q[i]) * ((double)w[i] - q[i]);
+        }
+        r->loss = j->loss - r->lambda * dd;
+    }
     job_free(j);
     size_t n = (size_t)r->out * r->in, bad = qm_first_nonfinite(r->deq, n);
     if (bad == n)
@@ -661,6 +730,43 @@ qm_status qm_rtn(const float *W, int out, int in, const qm_qspec *s, qm_qresult 
     for (int i = 0; i < in; i++)
         quantize_rows(&j, r, i, 0, out, NULL);
     return finish(&j, r, d);
+}
+
+/* Rows of W (or X) per product in the energies below: scratch of
+ * ROWS x in floats, and the sums in a fixed order. */
+enum { ENERGY_ROWS = 128 };
+
+double qm_output_energy(const float *W, int out, int in, const float *H)
+{
+    float *M = malloc((size_t)ENERGY_ROWS * in * sizeof *M);
+    if (!M)
+        return NAN;
+    double e = 0;
+    for (int o0 = 0; o0 < out; o0 += ENERGY_ROWS) {
+        int m = out - o0 < ENERGY_ROWS ? out - o0 : ENERGY_ROWS;
+        const float *w = W + (size_t)o0 * in;
+        qm_sgemm_fixed(0, 0, m, in, in, 1.0f, w, in, H, in, 0.0f, M, in);
+        for (size_t i = 0; i < (size_t)m * in; i++)
+            e += (double)M[i] * w[i];
+    }
+    free(M);
+    return e;
+}
+
+double qm_output_energy_x(const float *W, int out, int in, const float *X, int n)
+{
+    float *Y = malloc((size_t)ENERGY_ROWS * out * sizeof *Y);
+    if (!Y)
+        return NAN;
+    double e = 0;
+    for (int t0 = 0; t0 < n; t0 += ENERGY_ROWS) {
+        int m = n - t0 < ENERGY_ROWS ? n - t0 : ENERGY_ROWS;
+        qm_sgemm_fixed(0, 1, m, out, in, 1.0f, X + (size_t)t0 * in, in, W, in, 0.0f, Y, out);
+        for (size_t i = 0; i < (size_t)m * out; i++)
+            e += (double)Y[i] * Y[i];
+    }
+    free(Y);
+    return e;
 }
 
 double qm_relative_error(const float *W, const float *Q, int out, int in, const float *H)

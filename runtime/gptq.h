@@ -99,6 +99,11 @@ typedef struct qm_qresult {
     uint8_t *lmin;     /* (groups, out) asym: m' = smin k */
     float *sd, *smin;  /* (groups / super, out) the super-groups' fp16 scales (smin: asym) */
     double damp;       /* damping fraction finally used */
+    double lambda;     /* what it added to H's diagonal (damp x mean diagonal, as a float) */
+    double loss;       /* tr(D H D^T), D = W - Q over the live columns and H undamped, from GPTQ's
+                        * own accumulated loss: the sum of the squared scaled errors
+                        * ((w - q) / U_ii)^2 is tr(D (H + lambda I) D^T), less lambda ||D||^2;
+                        * 0 without a Hessian */
     int retries;       /* times damping had to grow */
     int dead;          /* dead input columns */
     double update_seconds, update_flops; /* the lazy-batch sgemms of qm_gptq() */
@@ -122,7 +127,8 @@ void qm_hessian_add(float *H, const float *X, int n, int in);
 /* Finish an accumulated H over `samples` rows: H = 2 H / samples, symmetric. */
 void qm_hessian_finish(float *H, int in, long long samples);
 
-/* GPTQ of W (out, in) with Hessian H (in, in), which is overwritten.
+/* GPTQ of W (out, in) with Hessian H (in, in), which is overwritten (the
+ * inverse factor is built in its buffer: no other in x in array is made).
  * On success r holds the result (caller frees with qm_qresult_free()). */
 qm_status qm_gptq(const float *W, int out, int in, float *H, const qm_qspec *s, qm_qresult *r,
                   qm_diag *d);
@@ -131,6 +137,12 @@ qm_status qm_gptq_ref(const float *W, int out, int in, float *H, const qm_qspec 
                       qm_diag *d);
 /* Round-to-nearest on the same grid (no error feedback). */
 qm_status qm_rtn(const float *W, int out, int in, const qm_qspec *s, qm_qresult *r, qm_diag *d);
+
+/* tr(W H W^T) (= ||W X^T||^2 for H = X^T X), ENERGY_ROWS rows of W at a
+ * time; ||X W^T||^2 from the inputs X (n, in) themselves (fewer FLOPs when
+ * n < in).  The same bytes on any thread count; NAN when memory ran out. */
+double qm_output_energy(const float *W, int out, int in, const float *H);
+double qm_output_energy_x(const float *W, int out, int in, const float *X, int n);
 
 /* ||(W - Q) X^T||^2 / ||W X^T||^2 via the Hessian: tr(D H D^T) / tr(W H W^T)
  * with D = W - Q and H = X^T X (any positive scale). */

@@ -174,7 +174,7 @@ static qm_status quant(mrun *r, const qm_lin *l, const float *H, long long rows,
         if (!(Hc = malloc((size_t)l->in * l->in * sizeof *Hc)))
             return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
         memcpy(Hc, H, (size_t)l->in * l->in * sizeof *Hc);
-        st = qm_calib_gptq(l->w, l->out, l->in, Hc, 1, rows, &s, &q, NULL, r->d);
+        st = qm_calib_gptq(l->w, l->out, l->in, Hc, 1, rows, NULL, 0, &s, &q, NULL, r->d);
         free(Hc);
     } else {
         st = qm_rtn(l->w, l->out, l->in, &s, &q, r->d);

@@ -111,9 +111,12 @@ static qm_qspec plan_spec(const run *r, size_t i)
 /* Quantize linear `lin` (part, expert e) per the plan with Hessian H
  * (in, in, accumulated X^T X over `tokens` rows; NULL for round-to-nearest)
  * and replace its weights by the dequantized ones.  `last`: no later linear
- * uses H, so it is finished in place (the caller still frees it). */
+ * uses H, so GPTQ works in it (the caller still frees it); otherwise in a
+ * copy.  X (nx, in), when not NULL, are the rows H was built from: the
+ * relative error's denominator ||W X^T||^2 comes from them when nx < in
+ * (fewer FLOPs than tr(W H W^T)).  Its numerator is GPTQ's own loss. */
 static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, float *H, int last, long long tokens,
-                              const char *fallback)
+                              const char *fallback, const float *X, int nx)
 {
     long ti = find_tensor(r, part, e);
     if (ti < 0 || !lin->w)
@@ -134,7 +137,7 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, float *H
     qm_qspec s = plan_spec(r, (size_t)ti);
     int in = lin->in;
     double t0 = qm_clock(), error = NAN;
-    qm_status st = H ? qm_calib_gptq(lin->w, lin->out, in, H, last, tokens, &s, &dn->r, &error, r->d)
+    qm_status st = H ? qm_calib_gptq(lin->w, lin->out, in, H, last, tokens, X, nx, &s, &dn->r, &error, r->d)
                      : qm_rtn(lin->w, lin->out, in, &s, &dn->r, r->d);
     double seconds = qm_clock() - t0;
     if (st != QM_OK) {
@@ -149,12 +152,24 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, float *H
                             r->m->t[ti].st->name, error);
     }
     memcpy(lin->w, dn->r.deq, (size_t)lin->out * in * sizeof *lin->w);
-    if (!r->o->fake_quant && !r->o->gguf) { /* the fake-quant writer reads the dequantized copy, and
-                                               the GGUF writer checks its blocks against it */
+    double damp = dn->r.damp;
+    r->n_done++;
+    /* writers with a linear step take it now (packed and spooled); when every
+     * writer has one, the result goes at once, else it waits for the layer */
+    int all = 1;
+    for (int i = 0; i < r->n_writers; i++) {
+        qwriter *wr = &r->writers[i];
+        if (!wr->ops->linear)
+            all = 0;
+        else if ((st = wr->ops->linear(wr, r->w.layer, dn)) != QM_OK)
+            return st;
+    }
+    if (all)
+        qm_qresult_free(&dn->r);
+    else if (!r->o->gguf) { /* the GGUF writer checks its blocks against the dequantized copy */
         free(dn->r.deq);
         dn->r.deq = NULL;
     }
-    r->n_done++;
     r->rep->tensors_quantized++;
     if (strcmp(fallback, "none") != 0)
         r->rep->fallbacks++;
@@ -163,7 +178,7 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, float *H
         snprintf(err, sizeof err, "null");
     else
         log_real(err, sizeof err, error);
-    if ((st = log_entry(r, r->m->t[ti].st->name, r->m->t[ti].canon, pt->bits, tokens, fallback, err, dn->r.damp,
+    if ((st = log_entry(r, r->m->t[ti].st->name, r->m->t[ti].canon, pt->bits, tokens, fallback, err, damp,
                         seconds)) != QM_OK)
         return st;
     say(r, "layer %d  %-28s tokens %-7lld error %s%s", r->w.layer, r->m->t[ti].canon, tokens, err,
@@ -191,15 +206,15 @@ static qm_status attention(run *r)
     qm_status st = hessian_of(r, QM_PART_Q, w->q.in, &H, &n);
     if (st != QM_OK)
         return st;
-    st = quant_linear(r, &w->q, QM_PART_Q, -1, H, 0, n, "none");
+    st = quant_linear(r, &w->q, QM_PART_Q, -1, H, 0, n, "none", NULL, 0);
     if (st == QM_OK)
-        st = quant_linear(r, &w->k, QM_PART_K, -1, H, 0, n, "none");
+        st = quant_linear(r, &w->k, QM_PART_K, -1, H, 0, n, "none", NULL, 0);
     if (st == QM_OK)
-        st = quant_linear(r, &w->v, QM_PART_V, -1, H, 1, n, "none");
+        st = quant_linear(r, &w->v, QM_PART_V, -1, H, 1, n, "none", NULL, 0);
     free(H);
     if (st != QM_OK || (st = hessian_of(r, QM_PART_O, w->o.in, &H, &n)) != QM_OK)
         return st;
-    st = quant_linear(r, &w->o, QM_PART_O, -1, H, 1, n, "none");
+    st = quant_linear(r, &w->o, QM_PART_O, -1, H, 1, n, "none", NULL, 0);
     free(H);
     return st;
 }
@@ -217,9 +232,9 @@ static qm_status swiglu_quant(run *r, qm_lin *g, qm_lin *u, qm_lin *dn, qm_part 
         return QM_OK;
     qm_status st;
     if (strcmp(fallback, "rtn") == 0) {
-        if ((st = quant_linear(r, g, pg, e, NULL, 0, routed, fallback)) == QM_OK &&
-            (st = quant_linear(r, u, pg + 1, e, NULL, 0, routed, fallback)) == QM_OK)
-            st = quant_linear(r, dn, pg + 2, e, NULL, 0, routed, fallback);
+        if ((st = quant_linear(r, g, pg, e, NULL, 0, routed, fallback, NULL, 0)) == QM_OK &&
+            (st = quant_linear(r, u, pg + 1, e, NULL, 0, routed, fallback, NULL, 0)) == QM_OK)
+            st = quant_linear(r, dn, pg + 2, e, NULL, 0, routed, fallback, NULL, 0);
         return st;
     }
     int D = g->in, W = g->out;
@@ -227,9 +242,9 @@ static qm_status swiglu_quant(run *r, qm_lin *g, qm_lin *u, qm_lin *dn, qm_part 
     if (!H)
         return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
     qm_hessian_add(H, X, n, D);
-    st = quant_linear(r, g, pg, e, H, 0, routed, fallback);
+    st = quant_linear(r, g, pg, e, H, 0, routed, fallback, X, n);
     if (st == QM_OK)
-        st = quant_linear(r, u, pg + 1, e, H, 1, routed, fallback);
+        st = quant_linear(r, u, pg + 1, e, H, 1, routed, fallback, X, n);
     free(H);
     float *A = st == QM_OK ? malloc(((size_t)n * W + 1) * sizeof *A) : NULL;
     float *H2 = st == QM_OK ? calloc((size_t)W * W, sizeof *H2) : NULL;
@@ -237,7 +252,7 @@ static qm_status swiglu_quant(run *r, qm_lin *g, qm_lin *u, qm_lin *dn, qm_part 
         st = qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
     if (st == QM_OK && (st = qm_calib_act(X, n, g, u, A, r->d)) == QM_OK) {
         qm_hessian_add(H2, A, n, W);
-        st = quant_linear(r, dn, pg + 2, e, H2, 1, routed, fallback);
+        st = quant_linear(r, dn, pg + 2, e, H2, 1, routed, fallback, A, n);
     }
     free(A);
     free(H2);
@@ -285,7 +300,7 @@ static qm_status ffn(run *r)
         if (ti >= 0 && r->by_tensor[ti] && r->by_tensor[ti]->bits) {
             if ((st = hessian_of(r, QM_PART_ROUTER, (int)D, &H, &n)) != QM_OK)
                 return st;
-            st = quant_linear(r, &w->router, QM_PART_ROUTER, -1, H, 1, n, "none");
+            st = quant_linear(r, &w->router, QM_PART_ROUTER, -1, H, 1, n, "none", NULL, 0);
             free(H);
             if (st != QM_OK)
                 return st;

@@ -6,9 +6,14 @@
  * the pipeline gives them and never call back into it.  A writer's life:
  *
  *   begin   once, before any layer: make the format's directory, set state
+ *   linear  (optional) each quantized linear as soon as it is finished:
+ *           the writer packs or converts it into storage of its own (a
+ *           spool file, not memory), so that the pipeline frees GPTQ's
+ *           result at once instead of holding a layer's worth of them
  *   layer   for each layer not finished by an earlier run, in order, with
  *           the layer's quantized linears (the layer's other tensors are
- *           kept as the checkpoint stores them)
+ *           kept as the checkpoint stores them); a writer with a linear
+ *           step writes what that step took and reads only q[k].tensor
  *   end     once after the last layer: model-level tensors (embeddings,
  *           final norm, head), index, configs; frees the state
  *   abort   instead of end when the run fails: frees the state and leaves
@@ -70,6 +75,9 @@ typedef struct qwriter_ops {
     const char *name;
     /* Prepare w->state (NULL until then); on failure nothing to free. */
     qm_status (*begin)(qwriter *w);
+    /* Take linear q of layer `layer` (its result may be freed after the
+     * call); NULL: layer() needs every linear's result whole. */
+    qm_status (*linear)(qwriter *w, int layer, const qwriter_linear *q);
     /* Write layer `layer` with its n quantized linears q (ordered as the
      * pipeline quantized them; the other tensors of the layer are kept). */
     qm_status (*layer)(qwriter *w, int layer, const qwriter_linear *q, size_t n);

@@ -30,32 +30,28 @@ static void *to_dtype(const float *x, size_t n, qm_dtype t)
     return out;
 }
 
-static qm_status layer(qwriter *w, int L, const qwriter_linear *q, size_t n)
+/* Each linear in its dtype as soon as it is finished, into the spool. */
+static qm_status linear(qwriter *w, int L, const qwriter_linear *q)
 {
     const qwriter_job *j = w->job;
-    qm_st_entry *e = calloc(n ? n : 1, sizeof *e);
-    shards_linear *s = calloc(n ? n : 1, sizeof *s);
-    size_t made = 0;
-    qm_status st = e && s ? QM_OK : qm_diag_fail(j->d, QM_ENOMEM, "out of memory");
-    for (; st == QM_OK && made < n; made++) {
-        const qm_st_tensor *t = j->m->t[q[made].tensor].st;
-        void *v = to_dtype(q[made].r.deq, (size_t)q[made].r.out * q[made].r.in, t->dtype);
-        if (!v) {
-            st = qm_diag_fail(j->d, QM_ENOMEM, "out of memory");
-            break;
-        }
-        e[made] = (qm_st_entry){t->name, t->dtype, 2, t->shape, v};
-        s[made] = (shards_linear){&e[made], 1};
-    }
-    if (st == QM_OK)
-        st = shards_write(w, L, q, s, n);
-    for (size_t k = 0; k < made; k++)
-        free((void *)e[k].data);
-    free(s);
-    free(e);
+    const qm_st_tensor *t = j->m->t[q->tensor].st;
+    (void)L;
+    void *v = to_dtype(q->r.deq, (size_t)q->r.out * q->r.in, t->dtype);
+    if (!v)
+        return qm_diag_fail(j->d, QM_ENOMEM, "out of memory");
+    qm_st_entry e = {t->name, t->dtype, 2, t->shape, v};
+    qm_status st = shards_spool(w, q, &e, 1);
+    free(v);
     return st;
+}
+
+static qm_status layer(qwriter *w, int L, const qwriter_linear *q, size_t n)
+{
+    (void)q;
+    (void)n;
+    return shards_write_spooled(w, L);
 }
 
 static qm_status end(qwriter *w) { return shards_end(w, NULL, 0, NULL); }
 
-const qwriter_ops qwriter_fake = {"fake-quant", begin, layer, end, shards_abort, NULL};
+const qwriter_ops qwriter_fake = {"fake-quant", begin, linear, layer, end, shards_abort, NULL};

@@ -751,4 +751,4 @@ qm_status qm_gguf_preview(const qm_model *m, const qm_plan *plan, const qm_plan_
     return st;
 }
 
-const qwriter_ops qwriter_gguf = {"gguf", begin, layer, end, abort_, spec};
+const qwriter_ops qwriter_gguf = {"gguf", begin, NULL, layer, end, abort_, spec};

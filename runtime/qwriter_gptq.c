@@ -16,36 +16,35 @@
 
 static qm_status begin(qwriter *w) { return shards_begin(w, NULL); }
 
-/* Each linear's four tensors, named "<module>.qweight" and so on. */
-static qm_status layer(qwriter *w, int L, const qwriter_linear *q, size_t n)
+/* Each linear's four tensors, named "<module>.qweight" and so on, packed
+ * as soon as the linear is finished and kept in the spool until its
+ * layer's shard is written. */
+static qm_status linear(qwriter *w, int L, const qwriter_linear *q)
 {
     const qwriter_job *j = w->job;
-    qm_packed_linear *p = calloc(n ? n : 1, sizeof *p);
-    shards_linear *s = calloc(n ? n : 1, sizeof *s);
-    char **names = calloc(n * QM_PACK_TENSORS + 1, sizeof *names);
-    size_t packed = 0;
-    qm_status st = p && s && names ? QM_OK : qm_diag_fail(j->d, QM_ENOMEM, "out of memory");
-    for (size_t k = 0; st == QM_OK && k < n; k++) {
-        char *pre = shards_module(j->m->t[q[k].tensor].st->name), **nk = names + k * QM_PACK_TENSORS;
-        int made = 0;
-        for (int i = 0; pre && i < QM_PACK_TENSORS; i++)
-            made += (nk[i] = qm_strfmt("%s.%s", pre, qm_pack_names[i])) != NULL;
-        free(pre);
-        if (made < QM_PACK_TENSORS)
-            st = qm_diag_fail(j->d, QM_ENOMEM, "out of memory");
-        else if ((st = qm_pack_linear(&q[k].r, q[k].pt->bits, (const char *const *)nk, &p[k], j->d)) == QM_OK)
-            s[packed++] = (shards_linear){p[k].e, QM_PACK_TENSORS};
+    char *names[QM_PACK_TENSORS] = {0}, *pre = shards_module(j->m->t[q->tensor].st->name);
+    int made = 0;
+    (void)L;
+    for (int i = 0; pre && i < QM_PACK_TENSORS; i++)
+        made += (names[i] = qm_strfmt("%s.%s", pre, qm_pack_names[i])) != NULL;
+    free(pre);
+    qm_packed_linear p;
+    qm_status st = made < QM_PACK_TENSORS ? qm_diag_fail(j->d, QM_ENOMEM, "out of memory")
+                                          : qm_pack_linear(&q->r, q->pt->bits, (const char *const *)names, &p, j->d);
+    if (st == QM_OK) {
+        st = shards_spool(w, q, p.e, QM_PACK_TENSORS);
+        qm_packed_linear_free(&p);
     }
-    if (st == QM_OK)
-        st = shards_write(w, L, q, s, n);
-    for (size_t k = 0; k < packed; k++)
-        qm_packed_linear_free(&p[k]);
-    for (size_t i = 0; names && i < n * QM_PACK_TENSORS; i++)
+    for (int i = 0; i < QM_PACK_TENSORS; i++)
         free(names[i]);
-    free(names);
-    free(s);
-    free(p);
     return st;
+}
+
+static qm_status layer(qwriter *w, int L, const qwriter_linear *q, size_t n)
+{
+    (void)q;
+    (void)n;
+    return shards_write_spooled(w, L);
 }
 
 /* ---- quantization_config ---------------------------------------------------------------------- */
@@ -190,4 +189,4 @@ static qm_status config(const qwriter *w, const char *dir, json_t *cfg)
 
 static qm_status end(qwriter *w) { return shards_end(w, qm_pack_names, QM_PACK_TENSORS, config); }
 
-const qwriter_ops qwriter_gptq = {"gptq", begin, layer, end, shards_abort, NULL};
+const qwriter_ops qwriter_gptq = {"gptq", begin, linear, layer, end, shards_abort, NULL};

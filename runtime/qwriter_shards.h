@@ -5,9 +5,13 @@
  * and the model's config.json.  A format decides only how a quantized
  * linear is stored and what config.json gains.
  *
- * The writer's state (qwriter.state) is the directory it writes into.
+ * The writer's state (qwriter.state) is the directory it writes into and
+ * the layer's spool: the linears a format's linear step stored, appended
+ * to an unlinked temporary file in that directory (page cache, not the
+ * process's memory) and mapped back when the layer's shard is written.
  * Resuming needs nothing more: each layer's shard is written once, whole,
- * and end() lists every shard by name without reading any.
+ * end() lists every shard by name without reading any, and a spool dies
+ * with the process (the layer it held is quantized again).
  */
 #ifndef QM_QWRITER_SHARDS_H
 #define QM_QWRITER_SHARDS_H
@@ -33,6 +37,13 @@ void shards_abort(qwriter *w);
  * tensors of that layer in checkpoint order, q[k] stored as s[k] (k < n),
  * every other tensor as the checkpoint stores it. */
 qm_status shards_write(const qwriter *w, int layer, const qwriter_linear *q, const shards_linear *s, size_t n);
+
+/* Append the n entries of linear q (their data: dtype x shape bytes) to
+ * the spool; names and shapes are copied, the data written at once. */
+qm_status shards_spool(qwriter *w, const qwriter_linear *q, const qm_st_entry *e, size_t n);
+/* The shard of layer `layer` with the linears spooled since the last one
+ * (shards_write() with them), and an empty spool. */
+qm_status shards_write_spooled(qwriter *w, int layer);
 
 /* A format's part of config.json: add its keys to cfg and write any file
  * that goes beside it into dir. */

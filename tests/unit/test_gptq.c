@@ -187,9 +187,11 @@ static void test_beats_round_to_nearest(void)
     /* 8 bits is nearly lossless */
     qm_qspec s8 = {8, 0, 0, 0, 0, 0, 0.01, 0, 0, 0};
     qm_qresult g;
-    CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H, &s8, &g, d), QM_OK);
+    float *H8 = copy(H, (size_t)in * in); /* GPTQ overwrites its Hessian */
+    CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H8, &s8, &g, d), QM_OK);
     CU_ASSERT(qm_relative_error(W, g.deq, out, in, H) < 1e-4);
     qm_qresult_free(&g);
+    free(H8);
     qm_diag_free(d);
     free(W);
     free(X);
@@ -253,6 +255,41 @@ static void test_dead_columns(void)
     free(H);
 }
 
+/* GPTQ's own loss, less the damping's share, is tr(D H D^T): the relative
+ * error's numerator without its products (quant_log's relative_error), with
+ * and without act-order, with dead columns; the denominator from H or from
+ * the inputs themselves. */
+static void test_own_loss(void)
+{
+    int out = 48, in = 96, n = 300;
+    float *W, *X, *H;
+    problem(out, in, n, &W, &X, &H);
+    memset(H, 0, (size_t)in * in * sizeof *H);
+    for (int t = 0; t < n; t++)
+        X[(size_t)t * in + 7] = 0;
+    qm_hessian_add(H, X, n, in);
+    qm_hessian_finish(H, in, n);
+    double den = qm_output_energy(W, out, in, H), den_x = 2.0 / n * qm_output_energy_x(W, out, in, X, n);
+    CU_ASSERT_DOUBLE_EQUAL(den_x / den, 1.0, 1e-5);
+    qm_diag *d = qm_diag_new();
+    for (int ao = 0; ao <= 1; ao++)
+        for (int bits = 2; bits <= 8; bits += 2) {
+            qm_qspec s = {bits, 32, 1, ao, 0, 0, 0.01, 0, 0, 0};
+            float *H1 = copy(H, (size_t)in * in);
+            qm_qresult g;
+            CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &s, &g, d), QM_OK);
+            CU_ASSERT_EQUAL(g.dead, 1);
+            double e = qm_relative_error(W, g.deq, out, in, H);
+            CU_ASSERT(fabs(g.loss / den - e) <= 1e-4 * e);
+            qm_qresult_free(&g);
+            free(H1);
+        }
+    qm_diag_free(d);
+    free(W);
+    free(X);
+    free(H);
+}
+
 static void test_extra_damping(void)
 {
     /* fewer samples than inputs and two identical inputs: H is singular, and
@@ -268,11 +305,24 @@ static void test_extra_damping(void)
     qm_qspec s = {4, 0, 1, 0, 0, 0, 0.0, 0, 0, 0};
     qm_qresult r;
     qm_diag *d = qm_diag_new();
+    float *H0 = copy(H, (size_t)in * in);
     CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H, &s, &r, d), QM_OK);
     CU_ASSERT(r.retries >= 1);
     CU_ASSERT(r.damp > 0);
     for (size_t i = 0; i < (size_t)out * in; i++)
         CU_ASSERT(isfinite(r.deq[i]));
+    /* the retries restore H in its own buffer: the same bytes as a first try at the final damping */
+    qm_qspec s2 = s;
+    s2.damp = r.damp;
+    qm_qresult r2;
+    memcpy(H, H0, (size_t)in * in * sizeof *H);
+    CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H, &s2, &r2, d), QM_OK);
+    CU_ASSERT_EQUAL(r2.retries, 0);
+    CU_ASSERT(memcmp(r.codes, r2.codes, (size_t)out * in) == 0);
+    CU_ASSERT(memcmp(r.deq, r2.deq, (size_t)out * in * sizeof *r.deq) == 0);
+    qm_qresult_free(&r2);
+    memcpy(H, H0, (size_t)in * in * sizeof *H);
+    free(H0);
     qm_qresult_free(&r);
     /* a group that does not divide the columns is refused */
     qm_qspec bad = {4, 24, 1, 0, 0, 0, 0.01, 0, 0, 0};
@@ -364,6 +414,8 @@ static void test_two_level(void)
         double eg = qm_relative_error(W, g.deq, out, in, H), er = qm_relative_error(W, r.deq, out, in, H);
         printf("\n    %d-bit two-level: GPTQ %.4f, RTN %.4f ", k[t].bits, eg, er);
         CU_ASSERT(eg < 0.8 * er);
+        /* quant_log's relative_error from GPTQ's own loss holds on these grids too */
+        CU_ASSERT(fabs(g.loss / qm_output_energy(W, out, in, H) - eg) <= 1e-4 * eg);
         const char *names[QM_PACK_TENSORS] = {"x.qweight", "x.qzeros", "x.scales", "x.g_idx"};
         qm_packed_linear p;
         CU_ASSERT_EQUAL(qm_pack_linear(&g, k[t].bits, names, &p, d), QM_EUNSUPPORTED);
@@ -530,6 +582,7 @@ int main(void)
     CU_add_test(s, "GPTQ beats round-to-nearest; 8 bits nearly lossless", test_beats_round_to_nearest);
     CU_add_test(s, "dead columns", test_dead_columns);
     CU_add_test(s, "a singular Hessian gets more damping", test_extra_damping);
+    CU_add_test(s, "GPTQ's own loss gives the relative error", test_own_loss);
     CU_add_test(s, "fp16 scales (GGUF's Q8_0, Q4_0, Q4_1)", test_fp16_scales);
     CU_add_test(s, "two-level grids (GGUF's Q2_K, Q3_K, Q4_K)", test_two_level);
     s = CU_add_suite("packing", NULL, NULL);
