@@ -27,7 +27,7 @@ static int run(int argc, char **argv)
         {"format", required_argument, NULL, 'f'},      {"keep-type", required_argument, NULL, 'K'},
         {"quiet", no_argument, NULL, 'q'},             {"help", no_argument, NULL, 'h'},
         {"engine", required_argument, NULL, 'E'},      {"strict", no_argument, NULL, 'S'},
-        {NULL, 0, NULL, 0},
+        {"max-memory", required_argument, NULL, 'M'},  {NULL, 0, NULL, 0},
     };
     enum { MAX_ENGINES = 16 }; /* six engines, each named once or a few times */
     const char *engines[MAX_ENGINES];
@@ -48,6 +48,10 @@ static int run(int argc, char **argv)
         case 'A': o.all_experts = 1; break;
         case 'Q': o.fake_quant = 1; break;
         case 'S': o.strict = 1; break;
+        case 'M':
+            if (qm_cli_size(&qm_cmd_quantize, "--max-memory", optarg, &o.max_memory))
+                return QM_EXIT_USAGE;
+            break;
         case 'E':
             if (o.n_engines == MAX_ENGINES)
                 return qm_cli_usage(&qm_cmd_quantize, "more than %d --engine options", MAX_ENGINES);
@@ -131,7 +135,7 @@ const qm_cmd qm_cmd_quantize = {
     .synopsis = "quantize --plan PLAN --model DIR --calib FILE [--ctx N] [--samples N] [--damp D]\n"
                 "                 [--min-expert-tokens N] [--expert-fallback rtn|pooled] [--calibrate-all-experts]\n"
                 "                 [--fake-quant] [--format gptq|gguf [--keep-type F32|F16|BF16]] [--engine NAME]...\n"
-                "                 [--strict] [-q] -o OUT",
+                "                 [--strict] [--max-memory SIZE] [-q] -o OUT",
     .summary = "execute a bit plan: layer-by-layer GPTQ, written as a GPTQ checkpoint",
     .help = "Quantizes each layer in order with the earlier layers already quantized (see qmoe(1)).\n"
             "Rerunning the same command continues after the last finished layer.\n\n"
@@ -149,6 +153,8 @@ const qm_cmd qm_cmd_quantize = {
             "                            see qmoe compile --engine); without it, a warning names the\n"
             "                            engines that would refuse or misread the checkpoint\n"
             "  --strict                  what an --engine refuses is an error too\n"
+            "  --max-memory SIZE         memory for weights and hidden states (default: 75% of physical);\n"
+            "                            hidden states beyond it go to a temporary file in OUT (same results)\n"
             "  -q, --quiet               no progress on standard error\n"
             "  --format F                gptq (default): -o OUT is the checkpoint directory; gguf: -o OUT is\n"
             "                            a GGUF file for llama.cpp, and OUT.d holds the run (GPTQ checkpoint,\n"

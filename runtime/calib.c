@@ -7,7 +7,19 @@
 
 #include "runtime/calib.h"
 
-enum { CHUNK = 8 }; /* windows per forward call */
+enum { CHUNK = QM_CALIB_CHUNK };
+
+/* Windows in group g. */
+static int gwin(const qm_calib *c, int g) { return c->B - g * CHUNK < CHUNK ? c->B - g * CHUNK : CHUNK; }
+
+/* Group g of an array a (B*S, d) or of a store s (s wins): NULL after a
+ * diagnostic when a spilled store cannot be read. */
+static float *group_of(const qm_calib *c, float *a, qm_states *s, int g, qm_diag *d)
+{
+    return s ? qm_states_get(s, (size_t)g, d) : a + (size_t)g * CHUNK * c->S * (size_t)c->m->cfg.hidden;
+}
+
+static qm_status group_put(qm_states *s, int g, qm_diag *d) { return s ? qm_states_put(s, (size_t)g, d) : QM_OK; }
 
 /* What a pass collects through the forward hooks. */
 typedef struct collect {
@@ -15,8 +27,12 @@ typedef struct collect {
     float *H;           /* (in, in) */
     long long rows;
     qm_calib_ffn *f;    /* the FFN's input and routing, when capturing */
+    const qm_calib *c;
+    int group;          /* the group of windows being run */
     size_t at;          /* rows captured so far */
     size_t cur;         /* where the current call's rows went */
+    qm_status st;       /* a failure inside a hook */
+    qm_diag *d;
 } collect;
 
 static void on_linear(void *ctx, int layer, qm_part part, int expert, const float *x, int n, int in)
@@ -43,16 +59,23 @@ static void on_ffn_in(void *ctx, int layer, const float *n2, const float *h, int
 {
     collect *c = ctx;
     (void)layer, (void)h;
-    if (c->f)
-        memcpy(c->f->n2 + c->at * (size_t)d, n2, (size_t)T * d * sizeof *n2);
+    if (c->f && c->st == QM_OK) {
+        float *dst = c->c->n2s ? qm_states_get(c->c->n2s, (size_t)c->group, c->d) : c->f->n2 + c->at * (size_t)d;
+        if (!dst)
+            c->st = QM_EIO;
+        else {
+            memcpy(dst, n2, (size_t)T * d * sizeof *n2);
+            c->st = group_put(c->c->n2s, c->group, c->d);
+        }
+    }
     c->cur = c->at; /* the router's hooks come next, for the same rows */
     c->at += (size_t)T;
 }
 
 /* Run the layer over all windows up to the router (every pass collects
  * only what comes before the FFN).  With `x_out` the residual stream after
- * attention is written there. */
-static qm_status pass(const qm_calib *cb, collect *c, float *x_out, qm_diag *d)
+ * attention is written there; with stores, `write_x` puts it back in c->xs. */
+static qm_status pass(const qm_calib *cb, collect *c, float *x_out, int write_x, qm_diag *d)
 {
     const qm_model *m = cb->m;
     size_t D = (size_t)m->cfg.hidden, rows = (size_t)CHUNK * cb->S;
@@ -66,14 +89,33 @@ static qm_status pass(const qm_calib *cb, collect *c, float *x_out, qm_diag *d)
     qm_fwd_hooks hk = {.ctx = c, .linear_in = on_linear, .routing = on_routing, .ffn_in = on_ffn_in,
                        .stop_before_ffn = 1};
     qm_status st = QM_OK;
+    c->c = cb;
+    c->d = d;
     c->at = 0;
-    for (int b0 = 0; b0 < cb->B && st == QM_OK; b0 += CHUNK) {
-        int nb = cb->B - b0 < CHUNK ? cb->B - b0 : CHUNK;
-        size_t off = (size_t)b0 * cb->S * D, n = (size_t)nb * cb->S * D;
-        memcpy(buf, cb->x + off, n * sizeof *buf);
-        st = qm_forward_layer(m, cb->w, buf, nb, cb->S, ws, &hk, d);
-        if (x_out)
+    c->st = QM_OK;
+    int G = (cb->B + CHUNK - 1) / CHUNK;
+    for (int g = 0; g < G && st == QM_OK; g++) {
+        size_t off = (size_t)g * CHUNK * cb->S * D, n = (size_t)gwin(cb, g) * cb->S * D;
+        float *x = group_of(cb, cb->x, cb->xs, g, d);
+        if (!x) {
+            st = QM_EIO;
+            break;
+        }
+        memcpy(buf, x, n * sizeof *buf);
+        c->group = g;
+        st = qm_forward_layer(m, cb->w, buf, gwin(cb, g), cb->S, ws, &hk, d);
+        if (st == QM_OK)
+            st = c->st;
+        if (st == QM_OK && x_out)
             memcpy(x_out + off, buf, n * sizeof *buf);
+        if (st == QM_OK && write_x && cb->xs) {
+            if (!(x = qm_states_get(cb->xs, (size_t)g, d)))
+                st = QM_EIO;
+            else {
+                memcpy(x, buf, n * sizeof *buf);
+                st = qm_states_put(cb->xs, (size_t)g, d);
+            }
+        }
     }
     free(buf);
     qm_fwd_ws_free(ws);
@@ -85,7 +127,7 @@ qm_status qm_calib_hessian(const qm_calib *c, qm_part part, int in, float **H, l
     collect k = {.part = part};
     if (!(k.H = calloc((size_t)in * in, sizeof *k.H)))
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    qm_status st = pass(c, &k, NULL, d);
+    qm_status st = pass(c, &k, NULL, 0, d);
     if (st != QM_OK) {
         free(k.H);
         return st;
@@ -108,82 +150,114 @@ qm_status qm_calib_capture(const qm_calib *c, qm_calib_ffn *f, float *h_out, qm_
     size_t T = (size_t)c->B * c->S, D = (size_t)c->m->cfg.hidden, k = (size_t)c->m->cfg.top_k;
     int moe = c->w->moe;
     memset(f, 0, sizeof *f);
-    f->n2 = malloc(T * D * sizeof *f->n2);
+    f->n2 = c->n2s ? NULL : malloc(T * D * sizeof *f->n2);
     f->idx = moe ? malloc(T * k * sizeof *f->idx) : NULL;
     f->rw = moe ? malloc(T * k * sizeof *f->rw) : NULL;
-    if (!f->n2 || (moe && (!f->idx || !f->rw))) {
+    if ((!c->n2s && !f->n2) || (moe && (!f->idx || !f->rw))) {
         qm_calib_ffn_free(f);
         return qm_diag_fail(d, QM_ENOMEM, "out of memory for %zu calibration rows", T);
     }
     collect col = {.part = QM_PART_COUNT, .f = f};
-    qm_status st = pass(c, &col, h_out, d);
+    qm_status st = pass(c, &col, h_out, 1, d);
     if (st != QM_OK)
         qm_calib_ffn_free(f);
     return st;
 }
 
-int qm_calib_routed(const qm_calib *c, const qm_calib_ffn *f, int e, float *X, float *wt)
+size_t qm_calib_count(const qm_calib *c, const qm_calib_ffn *f, int e)
 {
-    size_t T = (size_t)c->B * c->S, D = (size_t)c->m->cfg.hidden, k = (size_t)c->m->cfg.top_k;
-    int n = 0;
-    for (size_t t = 0; t < T; t++)
-        for (size_t j = 0; j < k; j++)
-            if (f->idx[t * k + j] == e) {
-                if (wt)
-                    wt[n] = f->rw[t * k + j];
-                memcpy(X + (size_t)n++ * D, f->n2 + t * D, D * sizeof *X);
-            }
+    size_t T = (size_t)c->B * c->S, k = (size_t)c->m->cfg.top_k, n = 0;
+    if (e < 0)
+        return T;
+    for (size_t t = 0; t < T * k; t++)
+        n += f->idx[t] == e;
+    return n;
+}
+
+int qm_calib_routed(const qm_calib *c, const qm_calib_ffn *f, int e, float *X, float *wt, qm_diag *d)
+{
+    size_t D = (size_t)c->m->cfg.hidden, k = e >= 0 ? (size_t)c->m->cfg.top_k : 1;
+    int n = 0, G = (c->B + CHUNK - 1) / CHUNK;
+    for (int g = 0; g < G; g++) {
+        size_t t0 = (size_t)g * CHUNK * c->S, rows = (size_t)gwin(c, g) * c->S;
+        const float *n2 = group_of(c, f->n2, c->n2s, g, d);
+        if (!n2)
+            return -1;
+        for (size_t t = 0; t < rows; t++)
+            for (size_t j = 0; j < k; j++)
+                if (e < 0 || f->idx[(t0 + t) * k + j] == e) {
+                    if (wt && e >= 0)
+                        wt[n] = f->rw[(t0 + t) * k + j];
+                    memcpy(X + (size_t)n++ * D, n2 + t * D, D * sizeof *X);
+                }
+    }
     return n;
 }
 
 qm_status qm_calib_attention(const qm_calib *c, float *h_out, qm_diag *d)
 {
     collect col = {.part = QM_PART_COUNT};
-    return pass(c, &col, h_out, d);
+    return pass(c, &col, h_out, 0, d);
 }
 
 static float silu(float v) { return v / (1.0f + expf(-v)); }
 
 qm_status qm_calib_act(const float *X, int n, const qm_lin *g, const qm_lin *u, float *A, qm_diag *d)
 {
-    int D = g->in, W = g->out;
-    float *U = malloc(((size_t)n * W + 1) * sizeof *U);
+    /* U only UROWS rows at a time: qm_sgemm_fixed's tiles are UROWS-aligned either way, so the same bytes */
+    enum { UROWS = 1024 };
+    int D = g->in, W = g->out, ur = n < UROWS ? n : UROWS;
+    float *U = malloc(((size_t)ur * W + 1) * sizeof *U); /* (ur, W); owned */
     if (!U)
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
     /* expert and MLP linears have no bias; qm_sgemm_fixed: the same bytes on any thread count */
     qm_sgemm_fixed(0, 1, n, W, D, 1.0f, X, D, g->w, D, 0.0f, A, W);
-    qm_sgemm_fixed(0, 1, n, W, D, 1.0f, X, D, u->w, D, 0.0f, U, W);
-    for (size_t i = 0; i < (size_t)n * W; i++)
-        A[i] = silu(A[i]) * U[i];
+    for (int t0 = 0; t0 < n; t0 += UROWS) {
+        int m = n - t0 < UROWS ? n - t0 : UROWS;
+        float *a = A + (size_t)t0 * W;
+        qm_sgemm_fixed(0, 1, m, W, D, 1.0f, X + (size_t)t0 * D, D, u->w, D, 0.0f, U, W);
+        for (size_t i = 0; i < (size_t)m * W; i++)
+            a[i] = silu(a[i]) * U[i];
+    }
     free(U);
     return QM_OK;
 }
 
 qm_fwd_ws *qm_calib_ws(const qm_calib *c) { return qm_fwd_ws_new(c->m, CHUNK * c->S, c->S); }
 
-void qm_calib_ffn_add(const qm_calib *c, const qm_layer_w *w, const qm_calib_ffn *f, int e, const qm_lin *g,
-                      const qm_lin *u, const qm_lin *dn, qm_fwd_ws *ws, float *y)
+qm_status qm_calib_ffn_add(const qm_calib *c, const qm_layer_w *w, const qm_calib_ffn *f, int e, const qm_lin *g,
+                           const qm_lin *u, const qm_lin *dn, qm_fwd_ws *ws, float *y, qm_diag *d)
 {
     const qm_model *m = c->m;
-    size_t D = (size_t)m->cfg.hidden, k = (size_t)m->cfg.top_k;
-    for (int b0 = 0; b0 < c->B; b0 += CHUNK) {
-        int nb = c->B - b0 < CHUNK ? c->B - b0 : CHUNK, T = nb * c->S;
-        size_t t0 = (size_t)b0 * c->S;
+    size_t k = (size_t)m->cfg.top_k;
+    int G = (c->B + CHUNK - 1) / CHUNK;
+    for (int b = 0; b < G; b++) {
+        int T = gwin(c, b) * c->S;
+        size_t t0 = (size_t)b * CHUNK * c->S;
+        float *n2 = group_of(c, f->n2, c->n2s, b, d), *yb = n2 ? group_of(c, y, c->ys, b, d) : NULL;
+        if (!yb)
+            return QM_EIO;
         if (e >= 0)
-            qm_ffn_add_expert(m, g, u, dn, e, f->n2 + t0 * D, f->idx + t0 * k, f->rw + t0 * k, T, ws, y + t0 * D);
+            qm_ffn_add_expert(m, g, u, dn, e, n2, f->idx + t0 * k, f->rw + t0 * k, T, ws, yb);
         else
-            qm_ffn_add_rest(m, w, f->n2 + t0 * D, T, ws, y + t0 * D);
+            qm_ffn_add_rest(m, w, n2, T, ws, yb);
+        qm_status st = group_put(c->ys, b, d);
+        if (st != QM_OK)
+            return st;
     }
+    return QM_OK;
 }
 
 qm_status qm_calib_residual(const qm_calib *c, const float *y, qm_diag *d)
 {
-    size_t D = (size_t)c->m->cfg.hidden;
     qm_status st = QM_OK;
-    for (int b0 = 0; st == QM_OK && b0 < c->B; b0 += CHUNK) {
-        int nb = c->B - b0 < CHUNK ? c->B - b0 : CHUNK;
-        size_t t0 = (size_t)b0 * c->S * D;
-        st = qm_forward_residual(c->m, c->w->layer, c->x + t0, y + t0, nb * c->S, c->S, d);
+    int G = (c->B + CHUNK - 1) / CHUNK;
+    for (int b = 0; st == QM_OK && b < G; b++) {
+        float *x = group_of(c, c->x, c->xs, b, d), *yb = x ? group_of(c, (float *)y, c->ys, b, d) : NULL;
+        if (!yb)
+            st = QM_EIO;
+        else if ((st = qm_forward_residual(c->m, c->w->layer, x, yb, gwin(c, b) * c->S, c->S, d)) == QM_OK)
+            st = group_put(c->xs, b, d);
     }
     return st;
 }

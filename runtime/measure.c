@@ -203,7 +203,7 @@ static double sumsq_diff(const float *a, const float *b, size_t n)
 /* The attention: per linear and as a block, at every width. */
 static qm_status attention(mrun *r, qm_layer_w *w, const float *hA, float *h2, lerr *e)
 {
-    qm_calib c = {r->m, w, r->x, r->B, r->S};
+    qm_calib c = {r->m, w, r->x, r->B, r->S, NULL, NULL, NULL};
     size_t TD = (size_t)r->B * r->S * (size_t)r->m->cfg.hidden;
     int lin = r->o->units == QM_UNITS_LINEAR;
     qm_lin *ls[4] = {&w->q, &w->k, &w->v, &w->o};
@@ -335,7 +335,7 @@ static qm_status ffn(mrun *r, qm_layer_w *w, float *hA, const qm_calib_ffn *fi, 
 {
     const qm_model *m = r->m;
     size_t T = (size_t)r->B * r->S, D = (size_t)m->cfg.hidden;
-    qm_calib c = {m, w, hA, r->B, r->S};
+    qm_calib c = {m, w, hA, r->B, r->S, NULL, NULL, NULL};
     const qm_calib_ffn f = *fi;
     float *X = malloc((T * (size_t)(m->cfg.top_k > 0 ? m->cfg.top_k : 1)) * D * sizeof *X);
     float *wt = malloc((T * (size_t)(m->cfg.top_k > 0 ? m->cfg.top_k : 1) + 1) * sizeof *wt);
@@ -350,7 +350,7 @@ static qm_status ffn(mrun *r, qm_layer_w *w, float *hA, const qm_calib_ffn *fi, 
         st = swiglu(r, &w->mgate, &w->mup, &w->mdown, f.n2, (int)T, NULL, 0, BLK_MLP, -1, what, e);
     }
     for (int x = 0; st == QM_OK && w->moe && x < m->cfg.experts; x++) {
-        int n = qm_calib_routed(&c, &f, x, X, wt);
+        int n = qm_calib_routed(&c, &f, x, X, wt, r->d);
         snprintf(what, sizeof what, "layer %d's expert %d", w->layer, x);
         if ((st = qm_expert_load(m, w->layer, x, w, r->d)) != QM_OK)
             break;
@@ -358,7 +358,7 @@ static qm_status ffn(mrun *r, qm_layer_w *w, float *hA, const qm_calib_ffn *fi, 
             st = swiglu(r, &w->gate[x], &w->up[x], &w->down[x], X, n, wt, n < r->o->min_expert_tokens, BLK_EXPERT, x,
                         what, e);
             if (st == QM_OK)
-                qm_calib_ffn_add(&c, w, &f, x, &w->gate[x], &w->up[x], &w->down[x], ws, y);
+                st = qm_calib_ffn_add(&c, w, &f, x, &w->gate[x], &w->up[x], &w->down[x], ws, y, r->d);
         }
         qm_expert_free(w, x);
     }
@@ -377,7 +377,7 @@ static qm_status ffn(mrun *r, qm_layer_w *w, float *hA, const qm_calib_ffn *fi, 
         st = swiglu(r, &w->sgate, &w->sup, &w->sdown, f.n2, (int)T, sw, 0, BLK_SHARED, -1, what, e);
     }
     if (st == QM_OK)
-        qm_calib_ffn_add(&c, w, &f, -1, NULL, NULL, NULL, ws, y);
+        st = qm_calib_ffn_add(&c, w, &f, -1, NULL, NULL, NULL, ws, y, r->d);
     if (st == QM_OK) {
         memcpy(r->x, hA, T * D * sizeof *r->x);
         c.x = r->x;
@@ -402,7 +402,7 @@ static qm_status one_layer(mrun *r, int L)
         st = qm_diag_fail(r->d, QM_ENOMEM, "out of memory for %zu calibration rows", T);
     qm_calib_ffn f = {0};
     if (st == QM_OK) /* the unquantized attention's output and what the FFN sees */
-        st = qm_calib_capture(&(qm_calib){m, &w, r->x, r->B, r->S}, &f, hA, r->d);
+        st = qm_calib_capture(&(qm_calib){m, &w, r->x, r->B, r->S, NULL, NULL, NULL}, &f, hA, r->d);
     if (st == QM_OK && w.q.w)
         st = attention(r, &w, hA, h2, &e);
     if (st == QM_OK)

@@ -20,8 +20,10 @@
 #include "runtime/calib.h"
 #include "runtime/gptq.h"
 #include "model/engine.h"
+#include "runtime/net.h"
 #include "runtime/quantize.h"
 #include "runtime/qwriter.h"
+#include "runtime/states.h"
 
 enum { MAX_WRITERS = 3 }; /* gptq, fake-quant, gguf */
 
@@ -32,7 +34,9 @@ typedef struct run {
     const qm_plan_tensor **by_tensor; /* (m->n) plan entry of each model tensor */
     const char *out;
     int B, S;                 /* calibration windows and their length */
-    float *x;                 /* (B*S, d) hidden states entering the current layer */
+    int G;                    /* groups of CHUNK windows: the unit of every pass and store */
+    qm_states *xs;            /* (B*S, d) hidden states entering the current layer, by group */
+    qm_states *n2s, *ys;      /* (B*S, d) the FFN's normed input and its output, by group */
     qm_layer_w w;             /* current layer, float32, replaced as it is quantized */
     qwriter_linear *done;     /* (n_done) the current layer's quantized linears */
     size_t n_done, cap_done;
@@ -188,8 +192,32 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, float *H
 
 /* ---- passes over the calibration windows ------------------------------------------------------ */
 
-/* The current layer over the calibration windows. */
-static qm_calib calib_of(run *r) { return (qm_calib){r->m, &r->w, r->x, r->B, r->S}; }
+enum { CHUNK = QM_CALIB_CHUNK }; /* windows per group: the unit of every pass and store */
+
+/* Windows in group g. */
+static int gwin(const run *r, int g) { return r->B - g * CHUNK < CHUNK ? r->B - g * CHUNK : CHUNK; }
+
+/* The current layer over the calibration windows, its states in the stores. */
+static qm_calib calib_of(run *r)
+{
+    return (qm_calib){r->m, &r->w, NULL, r->B, r->S, r->xs, r->n2s, r->ys};
+}
+
+/* Rows of the FFN's input into *X (caller frees): those the router sent to
+ * expert e, or every row (e < 0), in token order; *n: how many. */
+static qm_status gather_rows(run *r, const qm_calib_ffn *cap, int e, float **X, int *n)
+{
+    qm_calib c = calib_of(r);
+    size_t cnt = qm_calib_count(&c, cap, e), D = (size_t)r->m->cfg.hidden;
+    if (!(*X = malloc((cnt ? cnt : 1) * D * sizeof **X)))
+        return qm_diag_fail(r->d, QM_ENOMEM, "out of memory for %zu x %zu calibration rows", cnt, D);
+    if ((*n = qm_calib_routed(&c, cap, e, *X, NULL, r->d)) < 0) {
+        free(*X);
+        *X = NULL;
+        return QM_EIO;
+    }
+    return QM_OK;
+}
 
 /* H of one part's inputs over all windows; caller frees *H. */
 static qm_status hessian_of(run *r, qm_part part, int in, float **H, long long *rows)
@@ -261,32 +289,36 @@ static qm_status swiglu_quant(run *r, qm_lin *g, qm_lin *u, qm_lin *dn, qm_part 
 
 /* Routed expert e: its rows, its weights (loaded only now), GPTQ of its
  * three linears, its share of the layer's output; then its weights go. */
-static qm_status one_expert(run *r, const qm_calib_ffn *cap, int e, float *X, qm_fwd_ws *ws, float *y)
+static qm_status one_expert(run *r, const qm_calib_ffn *cap, int e, qm_fwd_ws *ws)
 {
     qm_layer_w *w = &r->w;
     qm_calib c = calib_of(r);
-    size_t T = (size_t)r->B * r->S;
-    int n = qm_calib_routed(&c, cap, e, X, NULL);
+    float *X = NULL;
+    int n = 0, nrows;
+    qm_status st = gather_rows(r, cap, e, &X, &n);
     const char *fb = "none";
-    const float *rows = X;
-    int nrows = n;
-    if (r->o->all_experts || n < r->o->min_expert_tokens) {
+    nrows = n;
+    if (st == QM_OK && (r->o->all_experts || n < r->o->min_expert_tokens)) {
         if (!r->o->all_experts)
             fb = r->o->fallback_pooled ? "pooled" : "rtn";
-        rows = cap->n2;
-        nrows = (int)T;
+        free(X);
+        X = NULL;
+        if (strcmp(fb, "rtn") != 0) /* every row through the expert */
+            st = gather_rows(r, cap, -1, &X, &nrows);
     }
-    qm_status st = qm_expert_load(r->m, w->layer, e, w, r->d);
     if (st == QM_OK)
-        st = swiglu_quant(r, &w->gate[e], &w->up[e], &w->down[e], QM_PART_EXPERT_GATE, e, rows, nrows, n, fb);
+        st = qm_expert_load(r->m, w->layer, e, w, r->d);
+    if (st == QM_OK)
+        st = swiglu_quant(r, &w->gate[e], &w->up[e], &w->down[e], QM_PART_EXPERT_GATE, e, X, nrows, n, fb);
+    free(X);
     if (st == QM_OK && w->gate[e].w)
-        qm_calib_ffn_add(&c, w, cap, e, &w->gate[e], &w->up[e], &w->down[e], ws, y);
+        st = qm_calib_ffn_add(&c, w, cap, e, &w->gate[e], &w->up[e], &w->down[e], ws, NULL, r->d);
     qm_expert_free(w, e);
     return st;
 }
 
 /* The FFN: the router (when the plan quantizes it), then what it feeds,
- * expert by expert; r->x ends as the layer's output. */
+ * expert by expert; r->xs ends as the layer's output. */
 static qm_status ffn(run *r)
 {
     qm_layer_w *w = &r->w;
@@ -308,28 +340,38 @@ static qm_status ffn(run *r)
     }
     qm_calib c = calib_of(r);
     qm_calib_ffn cap = {0};
-    float *X = malloc(T * D * sizeof *X), *y = calloc(T * D, sizeof *y);
     qm_fwd_ws *ws = qm_calib_ws(&c);
-    if (!X || !y || !ws)
+    if (!ws)
         st = qm_diag_fail(r->d, QM_ENOMEM, "out of memory for %zu calibration rows", T);
-    if (st == QM_OK)
-        st = qm_calib_capture(&c, &cap, r->x, r->d); /* r->x: the residual after the quantized attention */
-    if (st == QM_OK && !w->moe)
-        st = swiglu_quant(r, &w->mgate, &w->mup, &w->mdown, QM_PART_MLP_GATE, -1, cap.n2, (int)T, (long long)T,
-                          "none");
+    for (int g = 0; st == QM_OK && g < r->G; g++) { /* the FFN's output starts at zero */
+        float *y = qm_states_get(r->ys, (size_t)g, r->d);
+        if (!y)
+            st = QM_EIO;
+        else {
+            memset(y, 0, (size_t)gwin(r, g) * r->S * D * sizeof *y);
+            st = qm_states_put(r->ys, (size_t)g, r->d);
+        }
+    }
+    if (st == QM_OK) /* r->xs: the residual after the quantized attention */
+        st = qm_calib_capture(&c, &cap, NULL, r->d);
     for (int e = 0; st == QM_OK && w->moe && e < cf->experts; e++)
-        st = one_expert(r, &cap, e, X, ws, y);
-    if (st == QM_OK && w->moe && w->sgate.w)
-        st = swiglu_quant(r, &w->sgate, &w->sup, &w->sdown, QM_PART_SHARED_GATE, -1, cap.n2, (int)T, (long long)T,
-                          "none");
+        st = one_expert(r, &cap, e, ws);
+    if (st == QM_OK && (!w->moe || w->sgate.w)) { /* the dense MLP or shared expert sees every row */
+        float *X = NULL;
+        int n = 0;
+        if ((st = gather_rows(r, &cap, -1, &X, &n)) == QM_OK)
+            st = w->moe ? swiglu_quant(r, &w->sgate, &w->sup, &w->sdown, QM_PART_SHARED_GATE, -1, X, n, (long long)T,
+                                       "none")
+                        : swiglu_quant(r, &w->mgate, &w->mup, &w->mdown, QM_PART_MLP_GATE, -1, X, n, (long long)T,
+                                       "none");
+        free(X);
+    }
     if (st == QM_OK)
-        qm_calib_ffn_add(&c, w, &cap, -1, NULL, NULL, NULL, ws, y);
+        st = qm_calib_ffn_add(&c, w, &cap, -1, NULL, NULL, NULL, ws, NULL, r->d);
     if (st == QM_OK) /* the quantized layer's outputs feed the next */
-        st = qm_calib_residual(&c, y, r->d);
+        st = qm_calib_residual(&c, NULL, r->d);
     qm_fwd_ws_free(ws);
     qm_calib_ffn_free(&cap);
-    free(X);
-    free(y);
     return st;
 }
 
@@ -381,16 +423,6 @@ static qm_status save_blob(const run *r, const char *file, const void *data, siz
     char *p = quant_state_path(r, file);
     qm_status st = p ? qm_afile_write_bytes(p, data, n, 1, r->d) : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
     free(p);
-    return st;
-}
-
-static qm_status load_blob(const run *r, const char *file, void *data, size_t n)
-{
-    char *p = quant_state_path(r, file), *restart = qm_strfmt("%s/.qmoe-state", r->out);
-    qm_status st = p && restart ? qm_afile_read_bytes(p, data, n, restart, r->d)
-                                : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
-    free(p);
-    free(restart);
     return st;
 }
 
@@ -569,6 +601,58 @@ static const char *hidden_name(char *buf, size_t cap, int L)
     return buf;
 }
 
+/* The states in r->xs, group by group, as one float32 file. */
+static qm_status put_hidden(const void *ctx, FILE *f, qm_diag *d)
+{
+    const run *r = ctx;
+    size_t D = (size_t)r->m->cfg.hidden;
+    for (int g = 0; g < r->G; g++) {
+        const float *x = qm_states_get(r->xs, (size_t)g, d);
+        if (!x)
+            return QM_EIO;
+        fwrite(x, sizeof *x, (size_t)gwin(r, g) * r->S * D, f);
+    }
+    return QM_OK;
+}
+
+/* Save r->xs as .qmoe-state/hidden-L.f32, atomically. */
+static qm_status save_hidden(const run *r, int L)
+{
+    char file[64], *p = quant_state_path(r, hidden_name(file, sizeof file, L));
+    qm_status st = p ? qm_afile_write(p, put_hidden, r, 1, r->d) : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
+    free(p);
+    return st;
+}
+
+/* r->xs from .qmoe-state/hidden-L.f32, which must hold exactly its bytes. */
+static qm_status load_hidden(const run *r, int L)
+{
+    char file[64], *p = quant_state_path(r, hidden_name(file, sizeof file, L));
+    const char *why;
+    FILE *f = p ? qm_fopen_regular(p, &why) : NULL;
+    size_t D = (size_t)r->m->cfg.hidden;
+    qm_status st = f ? QM_OK : QM_EFORMAT;
+    for (int g = 0; st == QM_OK && g < r->G; g++) {
+        size_t n = (size_t)gwin(r, g) * r->S * D;
+        float *x = qm_states_get(r->xs, (size_t)g, r->d);
+        if (!x)
+            st = QM_EIO;
+        else if (fread(x, sizeof *x, n, f) != n)
+            st = QM_EFORMAT;
+        else
+            st = qm_states_put(r->xs, (size_t)g, r->d);
+    }
+    if (st == QM_OK && fgetc(f) != EOF)
+        st = QM_EFORMAT;
+    if (st == QM_EFORMAT)
+        qm_diag_fail(r->d, QM_EFORMAT, "%s: missing or of the wrong size; remove %s/.qmoe-state to start over",
+                     p ? p : file, r->out);
+    if (f)
+        fclose(f);
+    free(p);
+    return st;
+}
+
 /* Remove .qmoe-state/hidden-L.f32 (no longer needed once layer L is done). */
 static void drop_hidden(const run *r, int L)
 {
@@ -603,11 +687,35 @@ static qm_status one_layer(run *r, int L)
     if (st == QM_OK)
         st = save_blob(r, file, logbuf, loglen);
     if (st == QM_OK)
-        st = save_blob(r, hidden_name(file, sizeof file, L + 1), r->x,
-                       (size_t)r->B * r->S * (size_t)r->m->cfg.hidden * sizeof *r->x);
+        st = save_hidden(r, L + 1);
     free(logbuf);
     free_done(r);
     qm_layer_free(&r->w);
+    return st;
+}
+
+/* The three stores of hidden states (layer input, FFN input, FFN output),
+ * in groups of CHUNK windows: in memory while they fit what --max-memory
+ * leaves beside the largest layer's float32 weights (as score and eval
+ * count it), the rest in unlinked spill files in the output directory. */
+static qm_status make_states(run *r)
+{
+    r->G = (r->B + CHUNK - 1) / CHUNK;
+    size_t *rows = malloc((size_t)r->G * sizeof *rows), D = (size_t)r->m->cfg.hidden;
+    if (!rows)
+        return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
+    for (int g = 0; g < r->G; g++)
+        rows[g] = (size_t)gwin(r, g) * r->S;
+    qm_net net;
+    qm_status st = qm_net_open(r->m, &net, r->d);
+    size_t budget = r->o->max_memory ? r->o->max_memory : qm_net_memory_default();
+    size_t left = budget > net.weight_bytes ? budget - net.weight_bytes : 0;
+    qm_states **store[] = {&r->xs, &r->n2s, &r->ys};
+    for (size_t i = 0; st == QM_OK && i < sizeof store / sizeof store[0]; i++)
+        if ((st = qm_states_new(rows, (size_t)r->G, D, left, r->out, store[i], r->d)) == QM_OK &&
+            !qm_states_spilled(*store[i]))
+            left -= qm_states_bytes(*store[i]);
+    free(rows);
     return st;
 }
 
@@ -682,22 +790,30 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
         else
             cur.layers_done = old.layers_done;
     }
-    size_t T = (size_t)r.B * r.S, D = r.m ? (size_t)r.m->cfg.hidden : 0;
-    if (st == QM_OK && !(r.x = malloc(T * D * sizeof *r.x)))
-        st = qm_diag_fail(d, QM_ENOMEM, "out of memory for %zu calibration rows", T);
+    size_t T = (size_t)r.B * r.S;
     int total = r.m ? (int)r.m->cfg.layers : 0;
+    if (st == QM_OK && cur.layers_done < total)
+        st = make_states(&r);
     if (st == QM_OK && cur.layers_done > 0 && cur.layers_done < total) {
-        char file[64];
-        st = load_blob(&r, hidden_name(file, sizeof file, cur.layers_done), r.x, T * D * sizeof *r.x);
+        st = load_hidden(&r, cur.layers_done);
         rep->layers_resumed = cur.layers_done;
         qm_diag_note(d, "%s: resuming after layer %d of %d", out_dir, cur.layers_done - 1, total);
     } else if (st == QM_OK && cur.layers_done == 0) {
         if ((st = qm_head_load(r.m, QM_HEAD_EMBED, &head, d)) == QM_OK)
-            qm_forward_embed(r.m, &head, toks.ids, (int)T, r.x);
+            for (int g = 0; st == QM_OK && g < r.G; g++) {
+                float *x = qm_states_get(r.xs, (size_t)g, d);
+                if (!x)
+                    st = QM_EIO;
+                else {
+                    qm_forward_embed(r.m, &head, toks.ids + (size_t)g * CHUNK * r.S, gwin(&r, g) * r.S, x);
+                    st = qm_states_put(r.xs, (size_t)g, d);
+                }
+            }
         qm_head_free(&head);
         if (st == QM_OK)
             st = write_state(&r, &cur);
     }
+    double t0 = qm_clock();
     for (int L = cur.layers_done; st == QM_OK && L < total; L++) {
         double t = qm_clock();
         say(&r, "layer %d/%d: %d x %d calibration tokens", L, total, r.B, r.S);
@@ -706,8 +822,9 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
             if ((st = write_state(&r, &cur)) == QM_OK)
                 drop_hidden(&r, L);
         }
-        double left = (qm_clock() - t) * (total - L - 1);
-        say(&r, "layer %d/%d done in %.1f s, ETA %.0f s", L, total, qm_clock() - t, left);
+        double now = qm_clock(), left = (now - t0) / (L + 1 - rep->layers_resumed) * (total - L - 1);
+        say(&r, "layer %d/%d done in %.1f s, %.0f tok/s, ETA %.0f s%s", L, total, now - t, (double)T / (now - t + 1e-9),
+            left, qm_states_spilled(r.xs) ? " (states spilled to disk)" : "");
     }
     rep->layers = total;
     st = end_writers(&r, st);
@@ -719,7 +836,9 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
     if (getrusage(RUSAGE_SELF, &ru) == 0)
         rep->peak_rss_kib = ru.ru_maxrss;
     rep->seconds = qm_clock() - r.t0;
-    free(r.x);
+    qm_states_free(r.xs);
+    qm_states_free(r.n2s);
+    qm_states_free(r.ys);
     free(r.done);
     free(r.by_tensor);
     free(sdir);

@@ -37,6 +37,9 @@ typedef struct qm_quant_opts {
     int fallback_pooled;     /* fallback: 0 round-to-nearest, 1 pooled Hessian */
     int all_experts;         /* every row through every expert for the Hessians */
     int fake_quant;          /* also write dequantized weights in the original dtype */
+    /* Bytes for one layer's float32 weights and the hidden states (0: 75%
+     * of physical memory); states beyond it go to spill files (net.h). */
+    size_t max_memory;
     /* Serving engines to check the plan against before any work
      * (model/engine.h); none: one warning naming those that would refuse
      * or misread the checkpoint.  strict: what they refuse is an error. */
