@@ -20,7 +20,7 @@
 # it checks the goals of issue 15 (anonymous peak independent of depth:
 # the deepest within 10% of the shallowest; quantize at most 3 GB and
 # score/eval at most 2x one layer's float32 weights for Mixtral) and
-# projects the full models' peaks.  Each checkpoint is removed once
+# projects the full models' peaks (Qwen3-235B-A22B's from Mixtral's).  Each checkpoint is removed once
 # measured (Mixtral with 4 layers is 11.5 GB on disk).  REPORT_ONLY=1
 # prints the tables again from WORKDIR's results, measuring nothing.  Not
 # part of make check: at real dimensions it takes minutes per command.
@@ -72,7 +72,7 @@ for model in $([ -n "${REPORT_ONLY:-}" ] || echo $MODELS); do
         awk -v n=$((WINDOWS * CTX)) -v V="$V" 'BEGIN { srand(1); for (i = 0; i < n; i++) print int(rand() * V) }' \
             > "$work/ids.txt"
         # the largest layer: its BF16 bytes (the float32 weights are twice that)
-        awk '$1 <= '"$L"' { b[$1] += $3 * ($4 ? $4 : 1) * 2 } END { for (s in b) if (b[s] > m) m = b[s]; print m }' \
+        awk '$1 <= '"$L"' { b[$1] += $3 * ($4 ? $4 : 1) * 2 } END { for (s in b) if (b[s] > m) m = b[s]; printf "%.0f\n", m }' \
             "$ck/tensors" > "$work/$model-$L.layer"
         "$QMOE" compile "$SRC/stdlib/paper/uniform-4bit.qmoe" --model "$ck" -o "$work/plan.yaml" 2> /dev/null
         for build in after ${QMOE_BEFORE:+before}; do
@@ -134,6 +134,27 @@ awk -v layers="$LAYERS" '
             if (a > 0) printf "  %-28s %d layers: %.1f GiB\n", key, full[m], p / 1048576
         }
     }' "$results" | sort
-echo "  Qwen3-235B-A22B (94 layers, 128 experts of 1536, hidden 4096): one layer is 9.3 GiB in float32, 1.7x"
-echo "  Mixtral-8x7B's; its score and eval peaks scale with the layer (about 1.7x Mixtral's above), quantize"
-echo "  with one expert (0.07 GiB in float32, less than Mixtral's) plus the hidden states of the calibration."
+# Qwen3-235B-A22B (94 layers, hidden 4096, 64 x 128 query heads, 4 kv heads, 128 experts of 1536, top-8):
+# from the Mixtral figures above, less what differs.  score/eval: the layer's float32 weights (the
+# hidden states are the same width).  quantize: the largest Hessian (Mixtral's down 14336^2, Qwen3's o
+# 8192^2), one expert's float32 weights, GPTQ's copies of the largest linear (float32 twice and codes
+# twice), the attention's float32 weights, and the routed rows with their activations.
+awk -v T=$((WINDOWS * CTX)) '
+    function gib(b) { return b / 2^30 }
+    BEGIN {
+        mix_layer = 4 * (2 * 4096 * 4096 + 2 * 1024 * 4096 + 8 * 4096 + 8 * 3 * 14336 * 4096)
+        qwen_layer = 4 * (2 * 8192 * 4096 + 2 * 512 * 4096 + 128 * 4096 + 128 * 3 * 1536 * 4096)
+        mix_q = 4 * 14336 ^ 2 + 4 * 3 * 14336 * 4096 + 10 * 14336 * 4096 + 4 * (2 * 4096 ^ 2 + 2 * 1024 * 4096) \
+                + 4 * T * 2 / 8 * (4096 + 14336)
+        qwen_q = 4 * 8192 ^ 2 + 4 * 3 * 1536 * 4096 + 10 * 8192 * 4096 + 4 * (2 * 8192 * 4096 + 2 * 512 * 4096) \
+                 + 4 * T * 8 / 128 * (4096 + 1536)
+    }
+    $1 == "mixtral" && $4 == "after" && $10 > 0 { a[$3] = $10 * 1024 }
+    END {
+        for (c in a) {
+            p = c == "quantize" ? a[c] - mix_q + qwen_q : a[c] - mix_layer + qwen_layer
+            printf "  %-28s 94 layers: %.1f GiB (from Mixtral'"'"'s %.2f: %+.2f GiB of %s)\n", "qwen3-235b " c " after",
+                gib(p), gib(a[c]), gib(p - a[c]), c == "quantize" ? "Hessian, expert, GPTQ copies, attention, rows" \
+                : "layer weights (9.3 GiB in float32)"
+        }
+    }' "$results" | sort
