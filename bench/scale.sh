@@ -115,16 +115,18 @@ esac
 case " $PARTS " in *" gptq "*)
     echo
     echo "GPTQ against the reference (IST-DASLab gptq.py on PyTorch CPU), 4-bit, group 128, sym, $GPTQ_TOKENS rows, $THREADS threads:"
-    have_ref=1
-    "$PYTHON" -c 'import torch, numpy' 2> /dev/null || { have_ref=0; echo "  (reference SKIPPED: $PYTHON has no torch/numpy)"; }
+    have_ref=1 dump="--dump $work"
+    "$PYTHON" -c 'import torch, numpy' 2> /dev/null \
+        || { have_ref=0 dump=; echo "  (reference SKIPPED: $PYTHON has no torch/numpy)"; }
     printf '  %-12s %9s %9s %11s %11s %9s %10s %10s %8s\n' shape qmoe_s qmoe_cpu ref_s ref_cpu cpu_ratio error \
         ref_error err_ratio
     for shape in $SHAPES; do
         out=${shape%x*} in=${shape#*x}
-        mine=$("$GPTQ_BENCH" --shape "$shape" --tokens "$GPTQ_TOKENS" ${have_ref:+--dump "$work"}) \
+        mine=$("$GPTQ_BENCH" --shape "$shape" --tokens "$GPTQ_TOKENS" $dump) \
             || { echo "scale.sh: gptq_bench $shape failed" >&2; exit 1; }
         ref=
-        [ $have_ref = 1 ] && ref=$("$PYTHON" "$SRC/tools/gptq_ref.py" "$work" "$out" "$in" "$THREADS")
+        den=$(echo "$mine" | sed -n 's/.* den=\([^ ]*\) .*/\1/p')
+        [ $have_ref = 1 ] && ref=$("$PYTHON" "$SRC/tools/gptq_ref.py" "$work" "$out" "$in" "$THREADS" "$den")
         echo "$mine $ref" | awk -v shape="$shape" -v rate="$rate" '{
             for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
             have = "ref_gptq_cpu_s" in v

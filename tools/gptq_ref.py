@@ -2,7 +2,7 @@
 """gptq_ref.py: the reference GPTQ (IST-DASLab gptq.py, PyTorch on the CPU)
 for bench/scale.sh, timed on the same problem qmoe's bench/gptq_bench times.
 
-usage: gptq_ref.py DIR OUT IN THREADS
+usage: gptq_ref.py DIR OUT IN THREADS DEN
 
 Reads DIR/W.f32 (OUT x IN float32 weights) and DIR/H.f32 (IN x IN, the
 finished Hessian 2 X^T X / n) as gptq_bench --dump wrote them, and runs
@@ -14,7 +14,11 @@ upper Cholesky; no act-order.  Written from the paper (Frantar et al.,
 2022) and the algorithm of IST-DASLab/gptq's gptq.py and quant.py; our own
 code.  Prints one line of key=value pairs: the CPU and wall seconds of
 fasterquant (process time, all threads) and the relative error
-tr(D H D^T) / tr(W H W^T) with D = W - Q.  Exit status 77 without torch.
+tr(D H D^T) / tr(W H W^T) with D = W - Q: the numerator from GPTQ's own
+loss (the sum of the squared scaled errors, which is tr(D (H + damp I) D^T))
+less damp ||D||^2 over the live columns, as qmoe's quant_log computes it,
+and the denominator DEN as gptq_bench printed it (no product of the
+Hessian's size on either side).  Exit status 77 without torch.
 """
 import sys
 import time
@@ -57,6 +61,7 @@ def fasterquant(W, H, bits=4, blocksize=128, percdamp=0.01, groupsize=128):
     H[dead, dead] = 1
     W[:, dead] = 0
     Q = torch.zeros_like(W)
+    loss = 0.0
     damp = percdamp * torch.mean(torch.diag(H))
     diag = torch.arange(columns)
     H[diag, diag] += damp
@@ -83,24 +88,26 @@ def fasterquant(W, H, bits=4, blocksize=128, percdamp=0.01, groupsize=128):
             W1[:, i:] -= err1.unsqueeze(1).matmul(Hinv1[i, i:].unsqueeze(0))
             Err1[:, i] = err1
         Q[:, i1:i2] = Q1
+        loss += float(torch.sum(Err1.double() ** 2))
         W[:, i2:] -= Err1.matmul(Hinv[i1:i2, i2:])
-    return Q
+    return Q, loss, float(damp), dead
 
 
 def main():
-    if len(sys.argv) != 5:
+    if len(sys.argv) != 6:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         sys.exit(2)
     d, out, inn, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    den = float(sys.argv[5])
     torch.set_num_threads(threads)
     W = torch.from_numpy(np.fromfile(f"{d}/W.f32", dtype=np.float32).reshape(out, inn))
     H = torch.from_numpy(np.fromfile(f"{d}/H.f32", dtype=np.float32).reshape(inn, inn))
-    H0 = H.clone()
     c0, t0 = time.process_time(), time.perf_counter()
-    Q = fasterquant(W, H)
+    Q, loss, damp, dead = fasterquant(W, H)
     cpu_s, wall_s = time.process_time() - c0, time.perf_counter() - t0
-    Wd, Dd, Hd = W.double(), (W - Q).double(), H0.double()
-    err = float(torch.sum((Dd @ Hd) * Dd) / torch.sum((Wd @ Hd) * Wd))
+    D = (W - Q).double()
+    D[:, dead] = 0
+    err = (loss - damp * float(torch.sum(D ** 2))) / den
     print(f"ref_gptq_s={wall_s:.3f} ref_gptq_cpu_s={cpu_s:.3f} ref_error={err:.6g} torch={torch.__version__} "
           f"threads={threads}")
 
