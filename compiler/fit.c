@@ -64,7 +64,7 @@ typedef struct funit {
     int bits;         /* shared width; -1 when mixed or not movable */
     unsigned widths;  /* 1 << bits the engine takes for every linear of it */
     double params, score_sum;
-    size_t scored, rank, lead;
+    size_t scored, rank;
 } funit;
 
 static int routed_linear(const qm_tensor *t)
@@ -193,7 +193,7 @@ static qm_status solve_again(qm_cstate *c, const qm_engine *e, double target, re
             continue;
         if (slot[r] == SIZE_MAX) {
             slot[r] = nu;
-            u[nu++] = (funit){.bits = x->bits, .widths = ~0u, .rank = c->rank[i], .lead = i};
+            u[nu++] = (funit){.bits = x->bits, .widths = ~0u, .rank = c->rank[i]};
         }
         funit *f = &u[slot[r]];
         if (!routed_linear(&m->t[i]) || x->bits <= 0 || x->bits != f->bits)
