@@ -191,7 +191,7 @@ qm_status qm_c_budget(qm_cstate *c, int s, double *achieved)
     if (!qm_c_have(c, by, st->src, st->u.budget.by_span))
         return QM_EFORMAT;
     if (by == QM_SCORER_MEASURED) /* the knapsack over measured units (measured.c) */
-        return qm_c_measured_budget(c, s, NULL, NULL, 0, achieved);
+        return qm_c_measured_budget(c, s, NULL, NULL, 0, achieved, NULL);
 
     size_t n = m->n, nu = 0;
     size_t *idx = malloc((n + 1) * sizeof *idx);

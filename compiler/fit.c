@@ -118,6 +118,7 @@ static int cmp_lower(const void *a, const void *b)
 typedef struct resolve {
     double bits, total;  /* bits x params and params over quantized linears */
     double lo, hi;       /* the averages with every unit at its lowest / highest width */
+    int measured;        /* lo, hi over the measured units (the knapsack's), not the rules' units */
     size_t units, moved;
 } resolve;
 
@@ -232,16 +233,16 @@ static qm_status solve_again(qm_cstate *c, const qm_engine *e, double target, re
             slot[i] = find(parent, i);
             allow[i] = qm_parts[m->t[i].part].linear ? qm_engine_widths(e, m, i) : ~0u;
         }
-        double achieved = 0;
+        double achieved = 0, reach[2] = {0, 0};
         if (st == QM_OK)
-            st = qm_c_measured_budget(c, c->budget_stmt, slot, allow, 1, &achieved);
+            st = qm_c_measured_budget(c, c->budget_stmt, slot, allow, 1, &achieved, reach);
         for (size_t i = 0; st == QM_OK && i < n; i++)
             if (c->set[i].bits != was[i]) {
                 c->fit_why[i].width = QM_FIT_BUDGET;
                 out->moved++;
             }
-        out->lo /= total;
-        out->hi /= total;
+        out->lo = reach[0], out->hi = reach[1];
+        out->measured = 1;
         free(was);
         free(allow);
         goto done;
@@ -391,9 +392,11 @@ qm_status qm_c_fit(qm_cstate *c)
                    what, r.units, r.units == 1 ? "" : "s", e->name, avg, c->budget_target);
     if (fabs(avg - c->budget_target) > FIT_BUDGET_SLACK) {
         qm_source_diag(c->d, c->o->strict ? QM_SEV_ERROR : QM_SEV_WARNING, b->src, b->u.budget.bits_span,
-                       "%s cannot serve a plan within %.2f bits of this budget: with the rules' other widths, its "
-                       "widths for routed experts reach %.3f to %.3f bits",
-                       e->name, FIT_BUDGET_SLACK, r.lo, r.hi);
+                       "%s cannot serve a plan within %.2f bits of this budget: %s reach %.3f to %.3f bits",
+                       e->name, FIT_BUDGET_SLACK,
+                       r.measured ? "its widths for the measured units"
+                                  : "with the rules' other widths, its widths for routed experts",
+                       r.lo, r.hi);
         if (c->o->strict)
             return QM_EINVAL;
     }

@@ -129,11 +129,15 @@ double qm_c_measured(const qm_cstate *c, int layer, int expert, long tensor);
  *         (a unit takes its linears' id: the linears of one unit share it);
  *   allow (model->n, may be NULL): bit b set when width b is allowed for
  *         the tensor; a unit takes only widths all its linears allow;
- *   clamp: a target the allowed widths cannot reach becomes the nearest
- *         they can (fitting), instead of an error.
- * Sets c->set, c->predicted_error and *achieved. */
+ *   clamp: fitting: a target above what the allowed widths reach gives
+ *         every unit its widest; one below gives the choice at the
+ *         target's own exchange rate of error for bits (measured.c says
+ *         why), instead of an error.
+ * Sets c->set, c->predicted_error, *achieved and, when not NULL, reach[]
+ * (the averages the free units give all at their narrowest and widest
+ * allowed widths). */
 qm_status qm_c_measured_budget(qm_cstate *c, int s, const size_t *group, const unsigned *allow, int clamp,
-                               double *achieved);
+                               double *achieved, double reach[2]);
 /* explain: tensor i's unit, its width, and the marginal error per bit
  * that decided it. */
 void qm_c_measured_explain(FILE *f, const qm_cstate *c, size_t i);

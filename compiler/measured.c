@@ -291,8 +291,100 @@ static int width_index(const qm_cmeasure *ms, int b)
     return -1;
 }
 
+/* The bits x params a choice at exchange rate lambda spends: each group
+ * (units with equal gr, listed together by ord) takes the width least in
+ * error + lambda x bits summed over its units, among the widths all of
+ * them allow (NAN errors are not allowed); ties go to the narrower width. */
+static double rate_bits(size_t nf, const size_t *ord, const size_t *gr, const uint64_t *pp, int nw,
+                        const int *widths, const double *ee, double lambda)
+{
+    double bits = 0;
+    for (size_t a = 0, b; a < nf; a = b) {
+        for (b = a + 1; b < nf && gr[ord[b]] == gr[ord[a]]; b++)
+            ;
+        double best = INFINITY, best_bits = 0, params = 0;
+        for (size_t q = a; q < b; q++)
+            params += (double)pp[ord[q]];
+        for (int k = 0; k < nw; k++) {
+            double e = 0;
+            for (size_t q = a; q < b; q++)
+                e += ee[ord[q] * (size_t)nw + (size_t)k];
+            double cost = e + lambda * params * widths[k];
+            if (!isnan(cost) && cost < best)
+                best = cost, best_bits = params * widths[k];
+        }
+        bits += best_bits;
+    }
+    return bits;
+}
+
+typedef struct {
+    size_t group, index;
+} grouped;
+
+static int cmp_grouped(const void *a, const void *b)
+{
+    const grouped *x = a, *y = b;
+    if (x->group != y->group)
+        return (x->group > y->group) - (x->group < y->group);
+    return (x->index > y->index) - (x->index < y->index);
+}
+
+/* (n) 0..n-1 ordered by gr, then index: the groups listed together; the
+ * caller frees it.  NULL when out of memory. */
+static size_t *sort_by_group(size_t n, const size_t *gr)
+{
+    size_t *ord = malloc((n + 1) * sizeof *ord);
+    grouped *g = malloc((n + 1) * sizeof *g);
+    if (ord && g) {
+        for (size_t q = 0; q < n; q++)
+            g[q] = (grouped){gr[q], q};
+        qsort(g, n, sizeof *g, cmp_grouped);
+        for (size_t q = 0; q < n; q++)
+            ord[q] = g[q].index;
+    } else {
+        free(ord);
+        ord = NULL;
+    }
+    free(g);
+    return ord;
+}
+
+/* The exchange rate (error per bit x param) at which the unconstrained
+ * choice (every free unit alone, at any measured width) spends at most
+ * cap bits on the free units: the least such rate, by bisection on its
+ * logarithm.  NAN when out of memory. */
+static double exchange_rate(const qm_cmeasure *ms, double cap)
+{
+    size_t nu = ms->nu, nw = (size_t)ms->nw, nf = 0;
+    size_t *ord = malloc((nu + 1) * sizeof *ord); /* free unit q -> q: each its own group */
+    uint64_t *pp = malloc((nu + 1) * sizeof *pp);
+    double *ee = malloc((nu * nw + 1) * sizeof *ee);
+    double rate = NAN;
+    if (ord && pp && ee) {
+        for (size_t j = 0; j < nu; j++)
+            if (ms->free_unit[j]) {
+                ord[nf] = nf;
+                pp[nf] = ms->params[j];
+                memcpy(&ee[nf * nw], &ms->err[j * nw], nw * sizeof *ee);
+                nf++;
+            }
+        double lo = -80, hi = 30; /* log10 of the rate */
+        while (hi - lo > 1e-9) {
+            double mid = 0.5 * (lo + hi);
+            if (rate_bits(nf, ord, ord, pp, ms->nw, ms->widths, ee, pow(10, mid)) <= cap)
+                hi = mid;
+            else
+                lo = mid;
+        }
+        rate = pow(10, hi);
+    }
+    free(ord), free(pp), free(ee);
+    return rate;
+}
+
 qm_status qm_c_measured_budget(qm_cstate *c, int s, const size_t *group, const unsigned *allow, int clamp,
-                               double *achieved)
+                               double *achieved, double reach[2])
 {
     const qm_stmt *stmt = c->policy->stmt[s];
     const qm_model *m = c->model;
@@ -368,7 +460,21 @@ qm_status qm_c_measured_budget(qm_cstate *c, int s, const size_t *group, const u
             lo += (uint64_t)ms->widths[a < 0 ? 0 : a] * ms->params[j];
             hi += (uint64_t)ms->widths[b < 0 ? ms->nw - 1 : b] * ms->params[j];
         }
-    if (clamp) /* fitting: the reachable average nearest the target (fit.c warns) */
+    /* fitting, a target the engine cannot reach (fit.c warns): above its reach,
+     * every unit at its widest; below, the exchange rate of error for bits the
+     * target sets without the engine decides (below the knapsack), since the
+     * reachable average nearest the target may cost any error: on tiny-deepseek
+     * llama.cpp's floor for a 3-bit target is 3.95 bits with the one linear
+     * that may take 2 bits, dense layer 0's down, at 2 (predicted error 0.33,
+     * 47x the unconstrained plan's) */
+    if (reach)
+        reach[0] = (fixed_bits + (double)lo) / total, reach[1] = (fixed_bits + (double)hi) / total;
+    double below = clamp && cap < (double)lo ? exchange_rate(ms, cap) : 0;
+    if (isnan(below)) {
+        ret = qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (clamp)
         cap = fmin(fmax(cap, (double)lo), (double)hi);
     if (cap < (double)lo || target > (fixed_bits + (double)hi) / total + 5e-4 * !clamp) {
         ret = qm_source_diag(c->d, QM_SEV_ERROR, stmt->src, stmt->u.budget.bits_span,
@@ -396,6 +502,19 @@ qm_status qm_c_measured_budget(qm_cstate *c, int s, const size_t *group, const u
                     ee[q * ms->nw + k] = uallow[j] >> ms->widths[k] & 1u ? ms->err[j * ms->nw + k] : NAN;
                 q++;
             }
+        if (below > 0) {
+            size_t *ord = sort_by_group(nf, gr);
+            if (!ord) {
+                ret = qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
+                goto out;
+            }
+            cap = fmax(cap, rate_bits(nf, ord, gr, pp, ms->nw, ms->widths, ee, below));
+            free(ord);
+            qm_source_diag(c->d, QM_SEV_NOTE, stmt->src, stmt->span,
+                           "budget: %.3f bits is below what the engine's widths reach (%.3f); the units trade "
+                           "error for bits at the target's own rate (%.3g per bit and parameter)",
+                           target, (fixed_bits + (double)lo) / total, below);
+        }
         qm_ks_problem p = {nf, pp, ms->nw, ms->widths, ee, NULL, gr, (uint64_t)cap, 0};
         qm_ks_result r = {ch, 0, 0, 0};
         if ((ret = qm_ks_solve(&p, &r, c->d)) != QM_OK)

@@ -107,16 +107,25 @@ printf 'default: 3bit\nbudget 2.0 bits by measured\nattn: 8bit\n' >"$tmp/lo.qmoe
 # the engine-fitting recipes: the knapsack solved again under the engine's sets and widths gives a plan
 # the engine serves (tiny-deepseek's 64-128-wide linears keep llama.cpp at 4 bits and above: warned)
 for r in measured-2.5-llamacpp measured-3.0-llamacpp measured-4.5-vllm; do
-    e=$(sed -n 's/^engine \([a-z.]*\) fit$/\1/p' "$QM_SRCDIR/stdlib/measured/$r.qmoe")
-    "$QMOE" compile -I "$QM_SRCDIR/stdlib" "$QM_SRCDIR/stdlib/measured/$r.qmoe" --model "$model" --measure "$tmp/m.yaml" \
+    e=$(sed -n 's/^engine \([a-z.]*\) fit$/\1/p' "$QM_SRCDIR/stdlib/engines/$r.qmoe")
+    "$QMOE" compile -I "$QM_SRCDIR/stdlib" "$QM_SRCDIR/stdlib/engines/$r.qmoe" --model "$model" --measure "$tmp/m.yaml" \
         --format table 2>"$tmp/err" > "$tmp/table"
     grep -q "^$e  *yes" "$tmp/table" && ok || bad "$r is not servable by $e: $(cat "$tmp/err")"
     grep -q "fit $e: .* budget solved again over .* units $e can serve at one width" "$tmp/err" && ok ||
         bad "$r: no fitting note: $(cat "$tmp/err")"
-    "$QMOE" compile -I "$QM_SRCDIR/stdlib" "$QM_SRCDIR/stdlib/measured/$r.qmoe" --model "$model" --measure "$tmp/m.yaml" \
+    "$QMOE" compile -I "$QM_SRCDIR/stdlib" "$QM_SRCDIR/stdlib/engines/$r.qmoe" --model "$model" --measure "$tmp/m.yaml" \
         -o "$tmp/fit.yaml" 2>/dev/null && grep -q '^  predicted_error: ' "$tmp/fit.yaml" && ok ||
         bad "$r: no predicted_error in the fitted plan"
 done
+
+# a target below the engine's reach: the units trade error for bits at the target's own rate, not
+# down to the floor (which put dense layer 0's down, the one linear llama.cpp takes at 2 bits, at 2)
+"$QMOE" compile -I "$QM_SRCDIR/stdlib" "$QM_SRCDIR/stdlib/engines/measured-2.5-llamacpp.qmoe" --model "$model" \
+    --measure "$tmp/m.yaml" -o "$tmp/fit.yaml" 2>"$tmp/err"
+grep -q "below what the engine's widths reach (.*); the units trade error for bits at the target's own rate" "$tmp/err" &&
+    ok || bad "below reach: no note: $(cat "$tmp/err")"
+grep -q "its widths for the measured units reach " "$tmp/err" && ok || bad "below reach: no range: $(cat "$tmp/err")"
+grep -q '^  tensors_by_bits: {2: 0, ' "$tmp/fit.yaml" && ok || bad "below reach: $(grep tensors_by_bits "$tmp/fit.yaml")"
 
 echo "measure.sh: $pass passed, $fail failed"
 [ "$fail" = 0 ]
