@@ -11,6 +11,7 @@
 #include "model/tokens.h"
 #include "runtime/calib.h"
 #include "runtime/measure.h"
+#include "runtime/sidefile.h"
 
 static const char *const units_names[QM_UNITS_COUNT] = {
     [QM_UNITS_LINEAR] = "linear", [QM_UNITS_EXPERT] = "expert", [QM_UNITS_LAYER] = "layer"};
@@ -494,7 +495,7 @@ static qm_status write_state(const mrun *r, const mstate *s)
 typedef struct mout {
     const mrun *r;
     const char *calib_path;
-    char config[65], tensors[65];
+    qm_side_id id;
 } mout;
 
 static qm_status put_measure(const void *ctx, FILE *f, qm_diag *d)
@@ -506,25 +507,9 @@ static qm_status put_measure(const void *ctx, FILE *f, qm_diag *d)
     fprintf(f, "# qmoe measure: written by `qmoe measure`, read by `qmoe compile --measure`.\n"
                "# error: the squared change GPTQ at that width makes to the unit's block output,\n"
                "# over the squared residual stream leaving its layer (qmoe(1), MEASURE).\n");
-    qm_yaml *y = qm_yaml_begin(f);
+    qm_yaml *y = qm_side_begin(f, "qmoe_measure", m, &o->id, o->calib_path, (unsigned long long)r->B * r->S, r->S);
     if (!y)
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    qm_yaml_map(y);
-    qm_yaml_kint(y, "qmoe_measure", 1);
-    qm_yaml_str(y, "model");
-    qm_yaml_map(y);
-    qm_yaml_kstr(y, "architecture", m->arch->name);
-    qm_yaml_kint(y, "layers", m->cfg.layers);
-    qm_yaml_kint(y, "experts", m->cfg.experts);
-    qm_yaml_kstr(y, "config_sha256", o->config);
-    qm_yaml_kstr(y, "tensors_sha256", o->tensors);
-    qm_yaml_close(y);
-    qm_yaml_str(y, "calibration");
-    qm_yaml_map(y);
-    qm_yaml_kstr(y, "file", o->calib_path);
-    qm_yaml_kuint(y, "tokens", (unsigned long long)r->B * r->S);
-    qm_yaml_kint(y, "ctx", r->S);
-    qm_yaml_close(y);
     qm_yaml_str(y, "settings");
     qm_yaml_map(y);
     qm_yaml_kstr(y, "units", qm_measure_units_name(op->units));
@@ -599,11 +584,9 @@ qm_status qm_measure(const char *model_dir, const char *calib_path, const char *
     if (st == QM_OK)
         st = qm_model_check_output(r.m, "-o", out, 0, &(qm_path_input){calib_path, "the calibration text"}, 1, d);
     if (st == QM_OK)
-        st = qm_sha256_file(r.m->config_path, mo.config, d);
-    if (st == QM_OK) {
-        qm_model_tensors_sha256(r.m, mo.tensors);
+        st = qm_side_id_get(r.m, &mo.id, d);
+    if (st == QM_OK)
         st = qm_sha256_file(calib_path, calib_sha, d);
-    }
     for (size_t i = 0; st == QM_OK && i < r.m->n; i++)
         if (r.m->t[i].bits)
             st = qm_diag_fail(d, QM_EUNSUPPORTED, "%s is already quantized ('%s' is GPTQ-packed); measure the "
@@ -627,7 +610,7 @@ qm_status qm_measure(const char *model_dir, const char *calib_path, const char *
     for (int k = 0; k < nw; k++)
         snprintf(ws + strlen(ws), sizeof ws - strlen(ws), "%s%d", k ? "," : "", o->widths[k]);
     snprintf(cur.key, sizeof cur.key, "config=%.16s calib=%.16s ctx=%d samples=%d widths=%s units=%s group=%d sym=%d "
-             "act_order=%d damp=%g min_expert_tokens=%d", mo.config, calib_sha, r.S, r.B, ws,
+             "act_order=%d damp=%g min_expert_tokens=%d", mo.id.config, calib_sha, r.S, r.B, ws,
              qm_measure_units_name(o->units), o->group, o->sym, o->act_order, o->damp, o->min_expert_tokens);
     if (st == QM_OK && !(r.sdir = qm_strfmt("%s.qmoe-state", out)))
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "runtime/score.h"
+#include "runtime/sidefile.h"
 
 typedef struct acc {
     qm_scores *s;
@@ -146,7 +147,7 @@ typedef struct scores_out {
     const qm_scores *s;
     const qm_model *m;
     const char *calib_path;
-    char config[65], tensors[65]; /* the model's identity (compiler/scores.c checks it) */
+    qm_side_id id; /* the model's identity (compiler/scores.c checks it) */
 } scores_out;
 
 static qm_status put_scores(const void *ctx, FILE *f, qm_diag *d)
@@ -155,25 +156,9 @@ static qm_status put_scores(const void *ctx, FILE *f, qm_diag *d)
     const qm_scores *s = o->s;
     const qm_model *m = o->m;
     fprintf(f, "# qmoe scores: written by `qmoe score`, read by `qmoe compile --scores`.\n");
-    qm_yaml *y = qm_yaml_begin(f);
+    qm_yaml *y = qm_side_begin(f, "qmoe_scores", m, &o->id, o->calib_path, s->tokens, s->ctx);
     if (!y)
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    qm_yaml_map(y);
-    qm_yaml_kint(y, "qmoe_scores", 1);
-    qm_yaml_str(y, "model");
-    qm_yaml_map(y);
-    qm_yaml_kstr(y, "architecture", m->arch->name);
-    qm_yaml_kint(y, "layers", m->cfg.layers);
-    qm_yaml_kint(y, "experts", m->cfg.experts);
-    qm_yaml_kstr(y, "config_sha256", o->config);
-    qm_yaml_kstr(y, "tensors_sha256", o->tensors);
-    qm_yaml_close(y);
-    qm_yaml_str(y, "calibration");
-    qm_yaml_map(y);
-    qm_yaml_kstr(y, "file", o->calib_path);
-    qm_yaml_kuint(y, "tokens", s->tokens);
-    qm_yaml_kint(y, "ctx", s->ctx);
-    qm_yaml_close(y);
     qm_yaml_str(y, "frequency");
     qm_yaml_map(y);
     for (long long l = 0; l < s->layers; l++) {
@@ -213,8 +198,7 @@ static qm_status put_scores(const void *ctx, FILE *f, qm_diag *d)
 qm_status qm_scores_write(const qm_scores *s, const qm_model *m, const char *calib_path,
                           const char *path, qm_diag *d)
 {
-    scores_out o = {s, m, calib_path, "", ""};
-    qm_status st = qm_sha256_file(m->config_path, o.config, d);
-    qm_model_tensors_sha256(m, o.tensors);
+    scores_out o = {s, m, calib_path, {"", ""}};
+    qm_status st = qm_side_id_get(m, &o.id, d);
     return st == QM_OK ? qm_afile_write(path, put_scores, &o, 1, d) : st;
 }
