@@ -253,7 +253,7 @@ static int only_keep(const qm_actions *a)
 
 /* What one selector of rule x names (count tensors, linears of them), each
  * selector on its own so that none is silent: one that matches nothing
- * warns at its own place (an error under --strict; a rule of one selector
+ * (and is not written `path?`) warns at its own place (an error under --strict; a rule of one selector
  * says so as the rule, below), and one that names only weights qmoe never
  * quantizes (embeddings, the shared gate, norms, biases) is an error unless
  * the rule only keeps them: setting them would do nothing.  Returns 1 when
@@ -261,7 +261,7 @@ static int only_keep(const qm_actions *a)
 static int check_selector(qm_cstate *c, const qm_stmt *x, const qm_selector *sel, size_t count, size_t linears)
 {
     if (!count) {
-        if (x->u.rule.nsel == 1)
+        if (x->u.rule.nsel == 1 || sel->optional)
             return 0;
         qm_source_diag(c->d, c->o->strict ? QM_SEV_ERROR : QM_SEV_WARNING, x->src, sel->span,
                        "selector '%.*s' matches nothing in this model (%s)", (int)(sel->span.end - sel->span.begin),
@@ -342,7 +342,7 @@ qm_status qm_c_run(qm_cstate *c)
             }
         if (errs > MAX_APPLY_ERRORS)
             qm_source_diag(c->d, QM_SEV_NOTE, x->src, x->span, "and %zu more weights like these", errs - MAX_APPLY_ERRORS);
-        if (!matched && x->u.rule.nsel == 1)
+        if (!matched && x->u.rule.nsel == 1 && !x->u.rule.sel[0].optional)
             qm_source_diag(c->d, c->o->strict ? QM_SEV_ERROR : QM_SEV_WARNING, x->src, x->span,
                            "rule matches nothing in this model (%s)", m->arch->name);
     }

@@ -175,7 +175,8 @@ typedef struct qm_selector {
     qm_span scope_span;
     qm_segment *seg;        /* (nseg) */
     size_t nseg;
-    qm_span span;
+    qm_span span;           /* the path, without a trailing '?' */
+    int optional;           /* written `path?`: matching nothing in a model is no warning */
 } qm_selector;
 
 /* ---- actions ----------------------------------------------------------------- */

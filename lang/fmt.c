@@ -88,6 +88,8 @@ static void selector(qm_buf *b, const qm_source *src, const qm_selector *sel)
         if (sel->seg[i].index)
             index_spec(b, src, sel->seg[i].index);
     }
+    if (sel->optional)
+        qm_buf_printf(b, "?");
 }
 
 static void actions(qm_buf *b, const qm_actions *a)

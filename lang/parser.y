@@ -127,7 +127,7 @@ static void yyerror(const qm_span *loc, yyscan_t scanner, lang_state *ps, const 
 
 %type <stmt> stmt
 %type <num> number value
-%type <ival> index how
+%type <ival> index how optional
 %type <op> cmp per
 %type <idx> spec pick
 %type <rng> range
@@ -233,15 +233,22 @@ words
 
 /* ---- selectors: the checker sorts scope from modules and resolves names --- */
 
+/* `path?`: a selector that may match nothing in a model (a recipe for
+ * several architectures naming a module only some have). */
 selectors
-    : path                  {
+    : path optional         {
                                 VEC($$, qm_selector);
-                                PUSH($$, &((qm_selector){.seg = $1->v, .nseg = $1->n, .span = @1}));
+                                PUSH($$, &((qm_selector){.seg = $1->v, .nseg = $1->n, .span = @1, .optional = $2}));
                             }
-    | selectors ',' path    {
+    | selectors ',' path optional {
                                 $$ = $1;
-                                PUSH($$, &((qm_selector){.seg = $3->v, .nseg = $3->n, .span = @3}));
+                                PUSH($$, &((qm_selector){.seg = $3->v, .nseg = $3->n, .span = @3, .optional = $4}));
                             }
+    ;
+
+optional
+    : %empty                { $$ = 0; }
+    | '?'                   { $$ = 1; }
     ;
 
 path

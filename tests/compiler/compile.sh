@@ -134,6 +134,14 @@ check "each selector of a rule is checked on its own, at its own place" \
 "$qmoe" compile --strict "$t/w.qmoe" --model "$t/mixtral" >/dev/null 2>"$t/err"; rc=$?
 check "... an error under --strict" \
     'test $rc = 1 && grep -q "w.qmoe:2:7: error: selector '\''shared_experts'\'' matches nothing" "$t/err"'
+printf 'default: 2bit\nattn, shared_experts?: 4bit\nmlp?: 8bit\n' > "$t/w.qmoe"
+"$qmoe" compile --strict "$t/w.qmoe" --model "$t/mixtral" -o "$t/w.yaml" 2>"$t/err"; rc=$?
+check "a selector written path? may match nothing, even under --strict" 'test $rc = 0 && ! test -s "$t/err"'
+grep -F "module: 'layers[0].attn.q'" "$t/w.yaml" > "$t/line"
+check "... while the rule's other selectors still apply" 'grep -q "bits: 4, .*rule: .w.qmoe:2" "$t/line"'
+"$qmoe" compile --strict "$t/w.qmoe" --model "$t/deepseek" -o "$t/w.yaml" 2>"$t/err"; rc=$?
+grep -F "module: 'layers[0].mlp.down'" "$t/w.yaml" > "$t/line"
+check "... and where it matches, it applies" 'test $rc = 0 && grep -q "bits: 8, .*rule: .w.qmoe:3" "$t/line"'
 never="names only weights qmoe does not quantize (token embeddings, the shared expert's gate, norms and biases are always kept); this rule may only \`keep\` them"
 printf 'default: 2bit\nembed: 8bit\n' > "$t/w.qmoe"
 "$qmoe" compile "$t/w.qmoe" --model "$t/mixtral" >/dev/null 2>"$t/err"; rc=$?
