@@ -114,18 +114,32 @@ static int run(int argc, char **argv)
     o.ctx = (int)ctx;
     o.samples = (int)samples;
     o.min_expert_tokens = (int)min_tok;
-    if (!quiet)
-        o.progress = progress;
     qm_diag *d = qm_diag_new();
-    qm_quant_report rep;
-    qm_status st = qm_quantize(plan, model, calib, out, &o, &rep, d);
-    if (st == QM_OK && !quiet)
+    qm_dist *dist = NULL; /* the MPI job under mpirun, else one process (qmoe(1), DISTRIBUTED RUNS) */
+    qm_status st = qm_dist_open(&argc, &argv, &dist, d);
+    int rank = qm_dist_rank(dist), ranks = qm_dist_size(dist);
+    o.dist = dist;
+    if (!quiet && rank == 0) /* rank 0 reports; the others print errors only */
+        o.progress = progress;
+    qm_quant_report rep = {0};
+    if (st == QM_OK)
+        st = qm_quantize(plan, model, calib, out, &o, &rep, d);
+    if (st == QM_OK && !quiet && rank == 0)
         fprintf(stderr, "qmoe: %zu tensors quantized (%zu by fallback) in %.1f s; peak memory %.1f MiB%s\n",
                 rep.tensors_quantized, rep.fallbacks, rep.seconds, rep.peak_rss_kib / 1024.0,
                 rep.layers_resumed ? " (resumed)" : "");
+    if (st == QM_OK && !quiet && ranks > 1)
+        fprintf(stderr, "qmoe: rank %d of %d: %d layers in %.1f s, %.1f s CPU, %llu bytes sent, peak memory %.1f MiB\n",
+                rank, ranks, rep.layers - rep.layers_resumed * (rank == 0), rep.seconds, rep.cpu_seconds,
+                rep.bytes_sent, rep.peak_rss_kib / 1024.0);
+    if (st != QM_OK && ranks > 1)
+        qm_diag_note(d, "on rank %d of %d; the whole job ends", rank, ranks);
     int rc = qm_cli_report(d);
     qm_diag_free(d);
     free(run_dir);
+    if (st != QM_OK) /* the other ranks may wait for this one: end them too */
+        qm_dist_abort(dist, QM_EXIT_FAIL);
+    qm_dist_close(dist);
     return st != QM_OK ? QM_EXIT_FAIL : rc;
 }
 

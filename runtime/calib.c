@@ -248,6 +248,43 @@ qm_status qm_calib_ffn_add(const qm_calib *c, const qm_layer_w *w, const qm_cali
     return QM_OK;
 }
 
+qm_status qm_calib_expert_out(const qm_calib *c, const qm_calib_ffn *f, int e, const qm_lin *g, const qm_lin *u,
+                              const qm_lin *dn, qm_fwd_ws *ws, float *eo, qm_diag *d)
+{
+    size_t k = (size_t)c->m->cfg.top_k, D = (size_t)c->m->cfg.hidden, at = 0;
+    int G = (c->B + CHUNK - 1) / CHUNK;
+    for (int b = 0; b < G; b++) {
+        size_t t0 = (size_t)b * CHUNK * c->S;
+        const float *n2 = group_of(c, f->n2, c->n2s, b, d);
+        if (!n2)
+            return QM_EIO;
+        at += (size_t)qm_ffn_expert_out(c->m, g, u, dn, e, n2, f->idx + t0 * k, gwin(c, b) * c->S, ws, eo + at * D);
+    }
+    return QM_OK;
+}
+
+qm_status qm_calib_expert_apply(const qm_calib *c, const qm_calib_ffn *f, int e, const float *eo, float *y,
+                                qm_diag *d)
+{
+    size_t k = (size_t)c->m->cfg.top_k, D = (size_t)c->m->cfg.hidden;
+    int G = (c->B + CHUNK - 1) / CHUNK;
+    for (int b = 0; b < G; b++) {
+        int T = gwin(c, b) * c->S;
+        size_t t0 = (size_t)b * CHUNK * c->S, n = 0;
+        float *yb = group_of(c, y, c->ys, b, d);
+        if (!yb)
+            return QM_EIO;
+        qm_ffn_expert_apply(c->m, e, f->idx + t0 * k, f->rw + t0 * k, T, eo, yb);
+        for (size_t i = 0; i < (size_t)T * k; i++)
+            n += f->idx[t0 * k + i] == e;
+        eo += n * D;
+        qm_status st = group_put(c->ys, b, d);
+        if (st != QM_OK)
+            return st;
+    }
+    return QM_OK;
+}
+
 qm_status qm_calib_residual(const qm_calib *c, const float *y, qm_diag *d)
 {
     qm_status st = QM_OK;

@@ -74,6 +74,17 @@ qm_status qm_calib_act(const float *X, int n, const qm_lin *g, const qm_lin *u, 
 qm_status qm_calib_ffn_add(const qm_calib *c, const qm_layer_w *w, const qm_calib_ffn *f, int e, const qm_lin *g,
                            const qm_lin *u, const qm_lin *dn, qm_fwd_ws *ws, float *y, qm_diag *d);
 
+/* Routed expert e's share of the FFN's output computed apart from where
+ * it is summed (a distributed run, dist.h): qm_calib_expert_out() writes
+ * the expert's output rows over all groups, in token order, to eo
+ * (qm_calib_count(e) rows of d); qm_calib_expert_apply() adds them,
+ * weighted, to y (with stores c->ys) as qm_calib_ffn_add() would have:
+ * the same bytes. */
+qm_status qm_calib_expert_out(const qm_calib *c, const qm_calib_ffn *f, int e, const qm_lin *g, const qm_lin *u,
+                              const qm_lin *dn, qm_fwd_ws *ws, float *eo, qm_diag *d);
+qm_status qm_calib_expert_apply(const qm_calib *c, const qm_calib_ffn *f, int e, const float *eo, float *y,
+                                qm_diag *d);
+
 /* x (B*S, d) += y, the FFN's output, over the same groups of windows
  * (qm_forward_residual()): the layer's output; with stores c->xs += c->ys
  * (y unused). */

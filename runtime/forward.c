@@ -751,8 +751,9 @@ static void task_piece(void *ctx, int task, int worker)
            j->s->eo + (size_t)r0 * D);
 }
 
-void qm_ffn_add_expert(const qm_model *m, const qm_lin *gate, const qm_lin *up, const qm_lin *down, int e,
-                       const float *n2, const int *idx, const float *rw, int T, qm_fwd_ws *ws, float *y)
+/* Routed expert e's output rows into ws->eo, in token order; returns their number. */
+static int expert_rows(const qm_model *m, const qm_lin *gate, const qm_lin *up, const qm_lin *down, int e,
+                       const float *n2, const int *idx, int T, qm_fwd_ws *ws)
 {
     int D = (int)m->cfg.hidden, k = (int)m->cfg.top_k, n = 0;
     for (int i = 0; i < T * k; i++) /* the expert's rows in token order, as plan_experts() lays them out */
@@ -760,10 +761,32 @@ void qm_ffn_add_expert(const qm_model *m, const qm_lin *gate, const qm_lin *up, 
             memcpy(ws->rows + (size_t)n * D, n2 + (size_t)(i / k) * D, (size_t)D * sizeof *ws->rows);
             ws->tok[n++] = i;
         }
-    piece_job j = {&m->cfg, NULL, gate, up, down, n2, y, n, ws};
+    piece_job j = {&m->cfg, NULL, gate, up, down, n2, NULL, n, ws};
     fwdk_parallel(ws->workers, chunks(n), task_piece, &j);
-    for (int r = 0; r < n; r++)
-        add_weighted(y + (size_t)(ws->tok[r] / k) * D, rw[ws->tok[r]], ws->eo + (size_t)r * D, D);
+    return n;
+}
+
+void qm_ffn_expert_apply(const qm_model *m, int e, const int *idx, const float *rw, int T, const float *eo, float *y)
+{
+    int D = (int)m->cfg.hidden, k = (int)m->cfg.top_k, r = 0;
+    for (int i = 0; i < T * k; i++)
+        if (idx[i] == e)
+            add_weighted(y + (size_t)(i / k) * D, rw[i], eo + (size_t)r++ * D, D);
+}
+
+void qm_ffn_add_expert(const qm_model *m, const qm_lin *gate, const qm_lin *up, const qm_lin *down, int e,
+                       const float *n2, const int *idx, const float *rw, int T, qm_fwd_ws *ws, float *y)
+{
+    expert_rows(m, gate, up, down, e, n2, idx, T, ws);
+    qm_ffn_expert_apply(m, e, idx, rw, T, ws->eo, y);
+}
+
+int qm_ffn_expert_out(const qm_model *m, const qm_lin *gate, const qm_lin *up, const qm_lin *down, int e,
+                      const float *n2, const int *idx, int T, qm_fwd_ws *ws, float *eo)
+{
+    int n = expert_rows(m, gate, up, down, e, n2, idx, T, ws);
+    memcpy(eo, ws->eo, (size_t)n * m->cfg.hidden * sizeof *eo);
+    return n;
 }
 
 /* Chunk task of qm_ffn_add_rest(). */

@@ -132,6 +132,14 @@ qm_status qm_forward_residual(const qm_model *m, int layer, float *x, const floa
 void qm_ffn_add_expert(const qm_model *m, const qm_lin *gate, const qm_lin *up, const qm_lin *down, int e,
                        const float *n2, const int *idx, const float *rw, int T, qm_fwd_ws *ws, float *y);
 void qm_ffn_add_rest(const qm_model *m, const qm_layer_w *w, const float *n2, int T, qm_fwd_ws *ws, float *y);
+/* qm_ffn_add_expert() in two halves, for a run that computes an expert
+ * on one process and sums y on another (dist.h): qm_ffn_expert_out()
+ * writes routed expert e's output rows, in token order, to eo (n, d) and
+ * returns n (the rows routed to e); qm_ffn_expert_apply() adds them to y,
+ * weighted, as qm_ffn_add_expert() does: the same bytes. */
+int qm_ffn_expert_out(const qm_model *m, const qm_lin *gate, const qm_lin *up, const qm_lin *down, int e,
+                      const float *n2, const int *idx, int T, qm_fwd_ws *ws, float *eo);
+void qm_ffn_expert_apply(const qm_model *m, int e, const int *idx, const float *rw, int T, const float *eo, float *y);
 
 /* Embed tokens (B*S) into x (B*S, d).  Tokens must be < vocab. */
 void qm_forward_embed(const qm_model *m, const qm_head_w *h, const int *tokens, int n, float *x);

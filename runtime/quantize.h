@@ -28,6 +28,7 @@
 #define QM_QUANTIZE_H
 
 #include "base/base.h"
+#include "runtime/dist.h"
 
 typedef struct qm_quant_opts {
     int ctx;                 /* calibration window (default 512) */
@@ -51,6 +52,13 @@ typedef struct qm_quant_opts {
      * scale to fp16, as ggml's blocks store it.  NULL: none. */
     const char *gguf;
     const char *gguf_keep;   /* kept linears in the GGUF as "F32", "F16", "BF16"; NULL: as stored */
+    /* The MPI job the run is spread over (dist.h); NULL or one process:
+     * this process does everything.  Rank 0 reads the calibration text and
+     * writes the output; the other ranks quantize their share of each
+     * layer's routed experts (qm_dist_assign()) and send rank 0 the
+     * results, which it writes and sums in expert order: the same bytes
+     * for any number of ranks. */
+    qm_dist *dist;
     /* One-line progress reports; may be NULL. */
     void (*progress)(void *ctx, const char *line);
     void *progress_ctx;
@@ -61,6 +69,8 @@ typedef struct qm_quant_report {
     size_t tensors_quantized, fallbacks;
     double seconds;
     long peak_rss_kib;
+    double cpu_seconds;      /* this process's user + system time */
+    unsigned long long bytes_sent; /* this rank's bytes to other ranks (dist.h) */
 } qm_quant_report;
 
 /* The defaults: 128 windows of 512 tokens, GPTQ's damping, experts with

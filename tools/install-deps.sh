@@ -4,7 +4,7 @@
 set -eu
 pkgs="build-essential autoconf automake libtool pkg-config flex bison
       libopenblas-dev libyaml-dev libjansson-dev libcunit1-dev groff-base
-      libpcre2-dev libutf8proc-dev"
+      libpcre2-dev libutf8proc-dev libopenmpi-dev openmpi-bin"
 if [ "$(id -u)" -eq 0 ]; then sudo=""; else sudo="sudo"; fi
 $sudo apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $pkgs >/dev/null

@@ -1,0 +1,80 @@
+#!/bin/sh
+# mpi.sh: distributed runs (qmoe(1), DISTRIBUTED RUNS).  `mpirun -n N qmoe
+# quantize` for N = 1, 2, 3 on tiny-deepseek (a dense first layer, shared
+# experts) and tiny-mixtral writes the same bytes as one plain process
+# (quant_log.yaml less its timings), with --fake-quant too (the dequantized
+# weights cross between ranks); one rank killed with SIGKILL in the middle
+# ends the whole job with an error, and a run with another N resumes it to
+# the same bytes.  SKIP (exit 77) when qmoe is built without MPI.
+set -u
+: "${QMOE:?}" "${QM_SRCDIR:?}"
+if [ "${QM_MPI:-no}" != yes ] || [ -z "${MPIRUN:-}" ]; then
+    echo "SKIP: qmoe is built without MPI (configure --with-mpi; Debian: libopenmpi-dev openmpi-bin)"
+    exit 77
+fi
+pass=0 fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+calib="$QM_SRCDIR/examples/data/wikitext2-valid.txt"
+fast="--ctx 256 --samples 8"
+# Open MPI: more ranks than cores, and as root in CI containers; its leak
+# reports at exit are MPI's own, not qmoe's (the sanitizer build)
+mpirun="$MPIRUN"
+if "$MPIRUN" --version 2>&1 | grep -q "Open MPI"; then
+    mpirun="$MPIRUN --oversubscribe"
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+fi
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
+
+# same(A, B): every file of run A in run B, byte for byte (the log without seconds)
+same() {
+    for f in "$1"/*.safetensors "$1"/*.json "$1"/plan.yaml ${3:-}; do
+        cmp -s "$f" "$2/${f#"$1"/}" && ok || bad "$4: ${f#"$1"/} differs from the single-process run"
+    done
+    sed 's/seconds: [0-9.]*}$//' "$1/quant_log.yaml" > "$tmp/log.a"
+    sed 's/seconds: [0-9.]*}$//' "$2/quant_log.yaml" > "$tmp/log.b"
+    cmp -s "$tmp/log.a" "$tmp/log.b" && ok || bad "$4: quant_log.yaml differs: $(diff "$tmp/log.a" "$tmp/log.b" | head -3)"
+}
+
+for m in tiny-deepseek tiny-mixtral; do
+    model="$QM_SRCDIR/examples/models/$m"
+    "$QMOE" compile "$QM_SRCDIR/stdlib/paper/uniform-4bit.qmoe" --model "$model" -o "$tmp/$m.yaml" || bad "compile $m"
+    q="quantize -q --plan $tmp/$m.yaml --model $model --calib $calib $fast"
+    "$QMOE" $q -o "$tmp/$m-1p" && ok || bad "$m: the single-process run failed"
+    for n in 1 2 3; do
+        $mpirun -n $n "$QMOE" $q -o "$tmp/$m-n$n" 2> "$tmp/err" && ok || bad "$m: mpirun -n $n failed: $(tail -5 "$tmp/err")"
+        same "$tmp/$m-1p" "$tmp/$m-n$n" "" "$m, $n ranks"
+    done
+done
+
+# --fake-quant: the dequantized weights travel too
+model="$QM_SRCDIR/examples/models/tiny-deepseek"
+q="quantize -q --plan $tmp/tiny-deepseek.yaml --model $model --calib $calib $fast --fake-quant"
+"$QMOE" $q -o "$tmp/fq-1p" && $mpirun -n 2 "$QMOE" $q -o "$tmp/fq-n2" 2> "$tmp/err" && ok ||
+    bad "fake-quant runs failed: $(tail -5 "$tmp/err")"
+same "$tmp/fq-1p" "$tmp/fq-n2" "$tmp/fq-1p/fake-quant/*" "fake-quant, 2 ranks"
+
+# kill -9 rank 1 once layer 1 is done; the job ends with an error; 3 ranks resume it
+q="quantize --plan $tmp/tiny-deepseek.yaml --model $model --calib $calib --ctx 256 --samples 24"
+"$QMOE" $q -q -o "$tmp/k-1p" || bad "the single-process run of 24 windows failed"
+$mpirun -n 2 "$QMOE" $q -q -o "$tmp/k" 2> "$tmp/kill.err" &
+job=$!
+i=0
+while [ ! -e "$tmp/k/.qmoe-state/layer-00001.log" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+victim=
+for p in $(pgrep -P $job 2>/dev/null); do
+    tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1' && victim=$p
+done
+[ -n "$victim" ] && kill -9 "$victim" && ok || bad "no rank 1 to kill under mpirun (pid $job)"
+wait $job
+rc=$?
+[ $rc -ne 0 ] && ok || bad "the job went on after rank 1 was killed"
+[ -e "$tmp/k/.qmoe-state/state" ] && ok || bad "no progress state to resume from"
+$mpirun -n 3 "$QMOE" $q -o "$tmp/k" 2> "$tmp/resume.err" && ok || bad "resumed run failed: $(tail -5 "$tmp/resume.err")"
+grep -q "resuming after layer" "$tmp/resume.err" && ok || bad "the rerun did not resume: $(head -3 "$tmp/resume.err")"
+same "$tmp/k-1p" "$tmp/k" "" "killed and resumed on 3 ranks"
+ls "$tmp"/k/*.tmp.* >/dev/null 2>&1 && bad "temporary files left behind" || ok
+
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
