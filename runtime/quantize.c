@@ -2,7 +2,8 @@
  * passes, GPTQ of each linear, progress saved for resuming, and the run's
  * records (plan.yaml, quant_log.yaml).  Each finished layer goes to the
  * output writers (qwriter.h): "gptq", "fake-quant" with --fake-quant and
- * "gguf" with --format gguf. */
+ * "gguf" with --format gguf.  Under mpirun the routed experts go to
+ * quantize_dist.c. */
 #include "config.h"
 
 #include <assert.h>
@@ -18,48 +19,13 @@
 #include "model/tokens.h"
 #include "runtime/forward.h"
 #include "runtime/calib.h"
-#include "runtime/dist.h"
 #include "runtime/gptq.h"
 #include "model/engine.h"
 #include "runtime/net.h"
 #include "runtime/quantize.h"
 #include "runtime/qwriter.h"
+#include "runtime/quantize_run.h"
 #include "runtime/states.h"
-#include "runtime/xfer.h"
-
-enum { MAX_WRITERS = 3 }; /* gptq, fake-quant, gguf */
-
-typedef struct run {
-    const qm_quant_opts *o;
-    qm_model *m;
-    qm_plan *plan;
-    const qm_plan_tensor **by_tensor; /* (m->n) plan entry of each model tensor */
-    const char *out;
-    int B, S;                 /* calibration windows and their length */
-    int G;                    /* groups of CHUNK windows: the unit of every pass and store */
-    qm_states *xs;            /* (B*S, d) hidden states entering the current layer, by group */
-    qm_states *n2s, *ys;      /* (B*S, d) the FFN's normed input and its output, by group */
-    qm_layer_w w;             /* current layer, float32, replaced as it is quantized */
-    qwriter_linear *done;     /* (n_done) the current layer's quantized linears */
-    size_t n_done, cap_done;
-    qwriter_job job;          /* what the writers see */
-    qwriter writers[MAX_WRITERS];
-    int n_writers;            /* begun, not yet ended */
-    FILE *log;                /* this layer's log lines */
-    qm_quant_report *rep;
-    double t0;
-    qm_diag *d;
-    /* a distributed run (dist.h) */
-    qm_dist *dist;
-    int rank, ranks;
-    qm_xfer *pack;            /* not NULL: finished linears go here, for rank 0 (quantize_dist.c) */
-    qm_qspec *specs;          /* (m->n) ranks > 0: rank 0's GPTQ settings of each tensor; owned */
-    float *eo;                /* (n_eo, d) with pack: the expert's output rows; see pack_output() */
-    size_t n_eo;
-    double t_experts;         /* seconds of the current layer's routed experts over all ranks */
-} run;
-
-#define say(r, ...) qm_progressf((r)->o->progress, (r)->o->progress_ctx, __VA_ARGS__)
 
 /* ---- the linear being quantized ------------------------------------------------------------ */
 
@@ -111,7 +77,7 @@ static qm_status log_entry(run *r, const char *name, const char *module, int bit
 }
 
 /* GPTQ's settings for planned tensor i: the plan's, as the writers' grids need them. */
-static qm_qspec plan_spec(const run *r, size_t i)
+qm_qspec qz_plan_spec(const run *r, size_t i)
 {
     if (r->specs) /* a rank without writers: rank 0's */
         return r->specs[i];
@@ -127,7 +93,7 @@ static qm_qspec plan_spec(const run *r, size_t i)
 /* A finished linear, planned tensor ti, goes to the layer's list and the
  * writers, its report and log line: from this process's GPTQ or from
  * another rank's (then, like its log figures, received).  Takes res. */
-static qm_status take_linear(run *r, size_t ti, qm_qresult *res, long long tokens, const char *fallback, double error,
+qm_status qz_take_linear(run *r, size_t ti, qm_qresult *res, long long tokens, const char *fallback, double error,
                              double seconds)
 {
     if (r->n_done == r->cap_done) {
@@ -179,15 +145,6 @@ static qm_status take_linear(run *r, size_t ti, qm_qresult *res, long long token
     return QM_OK;
 }
 
-/* One linear of a package for rank 0 (xfer.h): what take_linear() needs. */
-typedef struct packed_head {
-    uint64_t tensor;
-    long long tokens;
-    char fallback[8];
-    double error, seconds;
-    int super;
-} packed_head;
-
 /* Quantize linear `lin` (part, expert e) per the plan with Hessian H
  * (in, in, accumulated X^T X over `tokens` rows; NULL for round-to-nearest)
  * and replace its weights by the dequantized ones.  `last`: no later linear
@@ -195,7 +152,7 @@ typedef struct packed_head {
  * copy.  X (nx, in), when not NULL, are the rows H was built from: the
  * relative error's denominator ||W X^T||^2 comes from them when nx < in
  * (fewer FLOPs than tr(W H W^T)).  Its numerator is GPTQ's own loss.  The
- * result goes to take_linear(), or with r->pack into the package for rank
+ * result goes to qz_take_linear(), or with r->pack into the package for rank
  * 0 (the dequantized copy only when a writer there needs it). */
 static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, float *H, int last, long long tokens,
                               const char *fallback, const float *X, int nx)
@@ -207,7 +164,7 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, float *H
     if (!pt || !pt->bits)
         return QM_OK;
     qm_qresult res = {0};
-    qm_qspec s = plan_spec(r, (size_t)ti);
+    qm_qspec s = qz_plan_spec(r, (size_t)ti);
     int in = lin->in;
     double t0 = qm_clock(), error = NAN;
     qm_status st = H ? qm_calib_gptq(lin->w, lin->out, in, H, last, tokens, X, nx, &s, &res, &error, r->d)
@@ -224,7 +181,7 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, float *H
     }
     memcpy(lin->w, res.deq, (size_t)lin->out * in * sizeof *lin->w);
     if (!r->pack)
-        return take_linear(r, (size_t)ti, &res, tokens, fallback, error, seconds);
+        return qz_take_linear(r, (size_t)ti, &res, tokens, fallback, error, seconds);
     packed_head h = {(uint64_t)ti, tokens, {0}, error, seconds, s.super};
     snprintf(h.fallback, sizeof h.fallback, "%s", fallback);
     qm_xfer_put(r->pack, &h, sizeof h);
@@ -236,16 +193,6 @@ static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, float *H
 
 /* ---- passes over the calibration windows ------------------------------------------------------ */
 
-enum { CHUNK = QM_CALIB_CHUNK }; /* windows per group: the unit of every pass and store */
-
-/* Windows in group g. */
-static int gwin(const run *r, int g) { return r->B - g * CHUNK < CHUNK ? r->B - g * CHUNK : CHUNK; }
-
-/* The current layer over the calibration windows, its states in the stores. */
-static qm_calib calib_of(run *r)
-{
-    return (qm_calib){r->m, &r->w, NULL, r->B, r->S, r->xs, r->n2s, r->ys};
-}
 
 /* Rows of the FFN's input into *X (caller frees): those the router sent to
  * expert e, or every row (e < 0), in token order; *n: how many. */
@@ -347,7 +294,7 @@ static qm_status pack_output(run *r, const qm_calib_ffn *cap, int e, qm_fwd_ws *
 
 /* Routed expert e: its rows, its weights (loaded only now), GPTQ of its
  * three linears, its share of the layer's output; then its weights go. */
-static qm_status one_expert(run *r, const qm_calib_ffn *cap, int e, qm_fwd_ws *ws)
+qm_status qz_one_expert(run *r, const qm_calib_ffn *cap, int e, qm_fwd_ws *ws)
 {
     qm_layer_w *w = &r->w;
     qm_calib c = calib_of(r);
@@ -373,151 +320,6 @@ static qm_status one_expert(run *r, const qm_calib_ffn *cap, int e, qm_fwd_ws *w
         st = r->pack ? pack_output(r, cap, e, ws)
                      : qm_calib_ffn_add(&c, w, cap, e, &w->gate[e], &w->up[e], &w->down[e], ws, NULL, r->d);
     qm_expert_free(w, e);
-    return st;
-}
-
-/* ---- experts spread over the ranks of an MPI job (dist.h) --------------------------------------- */
-
-enum { END = -1 }; /* packed_head.tensor after a package's last linear */
-
-/* Routed expert e's weights in the current layer (its three linears). */
-static long long expert_params(const run *r, int e)
-{
-    long long n = 0;
-    for (size_t i = 0; i < r->m->n; i++) {
-        const qm_tensor *t = &r->m->t[i];
-        if (t->layer == r->w.layer && t->expert == e && qm_parts[t->part].linear && t->st->ndim == 2)
-            n += (long long)(t->st->shape[0] * t->st->shape[1]);
-    }
-    return n;
-}
-
-/* Rank 0's FFN input and routing to every rank: the routing (T x k) and
- * the normed input (T x d) group by group into each rank's store; the
- * other ranks' cap arrays are allocated here (qm_calib_ffn_free()). */
-static qm_status share_ffn_input(run *r, qm_calib_ffn *cap)
-{
-    size_t T = (size_t)r->B * r->S, k = (size_t)r->m->cfg.top_k, D = (size_t)r->m->cfg.hidden;
-    if (r->rank && (!(cap->idx = malloc(T * k * sizeof *cap->idx)) || !(cap->rw = malloc(T * k * sizeof *cap->rw))))
-        return qm_diag_fail(r->d, QM_ENOMEM, "out of memory for the routing of %zu rows", T);
-    qm_status st = qm_dist_bcast(r->dist, cap->idx, T * k * sizeof *cap->idx, r->d);
-    if (st == QM_OK)
-        st = qm_dist_bcast(r->dist, cap->rw, T * k * sizeof *cap->rw, r->d);
-    for (int g = 0; st == QM_OK && g < r->G; g++) {
-        float *x = qm_states_get(r->n2s, (size_t)g, r->d);
-        if (!x)
-            st = QM_EIO;
-        else if ((st = qm_dist_bcast(r->dist, x, (size_t)gwin(r, g) * r->S * D * sizeof *x, r->d)) == QM_OK && r->rank)
-            st = qm_states_put(r->n2s, (size_t)g, r->d);
-    }
-    return st;
-}
-
-/* Expert e quantized here, packed for rank 0: its linears (packed_head +
- * GPTQ's result each), END, its output rows.  *buf: the package (caller
- * frees). */
-static qm_status expert_package(run *r, const qm_calib_ffn *cap, int e, qm_fwd_ws *ws, void **buf, size_t *n)
-{
-    qm_xfer x = {0};
-    r->pack = &x;
-    r->eo = NULL;
-    r->n_eo = 0;
-    qm_status st = one_expert(r, cap, e, ws);
-    r->pack = NULL;
-    packed_head h = {.tensor = (uint64_t)END};
-    qm_xfer_put(&x, &h, sizeof h);
-    qm_xfer_put_arr(&x, r->eo, r->n_eo * r->m->cfg.hidden * sizeof *r->eo);
-    free(r->eo);
-    r->eo = NULL;
-    if (st == QM_OK && x.oom)
-        st = qm_diag_fail(r->d, QM_ENOMEM, "out of memory packing expert %d of layer %d for rank 0", e, r->w.layer);
-    if (st != QM_OK) {
-        free(x.b);
-        return st;
-    }
-    *buf = x.b;
-    *n = x.n;
-    return QM_OK;
-}
-
-/* Rank 0: expert e's package, from rank `from`, written and summed as if
- * quantized here. */
-static qm_status apply_package(run *r, const qm_calib_ffn *cap, int e, int from, void *buf, size_t n)
-{
-    qm_xfer x = {.b = buf, .n = n};
-    qm_calib c = calib_of(r);
-    qm_status st = QM_OK;
-    packed_head h;
-    while (st == QM_OK && qm_xfer_get(&x, &h, sizeof h) && h.tensor != (uint64_t)END) {
-        qm_qresult q;
-        if (h.tensor >= r->m->n || !r->by_tensor[h.tensor] || !qm_xfer_get_qresult(&x, &q)) {
-            x.bad = 1;
-            break;
-        }
-        h.fallback[sizeof h.fallback - 1] = 0;
-        st = take_linear(r, (size_t)h.tensor, &q, h.tokens, h.fallback, h.error, h.seconds);
-    }
-    float *eo = NULL;
-    size_t bytes = 0, D = (size_t)r->m->cfg.hidden;
-    if (st == QM_OK && !x.bad && qm_xfer_get_arr(&x, (void **)&eo, &bytes) && eo) {
-        if (bytes != qm_calib_count(&c, cap, e) * D * sizeof *eo)
-            x.bad = 1;
-        else
-            st = qm_calib_expert_apply(&c, cap, e, eo, NULL, r->d);
-    }
-    free(eo);
-    if (st == QM_OK && (x.bad || x.at != x.n))
-        st = qm_diag_fail(r->d, QM_EFORMAT, "layer %d, expert %d: the results from rank %d are damaged (%zu bytes)",
-                          r->w.layer, e, from, n);
-    return st;
-}
-
-/* The routed experts of an MoE layer over the ranks: each rank quantizes
- * those qm_dist_assign() gives it (rank 0 keeps its packages, the others
- * send theirs as they finish); rank 0 then takes every expert's package
- * in expert order, so the log, the writers and the sum of the outputs see
- * what one process does.  Rank 0's cap and stores are the layer's; the
- * other ranks receive them first. */
-static qm_status spread_experts(run *r, qm_calib_ffn *cap, qm_fwd_ws *ws)
-{
-    int E = (int)r->m->cfg.experts;
-    qm_calib c = calib_of(r);
-    long long *tokens = malloc((size_t)E * sizeof *tokens), *params = malloc((size_t)E * sizeof *params);
-    int *owner = malloc((size_t)E * sizeof *owner);
-    void **mine = calloc((size_t)E, sizeof *mine); /* rank 0's packages; owned */
-    size_t *len = calloc((size_t)E, sizeof *len);
-    qm_status st = tokens && params && owner && mine && len ? share_ffn_input(r, cap)
-                                                           : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
-    for (int e = 0; st == QM_OK && e < E; e++) {
-        tokens[e] = (long long)qm_calib_count(&c, cap, e);
-        params[e] = expert_params(r, e);
-    }
-    if (st == QM_OK)
-        qm_dist_assign(r->ranks, E, tokens, params, r->m->cfg.hidden, owner);
-    for (int e = 0; st == QM_OK && e < E; e++) {
-        if (owner[e] != r->rank)
-            continue;
-        if ((st = expert_package(r, cap, e, ws, &mine[e], &len[e])) == QM_OK && r->rank) {
-            st = qm_dist_post(r->dist, 0, e, mine[e], len[e], r->d); /* takes the buffer */
-            mine[e] = NULL;
-        }
-    }
-    if (st == QM_OK && r->rank)
-        st = qm_dist_flush(r->dist, r->d);
-    for (int e = 0; st == QM_OK && !r->rank && e < E; e++) {
-        if (owner[e] && (st = qm_dist_recv(r->dist, owner[e], e, &mine[e], &len[e], r->d)) != QM_OK)
-            break;
-        st = apply_package(r, cap, e, owner[e], mine[e], len[e]);
-        free(mine[e]);
-        mine[e] = NULL;
-    }
-    for (int e = 0; mine && e < E; e++)
-        free(mine[e]);
-    free(mine);
-    free(len);
-    free(tokens);
-    free(params);
-    free(owner);
     return st;
 }
 
@@ -560,9 +362,9 @@ static qm_status ffn(run *r)
         st = qm_calib_capture(&c, &cap, NULL, r->d);
     double t0 = qm_clock();
     if (st == QM_OK && w->moe && r->ranks > 1)
-        st = spread_experts(r, &cap, ws);
+        st = qz_spread_experts(r, &cap, ws);
     for (int e = 0; st == QM_OK && w->moe && r->ranks == 1 && e < cf->experts; e++)
-        st = one_expert(r, &cap, e, ws);
+        st = qz_one_expert(r, &cap, e, ws);
     r->t_experts = qm_clock() - t0;
     if (st == QM_OK && (!w->moe || w->sgate.w)) { /* the dense MLP or shared expert sees every row */
         float *X = NULL;
@@ -653,7 +455,7 @@ static qm_status check_finished(const run *r, const char *plan_sha)
 static int gptq_holds_all(const run *r)
 {
     for (size_t i = 0; i < r->m->n; i++)
-        if (r->by_tensor[i] && r->by_tensor[i]->bits && plan_spec(r, i).scale_bits)
+        if (r->by_tensor[i] && r->by_tensor[i]->bits && qz_plan_spec(r, i).scale_bits)
             return 0;
     return 1;
 }
@@ -746,7 +548,7 @@ static qm_status write_records(const run *r, const char *plan_path)
 /* ---- the run ---------------------------------------------------------------------------------- */
 
 /* Plan and model must describe the same checkpoint, tensor for tensor. */
-static qm_status match_plan(run *r, const char *config_sha)
+qm_status qz_match_plan(run *r, const char *config_sha)
 {
     qm_model *m = r->m;
     qm_plan *p = r->plan;
@@ -910,13 +712,13 @@ static qm_status one_layer(run *r, int L)
 }
 
 /* The three stores of hidden states (layer input, FFN input, FFN output;
- * ranks other than 0 the FFN input only), in groups of CHUNK windows: in
+ * ranks other than 0 the FFN input only), in groups of QM_CALIB_CHUNK windows: in
  * memory while they fit what --max-memory leaves beside the largest
  * layer's float32 weights (as score and eval count it), the rest in
  * unlinked spill files in the output directory (other ranks: $TMPDIR). */
-static qm_status make_states(run *r)
+qm_status qz_make_states(run *r)
 {
-    r->G = (r->B + CHUNK - 1) / CHUNK;
+    r->G = (r->B + QM_CALIB_CHUNK - 1) / QM_CALIB_CHUNK;
     size_t *rows = malloc((size_t)r->G * sizeof *rows), D = (size_t)r->m->cfg.hidden;
     if (!rows)
         return qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
@@ -932,99 +734,6 @@ static qm_status make_states(run *r)
             !qm_states_spilled(*store[i]))
             left -= qm_states_bytes(*store[i]);
     free(rows);
-    return st;
-}
-
-/* ---- ranks other than 0 ----------------------------------------------------------------------- */
-
-/* What rank 0 tells the others before the first layer. */
-typedef struct start {
-    long long tensors, B, S;
-} start;
-
-/* Rank 0, once its checks pass: the run's shape and every tensor's GPTQ
- * settings (its writers fix them) to the other ranks. */
-static qm_status lead(run *r)
-{
-    start h = {(long long)r->m->n, r->B, r->S};
-    qm_qspec *specs = calloc(r->m->n ? r->m->n : 1, sizeof *specs);
-    qm_status st = specs ? qm_dist_bcast(r->dist, &h, sizeof h, r->d) : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
-    for (size_t i = 0; st == QM_OK && i < r->m->n; i++)
-        if (r->by_tensor[i] && r->by_tensor[i]->bits)
-            specs[i] = plan_spec(r, i);
-    if (st == QM_OK)
-        st = qm_dist_bcast(r->dist, specs, r->m->n * sizeof *specs, r->d);
-    free(specs);
-    return st;
-}
-
-/* Layer L on a rank other than 0: no weights but the routed experts it is
- * given, one at a time (spread_experts()). */
-static qm_status follow_layer(run *r, int L)
-{
-    qm_layer_w *w = &r->w;
-    int E = (int)r->m->cfg.experts;
-    memset(w, 0, sizeof *w);
-    w->layer = L;
-    w->moe = r->m->is_moe[L];
-    if (!w->moe)
-        return QM_OK;
-    w->router.out = E; /* the expert count qm_layer_free() reads */
-    w->gate = calloc((size_t)E, sizeof *w->gate);
-    w->up = calloc((size_t)E, sizeof *w->up);
-    w->down = calloc((size_t)E, sizeof *w->down);
-    qm_calib c = calib_of(r);
-    qm_calib_ffn cap = {0};
-    qm_fwd_ws *ws = qm_calib_ws(&c);
-    qm_status st = w->gate && w->up && w->down && ws ? spread_experts(r, &cap, ws)
-                                                     : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
-    qm_fwd_ws_free(ws);
-    qm_calib_ffn_free(&cap);
-    qm_layer_free(w);
-    return st;
-}
-
-/* A rank other than 0: the model and the plan (read only after rank 0
- * checked them, so a bad input is reported once), rank 0's settings, then
- * each layer rank 0 names until it names none. */
-static qm_status follow(const char *plan_path, const char *model_dir, const qm_quant_opts *o, qm_quant_report *rep,
-                        qm_diag *d)
-{
-    run r = {.o = o, .rep = rep, .d = d, .t0 = qm_clock(), .dist = o->dist, .rank = qm_dist_rank(o->dist),
-             .ranks = qm_dist_size(o->dist)};
-    start h;
-    char config[65];
-    qm_status st = qm_dist_bcast(r.dist, &h, sizeof h, d);
-    if (st == QM_OK)
-        st = qm_model_open(model_dir, &r.m, d);
-    if (st == QM_OK)
-        st = qm_plan_read(plan_path, &r.plan, d);
-    if (st == QM_OK)
-        st = qm_sha256_file(r.m->config_path, config, d);
-    if (st == QM_OK)
-        st = match_plan(&r, config);
-    if (st == QM_OK && (long long)r.m->n != h.tensors)
-        st = qm_diag_fail(d, QM_EINVAL, "rank %d: %s has %zu tensors, rank 0's model %lld: every rank needs the same "
-                          "model", r.rank, model_dir, r.m->n, h.tensors);
-    if (st == QM_OK && !(r.specs = malloc((r.m->n ? r.m->n : 1) * sizeof *r.specs)))
-        st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    if (st == QM_OK)
-        st = qm_dist_bcast(r.dist, r.specs, r.m->n * sizeof *r.specs, d);
-    r.B = (int)h.B;
-    r.S = (int)h.S;
-    if (st == QM_OK)
-        st = make_states(&r);
-    for (int L; st == QM_OK;) {
-        if ((st = qm_dist_bcast(r.dist, &L, sizeof L, d)) != QM_OK || L < 0)
-            break;
-        if ((st = follow_layer(&r, L)) == QM_OK)
-            rep->layers++;
-    }
-    qm_states_free(r.n2s);
-    free(r.specs);
-    free(r.by_tensor);
-    qm_plan_free(r.plan);
-    qm_model_close(r.m);
     return st;
 }
 
@@ -1052,7 +761,7 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
     memset(rep, 0, sizeof *rep);
     if (qm_dist_rank(o->dist)) {
         double t0 = qm_clock();
-        qm_status st = follow(plan_path, model_dir, o, rep, d);
+        qm_status st = qz_follow(plan_path, model_dir, o, rep, d);
         account(rep, o->dist);
         rep->seconds = qm_clock() - t0;
         return st;
@@ -1078,7 +787,7 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
     if (st == QM_OK)
         st = qm_sha256_file(r.m->config_path, cur.config, d);
     if (st == QM_OK)
-        st = match_plan(&r, cur.config);
+        st = qz_match_plan(&r, cur.config);
     /* GGUF's writer refuses what llama.cpp cannot hold, naming the tensor:
      * the unasked-for warning is for GPTQ checkpoints */
     if (st == QM_OK && ((!o->gguf && !o->no_engine_warning) || o->n_engines))
@@ -1122,7 +831,7 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
     size_t T = (size_t)r.B * r.S;
     int total = r.m ? (int)r.m->cfg.layers : 0;
     if (st == QM_OK && cur.layers_done < total)
-        st = make_states(&r);
+        st = qz_make_states(&r);
     if (st == QM_OK && cur.layers_done > 0 && cur.layers_done < total) {
         st = load_hidden(&r, cur.layers_done);
         rep->layers_resumed = cur.layers_done;
@@ -1134,7 +843,7 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
                 if (!x)
                     st = QM_EIO;
                 else {
-                    qm_forward_embed(r.m, &head, toks.ids + (size_t)g * CHUNK * r.S, gwin(&r, g) * r.S, x);
+                    qm_forward_embed(r.m, &head, toks.ids + (size_t)g * QM_CALIB_CHUNK * r.S, gwin(&r, g) * r.S, x);
                     st = qm_states_put(r.xs, (size_t)g, d);
                 }
             }
@@ -1144,7 +853,7 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
     }
     double t0 = qm_clock();
     if (st == QM_OK && r.ranks > 1)
-        st = lead(&r);
+        st = qz_lead(&r);
     for (int L = cur.layers_done; st == QM_OK && L < total; L++) {
         double t = qm_clock();
         say(&r, "layer %d/%d: %d x %d calibration tokens", L, total, r.B, r.S);
