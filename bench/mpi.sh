@@ -5,7 +5,9 @@
 # usage: bench/mpi.sh [WORKDIR]   (default: bench-mpi under $TMPDIR or /tmp)
 #
 # Writes a random-weight checkpoint with Mixtral-8x7B's real dimensions cut
-# to LAYERS layers (default 2; bench/mk-random.sh), then quantizes it with
+# to LAYERS layers (default 2; bench/mk-random.sh) and EXPERTS experts per
+# layer (default 8, top-2; fewer keep each expert's and the attention's real
+# dimensions when a layer of 8 takes too long), then quantizes it with
 # the stdlib's uniform 4-bit plan on WINDOWS x CTX random tokens (default
 # 2 x 256: the fixed GPTQ work dominates at real dimensions, and a layer
 # still takes minutes on 2 cores) under `mpirun -n N` for each N in RANKS
@@ -27,7 +29,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 QMOE=${QMOE:-$here/qmoe}
 SRC=${QM_SRCDIR:-$here}
 MPIRUN=${MPIRUN:-mpirun}
-LAYERS=${LAYERS:-2} WINDOWS=${WINDOWS:-2} CTX=${CTX:-256} RANKS=${RANKS:-1 2}
+LAYERS=${LAYERS:-2} EXPERTS=${EXPERTS:-8} WINDOWS=${WINDOWS:-2} CTX=${CTX:-256} RANKS=${RANKS:-1 2}
 CORES=${CORES:-$(nproc 2>/dev/null || echo 2)}
 work=${1:-${TMPDIR:-/tmp}/bench-mpi}
 mkdir -p "$work" || exit 1
@@ -38,10 +40,12 @@ if "$MPIRUN" --version 2>&1 | grep -q "Open MPI"; then
 fi
 command -v "$MPIRUN" > /dev/null || { echo "mpi.sh: no $MPIRUN (Debian: openmpi-bin)" >&2; exit 77; }
 
-ck=$work/mixtral-$LAYERS
+ck=$work/mixtral-$LAYERS-$EXPERTS
 if [ ! -s "$ck/model.safetensors.index.json" ]; then
     rm -rf "$ck"
-    sh "$SRC/bench/mk-random.sh" "$SRC/tests/data/configs/mixtral-8x7b.json" "$LAYERS" "$ck" || exit 1
+    sed "s/\"num_local_experts\": *[0-9]*/\"num_local_experts\": $EXPERTS/" \
+        "$SRC/tests/data/configs/mixtral-8x7b.json" > "$work/config.json"
+    sh "$SRC/bench/mk-random.sh" "$work/config.json" "$LAYERS" "$ck" || exit 1
 fi
 awk -v n=$((WINDOWS * CTX)) 'BEGIN { srand(1); for (i = 0; i < n; i++) print int(rand() * 32000) }' > "$work/ids.txt"
 "$QMOE" compile "$SRC/stdlib/paper/uniform-4bit.qmoe" --model "$ck" -o "$work/plan.yaml" 2> /dev/null || exit 1
@@ -68,7 +72,7 @@ for n in $RANKS; do
     fi
 done
 
-echo "quantize, Mixtral-8x7B dimensions (hidden 4096, 8 experts of 14336, top-2), $LAYERS layers, $WINDOWS x $CTX tokens,"
+echo "quantize, Mixtral-8x7B dimensions (hidden 4096, $EXPERTS experts of 14336, top-2), $LAYERS layers, $WINDOWS x $CTX tokens,"
 echo "$CORES cores shared by the ranks (load average: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null))"
 printf '%5s %5s %8s %10s %8s\n' ranks layer wall_s experts_s rest_s
 sort -k1,1n -k2,2n "$work/layers" | awk '{ printf "%5s %5s %8.1f %10.1f %8.1f\n", $1, $2, $3, $4, $5 }'
@@ -97,13 +101,13 @@ done
 # the FFN's input and routing costs 2 x its size / BW (pipelined), rank 0 receives every package
 # (codes 1 byte/weight + scales and zeros, and the output rows) over its one link.
 echo
-awk -v L="$LAYERS" -v T=$((WINDOWS * CTX)) -v ctx="$CTX" -v out="$work/rate" '
+awk -v L="$LAYERS" -v E="$EXPERTS" -v T=$((WINDOWS * CTX)) -v ctx="$CTX" -v out="$work/rate" '
     function gptq(o, i) { return 2 * o * i * i + i * i * i }
     function expert_fixed(D, F) { return 2 * gptq(F, D) + gptq(D, F) }
     function per_row(D, F) { return 12 * D * F + 2 * D * D + 2 * F * F }
     FILENAME ~ /time1$/ { cpu = $2 + $3; next }
     END {
-        D = 4096; F = 14336; E = 8; k = 2; A = 2 * D * D + 2 * D * 1024
+        D = 4096; F = 14336; k = 2; A = 2 * D * D + 2 * D * 1024
         att = 3 * 2 * T * A + 3 * 4 * T * ctx * D + 2 * 2 * T * D * D + 2 * gptq(D, D) + 2 * gptq(1024, D)
         layer = att + E * expert_fixed(D, F) + T * k * per_row(D, F)
         rate = L * layer / cpu

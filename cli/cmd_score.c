@@ -61,26 +61,35 @@ static int run(int argc, char **argv)
     qm_net net = {0};
     qm_tokens toks = {0};
     qm_scores sc = {0};
-    qm_status st = qm_model_open(argv[optind], &m, d);
+    qm_dist *dist = NULL; /* under mpirun: each rank scores a share of the windows (qmoe(1), DISTRIBUTED RUNS) */
+    qm_status st = qm_dist_open(&argc, &argv, &dist, d);
+    int rank = qm_dist_rank(dist), ranks = qm_dist_size(dist);
     if (st == QM_OK)
+        st = qm_model_open(argv[optind], &m, d);
+    if (st == QM_OK && rank == 0)
         st = qm_model_check_output(m, "-o", out, 0, &(qm_path_input){calib, "the calibration text"}, 1, d);
     if (st == QM_OK)
         st = qm_tokens_for_model(m, calib, (size_t)max_tokens, (size_t)ctx, &toks, d);
     if (st == QM_OK && (st = qm_net_open(m, &net, d)) == QM_OK) {
         net.max_memory = max_memory;
         net.spill_dir = slash ? dir : ".";
-        net.progress = quiet ? NULL : qm_cli_line;
+        net.progress = quiet || rank ? NULL : qm_cli_line;
     }
     if (st == QM_OK)
-        st = qm_score_model(&net, &toks, (int)ctx, &sc, d);
-    if (st == QM_OK)
+        st = qm_score_model_dist(&net, &toks, (int)ctx, dist, &sc, d);
+    if (st == QM_OK && rank == 0)
         st = qm_scores_write(&sc, m, calib, out, d);
     qm_scores_free(&sc);
     qm_tokens_free(&toks);
     qm_cli_close_net(m, &net);
     free(dir);
+    if (st != QM_OK && ranks > 1)
+        qm_diag_note(d, "on rank %d of %d; the whole job ends", rank, ranks);
     int rc = qm_cli_report(d);
     qm_diag_free(d);
+    if (st != QM_OK) /* the other ranks may wait for this one: end them too */
+        qm_dist_abort(dist, QM_EXIT_FAIL);
+    qm_dist_close(dist);
     return st != QM_OK ? QM_EXIT_FAIL : rc;
 }
 

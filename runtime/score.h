@@ -17,6 +17,7 @@
 #ifndef QM_SCORE_H
 #define QM_SCORE_H
 
+#include "runtime/dist.h"
 #include "runtime/net.h"
 #include "model/tokens.h"
 
@@ -35,6 +36,14 @@ typedef struct qm_scores {
 /* Run the calibration tokens through `net` in windows of ctx and fill
  * frequency and importance; then compute every linear's outlier score. */
 qm_status qm_score_model(const qm_net *net, const qm_tokens *calib, int ctx, qm_scores *s, qm_diag *d);
+/* The same over the ranks of an MPI job (dist.h; NULL: one process): each
+ * rank runs a contiguous share of the windows (as many tokens each as
+ * whole groups allow); rank 0 gathers the counts and each token's cosines
+ * and sums them in token order, so s holds the same bytes as one process
+ * makes; only rank 0 computes the outlier scores, and only its s is
+ * filled (the other ranks' is empty). */
+qm_status qm_score_model_dist(const qm_net *net, const qm_tokens *calib, int ctx, qm_dist *dist, qm_scores *s,
+                              qm_diag *d);
 void qm_scores_free(qm_scores *s);
 
 /* Write the scores file atomically.  `calib_path` is recorded. */

@@ -3,7 +3,8 @@
 # quantize` for N = 1, 2, 3 on tiny-deepseek (a dense first layer, shared
 # experts) and tiny-mixtral writes the same bytes as one plain process
 # (quant_log.yaml less its timings), with --fake-quant too (the dequantized
-# weights cross between ranks); one rank killed with SIGKILL in the middle
+# weights cross between ranks); so does `qmoe score` on 2 and 3 ranks; one
+# rank killed with SIGKILL in the middle
 # ends the whole job with an error, and a run with another N resumes it to
 # the same bytes.  SKIP (exit 77) when qmoe is built without MPI.
 set -u
@@ -45,6 +46,16 @@ for m in tiny-deepseek tiny-mixtral; do
     for n in 1 2 3; do
         $mpirun -n $n "$QMOE" $q -o "$tmp/$m-n$n" 2> "$tmp/err" && ok || bad "$m: mpirun -n $n failed: $(tail -5 "$tmp/err")"
         same "$tmp/$m-1p" "$tmp/$m-n$n" "" "$m, $n ranks"
+    done
+done
+
+# score: each rank a share of the windows, rank 0 sums in token order
+for m in tiny-deepseek tiny-mixtral; do
+    sc="score $QM_SRCDIR/examples/models/$m --calib $calib --max-tokens 5000 --ctx 256 -q"
+    "$QMOE" $sc -o "$tmp/$m-1p.scores" || bad "$m: score failed"
+    for n in 2 3; do
+        $mpirun -n $n "$QMOE" $sc -o "$tmp/$m-n$n.scores" 2> "$tmp/err" && ok || bad "$m: mpirun -n $n score failed: $(tail -5 "$tmp/err")"
+        cmp -s "$tmp/$m-1p.scores" "$tmp/$m-n$n.scores" && ok || bad "$m: scores of $n ranks differ from one process's"
     done
 done
 
