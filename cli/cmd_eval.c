@@ -132,7 +132,12 @@ static int run(int argc, char **argv)
     qm_eval_result r = {0};
     qm_task_result *tr = NULL;
     size_t ntr = 0;
-    qm_status st = gguf ? qm_cli_open_gguf_net(argv[optind], base, &m, &net, d) : qm_cli_open_net(argv[optind], &m, &net, d);
+    qm_dist *dist = NULL; /* under mpirun: each rank scores a share of the windows (qmoe(1), DISTRIBUTED RUNS) */
+    qm_status st = qm_dist_open(&argc, &argv, &dist, d);
+    int rank = qm_dist_rank(dist), ranks = qm_dist_size(dist);
+    quiet |= rank != 0; /* rank 0 reports */
+    if (st == QM_OK)
+        st = gguf ? qm_cli_open_gguf_net(argv[optind], base, &m, &net, d) : qm_cli_open_net(argv[optind], &m, &net, d);
     if (st == QM_OK && base)
         st = qm_cli_open_net(base, &bm, &bnet, d);
     /* both runs share the budget (the base's states are counted in its
@@ -153,6 +158,7 @@ static int run(int argc, char **argv)
         qm_eval_opts eo = qm_eval_opts_default();
         eo.ctx = (int)ctx;
         eo.batch = (int)batch;
+        eo.dist = dist;
         if (qm_cli_progress_start(&p, quiet)) {
             eo.progress = qm_cli_progress_show;
             eo.progress_ctx = &p;
@@ -160,9 +166,9 @@ static int run(int argc, char **argv)
         if (st == QM_OK)
             st = qm_eval_ppl(&net, base ? &bnet : NULL, &toks, &eo, &r, d);
     }
-    if (st == QM_OK && tasks)
+    if (st == QM_OK && tasks && rank == 0) /* the tasks run on rank 0 alone */
         st = qm_eval_tasks(&net, tasks, (int)ctx, &tr, &ntr, d);
-    if (st == QM_OK) {
+    if (st == QM_OK && rank == 0) {
         if (yaml || json)
             st = print_yaml(&r, tr, ntr, json, d);
         else
@@ -174,8 +180,13 @@ static int run(int argc, char **argv)
     qm_tokens_free(&toks);
     qm_cli_close_net(m, &net);
     qm_cli_close_net(bm, &bnet);
+    if (st != QM_OK && ranks > 1)
+        qm_diag_note(d, "on rank %d of %d; the whole job ends", rank, ranks);
     int rc = qm_cli_report(d);
     qm_diag_free(d);
+    if (st != QM_OK) /* the other ranks may wait for this one: end them too */
+        qm_dist_abort(dist, QM_EXIT_FAIL);
+    qm_dist_close(dist);
     return st != QM_OK ? QM_EXIT_FAIL : rc;
 }
 

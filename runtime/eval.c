@@ -13,6 +13,7 @@
 #include "model/tasks.h"
 #include "model/tokenizer.h"
 #include "runtime/eval.h"
+#include "runtime/xfer.h"
 
 /* log-sum-exp of n logits */
 static double lse(const float *x, int n)
@@ -59,6 +60,10 @@ typedef struct tally {
     double nll, nll_base;
     size_t agree, done;
     double *kld; /* (total) per-position KL(base || model); NULL without a base */
+    /* a distributed run: each position's terms of the sums, for rank 0 to
+     * add in position order; NULL on one process */
+    double *v_nll, *v_nllb;  /* (total) */
+    unsigned char *v_agree;  /* (total) */
 } tally;
 
 /* Score n positions: model logits x (n, V), base log-probabilities lp
@@ -70,11 +75,17 @@ static qm_status score(tally *t, const float *x, const float *lp, const int *nex
         const float *xi = x + (size_t)i * V;
         double lz = lse(xi, V);
         t->nll += lz - xi[next[i]];
+        if (t->v_nll)
+            t->v_nll[t->done + (size_t)i] = lz - xi[next[i]];
         if (!lp)
             continue;
         const float *pi = lp + (size_t)i * V;
         double k = 0;
         t->nll_base -= pi[next[i]];
+        if (t->v_nll) {
+            t->v_nllb[t->done + (size_t)i] = pi[next[i]];
+            t->v_agree[t->done + (size_t)i] = argmax(xi, V) == argmax(pi, V);
+        }
         for (int v = 0; v < V; v++) {
             double lq = xi[v] - lz;
             k += exp((double)pi[v]) * ((double)pi[v] - lq);
@@ -128,6 +139,71 @@ static qm_status finish(tally *t, int has_base, qm_eval_result *r, qm_diag *d)
     return QM_OK;
 }
 
+/* A rank's positions [p0, t->done) of a distributed walk, as they travel:
+ * p0, the count, then each position's terms (nll; with a base also its
+ * term of the base's loss, KL divergence and agreement). */
+static qm_status share_put(const tally *t, size_t p0, int has_base, void **buf, size_t *n, qm_diag *d)
+{
+    qm_xfer x = {0};
+    size_t k = t->done - p0;
+    qm_xfer_put(&x, &p0, sizeof p0);
+    qm_xfer_put(&x, &k, sizeof k);
+    qm_xfer_put(&x, t->v_nll + p0, k * sizeof *t->v_nll);
+    if (has_base) {
+        qm_xfer_put(&x, t->v_nllb + p0, k * sizeof *t->v_nllb);
+        qm_xfer_put(&x, t->kld + p0, k * sizeof *t->kld);
+        qm_xfer_put(&x, t->v_agree + p0, k);
+    }
+    if (x.oom) {
+        free(x.b);
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
+    *buf = x.b;
+    *n = x.n;
+    return QM_OK;
+}
+
+/* Rank 0: another rank's positions into the per-position arrays. */
+static int share_take(tally *t, size_t total, int has_base, void *buf, size_t n)
+{
+    qm_xfer x = {.b = buf, .n = n};
+    size_t p0 = 0, k = 0;
+    if (!qm_xfer_get(&x, &p0, sizeof p0) || !qm_xfer_get(&x, &k, sizeof k) || p0 > total || k > total - p0)
+        return 0;
+    qm_xfer_get(&x, t->v_nll + p0, k * sizeof *t->v_nll);
+    if (has_base) {
+        qm_xfer_get(&x, t->v_nllb + p0, k * sizeof *t->v_nllb);
+        qm_xfer_get(&x, t->kld + p0, k * sizeof *t->kld);
+        qm_xfer_get(&x, t->v_agree + p0, k);
+    }
+    return !x.bad && x.at == x.n;
+}
+
+/* Rank 0 of a distributed walk: every rank's positions, then the sums in
+ * position order (the order one process adds them in). */
+static qm_status share_sum(tally *t, size_t total, int has_base, qm_dist *dist, qm_diag *d)
+{
+    qm_status st = QM_OK;
+    for (int k = 1; st == QM_OK && k < qm_dist_size(dist); k++) {
+        void *buf = NULL;
+        size_t len = 0;
+        if ((st = qm_dist_recv(dist, k, 0, &buf, &len, d)) == QM_OK && !share_take(t, total, has_base, buf, len))
+            st = qm_diag_fail(d, QM_EFORMAT, "the evaluation from rank %d is damaged (%zu bytes)", k, len);
+        free(buf);
+    }
+    t->nll = t->nll_base = 0;
+    t->agree = 0;
+    for (size_t p = 0; st == QM_OK && p < total; p++) {
+        t->nll += t->v_nll[p];
+        if (has_base) {
+            t->nll_base -= t->v_nllb[p];
+            t->agree += t->v_agree[p];
+        }
+    }
+    t->done = total;
+    return st;
+}
+
 /* The walk over windows shared by every entry point.  With `base` its
  * log-probabilities are computed batch by batch; with `ref` they are read
  * from the stored ones; `keep` (when not NULL) receives the model's own
@@ -170,21 +246,46 @@ static qm_status walk(const qm_net *net, const qm_net *base, const qm_eval_ref *
         w += (size_t)B;
         g[n] = (qm_batch){toks->ids + start, B, S};
     }
+    /* over ranks (qm_eval_ppl() only): this rank's groups, those that
+     * start in its share [rank, rank+1) x total / ranks of the positions */
+    qm_dist *dist = keep || ref ? NULL : o->dist;
+    int rank = qm_dist_rank(dist), ranks = qm_dist_size(dist);
+    size_t lo = 0, hi = n;
+    qm_status st = QM_OK;
+    if (ranks > 1) {
+        lo = hi = 0;
+        for (size_t k = 0; k < n; k++) {
+            size_t at = (size_t)(g[k].tokens - toks->ids);
+            if (at * (size_t)ranks < (size_t)rank * total)
+                lo = k + 1;
+            if (at * (size_t)ranks < (size_t)(rank + 1) * total)
+                hi = k + 1;
+        }
+        hi = hi < lo ? lo : hi;
+        t.done = lo < n ? (size_t)(g[lo].tokens - toks->ids) : total;
+        t.v_nll = malloc((total + 1) * sizeof *t.v_nll);
+        t.v_nllb = malloc((total + 1) * sizeof *t.v_nllb);
+        t.v_agree = malloc(total + 1);
+        if (!t.v_nll || !t.v_nllb || !t.v_agree)
+            st = qm_diag_fail(d, QM_ENOMEM, "out of memory for %zu positions' figures", total);
+    }
+    size_t p0 = t.done;
     /* both models run layer by layer to their final states, then the heads batch by batch */
     qm_states *hs = NULL, *hb = NULL;
     qm_head_w hm = {0}, hbw = {0};
-    qm_status st = qm_net_run(net, g, n, 0, NULL, &hs, d);
-    if (st == QM_OK && base)
-        st = qm_net_run(base, g, n, qm_states_spilled(hs) ? 0 : qm_states_bytes(hs), NULL, &hb, d);
+    if (st == QM_OK && (ranks == 1 || hi > lo))
+        st = qm_net_run(net, g + lo, hi - lo, 0, NULL, &hs, d);
+    if (st == QM_OK && base && (ranks == 1 || hi > lo))
+        st = qm_net_run(base, g + lo, hi - lo, qm_states_spilled(hs) ? 0 : qm_states_bytes(hs), NULL, &hb, d);
     if (st == QM_OK)
         st = qm_head_load(net->m, QM_HEAD_OUT, &hm, d);
     if (st == QM_OK && base)
         st = qm_head_load(base->m, QM_HEAD_OUT, &hbw, d);
-    for (size_t k = 0; k < n && st == QM_OK; k++) {
+    for (size_t k = lo; k < hi && st == QM_OK; k++) {
         int BS = g[k].B * g[k].S;
         size_t start = (size_t)(g[k].tokens - toks->ids);
-        st = qm_net_logits(net, &hm, hs, g, k, lg, d);
-        if (st == QM_OK && base && (st = qm_net_logits(base, &hbw, hb, g, k, lb, d)) == QM_OK)
+        st = qm_net_logits(net, &hm, hs, g + lo, k - lo, lg, d);
+        if (st == QM_OK && base && (st = qm_net_logits(base, &hbw, hb, g + lo, k - lo, lb, d)) == QM_OK)
             log_softmax(lb, BS, V, lb);
         if (st != QM_OK)
             break;
@@ -196,7 +297,15 @@ static qm_status walk(const qm_net *net, const qm_net *base, const qm_eval_ref *
         if (o->progress)
             o->progress(o->progress_ctx, t.done, total);
     }
-    if (st == QM_OK)
+    if (st == QM_OK && ranks > 1 && rank) { /* this rank's positions to rank 0, which finishes alone */
+        void *buf = NULL;
+        size_t len = 0;
+        if ((st = share_put(&t, p0, has_base, &buf, &len, d)) == QM_OK &&
+            (st = qm_dist_post(dist, 0, 0, buf, len, d)) == QM_OK)
+            st = qm_dist_flush(dist, d);
+    } else if (st == QM_OK && ranks > 1)
+        st = share_sum(&t, total, has_base, dist, d);
+    if (st == QM_OK && !rank)
         st = finish(&t, has_base, r, d);
     qm_head_free(&hm);
     qm_head_free(&hbw);
@@ -206,6 +315,9 @@ static qm_status walk(const qm_net *net, const qm_net *base, const qm_eval_ref *
     free(lg);
     free(lb);
     free(t.kld);
+    free(t.v_nll);
+    free(t.v_nllb);
+    free(t.v_agree);
     return st;
 }
 

@@ -11,6 +11,7 @@
 #ifndef QM_EVAL_H
 #define QM_EVAL_H
 
+#include "runtime/dist.h"
 #include "runtime/net.h"
 #include "model/tokens.h"
 
@@ -20,6 +21,12 @@ typedef struct qm_eval_opts {
     /* Called after each batch with tokens scored so far and in all; may be NULL. */
     void (*progress)(void *ctx, size_t done, size_t total);
     void *progress_ctx;
+    /* qm_eval_ppl() over the ranks of an MPI job (dist.h; NULL: one
+     * process): each rank runs a contiguous share of the windows and
+     * rank 0 sums each position's figures in position order, so its
+     * result is the same bytes as one process's (the other ranks' is
+     * empty). */
+    qm_dist *dist;
 } qm_eval_opts;
 
 typedef struct qm_eval_result {

@@ -3,7 +3,8 @@
 # quantize` for N = 1, 2, 3 on tiny-deepseek (a dense first layer, shared
 # experts) and tiny-mixtral writes the same bytes as one plain process
 # (quant_log.yaml less its timings), with --fake-quant too (the dequantized
-# weights cross between ranks); so does `qmoe score` on 2 and 3 ranks; one
+# weights cross between ranks); so do `qmoe score` and `qmoe eval` on 2 and
+# 3 ranks; one
 # rank killed with SIGKILL in the middle
 # ends the whole job with an error, and a run with another N resumes it to
 # the same bytes.  SKIP (exit 77) when qmoe is built without MPI.
@@ -57,6 +58,19 @@ for m in tiny-deepseek tiny-mixtral; do
         $mpirun -n $n "$QMOE" $sc -o "$tmp/$m-n$n.scores" 2> "$tmp/err" && ok || bad "$m: mpirun -n $n score failed: $(tail -5 "$tmp/err")"
         cmp -s "$tmp/$m-1p.scores" "$tmp/$m-n$n.scores" && ok || bad "$m: scores of $n ranks differ from one process's"
     done
+done
+
+# eval --base (perplexity, KL divergence) and eval alone: the same split, summed in position order
+text="$QM_SRCDIR/examples/data/wikitext2-test.txt"
+ev="eval $tmp/tiny-mixtral-1p --base $QM_SRCDIR/examples/models/tiny-mixtral --text $text --max-tokens 6000 --ctx 256 --format json -q"
+ep="eval $QM_SRCDIR/examples/models/tiny-deepseek --text $text --max-tokens 6000 --format json -q"
+"$QMOE" $ev > "$tmp/ev-1p.json" && "$QMOE" $ep > "$tmp/ep-1p.json" || bad "eval failed"
+grep -q '"kld_mean"' "$tmp/ev-1p.json" && ok || bad "eval --base printed no KL divergence"
+for n in 2 3; do
+    $mpirun -n $n "$QMOE" $ev > "$tmp/ev-n$n.json" 2> "$tmp/err" && ok || bad "mpirun -n $n eval --base failed: $(tail -5 "$tmp/err")"
+    cmp -s "$tmp/ev-1p.json" "$tmp/ev-n$n.json" && ok || bad "eval --base on $n ranks differs: $(diff "$tmp/ev-1p.json" "$tmp/ev-n$n.json" | head -4)"
+    $mpirun -n $n "$QMOE" $ep > "$tmp/ep-n$n.json" 2> "$tmp/err" && ok || bad "mpirun -n $n eval failed: $(tail -5 "$tmp/err")"
+    cmp -s "$tmp/ep-1p.json" "$tmp/ep-n$n.json" && ok || bad "eval on $n ranks differs"
 done
 
 # --fake-quant: the dequantized weights travel too
