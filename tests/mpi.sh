@@ -3,8 +3,8 @@
 # quantize` for N = 1, 2, 3 on tiny-deepseek (a dense first layer, shared
 # experts) and tiny-mixtral writes the same bytes as one plain process
 # (quant_log.yaml less its timings), with --fake-quant too (the dequantized
-# weights cross between ranks); so do `qmoe score` and `qmoe eval` on 2 and
-# 3 ranks; one
+# weights cross between ranks) and a k-quant GGUF; so do `qmoe score` and
+# `qmoe eval` on 2 and 3 ranks; one
 # rank killed with SIGKILL in the middle
 # ends the whole job with an error, and a run with another N resumes it to
 # the same bytes.  SKIP (exit 77) when qmoe is built without MPI.
@@ -79,6 +79,21 @@ q="quantize -q --plan $tmp/tiny-deepseek.yaml --model $model --calib $calib $fas
 "$QMOE" $q -o "$tmp/fq-1p" && $mpirun -n 2 "$QMOE" $q -o "$tmp/fq-n2" 2> "$tmp/err" && ok ||
     bad "fake-quant runs failed: $(tail -5 "$tmp/err")"
 same "$tmp/fq-1p" "$tmp/fq-n2" "$tmp/fq-1p/fake-quant/*" "fake-quant, 2 ranks"
+
+# --format gguf with k-quants (two-level grids, fp16 scales fixed by the GGUF writer on rank 0) on a
+# random Qwen3-MoE layout whose inputs are multiples of 256, as tests/gguf.sh makes it
+printf '{"architectures": ["Qwen3MoeForCausalLM"], "vocab_size": 256, "hidden_size": 256, "intermediate_size": 256,
+ "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "num_experts": 8,
+ "num_experts_per_tok": 2, "moe_intermediate_size": 256, "max_position_embeddings": 512, "rms_norm_eps": 1e-06,
+ "rope_theta": 1000000.0, "torch_dtype": "bfloat16", "qmoe_tokenizer": "byte", "head_dim": 64, "norm_topk_prob": true}\n' \
+    > "$tmp/q3.json"
+printf 'default: 4bit group 256\nlayers[0].experts: 2bit group 16\nlayers[1].experts: 3bit group 16\n' > "$tmp/kq.qmoe"
+MK_RANDOM_EXP=123 sh "$QM_SRCDIR/bench/mk-random.sh" "$tmp/q3.json" 2 "$tmp/q3" > /dev/null &&
+    "$QMOE" compile "$tmp/kq.qmoe" --model "$tmp/q3" -o "$tmp/kq.yaml" || bad "the k-quant model or plan"
+q="quantize -q --plan $tmp/kq.yaml --model $tmp/q3 --calib $calib --ctx 128 --samples 4 --format gguf"
+"$QMOE" $q -o "$tmp/kq-1p.gguf" 2> /dev/null || bad "k-quant GGUF on one process failed"
+$mpirun -n 2 "$QMOE" $q -o "$tmp/kq-n2.gguf" 2> "$tmp/err" && ok || bad "k-quant GGUF on 2 ranks failed: $(tail -5 "$tmp/err")"
+cmp -s "$tmp/kq-1p.gguf" "$tmp/kq-n2.gguf" && ok || bad "k-quant GGUF of 2 ranks differs from one process's"
 
 # kill -9 rank 1 once layer 1 is done; the job ends with an error; 3 ranks resume it
 q="quantize --plan $tmp/tiny-deepseek.yaml --model $model --calib $calib --ctx 256 --samples 24"
