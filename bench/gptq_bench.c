@@ -14,7 +14,7 @@
  * --rate prints the sgemm rate alone (GFLOP/s).  --shape times one linear
  * and prints one line of key=value pairs for scripts (bench/scale.sh):
  * wall and CPU seconds of the Hessian and of GPTQ, the relative error
- * tr(D H D^T) / tr(W H W^T) and its denominator, GPTQ's FLOPs (two thirds of in^3 for the
+ * tr(D H D^T) / tr(W H W^T) and its denominator, GPTQ's FLOPs (a third of in^3 for the
  * factor, out x in^2 for the updates) and the sgemm rate; with --dump DIR
  * it also writes DIR/W.f32 (out x in), DIR/H.f32 (in x in, the finished
  * Hessian) for the reference implementation (tools/gptq_ref.py).
@@ -96,7 +96,7 @@ static int one(int out, int in, int tokens, double peak, int line, const char *d
     if (line)
         printf("out=%d in=%d tokens=%d hessian_s=%.3f hessian_cpu_s=%.3f gptq_s=%.3f gptq_cpu_s=%.3f error=%.6g "
                "den=%.17g flops=%.6g sgemm_gflops=%.2f\n", out, in, tokens, th, ch, tg, cg, r.loss / den, den,
-               2.0 / 3.0 * in * (double)in * in + (double)out * in * in, peak / 1e9);
+               1.0 / 3.0 * in * (double)in * in + (double)out * in * in, peak / 1e9);
     else
         printf("%5d x %-5d  Hessian %.2f s, GPTQ %.2f s; update phase %.2f s at %.1f GFLOP/s = %.0f%% of sgemm\n",
                out, in, th, tg, r.update_seconds, r.update_flops / r.update_seconds / 1e9,

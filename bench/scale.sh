@@ -75,9 +75,9 @@ case " $PARTS " in *" layer "*)
         -v wall="$wall" -v cpu="$cpu" -v rss="$rss" -v windows="$WINDOWS" -v ctx="$CTX" \
         -v pw="$PROJ_WINDOWS" -v pc="$PROJ_CTX" '
         FILENAME ~ /tensors$/ { out[$2] = $3; inn[$2] = $4; next }
-        {   # GPTQ: the factor (2/3 in^3), the updates (out in^2), the error denominator
+        {   # GPTQ: the factor (1/3 in^3: one Cholesky), the updates (out in^2), the error denominator
             o = out[$1]; i = inn[$1]; n = $2; gs += $3
-            f = 2 / 3 * i ^ 3 + o * i ^ 2
+            f = i ^ 3 / 3 + o * i ^ 2
             g += f + (n < i ? 2 * n * i * o : 2 * o * i ^ 2)
             # at the projected tokens: an expert sees its share of them
             pn = (n == T ? PT : n * PT / T)

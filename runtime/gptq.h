@@ -11,14 +11,17 @@
  *   3. damping: H += damp * mean(diag H) * I; if H is still not positive
  *      definite, damp is multiplied by 10 and the factorisation retried
  *   4. U = upper Cholesky factor of H^-1 (from one LAPACK spotrf and strtri
- *      of H with its order reversed; see inverse_factor() in gptq.c)
+ *      of H with its order reversed; see factor() in gptq.c)
  *   5. for each column i: q = quant(w_i); err = (w_i - q) / U_ii;
  *      w_j -= err * U_ij for the later columns j
  *
- * qm_gptq() does step 5 in blocks of 128 columns, applying a block's errors
- * to all later columns with one sgemm (the "lazy batch" update, where the
- * FLOPs are); qm_gptq_ref() applies every update at once, column by column,
- * exactly as written above.  Both give the same result up to rounding.
+ * qm_gptq_ref() does exactly that, column by column.  qm_gptq() does the
+ * same on H's own Cholesky factor V (H = V V^T, V upper), which needs no
+ * inverse: column j is quantized from w_j + sum_{i < j} (w_i - q_i) V_ij /
+ * V_jj with the original weights w (the same value as step 5's, see gptq.c),
+ * and a block of 128 columns updates all later ones with one sgemm (the
+ * "lazy batch" update, where the FLOPs are).  Both give the same result
+ * up to rounding; qm_gptq()'s factor costs half the FLOPs.
  *
  * Quantizer: per output row and group of `group` input columns (or the whole
  * row for per-channel), from the min and max of the group's current
