@@ -254,8 +254,12 @@ qm_status qm_afile_read_bytes(const char *path, void *data, size_t n, const char
 /* ---- progress ------------------------------------------------------------ */
 
 /* A long-running stage reports one line at a time through a callback the
- * driver supplies (it decides whether and where to print).  Format a line
- * and pass it to fn(ctx, line); nothing when fn is NULL. */
+ * driver supplies (it decides whether and where to print): one line per
+ * layer (layer i/N, tokens per second, ETA), and passing detail within a
+ * layer (its start, each linear) as lines beginning with '\r', which the
+ * command line shows only on a terminal, where every line replaces the one
+ * before it (cli/progress.c).  Format a line and pass it to fn(ctx, line);
+ * nothing when fn is NULL. */
 typedef void qm_progress_fn(void *ctx, const char *line);
 void qm_progressf(qm_progress_fn *fn, void *ctx, const char *fmt, ...) QM_PRINTF(3, 4);
 

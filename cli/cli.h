@@ -70,8 +70,6 @@ void qm_cli_compile_args_free(qm_cli_compile_argv *a);
  * or T (optionally followed by "iB" or "B"): 512M, 1.5G, 64GiB.  On a bad
  * value prints the usage error and returns 1. */
 int qm_cli_size(const qm_cmd *cmd, const char *opt, const char *arg, size_t *v);
-/* One progress line on standard error, "qmoe: LINE" (a qm_progress_fn). */
-void qm_cli_line(void *ctx, const char *line);
 
 /* Open a model directory to run it layer by layer (net.h). */
 qm_status qm_cli_open_net(const char *dir, qm_model **m, qm_net *net, qm_diag *d);
@@ -83,8 +81,17 @@ int qm_cli_is_gguf(const char *path);
 /* Close what qm_cli_open_net opened (m may be NULL). */
 void qm_cli_close_net(qm_model *m, qm_net *net);
 
-/* Progress on stderr ("N/M tokens  R tok/s  ETA S s"), only when stderr is a
- * terminal and not quiet: qm_cli_progress_start returns 0 otherwise. */
+/* ---- progress (progress.c) ---- */
+
+/* Every command's progress line on standard error, "qmoe: LINE" (a
+ * qm_progress_fn): redrawn in place on a terminal, else one line each,
+ * lines beginning with '\r' (passing detail) only on a terminal. */
+void qm_cli_line(void *ctx, const char *line);
+/* End the line a terminal shows in place, if any (before other output). */
+void qm_cli_progress_end(void);
+/* Token progress ("N/M tokens  R tok/s  ETA S s") through the same line,
+ * only when stderr is a terminal and not quiet: qm_cli_progress_start
+ * returns 0 otherwise. */
 typedef struct qm_cli_progress {
     struct timespec t0;
 } qm_cli_progress;

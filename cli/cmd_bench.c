@@ -9,12 +9,6 @@
 #include "cli/cli.h"
 #include "matrix/matrix.h"
 
-static void progress(void *ctx, const char *line)
-{
-    (void)ctx;
-    fprintf(stderr, "qmoe: %s\n", line);
-}
-
 static int run(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -37,7 +31,7 @@ static int run(int argc, char **argv)
     qm_matrix_opts o = qm_matrix_opts_default();
     o.policies = pol;
     o.dirs = dirs;
-    o.progress = progress;
+    o.progress = qm_cli_line;
     long v;
     int c, rc = -1;
     optind = 1;
@@ -100,6 +94,7 @@ static int run(int argc, char **argv)
     qm_diag *d = qm_diag_new();
     qm_matrix m;
     qm_status st = d ? qm_matrix_run(&o, &m, d) : QM_ENOMEM;
+    qm_cli_progress_end();
     if (st == QM_OK && o.progress) {
         size_t reused = 0;
         for (size_t i = 0; i < m.n; i++)

@@ -168,6 +168,7 @@ static int run(int argc, char **argv)
     }
     if (st == QM_OK && tasks && rank == 0) /* the tasks run on rank 0 alone */
         st = qm_eval_tasks(&net, tasks, (int)ctx, &tr, &ntr, d);
+    qm_cli_progress_end();
     if (st == QM_OK && rank == 0) {
         if (yaml || json)
             st = print_yaml(&r, tr, ntr, json, d);

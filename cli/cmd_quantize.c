@@ -9,11 +9,6 @@
 #include "cli/cli.h"
 #include "runtime/quantize.h"
 
-static void progress(void *ctx, const char *line)
-{
-    fprintf(stderr, "qmoe: %s\n", line);
-}
-
 static int run(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -120,10 +115,11 @@ static int run(int argc, char **argv)
     int rank = qm_dist_rank(dist), ranks = qm_dist_size(dist);
     o.dist = dist;
     if (!quiet && rank == 0) /* rank 0 reports; the others print errors only */
-        o.progress = progress;
+        o.progress = qm_cli_line;
     qm_quant_report rep = {0};
     if (st == QM_OK)
         st = qm_quantize(plan, model, calib, out, &o, &rep, d);
+    qm_cli_progress_end();
     if (st == QM_OK && !quiet && rank == 0)
         fprintf(stderr, "qmoe: %zu tensors quantized (%zu by fallback) in %.1f s; peak memory %.1f MiB%s\n",
                 rep.tensors_quantized, rep.fallbacks, rep.seconds, rep.peak_rss_kib / 1024.0,

@@ -66,6 +66,7 @@ int qm_cli_long(const qm_cmd *cmd, const char *opt, const char *arg, long lo, lo
 int qm_cli_report(qm_diag *d)
 {
     int failed = qm_diag_errors(d) > 0;
+    qm_cli_progress_end();
     qm_diag_print(d, stderr, "qmoe");
     return failed ? QM_EXIT_FAIL : QM_EXIT_OK;
 }

@@ -1,4 +1,4 @@
-/* util.c: pieces several subcommands share: loading a model, progress lines. */
+/* util.c: pieces several subcommands share: sizes, opening a model to run. */
 #include "config.h"
 
 #include <errno.h>
@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
 #include "model/gguf.h"
@@ -30,8 +29,6 @@ int qm_cli_size(const qm_cmd *cmd, const char *opt, const char *arg, size_t *v)
     *v = (size_t)(x * scale);
     return 0;
 }
-
-void qm_cli_line(void *ctx, const char *line) { fprintf(stderr, "qmoe: %s\n", line); }
 
 qm_status qm_cli_open_net(const char *dir, qm_model **m, qm_net *net, qm_diag *d)
 {
@@ -68,23 +65,4 @@ void qm_cli_close_net(qm_model *m, qm_net *net)
     if (!m)
         return;
     qm_model_close(m);
-}
-
-int qm_cli_progress_start(qm_cli_progress *p, int quiet)
-{
-    clock_gettime(CLOCK_MONOTONIC, &p->t0);
-    return !quiet && isatty(2);
-}
-
-void qm_cli_progress_show(void *ctx, size_t done, size_t total)
-{
-    qm_cli_progress *p = ctx;
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    double s = (double)(t.tv_sec - p->t0.tv_sec) + 1e-9 * (double)(t.tv_nsec - p->t0.tv_nsec);
-    double rate = (double)done / (s > 0 ? s : 1e-9);
-    fprintf(stderr, "\rqmoe: %zu/%zu tokens  %.0f tok/s  ETA %.0f s   ", done, total, rate,
-            (double)(total - done) / (rate > 0 ? rate : 1));
-    if (done == total)
-        fputc('\n', stderr);
 }

@@ -653,7 +653,7 @@ qm_status qm_measure(const char *model_dir, const char *calib_path, const char *
     }
     for (int L = cur.layers_done; st == QM_OK && L < total; L++) {
         double t = qm_clock();
-        say(&r, "layer %d/%d: %d x %d calibration tokens, widths %s", L, total, r.B, r.S, ws);
+        say(&r, "\rlayer %d/%d: %d x %d calibration tokens, widths %s", L, total, r.B, r.S, ws);
         size_t first = r.nu, n = 0;
         for (size_t j = 0; j < r.nu; j++)
             if (r.u[j].layer == L)
@@ -677,8 +677,9 @@ qm_status qm_measure(const char *model_dir, const char *calib_path, const char *
                 remove(p);
             free(p);
         }
-        say(&r, "layer %d/%d done in %.1f s, ETA %.0f s", L, total, qm_clock() - t,
-            (qm_clock() - t) * (total - L - 1));
+        double took = qm_clock() - t;
+        say(&r, "layer %d/%d done in %.1f s, %.0f tok/s, ETA %.0f s", L, total, took,
+            (double)r.B * r.S / (took > 0 ? took : 1e-9), took * (total - L - 1));
     }
     if (st == QM_OK)
         st = qm_afile_write(out, put_measure, &mo, 1, d);

@@ -140,7 +140,7 @@ qm_status qz_take_linear(run *r, size_t ti, qm_qresult *res, long long tokens, c
     if ((st = log_entry(r, r->m->t[ti].st->name, r->m->t[ti].canon, pt->bits, tokens, fallback, err, damp,
                         seconds)) != QM_OK)
         return st;
-    say(r, "layer %d  %-28s tokens %-7lld error %s%s", r->w.layer, r->m->t[ti].canon, tokens, err,
+    say(r, "\rlayer %d  %-28s tokens %-7lld error %s%s", r->w.layer, r->m->t[ti].canon, tokens, err,
         strcmp(fallback, "none") ? "  (fallback)" : "");
     return QM_OK;
 }
@@ -856,7 +856,7 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
         st = qz_lead(&r);
     for (int L = cur.layers_done; st == QM_OK && L < total; L++) {
         double t = qm_clock();
-        say(&r, "layer %d/%d: %d x %d calibration tokens", L, total, r.B, r.S);
+        say(&r, "\rlayer %d/%d: %d x %d calibration tokens", L, total, r.B, r.S);
         if ((st = qm_dist_bcast(r.dist, &L, sizeof L, d)) == QM_OK && (st = one_layer(&r, L)) == QM_OK) {
             cur.layers_done = L + 1;
             if ((st = write_state(&r, &cur)) == QM_OK)
