@@ -351,9 +351,80 @@ static int by_desc_key(const void *a, const void *b)
     return x->key > y->key ? -1 : x->key < y->key ? 1 : (x->idx > y->idx) - (x->idx < y->idx);
 }
 
+/* ---- the Cholesky factor ------------------------------------------------------------------ */
+
+/* A (n, n) row-major = L L^T in place, L lower (the upper triangle is never
+ * written), right-looking in panels of CHOL_NB columns: the panel's
+ * diagonal block by LAPACK's spotrf, the rows below it solved against that
+ * block (strsm) and the trailing lower triangle updated by A22 -= A21 A21^T
+ * (sgemm, ssyrk on diagonal tiles so that their upper halves stay as they
+ * were), the solves and the update in tiles of CHOL_NB spread over the
+ * workers.  Every call is single-threaded and the tiles are fixed by n and
+ * CHOL_NB alone, so L is the same bytes on any thread count (OpenBLAS's
+ * threaded spotrf changes its blocking with the thread count; a
+ * single-threaded one leaves the other cores idle for 10 s on a 14336^2
+ * Hessian).  Returns LAPACK's info: 0, or the order of the first minor
+ * that is not positive definite. */
+enum { CHOL_NB = 256 };
+
+typedef struct chol_job {
+    float *A;
+    int n, k0, kb, r0; /* panel [k0, k0 + kb); rows from r0 = k0 + kb */
+} chol_job;
+
+static void chol_solve(void *ctx, int t, int worker)
+{
+    const chol_job *c = ctx;
+    (void)worker;
+    int i0 = c->r0 + t * CHOL_NB, m = c->n - i0 < CHOL_NB ? c->n - i0 : CHOL_NB;
+    float *d = c->A + (size_t)c->k0 * c->n + c->k0;
+    cblas_strsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, m, c->kb, 1.0f, d, c->n,
+                c->A + (size_t)i0 * c->n + c->k0, c->n);
+}
+
+static void chol_update(void *ctx, int t, int worker)
+{
+    const chol_job *c = ctx;
+    (void)worker;
+    int bi = 0;
+    while (t > bi) /* tiles numbered row by row up to the diagonal: (bi, bj <= bi) */
+        t -= ++bi;
+    int i0 = c->r0 + bi * CHOL_NB, j0 = c->r0 + t * CHOL_NB;
+    int mi = c->n - i0 < CHOL_NB ? c->n - i0 : CHOL_NB, nj = c->n - j0 < CHOL_NB ? c->n - j0 : CHOL_NB;
+    const float *a = c->A + (size_t)i0 * c->n + c->k0, *b = c->A + (size_t)j0 * c->n + c->k0;
+    float *C = c->A + (size_t)i0 * c->n + j0;
+    if (i0 == j0)
+        cblas_ssyrk(CblasRowMajor, CblasLower, CblasNoTrans, mi, c->kb, -1.0f, a, c->n, 1.0f, C, c->n);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mi, nj, c->kb, -1.0f, a, c->n, b, c->n, 1.0f, C, c->n);
+}
+
+static int cholesky_lower(float *A, int n)
+{
+    int blas = openblas_get_num_threads(), workers = fwdk_workers();
+    openblas_set_num_threads(1);
+    int info = 0;
+    for (int k0 = 0; info == 0 && k0 < n; k0 += CHOL_NB) {
+        chol_job c = {A, n, k0, n - k0 < CHOL_NB ? n - k0 : CHOL_NB, 0};
+        c.r0 = k0 + c.kb;
+        spotrf_("U", &c.kb, A + (size_t)k0 * n + k0, &n, &info, 1); /* LAPACK's upper: our lower */
+        if (info != 0) {
+            info += k0;
+            break;
+        }
+        int tiles = (n - c.r0 + CHOL_NB - 1) / CHOL_NB;
+        if (tiles > 0) {
+            fwdk_parallel(workers, tiles, chol_solve, &c);
+            fwdk_parallel(workers, tiles * (tiles + 1) / 2, chol_update, &c);
+        }
+    }
+    openblas_set_num_threads(blas);
+    return info;
+}
+
 /* The factor GPTQ runs on, in H's own buffer, growing damp until H is
  * positive definite.  With J the order-reversing permutation, let
- * J (H + damp) J = L L^T (L lower, one LAPACK spotrf); then V = J L J is
+ * J (H + damp) J = L L^T (L lower, cholesky_lower()); then V = J L J is
  * upper triangular with H + damp = V V^T.
  *
  * invert = 0 (qm_gptq()): H becomes V with each column above the diagonal
@@ -404,12 +475,13 @@ static qm_status factor(float *H, int in, int invert, const qm_qspec *s, qm_qres
         float lambda = (float)(damp * mean);
         for (int i = 0; i < in; i++)
             H[(size_t)i * in + i] += lambda;
-        int info = 0, threads = openblas_get_num_threads();
-        openblas_set_num_threads(1); /* threaded, both change their blocking with the thread count */
-        spotrf_("U", &in, H, &in, &info, 1);
-        if (info == 0 && invert)
+        int info = cholesky_lower(H, in);
+        if (info == 0 && invert) {
+            int threads = openblas_get_num_threads();
+            openblas_set_num_threads(1); /* threaded, it changes its blocking with the thread count */
             strtri_("U", "N", &in, H, &in, &info, 1, 1);
-        openblas_set_num_threads(threads);
+            openblas_set_num_threads(threads);
+        }
         if (info == 0) {
             reverse(H, nn); /* U = J L^-1 J, or V = J L J */
             for (int i = 0; i < in; i++) {

@@ -10,7 +10,7 @@
  *   2. act-order (optional): process columns by descending H_ii
  *   3. damping: H += damp * mean(diag H) * I; if H is still not positive
  *      definite, damp is multiplied by 10 and the factorisation retried
- *   4. U = upper Cholesky factor of H^-1 (from one LAPACK spotrf and strtri
+ *   4. U = upper Cholesky factor of H^-1 (from a Cholesky factorisation and strtri
  *      of H with its order reversed; see factor() in gptq.c)
  *   5. for each column i: q = quant(w_i); err = (w_i - q) / U_ii;
  *      w_j -= err * U_ij for the later columns j
