@@ -3,8 +3,10 @@
  * libraries were built from; not part of qmoe).
  *
  *   llama_ppl BACKEND_DIR MODEL.gguf TEXT BYTES CTX [LOGPROBS_OUT] [BASE.gguf]
- *   llama_ppl BACKEND_DIR --quantize IN.gguf OUT.gguf FTYPE [KEEP_TYPE]
+ *   llama_ppl BACKEND_DIR --quantize IN.gguf OUT.gguf FTYPE [KEEP_TYPE [IMATRIX.gguf]]
  *   llama_ppl BACKEND_DIR --tokenize MODEL.gguf TEXT [ADD_SPECIAL]
+ *   llama_ppl BACKEND_DIR --imatrix MODEL.gguf TEXT BYTES CTX OUT.gguf
+ *   llama_ppl BACKEND_DIR --imatrix-diff A.gguf B.gguf
  *
  * Loads MODEL.gguf on the CPU (the backends found in BACKEND_DIR), reads
  * the first BYTES bytes of TEXT as token ids (byte-level models), and walks
@@ -22,20 +24,25 @@
  * FTYPE 0 (all F32) turns blocks into floats with ggml's own dequantization.
  * With KEEP_TYPE (a ggml type id) the quantization is "pure" (every weight
  * matrix at FTYPE's type) but for token_embd and output, which get
- * KEEP_TYPE: the layout of a qmoe file that keeps embeddings and head.
+ * KEEP_TYPE: the layout of a qmoe file that keeps embeddings and head
+ * (KEEP_TYPE -1: llama.cpp's own choice of types for FTYPE, its presets
+ * such as Q4_K_M).  With IMATRIX.gguf (llama.cpp's GGUF imatrix format,
+ * e.g. from --imatrix) the quantizer gets each matrix's importance as
+ * llama.cpp's quantize tool hands it over (sums over counts).
  *
  * --tokenize prints the ids llama.cpp's tokenizer (MODEL's vocabulary
  * alone) gives the whole of TEXT, as `qmoe tokenize` prints them (one line,
  * space-separated); BOS/EOS are added when ADD_SPECIAL is 1, and special
  * tokens written in the text are parsed as Hugging Face's tokenizers do.
+ *
+ * --imatrix and --imatrix-diff: tools/llama_imatrix.c.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "ggml-backend.h"
-#include "llama.h"
+#include "llama_harness.h"
 
 static void quiet(enum ggml_log_level level, const char *text, void *user)
 {
@@ -44,9 +51,8 @@ static void quiet(enum ggml_log_level level, const char *text, void *user)
         fputs(text, stderr);
 }
 
-/* Model at path on the CPU and a context for windows of ctx tokens: F32 KV
- * cache, flash attention off; NULL (after a message) on failure. */
-static struct llama_context *open_model(const char *path, int ctx, struct llama_model **model)
+struct llama_context *qm_harness_open(const char *path, int ctx, ggml_backend_sched_eval_callback cb, void *user,
+                                      struct llama_model **model)
 {
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = 0;
@@ -62,6 +68,8 @@ static struct llama_context *open_model(const char *path, int ctx, struct llama_
     cp.type_v = GGML_TYPE_F32;
     cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
     cp.n_threads = cp.n_threads_batch = 2;
+    cp.cb_eval = cb;
+    cp.cb_eval_user_data = user;
     struct llama_context *lc = llama_init_from_model(*model, cp);
     if (!lc)
         fprintf(stderr, "llama_ppl: no context for %s\n", path);
@@ -80,10 +88,29 @@ static void log_softmax(const float *l, int V, double *out)
         out[v] = (double)l[v] - mx - log(z);
 }
 
+long qm_harness_bytes(const char *path, long want, llama_token **tok)
+{
+    FILE *f = fopen(path, "rb");
+    *tok = want > 0 ? malloc((size_t)want * sizeof **tok) : NULL;
+    if (!f || !*tok) {
+        fprintf(stderr, "llama_ppl: cannot read %s or bad sizes\n", path);
+        if (f)
+            fclose(f);
+        free(*tok);
+        *tok = NULL;
+        return -1;
+    }
+    long n = 0;
+    for (int c; n < want && (c = fgetc(f)) != EOF;)
+        (*tok)[n++] = c;
+    fclose(f);
+    return n;
+}
+
 static int quantize(int argc, char **argv)
 {
-    if (argc != 6 && argc != 7) {
-        fprintf(stderr, "usage: llama_ppl BACKEND_DIR --quantize IN.gguf OUT.gguf FTYPE [KEEP_TYPE]\n");
+    if (argc < 6 || argc > 8) {
+        fprintf(stderr, "usage: llama_ppl BACKEND_DIR --quantize IN.gguf OUT.gguf FTYPE [KEEP_TYPE [IMATRIX.gguf]]\n");
         return 2;
     }
     llama_log_set(quiet, NULL);
@@ -93,11 +120,17 @@ static int quantize(int argc, char **argv)
     qp.nthread = 2;
     qp.ftype = (enum llama_ftype)atoi(argv[5]);
     qp.allow_requantize = 1;
-    if (argc == 7) {
+    if (argc >= 7 && atoi(argv[6]) >= 0) {
         qp.pure = 1;
         qp.output_tensor_type = qp.token_embedding_type = (enum ggml_type)atoi(argv[6]);
     }
-    if (llama_model_quantize(argv[3], argv[4], &qp) != 0) {
+    struct llama_model_imatrix_data *im = NULL;
+    if (argc == 8 && !(im = qm_imatrix_load(argv[7])))
+        return 1;
+    qp.imatrix = im;
+    int rc = llama_model_quantize(argv[3], argv[4], &qp);
+    qm_imatrix_free(im);
+    if (rc != 0) {
         fprintf(stderr, "llama_ppl: llama_model_quantize failed\n");
         return 1;
     }
@@ -152,30 +185,33 @@ int main(int argc, char **argv)
         return quantize(argc, argv);
     if (argc > 2 && strcmp(argv[2], "--tokenize") == 0)
         return tokenize(argc, argv);
+    if (argc > 2 && strcmp(argv[2], "--imatrix") == 0) {
+        llama_log_set(quiet, NULL);
+        ggml_backend_load_all_from_path(argv[1]);
+        llama_backend_init();
+        return qm_imatrix_collect(argc, argv);
+    }
+    if (argc > 2 && strcmp(argv[2], "--imatrix-diff") == 0)
+        return qm_imatrix_diff(argc, argv);
     if (argc < 6) {
         fprintf(stderr, "usage: llama_ppl BACKEND_DIR MODEL.gguf TEXT BYTES CTX [LOGPROBS_OUT]\n");
         return 2;
     }
-    long want = atol(argv[4]);
     int ctx = atoi(argv[5]);
-    FILE *tf = fopen(argv[3], "rb");
-    if (!tf || want < 2 || ctx < 1) {
-        fprintf(stderr, "llama_ppl: cannot read %s or bad sizes\n", argv[3]);
+    llama_token *tok;
+    long n = ctx >= 1 ? qm_harness_bytes(argv[3], atol(argv[4]), &tok) : -1;
+    if (n < 2) {
+        fprintf(stderr, "llama_ppl: %s: fewer than 2 tokens or bad sizes\n", argv[3]);
         return 1;
     }
-    llama_token *tok = malloc((size_t)want * sizeof *tok);
-    long n = 0;
-    for (int c; n < want && (c = fgetc(tf)) != EOF;)
-        tok[n++] = c;
-    fclose(tf);
     FILE *lp = argc > 6 && strcmp(argv[6], "-") != 0 ? fopen(argv[6], "w") : NULL;
 
     llama_log_set(quiet, NULL);
     ggml_backend_load_all_from_path(argv[1]);
     llama_backend_init();
     struct llama_model *model, *bmodel = NULL;
-    struct llama_context *lc = open_model(argv[2], ctx, &model), *bc = NULL;
-    if (!lc || (argc > 7 && !(bc = open_model(argv[7], ctx, &bmodel))))
+    struct llama_context *lc = qm_harness_open(argv[2], ctx, NULL, NULL, &model), *bc = NULL;
+    if (!lc || (argc > 7 && !(bc = qm_harness_open(argv[7], ctx, NULL, NULL, &bmodel))))
         return 1;
     int V = llama_vocab_n_tokens(llama_model_get_vocab(model));
     struct llama_batch b = llama_batch_init(ctx, 0, 1);
