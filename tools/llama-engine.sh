@@ -11,9 +11,10 @@
 #       cannot be reached (callers print SKIP)
 #   llama-engine.sh CACHE_DIR ppl MODEL.gguf TEXT BYTES CTX [LOGPROBS_OUT]
 #       llama_ppl on MODEL.gguf (see tools/llama_ppl.c): tokens, nll, ppl
-#   llama-engine.sh CACHE_DIR quantize IN.gguf OUT.gguf FTYPE [KEEP_TYPE [IMATRIX]]
-#       llama.cpp's own quantizer (FTYPE 0: blocks back to F32 by ggml;
-#       KEEP_TYPE -1: llama.cpp's preset types), with an importance matrix
+#   llama-engine.sh CACHE_DIR quantize IN.gguf OUT.gguf FTYPE [KEEP_TYPE [IMATRIX|- [preset]]]
+#       llama.cpp's own quantizer (FTYPE 0: blocks back to F32 by ggml),
+#       embeddings and head at KEEP_TYPE, the rest at FTYPE's type or
+#       ("preset") the mix of llama.cpp's preset, with an importance matrix
 #   llama-engine.sh CACHE_DIR imatrix MODEL.gguf TEXT BYTES CTX OUT.gguf
 #       llama.cpp's importance matrix collected by the harness over the full
 #       windows of CTX in the first BYTES bytes of TEXT (qmoe's calibration)

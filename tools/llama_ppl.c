@@ -2,8 +2,8 @@
  * tools/llama-engine.sh against the headers of the release the prebuilt
  * libraries were built from; not part of qmoe).
  *
- *   llama_ppl BACKEND_DIR MODEL.gguf TEXT BYTES CTX [LOGPROBS_OUT] [BASE.gguf]
- *   llama_ppl BACKEND_DIR --quantize IN.gguf OUT.gguf FTYPE [KEEP_TYPE [IMATRIX.gguf]]
+ *   llama_ppl BACKEND_DIR MODEL.gguf TEXT BYTES CTX [LOGPROBS_OUT] [BASE.gguf [BASE_CACHE]]
+ *   llama_ppl BACKEND_DIR --quantize IN.gguf OUT.gguf FTYPE [KEEP_TYPE [IMATRIX.gguf|- [preset]]]
  *   llama_ppl BACKEND_DIR --tokenize MODEL.gguf TEXT [ADD_SPECIAL]
  *   llama_ppl BACKEND_DIR --imatrix MODEL.gguf TEXT BYTES CTX OUT.gguf
  *   llama_ppl BACKEND_DIR --imatrix-diff A.gguf B.gguf
@@ -18,16 +18,21 @@
  * the window index and the sum of its log-probabilities (LOGPROBS_OUT "-":
  * none).  With BASE.gguf, the same windows through that model too, and
  * "kld X": the mean over scored positions of KL(base || model), nats.
+ * With BASE_CACHE, the base's log-probabilities (doubles, every scored
+ * position's V values in order) are read from that file when it holds
+ * exactly them, else computed and written there (temporary file renamed):
+ * a bench comparing many files with one base decodes the base once.
  *
  * --quantize runs llama.cpp's own quantizer (llama_model_quantize) to the
  * llama_ftype number FTYPE, requantizing when IN is already quantized:
  * FTYPE 0 (all F32) turns blocks into floats with ggml's own dequantization.
  * With KEEP_TYPE (a ggml type id) the quantization is "pure" (every weight
  * matrix at FTYPE's type) but for token_embd and output, which get
- * KEEP_TYPE: the layout of a qmoe file that keeps embeddings and head
- * (KEEP_TYPE -1: llama.cpp's own choice of types for FTYPE, its presets
- * such as Q4_K_M).  With IMATRIX.gguf (llama.cpp's GGUF imatrix format,
- * e.g. from --imatrix) the quantizer gets each matrix's importance as
+ * KEEP_TYPE: the layout of a qmoe file that keeps embeddings and head.
+ * With "preset" the other weights take the types llama.cpp's preset FTYPE
+ * chooses for each (Q4_K_M: some Q6_K, Q3_K_M: some Q4_K/Q5_K, ...), not
+ * all FTYPE's.  With IMATRIX.gguf (llama.cpp's GGUF imatrix format, e.g.
+ * from --imatrix) the quantizer gets each matrix's importance as
  * llama.cpp's quantize tool hands it over (sums over counts).
  *
  * --tokenize prints the ids llama.cpp's tokenizer (MODEL's vocabulary
@@ -109,8 +114,9 @@ long qm_harness_bytes(const char *path, long want, llama_token **tok)
 
 static int quantize(int argc, char **argv)
 {
-    if (argc < 6 || argc > 8) {
-        fprintf(stderr, "usage: llama_ppl BACKEND_DIR --quantize IN.gguf OUT.gguf FTYPE [KEEP_TYPE [IMATRIX.gguf]]\n");
+    if (argc < 6 || argc > 9 || (argc == 9 && strcmp(argv[8], "preset") != 0)) {
+        fprintf(stderr, "usage: llama_ppl BACKEND_DIR --quantize IN.gguf OUT.gguf FTYPE [KEEP_TYPE [IMATRIX.gguf|- "
+                        "[preset]]]\n");
         return 2;
     }
     llama_log_set(quiet, NULL);
@@ -120,12 +126,12 @@ static int quantize(int argc, char **argv)
     qp.nthread = 2;
     qp.ftype = (enum llama_ftype)atoi(argv[5]);
     qp.allow_requantize = 1;
-    if (argc >= 7 && atoi(argv[6]) >= 0) {
-        qp.pure = 1;
+    if (argc >= 7) {
+        qp.pure = argc < 9;
         qp.output_tensor_type = qp.token_embedding_type = (enum ggml_type)atoi(argv[6]);
     }
     struct llama_model_imatrix_data *im = NULL;
-    if (argc == 8 && !(im = qm_imatrix_load(argv[7])))
+    if (argc >= 8 && strcmp(argv[7], "-") != 0 && !(im = qm_imatrix_load(argv[7])))
         return 1;
     qp.imatrix = im;
     int rc = llama_model_quantize(argv[3], argv[4], &qp);
@@ -211,13 +217,33 @@ int main(int argc, char **argv)
     llama_backend_init();
     struct llama_model *model, *bmodel = NULL;
     struct llama_context *lc = qm_harness_open(argv[2], ctx, NULL, NULL, &model), *bc = NULL;
-    if (!lc || (argc > 7 && !(bc = qm_harness_open(argv[7], ctx, NULL, NULL, &bmodel))))
+    if (!lc)
         return 1;
     int V = llama_vocab_n_tokens(llama_model_get_vocab(model));
+    /* the base's log-probabilities from BASE_CACHE (rc) or into it (wc) */
+    FILE *rc = NULL, *wc = NULL;
+    char *wtmp = NULL;
+    if (argc > 8) {
+        long long need = (long long)(n - 1) * V * (long long)sizeof(double);
+        if ((rc = fopen(argv[8], "rb")) && (fseek(rc, 0, SEEK_END) != 0 || ftell(rc) != need)) {
+            fclose(rc);
+            rc = NULL;
+        }
+        if (rc)
+            rewind(rc);
+        else if (!(wtmp = malloc(strlen(argv[8]) + 5)) ||
+                 (snprintf(wtmp, strlen(argv[8]) + 5, "%s.tmp", argv[8]), !(wc = fopen(wtmp, "wb")))) {
+            fprintf(stderr, "llama_ppl: cannot write %s\n", argv[8]);
+            return 1;
+        }
+    }
+    if (argc > 7 && !rc && !(bc = qm_harness_open(argv[7], ctx, NULL, NULL, &bmodel)))
+        return 1;
+    const int have_base = bc || rc;
     struct llama_batch b = llama_batch_init(ctx, 0, 1);
     double nll = 0, kld = 0;
     long scored = 0;
-    double *base = bc ? malloc((size_t)ctx * V * sizeof *base) : NULL;
+    double *base = have_base ? malloc((size_t)ctx * V * sizeof *base) : NULL;
     for (long start = 0, w = 0; start + 1 < n; start += ctx, w++) {
         int S = n - 1 - start < ctx ? (int)(n - 1 - start) : ctx;
         llama_memory_clear(llama_get_memory(lc), 1);
@@ -237,6 +263,13 @@ int main(int argc, char **argv)
             }
             for (int i = 0; i < S; i++)
                 log_softmax(llama_get_logits_ith(bc, i), V, base + (size_t)i * V);
+            if (wc && fwrite(base, sizeof *base * (size_t)V, (size_t)S, wc) != (size_t)S) {
+                fprintf(stderr, "llama_ppl: cannot write %s\n", wtmp);
+                return 1;
+            }
+        } else if (rc && fread(base, sizeof *base * (size_t)V, (size_t)S, rc) != (size_t)S) {
+            fprintf(stderr, "llama_ppl: cannot read %s\n", argv[8]);
+            return 1;
         }
         if (llama_decode(lc, b) != 0) {
             fprintf(stderr, "llama_ppl: decode failed at window %ld\n", w);
@@ -256,7 +289,7 @@ int main(int argc, char **argv)
                 return 1;
             }
             wsum += lpv;
-            for (int v = 0; bc && v < V; v++) {
+            for (int v = 0; have_base && v < V; v++) {
                 const double pb = base[(size_t)i * V + v];
                 kld += exp(pb) * (pb - ((double)l[v] - mx - log(z)));
             }
@@ -267,8 +300,15 @@ int main(int argc, char **argv)
             fprintf(lp, "%ld %.9g\n", w, wsum);
     }
     printf("tokens %ld\nnll %.9g\nppl %.9g\n", scored, nll / scored, exp(nll / scored));
-    if (bc)
+    if (have_base)
         printf("kld %.9g\n", kld / scored);
+    if (rc)
+        fclose(rc);
+    if (wc && (fclose(wc) != 0 || rename(wtmp, argv[8]) != 0)) {
+        fprintf(stderr, "llama_ppl: cannot write %s\n", argv[8]);
+        return 1;
+    }
+    free(wtmp);
     if (lp)
         fclose(lp);
     llama_batch_free(b);
