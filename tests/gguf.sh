@@ -11,6 +11,8 @@
 #     running the blocks is within 0.15% of `qmoe eval` of the run's GPTQ
 #     checkpoint (its CPU kernels round the activations to Q8_0/Q8_1 blocks
 #     before each dot product: measured 0.02% to 0.09%)
+#   - the importance matrix the bench gives llama.cpp's quantizer: the
+#     harness's collector equals llama.cpp's own imatrix tool bit for bit
 #   - plans GGUF cannot hold are refused before any GPTQ, with the message
 #   - Qwen2-MoE, Qwen3-MoE and OLMoE (random-weight checkpoints from
 #     bench/mk-random.sh) exported as F32: llama.cpp's perplexity equals
@@ -90,6 +92,24 @@ for m in tiny-mixtral tiny-deepseek; do
     compare "$m F32" "$QM_SRCDIR/examples/models/$m" "$tmp/$m-f32.gguf" 0.01
 done
 head -c 4 "$tmp/tiny-mixtral-f32.gguf" | grep -q '^GGUF$' && ok || bad "no GGUF magic"
+
+# the importance matrix the bench hands llama.cpp's quantizer: the harness's collector (dense, shared and
+# routed-expert matmuls of tiny-deepseek, 4 windows of 512) equals llama.cpp's own imatrix tool bit for bit:
+# the same 62 entries, counts (rows routed to each expert) and sums; Q4_0 with it is the same size as
+# without and other blocks; a file that is not an imatrix is refused
+m="$tmp/tiny-deepseek-f32.gguf"
+engine imatrix "$m" "$calib" 2048 512 "$tmp/im.gguf" > "$tmp/im.out" 2>/dev/null && ok || bad "imatrix collector"
+engine imatrix-ref "$m" "$calib" 2048 512 "$tmp/imref.gguf" && ok || bad "llama.cpp's imatrix tool"
+d=$(engine imatrix-diff "$tmp/im.gguf" "$tmp/imref.gguf" | tr '\n' ' ')
+[ "$d" = "entries 62 max_rel_diff 0 " ] && ok || bad "imatrix vs llama.cpp's tool: '$d'"
+echo "imatrix vs llama.cpp's imatrix tool: $d"
+engine quantize "$m" "$tmp/q4.gguf" 2 30 2>/dev/null && engine quantize "$m" "$tmp/q4i.gguf" 2 30 "$tmp/im.gguf" 2>/dev/null &&
+    ok || bad "llama.cpp quantize with the imatrix"
+[ "$(wc -c < "$tmp/q4.gguf")" = "$(wc -c < "$tmp/q4i.gguf")" ] && ! cmp -s "$tmp/q4.gguf" "$tmp/q4i.gguf" && ok ||
+    bad "Q4_0 with an imatrix: not the same size or the same bytes"
+engine quantize "$m" "$tmp/q4x.gguf" 2 30 "$m" 2>"$tmp/imx.err" && bad "a model taken as an imatrix" ||
+    { grep -q "no NAME.in_sum2 tensors" "$tmp/imx.err" && ok || bad "not an imatrix: $(cat "$tmp/imx.err")"; }
+rm -f "$tmp"/q4*.gguf "$tmp"/im*.gguf
 
 cmp="${QM_BUILDDIR:-.}/tests/gguf_cmp"
 deq_cmp() { # NAME GGUF: llama.cpp turns GGUF back into F32; qmoe's reading of GGUF must equal it
