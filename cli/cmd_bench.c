@@ -18,6 +18,7 @@ static int run(int argc, char **argv)
         {"eval-tokens", required_argument, NULL, 'E'}, {"damp", required_argument, NULL, 'd'},
         {"discard-models", no_argument, NULL, 'D'}, {"output", required_argument, NULL, 'o'},
         {"quiet", no_argument, NULL, 'q'},          {"help", no_argument, NULL, 'h'},
+        {"format", required_argument, NULL, 'f'},
         {NULL, 0, NULL, 0},
     };
     /* every argument could be a policy or an -I directory */
@@ -47,6 +48,11 @@ static int run(int argc, char **argv)
         case 'o': o.out = optarg; break;
         case 'q': o.progress = NULL; break;
         case 'D': o.discard_models = 1; break;
+        case 'f':
+            if (strcmp(optarg, "gptq") != 0 && strcmp(optarg, "gguf") != 0)
+                rc = qm_cli_usage(&qm_cmd_bench, "--format must be 'gptq' or 'gguf', not '%s'", optarg);
+            o.gguf = strcmp(optarg, "gguf") == 0;
+            break;
         case 'x':
             if (qm_cli_long(&qm_cmd_bench, "--ctx", optarg, 2, 1 << 20, &v))
                 rc = QM_EXIT_USAGE;
@@ -120,7 +126,7 @@ const qm_cmd qm_cmd_bench = {
     .run = run,
     .synopsis = "bench MODEL --policies DIR|FILES... --calib FILE --eval FILE [--tasks FILE]\n"
                 "                 [-I DIR]... [--ctx N] [--samples N] [--eval-tokens N] [--damp D]\n"
-                "                 [--discard-models] [-q] [-o DIR]",
+                "                 [--format gptq|gguf] [--discard-models] [-q] [-o DIR]",
     .summary = "the QuantMoE-Bench matrix: score, compile, quantize and evaluate many policies",
     .help = "Scores MODEL once on --calib, compiles every policy against it, quantizes each plan\n"
             "with GPTQ and evaluates it against MODEL on --eval; writes results.yaml, results.csv,\n"
@@ -137,6 +143,9 @@ const qm_cmd qm_cmd_bench = {
             "  --samples N        calibration windows for scores and GPTQ (default 128)\n"
             "  --eval-tokens N    evaluate only the first N tokens of --eval\n"
             "  --damp D           GPTQ damping (default 0.01)\n"
+            "  --format F         gptq (default): evaluate each GPTQ checkpoint; gguf: write\n"
+            "                     each plan as runs/NAME/model.gguf (quantize --format gguf)\n"
+            "                     and evaluate that file; policies must be plans GGUF holds\n"
             "  --discard-models   remove each quantized checkpoint once it is evaluated\n"
             "  -q, --quiet        no progress on standard error\n"
             "  -o DIR             the output directory (default bench-out)\n",

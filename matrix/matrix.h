@@ -13,6 +13,9 @@
  *   base.yaml            the unquantized model's task accuracy (cached)
  *   runs/NAME/plan.yaml  the compiled plan of policy NAME
  *   runs/NAME/model/     its GPTQ checkpoint (resumable; --discard-models)
+ *   runs/NAME/model.gguf with --format gguf: the GGUF file quantize writes
+ *                        (runs/NAME/model/ then holds the run's state and
+ *                        any safetensors shards), which is what is evaluated
  *   runs/NAME/result.yaml  its measurements and the key they were made under
  *   results.yaml results.csv results.md kld_vs_bits.svg
  *
@@ -44,6 +47,7 @@ typedef struct qm_matrix_opts {
     size_t eval_tokens;             /* evaluate the first N tokens; 0 = all */
     double damp;                    /* GPTQ damping */
     int discard_models;             /* remove each checkpoint once evaluated */
+    int gguf;                       /* quantize each plan to GGUF and evaluate the file */
     void (*progress)(void *ctx, const char *line); /* one line per step; may be NULL */
     void *progress_ctx;
 } qm_matrix_opts;
@@ -54,7 +58,8 @@ typedef struct qm_matrix_row {
     char *path;                     /* the policy file; owned */
     char key[65];
     double average_bits, effective_bits;
-    uint64_t size_bytes;            /* stored bytes of the quantized checkpoint's tensors */
+    uint64_t size_bytes;            /* stored bytes of the quantized checkpoint's tensors
+                                       (--format gguf: the GGUF file's bytes) */
     qm_eval_result ev;              /* ppl, KLD against the base, top-1 agreement */
     qm_task_result *tasks;          /* (n_tasks), owned */
     size_t n_tasks;

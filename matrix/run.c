@@ -21,6 +21,7 @@
 #include "matrix/matrix.h"
 #include "runtime/quantize.h"
 #include "lang/ast.h"
+#include "model/gguf.h"
 #include "runtime/measure.h"
 #include "runtime/score.h"
 
@@ -354,8 +355,11 @@ qm_matrix_opts qm_matrix_opts_default(void)
     return (qm_matrix_opts){.ctx = q.ctx, .samples = q.samples, .damp = q.damp, .out = "bench-out"};
 }
 
-/* Quantize plan i into model_dir (runs/NAME/model) and evaluate it into r. */
-static qm_status measure(bench *b, size_t i, const char *plan_path, const char *model_dir, qm_matrix_row *r)
+/* Quantize plan i into model_dir (runs/NAME/model; with --format gguf also
+ * the GGUF file gguf) and evaluate it (the GGUF file, read on the base's
+ * layout, when there is one) into r. */
+static qm_status measure(bench *b, size_t i, const char *plan_path, const char *model_dir, const char *gguf,
+                         qm_matrix_row *r)
 {
     const qm_matrix_opts *o = b->o;
     /* quantize's per-tensor lines would drown the bench's own; quant_log.yaml keeps them */
@@ -364,6 +368,7 @@ static qm_status measure(bench *b, size_t i, const char *plan_path, const char *
     qo.ctx = o->ctx;
     qo.samples = o->samples;
     qo.damp = o->damp;
+    qo.gguf = gguf;
     qm_quant_report rep;
     say(b, "[%zu/%zu] %s: %.3f bits: quantizing", i + 1, b->n_paths, r->name, r->average_bits);
     qm_status st = qm_quantize(plan_path, o->model, o->calib, model_dir, &qo, &rep, b->d);
@@ -379,7 +384,9 @@ static qm_status measure(bench *b, size_t i, const char *plan_path, const char *
         b->have_ref = st == QM_OK;
     }
     double t0 = qm_clock(); /* eval_seconds: this model's load and scoring, not the base's one-time pass */
-    if (st == QM_OK && (st = qm_model_open(model_dir, &qm, b->d)) == QM_OK)
+    if (st == QM_OK && (st = qm_model_open(gguf ? o->model : model_dir, &qm, b->d)) == QM_OK && gguf)
+        st = qm_model_attach_gguf(qm, gguf, b->d);
+    if (st == QM_OK)
         st = qm_net_open(qm, &qnet, b->d);
     if (st == QM_OK) {
         say(b, "[%zu/%zu] %s: evaluating on %zu tokens", i + 1, b->n_paths, r->name, b->eval.n);
@@ -390,9 +397,12 @@ static qm_status measure(bench *b, size_t i, const char *plan_path, const char *
         st = qm_eval_tasks(&qnet, o->tasks, o->ctx, &r->tasks, &r->n_tasks, b->d);
     r->eval_seconds = qm_clock() - t0;
     qm_model_close(qm);
-    r->size_bytes = checkpoint_bytes(model_dir);
+    struct stat sb;
+    r->size_bytes = !gguf ? checkpoint_bytes(model_dir) : stat(gguf, &sb) == 0 ? (uint64_t)sb.st_size : 0;
     if (st == QM_OK && o->discard_models)
         st = qm_remove_tree(model_dir, b->d);
+    if (st == QM_OK && o->discard_models && gguf && remove(gguf) != 0)
+        st = qm_diag_fail(b->d, QM_EIO, "cannot remove %s: %s", gguf, strerror(errno));
     return st;
 }
 
@@ -403,8 +413,8 @@ static qm_status one_policy(bench *b, size_t i)
     qm_matrix *m = b->m;
     qm_matrix_row r = {0};
     qm_status st = QM_OK;
-    char *dir = NULL, *plan_path = NULL, *res_path = NULL, *key_path = NULL, *model_dir = NULL;
-    char plan_sha[65], settings[128];
+    char *dir = NULL, *plan_path = NULL, *res_path = NULL, *key_path = NULL, *model_dir = NULL, *gguf = NULL;
+    char plan_sha[65], settings[160];
     r.name = qm_strdup(b->names[i]);
     r.path = qm_strdup(b->paths[i]);
     if (r.name)
@@ -414,8 +424,9 @@ static qm_status one_policy(bench *b, size_t i)
         res_path = qm_strfmt("%s/result.yaml", dir);
         key_path = qm_strfmt("%s/key", dir);
         model_dir = qm_strfmt("%s/model", dir);
+        gguf = o->gguf ? qm_strfmt("%s/model.gguf", dir) : NULL;
     }
-    if (!r.path || !plan_path || !res_path || !key_path || !model_dir)
+    if (!r.path || !plan_path || !res_path || !key_path || !model_dir || (o->gguf && !gguf))
         st = qm_diag_fail(b->d, QM_ENOMEM, "out of memory");
     if (st == QM_OK)
         st = qm_mkdir(dir, b->d);
@@ -424,8 +435,9 @@ static qm_status one_policy(bench *b, size_t i)
     if (st == QM_OK)
         st = qm_sha256_file(plan_path, plan_sha, b->d);
     if (st == QM_OK) {
-        snprintf(settings, sizeof settings, "ctx=%d samples=%d eval_tokens=%zu damp=%g", o->ctx, o->samples,
-                 b->eval.n, o->damp);
+        /* the format only when GGUF: GPTQ runs' keys stay those of earlier benches */
+        snprintf(settings, sizeof settings, "ctx=%d samples=%d eval_tokens=%zu damp=%g%s", o->ctx, o->samples,
+                 b->eval.n, o->damp, o->gguf ? " format=gguf" : "");
         const char *parts[] = {plan_sha, m->calib_sha256, m->eval_sha256, m->tasks_sha256, settings};
         key_of(r.key, "qmoe-bench-run 1", parts, 5);
         r.average_bits = b->plans[i]->summary.average_bits;
@@ -450,7 +462,7 @@ static qm_status one_policy(bench *b, size_t i)
                 st = key_write(key_path, r.key, b->d);
         }
         if (st == QM_OK)
-            st = measure(b, i, plan_path, model_dir, &r);
+            st = measure(b, i, plan_path, model_dir, gguf, &r);
         if (st == QM_OK)
             st = qm_matrix_row_write(&r, res_path, b->d);
         if (st == QM_OK) {
@@ -481,6 +493,7 @@ static qm_status one_policy(bench *b, size_t i)
     free(res_path);
     free(key_path);
     free(model_dir);
+    free(gguf);
     return st;
 }
 
