@@ -81,6 +81,18 @@ void qm_gguf_meta_i32s(qm_gguf_meta *m, const char *key, const int32_t *v, size_
         add_u32(&m->b, (uint32_t)v[i]);
 }
 
+void qm_gguf_meta_f32s(qm_gguf_meta *m, const char *key, const float *v, size_t n)
+{
+    add_key(m, key, GGUF_ARRAY);
+    add_u32(&m->b, GGUF_F32);
+    add_u64(&m->b, n);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &v[i], 4);
+        add_u32(&m->b, u);
+    }
+}
+
 void qm_gguf_meta_free(qm_gguf_meta *m)
 {
     free(m->b.s);

@@ -94,6 +94,7 @@ void qm_gguf_meta_bool(qm_gguf_meta *m, const char *key, int v);
 /* Arrays of strings and of int32. */
 void qm_gguf_meta_strs(qm_gguf_meta *m, const char *key, const char *const *v, size_t n);
 void qm_gguf_meta_i32s(qm_gguf_meta *m, const char *key, const int32_t *v, size_t n);
+void qm_gguf_meta_f32s(qm_gguf_meta *m, const char *key, const float *v, size_t n);
 void qm_gguf_meta_free(qm_gguf_meta *m);
 
 /* The tokenizer.* keys of m's tokenizer as llama.cpp's converter writes them

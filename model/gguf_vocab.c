@@ -21,7 +21,15 @@
  *                              bos_token_id; config.json's eos_token_id
  *
  * (added tokens that look special, "<|...|>" and a few more, are control
- * tokens as the converter's does_token_look_special() makes them).  What the
+ * tokens as the converter's does_token_look_special() makes them).
+ *
+ * A SentencePiece tokenizer.model (and no tokenizer.json) is written as
+ * _set_vocab_sentencepiece writes it: tokenizer.ggml.model "llama", .pre
+ * "default", every piece's text, score (tokenizer.ggml.scores) and type
+ * (SentencePiece's types are GGUF's: 1 normal, 2 unknown, 3 control, 4
+ * user-defined, 5 unused, 6 byte), ids below vocab_size that no piece
+ * names as "[PADi]" with score -10000, unused; BOS/EOS as above.  A model
+ * with more pieces than vocab_size is refused (the converter drops them).  What the
  * converter does beyond this (added tokens that are not normalized
  * re-encoded, chat templates) is not done; the tests check that llama.cpp tokenizes texts to qmoe's ids.
  */
@@ -265,6 +273,68 @@ static qm_status read_json(json_t *j, const char *path, long long V, const char 
     return QM_OK;
 }
 
+/* tokenizer.ggml.bos_token_id / eos_token_id / add_bos_token, as the
+ * header says. */
+static void put_special(const qm_model *m, qm_gguf_meta *g, const qm_tokenizer *t, long long V)
+{
+    int bos = qm_tokenizer_bos(t);
+    long long cb = config_id(m, "bos_token_id"), ce = config_id(m, "eos_token_id");
+    if (bos >= 0 || (cb >= 0 && cb < V))
+        qm_gguf_meta_u32(g, "tokenizer.ggml.bos_token_id", (uint32_t)(bos >= 0 ? bos : cb));
+    if (ce >= 0 && ce < V)
+        qm_gguf_meta_u32(g, "tokenizer.ggml.eos_token_id", (uint32_t)ce);
+    qm_gguf_meta_bool(g, "tokenizer.ggml.add_bos_token", bos >= 0);
+}
+
+/* The SentencePiece model at path (the header's second part). */
+static qm_status put_spm(const qm_model *m, qm_gguf_meta *g, const char *path, qm_diag *d)
+{
+    long long V = m->cfg.vocab;
+    char **tok = calloc((size_t)V, sizeof *tok); /* owned, each */
+    float *score = calloc((size_t)V, sizeof *score);
+    int32_t *type = calloc((size_t)V, sizeof *type);
+    qm_tokenizer *t = NULL;
+    qm_status st = tok && score && type ? QM_OK : qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    if (st == QM_OK)
+        st = qm_tokenizer_open(path, &t, d);
+    if (st == QM_OK && qm_tokenizer_vocab(t) > V)
+        st = qm_diag_fail(d, QM_EUNSUPPORTED, "%s: %lld pieces, more than the model's vocab_size %lld", path,
+                          qm_tokenizer_vocab(t), V);
+    for (long long i = 0; st == QM_OK && i < V; i++) {
+        const char *text;
+        size_t len;
+        float sc;
+        int ty;
+        if (qm_tokenizer_spm_piece(t, i, &text, &len, &sc, &ty)) {
+            if ((tok[i] = malloc(len + 1))) {
+                memcpy(tok[i], text, len);
+                tok[i][len] = 0;
+            }
+            score[i] = sc, type[i] = ty;
+        } else {
+            tok[i] = qm_strfmt("[PAD%lld]", i);
+            score[i] = -10000.0f, type[i] = TT_UNUSED;
+        }
+        if (!tok[i])
+            st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
+    if (st == QM_OK) {
+        qm_gguf_meta_str(g, "tokenizer.ggml.model", "llama");
+        qm_gguf_meta_str(g, "tokenizer.ggml.pre", "default");
+        qm_gguf_meta_strs(g, "tokenizer.ggml.tokens", (const char *const *)tok, (size_t)V);
+        qm_gguf_meta_f32s(g, "tokenizer.ggml.scores", score, (size_t)V);
+        qm_gguf_meta_i32s(g, "tokenizer.ggml.token_type", type, (size_t)V);
+        put_special(m, g, t, V);
+    }
+    for (long long i = 0; tok && i < V; i++)
+        free(tok[i]);
+    free(tok);
+    free(score);
+    free(type);
+    qm_tokenizer_free(t);
+    return st;
+}
+
 qm_status qm_gguf_put_vocab(const qm_model *m, qm_gguf_meta *g, qm_diag *d)
 {
     char *path = qm_strfmt("%s/tokenizer.json", m->dir);
@@ -277,8 +347,14 @@ qm_status qm_gguf_put_vocab(const qm_model *m, qm_gguf_meta *g, qm_diag *d)
         return QM_OK;
     }
     if (!has_json) {
-        qm_status st = qm_diag_fail(d, QM_EUNSUPPORTED, "GGUF: the tokenizer of %s cannot be written yet (a Hugging "
-                                    "Face tokenizer.json with a BPE model only)", m->dir);
+        free(path);
+        if (!(path = qm_strfmt("%s/tokenizer.model", m->dir)))
+            return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+        qm_status st = access(path, R_OK) == 0
+                           ? put_spm(m, g, path, d)
+                           : qm_diag_fail(d, QM_EUNSUPPORTED, "GGUF: the tokenizer of %s cannot be written yet (a "
+                                          "Hugging Face tokenizer.json with a BPE model, or a SentencePiece "
+                                          "tokenizer.model)", m->dir);
         free(path);
         return st;
     }
@@ -307,18 +383,12 @@ qm_status qm_gguf_put_vocab(const qm_model *m, qm_gguf_meta *g, qm_diag *d)
             type[i] = TT_UNUSED;
         }
     if (st == QM_OK) {
-        int bos = qm_tokenizer_bos(t);
-        long long cb = config_id(m, "bos_token_id"), ce = config_id(m, "eos_token_id");
         qm_gguf_meta_str(g, "tokenizer.ggml.model", "gpt2");
         qm_gguf_meta_str(g, "tokenizer.ggml.pre", pre);
         qm_gguf_meta_strs(g, "tokenizer.ggml.tokens", tok, (size_t)V);
         qm_gguf_meta_i32s(g, "tokenizer.ggml.token_type", type, (size_t)V);
         qm_gguf_meta_strs(g, "tokenizer.ggml.merges", (const char *const *)merges, n_merges);
-        if (bos >= 0 || (cb >= 0 && cb < V))
-            qm_gguf_meta_u32(g, "tokenizer.ggml.bos_token_id", (uint32_t)(bos >= 0 ? bos : cb));
-        if (ce >= 0 && ce < V)
-            qm_gguf_meta_u32(g, "tokenizer.ggml.eos_token_id", (uint32_t)ce);
-        qm_gguf_meta_bool(g, "tokenizer.ggml.add_bos_token", bos >= 0);
+        put_special(m, g, t, V);
     }
     for (long long i = 0; pads && i < V; i++)
         free(pads[i]);

@@ -131,6 +131,10 @@ qm_status tok_spm_encode(tok_spm *s, const char *text, size_t len, qm_tokens *ou
 int tok_spm_bos(const tok_spm *s);
 long long tok_spm_id(const tok_spm *s, const char *piece, size_t len);
 long long tok_spm_vocab(const tok_spm *s);
+/* Piece id's text (not NUL-terminated), score and type (SentencePiece's:
+ * 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte); 0
+ * when there is no such piece. */
+int tok_spm_piece(const tok_spm *s, size_t id, const char **text, size_t *len, float *score, int *type);
 void tok_spm_free(tok_spm *s);
 
 /* ---- tok_added.c: added tokens ------------------------------------------------- */

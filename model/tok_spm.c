@@ -504,6 +504,18 @@ long long tok_spm_id(const tok_spm *s, const char *piece, size_t len)
     return tok_map_get(&s->pieces, piece, len, &id) ? (long long)id : -1;
 }
 
+int tok_spm_piece(const tok_spm *s, size_t id, const char **text, size_t *len, float *score, int *type)
+{
+    /* pieces enter the map in id order and never repeat (add_piece) */
+    if (id >= s->n || s->pieces.ent[id].id != id)
+        return 0;
+    *text = s->pieces.keys + s->pieces.ent[id].off;
+    *len = s->pieces.ent[id].len;
+    *score = s->score[id];
+    *type = s->type[id];
+    return 1;
+}
+
 long long tok_spm_vocab(const tok_spm *s)
 {
     return (long long)s->n;

@@ -167,6 +167,12 @@ long long qm_tokenizer_vocab(const qm_tokenizer *t)
     return t->vocab;
 }
 
+int qm_tokenizer_spm_piece(const qm_tokenizer *t, long long id, const char **text, size_t *len, float *score,
+                           int *type)
+{
+    return t->spm && id >= 0 && tok_spm_piece(t->spm, (size_t)id, text, len, score, type);
+}
+
 static qm_status oom(qm_diag *d)
 {
     return qm_diag_fail(d, QM_ENOMEM, "tokenizer: out of memory");

@@ -41,5 +41,12 @@ qm_status qm_tokenizer_encode(qm_tokenizer *t, const char *text, size_t len, int
 int qm_tokenizer_bos(const qm_tokenizer *t);
 /* One more than the largest id the tokenizer can produce. */
 long long qm_tokenizer_vocab(const qm_tokenizer *t);
+/* A SentencePiece tokenizer's piece id: its text (len bytes, not
+ * NUL-terminated, valid while t is), score and type (1 normal, 2 unknown,
+ * 3 control, 4 user-defined, 5 unused, 6 byte: the values GGUF's
+ * tokenizer.ggml.token_type shares); 0 when t is not SentencePiece or has
+ * no such piece. */
+int qm_tokenizer_spm_piece(const qm_tokenizer *t, long long id, const char **text, size_t *len, float *score,
+                           int *type);
 
 #endif

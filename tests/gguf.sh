@@ -18,7 +18,8 @@
 #     bench/mk-random.sh) exported as F32: llama.cpp's perplexity equals
 #     `qmoe eval` of the checkpoint within 0.01%
 #   - tokenizer metadata from a tokenizer.json (Qwen3's, DeepSeek-V3's, from
-#     ../shared/data): llama.cpp tokenizes a text to the ids of qmoe tokenize
+#     ../shared/data) or a SentencePiece tokenizer.model (Mistral's):
+#     llama.cpp tokenizes a text to the ids of qmoe tokenize
 #   - k-quants (the random Qwen3-MoE layout, every row a multiple of 256):
 #     GPTQ onto Q2_K, Q3_K and Q4_K, read back by llama.cpp's dequantization,
 #     equal qmoe's reading of the file bit for bit (tests/gguf_cmp; the writer
@@ -152,7 +153,7 @@ done
 
 # tokenizer metadata: random Qwen3-MoE and DeepSeek-MoE checkpoints (hidden 64) carrying the real Qwen3 and
 # DeepSeek-V3 tokenizer.json: llama.cpp's tokenizer, from the GGUF alone, gives the ids of `qmoe tokenize`
-tokmodel() { # NAME ARCH TOKENIZER VOCAB EXTRA-CONFIG
+tokmodel() { # NAME ARCH TOKENIZER VOCAB EXTRA-CONFIG [PARSE_SPECIAL]
     printf '{"architectures": ["%s"], "vocab_size": %s, "hidden_size": 64, "intermediate_size": 64,
  "moe_intermediate_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 2,
  "num_experts": 2, "n_routed_experts": 2, "n_shared_experts": 1, "first_k_dense_replace": 0, "num_experts_per_tok": 1,
@@ -164,7 +165,7 @@ tokmodel() { # NAME ARCH TOKENIZER VOCAB EXTRA-CONFIG
             -o "$tmp/$1.gguf" && ok || bad "$1: GGUF with its tokenizer"
     printf 'Hello <|im_start|> world\n\n  \303\274n\303\257c\303\266d\303\251 123456 \360\237\246\231 <think>\n' > "$tmp/tok.txt"
     head -c 3000 "$text" >> "$tmp/tok.txt"
-    engine tokenize "$tmp/$1.gguf" "$tmp/tok.txt" 1 > "$tmp/llama.ids" 2>/dev/null
+    engine tokenize "$tmp/$1.gguf" "$tmp/tok.txt" 1 "${6:-1}" > "$tmp/llama.ids" 2>/dev/null
     "$QMOE" tokenize "$tmp/$1" --text "$tmp/tok.txt" --add-special > "$tmp/qmoe.ids"
     [ -s "$tmp/qmoe.ids" ] && cmp -s "$tmp/llama.ids" "$tmp/qmoe.ids" && ok ||
         bad "$1: llama.cpp tokenizes to $(head -c 80 "$tmp/llama.ids"), qmoe to $(head -c 80 "$tmp/qmoe.ids")"
@@ -178,7 +179,15 @@ if [ -d "$data/tokenizers/qwen3" ] && [ -d "$data/tokenizers/deepseek-v3" ]; the
     tokmodel tok-deepseek DeepseekForCausalLM "$data/tokenizers/deepseek-v3" 129280 \
         '"moe_layer_freq": 1, "norm_topk_prob": false, "bos_token_id": 0, "eos_token_id": 1'
 else
-    echo "tokenizer metadata: skipped (no shared data at $data)"
+    echo "tokenizer metadata (tokenizer.json): skipped (no shared data at $data)"
+fi
+# a SentencePiece tokenizer.model (Mistral's): tokenizer.ggml.model llama with pieces, scores and types;
+# SentencePiece reads "<unk>" in a text as text, so llama.cpp is asked not to parse special tokens
+if [ -d "$data/tokenizers/mistral-v1" ]; then
+    tokmodel tok-mistral MixtralForCausalLM "$data/tokenizers/mistral-v1" 32000 \
+        '"num_local_experts": 2, "bos_token_id": 1, "eos_token_id": 2' 0
+else
+    echo "tokenizer metadata (tokenizer.model): skipped (no shared data at $data)"
 fi
 
 # k-quants on the Qwen3-MoE layout

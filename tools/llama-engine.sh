@@ -25,7 +25,7 @@
 #       no vocabulary to tokenize with); for checking the harness
 #   llama-engine.sh CACHE_DIR imatrix-diff A.gguf B.gguf
 #       the largest relative difference of two imatrix files' sums
-#   llama-engine.sh CACHE_DIR tokenize MODEL.gguf TEXT [ADD_SPECIAL]
+#   llama-engine.sh CACHE_DIR tokenize MODEL.gguf TEXT [ADD_SPECIAL [PARSE_SPECIAL]]
 #       the ids llama.cpp's tokenizer gives TEXT, as `qmoe tokenize` prints them
 #
 # CACHE_DIR is under the build tree (tests use $builddir/.llama-cache);

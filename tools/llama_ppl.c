@@ -4,7 +4,7 @@
  *
  *   llama_ppl BACKEND_DIR MODEL.gguf TEXT BYTES CTX [LOGPROBS_OUT] [BASE.gguf [BASE_CACHE]]
  *   llama_ppl BACKEND_DIR --quantize IN.gguf OUT.gguf FTYPE [KEEP_TYPE [IMATRIX.gguf|- [preset]]]
- *   llama_ppl BACKEND_DIR --tokenize MODEL.gguf TEXT [ADD_SPECIAL]
+ *   llama_ppl BACKEND_DIR --tokenize MODEL.gguf TEXT [ADD_SPECIAL [PARSE_SPECIAL]]
  *   llama_ppl BACKEND_DIR --imatrix MODEL.gguf TEXT BYTES CTX OUT.gguf
  *   llama_ppl BACKEND_DIR --imatrix-diff A.gguf B.gguf
  *
@@ -38,7 +38,8 @@
  * --tokenize prints the ids llama.cpp's tokenizer (MODEL's vocabulary
  * alone) gives the whole of TEXT, as `qmoe tokenize` prints them (one line,
  * space-separated); BOS/EOS are added when ADD_SPECIAL is 1, and special
- * tokens written in the text are parsed as Hugging Face's tokenizers do.
+ * tokens written in the text are parsed as Hugging Face's tokenizers do
+ * unless PARSE_SPECIAL is 0 (as SentencePiece itself reads "<unk>": text).
  *
  * --imatrix and --imatrix-diff: tools/llama_imatrix.c.
  */
@@ -146,7 +147,7 @@ static int quantize(int argc, char **argv)
 static int tokenize(int argc, char **argv)
 {
     if (argc < 5) {
-        fprintf(stderr, "usage: llama_ppl BACKEND_DIR --tokenize MODEL.gguf TEXT [ADD_SPECIAL]\n");
+        fprintf(stderr, "usage: llama_ppl BACKEND_DIR --tokenize MODEL.gguf TEXT [ADD_SPECIAL [PARSE_SPECIAL]]\n");
         return 2;
     }
     llama_log_set(quiet, NULL);
@@ -169,9 +170,9 @@ static int tokenize(int argc, char **argv)
         n += k;
     }
     fclose(f);
-    int add = argc > 5 && atoi(argv[5]) == 1, want = (int)n + 16;
+    int add = argc > 5 && atoi(argv[5]) == 1, parse = argc <= 6 || atoi(argv[6]) != 0, want = (int)n + 16;
     llama_token *tok = malloc((size_t)want * sizeof *tok);
-    int got = tok ? llama_tokenize(llama_model_get_vocab(model), text ? text : "", (int32_t)n, tok, want, add, 1) : -1;
+    int got = tok ? llama_tokenize(llama_model_get_vocab(model), text ? text : "", (int32_t)n, tok, want, add, parse) : -1;
     if (got < 0) {
         fprintf(stderr, "llama_ppl: llama_tokenize failed (%d)\n", got);
         return 1;
