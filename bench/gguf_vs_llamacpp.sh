@@ -34,14 +34,15 @@
 # usage: bench/gguf_vs_llamacpp.sh [QMOE]   (default ./qmoe)
 #   MODELS (default "tiny-qwen3moe tiny-mixtral tiny-deepseek"),
 #   BYTES (default 131072), SAMPLES (calibration windows, default 128),
-#   BUDGETS (default "2.5 3.0 3.5"), QM_LLAMA_CACHE (default ./.llama-cache)
+#   BUDGETS (default "2.5 3.0 3.5"; empty: no measured rows), LLAMA_THREADS
+#   (llama.cpp's threads, default 2), QM_LLAMA_CACHE (default ./.llama-cache)
 set -eu
 qmoe=${1:-./qmoe}
 src=$(cd "$(dirname "$0")/.." && pwd)
 bytes=${BYTES:-131072}
 samples=${SAMPLES:-128}
 models=${MODELS:-tiny-qwen3moe tiny-mixtral tiny-deepseek}
-budgets=${BUDGETS:-2.5 3.0 3.5}
+budgets=${BUDGETS-2.5 3.0 3.5}
 cache=${QM_LLAMA_CACHE:-$PWD/.llama-cache}
 QMOE_PATH=$src/stdlib
 export QMOE_PATH

@@ -73,7 +73,10 @@ struct llama_context *qm_harness_open(const char *path, int ctx, ggml_backend_sc
     cp.type_k = GGML_TYPE_F32;
     cp.type_v = GGML_TYPE_F32;
     cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
-    cp.n_threads = cp.n_threads_batch = 2;
+    /* LLAMA_THREADS (default 2): on a machine shared with other jobs one
+     * thread wastes less time in ggml's spinning barriers */
+    const char *th = getenv("LLAMA_THREADS");
+    cp.n_threads = cp.n_threads_batch = th && atoi(th) > 0 ? atoi(th) : 2;
     cp.cb_eval = cb;
     cp.cb_eval_user_data = user;
     struct llama_context *lc = llama_init_from_model(*model, cp);
