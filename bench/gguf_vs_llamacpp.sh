@@ -34,7 +34,9 @@
 # usage: bench/gguf_vs_llamacpp.sh [QMOE]   (default ./qmoe)
 #   MODELS (default "tiny-qwen3moe tiny-mixtral tiny-deepseek"),
 #   BYTES (default 131072), SAMPLES (calibration windows, default 128),
-#   BUDGETS (default "2.5 3.0 3.5"; empty: no measured rows), LLAMA_THREADS
+#   BUDGETS (default "2.5 3.0 3.5"; empty: no measured rows), TYPES (qmoe's
+#   uniform rows, default "Q4_0 Q8_0 Q2_K Q3_K Q4_K"), PRESETS (llama.cpp's,
+#   default "Q2_K Q3_K_S Q3_K_M Q4_K_S Q4_K_M"; empty: none), LLAMA_THREADS
 #   (llama.cpp's threads, default 2), QM_LLAMA_CACHE (default ./.llama-cache)
 set -eu
 qmoe=${1:-./qmoe}
@@ -43,6 +45,8 @@ bytes=${BYTES:-131072}
 samples=${SAMPLES:-128}
 models=${MODELS:-tiny-qwen3moe tiny-mixtral tiny-deepseek}
 budgets=${BUDGETS-2.5 3.0 3.5}
+types=${TYPES-Q4_0 Q8_0 Q2_K Q3_K Q4_K}
+presets=${PRESETS-Q2_K Q3_K_S Q3_K_M Q4_K_S Q4_K_M}
 cache=${QM_LLAMA_CACHE:-$PWD/.llama-cache}
 QMOE_PATH=$src/stdlib
 export QMOE_PATH
@@ -97,15 +101,17 @@ for m in $models; do
     done
     engine quantize "$base" "$work/l.gguf" 2 30 "$work/imatrix.gguf" 2>/dev/null
     row llama.cpp Q4_0+imatrix "$work/l.gguf"
-    for t in Q2_K:10 Q3_K_S:11 Q3_K_M:12 Q4_K_S:14 Q4_K_M:15; do
-        name=${t%:*} ftype=${t#*:}
+    for name in $presets; do
+        ftype=$(echo "Q2_K:10 Q3_K_S:11 Q3_K_M:12 Q4_K_S:14 Q4_K_M:15" | tr ' ' '\n' | sed -n "s/^$name://p")
+        [ -n "$ftype" ] || { echo "PRESETS: unknown preset '$name'" >&2; exit 2; }
         engine quantize "$base" "$work/l.gguf" "$ftype" 30 - preset 2>/dev/null
         row llama.cpp "$name" "$work/l.gguf"
         engine quantize "$base" "$work/l.gguf" "$ftype" 30 "$work/imatrix.gguf" preset 2>/dev/null
         row llama.cpp "$name+imatrix" "$work/l.gguf"
     done
     # qmoe
-    for p in Q4_0 Q8_0 Q2_K Q3_K Q4_K; do
+    for p in $types; do
+        [ -f "$work/$p.qmoe" ] || { echo "TYPES: unknown type '$p'" >&2; exit 2; }
         cost=$(gguf "$m" "$p" "$work/q.gguf")
         if [ -f "$work/pure-$p.gguf" ]; then
             a=$(size "$work/q.gguf") b=$(size "$work/pure-$p.gguf")
@@ -135,7 +141,7 @@ for m in $models; do
         $1 == "qmoe" { qn[++n] = $2; qb[n] = $3; qk[n] = $4 }
         $1 == "llama.cpp" && $2 ~ /_K/ { ln[++k] = $2; lb[k] = $3; lk[k] = $4 }
         END {
-            printf "%s: qmoe Q4_0 KLD / llama.cpp Q4_0+imatrix KLD = %.3f (goal <= 0.5)\n", m, q / l
+            if (q != "") printf "%s: qmoe Q4_0 KLD / llama.cpp Q4_0+imatrix KLD = %.3f (goal <= 0.5)\n", m, q / l
             for (i = 1; i <= k; i++) {
                 s = ""
                 for (j = 1; j <= n; j++) if (qb[j] <= lb[i] && qk[j] < lk[i]) s = s " " qn[j]
