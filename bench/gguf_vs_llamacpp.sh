@@ -112,6 +112,11 @@ for m in $models; do
     # qmoe
     for p in $types; do
         [ -f "$work/$p.qmoe" ] || { echo "TYPES: unknown type '$p'" >&2; exit 2; }
+        # Q4_K (group 256) needs every linear's input a multiple of 256: a row then, not an error
+        if ! "$qmoe" compile "$work/$p.qmoe" --model "$src/examples/models/$m" -o "$work/probe.yaml" 2>"$work/err"; then
+            echo "$m: qmoe $p: no such plan for this model: $(tail -1 "$work/err")"
+            continue
+        fi
         cost=$(gguf "$m" "$p" "$work/q.gguf")
         if [ -f "$work/pure-$p.gguf" ]; then
             a=$(size "$work/q.gguf") b=$(size "$work/pure-$p.gguf")
