@@ -58,11 +58,9 @@ for n in $RANKS; do
         $mpirun -n "$n" "$QMOE" quantize --plan "$work/plan.yaml" --model "$ck" \
         --calib "$work/ids.txt" --ctx "$CTX" --samples "$WINDOWS" -o "$work/q$n" 2> "$work/err$n" ||
         { echo "mpi.sh: $n ranks failed:"; tail -5 "$work/err$n"; exit 1; } >&2
-    # "layer L: routed experts X s on N ranks, the rest Y s; B bytes sent so far" and "layer L/T done in W s"
-    sed -n 's/^qmoe: layer \([0-9]*\): routed experts \([0-9.]*\) s on [0-9]* ranks*, the rest \([0-9.]*\) s;.*/\1 \2 \3/p' \
-        "$work/err$n" > "$work/split$n"
-    sed -n 's/^qmoe: layer \([0-9]*\)\/[0-9]* done in \([0-9.]*\) s.*/\1 \2/p' "$work/err$n" |
-        join - "$work/split$n" | awk -v n="$n" '{ print n, $0 }' >> "$work/layers"
+    # "layer L/T done in W s, ...; routed experts X s on N ranks, the rest Y s; B bytes sent so far"
+    sed -n 's/^qmoe: layer \([0-9]*\)\/[0-9]* done in \([0-9.]*\) s.*; routed experts \([0-9.]*\) s on [0-9]* ranks*, the rest \([0-9.]*\) s;.*/\1 \2 \3 \4/p' \
+        "$work/err$n" | awk -v n="$n" '{ print n, $0 }' >> "$work/layers"
     # "rank R of N: K layers in S s, C s CPU, B bytes sent, peak memory M MiB" (N > 1), else time(1)
     if [ "$n" -gt 1 ]; then
         sed -n 's/^qmoe: rank \([0-9]*\) of [0-9]*: \([0-9]*\) layers in [0-9.]* s, \([0-9.]*\) s CPU, \([0-9]*\) bytes sent, peak memory \([0-9.]*\) MiB/\1 \2 \3 \4 \5/p' \

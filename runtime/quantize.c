@@ -704,10 +704,9 @@ static qm_status one_layer(run *r, int L)
     free(logbuf);
     free_done(r);
     qm_layer_free(&r->w);
-    if (st == QM_OK && w_moe) /* what the ranks share, and what rank 0 does alone (bench/mpi.sh) */
-        say(r, "layer %d: routed experts %.1f s on %d rank%s, the rest %.1f s; %llu bytes sent so far", L,
-            r->t_experts, r->ranks, r->ranks > 1 ? "s" : "", qm_clock() - t0 - r->t_experts,
-            (unsigned long long)qm_dist_bytes_sent(r->dist));
+    r->t_rest = w_moe ? qm_clock() - t0 - r->t_experts : -1;
+    if (!w_moe)
+        r->t_experts = -1;
     return st;
 }
 
@@ -863,8 +862,14 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
                 drop_hidden(&r, L);
         }
         double now = qm_clock(), left = (now - t0) / (L + 1 - rep->layers_resumed) * (total - L - 1);
-        say(&r, "layer %d/%d done in %.1f s, %.0f tok/s, ETA %.0f s%s", L, total, now - t, (double)T / (now - t + 1e-9),
-            left, qm_states_spilled(r.xs) ? " (states spilled to disk)" : "");
+        /* a MoE layer's line splits what the ranks share from what rank 0 does alone (bench/mpi.sh) */
+        char split[160] = "";
+        if (r.t_experts >= 0)
+            snprintf(split, sizeof split, "; routed experts %.1f s on %d rank%s, the rest %.1f s; %llu bytes sent so far",
+                     r.t_experts, r.ranks, r.ranks > 1 ? "s" : "", r.t_rest,
+                     (unsigned long long)qm_dist_bytes_sent(r.dist));
+        say(&r, "layer %d/%d done in %.1f s, %.0f tok/s, ETA %.0f s%s%s", L, total, now - t, (double)T / (now - t + 1e-9),
+            left, split, qm_states_spilled(r.xs) ? " (states spilled to disk)" : "");
     }
     rep->layers = total;
     if (st == QM_OK && r.ranks > 1) /* no more layers: the other ranks are done */

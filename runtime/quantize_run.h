@@ -50,6 +50,7 @@ typedef struct run {
     float *eo;                /* (n_eo, d) with pack: the expert's output rows (quantize.c's pack_output()) */
     size_t n_eo;
     double t_experts;         /* seconds of the current layer's routed experts over all ranks */
+    double t_rest;            /* and of the rest of it, rank 0's alone; both -1 for a dense layer */
 } run;
 
 #define say(r, ...) qm_progressf((r)->o->progress, (r)->o->progress_ctx, __VA_ARGS__)

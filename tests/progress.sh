@@ -24,7 +24,8 @@ q() { "$QMOE" quantize --plan "$tmp/plan.yaml" --model "$m" --calib "$calib" --c
 # not a terminal: one line per layer, each with its rate and ETA
 q -o "$tmp/q1" 2> "$tmp/q.err" || bad "quantize"
 [ "$(count '^qmoe: layer' "$tmp/q.err")" -eq "$layers" ] && ok || bad "quantize: $layers layer lines expected: $(cat "$tmp/q.err")"
-[ "$(count '^qmoe: layer [0-9]*/'"$layers"' done in [0-9.]* s, [0-9]* tok/s, ETA [0-9]* s$' "$tmp/q.err")" -eq "$layers" ] \
+# (a MoE layer's line adds the routed experts' share and the bytes MPI ranks sent)
+[ "$(count '^qmoe: layer [0-9]*/'"$layers"' done in [0-9.]* s, [0-9]* tok/s, ETA [0-9]* s\(; routed experts [0-9.]* s on [0-9]* ranks*, the rest [0-9.]* s; [0-9]* bytes sent so far\)*$' "$tmp/q.err")" -eq "$layers" ] \
     && ok || bad "quantize's layer lines: $(cat "$tmp/q.err")"
 grep -q "$esc\|$(printf '\r')" "$tmp/q.err" && bad "control characters in a log: $(cat -v "$tmp/q.err")" || ok
 "$QMOE" measure "$m" --calib "$calib" --ctx 64 --samples 2 --widths 2,4 --units layer -o "$tmp/m.yaml" 2> "$tmp/m.err" \
