@@ -154,13 +154,7 @@ static qm_status share_put(const tally *t, size_t p0, int has_base, void **buf, 
         qm_xfer_put(&x, t->kld + p0, k * sizeof *t->kld);
         qm_xfer_put(&x, t->v_agree + p0, k);
     }
-    if (x.oom) {
-        free(x.b);
-        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    }
-    *buf = x.b;
-    *n = x.n;
-    return QM_OK;
+    return qm_xfer_done(&x, buf, n, d);
 }
 
 /* Rank 0: another rank's positions into the per-position arrays. */

@@ -111,13 +111,7 @@ static qm_status share_put(const acc *a, size_t L, size_t E, void **buf, size_t 
         qm_xfer_put(&x, a->v_ffn + l * a->vtok, a->n[l] * sizeof(double));
         qm_xfer_put(&x, a->v_res + l * a->vtok, a->n[l] * sizeof(double));
     }
-    if (x.oom) {
-        free(x.b);
-        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
-    }
-    *buf = x.b;
-    *n = x.n;
-    return QM_OK;
+    return qm_xfer_done(&x, buf, n, d);
 }
 
 /* Rank 0: add one rank's share (rank order is token order) to the sums. */

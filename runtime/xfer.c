@@ -36,6 +36,18 @@ void qm_xfer_put_arr(qm_xfer *x, const void *p, size_t n)
         qm_xfer_put(x, p, n);
 }
 
+qm_status qm_xfer_done(qm_xfer *x, void **buf, size_t *n, qm_diag *d)
+{
+    if (x->oom) {
+        free(x->b);
+        x->b = NULL;
+        return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
+    *buf = x->b;
+    *n = x->n;
+    return QM_OK;
+}
+
 int qm_xfer_get(qm_xfer *x, void *p, size_t n)
 {
     if (x->bad || n > x->n - x->at) {

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 
+#include "base/base.h"
 #include "runtime/gptq.h"
 
 /* A buffer being written (put) or read (get).  Writing: b grows (owned,
@@ -28,6 +29,11 @@ void qm_xfer_put_arr(qm_xfer *x, const void *p, size_t n);
 /* GPTQ's result: its scalars and arrays (deq only with `deq`; `super`:
  * the two-level grid's groups per super-group, for the lengths). */
 void qm_xfer_put_qresult(qm_xfer *x, const qm_qresult *r, int super, int deq);
+
+/* End writing: the buffer into *buf (caller frees) and *n; when a put ran
+ * out of memory, QM_ENOMEM with a diagnostic and nothing handed over (x's
+ * buffer freed). */
+qm_status qm_xfer_done(qm_xfer *x, void **buf, size_t *n, qm_diag *d);
 
 /* Read n bytes into p; 0 past the end (x->bad set). */
 int qm_xfer_get(qm_xfer *x, void *p, size_t n);
