@@ -6,12 +6,7 @@
 # the same file, the KLD order of Q2_K, Q4_0 and Q8_0, reuse on a rerun and
 # none across formats, --discard-models, and the refusals (a plan GGUF
 # cannot hold, an unknown format).  No llama.cpp needed: qmoe reads GGUF.
-set -u
-: "${QMOE:?}" "${QM_SRCDIR:?}"
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. "${QM_SRCDIR:?}/tests/lib.sh"
 model="$QM_SRCDIR/examples/models/tiny-qwen3moe"
 data="$QM_SRCDIR/examples/data"
 mkdir "$tmp/pol"
@@ -62,5 +57,4 @@ bench --policies "$tmp/pol" --format ggml -o "$tmp/r" > /dev/null 2> "$tmp/err"
 [ $? -eq 2 ] && grep -q "\-\-format must be 'gptq' or 'gguf', not 'ggml'" "$tmp/err" && ok ||
     bad "--format ggml: $(cat "$tmp/err")"
 
-echo "bench-gguf: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish bench-gguf

@@ -3,13 +3,8 @@
 # fast settings: the four summary files and what they hold, the KLD order
 # of the three widths, reuse of finished runs, rerunning only a changed
 # policy, resuming after kill -9 to the same figures, and refusals.
-set -u
-: "${QMOE:?}" "${QM_SRCDIR:?}"
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+. "${QM_SRCDIR:?}/tests/lib.sh"
 has() { case "$1" in *"$2"*) ok ;; *) bad "expected '$2' in: $1" ;; esac; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 model="$QM_SRCDIR/examples/models/tiny-mixtral"
 data="$QM_SRCDIR/examples/data"
 mkdir "$tmp/pol"
@@ -163,5 +158,4 @@ got() { "$checker" --get "$@" 2>&1; }
 [ -n "$(got results_csv "$tmp/o/results.csv" "[].$task")" ] && ok || bad "results.csv lacks the column '$task'"
 [ -n "$(got bench_run "$tmp/o/runs/$name/result.yaml" "tasks.$task.acc")" ] && ok || bad "result.yaml task"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish bench

@@ -1,11 +1,7 @@
 #!/bin/sh
 # cli.sh: the qmoe command as a user runs it: help, version, exit codes,
 # error format, and `qmoe inspect` on the shipped example models.
-set -u
-: "${QMOE:?}" "${QM_SRCDIR:?}"
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+. "${QM_SRCDIR:?}/tests/lib.sh"
 
 # expect CODE CMD...: run, capture stdout/stderr in $out/$err, check the exit code
 expect() {
@@ -63,7 +59,7 @@ expect 2 "$QMOE" eval "$ds" --text "$txt" --ctx 0;      has "$err" "--ctx must b
 expect 1 "$QMOE" eval "$ds" --text /nonexistent.txt;    has "$err" "/nonexistent.txt: No such file or directory"
 
 # token-id input: decimal text and .u32
-tmp=$(mktemp -d); trap 'rm -rf "$tmp" /tmp/qmoe-cli-err.$$' EXIT
+trap 'rm -rf "$tmp" /tmp/qmoe-cli-err.$$' EXIT
 head -c 600 "$txt" | od -An -v -tu1 > "$tmp/ids.txt"
 expect 0 "$QMOE" eval "$ds" --tokens "$tmp/ids.txt" --format yaml -q
 ids_out=$out
@@ -102,10 +98,9 @@ sum=$(sed -n 's/^  1: \[\(.*\)\]$/\1/p' "$tmp/scores.yaml" | tr ',' '\n' | awk '
 expect 2 "$QMOE" score "$ds" --calib x;  has "$err" "--calib FILE and -o SCORES are required"
 
 # a corrupt checkpoint is an error naming the file, not a crash
-mkdir "$tmp/corrupt"; tmp="$tmp/corrupt"
-cp "$mx/config.json" "$tmp/"
-printf '\377\377\377\377\377\377\377\377' > "$tmp/model.safetensors"
-expect 1 "$QMOE" inspect "$tmp"; has "$err" "$tmp/model.safetensors: header length"
+bad_ckpt="$tmp/corrupt"; mkdir "$bad_ckpt"
+cp "$mx/config.json" "$bad_ckpt/"
+printf '\377\377\377\377\377\377\377\377' > "$bad_ckpt/model.safetensors"
+expect 1 "$QMOE" inspect "$bad_ckpt"; has "$err" "$bad_ckpt/model.safetensors: header length"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish cli

@@ -6,12 +6,7 @@
 # files that change under qmoe.  One script per area under tests/hostile/,
 # each run here with the helpers below; a script's failures are counted and
 # named, and any of them fails the test.
-set -u
-: "${QMOE:?}" "${QM_SRCDIR:?}"
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. "${QM_SRCDIR:?}/tests/lib.sh"
 
 # expect CODE CMD...: run with a time limit, keep stdout/stderr in $out/$err,
 # check the exit code
@@ -34,5 +29,4 @@ for s in "$QM_SRCDIR"/tests/hostile/*.sh; do
     . "$s"
     [ "$fail" -eq "$before" ] || echo "  in $(basename "$s")"
 done
-echo "hostile: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish hostile

@@ -6,12 +6,7 @@
 # budget: averages at most the target, predicted error recorded and falling
 # as the budget grows, explain's marginal error per bit, the scorer in
 # selectors, plans independent of the thread count.
-set -u
-: "${QMOE:?}" "${QM_SRCDIR:?}"
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. "${QM_SRCDIR:?}/tests/lib.sh"
 model="$QM_SRCDIR/examples/models/tiny-deepseek"
 other="$QM_SRCDIR/examples/models/tiny-mixtral"
 calib="$QM_SRCDIR/examples/data/wikitext2-valid.txt"
@@ -127,5 +122,4 @@ grep -q "below what the engine's widths reach (.*); the units trade error for bi
 grep -q "its widths for the measured units reach " "$tmp/err" && ok || bad "below reach: no range: $(cat "$tmp/err")"
 grep -q '^  tensors_by_bits: {2: 0, ' "$tmp/fit.yaml" && ok || bad "below reach: $(grep tensors_by_bits "$tmp/fit.yaml")"
 
-echo "measure.sh: $pass passed, $fail failed"
-[ "$fail" = 0 ]
+finish measure

@@ -5,12 +5,7 @@
 # layers, none of quantize's per-linear detail), and on a terminal (a pty
 # from script(1), when it is there) one line redrawn in place, ended before
 # the results are printed; -q prints no progress (warnings still go out).
-set -u
-: "${QMOE:?}" "${QM_SRCDIR:?}"
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. "${QM_SRCDIR:?}/tests/lib.sh"
 m="$QM_SRCDIR/examples/models/tiny-deepseek"
 calib="$QM_SRCDIR/examples/data/wikitext2-valid.txt"
 txt="$QM_SRCDIR/examples/data/wikitext2-test.txt"
@@ -67,5 +62,4 @@ else
     echo "progress.sh: no script(1): the terminal form is not checked"
 fi
 
-echo "progress.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish progress

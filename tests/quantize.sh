@@ -5,12 +5,7 @@
 # quantization config of a mixed plan (attention 8-bit over 2-bit experts),
 # an interrupted run that resumes to the same bytes as an uninterrupted one,
 # refusal of a directory made from another plan, and the fake-quant export.
-set -u
-: "${QMOE:?}" "${QM_SRCDIR:?}"
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. "${QM_SRCDIR:?}/tests/lib.sh"
 model="$QM_SRCDIR/examples/models/tiny-deepseek"
 calib="$QM_SRCDIR/examples/data/wikitext2-valid.txt"
 text="$QM_SRCDIR/examples/data/wikitext2-test.txt"
@@ -116,5 +111,4 @@ sed 's/seconds: [0-9.]*}$//' "$tmp/q4/quant_log.yaml" > "$tmp/log.q4"
 sed 's/seconds: [0-9.]*}$//' "$tmp/r4/quant_log.yaml" > "$tmp/log.r4"
 cmp -s "$tmp/log.q4" "$tmp/log.r4" && ok || bad "resumed quant_log.yaml differs: $(diff "$tmp/log.q4" "$tmp/log.r4" | head -5)"
 
-echo "$pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish quantize

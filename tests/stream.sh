@@ -5,12 +5,7 @@
 # also after a kill -9 and resume while spilled); --max-memory is
 # checked; progress comes one line per layer; the spill file never
 # outlives the run.
-set -u
-: "${QMOE:?}" "${QM_SRCDIR:?}"
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. "${QM_SRCDIR:?}/tests/lib.sh"
 ds="$QM_SRCDIR/examples/models/tiny-deepseek"
 mx="$QM_SRCDIR/examples/models/tiny-mixtral"
 calib="$QM_SRCDIR/examples/data/wikitext2-valid.txt"
@@ -67,5 +62,4 @@ case $out in *"not '12Q'"*) ok ;; *) bad "message: $out" ;; esac
 out=$("$QMOE" score "$ds" --calib "$tmp/none.txt" -o "$tmp/x.yaml" 2>&1); [ $? -eq 1 ] && ok || bad "missing --calib"
 case $out in *"none.txt"*) ok ;; *) bad "message: $out" ;; esac
 
-echo "stream: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish stream

@@ -9,13 +9,8 @@
 # pre-tokenizers the four lack (their goldens from tokenizers.js and from
 # Hugging Face's Rust library).  Without the shared data that part prints
 # SKIP and the test exits 77 once the rest has passed.
-set -u
-: "${QMOE:?}" "${QM_SRCDIR:?}" "${QM_BUILDDIR:?}"
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/qmoe-tokenize.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+. "${QM_SRCDIR:?}/tests/lib.sh"
+: "${QM_BUILDDIR:?}"
 expect() {
     want=$1; shift
     out=$("$@" 2>"$tmp/err"); got=$?
@@ -190,6 +185,5 @@ JSON
     is "$err" "qmoe: error: $m has no tokenizer (tokenizer.json, tokenizer.model) and does not declare a byte-level one; give token ids with --tokens"
 fi
 
-echo "tokenize.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ] || exit 1
+finish tokenize || exit 1
 [ "$skipped" -eq 0 ] || exit 77

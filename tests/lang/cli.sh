@@ -2,13 +2,7 @@
 # cli.sh: `qmoe check` and `qmoe fmt` as a user runs them: exit codes, the
 # diagnostics exactly as the golden files have them, -I before $QMOE_PATH,
 # fmt -i (atomic, mode kept, nothing left behind) and fmt --check.
-set -u
-: "${QMOE:?}" "${QM_SRCDIR:?}"
-pass=0 fail=0
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/qmoe-lang-XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
+. "${QM_SRCDIR:?}/tests/lib.sh"
 
 # expect CODE CMD...: run, keep stdout/stderr in $out/$err, check the exit code
 expect() {
@@ -74,5 +68,4 @@ expect 2 "$QMOE" fmt -i --check messy.qmoe
 expect 2 "$QMOE" fmt
 expect 0 "$QMOE" help fmt;               has "$out" "--check"
 
-echo "lang cli: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish lang-cli
