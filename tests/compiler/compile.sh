@@ -4,17 +4,10 @@
 # study's average bits (DOMAIN.md section 4), precedence, warnings and
 # errors with their exact text, data-driven selections on a handwritten
 # scores file, budgets, and explain.  Exits non-zero on the first failure.
-set -u
-src=${QM_SRCDIR:-.}
-bld=${QM_BUILDDIR:-.}
-qmoe=${QMOE:-$bld/qmoe}
-mk=$bld/tests/compiler/mkmodel
-t=$(mktemp -d)
-trap 'rm -rf "$t"' EXIT
-fails=0 n=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-fail() { n=$((n + 1)); fails=$((fails + 1)); echo "FAIL $n - $1"; }
-check() { if eval "$2"; then ok "$1"; else fail "$1"; fi; }
+. "${QM_SRCDIR:?}/tests/lib.sh"
+src=$QM_SRCDIR qmoe=$QMOE t=$tmp
+mk=${QM_BUILDDIR:?}/tests/compiler/mkmodel
+check() { if eval "$2"; then ok "$1"; else bad "$1"; fi; }
 
 "$mk" "$src/tests/data/configs/mixtral-8x7b.json" "$t/mixtral" || exit 1
 "$mk" "$src/tests/data/configs/deepseek-moe-16b.json" "$t/deepseek" || exit 1
@@ -335,5 +328,4 @@ check "explain on a kept router" 'grep -q "no rule: kept" "$t/x" && grep -q "fin
 "$qmoe" explain "$t/p.qmoe" --model "$t/mixtral" 'shared' > "$t/x" 2>"$t/err"; rc=$?
 check "explain on a selector matching nothing fails" 'test $rc = 1 && grep -q "matches nothing" "$t/err"'
 
-echo "compile.sh: $((n - fails))/$n passed"
-test $fails = 0
+finish compile

@@ -5,16 +5,9 @@
 # --engine`: for each engine, a policy that breaks each of its constraints
 # (the exact diagnostic) and one that fits; the stdlib recipes' verdicts
 # against tests/compiler/engines.golden.  Exits non-zero on a failure.
-set -u
-src=${QM_SRCDIR:-.}
-bld=${QM_BUILDDIR:-.}
-qmoe=${QMOE:-$bld/qmoe}
-mk=$bld/tests/compiler/mkmodel
-t=$(mktemp -d)
-trap 'rm -rf "$t"' EXIT
-fails=0 n=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-fail() { n=$((n + 1)); fails=$((fails + 1)); echo "FAIL $n - $1"; }
+. "${QM_SRCDIR:?}/tests/lib.sh"
+src=$QM_SRCDIR qmoe=$QMOE t=$tmp
+mk=${QM_BUILDDIR:?}/tests/compiler/mkmodel
 for c in mixtral-8x7b deepseek-moe-16b qwen3-30b-a3b; do
     "$mk" "$src/tests/data/configs/$c.json" "$t/$c" >/dev/null || exit 1
 done
@@ -29,12 +22,12 @@ run() {
     "$qmoe" compile "$t/p.qmoe" --model "$t/$model" $args -o "$t/plan.yaml" 2>"$t/err"
     got=$?
     err=$(cat "$t/err")
-    if [ "$got" -eq "$want" ]; then ok "$* on $model: exit $want"; else fail "$* on $model: exit $got, expected $want: $err"; fi
-    if [ "$want" -ne 0 ] && [ -e "$t/plan.yaml" ]; then fail "a plan was written"; fi
+    if [ "$got" -eq "$want" ]; then ok "$* on $model: exit $want"; else bad "$* on $model: exit $got, expected $want: $err"; fi
+    if [ "$want" -ne 0 ] && [ -e "$t/plan.yaml" ]; then bad "a plan was written"; fi
     rm -f "$t/plan.yaml"
 }
-has() { case "$err" in *"$1"*) ok "says: $1" ;; *) fail "expected '$1' in: $err" ;; esac; }
-clean() { if [ -z "$err" ]; then ok "no diagnostic"; else fail "expected no diagnostic: $err"; fi; }
+has() { case "$err" in *"$1"*) ok "says: $1" ;; *) bad "expected '$1' in: $err" ;; esac; }
+clean() { if [ -z "$err" ]; then ok "no diagnostic"; else bad "expected no diagnostic: $err"; fi; }
 
 # ---- vllm -------------------------------------------------------------------------
 run 0 mixtral-8x7b 'default: 4bit;' vllm; clean
@@ -43,7 +36,7 @@ has "p.qmoe:1: warning: vllm refuses routed experts at 2 bits: every GPTQ MoE pa
 has "; 768 tensors in layers 0-31, e.g. layers[0].experts[0].gate, set by this rule"
 printf 'default: 4bit; experts: 2bit;\n' > "$t/p.qmoe"
 "$qmoe" compile "$t/p.qmoe" --model "$t/mixtral-8x7b" --engine vllm --strict -o "$t/plan.yaml" 2>"$t/err"
-[ $? -eq 1 ] && [ ! -e "$t/plan.yaml" ] && ok "--strict: a refusal is an error" || fail "--strict did not refuse"
+[ $? -eq 1 ] && [ ! -e "$t/plan.yaml" ] && ok "--strict: a refusal is an error" || bad "--strict did not refuse"
 err=$(cat "$t/err"); has "p.qmoe:1: error: vllm refuses routed experts at 2 bits"
 run 1 mixtral-8x7b 'default: 4bit, asym;' vllm
 has "p.qmoe:1: error: vllm would serve asymmetric routed experts wrongly: an asymmetric checkpoint leaves Marlin"
@@ -102,20 +95,20 @@ fit() { # fit MODEL POLICY ENGINE: compile --fit into $t/fit.yaml, stderr in $er
     err=$(cat "$t/err")
 }
 fit mixtral-8x7b "$src/stdlib/paper/attn-4bit.qmoe" vllm
-[ $got -eq 0 ] && ok "attn-4bit --fit vllm" || fail "attn-4bit --fit vllm: $err"
+[ $got -eq 0 ] && ok "attn-4bit --fit vllm" || bad "attn-4bit --fit vllm: $err"
 has "warning: fit vllm: 768 linears changed; average 4.000 bits against the rules' 2.058: vllm cannot serve these widths (its widths for routed experts reach 4.000 to 7.884 bits"
 grep -q "module: 'layers\[0\].experts\[0\].gate', .* bits: 4, .* rule: fit vllm}" "$t/fit.yaml" &&
-    ok "2-bit experts raised to 4 by 'fit vllm'" || fail "no expert raised by fit vllm"
+    ok "2-bit experts raised to 4 by 'fit vllm'" || bad "no expert raised by fit vllm"
 "$qmoe" compile "$t/fit.yaml" --model "$t/mixtral-8x7b" >/dev/null 2>&1 || true
 fit mixtral-8x7b "$src/stdlib/paper/uniform-4bit.qmoe" llama.cpp
 has "note: fit llama.cpp: 896 linears changed; average 4.000 bits"
 grep -q "module: 'layers\[3\].attn.q', .* bits: 4, group_size: 256, sym: true, act_order: false, rule: fit llama.cpp}" \
-    "$t/fit.yaml" && ok "group 128 moved to the nearest llama.cpp takes, 256 (Q4_K)" || fail "group not fitted for llama.cpp"
+    "$t/fit.yaml" && ok "group 128 moved to the nearest llama.cpp takes, 256 (Q4_K)" || bad "group not fitted for llama.cpp"
 printf 'default: 4bit;\nlayers[2].experts[0..2]: 8bit;\n' > "$t/p.qmoe"
 fit mixtral-8x7b "$t/p.qmoe" llama.cpp
 grep "module: 'layers\[2\].experts\[[0-9]*\].gate'" "$t/fit.yaml" | sed 's/.* bits: \([0-9]\).*/\1/' | sort -u > "$t/w"
 [ "$(cat "$t/w")" = 4 ] && ok "a layer's experts at one width, their mean rounded (5.5 -> 4)" ||
-    fail "layer 2's experts after fit: $(tr '\n' ' ' < "$t/w")"
+    bad "layer 2's experts after fit: $(tr '\n' ' ' < "$t/w")"
 for e in vllm sglang transformers gptqmodel autogptq llama.cpp; do
     for p in attn-4bit first-moe-blocks uniform-2bit; do
         fit qwen3-30b-a3b "$src/stdlib/paper/$p.qmoe" "$e"
@@ -124,7 +117,7 @@ for e in vllm sglang transformers gptqmodel autogptq llama.cpp; do
         else
             "$qmoe" compile -I "$src/stdlib" "$src/stdlib/paper/$p.qmoe" --model "$t/qwen3-30b-a3b" --fit "$e" \
                 --engine "$e" --format table 2>/dev/null | grep -q "^$e  *yes" &&
-                ok "$p --fit $e is servable by $e" || fail "$p --fit $e is not servable: $err"
+                ok "$p --fit $e is servable by $e" || bad "$p --fit $e is not servable: $err"
         fi
     done
 done
@@ -132,7 +125,7 @@ done
 # an unknown engine: a usage error naming the known ones
 printf 'default: 4bit;\n' > "$t/p.qmoe"
 "$qmoe" compile "$t/p.qmoe" --model "$t/mixtral-8x7b" --engine vlm 2>"$t/err" >/dev/null
-[ $? -eq 2 ] && ok "unknown engine: exit 2" || fail "unknown engine: not a usage error"
+[ $? -eq 2 ] && ok "unknown engine: exit 2" || bad "unknown engine: not a usage error"
 err=$(cat "$t/err"); has "--engine 'vlm': expected one of vllm, sglang, transformers, gptqmodel, autogptq, llama.cpp"
 
 # ---- the stdlib recipes' verdicts (the README's table) ------------------------------
@@ -149,21 +142,20 @@ for c in mixtral-8x7b deepseek-moe-16b qwen3-30b-a3b; do
 done > "$t/verdicts"
 [ -n "${QM_ENGINES_GOLDEN_OUT:-}" ] && cp "$t/verdicts" "$QM_ENGINES_GOLDEN_OUT"
 if cmp -s "$t/verdicts" "$src/tests/compiler/engines.golden"; then ok "verdicts match engines.golden"
-else fail "verdicts differ from engines.golden: $(diff "$src/tests/compiler/engines.golden" "$t/verdicts" | head -20)"; fi
+else bad "verdicts differ from engines.golden: $(diff "$src/tests/compiler/engines.golden" "$t/verdicts" | head -20)"; fi
 
 # ---- quantize checks again before any work -------------------------------------------
 ex="$src/examples/models/tiny-deepseek"
 printf 'default: 4bit, asym;\n' > "$t/asym.qmoe"
-"$qmoe" compile "$t/asym.qmoe" --model "$ex" -o "$t/asym.yaml" 2>/dev/null || fail "compile of asym.qmoe"
+"$qmoe" compile "$t/asym.qmoe" --model "$ex" -o "$t/asym.yaml" 2>/dev/null || bad "compile of asym.qmoe"
 "$qmoe" quantize -q --plan "$t/asym.yaml" --model "$ex" --calib "$src/examples/data/wikitext2-valid.txt" \
     --ctx 64 --samples 2 --engine vllm -o "$t/q" 2>"$t/err"
-[ $? -eq 1 ] && [ ! -e "$t/q" ] && ok "quantize --engine vllm refuses before any work" || fail "quantize --engine vllm ran"
+[ $? -eq 1 ] && [ ! -e "$t/q" ] && ok "quantize --engine vllm refuses before any work" || bad "quantize --engine vllm ran"
 err=$(cat "$t/err"); has "error: vllm would serve asymmetric routed experts wrongly"
 "$qmoe" quantize -q --plan "$t/asym.yaml" --model "$ex" --calib "$src/examples/data/wikitext2-valid.txt" \
     --ctx 64 --samples 2 -o "$t/q2" 2>"$t/err"
-[ $? -eq 0 ] && ok "quantize without --engine runs" || fail "quantize without --engine failed"
+[ $? -eq 0 ] && ok "quantize without --engine runs" || bad "quantize without --engine failed"
 err=$(cat "$t/err")
 has "warning: this checkpoint will be misread by vllm (asymmetric routed experts); will be refused by sglang (asymmetric routed experts), transformers (linears at another width or group size than the plan's base (4-bit, group 128)), gptqmodel (the architecture DeepseekForCausalLM), autogptq (the architecture DeepseekForCausalLM); name the engine with --engine for the tensors and rules"
 
-echo "engines: $((n - fails)) passed, $fails failed"
-[ "$fails" -eq 0 ]
+finish engines

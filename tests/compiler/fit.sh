@@ -8,17 +8,10 @@
 # servable, the results against tests/compiler/fit.golden; the statement's
 # errors, its plan key `policy.engines`, quantize checking it, and explain
 # showing each adjustment.  Exits non-zero on a failure.
-set -u
-src=${QM_SRCDIR:-.}
-bld=${QM_BUILDDIR:-.}
-qmoe=${QMOE:-$bld/qmoe}
-mk=$bld/tests/compiler/mkmodel
-t=$(mktemp -d)
-trap 'rm -rf "$t"' EXIT
-fails=0 n=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-fail() { n=$((n + 1)); fails=$((fails + 1)); echo "FAIL $n - $1"; }
-has() { case "$err" in *"$1"*) ok "says: $1" ;; *) fail "expected '$1' in: $err" ;; esac; }
+. "${QM_SRCDIR:?}/tests/lib.sh"
+src=$QM_SRCDIR qmoe=$QMOE t=$tmp
+mk=${QM_BUILDDIR:?}/tests/compiler/mkmodel
+has() { case "$err" in *"$1"*) ok "says: $1" ;; *) bad "expected '$1' in: $err" ;; esac; }
 
 for c in mixtral-8x7b deepseek-moe-16b qwen3-30b-a3b; do
     "$mk" "$src/tests/data/configs/$c.json" "$t/$c" >/dev/null || exit 1
@@ -59,24 +52,24 @@ for m in mixtral-8x7b deepseek-moe-16b qwen3-30b-a3b; do
             sum=$(sed '/^policy:/,/^model:/d' "$t/fit.yaml" | sha256sum | cut -c1-16)
             echo "$m $p $e target $(key budget_target_bits) achieved $(key budget_achieved_bits) plan $sum" \
                 >> "$t/fit.out"
-            servable "$m" "$f" "$e" && ok "$m $p --fit $e is servable by $e" || fail "$m $p --fit $e is not servable"
+            servable "$m" "$f" "$e" && ok "$m $p --fit $e is servable by $e" || bad "$m $p --fit $e is not servable"
             target=$(key budget_target_bits) achieved=$(key budget_achieved_bits)
             near=$(awk -v a="$achieved" -v b="$target" 'BEGIN { d = a - b; print (d <= 0.01 && d >= -0.01) }')
             if [ "$near" = 1 ]; then
-                case "$err" in *"cannot serve a plan within"*) fail "$m $p $e: a warning though within 0.01" ;; esac
+                case "$err" in *"cannot serve a plan within"*) bad "$m $p $e: a warning though within 0.01" ;; esac
             else
                 has "warning: $e cannot serve a plan within 0.01 bits of this budget"
             fi
             # llama.cpp serves 2/3/4/8 bits for every linear of Mixtral and Qwen3 (inputs multiples of 256)
             if [ "$e" = llama.cpp ] && [ "$m" != deepseek-moe-16b ]; then
                 [ "$near" = 1 ] && ok "$m $p --fit llama.cpp keeps the budget: $achieved for $target" ||
-                    fail "$m $p --fit llama.cpp: $achieved for $target"
+                    bad "$m $p --fit llama.cpp: $achieved for $target"
             fi
         done
     done
 done
 if cmp -s "$t/fit.out" "$src/tests/compiler/fit.golden"; then ok "fitted budgets match fit.golden"
-else fail "fitted budgets differ from fit.golden: $(diff "$src/tests/compiler/fit.golden" "$t/fit.out" | head -20)"; fi
+else bad "fitted budgets differ from fit.golden: $(diff "$src/tests/compiler/fit.golden" "$t/fit.out" | head -20)"; fi
 [ -n "${QM_FIT_GOLDEN_OUT:-}" ] && cp "$t/fit.out" "$QM_FIT_GOLDEN_OUT"
 
 # every stdlib recipe fitted to vLLM and llama.cpp is servable by it; llama.cpp
@@ -87,7 +80,7 @@ for m in mixtral-8x7b qwen3-30b-a3b; do
         r=$(basename "$(dirname "$f")")/$(basename "$f" .qmoe)
         for e in vllm llama.cpp; do
             fit "$m" "$f" "$e"
-            servable "$m" "$f" "$e" && ok "$m $r --fit $e is servable" || fail "$m $r --fit $e: not servable: $err"
+            servable "$m" "$f" "$e" && ok "$m $r --fit $e is servable" || bad "$m $r --fit $e: not servable: $err"
             if [ "$e" = llama.cpp ]; then
                 # the budget's target, or without one the average the rules give
                 target=$(key budget_target_bits) achieved=$(key average_bits)
@@ -98,7 +91,7 @@ for m in mixtral-8x7b qwen3-30b-a3b; do
                 fi
                 awk -v a="$achieved" -v b="$target" 'BEGIN { exit !(a - b <= 0.01 && b - a <= 0.01) }' &&
                     ok "$m $r --fit llama.cpp keeps its average ($achieved for $target)" ||
-                    fail "$m $r --fit llama.cpp: $achieved for $target"
+                    bad "$m $r --fit llama.cpp: $achieved for $target"
             fi
         done
     done
@@ -109,7 +102,7 @@ has "budget solved again over 48 units vllm can serve at one width: average 4.00
 has "its widths for routed experts reach 4.000 to 7.879 bits"
 fit qwen3-30b-a3b "$t/b25-outlier.qmoe" vllm --strict
 [ "$got" -eq 1 ] && [ ! -e "$t/fit.yaml" ] && ok "--strict: a budget the engine cannot keep is an error" ||
-    fail "--strict wrote a plan missing its budget"
+    bad "--strict wrote a plan missing its budget"
 
 # ---- explain shows each adjustment and why -------------------------------------------
 printf 'engine llama.cpp fit\ndefault: 2bit\n' > "$t/n.qmoe"
@@ -133,16 +126,16 @@ printf 'default: 2bit\nattn: 4bit\nbudget 2.5 bits by outlier\n' > "$t/c.qmoe"
 "$qmoe" compile "$t/s.qmoe" --model "$t/mixtral-8x7b" --scores "$t/mixtral-8x7b.scores.yaml" -o "$t/b.yaml" 2>/dev/null
 if [ "$(sed '/^policy:/,/^model:/d' "$t/a.yaml")" = "$(sed '/^policy:/,/^model:/d' "$t/b.yaml")" ]; then
     ok "engine llama.cpp fit gives --fit llama.cpp's plan"
-else fail "engine llama.cpp fit and --fit llama.cpp differ"; fi
-grep -q "^  engines: \[llama.cpp\]$" "$t/b.yaml" && ok "the plan lists the policy's engines" || fail "no policy.engines"
-grep -q "engines:" "$t/a.yaml" && fail "a plan from a policy naming no engine lists engines" || ok "no engines key without"
+else bad "engine llama.cpp fit and --fit llama.cpp differ"; fi
+grep -q "^  engines: \[llama.cpp\]$" "$t/b.yaml" && ok "the plan lists the policy's engines" || bad "no policy.engines"
+grep -q "engines:" "$t/a.yaml" && bad "a plan from a policy naming no engine lists engines" || ok "no engines key without"
 "$qmoe" compile "$t/s.qmoe" --model "$t/mixtral-8x7b" --scores "$t/mixtral-8x7b.scores.yaml" --fit vllm \
     -o "$t/c.yaml" 2>"$t/err"
 err=$(cat "$t/err"); has "s.qmoe:1:1: note: --fit vllm fits the plan to vllm instead"
 
 printf 'default: 4bit\nengine vlm\n' > "$t/u.qmoe"
 "$qmoe" compile "$t/u.qmoe" --model "$t/mixtral-8x7b" 2>"$t/err" >/dev/null
-[ $? -eq 1 ] && ok "an unknown engine fails" || fail "an unknown engine compiled"
+[ $? -eq 1 ] && ok "an unknown engine fails" || bad "an unknown engine compiled"
 err=$(cat "$t/err"); has "u.qmoe:2:8: error: unknown engine 'vlm'; the engines are vllm, sglang, transformers, gptqmodel, autogptq, llama.cpp"
 printf 'engine vllm fitt\n' > "$t/u.qmoe"
 err=$("$qmoe" check "$t/u.qmoe" 2>&1); has "u.qmoe:1:13: error: 'fitt' after the engine's name; only 'fit' may follow it"
@@ -153,17 +146,16 @@ printf 'import "./imp.qmoe"\nengine vllm fit\ndefault: 4bit\n' > "$t/u.qmoe"
 err=$("$qmoe" compile "$t/u.qmoe" --model "$t/mixtral-8x7b" 2>&1); has "u.qmoe:2:1: error: a second engine to fit to; the first is at"
 printf 'engine   vllm ;engine llama . cpp   fit\ndefault: 4bit\n' > "$t/f.qmoe"
 [ "$("$qmoe" fmt "$t/f.qmoe")" = "$(printf 'engine vllm\nengine llama.cpp fit\ndefault: 4bit')" ] &&
-    ok "fmt writes engine statements canonically" || fail "fmt: $("$qmoe" fmt "$t/f.qmoe")"
+    ok "fmt writes engine statements canonically" || bad "fmt: $("$qmoe" fmt "$t/f.qmoe")"
 
 # ---- quantize checks the plan's engines before any work --------------------------------
 ex="$src/examples/models/tiny-deepseek"
 printf 'engine vllm\ndefault: 4bit\nexperts: 2bit\n' > "$t/q.qmoe"
-"$qmoe" compile "$t/q.qmoe" --model "$ex" -o "$t/q.yaml" 2>/dev/null || fail "compile of q.qmoe"
+"$qmoe" compile "$t/q.qmoe" --model "$ex" -o "$t/q.yaml" 2>/dev/null || bad "compile of q.qmoe"
 "$qmoe" quantize -q --plan "$t/q.yaml" --model "$ex" --calib "$src/examples/data/wikitext2-valid.txt" \
     --ctx 64 --samples 2 --strict -o "$t/qo" 2>"$t/err"
 [ $? -eq 1 ] && [ ! -e "$t/qo" ] && ok "quantize --strict refuses what the plan's engine refuses" ||
-    fail "quantize ran a plan its engine refuses"
+    bad "quantize ran a plan its engine refuses"
 err=$(cat "$t/err"); has "vllm refuses routed experts at 2 bits"
 
-echo "fit.sh: $((n - fails))/$n passed"
-[ "$fails" -eq 0 ]
+finish fit
