@@ -104,12 +104,23 @@ static int run(int argc, char **argv)
     o.samples = (int)samples;
     o.group = (int)group;
     o.min_expert_tokens = (int)min_tok;
-    o.progress = quiet ? NULL : qm_cli_line;
     qm_diag *d = qm_diag_new();
-    qm_measure_report rep;
-    qm_status st = qm_measure(argv[optind], calib, out, &o, &rep, d);
+    qm_dist *dist = NULL; /* under mpirun: each rank measures a share of each layer (qmoe(1), DISTRIBUTED RUNS) */
+    qm_status st = qm_dist_open(&argc, &argv, &dist, d);
+    int rank = qm_dist_rank(dist), ranks = qm_dist_size(dist);
+    quiet |= rank != 0; /* rank 0 reports; the others print errors only */
+    o.progress = quiet ? NULL : qm_cli_line;
+    o.dist = dist;
+    qm_measure_report rep = {0};
+    if (st == QM_OK)
+        st = qm_measure(argv[optind], calib, out, &o, &rep, d);
+    if (st != QM_OK && ranks > 1)
+        qm_diag_note(d, "on rank %d of %d; the whole job ends", rank, ranks);
     int rc = qm_cli_report(d);
     qm_diag_free(d);
+    if (st != QM_OK) /* the other ranks may wait for this one: end them too */
+        qm_dist_abort(dist, QM_EXIT_FAIL);
+    qm_dist_close(dist);
     if (st == QM_OK && !quiet)
         fprintf(stderr, "qmoe: measured %zu %s units at %d widths in %.1f s: %zu GPTQ runs, %.1fx the %zu of one "
                 "quantize run%s\n", rep.units, qm_measure_units_name(o.units), o.n_widths, rep.seconds, rep.gptq_runs,

@@ -1,5 +1,7 @@
 /* measure.c: `qmoe measure` (see measure.h): per layer, every unit's error
- * at every width; progress saved per layer; the measure file at the end. */
+ * at every width; progress saved per layer; the measure file at the end.
+ * Under mpirun each rank measures the work items measure_dist.c gives it
+ * and rank 0 does everything else. */
 #include "config.h"
 
 #include <math.h>
@@ -9,8 +11,7 @@
 
 #include "model/plan.h"
 #include "model/tokens.h"
-#include "runtime/calib.h"
-#include "runtime/measure.h"
+#include "runtime/measure_run.h"
 #include "runtime/sidefile.h"
 
 static const char *const units_names[QM_UNITS_COUNT] = {
@@ -39,11 +40,8 @@ qm_measure_opts qm_measure_opts_default(void)
 
 /* ---- units ------------------------------------------------------------------------------------ */
 
-/* The blocks of a layer whose changes add up in the residual stream. */
-typedef enum blk { BLK_ATTN, BLK_MLP, BLK_EXPERT, BLK_SHARED, BLK_COUNT } blk;
-
 /* Block of a quantizable part and its place in the block (0..3), or -1. */
-static int part_block(qm_part p, int *slot)
+int ms_part_block(qm_part p, int *slot)
 {
     static const struct {
         qm_part p;
@@ -62,30 +60,6 @@ static int part_block(qm_part p, int *slot)
         }
     return -1;
 }
-
-/* One unit: its name (the canonical name, or the prefix its linears share),
- * its layer, parameters, and what its error is made of. */
-typedef struct munit {
-    char *name;       /* owned */
-    int layer;
-    uint64_t params;
-    int blk, slot;    /* linear units: the linear; expert units: the block (slot -1) */
-    int expert;       /* routed expert, or -1 */
-} munit;
-
-typedef struct mrun {
-    const qm_measure_opts *o;
-    qm_model *m;
-    munit *u;         /* (nu) ordered by layer */
-    size_t nu;
-    double *err;      /* (nu, n_widths) */
-    int B, S;
-    float *x;         /* (B*S, d) hidden states entering the current layer (unquantized model) */
-    const char *out;
-    char *sdir;       /* OUT.qmoe-state */
-    qm_measure_report *rep;
-    qm_diag *d;
-} mrun;
 
 #define say(r, ...) qm_progressf((r)->o->progress, (r)->o->progress_ctx, __VA_ARGS__)
 
@@ -108,7 +82,7 @@ static qm_status build_units(mrun *r)
     for (int L = 0; L < m->cfg.layers; L++)
         for (size_t i = 0; i < m->n; i++) {
             const qm_tensor *t = &m->t[i];
-            int slot, b = t->layer == L ? part_block(t->part, &slot) : -1;
+            int slot, b = t->layer == L ? ms_part_block(t->part, &slot) : -1;
             if (b < 0)
                 continue;
             char *name = unit_name(t->canon, g);
@@ -132,19 +106,6 @@ static qm_status build_units(mrun *r)
 }
 
 /* ---- one layer ---------------------------------------------------------------------------------- */
-
-/* A layer's errors by block: [block][expert][slot or 4 for the whole
- * block][width], flattened; experts 0 for the attention, MLP and shared. */
-typedef struct lerr {
-    int E, nw;
-    double *v;
-} lerr;
-
-static double *lerr_at(const lerr *e, int b, int expert, int slot, int w)
-{
-    size_t x = expert < 0 ? 0 : (size_t)expert;
-    return &e->v[(((size_t)b * (e->E + 1) + x) * 5 + (size_t)slot) * e->nw + (size_t)w];
-}
 
 /* The GPTQ settings of a linear at width b. */
 static qm_status spec_of(const mrun *r, const qm_lin *l, int b, const char *what, qm_qspec *s)
@@ -330,8 +291,9 @@ static qm_status swiglu(mrun *r, qm_lin *g, qm_lin *u, qm_lin *dn, const float *
     return st;
 }
 
-/* The FFN: each piece's errors; r->x ends as the unquantized layer's output
- * (hA + the FFN's output, added as a forward pass adds it). */
+/* The FFN: each piece's errors (the pieces this rank owns); on rank 0 r->x
+ * ends as the unquantized layer's output (hA + the FFN's output, added as a
+ * forward pass adds it). */
 static qm_status ffn(mrun *r, qm_layer_w *w, float *hA, const qm_calib_ffn *fi, lerr *e)
 {
     const qm_model *m = r->m;
@@ -346,24 +308,28 @@ static qm_status ffn(mrun *r, qm_layer_w *w, float *hA, const qm_calib_ffn *fi, 
     if (!X || !wt || !y || !ws)
         st = qm_diag_fail(r->d, QM_ENOMEM, "out of memory for %zu calibration rows", T);
     char what[64];
-    if (st == QM_OK && !w->moe && w->mgate.w) {
+    if (st == QM_OK && !w->moe && w->mgate.w && ms_mine(r, WORK_MLP)) {
         snprintf(what, sizeof what, "layer %d's mlp", w->layer);
         st = swiglu(r, &w->mgate, &w->mup, &w->mdown, f.n2, (int)T, NULL, 0, BLK_MLP, -1, what, e);
     }
     for (int x = 0; st == QM_OK && w->moe && x < m->cfg.experts; x++) {
+        int own = ms_mine(r, WORK_EXPERT + x);
+        if (!own && r->rank) /* rank 0 alone carries the stream */
+            continue;
         int n = qm_calib_routed(&c, &f, x, X, wt, r->d);
         snprintf(what, sizeof what, "layer %d's expert %d", w->layer, x);
         if ((st = qm_expert_load(m, w->layer, x, w, r->d)) != QM_OK)
             break;
         if (w->gate[x].w) {
-            st = swiglu(r, &w->gate[x], &w->up[x], &w->down[x], X, n, wt, n < r->o->min_expert_tokens, BLK_EXPERT, x,
-                        what, e);
-            if (st == QM_OK)
+            if (own)
+                st = swiglu(r, &w->gate[x], &w->up[x], &w->down[x], X, n, wt, n < r->o->min_expert_tokens, BLK_EXPERT,
+                            x, what, e);
+            if (st == QM_OK && !r->rank)
                 st = qm_calib_ffn_add(&c, w, &f, x, &w->gate[x], &w->up[x], &w->down[x], ws, y, r->d);
         }
         qm_expert_free(w, x);
     }
-    if (st == QM_OK && w->moe && w->sgate.w) {
+    if (st == QM_OK && w->moe && w->sgate.w && ms_mine(r, WORK_SHARED)) {
         float *sw = NULL;
         if (w->shared_gate) { /* Qwen2-MoE: sigmoid(shared_gate . n2) scales the shared expert */
             sw = wt;
@@ -377,9 +343,9 @@ static qm_status ffn(mrun *r, qm_layer_w *w, float *hA, const qm_calib_ffn *fi, 
         snprintf(what, sizeof what, "layer %d's shared expert", w->layer);
         st = swiglu(r, &w->sgate, &w->sup, &w->sdown, f.n2, (int)T, sw, 0, BLK_SHARED, -1, what, e);
     }
-    if (st == QM_OK)
+    if (st == QM_OK && !r->rank)
         st = qm_calib_ffn_add(&c, w, &f, -1, NULL, NULL, NULL, ws, y, r->d);
-    if (st == QM_OK) {
+    if (st == QM_OK && !r->rank) {
         memcpy(r->x, hA, T * D * sizeof *r->x);
         c.x = r->x;
         st = qm_calib_residual(&c, y, r->d);
@@ -389,26 +355,42 @@ static qm_status ffn(mrun *r, qm_layer_w *w, float *hA, const qm_calib_ffn *fi, 
     return st;
 }
 
-/* Layer L's units' errors into r->err; r->x becomes the layer's output. */
+qm_status ms_layer_work(mrun *r, int L, lerr *e)
+{
+    const qm_model *m = r->m;
+    size_t T = (size_t)r->B * r->S, D = (size_t)m->cfg.hidden;
+    float *hA = malloc(T * D * sizeof *hA), *h2 = malloc(T * D * sizeof *h2);
+    qm_layer_w w;
+    qm_status st = qm_layer_load(m, L, 0, &w, r->d);
+    if (st == QM_OK && (!hA || !h2))
+        st = qm_diag_fail(r->d, QM_ENOMEM, "out of memory for %zu calibration rows", T);
+    qm_calib_ffn f = {0};
+    if (st == QM_OK) /* the unquantized attention's output and what the FFN sees */
+        st = qm_calib_capture(&(qm_calib){m, &w, r->x, r->B, r->S, NULL, NULL, NULL}, &f, hA, r->d);
+    if (st == QM_OK)
+        st = ms_assign(r, &w, &f);
+    if (st == QM_OK && w.q.w && ms_mine(r, WORK_ATTN))
+        st = attention(r, &w, hA, h2, e);
+    if (st == QM_OK)
+        st = ffn(r, &w, hA, &f, e);
+    qm_calib_ffn_free(&f);
+    qm_layer_free(&w);
+    free(hA), free(h2);
+    return st;
+}
+
+/* Layer L's units' errors into r->err (every rank's work items, gathered);
+ * r->x becomes the layer's output. */
 static qm_status one_layer(mrun *r, int L)
 {
     const qm_model *m = r->m;
     size_t T = (size_t)r->B * r->S, D = (size_t)m->cfg.hidden;
     int nw = r->o->n_widths;
     lerr e = {(int)m->cfg.experts, nw, calloc((size_t)BLK_COUNT * (m->cfg.experts + 1) * 5 * nw, sizeof(double))};
-    float *hA = malloc(T * D * sizeof *hA), *h2 = malloc(T * D * sizeof *h2);
-    qm_layer_w w;
-    qm_status st = qm_layer_load(m, L, 0, &w, r->d);
-    if (st == QM_OK && (!e.v || !hA || !h2))
-        st = qm_diag_fail(r->d, QM_ENOMEM, "out of memory for %zu calibration rows", T);
-    qm_calib_ffn f = {0};
-    if (st == QM_OK) /* the unquantized attention's output and what the FFN sees */
-        st = qm_calib_capture(&(qm_calib){m, &w, r->x, r->B, r->S, NULL, NULL, NULL}, &f, hA, r->d);
-    if (st == QM_OK && w.q.w)
-        st = attention(r, &w, hA, h2, &e);
+    size_t runs = r->rep->gptq_runs;
+    qm_status st = e.v ? ms_layer_work(r, L, &e) : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
     if (st == QM_OK)
-        st = ffn(r, &w, hA, &f, &e);
-    qm_calib_ffn_free(&f);
+        st = ms_gather(r, L, &e, r->rep->gptq_runs - runs);
     double xx = 0; /* the stream leaving the layer: what every later block reads */
     for (size_t i = 0; st == QM_OK && i < T * D; i++)
         xx += (double)r->x[i] * r->x[i];
@@ -429,8 +411,7 @@ static qm_status one_layer(mrun *r, int L)
             r->err[j * nw + k] = xx > 0 ? v / xx : 0;
         }
     }
-    qm_layer_free(&w);
-    free(e.v), free(hA), free(h2);
+    free(e.v);
     return st;
 }
 
@@ -571,8 +552,10 @@ qm_status qm_measure(const char *model_dir, const char *calib_path, const char *
                      qm_measure_report *rep, qm_diag *d)
 {
     memset(rep, 0, sizeof *rep);
+    if (qm_dist_rank(o->dist)) /* the other ranks measure what rank 0 gives them */
+        return ms_follow(model_dir, o, rep, d);
     double t0 = qm_clock();
-    mrun r = {.o = o, .out = out, .rep = rep, .d = d};
+    mrun r = {.o = o, .out = out, .rep = rep, .d = d, .dist = o->dist, .ranks = qm_dist_size(o->dist)};
     qm_tokens toks = {0};
     qm_lock lock = {-1, NULL};
     mstate cur = {0}, old = {0};
@@ -651,6 +634,8 @@ qm_status qm_measure(const char *model_dir, const char *calib_path, const char *
         if (st == QM_OK)
             st = write_state(&r, &cur);
     }
+    if (st == QM_OK && r.ranks > 1)
+        st = ms_lead(&r);
     for (int L = cur.layers_done; st == QM_OK && L < total; L++) {
         double t = qm_clock();
         say(&r, "\rlayer %d/%d: %d x %d calibration tokens, widths %s", L, total, r.B, r.S, ws);
@@ -658,7 +643,7 @@ qm_status qm_measure(const char *model_dir, const char *calib_path, const char *
         for (size_t j = 0; j < r.nu; j++)
             if (r.u[j].layer == L)
                 first = first < j ? first : j, n++;
-        if ((st = one_layer(&r, L)) != QM_OK)
+        if ((r.ranks > 1 && (st = ms_lead_layer(&r, L)) != QM_OK) || (st = one_layer(&r, L)) != QM_OK)
             break;
         snprintf(file, sizeof file, "errors-%05d.f64", L);
         if (n)
@@ -681,6 +666,8 @@ qm_status qm_measure(const char *model_dir, const char *calib_path, const char *
         say(&r, "layer %d/%d done in %.1f s, %.0f tok/s, ETA %.0f s", L, total, took,
             (double)r.B * r.S / (took > 0 ? took : 1e-9), took * (total - L - 1));
     }
+    if (st == QM_OK && r.ranks > 1) /* no more layers: the other ranks are done */
+        st = ms_lead_layer(&r, -1);
     if (st == QM_OK)
         st = qm_afile_write(out, put_measure, &mo, 1, d);
     if (st == QM_OK) /* complete: what was kept for resuming goes */
@@ -690,13 +677,14 @@ qm_status qm_measure(const char *model_dir, const char *calib_path, const char *
     /* one quantize run makes one GPTQ run per quantized linear (these units' linears) */
     for (size_t i = 0; r.m && i < r.m->n; i++) {
         int slot;
-        rep->quantize_gptq_runs += part_block(r.m->t[i].part, &slot) >= 0 && r.m->t[i].layer >= 0;
+        rep->quantize_gptq_runs += ms_part_block(r.m->t[i].part, &slot) >= 0 && r.m->t[i].layer >= 0;
     }
     rep->seconds = qm_clock() - t0;
     qm_dir_unlock(&lock);
     for (size_t j = 0; j < r.nu; j++)
         free(r.u[j].name);
     free(r.u);
+    free(r.owner);
     free(r.err);
     free(r.x);
     free(r.sdir);

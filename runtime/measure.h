@@ -32,11 +32,19 @@
  * saved after every layer in OUT.qmoe-state/; the same command continues
  * after the last finished layer and gives the same bytes.  The output is
  * written atomically.
+ *
+ * Under mpirun (opts.dist, dist.h) a layer's work items (the attention,
+ * the dense MLP, the shared expert, each routed expert) are spread over
+ * the ranks by qm_dist_assign(); rank 0 carries the hidden states, sends
+ * them to the others at each layer, gathers every item's errors and alone
+ * writes the state and the measure file: the same bytes as one process
+ * (measure_dist.c; qmoe(1), DISTRIBUTED RUNS).
  */
 #ifndef QM_MEASURE_H
 #define QM_MEASURE_H
 
 #include "base/base.h"
+#include "runtime/dist.h"
 
 typedef enum qm_measure_units { QM_UNITS_LINEAR, QM_UNITS_EXPERT, QM_UNITS_LAYER, QM_UNITS_COUNT } qm_measure_units;
 
@@ -59,6 +67,10 @@ typedef struct qm_measure_opts {
     int min_expert_tokens;   /* below this an expert is rounded to nearest, as quantize's default fallback */
     void (*progress)(void *ctx, const char *line);
     void *progress_ctx;
+    /* The MPI job the run is spread over (dist.h); NULL or one process: a
+     * plain run.  Ranks other than 0 write nothing and need no -o or
+     * calibration text of their own: rank 0 sends what they work on. */
+    qm_dist *dist;
 } qm_measure_opts;
 
 typedef struct qm_measure_report {
