@@ -70,6 +70,13 @@ void qm_cli_compile_args_free(qm_cli_compile_argv *a);
  * or T (optionally followed by "iB" or "B"): 512M, 1.5G, 64GiB.  On a bad
  * value prints the usage error and returns 1. */
 int qm_cli_size(const qm_cmd *cmd, const char *opt, const char *arg, size_t *v);
+/* --mpi-timeout's value (seconds > 0) into *t; on failure print a usage
+ * error and return nonzero. */
+int qm_cli_mpi_timeout(const qm_cmd *cmd, const char *arg, double *t);
+/* The help text of --mpi-timeout, as each distributed command lists it. */
+#define QM_CLI_MPI_TIMEOUT_HELP                                                                                      \
+    "  --mpi-timeout S   under mpirun: end the job when one wait for another rank\n"                                 \
+    "                    lasts S seconds (default 3600, or QMOE_MPI_TIMEOUT)\n"
 
 /* Open a model directory to run it layer by layer (net.h). */
 qm_status qm_cli_open_net(const char *dir, qm_model **m, qm_net *net, qm_diag *d);

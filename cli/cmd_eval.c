@@ -71,12 +71,13 @@ static int run(int argc, char **argv)
         {"format", required_argument, NULL, 'f'}, {"batch", required_argument, NULL, 'B'},
         {"quiet", no_argument, NULL, 'q'},        {"help", no_argument, NULL, 'h'},
         {"max-memory", required_argument, NULL, 'M'},
-        {NULL, 0, NULL, 0},
+        {"mpi-timeout", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0},
     };
     const char *base = NULL, *text = NULL, *ids = NULL, *tasks = NULL;
     long ctx = qm_eval_opts_default().ctx, max_tokens = 0, batch = 0;
     size_t max_memory = 0;
     int yaml = 0, json = 0, quiet = 0, o;
+    double mpi_timeout = 0; /* 0: QMOE_MPI_TIMEOUT or the default */
     optind = 1;
     opterr = 0;
     while ((o = getopt_long(argc, argv, "qhf:", opts, NULL)) != -1) {
@@ -108,6 +109,10 @@ static int run(int argc, char **argv)
             if (!yaml && !json && strcmp(optarg, "text") != 0)
                 return qm_cli_usage(&qm_cmd_eval, "--format must be 'text', 'yaml' or 'json', not '%s'", optarg);
             break;
+        case 'T':
+            if (qm_cli_mpi_timeout(&qm_cmd_eval, optarg, &mpi_timeout))
+                return QM_EXIT_USAGE;
+            break;
         case 'h':
             printf("usage: qmoe %s\n\n%s", qm_cmd_eval.synopsis, qm_cmd_eval.help);
             return QM_EXIT_OK;
@@ -134,6 +139,7 @@ static int run(int argc, char **argv)
     size_t ntr = 0;
     qm_dist *dist = NULL; /* under mpirun: each rank scores a share of the windows (qmoe(1), DISTRIBUTED RUNS) */
     qm_status st = qm_dist_open(&argc, &argv, &dist, d);
+    qm_dist_set_timeout(dist, mpi_timeout);
     int rank = qm_dist_rank(dist), ranks = qm_dist_size(dist);
     quiet |= rank != 0; /* rank 0 reports */
     if (st == QM_OK)
@@ -209,5 +215,6 @@ const qm_cmd qm_cmd_eval = {
             "  --max-memory SIZE memory for weights and hidden states (default: 75% of physical);\n"
             "                    hidden states beyond it go to a temporary file in $TMPDIR\n"
             "  --format FORMAT   text (default), yaml or json (the same keys)\n"
-            "  -q, --quiet       no progress on standard error\n",
+            "  -q, --quiet       no progress on standard error\n"
+            QM_CLI_MPI_TIMEOUT_HELP,
 };

@@ -40,12 +40,13 @@ static int run(int argc, char **argv)
         {"asym", no_argument, NULL, 'a'},            {"act-order", no_argument, NULL, 'A'},
         {"damp", required_argument, NULL, 'd'},      {"min-expert-tokens", required_argument, NULL, 'e'},
         {"output", required_argument, NULL, 'o'},    {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},            {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},            {"mpi-timeout", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0},
     };
     qm_measure_opts o = qm_measure_opts_default();
     const char *calib = NULL, *out = NULL;
     long ctx = o.ctx, samples = o.samples, group = o.group, min_tok = o.min_expert_tokens;
     int c, quiet = 0;
+    double mpi_timeout = 0; /* 0: QMOE_MPI_TIMEOUT or the default */
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "hqo:", opts, NULL)) != -1) {
@@ -89,6 +90,10 @@ static int run(int argc, char **argv)
             o.units = (qm_measure_units)u;
             break;
         }
+        case 'T':
+            if (qm_cli_mpi_timeout(&qm_cmd_measure, optarg, &mpi_timeout))
+                return QM_EXIT_USAGE;
+            break;
         case 'h':
             printf("usage: qmoe %s\n\n%s", qm_cmd_measure.synopsis, qm_cmd_measure.help);
             return QM_EXIT_OK;
@@ -107,6 +112,7 @@ static int run(int argc, char **argv)
     qm_diag *d = qm_diag_new();
     qm_dist *dist = NULL; /* under mpirun: each rank measures a share of each layer (qmoe(1), DISTRIBUTED RUNS) */
     qm_status st = qm_dist_open(&argc, &argv, &dist, d);
+    qm_dist_set_timeout(dist, mpi_timeout);
     int rank = qm_dist_rank(dist), ranks = qm_dist_size(dist);
     quiet |= rank != 0; /* rank 0 reports; the others print errors only */
     o.progress = quiet ? NULL : qm_cli_line;
@@ -154,5 +160,6 @@ const qm_cmd qm_cmd_measure = {
             "  --min-expert-tokens N\n"
             "                    experts with fewer routed rows are rounded to nearest (default 16)\n"
             "  -q, --quiet       no progress on standard error\n"
+            QM_CLI_MPI_TIMEOUT_HELP
             "  -o, --output FILE the measure file (YAML), written atomically\n",
 };

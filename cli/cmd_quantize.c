@@ -22,7 +22,7 @@ static int run(int argc, char **argv)
         {"format", required_argument, NULL, 'f'},      {"keep-type", required_argument, NULL, 'K'},
         {"quiet", no_argument, NULL, 'q'},             {"help", no_argument, NULL, 'h'},
         {"engine", required_argument, NULL, 'E'},      {"strict", no_argument, NULL, 'S'},
-        {"max-memory", required_argument, NULL, 'M'},  {NULL, 0, NULL, 0},
+        {"max-memory", required_argument, NULL, 'M'},  {"mpi-timeout", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0},
     };
     enum { MAX_ENGINES = 16 }; /* six engines, each named once or a few times */
     const char *engines[MAX_ENGINES];
@@ -30,6 +30,7 @@ static int run(int argc, char **argv)
     qm_quant_opts o = qm_quant_opts_default();
     long ctx = o.ctx, samples = o.samples, min_tok = o.min_expert_tokens;
     int quiet = 0, c;
+    double mpi_timeout = 0; /* 0: QMOE_MPI_TIMEOUT or the default */
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "hqo:", opts, NULL)) != -1) {
@@ -85,6 +86,10 @@ static int run(int argc, char **argv)
             if (end == optarg || *end || !(o.damp >= 0 && o.damp <= 10))
                 return qm_cli_usage(&qm_cmd_quantize, "--damp must be a number in [0, 10], not '%s'", optarg);
             break;
+        case 'T':
+            if (qm_cli_mpi_timeout(&qm_cmd_quantize, optarg, &mpi_timeout))
+                return QM_EXIT_USAGE;
+            break;
         case 'h':
             printf("usage: qmoe %s\n\n%s", qm_cmd_quantize.synopsis, qm_cmd_quantize.help);
             return QM_EXIT_OK;
@@ -112,6 +117,7 @@ static int run(int argc, char **argv)
     qm_diag *d = qm_diag_new();
     qm_dist *dist = NULL; /* the MPI job under mpirun, else one process (qmoe(1), DISTRIBUTED RUNS) */
     qm_status st = qm_dist_open(&argc, &argv, &dist, d);
+    qm_dist_set_timeout(dist, mpi_timeout);
     int rank = qm_dist_rank(dist), ranks = qm_dist_size(dist);
     o.dist = dist;
     if (!quiet && rank == 0) /* rank 0 reports; the others print errors only */
@@ -166,6 +172,8 @@ const qm_cmd qm_cmd_quantize = {
             "  --max-memory SIZE         memory for weights and hidden states (default: 75% of physical);\n"
             "                            hidden states beyond it go to a temporary file in OUT (same results)\n"
             "  -q, --quiet               no progress on standard error\n"
+            "  --mpi-timeout S           under mpirun: end the job when one wait for another rank lasts\n"
+            "                            S seconds (default 3600, or QMOE_MPI_TIMEOUT)\n"
             "  --format F                gptq (default): -o OUT is the checkpoint directory; gguf: -o OUT is\n"
             "                            a GGUF file for llama.cpp, and OUT.d holds the run (GPTQ checkpoint,\n"
             "                            records, progress)\n"

@@ -15,12 +15,13 @@ static int run(int argc, char **argv)
         {"calib", required_argument, NULL, 'c'},      {"ctx", required_argument, NULL, 'x'},
         {"max-tokens", required_argument, NULL, 'm'}, {"output", required_argument, NULL, 'o'},
         {"max-memory", required_argument, NULL, 'M'}, {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},             {"mpi-timeout", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0},
     };
     const char *calib = NULL, *out = NULL;
     long ctx = QM_DEFAULT_CTX, max_tokens = 0;
     size_t max_memory = 0;
     int o, quiet = 0;
+    double mpi_timeout = 0; /* 0: QMOE_MPI_TIMEOUT or the default */
     optind = 1;
     opterr = 0;
     while ((o = getopt_long(argc, argv, "hqo:", opts, NULL)) != -1) {
@@ -38,6 +39,10 @@ static int run(int argc, char **argv)
             break;
         case 'm':
             if (qm_cli_long(&qm_cmd_score, "--max-tokens", optarg, 2, 1L << 40, &max_tokens))
+                return QM_EXIT_USAGE;
+            break;
+        case 'T':
+            if (qm_cli_mpi_timeout(&qm_cmd_score, optarg, &mpi_timeout))
                 return QM_EXIT_USAGE;
             break;
         case 'h':
@@ -63,6 +68,7 @@ static int run(int argc, char **argv)
     qm_scores sc = {0};
     qm_dist *dist = NULL; /* under mpirun: each rank scores a share of the windows (qmoe(1), DISTRIBUTED RUNS) */
     qm_status st = qm_dist_open(&argc, &argv, &dist, d);
+    qm_dist_set_timeout(dist, mpi_timeout);
     int rank = qm_dist_rank(dist), ranks = qm_dist_size(dist);
     if (st == QM_OK)
         st = qm_model_open(argv[optind], &m, d);
@@ -107,5 +113,6 @@ const qm_cmd qm_cmd_score = {
             "  --max-memory SIZE memory for weights and hidden states (default: 75% of physical);\n"
             "                    hidden states beyond it go to a temporary file beside SCORES\n"
             "  -q, --quiet       no progress on standard error\n"
+            QM_CLI_MPI_TIMEOUT_HELP
             "  -o, --output FILE the scores file (YAML), written atomically\n",
 };

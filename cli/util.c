@@ -8,7 +8,16 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "runtime/dist.h"
 #include "model/gguf.h"
+
+int qm_cli_mpi_timeout(const qm_cmd *cmd, const char *arg, double *t)
+{
+    if (qm_dist_parse_timeout(arg, t))
+        return 0;
+    qm_cli_usage(cmd, "--mpi-timeout must be a number of seconds > 0, not '%s'", arg);
+    return 1;
+}
 
 int qm_cli_size(const qm_cmd *cmd, const char *opt, const char *arg, size_t *v)
 {

@@ -1,11 +1,15 @@
 /* dist.c: the MPI job a distributed run is (see dist.h).  The only file
  * that includes <mpi.h>: built without MPI, the same functions describe a
  * job of one process.  Messages of any size go as pieces of at most
- * PIECE bytes, because MPI counts in int. */
+ * PIECE bytes, because MPI counts in int.  Every wait is a non-blocking
+ * call and wait_for()'s polling, bounded by the job's timeout. */
 #include "config.h"
 
+#include <math.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "runtime/dist.h"
 
@@ -19,6 +23,10 @@ struct qm_dist {
     int rank, size;
     int mpi;              /* MPI_Init was called (and MPI_Finalize is owed) */
     uint64_t sent;        /* bytes handed to MPI */
+    double timeout;       /* seconds one wait may last */
+    int layer;            /* for diagnostics; -1: none */
+    int broken;           /* a wait timed out: requests are left pending, only MPI_Abort ends the job */
+    uint64_t len_in;      /* a message's length being received (a receive that timed out may still write it) */
 #if HAVE_MPI
     MPI_Request *req;     /* (n_req) posted sends; owned */
     void **bufs;          /* (n_bufs) their buffers, freed by qm_dist_flush(); owned */
@@ -29,6 +37,28 @@ struct qm_dist {
 int qm_dist_rank(const qm_dist *x) { return x ? x->rank : 0; }
 int qm_dist_size(const qm_dist *x) { return x ? x->size : 1; }
 uint64_t qm_dist_bytes_sent(const qm_dist *x) { return x ? x->sent : 0; }
+
+void qm_dist_set_timeout(qm_dist *x, double seconds)
+{
+    if (x && seconds > 0)
+        x->timeout = seconds;
+}
+
+void qm_dist_set_layer(qm_dist *x, int layer)
+{
+    if (x)
+        x->layer = layer;
+}
+
+int qm_dist_parse_timeout(const char *s, double *seconds)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !isfinite(v) || !(v > 0))
+        return 0;
+    *seconds = v;
+    return 1;
+}
 
 /* ---- the expert -> rank rule (no MPI in it) --------------------------------------------- */
 
@@ -89,6 +119,48 @@ static qm_status mpi_fail(qm_dist *x, qm_diag *d, int rc, const char *call, int 
                         "from the last finished layer)", x->rank, call, text);
 }
 
+/* " in layer L" for a diagnostic (in buf), or "". */
+static const char *where(const qm_dist *x, char buf[32])
+{
+    if (x->layer < 0)
+        return "";
+    snprintf(buf, 32, " in layer %d", x->layer);
+    return buf;
+}
+
+/* Poll reqs until all complete, at most the job's timeout: a timeout
+ * leaves them pending and the job broken (dist.h).  call and peer (-1:
+ * any rank) name the wait in the diagnostic. */
+static qm_status wait_for(qm_dist *x, int n, MPI_Request *reqs, const char *call, int peer, qm_diag *d)
+{
+    double t0 = MPI_Wtime();
+    for (;;) {
+        int done = 0, rc = MPI_Testall(n, reqs, &done, MPI_STATUSES_IGNORE);
+        if (rc != MPI_SUCCESS)
+            return mpi_fail(x, d, rc, call, peer);
+        if (done)
+            return QM_OK;
+        double t = MPI_Wtime() - t0;
+        if (t > x->timeout)
+            break;
+        if (t < 0.01) { /* a message under way: keep MPI progressing it */
+            sched_yield();
+        } else {        /* a peer still computing: leave the core to it */
+            struct timespec ts = {0, 200000};
+            nanosleep(&ts, NULL);
+        }
+    }
+    char at[32];
+    x->broken = 1;
+    if (peer >= 0)
+        return qm_diag_fail(d, QM_EIO, "rank %d: %s with rank %d timed out after %g s%s: rank %d hangs, is stopped "
+                            "or is slower than the timeout allows (--mpi-timeout, QMOE_MPI_TIMEOUT); the output "
+                            "resumes from the last finished layer", x->rank, call, peer, x->timeout, where(x, at), peer);
+    return qm_diag_fail(d, QM_EIO, "rank %d: %s timed out after %g s%s: a rank hangs, is stopped or is slower than the "
+                        "timeout allows (--mpi-timeout, QMOE_MPI_TIMEOUT); the output resumes from the last finished "
+                        "layer", x->rank, call, x->timeout, where(x, at));
+}
+
 /* Launched by an MPI starter: Open MPI's mpirun, MPICH's Hydra (PMI),
  * PMIx-based starters and Slurm's srun with PMI/PMIx. */
 static int launched(void)
@@ -107,6 +179,13 @@ qm_status qm_dist_open(int *argc, char ***argv, qm_dist **out, qm_diag *d)
     if (!x)
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
     x->size = 1;
+    x->layer = -1;
+    x->timeout = QM_DIST_TIMEOUT;
+    const char *env = getenv("QMOE_MPI_TIMEOUT");
+    if (launched() && env && !qm_dist_parse_timeout(env, &x->timeout)) {
+        free(x);
+        return qm_diag_fail(d, QM_EINVAL, "QMOE_MPI_TIMEOUT='%s': give a number of seconds > 0", env);
+    }
     if (launched()) {
         int rc = MPI_Init(argc, argv);
         if (rc != MPI_SUCCESS) {
@@ -125,12 +204,11 @@ qm_status qm_dist_open(int *argc, char ***argv, qm_dist **out, qm_diag *d)
 qm_status qm_dist_flush(qm_dist *x, qm_diag *d)
 {
     qm_status st = QM_OK;
-    if (x && x->n_req) {
-        int rc = MPI_Waitall((int)x->n_req, x->req, MPI_STATUSES_IGNORE);
-        if (rc != MPI_SUCCESS)
-            st = mpi_fail(x, d, rc, "MPI_Waitall (sends to rank 0)", -1);
-    }
-    if (x) {
+    if (x && x->broken)
+        return qm_diag_fail(d, QM_EIO, "rank %d: an earlier wait timed out; the job must end", x->rank);
+    if (x && x->n_req)
+        st = wait_for(x, (int)x->n_req, x->req, "MPI_Isend (sends to rank 0)", 0, d);
+    if (x && !x->broken) { /* after a timeout the sends may still read them: the job ends */
         for (size_t i = 0; i < x->n_bufs; i++)
             free(x->bufs[i]);
         x->n_req = x->n_bufs = 0;
@@ -142,6 +220,8 @@ void qm_dist_close(qm_dist *x)
 {
     if (!x)
         return;
+    if (x->mpi && x->broken && x->size > 1) /* pending requests: MPI_Finalize could wait for them forever */
+        MPI_Abort(MPI_COMM_WORLD, 1);
     if (x->mpi) {
         qm_dist_flush(x, NULL);
         MPI_Finalize();
@@ -163,9 +243,12 @@ qm_status qm_dist_bcast(qm_dist *x, void *buf, size_t n, qm_diag *d)
         return QM_OK;
     for (size_t at = 0; at < n; at += PIECE) {
         int len = (int)(n - at < PIECE ? n - at : PIECE);
-        int rc = MPI_Bcast((char *)buf + at, len, MPI_BYTE, 0, MPI_COMM_WORLD);
-        if (rc != MPI_SUCCESS)
-            return mpi_fail(x, d, rc, "MPI_Bcast from rank 0", -1);
+        MPI_Request req;
+        int rc = MPI_Ibcast((char *)buf + at, len, MPI_BYTE, 0, MPI_COMM_WORLD, &req);
+        const char *call = x->rank ? "MPI_Ibcast from rank 0" : "MPI_Ibcast to the other ranks";
+        qm_status st = rc != MPI_SUCCESS ? mpi_fail(x, d, rc, call, -1) : wait_for(x, 1, &req, call, x->rank ? 0 : -1, d);
+        if (st != QM_OK)
+            return st;
     }
     if (x->rank == 0)
         x->sent += (uint64_t)n * (uint64_t)(x->size - 1);
@@ -225,18 +308,24 @@ qm_status qm_dist_recv(qm_dist *x, int from, int tag, void **buf, size_t *n, qm_
     uint64_t len;
     *buf = NULL;
     *n = 0;
-    int rc = MPI_Recv(&len, 8, MPI_BYTE, from, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
-    if (rc != MPI_SUCCESS)
-        return mpi_fail(x, d, rc, "MPI_Recv", from);
+    MPI_Request req;
+    int rc = MPI_Irecv(&x->len_in, 8, MPI_BYTE, from, tag, MPI_COMM_WORLD, &req);
+    qm_status st = rc != MPI_SUCCESS ? mpi_fail(x, d, rc, "MPI_Irecv", from) : wait_for(x, 1, &req, "MPI_Irecv", from, d);
+    if (st != QM_OK)
+        return st;
+    len = x->len_in;
     char *b = malloc(len ? len : 1);
     if (!b)
         return qm_diag_fail(d, QM_ENOMEM, "out of memory for a message of %llu bytes from rank %d",
                             (unsigned long long)len, from);
     for (size_t at = 0; at < len; at += PIECE) {
         int k = (int)(len - at < PIECE ? len - at : PIECE);
-        if ((rc = MPI_Recv(b + at, k, MPI_BYTE, from, tag, MPI_COMM_WORLD, MPI_STATUS_IGNORE)) != MPI_SUCCESS) {
+        if ((rc = MPI_Irecv(b + at, k, MPI_BYTE, from, tag, MPI_COMM_WORLD, &req)) != MPI_SUCCESS) {
             free(b);
-            return mpi_fail(x, d, rc, "MPI_Recv", from);
+            return mpi_fail(x, d, rc, "MPI_Irecv", from);
+        }
+        if ((st = wait_for(x, 1, &req, "MPI_Irecv", from, d)) != QM_OK) {
+            return st; /* b stays MPI's, which may still write into it: the job ends */
         }
     }
     *buf = b;
@@ -254,6 +343,8 @@ qm_status qm_dist_open(int *argc, char ***argv, qm_dist **out, qm_diag *d)
     if (!(*out = calloc(1, sizeof **out)))
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
     (*out)->size = 1;
+    (*out)->layer = -1;
+    (*out)->timeout = QM_DIST_TIMEOUT;
     return QM_OK;
 }
 

@@ -23,6 +23,19 @@
  * The command driver ends a job whose rank failed with qm_dist_abort(),
  * so that no rank waits forever for a peer that returned an error.
  *
+ * A rank that hangs (stopped, swapping, a dead node the network has not
+ * noticed) returns no error, and MPI's blocking calls would wait for it
+ * forever.  So every wait here is a non-blocking call polled against a
+ * deadline, the job's timeout (qm_dist_set_timeout(); QMOE_MPI_TIMEOUT;
+ * default QM_DIST_TIMEOUT): a wait longer than that fails with a
+ * diagnostic naming this rank, the call, the peer and the layer
+ * (qm_dist_set_layer()), and the job is ended like any failed one.  The
+ * timeout bounds one wait, which includes the peer's work before it
+ * answers (rank 0's attention and writing while the others wait for the
+ * next layer): it must exceed the longest such stretch.  Polling sleeps
+ * after its first milliseconds, so a waiting rank leaves its core to
+ * the ranks that compute.
+ *
  * Byte counts: bytes_sent counts the payload each rank hands to MPI (a
  * broadcast counts N-1 copies at its root, whatever tree MPI uses), the
  * figure bench/mpi.sh reports.
@@ -37,9 +50,15 @@
 
 typedef struct qm_dist qm_dist;
 
+/* The longest one wait for another rank may last, in seconds, unless
+ * QMOE_MPI_TIMEOUT or --mpi-timeout says otherwise: long enough for rank
+ * 0's share of one layer of a large model on a slow machine. */
+#define QM_DIST_TIMEOUT 3600.0
+
 /* Join the MPI job that launched this process, or make a job of one
- * process when none did (or MPI is not built in).  Caller closes with
- * qm_dist_close(). */
+ * process when none did (or MPI is not built in), its timeout from
+ * QMOE_MPI_TIMEOUT (seconds > 0; another value is an error naming it) or
+ * QM_DIST_TIMEOUT.  Caller closes with qm_dist_close(). */
 qm_status qm_dist_open(int *argc, char ***argv, qm_dist **out, qm_diag *d);
 /* Leave the job (MPI_Finalize); NULL is fine. */
 void qm_dist_close(qm_dist *x);
@@ -47,6 +66,14 @@ void qm_dist_close(qm_dist *x);
  * the command driver after a rank failed; a job of one process just
  * returns. */
 void qm_dist_abort(qm_dist *x, int code);
+
+/* The timeout of every wait from now on (seconds > 0): --mpi-timeout. */
+void qm_dist_set_timeout(qm_dist *x, double seconds);
+/* The layer the job works on, for diagnostics (-1: none); NULL is fine. */
+void qm_dist_set_layer(qm_dist *x, int layer);
+/* Parse a timeout as QMOE_MPI_TIMEOUT and --mpi-timeout give it: a
+ * number of seconds > 0; 0 when s is not one. */
+int qm_dist_parse_timeout(const char *s, double *seconds);
 
 int qm_dist_rank(const qm_dist *x); /* 0 for NULL */
 int qm_dist_size(const qm_dist *x); /* 1 for NULL */

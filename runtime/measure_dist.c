@@ -118,6 +118,7 @@ qm_status ms_lead(mrun *r)
 
 qm_status ms_lead_layer(mrun *r, int L)
 {
+    qm_dist_set_layer(r->dist, L); /* a wait that times out names it */
     qm_status st = qm_dist_bcast(r->dist, &L, sizeof L, r->d);
     if (st == QM_OK && L >= 0)
         st = qm_dist_bcast(r->dist, r->x, (size_t)r->B * r->S * (size_t)r->m->cfg.hidden * sizeof *r->x, r->d);
@@ -149,8 +150,10 @@ qm_status ms_follow(const char *model_dir, const qm_measure_opts *o, qm_measure_
             st = qm_diag_fail(d, QM_ENOMEM, "out of memory for %zu calibration rows", T);
     }
     for (int L; st == QM_OK;) {
+        qm_dist_set_layer(r.dist, -1); /* waiting for rank 0 to name the next */
         if ((st = qm_dist_bcast(r.dist, &L, sizeof L, d)) != QM_OK || L < 0)
             break;
+        qm_dist_set_layer(r.dist, L);
         if (L >= r.m->cfg.layers) {
             st = qm_diag_fail(d, QM_EFORMAT, "rank %d: rank 0 named layer %d of a model of %d", r.rank, L,
                               (int)r.m->cfg.layers);

@@ -856,6 +856,7 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
     for (int L = cur.layers_done; st == QM_OK && L < total; L++) {
         double t = qm_clock();
         say(&r, "\rlayer %d/%d: %d x %d calibration tokens", L, total, r.B, r.S);
+        qm_dist_set_layer(r.dist, L); /* a wait that times out names it */
         if ((st = qm_dist_bcast(r.dist, &L, sizeof L, d)) == QM_OK && (st = one_layer(&r, L)) == QM_OK) {
             cur.layers_done = L + 1;
             if ((st = write_state(&r, &cur)) == QM_OK)
@@ -872,6 +873,7 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
             left, split, qm_states_spilled(r.xs) ? " (states spilled to disk)" : "");
     }
     rep->layers = total;
+    qm_dist_set_layer(r.dist, -1);
     if (st == QM_OK && r.ranks > 1) /* no more layers: the other ranks are done */
         st = qm_dist_bcast(r.dist, &(int){-1}, sizeof(int), d);
     st = end_writers(&r, st);

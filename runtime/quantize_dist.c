@@ -233,8 +233,10 @@ qm_status qz_follow(const char *plan_path, const char *model_dir, const qm_quant
     if (st == QM_OK)
         st = qz_make_states(&r);
     for (int L; st == QM_OK;) {
+        qm_dist_set_layer(r.dist, -1); /* waiting for rank 0 to name the next */
         if ((st = qm_dist_bcast(r.dist, &L, sizeof L, d)) != QM_OK || L < 0)
             break;
+        qm_dist_set_layer(r.dist, L);
         if ((st = follow_layer(&r, L)) == QM_OK)
             rep->layers++;
     }

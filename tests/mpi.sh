@@ -4,10 +4,12 @@
 # experts) and tiny-mixtral writes the same bytes as one plain process
 # (quant_log.yaml less its timings), with --fake-quant too (the dequantized
 # weights cross between ranks) and a k-quant GGUF; so do `qmoe score` and
-# `qmoe eval` on 2 and 3 ranks; one
-# rank killed with SIGKILL in the middle
-# ends the whole job with an error, and a run with another N resumes it to
-# the same bytes.  SKIP (exit 77) when qmoe is built without MPI.
+# `qmoe eval` on 2 and 3 ranks, and `qmoe measure` on 1, 2 and 3; one
+# rank killed with SIGKILL in the middle (of quantize, of measure) ends the
+# whole job with an error, and a run with another N resumes it to the same
+# bytes; one rank stopped with SIGSTOP ends the job within --mpi-timeout
+# with an error naming it and the layer, and the run resumes on one process
+# to the same bytes.  SKIP (exit 77) when qmoe is built without MPI.
 set -u
 : "${QMOE:?}" "${QM_SRCDIR:?}"
 if [ "${QM_MPI:-no}" != yes ] || [ -z "${MPIRUN:-}" ]; then
@@ -95,17 +97,48 @@ q="quantize -q --plan $tmp/kq.yaml --model $tmp/q3 --calib $calib --ctx 128 --sa
 $mpirun -n 2 "$QMOE" $q -o "$tmp/kq-n2.gguf" 2> "$tmp/err" && ok || bad "k-quant GGUF on 2 ranks failed: $(tail -5 "$tmp/err")"
 cmp -s "$tmp/kq-1p.gguf" "$tmp/kq-n2.gguf" && ok || bad "k-quant GGUF of 2 ranks differs from one process's"
 
+# rank_pid JOB R: the pid of rank R of the mpirun started as JOB
+rank_pid() {
+    for p in $(pgrep -P "$1" 2>/dev/null); do
+        tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$2" && echo "$p"
+    done
+}
+# wait_for FILE: until it exists (at most 30 s)
+wait_for() {
+    i=0
+    while [ ! -e "$1" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
+}
+
+# measure: a layer's work items over the ranks, errors gathered on rank 0
+for m in tiny-deepseek:linear tiny-mixtral:expert; do
+    ms="measure $QM_SRCDIR/examples/models/${m%:*} --calib $calib --ctx 128 --samples 4 --widths 2,4 --units ${m#*:} -q"
+    "$QMOE" $ms -o "$tmp/m-1p.yaml" || bad "${m%:*}: measure failed"
+    for n in 1 2 3; do
+        $mpirun -n $n "$QMOE" $ms -o "$tmp/m-n$n.yaml" 2> "$tmp/err" && ok ||
+            bad "${m%:*}: mpirun -n $n measure failed: $(tail -5 "$tmp/err")"
+        cmp -s "$tmp/m-1p.yaml" "$tmp/m-n$n.yaml" && ok || bad "${m%:*}: measure of $n ranks differs from one process's"
+    done
+done
+# kill -9 rank 1 of a measure once layer 1 is saved; 3 ranks resume it
+ms="measure $model --calib $calib --ctx 256 --samples 12 --widths 2,4 -q"
+"$QMOE" $ms -o "$tmp/mk-1p.yaml" || bad "the single-process measure of 12 windows failed"
+$mpirun -n 2 "$QMOE" $ms -o "$tmp/mk.yaml" 2> "$tmp/kill.err" &
+job=$!
+wait_for "$tmp/mk.yaml.qmoe-state/errors-00001.f64"
+victim=$(rank_pid $job 1)
+[ -n "$victim" ] && kill -9 $victim && ok || bad "no rank 1 of measure to kill under mpirun (pid $job)"
+wait $job && bad "measure went on after rank 1 was killed" || ok
+$mpirun -n 3 "$QMOE" $ms -o "$tmp/mk.yaml" 2> "$tmp/resume.err" && ok || bad "resumed measure failed: $(tail -5 "$tmp/resume.err")"
+grep -q "resuming after layer" "$tmp/resume.err" && ok || bad "the measure did not resume: $(head -3 "$tmp/resume.err")"
+cmp -s "$tmp/mk-1p.yaml" "$tmp/mk.yaml" && ok || bad "measure killed and resumed on 3 ranks differs from one process's"
+
 # kill -9 rank 1 once layer 1 is done; the job ends with an error; 3 ranks resume it
 q="quantize --plan $tmp/tiny-deepseek.yaml --model $model --calib $calib --ctx 256 --samples 24"
 "$QMOE" $q -q -o "$tmp/k-1p" || bad "the single-process run of 24 windows failed"
 $mpirun -n 2 "$QMOE" $q -q -o "$tmp/k" 2> "$tmp/kill.err" &
 job=$!
-i=0
-while [ ! -e "$tmp/k/.qmoe-state/layer-00001.log" ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i + 1)); done
-victim=
-for p in $(pgrep -P $job 2>/dev/null); do
-    tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx 'OMPI_COMM_WORLD_RANK=1' && victim=$p
-done
+wait_for "$tmp/k/.qmoe-state/layer-00001.log"
+victim=$(rank_pid $job 1)
 [ -n "$victim" ] && kill -9 "$victim" && ok || bad "no rank 1 to kill under mpirun (pid $job)"
 wait $job
 rc=$?
@@ -115,6 +148,31 @@ $mpirun -n 3 "$QMOE" $q -o "$tmp/k" 2> "$tmp/resume.err" && ok || bad "resumed r
 grep -q "resuming after layer" "$tmp/resume.err" && ok || bad "the rerun did not resume: $(head -3 "$tmp/resume.err")"
 same "$tmp/k-1p" "$tmp/k" "" "killed and resumed on 3 ranks"
 ls "$tmp"/k/*.tmp.* >/dev/null 2>&1 && bad "temporary files left behind" || ok
+
+# SIGSTOP rank 1 once layer 1 is done: rank 0 gives up waiting after --mpi-timeout 3 and ends the job
+# (Open MPI kills the stopped rank); one plain process resumes it
+$mpirun -n 2 "$QMOE" $q -q --mpi-timeout 3 -o "$tmp/s" 2> "$tmp/stop.err" &
+job=$!
+wait_for "$tmp/s/.qmoe-state/layer-00001.log"
+victim=$(rank_pid $job 1)
+t0=$(date +%s)
+[ -n "$victim" ] && kill -STOP $victim && ok || bad "no rank 1 to stop under mpirun (pid $job)"
+wait $job && bad "the job went on with rank 1 stopped" || ok
+took=$(($(date +%s) - t0))
+[ $took -le 60 ] && ok || bad "the job with a stopped rank ended after $took s, not within 60 s of a 3 s timeout"
+kill -0 $victim 2>/dev/null && kill -9 $victim
+grep -qE "^qmoe: error: rank [01]: MPI_I[a-z]+ .*timed out after 3 s in layer [0-9]+: .*(--mpi-timeout, QMOE_MPI_TIMEOUT)" \
+    "$tmp/stop.err" && ok || bad "no timeout error naming the rank, the call and the layer: $(grep qmoe: "$tmp/stop.err")"
+grep -q "rank 0: MPI_Irecv with rank 1 timed out\|rank 0: MPI_Ibcast to the other ranks timed out" "$tmp/stop.err" && ok ||
+    bad "rank 0 did not report the stopped rank: $(grep qmoe: "$tmp/stop.err")"
+"$QMOE" $q -o "$tmp/s" 2> "$tmp/resume.err" && ok || bad "resuming the stopped run failed: $(tail -5 "$tmp/resume.err")"
+grep -q "resuming after layer" "$tmp/resume.err" && ok || bad "the stopped run did not resume: $(head -3 "$tmp/resume.err")"
+same "$tmp/k-1p" "$tmp/s" "" "stopped on 2 ranks, resumed on one process"
+QMOE_MPI_TIMEOUT=soon $mpirun -n 2 "$QMOE" $q -q -o "$tmp/t" 2> "$tmp/err"
+[ $? -ne 0 ] && grep -q "QMOE_MPI_TIMEOUT='soon': give a number of seconds > 0" "$tmp/err" && ok ||
+    bad "QMOE_MPI_TIMEOUT=soon: $(grep qmoe: "$tmp/err")"
+"$QMOE" $q -q --mpi-timeout 0 -o "$tmp/t" 2> "$tmp/err"
+[ $? -eq 2 ] && grep -q "mpi-timeout must be a number of seconds > 0, not '0'" "$tmp/err" && ok || bad "--mpi-timeout 0 was not a usage error"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
