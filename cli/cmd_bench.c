@@ -18,7 +18,7 @@ static int run(int argc, char **argv)
         {"eval-tokens", required_argument, NULL, 'E'}, {"damp", required_argument, NULL, 'd'},
         {"discard-models", no_argument, NULL, 'D'}, {"output", required_argument, NULL, 'o'},
         {"quiet", no_argument, NULL, 'q'},          {"help", no_argument, NULL, 'h'},
-        {"format", required_argument, NULL, 'f'},
+        {"format", required_argument, NULL, 'f'},   {"mpi-timeout", required_argument, NULL, 'T'},
         {NULL, 0, NULL, 0},
     };
     /* every argument could be a policy or an -I directory */
@@ -35,6 +35,7 @@ static int run(int argc, char **argv)
     o.progress = qm_cli_line;
     long v;
     int c, rc = -1;
+    double mpi_timeout = 0; /* 0: QMOE_MPI_TIMEOUT or the default */
     optind = 1;
     opterr = 0;
     while (rc < 0 && (c = getopt_long(argc, argv, "hqI:o:", opts, NULL)) != -1) {
@@ -73,6 +74,10 @@ static int run(int argc, char **argv)
             if (end == optarg || *end || !(o.damp >= 0 && o.damp <= 10))
                 rc = qm_cli_usage(&qm_cmd_bench, "--damp must be a number in [0, 10], not '%s'", optarg);
             break;
+        case 'T':
+            if (qm_cli_mpi_timeout(&qm_cmd_bench, optarg, &mpi_timeout))
+                rc = QM_EXIT_USAGE;
+            break;
         case 'h':
             printf("usage: qmoe %s\n\n%s", qm_cmd_bench.synopsis, qm_cmd_bench.help);
             rc = QM_EXIT_OK;
@@ -99,7 +104,17 @@ static int run(int argc, char **argv)
     }
     qm_diag *d = qm_diag_new();
     qm_matrix m;
-    qm_status st = d ? qm_matrix_run(&o, &m, d) : QM_ENOMEM;
+    qm_dist *dist = NULL; /* under mpirun: every stage over the ranks, rank 0 writes (qmoe(1), DISTRIBUTED RUNS) */
+    qm_status st = d ? qm_dist_open(&argc, &argv, &dist, d) : QM_ENOMEM;
+    int rank = qm_dist_rank(dist), ranks = qm_dist_size(dist);
+    qm_dist_set_timeout(dist, mpi_timeout);
+    o.dist = dist;
+    if (rank) /* rank 0 reports; the others print errors only */
+        o.progress = NULL;
+    if (st == QM_OK)
+        st = qm_matrix_run(&o, &m, d);
+    else
+        memset(&m, 0, sizeof m);
     qm_cli_progress_end();
     if (st == QM_OK && o.progress) {
         size_t reused = 0;
@@ -108,14 +123,19 @@ static int run(int argc, char **argv)
         fprintf(stderr, "qmoe: %zu policies (%zu reused from an earlier bench); results in %s/results.md\n", m.n,
                 reused, o.out);
     }
-    if (st == QM_OK) {
+    if (st == QM_OK && rank == 0) {
         qm_matrix_markdown(&m, stdout);
         if (fflush(stdout) != 0 || ferror(stdout))
             st = qm_diag_fail(d, QM_EIO, "writing standard output failed");
     }
     qm_matrix_free(&m);
+    if (st != QM_OK && ranks > 1)
+        qm_diag_note(d, "on rank %d of %d; the whole job ends", rank, ranks);
     rc = d ? qm_cli_report(d) : QM_EXIT_FAIL;
     qm_diag_free(d);
+    if (st != QM_OK) /* the other ranks may wait for this one: end them too */
+        qm_dist_abort(dist, QM_EXIT_FAIL);
+    qm_dist_close(dist);
     free(pol);
     free(dirs);
     return st != QM_OK ? QM_EXIT_FAIL : rc;
@@ -148,5 +168,7 @@ const qm_cmd qm_cmd_bench = {
             "                     and evaluate that file; policies must be plans GGUF holds\n"
             "  --discard-models   remove each quantized checkpoint once it is evaluated\n"
             "  -q, --quiet        no progress on standard error\n"
+            "  --mpi-timeout S    under mpirun: end the job when one wait for another rank\n"
+            "                     lasts S seconds (default 3600, or QMOE_MPI_TIMEOUT)\n"
             "  -o DIR             the output directory (default bench-out)\n",
 };

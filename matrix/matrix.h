@@ -25,11 +25,16 @@
  * changes a figure.  A bench that is interrupted continues where it stopped:
  * finished runs are reused, and an unfinished quantization resumes after its
  * last finished layer.  The summaries are rewritten after every run.
+ *
+ * Under mpirun every rank runs qm_matrix_run(): rank 0 runs the bench and
+ * the others take part in each stage's distributed work (matrix/ranks.h);
+ * the files are those of one process, less the timings.
  */
 #ifndef QM_MATRIX_H
 #define QM_MATRIX_H
 
 #include "base/base.h"
+#include "runtime/dist.h"
 #include "runtime/eval.h"
 
 typedef struct qm_matrix_opts {
@@ -50,6 +55,9 @@ typedef struct qm_matrix_opts {
     int gguf;                       /* quantize each plan to GGUF and evaluate the file */
     void (*progress)(void *ctx, const char *line); /* one line per step; may be NULL */
     void *progress_ctx;
+    qm_dist *dist;                  /* the MPI job (dist.h); NULL or one process: a plain bench.
+                                       Scoring, measuring, quantizing and evaluating spread over
+                                       its ranks; rank 0 alone writes (ranks.h) */
 } qm_matrix_opts;
 
 /* One policy's figures. */

@@ -19,6 +19,7 @@
 
 #include "compiler/compiler.h"
 #include "matrix/matrix.h"
+#include "matrix/ranks.h"
 #include "runtime/quantize.h"
 #include "lang/ast.h"
 #include "model/gguf.h"
@@ -214,7 +215,9 @@ static qm_status scores(bench *b)
         st = qm_tokens_for_model(b->model, o->calib, (size_t)o->samples * (size_t)o->ctx, (size_t)o->ctx, &t,
                                      b->d);
         if (st == QM_OK)
-            st = qm_score_model(&b->net, &t, o->ctx, &sc, b->d);
+            st = mx_lead(o, MX_SCORES, NULL, NULL, NULL, b->d);
+        if (st == QM_OK)
+            st = qm_score_model_dist(&b->net, &t, o->ctx, o->dist, &sc, b->d);
         if (st == QM_OK)
             st = qm_scores_write(&sc, b->model, o->calib, b->scores_path, b->d);
         if (st == QM_OK)
@@ -254,12 +257,7 @@ static qm_status measure_units(bench *b)
         any = needs_measure(b, b->paths[i]);
     if (!any)
         return QM_OK;
-    qm_measure_opts mo = qm_measure_opts_default();
-    mo.ctx = o->ctx;
-    mo.samples = o->samples;
-    mo.damp = o->damp;
-    mo.progress = o->progress;
-    mo.progress_ctx = o->progress_ctx;
+    qm_measure_opts mo = mx_measure_opts(o);
     char key[65], settings[128], *kpath = qm_strfmt("%s/measure.key", o->out);
     b->measure_path = qm_strfmt("%s/measure.yaml", o->out);
     if (!kpath || !b->measure_path) {
@@ -279,7 +277,9 @@ static qm_status measure_units(bench *b)
         say(b, "measure: every unit's error at 2, 3, 4 and 8 bits over %d x %d calibration tokens", o->samples,
             o->ctx);
         remove(kpath);
-        st = qm_measure(o->model, o->calib, b->measure_path, &mo, &rep, b->d);
+        st = mx_lead(o, MX_MEASURE, NULL, NULL, NULL, b->d);
+        if (st == QM_OK)
+            st = qm_measure(o->model, o->calib, b->measure_path, &mo, &rep, b->d);
         if (st == QM_OK)
             st = key_write(kpath, key, b->d);
         if (st == QM_OK)
@@ -363,21 +363,22 @@ static qm_status measure(bench *b, size_t i, const char *plan_path, const char *
 {
     const qm_matrix_opts *o = b->o;
     /* quantize's per-tensor lines would drown the bench's own; quant_log.yaml keeps them */
-    qm_quant_opts qo = qm_quant_opts_default();
-    qo.no_engine_warning = 1; /* the bench's checkpoints are measured, not served */
-    qo.ctx = o->ctx;
-    qo.samples = o->samples;
-    qo.damp = o->damp;
-    qo.gguf = gguf;
-    qm_quant_report rep;
+    qm_quant_opts qo = mx_quant_opts(o, gguf);
+    qm_quant_report rep = {0};
     say(b, "[%zu/%zu] %s: %.3f bits: quantizing", i + 1, b->n_paths, r->name, r->average_bits);
-    qm_status st = qm_quantize(plan_path, o->model, o->calib, model_dir, &qo, &rep, b->d);
+    qm_status st = mx_lead(o, MX_QUANTIZE, plan_path, model_dir, gguf, b->d);
+    if (st == QM_OK)
+        st = qm_quantize(plan_path, o->model, o->calib, model_dir, &qo, &rep, b->d);
     r->quantize_seconds = rep.seconds;
     qm_model *qm = NULL;
     qm_net qnet = {0};
-    qm_eval_opts eo = qm_eval_opts_default();
-    eo.ctx = o->ctx;
-    if (st == QM_OK && !b->have_ref && (uint64_t)b->eval.n * (uint64_t)b->model->cfg.vocab <= REF_MAX) {
+    qm_eval_opts eo = mx_eval_opts(o);
+    /* over ranks the base runs beside each model, each rank on its share of
+     * the positions (qm_eval_ppl()), rather than kept whole on rank 0 */
+    int ranks = qm_dist_size(o->dist);
+    if (st == QM_OK && ranks > 1)
+        st = mx_lead(o, MX_EVAL, model_dir, gguf, NULL, b->d);
+    if (st == QM_OK && ranks < 2 && !b->have_ref && (uint64_t)b->eval.n * (uint64_t)b->model->cfg.vocab <= REF_MAX) {
         qm_eval_result base_ev;
         say(b, "base: log-probabilities of the unquantized model on %zu tokens", b->eval.n);
         st = qm_eval_ref_make(&b->net, &b->eval, &eo, &b->ref, &base_ev, b->d);
@@ -547,6 +548,8 @@ qm_status qm_matrix_run(const qm_matrix_opts *o, qm_matrix *m, qm_diag *d)
 {
     memset(m, 0, sizeof *m);
     m->o = o;
+    if (qm_dist_rank(o->dist)) /* the other ranks take part in each stage rank 0 names */
+        return mx_follow(o, d);
     bench b = {.o = o, .m = m, .d = d};
     char *runs = qm_strfmt("%s/runs", o->out);
     /* every input is checked before the output directory is made, so a
@@ -589,6 +592,8 @@ qm_status qm_matrix_run(const qm_matrix_opts *o, qm_matrix *m, qm_diag *d)
             st = qm_matrix_report(m, d);
         }
     }
+    if (st == QM_OK) /* the other ranks are done */
+        st = mx_lead(o, MX_END, NULL, NULL, NULL, d);
     for (size_t i = 0; b.plans && i < b.n_paths; i++)
         qm_plan_free(b.plans[i]);
     free(b.plans);

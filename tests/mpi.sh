@@ -132,6 +132,35 @@ $mpirun -n 3 "$QMOE" $ms -o "$tmp/mk.yaml" 2> "$tmp/resume.err" && ok || bad "re
 grep -q "resuming after layer" "$tmp/resume.err" && ok || bad "the measure did not resume: $(head -3 "$tmp/resume.err")"
 cmp -s "$tmp/mk-1p.yaml" "$tmp/mk.yaml" && ok || bad "measure killed and resumed on 3 ranks differs from one process's"
 
+# bench (scores, measure, two quantizations, two evaluations) on 2 and 3 ranks: every file is one
+# process's but for its timings (quantize_seconds, eval_seconds, quant_log.yaml's seconds)
+mkdir "$tmp/pol"
+cp "$QM_SRCDIR/stdlib/paper/freq-top-global.qmoe" "$QM_SRCDIR/stdlib/measured/measured-3.0.qmoe" "$tmp/pol/"
+bn="bench $model --policies $tmp/pol -I $QM_SRCDIR/stdlib --calib $calib --eval $text --ctx 128 --samples 4
+    --eval-tokens 2048 -q"
+untimed() { # FILE: without its timings
+    case "$1" in
+    *.csv) awk -F, -v OFS=, 'NR == 1 { for (i = 1; i <= NF; i++) if ($i == "quantize_seconds") c = i } { $c = ""; print }' "$1" ;;
+    *.md) sed 's/| [0-9.]* |$//' "$1" ;;
+    *.yaml) sed 's/\(quantize_seconds\|eval_seconds\|seconds\): [0-9.]*//' "$1" ;;
+    *) cat "$1" ;;
+    esac
+}
+"$QMOE" $bn -o "$tmp/b-1p" > "$tmp/b-1p.md" 2> "$tmp/err" || bad "bench on one process failed: $(tail -3 "$tmp/err")"
+for n in 2 3; do
+    $mpirun -n $n "$QMOE" $bn -o "$tmp/b-n$n" > "$tmp/b-n$n.md" 2> "$tmp/err" && ok ||
+        bad "bench on $n ranks failed: $(tail -5 "$tmp/err")"
+    untimed "$tmp/b-1p.md" > "$tmp/u.a"; untimed "$tmp/b-n$n.md" > "$tmp/u.b"
+    cmp -s "$tmp/u.a" "$tmp/u.b" && ok || bad "bench on $n ranks printed another table: $(diff "$tmp/u.a" "$tmp/u.b")"
+    for f in $(cd "$tmp/b-1p" && find . -type f | sort); do
+        untimed "$tmp/b-1p/$f" > "$tmp/u.a"; untimed "$tmp/b-n$n/$f" > "$tmp/u.b" 2> /dev/null
+        cmp -s "$tmp/u.a" "$tmp/u.b" && ok || bad "bench on $n ranks: $f differs: $(diff "$tmp/u.a" "$tmp/u.b" | head -3)"
+    done
+done
+grep -q "^  quantize_seconds: [0-9.]*$" "$tmp/b-n2/results.yaml" && head -1 "$tmp/b-n2/results.csv" | grep -q ",quantize_seconds," &&
+    [ "$(grep -c '| [0-9.]* |$' "$tmp/b-n2/results.md")" -ge 2 ] && ok ||
+    bad "the timings the comparison leaves out are not where it expects them"
+
 # kill -9 rank 1 once layer 1 is done; the job ends with an error; 3 ranks resume it
 q="quantize --plan $tmp/tiny-deepseek.yaml --model $model --calib $calib --ctx 256 --samples 24"
 "$QMOE" $q -q -o "$tmp/k-1p" || bad "the single-process run of 24 windows failed"
