@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "cli/cli.h"
 #include "runtime/measure.h"
@@ -110,6 +111,7 @@ static int run(int argc, char **argv)
     o.group = (int)group;
     o.min_expert_tokens = (int)min_tok;
     qm_diag *d = qm_diag_new();
+    int verbose = !quiet; /* the per-rank line: every rank, unless -q */
     qm_dist *dist = NULL; /* under mpirun: each rank measures a share of each layer (qmoe(1), DISTRIBUTED RUNS) */
     qm_status st = qm_dist_open(&argc, &argv, &dist, d);
     qm_dist_set_timeout(dist, mpi_timeout);
@@ -120,6 +122,13 @@ static int run(int argc, char **argv)
     qm_measure_report rep = {0};
     if (st == QM_OK)
         st = qm_measure(argv[optind], calib, out, &o, &rep, d);
+    struct rusage ru;
+    if (st == QM_OK && verbose && ranks > 1 && getrusage(RUSAGE_SELF, &ru) == 0)
+        fprintf(stderr, "qmoe: rank %d of %d: %d layers in %.1f s, %.1f s CPU, %llu bytes sent\n", rank, ranks,
+                rep.layers - rep.layers_resumed, rep.seconds,
+                (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+                    ru.ru_stime.tv_usec / 1e6,
+                (unsigned long long)qm_dist_bytes_sent(dist));
     if (st != QM_OK && ranks > 1)
         qm_diag_note(d, "on rank %d of %d; the whole job ends", rank, ranks);
     int rc = qm_cli_report(d);
