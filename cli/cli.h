@@ -12,6 +12,8 @@
 #include "compiler/compiler.h"
 #include "runtime/net.h"
 
+typedef struct qm_dist qm_dist; /* runtime/dist.h */
+
 enum { QM_EXIT_OK = 0, QM_EXIT_FAIL = 1, QM_EXIT_USAGE = 2 };
 
 typedef struct qm_cmd {
@@ -73,6 +75,12 @@ int qm_cli_size(const qm_cmd *cmd, const char *opt, const char *arg, size_t *v);
 /* --mpi-timeout's value (seconds > 0) into *t; on failure print a usage
  * error and return nonzero. */
 int qm_cli_mpi_timeout(const qm_cmd *cmd, const char *arg, double *t);
+/* End a command that may be one rank of an MPI job (dist NULL: a plain
+ * process): print d's diagnostics, naming this rank when the job has several
+ * and st failed, free d (NULL: it could not be made, a failure), and close
+ * dist; on failure first end the other ranks, which may be waiting for this
+ * one.  Returns the command's exit status. */
+int qm_cli_end_job(qm_dist *dist, qm_status st, qm_diag *d);
 /* The help text of --mpi-timeout, as each distributed command lists it. */
 #define QM_CLI_MPI_TIMEOUT_HELP                                                                                      \
     "  --mpi-timeout S   under mpirun: end the job when one wait for another rank\n"                                 \

@@ -106,7 +106,7 @@ static int run(int argc, char **argv)
     qm_matrix m;
     qm_dist *dist = NULL; /* under mpirun: every stage over the ranks, rank 0 writes (qmoe(1), DISTRIBUTED RUNS) */
     qm_status st = d ? qm_dist_open(&argc, &argv, &dist, d) : QM_ENOMEM;
-    int rank = qm_dist_rank(dist), ranks = qm_dist_size(dist);
+    int rank = qm_dist_rank(dist);
     qm_dist_set_timeout(dist, mpi_timeout);
     o.dist = dist;
     if (rank) /* rank 0 reports; the others print errors only */
@@ -129,16 +129,9 @@ static int run(int argc, char **argv)
             st = qm_diag_fail(d, QM_EIO, "writing standard output failed");
     }
     qm_matrix_free(&m);
-    if (st != QM_OK && ranks > 1)
-        qm_diag_note(d, "on rank %d of %d; the whole job ends", rank, ranks);
-    rc = d ? qm_cli_report(d) : QM_EXIT_FAIL;
-    qm_diag_free(d);
-    if (st != QM_OK) /* the other ranks may wait for this one: end them too */
-        qm_dist_abort(dist, QM_EXIT_FAIL);
-    qm_dist_close(dist);
     free(pol);
     free(dirs);
-    return st != QM_OK ? QM_EXIT_FAIL : rc;
+    return qm_cli_end_job(dist, st, d);
 }
 
 const qm_cmd qm_cmd_bench = {

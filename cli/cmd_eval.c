@@ -140,7 +140,7 @@ static int run(int argc, char **argv)
     qm_dist *dist = NULL; /* under mpirun: each rank scores a share of the windows (qmoe(1), DISTRIBUTED RUNS) */
     qm_status st = qm_dist_open(&argc, &argv, &dist, d);
     qm_dist_set_timeout(dist, mpi_timeout);
-    int rank = qm_dist_rank(dist), ranks = qm_dist_size(dist);
+    int rank = qm_dist_rank(dist);
     quiet |= rank != 0; /* rank 0 reports */
     if (st == QM_OK)
         st = gguf ? qm_cli_open_gguf_net(argv[optind], base, &m, &net, d) : qm_cli_open_net(argv[optind], &m, &net, d);
@@ -187,14 +187,7 @@ static int run(int argc, char **argv)
     qm_tokens_free(&toks);
     qm_cli_close_net(m, &net);
     qm_cli_close_net(bm, &bnet);
-    if (st != QM_OK && ranks > 1)
-        qm_diag_note(d, "on rank %d of %d; the whole job ends", rank, ranks);
-    int rc = qm_cli_report(d);
-    qm_diag_free(d);
-    if (st != QM_OK) /* the other ranks may wait for this one: end them too */
-        qm_dist_abort(dist, QM_EXIT_FAIL);
-    qm_dist_close(dist);
-    return st != QM_OK ? QM_EXIT_FAIL : rc;
+    return qm_cli_end_job(dist, st, d);
 }
 
 const qm_cmd qm_cmd_eval = {

@@ -129,19 +129,13 @@ static int run(int argc, char **argv)
                 (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
                     ru.ru_stime.tv_usec / 1e6,
                 (unsigned long long)qm_dist_bytes_sent(dist));
-    if (st != QM_OK && ranks > 1)
-        qm_diag_note(d, "on rank %d of %d; the whole job ends", rank, ranks);
-    int rc = qm_cli_report(d);
-    qm_diag_free(d);
-    if (st != QM_OK) /* the other ranks may wait for this one: end them too */
-        qm_dist_abort(dist, QM_EXIT_FAIL);
-    qm_dist_close(dist);
+    qm_cli_progress_end();
     if (st == QM_OK && !quiet)
         fprintf(stderr, "qmoe: measured %zu %s units at %d widths in %.1f s: %zu GPTQ runs, %.1fx the %zu of one "
                 "quantize run%s\n", rep.units, qm_measure_units_name(o.units), o.n_widths, rep.seconds, rep.gptq_runs,
                 rep.quantize_gptq_runs ? (double)rep.gptq_runs / rep.quantize_gptq_runs : 0.0, rep.quantize_gptq_runs,
                 rep.layers_resumed ? " (resumed; this part only)" : "");
-    return st != QM_OK ? QM_EXIT_FAIL : rc;
+    return qm_cli_end_job(dist, st, d);
 }
 
 const qm_cmd qm_cmd_measure = {

@@ -134,15 +134,8 @@ static int run(int argc, char **argv)
         fprintf(stderr, "qmoe: rank %d of %d: %d layers in %.1f s, %.1f s CPU, %llu bytes sent, peak memory %.1f MiB\n",
                 rank, ranks, rep.layers - rep.layers_resumed * (rank == 0), rep.seconds, rep.cpu_seconds,
                 rep.bytes_sent, rep.peak_rss_kib / 1024.0);
-    if (st != QM_OK && ranks > 1)
-        qm_diag_note(d, "on rank %d of %d; the whole job ends", rank, ranks);
-    int rc = qm_cli_report(d);
-    qm_diag_free(d);
     free(run_dir);
-    if (st != QM_OK) /* the other ranks may wait for this one: end them too */
-        qm_dist_abort(dist, QM_EXIT_FAIL);
-    qm_dist_close(dist);
-    return st != QM_OK ? QM_EXIT_FAIL : rc;
+    return qm_cli_end_job(dist, st, d);
 }
 
 const qm_cmd qm_cmd_quantize = {

@@ -69,7 +69,7 @@ static int run(int argc, char **argv)
     qm_dist *dist = NULL; /* under mpirun: each rank scores a share of the windows (qmoe(1), DISTRIBUTED RUNS) */
     qm_status st = qm_dist_open(&argc, &argv, &dist, d);
     qm_dist_set_timeout(dist, mpi_timeout);
-    int rank = qm_dist_rank(dist), ranks = qm_dist_size(dist);
+    int rank = qm_dist_rank(dist);
     if (st == QM_OK)
         st = qm_model_open(argv[optind], &m, d);
     if (st == QM_OK && rank == 0)
@@ -89,14 +89,7 @@ static int run(int argc, char **argv)
     qm_tokens_free(&toks);
     qm_cli_close_net(m, &net);
     free(dir);
-    if (st != QM_OK && ranks > 1)
-        qm_diag_note(d, "on rank %d of %d; the whole job ends", rank, ranks);
-    int rc = qm_cli_report(d);
-    qm_diag_free(d);
-    if (st != QM_OK) /* the other ranks may wait for this one: end them too */
-        qm_dist_abort(dist, QM_EXIT_FAIL);
-    qm_dist_close(dist);
-    return st != QM_OK ? QM_EXIT_FAIL : rc;
+    return qm_cli_end_job(dist, st, d);
 }
 
 const qm_cmd qm_cmd_score = {

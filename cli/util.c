@@ -19,6 +19,19 @@ int qm_cli_mpi_timeout(const qm_cmd *cmd, const char *arg, double *t)
     return 1;
 }
 
+int qm_cli_end_job(qm_dist *dist, qm_status st, qm_diag *d)
+{
+    int ranks = qm_dist_size(dist);
+    if (st != QM_OK && ranks > 1 && d)
+        qm_diag_note(d, "on rank %d of %d; the whole job ends", qm_dist_rank(dist), ranks);
+    int rc = d ? qm_cli_report(d) : QM_EXIT_FAIL;
+    qm_diag_free(d);
+    if (st != QM_OK) /* the other ranks may wait for this one: end them too */
+        qm_dist_abort(dist, QM_EXIT_FAIL);
+    qm_dist_close(dist);
+    return st != QM_OK ? QM_EXIT_FAIL : rc;
+}
+
 int qm_cli_size(const qm_cmd *cmd, const char *opt, const char *arg, size_t *v)
 {
     static const char units[] = "KMGT";
