@@ -10,16 +10,11 @@
 # bytes; one rank stopped with SIGSTOP ends the job within --mpi-timeout
 # with an error naming it and the layer, and the run resumes on one process
 # to the same bytes.  SKIP (exit 77) when qmoe is built without MPI.
-set -u
-: "${QMOE:?}" "${QM_SRCDIR:?}"
 if [ "${QM_MPI:-no}" != yes ] || [ -z "${MPIRUN:-}" ]; then
     echo "SKIP: qmoe is built without MPI (configure --with-mpi; Debian: libopenmpi-dev openmpi-bin)"
     exit 77
 fi
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. "${QM_SRCDIR:?}/tests/lib.sh"
 calib="$QM_SRCDIR/examples/data/wikitext2-valid.txt"
 fast="--ctx 256 --samples 8"
 # Open MPI: more ranks than cores, and as root in CI containers; its leak
@@ -203,5 +198,4 @@ QMOE_MPI_TIMEOUT=soon $mpirun -n 2 "$QMOE" $q -q -o "$tmp/t" 2> "$tmp/err"
 "$QMOE" $q -q --mpi-timeout 0 -o "$tmp/t" 2> "$tmp/err"
 [ $? -eq 2 ] && grep -q "mpi-timeout must be a number of seconds > 0, not '0'" "$tmp/err" && ok || bad "--mpi-timeout 0 was not a usage error"
 
-echo "$pass passed, $fail failed"
-[ $fail -eq 0 ]
+finish mpi
