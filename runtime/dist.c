@@ -75,6 +75,15 @@ static int by_cost(const void *a, const void *b)
     return (x->e > y->e) - (x->e < y->e);
 }
 
+qm_status qm_dist_shape_check(const qm_dist *x, const qm_dist_shape *h, const char *model_dir, size_t tensors,
+                              qm_diag *d)
+{
+    if ((long long)tensors == h->tensors)
+        return QM_OK;
+    return qm_diag_fail(d, QM_EINVAL, "rank %d: %s has %zu tensors, rank 0's model %lld: every rank needs the same "
+                        "model", qm_dist_rank(x), model_dir, tensors, h->tensors);
+}
+
 void qm_dist_assign(int ranks, int n, const long long *tokens, const long long *params, long long fixed, int *owner)
 {
     item *it = malloc((size_t)(n > 0 ? n : 1) * sizeof *it);

@@ -84,6 +84,16 @@ uint64_t qm_dist_bytes_sent(const qm_dist *x);
 /* Rank 0's `n` bytes at buf to every rank (any size). */
 qm_status qm_dist_bcast(qm_dist *x, void *buf, size_t n, qm_diag *d);
 
+/* The run's shape, which rank 0 sends before the first layer (the
+ * model's tensor count and the calibration windows x window length). */
+typedef struct qm_dist_shape {
+    long long tensors, B, S;
+} qm_dist_shape;
+/* A rank other than 0: fail, naming the rank and model_dir, unless its
+ * model has as many tensors as rank 0's (every rank needs the same model). */
+qm_status qm_dist_shape_check(const qm_dist *x, const qm_dist_shape *h, const char *model_dir, size_t tensors,
+                              qm_diag *d);
+
 /* Send `n` bytes to rank `to` under `tag` without waiting for the receive:
  * the job takes ownership of buf (malloc'd) and frees it in
  * qm_dist_flush(), which waits until every such send is done. */

@@ -105,14 +105,9 @@ qm_status ms_gather(mrun *r, int L, lerr *e, size_t runs)
     return st;
 }
 
-/* What rank 0 tells the others before the first layer. */
-typedef struct mstart {
-    long long tensors, B, S;
-} mstart;
-
 qm_status ms_lead(mrun *r)
 {
-    mstart h = {(long long)r->m->n, r->B, r->S};
+    qm_dist_shape h = {(long long)r->m->n, r->B, r->S};
     return qm_dist_bcast(r->dist, &h, sizeof h, r->d);
 }
 
@@ -130,15 +125,14 @@ qm_status ms_follow(const char *model_dir, const qm_measure_opts *o, qm_measure_
     mrun r = {.o = o, .rep = rep, .d = d, .dist = o->dist, .rank = qm_dist_rank(o->dist),
               .ranks = qm_dist_size(o->dist)};
     double t0 = qm_clock();
-    mstart h;
+    qm_dist_shape h;
     lerr e = {0, o->n_widths, NULL};
     size_t nv = 0, T = 0, D = 0;
     qm_status st = qm_dist_bcast(r.dist, &h, sizeof h, d);
     if (st == QM_OK)
         st = qm_model_open(model_dir, &r.m, d);
-    if (st == QM_OK && (long long)r.m->n != h.tensors)
-        st = qm_diag_fail(d, QM_EINVAL, "rank %d: %s has %zu tensors, rank 0's model %lld: every rank needs the same "
-                          "model", r.rank, model_dir, r.m->n, h.tensors);
+    if (st == QM_OK)
+        st = qm_dist_shape_check(r.dist, &h, model_dir, r.m->n, d);
     if (st == QM_OK) {
         r.B = (int)h.B;
         r.S = (int)h.S;

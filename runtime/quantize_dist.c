@@ -155,16 +155,11 @@ qm_status qz_spread_experts(run *r, qm_calib_ffn *cap, qm_fwd_ws *ws)
 
 /* ---- ranks other than 0 ----------------------------------------------------------------------- */
 
-/* What rank 0 tells the others before the first layer. */
-typedef struct start {
-    long long tensors, B, S;
-} start;
-
 /* Rank 0, once its checks pass: the run's shape and every tensor's GPTQ
  * settings (its writers fix them) to the other ranks. */
 qm_status qz_lead(run *r)
 {
-    start h = {(long long)r->m->n, r->B, r->S};
+    qm_dist_shape h = {(long long)r->m->n, r->B, r->S};
     qm_qspec *specs = calloc(r->m->n ? r->m->n : 1, sizeof *specs);
     qm_status st = specs ? qm_dist_bcast(r->dist, &h, sizeof h, r->d) : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
     for (size_t i = 0; st == QM_OK && i < r->m->n; i++)
@@ -210,7 +205,7 @@ qm_status qz_follow(const char *plan_path, const char *model_dir, const qm_quant
 {
     run r = {.o = o, .rep = rep, .d = d, .t0 = qm_clock(), .dist = o->dist, .rank = qm_dist_rank(o->dist),
              .ranks = qm_dist_size(o->dist)};
-    start h;
+    qm_dist_shape h;
     char config[65];
     qm_status st = qm_dist_bcast(r.dist, &h, sizeof h, d);
     if (st == QM_OK)
@@ -221,9 +216,8 @@ qm_status qz_follow(const char *plan_path, const char *model_dir, const qm_quant
         st = qm_sha256_file(r.m->config_path, config, d);
     if (st == QM_OK)
         st = qz_match_plan(&r, config);
-    if (st == QM_OK && (long long)r.m->n != h.tensors)
-        st = qm_diag_fail(d, QM_EINVAL, "rank %d: %s has %zu tensors, rank 0's model %lld: every rank needs the same "
-                          "model", r.rank, model_dir, r.m->n, h.tensors);
+    if (st == QM_OK)
+        st = qm_dist_shape_check(r.dist, &h, model_dir, r.m->n, d);
     if (st == QM_OK && !(r.specs = malloc((r.m->n ? r.m->n : 1) * sizeof *r.specs)))
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
     if (st == QM_OK)
