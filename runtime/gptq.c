@@ -149,12 +149,72 @@ static void grid_from_range(float mn, float mx, int maxq, int sym, int fp16, flo
         *zero = 1;
 }
 
+static float fp16_value(float x) { return qm_f16_to_f32(qm_f32_to_f16(x)); }
+
+/* The signed-max symmetric grid (see gptq.h) of row r of the group of
+ * rows `rows[0..n)` of Wt (in, out), or rows [c0, c0 + n) when rows is
+ * NULL: the value v of largest magnitude on code 0, scale -v / zero; then,
+ * with fit, the scale of least weighted squared error among 19
+ * candidate grids, as ggml's make_qx_quants: for each candidate 1 / scale
+ * the codes are rounded and the scale refitted to them by weighted least
+ * squares (imp: the n columns' importances, NULL: all 1).  The scale is
+ * returned unrounded; 0 when the group is all zeros. */
+static float signed_max_scale(const float *Wt, int out, int r, const int *rows, int c0, int n, const float *imp,
+                              int zero, int maxq, int fit)
+{
+#define X(k) Wt[(size_t)(rows ? rows[k] : c0 + (k)) * out + r]
+    float v = 0;
+    for (int k = 0; k < n; k++)
+        v = fabsf(X(k)) > fabsf(v) ? X(k) : v;
+    float best_scale = -v / (float)zero;
+    if (v == 0 || !fit)
+        return best_scale;
+    double best = -1;
+    for (int is = -9; is <= 9; is++) {
+        float iscale = -((float)zero + 0.1f * (float)is) / v;
+        double slx = 0, sl2 = 0;
+        for (int k = 0; k < n; k++) {
+            float x = X(k), l = nearbyintf(iscale * x);
+            l = l < (float)-zero ? (float)-zero : l > (float)(maxq - zero) ? (float)(maxq - zero) : l;
+            double w = imp ? imp[k] : 1.0;
+            slx += w * x * l;
+            sl2 += w * l * l;
+        }
+        if (sl2 > 0 && slx != 0 && slx * slx > best * sl2) { /* the error is sum w x^2 - slx^2 / sl2 */
+            best = slx * slx / sl2;
+            best_scale = (float)(slx / sl2);
+        }
+    }
+    return best_scale;
+#undef X
+}
+
 /* Grid of each output row r in [r0, r1) over rows `rows[0..n)` of Wt
- * (in, out), or over rows [c0, c0 + n) when rows is NULL: scale[r], zero[r]. */
+ * (in, out), or over rows [c0, c0 + n) when rows is NULL: scale[r], zero[r].
+ * imp: the n columns' importances (H_ii) for the signed-max grid's search,
+ * or NULL. */
 static void find_params(const float *Wt, int out, int r0, int r1, const int *rows, int c0, int n,
-                        const qm_qspec *s, float *mn, float *mx, float *scale, int32_t *zero)
+                        const float *imp, const qm_qspec *s, float *mn, float *mx, float *scale, int32_t *zero)
 {
     int maxq = (1 << s->bits) - 1;
+    if (s->sym && s->signed_max) {
+        for (int r = r0; r < r1; r++) {
+            float sc = signed_max_scale(Wt, out, r, rows, c0, n, imp, (maxq + 1) / 2, maxq, s->fit_scale);
+            if (sc == 0) { /* all zeros: any grid holds them */
+                int z;
+                grid_from_range(0, 0, maxq, 1, s->fp16_scale, &scale[r], &z);
+                zero[r] = z;
+                continue;
+            }
+            if (s->fp16_scale) {
+                float h = fp16_value(sc);
+                sc = h != 0 ? h : copysignf(0x1p-24f, sc); /* the smallest fp16 value, as grid_from_range() */
+            }
+            scale[r] = sc;
+            zero[r] = (maxq + 1) / 2;
+        }
+        return;
+    }
     for (int r = r0; r < r1; r++)
         mn[r] = mx[r] = 0; /* 0 is always inside the range */
     for (int k = 0; k < n; k++) {
@@ -188,8 +248,6 @@ static void find_params(const float *Wt, int out, int r0, int r1, const int *row
         zero[r] = z;
     }
 }
-
-static float fp16_value(float x) { return qm_f16_to_f32(qm_f32_to_f16(x)); }
 
 /* The two-level grids (see gptq.h) of every group of Wt (in, out; column
  * order, static groups): r->scale, zero and lscale and sd, and for the
@@ -326,6 +384,8 @@ typedef struct job {
     uint8_t *Ct;    /* (in, out) codes, processing order */
     float *mn, *mx; /* (out) scratch */
     float *grp;     /* (gs, out) qm_gptq()'s dynamic groups: group_values(); else NULL */
+    float *imp;     /* (in) H_ii undamped in processing order, the columns' importance for the
+                     * signed-max grid's search; NULL without a Hessian or that search */
 } job;
 
 static void job_free(job *j)
@@ -337,6 +397,7 @@ static void job_free(job *j)
     free(j->mn);
     free(j->mx);
     free(j->grp);
+    free(j->imp);
 }
 
 typedef struct keyed {
@@ -610,6 +671,12 @@ static qm_status setup(const float *W, int out, int in, float *H, int invert, co
         qsort(diag, (size_t)in, sizeof *diag, by_desc_key);
     for (int i = 0; st == QM_OK && i < in; i++)
         j->perm[i] = diag[i].idx;
+    if (st == QM_OK && H && s->sym && s->signed_max && s->fit_scale) {
+        if (!(j->imp = malloc((size_t)in * sizeof *j->imp)))
+            st = qm_diag_fail(d, QM_ENOMEM, "out of memory for a %d x %d linear", out, in);
+        for (int i = 0; st == QM_OK && i < in; i++)
+            j->imp[i] = diag[i].key;
+    }
     if (st == QM_OK) {
         gather_t(W, out, in, j->perm, in, j->Wt);
         for (int i = 0; i < in; i++)
@@ -636,7 +703,7 @@ static qm_status fixed_groups(job *j, qm_qresult *r, qm_diag *d)
 {
     int out = j->out, in = j->in, gs = j->gs;
     if (!j->s->group) {
-        find_params(j->Wt, out, 0, out, NULL, 0, in, j->s, j->mn, j->mx, r->scale, r->zero);
+        find_params(j->Wt, out, 0, out, NULL, 0, in, j->imp, j->s, j->mn, j->mx, r->scale, r->zero);
         return QM_OK;
     }
     if (j->s->scale_bits) { /* column order: setup() refuses act-order */
@@ -644,14 +711,21 @@ static qm_status fixed_groups(job *j, qm_qresult *r, qm_diag *d)
         return QM_OK;
     }
     int *inv = malloc((size_t)in * sizeof *inv);
-    if (!inv)
+    float *imp = j->imp ? malloc((size_t)gs * sizeof *imp) : NULL; /* (gs) the group's importances; owned */
+    if (!inv || (j->imp && !imp)) {
+        free(inv);
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
+    }
     for (int i = 0; i < in; i++)
         inv[j->perm[i]] = i;
-    for (int g = 0; g < r->groups; g++)
-        find_params(j->Wt, out, 0, out, inv + (size_t)g * gs, 0, gs, j->s, j->mn, j->mx,
+    for (int g = 0; g < r->groups; g++) {
+        for (int k = 0; imp && k < gs; k++)
+            imp[k] = j->imp[inv[(size_t)g * gs + k]];
+        find_params(j->Wt, out, 0, out, inv + (size_t)g * gs, 0, gs, imp, j->s, j->mn, j->mx,
                     r->scale + (size_t)g * out, r->zero + (size_t)g * out);
+    }
     free(inv);
+    free(imp);
     return QM_OK;
 }
 
@@ -725,8 +799,8 @@ static void quantize_rows(job *j, qm_qresult *r, int i, int o0, int o1, float *d
     int g = fixed(j->s) ? (j->s->group ? c / j->gs : 0) : i / j->gs;
     if (!fixed(j->s) && i % j->gs == 0) {
         int v = j->grp != NULL; /* qm_gptq() */
-        find_params(v ? group_values(j, i, o0, o1, dev) : j->Wt, out, o0, o1, NULL, v ? 0 : i, j->gs, j->s, j->mn,
-                    j->mx, r->scale + (size_t)g * out, r->zero + (size_t)g * out);
+        find_params(v ? group_values(j, i, o0, o1, dev) : j->Wt, out, o0, o1, NULL, v ? 0 : i, j->gs,
+                    j->imp ? j->imp + i : NULL, j->s, j->mn, j->mx, r->scale + (size_t)g * out, r->zero + (size_t)g * out);
     }
     const float *sc = r->scale + (size_t)g * out;
     const int32_t *z = r->zero + (size_t)g * out;

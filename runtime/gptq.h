@@ -40,6 +40,20 @@
  * search shrinks the range by p in 1, 0.99, ..., 0.21 and keeps the p with
  * the least sum |w - w'|^2.4 (the reference code's clipping search).
  *
+ * Signed-max grid (signed_max, symmetric one-level grids; ggml's
+ * quantize_row_q4_0_ref): v = the group's weight of largest magnitude,
+ * scale = -v / zero (negative when v > 0), so v lands exactly on code 0 and
+ * the other side reaches (maxq - zero) |scale|: a step of max / 8 at 4 bits
+ * instead of 2 max / 15, and no weight clipped.  With fit_scale, 19
+ * candidates 1 / scale = -(zero + 0.1 t) / v, t = -9..9: for each, the
+ * group's codes l in [-zero, maxq - zero] are rounded and the scale refit
+ * to them by least squares weighted by the columns' H_ii (the undamped Hessian
+ * diagonal: what llama.cpp's importance matrix holds; 1 without a
+ * Hessian), sum H_ii x l / sum H_ii l^2; the candidate of least weighted
+ * error wins (ggml's make_qx_quants with an importance matrix).  The
+ * scale is then rounded to fp16 when fp16_scale asks (at least the
+ * smallest fp16 magnitude).  An all-zero group gets the plain grid.
+ *
  * Groups are taken from the weights as updated so far: a group starting at
  * column c is fixed when column c is reached, from all its columns' current
  * values.  (The reference code reads the later columns of a group before
@@ -87,6 +101,8 @@ typedef struct qm_qspec {
     int fp16_scale;    /* round each scale to fp16 (GGUF's blocks store it so) */
     int scale_bits;    /* > 0: two-level grid, each group's scale (and min) in this many bits (above) */
     int super;         /* groups per super-group of a two-level grid */
+    int signed_max;    /* sym one-level grid: the signed-max grid (ggml's Q4_0 and Q8_0; above) */
+    int fit_scale;     /* with signed_max: search the scale by H_ii-weighted least squares (above) */
 } qm_qspec;
 
 typedef struct qm_qresult {

@@ -106,7 +106,7 @@ static void test_gptq_thread_count(void)
     int out = 40, in = 640, n = 700, threads = openblas_get_num_threads();
     float *W, *X, *H;
     problem(out, in, n, &W, &X, &H);
-    qm_qspec s = {4, 64, 1, 1, 0, 0, 0.01, 0, 0, 0};
+    qm_qspec s = {4, 64, 1, 1, 0, 0, 0.01, 0, 0, 0, 0, 0};
     qm_diag *d = qm_diag_new();
     qm_qresult r[3], ref;
     for (int t = 0; t < 3; t++) {
@@ -173,10 +173,12 @@ static void test_blocked_matches_reference(void)
     float *W, *X, *H;
     problem(out, in, n, &W, &X, &H);
     const qm_qspec specs[] = {
-        {4, 0, 1, 0, 0, 0, 0.01, 0, 0, 0},  {4, 64, 0, 0, 0, 0, 0.01, 0, 0, 0}, {3, 32, 1, 1, 0, 0, 0.01, 0, 0, 0},
-        {2, 128, 0, 1, 0, 0, 0.01, 0, 0, 0}, {8, 0, 0, 1, 0, 0, 0.01, 0, 0, 0}, {4, 64, 1, 1, 1, 0, 0.01, 0, 0, 0},
-        {4, 256, 0, 0, 0, 1, 0.01, 0, 0, 0}, {3, 0, 0, 0, 0, 1, 0.01, 0, 0, 0},
-        {2, 16, 0, 0, 1, 0, 0.01, 1, 4, 16}, {3, 16, 1, 0, 1, 0, 0.01, 1, 6, 16},
+        {4, 0, 1, 0, 0, 0, 0.01, 0, 0, 0, 0, 0},  {4, 64, 0, 0, 0, 0, 0.01, 0, 0, 0, 0, 0}, {3, 32, 1, 1, 0, 0, 0.01, 0, 0, 0, 0, 0},
+        {2, 128, 0, 1, 0, 0, 0.01, 0, 0, 0, 0, 0}, {8, 0, 0, 1, 0, 0, 0.01, 0, 0, 0, 0, 0}, {4, 64, 1, 1, 1, 0, 0.01, 0, 0, 0, 0, 0},
+        {4, 256, 0, 0, 0, 1, 0.01, 0, 0, 0, 0, 0}, {3, 0, 0, 0, 0, 1, 0.01, 0, 0, 0, 0, 0},
+        {2, 16, 0, 0, 1, 0, 0.01, 1, 4, 16, 0, 0}, {3, 16, 1, 0, 1, 0, 0.01, 1, 6, 16, 0, 0},
+        {4, 32, 1, 0, 0, 0, 0.01, 1, 0, 0, 1, 1}, {4, 32, 1, 1, 1, 0, 0.01, 1, 0, 0, 1, 1},
+        {8, 32, 1, 0, 0, 0, 0.01, 1, 0, 0, 1, 0},
     };
     qm_diag *d = qm_diag_new();
     for (size_t k = 0; k < sizeof specs / sizeof *specs; k++) {
@@ -214,7 +216,7 @@ static void test_beats_round_to_nearest(void)
     problem(out, in, n, &W, &X, &H);
     qm_diag *d = qm_diag_new();
     for (int bits = 2; bits <= 4; bits++) {
-        qm_qspec s = {bits, 32, 1, 1, 0, 0, 0.01, 0, 0, 0};
+        qm_qspec s = {bits, 32, 1, 1, 0, 0, 0.01, 0, 0, 0, 0, 0};
         float *H1 = copy(H, (size_t)in * in);
         qm_qresult g, r;
         CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &s, &g, d), QM_OK);
@@ -227,7 +229,7 @@ static void test_beats_round_to_nearest(void)
         free(H1);
     }
     /* 8 bits is nearly lossless */
-    qm_qspec s8 = {8, 0, 0, 0, 0, 0, 0.01, 0, 0, 0};
+    qm_qspec s8 = {8, 0, 0, 0, 0, 0, 0.01, 0, 0, 0, 0, 0};
     qm_qresult g;
     float *H8 = copy(H, (size_t)in * in); /* GPTQ overwrites its Hessian */
     CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H8, &s8, &g, d), QM_OK);
@@ -244,7 +246,7 @@ static void test_grid(void)
 {
     /* one row, per channel: values on the 2-bit asymmetric grid come back exactly */
     float W[4] = {-1.5f, -0.5f, 0.5f, 1.5f};
-    qm_qspec s = {2, 0, 0, 0, 0, 0, 0.01, 0, 0, 0};
+    qm_qspec s = {2, 0, 0, 0, 0, 0, 0.01, 0, 0, 0, 0, 0};
     qm_qresult r;
     qm_diag *d = qm_diag_new();
     CU_ASSERT_EQUAL_FATAL(qm_rtn(W, 1, 4, &s, &r, d), QM_OK);
@@ -257,7 +259,7 @@ static void test_grid(void)
     CU_ASSERT_EQUAL(r.codes[3], 3);
     qm_qresult_free(&r);
     /* symmetric: zero at the middle of the lopsided grid (maxq + 1) / 2 */
-    qm_qspec sy = {2, 0, 1, 0, 0, 0, 0.01, 0, 0, 0};
+    qm_qspec sy = {2, 0, 1, 0, 0, 0, 0.01, 0, 0, 0, 0, 0};
     float V[2] = {-3.0f, 1.0f};
     CU_ASSERT_EQUAL_FATAL(qm_rtn(V, 1, 2, &sy, &r, d), QM_OK);
     CU_ASSERT_EQUAL(r.zero[0], 2);
@@ -279,7 +281,7 @@ static void test_dead_columns(void)
         X[(size_t)t * in + 5] = X[(size_t)t * in + 40] = 0;
     qm_hessian_add(H, X, n, in);
     qm_hessian_finish(H, in, n);
-    qm_qspec s = {4, 16, 0, 1, 0, 0, 0.01, 0, 0, 0};
+    qm_qspec s = {4, 16, 0, 1, 0, 0, 0.01, 0, 0, 0, 0, 0};
     qm_qresult r;
     qm_diag *d = qm_diag_new();
     CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H, &s, &r, d), QM_OK);
@@ -316,7 +318,7 @@ static void test_own_loss(void)
     qm_diag *d = qm_diag_new();
     for (int ao = 0; ao <= 1; ao++)
         for (int bits = 2; bits <= 8; bits += 2) {
-            qm_qspec s = {bits, 32, 1, ao, 0, 0, 0.01, 0, 0, 0};
+            qm_qspec s = {bits, 32, 1, ao, 0, 0, 0.01, 0, 0, 0, 0, 0};
             float *H1 = copy(H, (size_t)in * in);
             qm_qresult g;
             CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &s, &g, d), QM_OK);
@@ -344,7 +346,7 @@ static void test_extra_damping(void)
         X[(size_t)t * in + 3] = X[(size_t)t * in + 4];
     qm_hessian_add(H, X, n, in);
     qm_hessian_finish(H, in, n);
-    qm_qspec s = {4, 0, 1, 0, 0, 0, 0.0, 0, 0, 0};
+    qm_qspec s = {4, 0, 1, 0, 0, 0, 0.0, 0, 0, 0, 0, 0};
     qm_qresult r;
     qm_diag *d = qm_diag_new();
     float *H0 = copy(H, (size_t)in * in);
@@ -367,7 +369,7 @@ static void test_extra_damping(void)
     free(H0);
     qm_qresult_free(&r);
     /* a group that does not divide the columns is refused */
-    qm_qspec bad = {4, 24, 1, 0, 0, 0, 0.01, 0, 0, 0};
+    qm_qspec bad = {4, 24, 1, 0, 0, 0, 0.01, 0, 0, 0, 0, 0};
     CU_ASSERT_NOT_EQUAL(qm_gptq(W, out, in, H, &bad, &r, d), QM_OK);
     TU_ASSERT_DIAG(d, "group 24 do not fit a linear with 32 input columns");
     qm_diag_free(d);
@@ -406,6 +408,92 @@ static void test_fp16_scales(void)
         free(X);
         free(H);
     }
+}
+
+/* ggml's Q4_0 grid (signed_max): the value of largest magnitude lands on
+ * code 0 exactly, whichever its sign; the weighted scale search (fit_scale)
+ * never makes a group's round-to-nearest error worse (each candidate's
+ * scale is the least-squares one for its codes, and the first candidate's
+ * codes are the plain grid's); under GPTQ on correlated inputs it beats
+ * the plain symmetric grid (2 max / maxq) and is the same bytes on any
+ * thread count. */
+static void test_signed_max(void)
+{
+    qm_diag *d = qm_diag_new();
+    qm_qresult r;
+    float V[4] = {-2.0f, 0.5f, 1.0f, 0.25f}, P[4] = {2.0f, -0.5f, -1.0f, 0.25f};
+    qm_qspec sm = {.bits = 4, .group = 4, .sym = 1, .damp = 0.01, .signed_max = 1};
+    CU_ASSERT_EQUAL_FATAL(qm_rtn(V, 1, 4, &sm, &r, d), QM_OK);
+    CU_ASSERT_EQUAL(r.scale[0], 0.25f); /* -(-2) / 8 */
+    CU_ASSERT_EQUAL(r.zero[0], 8);
+    CU_ASSERT_EQUAL(r.codes[0], 0);
+    CU_ASSERT_EQUAL(r.codes[2], 12);
+    CU_ASSERT_EQUAL(r.deq[0], -2.0f);
+    qm_qresult_free(&r);
+    CU_ASSERT_EQUAL_FATAL(qm_rtn(P, 1, 4, &sm, &r, d), QM_OK);
+    CU_ASSERT_EQUAL(r.scale[0], -0.25f); /* a negative scale puts +2 on code 0, as ggml's d = max / -8 */
+    CU_ASSERT_EQUAL(r.codes[0], 0);
+    CU_ASSERT_EQUAL(r.deq[0], 2.0f);
+    CU_ASSERT_EQUAL(r.deq[1], -0.5f);
+    qm_qresult_free(&r);
+
+    int out = 32, in = 256, n = 512;
+    float *W, *X, *H;
+    problem(out, in, n, &W, &X, &H);
+    qm_qspec fit = sm;
+    fit.group = 32;
+    fit.fit_scale = 1;
+    qm_qresult a, b;
+    sm.group = 32;
+    CU_ASSERT_EQUAL_FATAL(qm_rtn(W, out, in, &sm, &a, d), QM_OK);
+    CU_ASSERT_EQUAL_FATAL(qm_rtn(W, out, in, &fit, &b, d), QM_OK);
+    int worse = 0, better = 0;
+    for (int o = 0; o < out; o++)
+        for (int g = 0; g < in / 32; g++) {
+            double ea = 0, eb = 0;
+            for (int i = 32 * g; i < 32 * g + 32; i++) {
+                float w = W[(size_t)o * in + i];
+                ea += (w - a.deq[(size_t)o * in + i]) * (double)(w - a.deq[(size_t)o * in + i]);
+                eb += (w - b.deq[(size_t)o * in + i]) * (double)(w - b.deq[(size_t)o * in + i]);
+            }
+            worse += eb > ea * (1 + 1e-6);
+            better += eb < ea;
+        }
+    CU_ASSERT_EQUAL(worse, 0);
+    CU_ASSERT(better > out * in / 32 / 2); /* most groups gain */
+    qm_qresult_free(&a);
+    qm_qresult_free(&b);
+
+    qm_qspec plain = {.bits = 4, .group = 32, .sym = 1, .damp = 0.01, .fp16_scale = 1};
+    fit.fp16_scale = 1;
+    int threads = openblas_get_num_threads();
+    qm_qresult t[3];
+    for (int k = 0; k < 3; k++) {
+        float *Hc = copy(H, (size_t)in * in);
+        openblas_set_num_threads(k + 1);
+        CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, Hc, &fit, &t[k], d), QM_OK);
+        free(Hc);
+    }
+    openblas_set_num_threads(threads);
+    for (int k = 1; k < 3; k++) {
+        CU_ASSERT_EQUAL(memcmp(t[0].codes, t[k].codes, (size_t)out * in), 0);
+        CU_ASSERT_EQUAL(memcmp(t[0].scale, t[k].scale, (size_t)t[0].groups * out * sizeof *t[0].scale), 0);
+    }
+    float *Hc = copy(H, (size_t)in * in);
+    CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, Hc, &plain, &a, d), QM_OK);
+    double ep = qm_relative_error(W, a.deq, out, in, H), ef = qm_relative_error(W, t[0].deq, out, in, H);
+    printf("\n    4-bit group 32 GPTQ: plain sym %.5f, signed max + fit %.5f ", ep, ef);
+    CU_ASSERT(ef < 0.95 * ep);
+    for (int k = 0; k < t[0].groups * out; k++) /* GGUF stores the scale as fp16 */
+        CU_ASSERT_EQUAL(qm_f16_to_f32(qm_f32_to_f16(t[0].scale[k])), t[0].scale[k]);
+    for (int k = 0; k < 3; k++)
+        qm_qresult_free(&t[k]);
+    qm_qresult_free(&a);
+    free(Hc);
+    free(W);
+    free(X);
+    free(H);
+    qm_diag_free(d);
 }
 
 static void test_two_level(void)
@@ -509,7 +597,7 @@ static void test_pack_roundtrip(void)
         if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
             continue;
         for (int v = 0; v < 4; v++) {
-            qm_qspec s = {bits, v & 1 ? 32 : 0, v & 2 ? 1 : 0, v & 1, 0, 0, 0.01, 0, 0, 0};
+            qm_qspec s = {bits, v & 1 ? 32 : 0, v & 2 ? 1 : 0, v & 1, 0, 0, 0.01, 0, 0, 0, 0, 0};
             float *H1 = copy(H, (size_t)in * in);
             qm_qresult r;
             CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &s, &r, d), QM_OK);
@@ -583,7 +671,7 @@ static void test_gptq_tensor_command(void)
     CU_ASSERT(e > 0 && er > 0 && e < er);
     CU_ASSERT(has_seconds);
     /* the direct computation agrees with what the command printed */
-    qm_qspec s = {3, 32, 1, 1, 0, 0, 0.01, 0, 0, 0};
+    qm_qspec s = {3, 32, 1, 1, 0, 0, 0.01, 0, 0, 0, 0, 0};
     qm_qresult r;
     float *H1 = copy(H, (size_t)in * in);
     CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &s, &r, d), QM_OK);
@@ -628,6 +716,7 @@ int main(void)
     CU_add_test(s, "GPTQ's own loss gives the relative error", test_own_loss);
     CU_add_test(s, "fp16 scales (GGUF's Q8_0, Q4_0, Q4_1)", test_fp16_scales);
     CU_add_test(s, "two-level grids (GGUF's Q2_K, Q3_K, Q4_K)", test_two_level);
+    CU_add_test(s, "the signed-max grid and its scale search (GGUF's Q4_0)", test_signed_max);
     s = CU_add_suite("packing", NULL, NULL);
     CU_add_test(s, "known layouts (4-bit, zeros, 3-bit straddle)", test_pack_known_layout);
     CU_add_test(s, "GPTQ -> pack -> unpack -> dequantize, 2/3/4/8 bits", test_pack_roundtrip);
