@@ -237,6 +237,18 @@ static void spec(const qwriter_job *j, size_t i, qm_qspec *s)
     const qm_plan_tensor *pt = j->by_tensor[i];
     const ggrid *g = pt && pt->bits ? find_grid(pt) : NULL;
     s->fp16_scale = 1;
+    if (g && g->type == QM_GGML_Q4_0 && !g->sub) {
+        /* ggml's own Q4_0 grid (the largest magnitude on code 0, d = max / -8: a
+         * step 15/16 of 2 max / 15's and no clipping), its scale searched by
+         * H_ii-weighted least squares (llama.cpp's imatrix search) from the
+         * original weights, then GPTQ in act-order onto those fixed grids.
+         * Measured by llama.cpp's KLD (README); static groups lower it only
+         * with act-order. */
+        s->signed_max = 1;
+        s->fit_scale = 1;
+        s->static_groups = 1;
+        s->act_order = 1;
+    }
     if (!g || !g->sub)
         return;
     if (is_fallback(&j->m->t[i], g)) {
