@@ -96,7 +96,7 @@ void qm_diag_clear(qm_diag *d);
 
 /* The widths a weight can be quantized to, in increasing order; a plan's
  * `bits` is one of these or 0 (kept). */
-enum { QM_WIDTH_COUNT = 4, QM_MAX_WIDTH = 8 };
+enum { QM_WIDTH_COUNT = 5, QM_MAX_WIDTH = 8 };
 extern const int qm_widths[QM_WIDTH_COUNT];
 int qm_is_width(long long bits);
 /* The widths as text into buf (size bytes), each followed by `suffix`,

@@ -3,7 +3,10 @@
  * One list for every stage: the policy language accepts these as `Nbit`,
  * the compiler keeps `+1bit`/`-1bit` inside them, the plan reader refuses
  * anything else, and the writers count tensors by them.  A new width (or an
- * engine's narrower set) is a change here and nowhere else.
+ * engine's narrower set) is a change here and nowhere else.  5 bits is
+ * for GGUF (ggml's Q5_0/Q5_1 blocks hold rows of any multiple of 32, where
+ * the k-quants need 256); GPTQ checkpoints pack it as a bit stream that
+ * qmoe reads but no GPTQ engine loads (their engine tables say so).
  */
 #include "config.h"
 
@@ -11,7 +14,7 @@
 
 #include "base/base.h"
 
-const int qm_widths[QM_WIDTH_COUNT] = {2, 3, 4, 8};
+const int qm_widths[QM_WIDTH_COUNT] = {2, 3, 4, 5, 8};
 
 _Static_assert(QM_MAX_WIDTH == 8, "qm_widths[] ends at QM_MAX_WIDTH");
 

@@ -11,7 +11,7 @@
 #include "cli/cli.h"
 #include "runtime/measure.h"
 
-/* "2,3,4,8" into o->widths; nonzero after a usage error. */
+/* "2,3,4,8" into o->widths (checked against qm_widths by the run); nonzero after a usage error. */
 static int parse_widths(const char *arg, qm_measure_opts *o)
 {
     const char *p = arg;
@@ -20,7 +20,7 @@ static int parse_widths(const char *arg, qm_measure_opts *o)
         char *end;
         long b = strtol(p, &end, 10);
         if (end == p || (*end && *end != ',') || o->n_widths == QM_MEASURE_MAX_WIDTHS || b < 0 || b > 64) {
-            qm_cli_usage(&qm_cmd_measure, "--widths must be up to %d of 2,3,4,8 separated by commas, not '%s'",
+            qm_cli_usage(&qm_cmd_measure, "--widths must be up to %d of 2,3,4,5,8 separated by commas, not '%s'",
                          QM_MEASURE_MAX_WIDTHS, arg);
             return 1;
         }
@@ -150,7 +150,7 @@ const qm_cmd qm_cmd_measure = {
             "which `qmoe compile --measure` reads.  Resumable: run it again after an\n"
             "interruption; progress is kept in MEASURE.qmoe-state/.\n\n"
             "  --calib FILE      calibration text (as quantize reads it)\n"
-            "  --widths LIST     widths to measure, increasing, of 2,3,4,8 (default 2,3,4,8)\n"
+            "  --widths LIST     widths to measure, increasing, of 2,3,4,5,8 (default 2,3,4,8)\n"
             "  --units KIND      linear (each linear: default), expert (attention, each\n"
             "                    expert, shared expert, dense MLP) or layer\n"
             "  --ctx N           window length (default 512)\n"

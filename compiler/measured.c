@@ -5,7 +5,7 @@
  *   qmoe_measure: 1
  *   model:       {architecture, layers, experts, config_sha256, tensors_sha256}
  *   calibration: {file, tokens, ctx}
- *   settings:    {units: linear|expert|layer, widths: [2, 3, 4, 8], group, sym, act_order, damp, ...}
+ *   settings:    {units: linear|expert|layer, widths: [2, 3, 4, 8] (any of qm_widths), group, sym, act_order, damp, ...}
  *   units:       {NAME: {params: N, error: [e2, e3, e4, e8]}}
  *
  * A unit's name is the canonical name of its linear (`linear`), the part
@@ -107,16 +107,17 @@ static qm_status read_settings(qm_cstate *c, const char *path, const qm_ynode *v
     if (ms->units < 0)
         return u ? BAD_AT(u, "settings: units is '%.40s', not linear, expert or layer", us ? us : "?")
                  : qm_diag_fail(c->d, QM_EFORMAT, "%s: settings: units is missing", path);
-    if (!w || w->kind != QM_YSEQ || w->n < 1 || w->n > 4)
-        return w ? BAD_AT(w, "settings: widths: expected 1 to 4 of %s", "[2, 3, 4, 8]")
+    char ws[64];
+    qm_widths_text(ws, sizeof ws, "", ", ", ", ");
+    if (!w || w->kind != QM_YSEQ || w->n < 1 || w->n > QM_WIDTH_COUNT)
+        return w ? BAD_AT(w, "settings: widths: expected 1 to %d of [%s]", QM_WIDTH_COUNT, ws)
                  : qm_diag_fail(c->d, QM_EFORMAT, "%s: settings: widths is missing", path);
     ms->nw = (int)w->n;
     for (size_t k = 0; k < w->n; k++) {
         long long b;
-        if (!qm_yin_int(w->item[k], &b) || (b != 2 && b != 3 && b != 4 && b != 8) ||
-            (k && b <= ms->widths[k - 1]))
-            return BAD_AT(w->item[k], "settings: widths: '%.20s' is not one of 2, 3, 4, 8 in increasing order",
-                          qm_yin_str(w->item[k]) ? qm_yin_str(w->item[k]) : "?");
+        if (!qm_yin_int(w->item[k], &b) || !qm_is_width(b) || (k && b <= ms->widths[k - 1]))
+            return BAD_AT(w->item[k], "settings: widths: '%.20s' is not one of %s in increasing order",
+                          qm_yin_str(w->item[k]) ? qm_yin_str(w->item[k]) : "?", ws);
         ms->widths[k] = (int)b;
     }
     return QM_OK;

@@ -9,6 +9,8 @@
 #include "model/engine.h"
 
 static const qm_eng_rule rules[] = {
+    {QM_EC_WIDTHS, QM_ENG_ALL, 0, QM_ENG_W(2) | QM_ENG_W(3) | QM_ENG_W(4) | QM_ENG_W(8), QM_ENG_REFUSES,
+     "it quantizes and loads 2, 3, 4 or 8 bits", "auto_gptq/modeling/_base.py BaseQuantizeConfig.__post_init__"},
     {QM_EC_ARCH, QM_ENG_ALL, 0, QM_ENG_F(QM_FAMILY_MIXTRAL), QM_ENG_REFUSES,
      "mixtral is its only MoE model type", "auto_gptq/modeling/_const.py SUPPORTED_MODELS"},
     {QM_EC_ONE_SCHEME, QM_ENG_ALL, 0, 0, QM_ENG_REFUSES,

@@ -10,6 +10,8 @@
 #include "model/engine.h"
 
 static const qm_eng_rule rules[] = {
+    {QM_EC_WIDTHS, QM_ENG_ALL, 0, QM_ENG_W(2) | QM_ENG_W(3) | QM_ENG_W(4) | QM_ENG_W(8), QM_ENG_REFUSES,
+     "its kernels take 2, 3, 4 or 8 bits", "gptqmodel/nn_modules/qlinear/torch.py SUPPORTS_BITS"},
     {QM_EC_ARCH, QM_ENG_ALL, 0,
      QM_ENG_F(QM_FAMILY_MIXTRAL) | QM_ENG_F(QM_FAMILY_QWEN2MOE) | QM_ENG_F(QM_FAMILY_QWEN3MOE), QM_ENG_REFUSES,
      "its MODEL_MAP has mixtral, qwen2_moe, qwen3_moe and deepseek_v2/v3, not olmoe or deepseek (v1)",

@@ -6,7 +6,9 @@
  * Q4_1) or 256 (the k-quants that 2- and 3-bit weights need, and Q4_K for
  * 4-bit group 256: runtime/qwriter_gguf.c says how a plan maps to types); blocks carry
  * no column order, so no act-order; Q8_0 has no minimum, so 8-bit is
- * symmetric.  The router is never quantized (qmoe plans keep it).
+ * symmetric.  Q5_0/Q5_1 (5-bit, blocks of 32) are where rows too narrow
+ * for the k-quants go between 4 and 8 bits, as llama.cpp's own presets
+ * send them (Q4_K -> Q5_0, Q5_K -> Q5_1 in tensor_type_fallback).  The router is never quantized (qmoe plans keep it).
  */
 #include "config.h"
 
@@ -24,6 +26,9 @@ static const qm_eng_rule rules[] = {
      "src/llama-quant.cpp tensor_type_fallback"},
     {QM_EC_GROUPS, QM_ENG_ALL, QM_ENG_W(8), QM_ENG_G(5), QM_ENG_REFUSES,
      "Q8_0 blocks give each 32 values of a row one scale", "ggml/src/ggml-common.h block_q8_0"},
+    {QM_EC_GROUPS, QM_ENG_ALL, QM_ENG_W(5), QM_ENG_G(5), QM_ENG_REFUSES,
+     "Q5_0 and Q5_1 blocks give each 32 values of a row one scale (the 5 bits rows of any multiple of 32 hold)",
+     "ggml/src/ggml-common.h block_q5_0, block_q5_1"},
     {QM_EC_GROUPS, QM_ENG_ALL, QM_ENG_W(4), QM_ENG_G(5) | QM_ENG_G(8), QM_ENG_REFUSES,
      "Q4_0 and Q4_1 blocks give each 32 values of a row one scale, Q4_K each 256 (in sub-blocks of 32)",
      "ggml/src/ggml-common.h block_q4_0, block_q4_K"},

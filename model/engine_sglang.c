@@ -10,6 +10,8 @@
 #include "model/engine.h"
 
 static const qm_eng_rule rules[] = {
+    {QM_EC_WIDTHS, QM_ENG_OTHERS, 0, QM_ENG_W(2) | QM_ENG_W(3) | QM_ENG_W(4) | QM_ENG_W(8), QM_ENG_REFUSES,
+     "its GPTQ linears take 2, 3, 4 or 8 bits", "python/sglang/srt/layers/quantization/gptq.py GPTQConfig.__init__"},
     {QM_EC_WIDTHS, QM_ENG_ROUTED, 0, QM_ENG_W(4) | QM_ENG_W(8), QM_ENG_REFUSES,
      "its GPTQ MoE methods (Marlin MoE, moe_wna16) take int4 and int8 only",
      "python/sglang/srt/layers/quantization/gptq.py GPTQMarlinConfig, moe_wna16.py is_moe_wna16_compatible"},

@@ -11,6 +11,8 @@
 #include "model/engine.h"
 
 static const qm_eng_rule rules[] = {
+    {QM_EC_WIDTHS, QM_ENG_ALL, 0, QM_ENG_W(2) | QM_ENG_W(3) | QM_ENG_W(4) | QM_ENG_W(8), QM_ENG_REFUSES,
+     "it loads 2, 3, 4 or 8 bits", "optimum/gptq/quantizer.py GPTQQuantizer.__init__"},
     {QM_EC_ONE_SCHEME, QM_ENG_ALL, 0, 0, QM_ENG_REFUSES,
      "every linear is built at the checkpoint's one bits and group_size (`dynamic` is not read): other shapes do "
      "not load",

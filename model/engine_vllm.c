@@ -11,6 +11,8 @@
 #include "model/engine.h"
 
 static const qm_eng_rule rules[] = {
+    {QM_EC_WIDTHS, QM_ENG_OTHERS, 0, QM_ENG_W(2) | QM_ENG_W(3) | QM_ENG_W(4) | QM_ENG_W(8), QM_ENG_REFUSES,
+     "its GPTQ linears take 2, 3, 4 or 8 bits", "vllm/model_executor/layers/quantization/gptq.py GPTQConfig.__init__"},
     {QM_EC_WIDTHS, QM_ENG_ROUTED, 0, QM_ENG_W(4) | QM_ENG_W(8), QM_ENG_REFUSES,
      "every GPTQ MoE path (Marlin MoE, MoeWNA16) takes int4 and int8 only",
      "vllm/model_executor/layers/quantization/gptq_marlin.py GPTQMarlinMoEMethod.__init__, moe_wna16.py "

@@ -221,9 +221,18 @@ void qm_ggml_put_row(int t, uint8_t *dst, const uint8_t *codes, const uint16_t *
                 p[2 + j] = (uint8_t)(int8_t)(codes[j] - 128);
             continue;
         }
-        if (t == QM_GGML_Q4_1)
+        int has_min = t == QM_GGML_Q4_1 || t == QM_GGML_Q5_1, five = t == QM_GGML_Q5_0 || t == QM_GGML_Q5_1;
+        if (has_min)
             put16(p + 2, min[b]);
-        uint8_t *qs = p + (t == QM_GGML_Q4_1 ? 4 : 2);
+        uint8_t *qs = p + (has_min ? 4 : 2);
+        if (five) { /* bit 4 of value j in bit j of qh (one little-endian u32), before qs */
+            uint32_t qh = 0;
+            for (int j = 0; j < 32; j++)
+                qh |= (uint32_t)(codes[j] >> 4 & 1) << j;
+            for (int k = 0; k < 4; k++)
+                qs[k] = (uint8_t)(qh >> (8 * k));
+            qs += 4;
+        }
         for (int j = 0; j < 16; j++)
             qs[j] = (uint8_t)((codes[j] & 15) | (codes[j + 16] & 15) << 4);
     }

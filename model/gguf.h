@@ -59,9 +59,10 @@ uint64_t qm_ggml_nbytes(int t, uint64_t n);
 
 /* One row of n values (a multiple of 32) in a block type, from GPTQ's codes
  * in [0, maxq] and one scale per block of 32 (already fp16 values, stored as
- * their f16 bits): Q8_0 stores code - 128 (8-bit symmetric zero), Q4_0 the
- * code (4-bit symmetric zero 8), Q4_1 the code with m = min[b].  dst holds
- * qm_ggml_nbytes(t, n) bytes.  For Q8_0 and Q4_0 min is not read. */
+ * their f16 bits): Q8_0 stores code - 128 (8-bit symmetric zero), Q4_0 and
+ * Q5_0 the code (symmetric zero 8, 16), Q4_1 and Q5_1 the code with
+ * m = min[b].  dst holds qm_ggml_nbytes(t, n) bytes.  For Q8_0, Q4_0 and
+ * Q5_0 min is not read. */
 void qm_ggml_put_row(int t, uint8_t *dst, const uint8_t *codes, const uint16_t *d, const uint16_t *min, size_t n);
 /* The quantized scales of a row's k-quant super-blocks: per super-block the
  * fp16 bits of d (and dmin), per sub-block (16 values for Q2_K and Q3_K,

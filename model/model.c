@@ -272,7 +272,7 @@ static int packed(build *b, const char *prefix, const uint64_t shape[2], qm_tens
         return 0;
     int bits = (int)(qw->shape[0] * 32 / in);
     uint64_t groups = sc->ndim == 2 ? sc->shape[0] : 0;
-    if ((bits != 2 && bits != 3 && bits != 4 && bits != 8) || groups == 0 || in % groups || sc->shape[1] != out ||
+    if (!qm_is_width(bits) || groups == 0 || in % groups || sc->shape[1] != out ||
         (sc->dtype != QM_DT_F16 && sc->dtype != QM_DT_F32) || qz->ndim != 2 || qz->dtype != QM_DT_I32 ||
         qz->shape[0] != groups || qz->shape[1] * 32 != out * (uint64_t)bits || gi->ndim != 1 ||
         gi->dtype != QM_DT_I32 || gi->shape[0] != in)

@@ -134,10 +134,10 @@ static void grid_from_range(float mn, float mx, int maxq, int sym, int fp16, flo
         mx = 1;
     }
     *scale = (mx - mn) / (float)maxq;
-    if (fp16 && !sym) { /* 7 significant bits: scale * zero (zero < 16) is then an fp16 value too */
-        int e;
+    if (fp16 && !sym) { /* 7 significant bits (6 at 5 bits): scale * zero (zero < 16, < 32) is then an fp16 value too */
+        int e, sig = maxq < 16 ? 7 : 6;
         float m = frexpf(*scale, &e);
-        *scale = ldexpf(nearbyintf(ldexpf(m, 7)), e - 7);
+        *scale = ldexpf(nearbyintf(ldexpf(m, sig)), e - sig);
     }
     if (fp16) {
         *scale = qm_f16_to_f32(qm_f32_to_f16(*scale));

@@ -32,9 +32,9 @@
  * where maxq = 2^bits - 1 and round is to nearest even; with fp16_scale the
  * scale is rounded to the nearest fp16 value (at least the smallest one)
  * before the zero point and the codes are taken from it, and an asymmetric
- * scale first to 7 significant bits, so that -scale * zero (zero < 16) is
- * an fp16 value as well: ggml's Q4_1 block (d q + m, d and m fp16) then
- * holds scale (q - zero) exactly.  (The floor of 1 on
+ * scale first to 7 significant bits (6 at 5 bits), so that -scale * zero
+ * (zero < 16, or 32) is an fp16 value as well: ggml's Q4_1 and Q5_1 blocks
+ * (d q + m, d and m fp16) then hold scale (q - zero) exactly.  (The floor of 1 on
  * the asymmetric zero point exists because GPTQ checkpoints store zero - 1;
  * it only matters for a group whose weights are all >= 0.)  The optional MSE
  * search shrinks the range by p in 1, 0.99, ..., 0.21 and keeps the p with
@@ -91,7 +91,7 @@
 enum { QM_GPTQ_BLOCK = 128 };
 
 typedef struct qm_qspec {
-    int bits;          /* 2, 3, 4 or 8 */
+    int bits;          /* 2, 3, 4, 5 or 8 */
     int group;         /* input columns per group; 0 = one group per row (per channel) */
     int sym;
     int act_order;

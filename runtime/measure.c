@@ -532,13 +532,15 @@ static qm_status put_measure(const void *ctx, FILE *f, qm_diag *d)
 
 static qm_status check_opts(const qm_measure_opts *o, qm_diag *d)
 {
+    char w[64];
     if (o->n_widths < 1 || o->n_widths > QM_MEASURE_MAX_WIDTHS)
-        return qm_diag_fail(d, QM_EINVAL, "--widths: %d widths; give 1 to %d of 2, 3, 4, 8", o->n_widths,
-                            QM_MEASURE_MAX_WIDTHS);
+        return qm_diag_fail(d, QM_EINVAL, "--widths: %d widths; give 1 to %d of %s", o->n_widths,
+                            QM_MEASURE_MAX_WIDTHS, qm_widths_text(w, sizeof w, "", ", ", ", "));
     for (int k = 0; k < o->n_widths; k++) {
         int b = o->widths[k];
-        if (b != 2 && b != 3 && b != 4 && b != 8)
-            return qm_diag_fail(d, QM_EINVAL, "--widths: %d is not a width; the widths are 2, 3, 4 and 8", b);
+        if (!qm_is_width(b))
+            return qm_diag_fail(d, QM_EINVAL, "--widths: %d is not a width; the widths are %s", b,
+                                qm_widths_text(w, sizeof w, "", ", ", " and "));
         if (k && b <= o->widths[k - 1])
             return qm_diag_fail(d, QM_EINVAL, "--widths: %d after %d; give each width once, in increasing order", b,
                                 o->widths[k - 1]);

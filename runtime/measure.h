@@ -53,12 +53,12 @@ const char *qm_measure_units_name(qm_measure_units u);
 /* The units named s, or -1. */
 int qm_measure_units_find(const char *s);
 
-enum { QM_MEASURE_MAX_WIDTHS = 4 };
+enum { QM_MEASURE_MAX_WIDTHS = QM_WIDTH_COUNT };
 
 typedef struct qm_measure_opts {
     int ctx;                 /* calibration window (default 512) */
     int samples;             /* windows (default 128; fewer if the text is short) */
-    int widths[QM_MEASURE_MAX_WIDTHS]; /* increasing, from 2, 3, 4, 8 */
+    int widths[QM_MEASURE_MAX_WIDTHS]; /* increasing, from qm_widths */
     int n_widths;
     qm_measure_units units;
     int group;               /* -1: the compiler's default per linear (128 where it divides, else per channel) */

@@ -14,10 +14,12 @@
  * q and k rows are permuted as the converter does, since llama.cpp applies
  * RoPE to consecutive pairs where Hugging Face rotates halves.  Quantized
  * linears hold GPTQ's own codes on ggml's block grids (no re-rounding):
- * 8-bit symmetric group 32 -> Q8_0, 4-bit symmetric group 32 -> Q4_0,
- * 4-bit asymmetric group 32 -> Q4_1 (m = -scale * zero); the run quantizes
- * with fp16 scales (qm_qspec.fp16_scale) so that a block's stored d and m
- * are GPTQ's grid exactly.  2- and 3-bit group 16 (the k-quant sub-block)
+ * 8-bit symmetric group 32 -> Q8_0, 4- and 5-bit symmetric group 32 ->
+ * Q4_0 and Q5_0, 4- and 5-bit asymmetric group 32 -> Q4_1 and Q5_1
+ * (m = -scale * zero); the run quantizes with fp16 scales
+ * (qm_qspec.fp16_scale) so that a block's stored d and m are GPTQ's grid
+ * exactly.  The group-32 types take rows of any multiple of 32, so 5-bit is
+ * the width between 4 and 8 that narrow rows can hold.  2- and 3-bit group 16 (the k-quant sub-block)
  * or 256 (the super-block) -> Q2_K and Q3_K, 4-bit group 256 -> Q4_K: GPTQ
  * runs onto a two-level grid fixed first (gptq.h), whose integers the
  * blocks store (see grids[] below); rows not a multiple of 256 fall back to
@@ -173,7 +175,8 @@ typedef struct ggrid {
 
 static const ggrid grids[] = {
     {8, 32, 1, QM_GGML_Q8_0, 0, 0, 0},     {4, 32, 1, QM_GGML_Q4_0, 0, 0, 0},
-    {4, 32, 0, QM_GGML_Q4_1, 0, 0, 0},     {2, 16, -1, QM_GGML_Q2_K, 16, 4, 0},
+    {4, 32, 0, QM_GGML_Q4_1, 0, 0, 0},     {5, 32, 1, QM_GGML_Q5_0, 0, 0, 0},
+    {5, 32, 0, QM_GGML_Q5_1, 0, 0, 0},     {2, 16, -1, QM_GGML_Q2_K, 16, 4, 0},
     {2, 256, -1, QM_GGML_Q2_K, 16, 4, 0},  {3, 16, -1, QM_GGML_Q3_K, 16, 6, 1},
     {3, 256, -1, QM_GGML_Q3_K, 16, 6, 1},  {4, 256, -1, QM_GGML_Q4_K, 32, 6, 0},
 };
@@ -217,8 +220,9 @@ static int tensor_type(const qwriter_job *j, size_t i)
     const ggrid *g = find_grid(pt);
     if (!g)
         return qm_diag_fail(j->d, QM_EUNSUPPORTED, "'%s': %d-bit %s group %d%s has no GGUF block type (GGUF holds "
-                            "8-bit symmetric group 32 as Q8_0, 4-bit group 32 as Q4_0 (symmetric) or Q4_1, 2- and "
-                            "3-bit group 16 or 256 as Q2_K and Q3_K, 4-bit group 256 as Q4_K)", pt->name, pt->bits,
+                            "8-bit symmetric group 32 as Q8_0, 4-bit group 32 as Q4_0 (symmetric) or Q4_1, 5-bit "
+                            "group 32 as Q5_0 (symmetric) or Q5_1, 2- and 3-bit group 16 or 256 as Q2_K and Q3_K, "
+                            "4-bit group 256 as Q4_K)", pt->name, pt->bits,
                             pt->sym ? "symmetric" : "asymmetric", pt->group, pt->act_order ? " with act-order" : ""),
                -1;
     if (!is_fallback(t, g))
@@ -413,14 +417,16 @@ static qm_status put_qrow(const qwriter_job *j, int type, const qm_qresult *q, u
         qm_ggml_put_krow(type, rb->blocks, codes, &k, (size_t)in);
         return QM_OK;
     }
-    /* one fp16 scale per block of 32: Q8_0 and Q4_0 store code - zero (+ 128, + 8), Q4_1 the code */
-    int bias = type == QM_GGML_Q8_0 ? 128 : type == QM_GGML_Q4_0 ? 8 : 0;
+    /* one fp16 scale per block of 32: Q8_0, Q4_0 and Q5_0 store code - zero (+ 128, + 8, + 16), Q4_1 and
+     * Q5_1 the code */
+    static const int biases[QM_GGML_TYPE_COUNT] = {[QM_GGML_Q8_0] = 128, [QM_GGML_Q4_0] = 8, [QM_GGML_Q5_0] = 16};
+    int bias = biases[type], has_min = type == QM_GGML_Q4_1 || type == QM_GGML_Q5_1;
     for (uint64_t b = 0; b < in / 32; b++) {
         size_t k = (size_t)b * q->out + row;
         float sc = q->scale[k], mn = -sc * (float)q->zero[k];
         rb->d[b] = qm_f32_to_f16(sc);
         rb->m[b] = qm_f32_to_f16(mn);
-        if (qm_f16_to_f32(rb->d[b]) != sc || (type == QM_GGML_Q4_1 && qm_f16_to_f32(rb->m[b]) != mn))
+        if (qm_f16_to_f32(rb->d[b]) != sc || (has_min && qm_f16_to_f32(rb->m[b]) != mn))
             return qm_diag_fail(j->d, QM_EINVAL, "GGUF: a scale (%g, zero %d) is not held by fp16 values; the "
                                 "run must quantize with fp16 scales", sc, (int)q->zero[k]);
         for (int c = 0; c < 32; c++)
@@ -555,7 +561,7 @@ static uint32_t file_type(const gstate *s)
 {
     static const uint32_t ftype[QM_GGML_TYPE_COUNT] = {
         [QM_GGML_F32] = 0, [QM_GGML_F16] = 1, [QM_GGML_Q4_0] = 2, [QM_GGML_Q4_1] = 3, [QM_GGML_Q8_0] = 7,
-        [QM_GGML_Q2_K] = 10, [QM_GGML_Q3_K] = 11, [QM_GGML_Q4_K] = 14, [QM_GGML_BF16] = 32, /* Q3_K_S, Q4_K_S */
+        [QM_GGML_Q5_0] = 8, [QM_GGML_Q5_1] = 9, [QM_GGML_Q2_K] = 10, [QM_GGML_Q3_K] = 11, [QM_GGML_Q4_K] = 14, [QM_GGML_BF16] = 32, /* Q3_K_S, Q4_K_S */
     };
     uint64_t bytes[QM_GGML_TYPE_COUNT] = {0};
     for (size_t i = 0; i < s->n; i++)

@@ -105,7 +105,7 @@ cmp -s "$tmp/fb" "$tmp/fk" && ok || bad "resumed figures differ: $(diff "$tmp/fb
 "$QMOE" bench "$model" --policies "$tmp/pol" -o "$tmp/x" 2> "$tmp/err"; [ $? -eq 2 ] && ok || bad "missing --calib"
 has "$(cat "$tmp/err")" "--policies, --calib and --eval are required"
 mkdir "$tmp/badpol"
-printf 'default: 2bit\nattn: 5bit\n' > "$tmp/badpol/typo.qmoe"
+printf 'default: 2bit\nattn: 6bit\n' > "$tmp/badpol/typo.qmoe"
 cp "$QM_SRCDIR/stdlib/paper/uniform-4bit.qmoe" "$tmp/badpol/"
 "$QMOE" bench "$model" --policies "$tmp/badpol" --calib "$data/wikitext2-valid.txt" --eval "$data/wikitext2-test.txt" \
     --ctx 128 --samples 2 --eval-tokens 1024 -o "$tmp/y" 2> "$tmp/err"

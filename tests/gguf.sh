@@ -3,7 +3,8 @@
 # (tools/llama-engine.sh; SKIP, exit 77, when npm cannot be reached).
 #   - both example models exported unquantized as F32: llama.cpp's perplexity
 #     equals `qmoe eval` of the model within 0.01%
-#   - GPTQ onto Q8_0, Q4_0 and Q4_1 (tiny-mixtral; Q4_0 also tiny-deepseek):
+#   - GPTQ onto Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 (tiny-mixtral; Q4_0 and Q5_1
+#     also tiny-deepseek):
 #     the blocks turned back into F32 by llama.cpp's own dequantization
 #     (llama_model_quantize to F32) equal qmoe's reading of the file bit for
 #     bit (tests/gguf_cmp), and the writer checked that reading against
@@ -62,6 +63,8 @@ policy keep 'default: keep'
 policy q8 'default: 8bit group 32 sym'
 policy q4 'default: 4bit group 32 sym'
 policy q41 'default: 4bit group 32 asym'
+policy q5 'default: 5bit group 32 sym'
+policy q51 'default: 5bit group 32 asym'
 
 # compare NAME MODEL_OR_CHECKPOINT GGUF TOLERANCE_PERCENT [BASE]: MODEL_OR_CHECKPOINT may be a GGUF
 # file, read by qmoe with BASE's layout
@@ -120,10 +123,11 @@ deq_cmp() { # NAME GGUF: llama.cpp turns GGUF back into F32; qmoe's reading of G
     rm -f "$tmp/deq.gguf"
 }
 
-# GPTQ onto Q8_0, Q4_0, Q4_1: llama.cpp's dequantization equals qmoe's reading of the blocks bit for bit
+# GPTQ onto Q8_0, Q4_0, Q4_1, Q5_0, Q5_1: llama.cpp's dequantization equals qmoe's reading of the blocks bit for bit
 # (which the writer checked against GPTQ's values), and its perplexity on the blocks is qmoe eval's
 # of the same checkpoint within 0.15% (llama.cpp's kernels quantize activations to 8-bit blocks)
-for c in "tiny-mixtral q8" "tiny-mixtral q4" "tiny-mixtral q41" "tiny-deepseek q4"; do
+for c in "tiny-mixtral q8" "tiny-mixtral q4" "tiny-mixtral q41" "tiny-mixtral q5" "tiny-mixtral q51" \
+    "tiny-deepseek q4" "tiny-deepseek q51"; do
     set -- $c
     quantize "$1-$2" "$1" "$2" --keep-type F32 && ok || bad "$2 export of $1"
     deq_cmp "$1 $2" "$tmp/$1-$2.gguf"
@@ -260,7 +264,7 @@ refuse() {
 refuse mixed "$(printf 'default: 4bit group 32 sym\nlayers[1].experts[3]: 8bit group 32')" \
     "layer 1: experts 0 and 3 of 'blk.1.ffn_gate_exps.weight' would be Q4_0 and Q8_0; llama.cpp stores a layer's experts as one tensor of one type"
 refuse g128 'default: 4bit group 128 sym' \
-    "'model.layers.0.self_attn.q_proj.weight': 4-bit symmetric group 128 has no GGUF block type (GGUF holds 8-bit symmetric group 32 as Q8_0, 4-bit group 32 as Q4_0 (symmetric) or Q4_1, 2- and 3-bit group 16 or 256 as Q2_K and Q3_K, 4-bit group 256 as Q4_K)"
+    "'model.layers.0.self_attn.q_proj.weight': 4-bit symmetric group 128 has no GGUF block type (GGUF holds 8-bit symmetric group 32 as Q8_0, 4-bit group 32 as Q4_0 (symmetric) or Q4_1, 5-bit group 32 as Q5_0 (symmetric) or Q5_1, 2- and 3-bit group 16 or 256 as Q2_K and Q3_K, 4-bit group 256 as Q4_K)"
 "$QMOE" quantize --plan "$tmp/g128.yaml" --model "$m" --calib "$calib" --keep-type F32 -o "$tmp/x" 2>"$tmp/k.err" \
     && bad "--keep-type without gguf accepted"
 grep -q "keep-type needs --format gguf" "$tmp/k.err" && ok || bad "--keep-type without gguf: $(cat "$tmp/k.err")"

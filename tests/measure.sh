@@ -53,8 +53,8 @@ if [ -e "$tmp/s.yaml.qmoe-state/state" ]; then
 fi
 
 # usage errors
-"$QMOE" measure "$model" --calib "$calib" --widths 2,5 -o "$tmp/x.yaml" 2>"$tmp/err"
-[ $? = 1 ] && grep -q 'widths: 5 is not a width' "$tmp/err" && ok || bad "--widths 2,5: $(cat "$tmp/err")"
+"$QMOE" measure "$model" --calib "$calib" --widths 2,6 -o "$tmp/x.yaml" 2>"$tmp/err"
+[ $? = 1 ] && grep -q 'widths: 6 is not a width; the widths are 2, 3, 4, 5 and 8' "$tmp/err" && ok || bad "--widths 2,6: $(cat "$tmp/err")"
 "$QMOE" measure "$model" --calib "$calib" --units block -o "$tmp/x.yaml" 2>"$tmp/err"
 [ $? = 2 ] && grep -q "units must be linear, expert or layer, not 'block'" "$tmp/err" && ok || bad "--units block"
 

@@ -38,13 +38,13 @@ expect 0 "$QMOE" help check;               has "$out" "-I DIR"
 
 # imports: -I before $QMOE_PATH before the stdlib
 mkdir inc env
-printf 'attn: 5bit\n' > inc/r.qmoe
+printf 'attn: 6bit\n' > inc/r.qmoe
 printf 'attn: 4bit\n' > env/r.qmoe
 printf 'experts: 2bit\n' > env/q.qmoe
 printf 'import "r"\nimport "q"\n' > main.qmoe
 QMOE_PATH="$tmp/nothing:$tmp/env"; export QMOE_PATH
 expect 0 "$QMOE" check main.qmoe
-expect 1 "$QMOE" check -I inc main.qmoe; has "$err" "inc/r.qmoe:1:7: error: '5bit' is not a width"
+expect 1 "$QMOE" check -I inc main.qmoe; has "$err" "inc/r.qmoe:1:7: error: '6bit' is not a width"
 has "$err" "main.qmoe:1:8: note: in the policy imported here"
 unset QMOE_PATH
 expect 1 "$QMOE" check main.qmoe

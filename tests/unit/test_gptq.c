@@ -690,7 +690,7 @@ static void test_gptq_tensor_command(void)
     CU_ASSERT_STRING_EQUAL(qm_st_meta(f, "checkpoint_format"), "gptq");
     qm_st_close(f);
     /* a bad width is a usage error */
-    snprintf(cmd, sizeof cmd, "'%s' gptq-tensor --weight x --inputs y --bits 5 2>/dev/null", qmoe);
+    snprintf(cmd, sizeof cmd, "'%s' gptq-tensor --weight x --inputs y --bits 6 2>/dev/null", qmoe);
     CU_ASSERT_EQUAL(WEXITSTATUS(system(cmd)), 2);
     qm_qresult_free(&r);
     free(H1);

@@ -243,9 +243,9 @@ static void test_bad_plans(void)
     check_bad("qmoe_plan: 1\npolicy: {path: p}\n", "bad.yaml:2:9: policy needs 'sha256'");
     snprintf(buf, sizeof buf, "%stensors: 3\n", head);
     check_bad(buf, "bad.yaml:5:10: plan: 'tensors' must be a list");
-    snprintf(buf, sizeof buf, "%stensors:\n- {name: a, module: m, rule: r, shape: [4, 8], dtype: BF16, bits: 5, "
+    snprintf(buf, sizeof buf, "%stensors:\n- {name: a, module: m, rule: r, shape: [4, 8], dtype: BF16, bits: 6, "
                               "group_size: 0, sym: true, act_order: false}\n", head);
-    check_bad(buf, "bad.yaml:6:67: tensors[0] bits must be 2, 3, 4, 8 or keep");
+    check_bad(buf, "bad.yaml:6:67: tensors[0] bits must be 2, 3, 4, 5, 8 or keep");
     snprintf(buf, sizeof buf, "%stensors:\n- {name: a, module: m, rule: r, shape: [4, 8], dtype: BF16, bits: 4, "
                               "group_size: 3, sym: true, act_order: false}\n", head);
     check_bad(buf, "tensors[0] group_size 3 must be 0 (per channel) or divide the input columns 8 of shape [4, 8]");
@@ -276,7 +276,7 @@ static void test_bad_plans(void)
     /* numbers and booleans are typed: quoted, they are strings */
     check_bad("qmoe_plan: '1'\n", "bad.yaml:1:1: plan: no 'qmoe_plan' version: not a qmoe plan");
     check_bad_tensor(head, "name: a, module: m, rule: r, shape: [4, 8], dtype: BF16, bits: '4', group_size: 0, "
-                     "sym: true, act_order: false", "bad.yaml:6:67: tensors[0] bits must be 2, 3, 4, 8 or keep");
+                     "sym: true, act_order: false", "bad.yaml:6:67: tensors[0] bits must be 2, 3, 4, 5, 8 or keep");
     check_bad_tensor(head, "name: a, module: m, rule: r, shape: [\"4\", 8], dtype: BF16, bits: 4, group_size: 0, "
                      "sym: true, act_order: false", "bad.yaml:6:40: tensors[0] shape must be a list of 1 or 2 sizes");
     check_bad_tensor(head, "name: a, module: m, rule: r, shape: [4, 8], dtype: BF16, bits: 4, group_size: 0, "
