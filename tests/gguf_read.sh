@@ -77,8 +77,10 @@ if diff "$tmp/want" "$tmp/list" >/dev/null; then pass=$((pass + 1)); else fail=$
 
 # compile --format table --target gguf: the file's tensors and bytes before any GPTQ; its total is the data
 # section the quantized file then has (a mixed plan: Q8_0 attention, Q4_0 experts, layer 2's experts at
-# 2 bits: Q2_K where the rows are 256, else the Q4_0 fallback), and --strict refuses the fallback
-printf 'default: 4bit group 32 sym\nattn: 8bit group 32 sym\nlayers[2].experts: 2bit group 16\n' > "$tmp/mx.qmoe"
+# 2 bits: Q2_K where the rows are 256, else the Q4_0 fallback; layer 4's at 5 bits: Q5_0 on every row),
+# and --strict refuses the fallback
+printf 'default: 4bit group 32 sym\nattn: 8bit group 32 sym\nlayers[2].experts: 2bit group 16\nlayers[4].experts: 5bit group 32\n' \
+    > "$tmp/mx.qmoe"
 "$QMOE" compile "$tmp/mx.qmoe" --model "$m" --format table --target gguf > "$tmp/preview" 2>"$tmp/preview.err" ||
     { fail=$((fail + 1)); echo "FAIL: preview: $(cat "$tmp/preview.err")"; }
 "$QMOE" compile "$tmp/mx.qmoe" --model "$m" -o "$tmp/mx.yaml" &&
@@ -92,7 +94,9 @@ total=$(awk '$1 == "total" { print $3 }' "$tmp/preview")
 grep -q '^ffn_down_exps.weight  *Q2_K  *\[256, 128, 8\]  *2  *1  *86016 *$' "$tmp/preview" &&
     grep -q '^ffn_gate_exps.weight  *Q4_0  *\[128, 256, 8\]  *2  *1  *147456  *fallback: 2-bit codes; rows of 128 cannot hold Q2_K$' "$tmp/preview" &&
     grep -q '^attn_q.weight  *Q8_0  *\[128, 128\]  *0-5  *6  *' "$tmp/preview" &&
-    grep -q '^ffn_down_exps.weight  *Q4_0  *\[256, 128, 8\]  *0-1,3-5  *5  *' "$tmp/preview" && pass=$((pass + 1)) ||
+    grep -q '^ffn_down_exps.weight  *Q4_0  *\[256, 128, 8\]  *0-1,3,5  *4  *' "$tmp/preview" &&
+    grep -q '^ffn_down_exps.weight  *Q5_0  *\[256, 128, 8\]  *4  *1  *180224 *$' "$tmp/preview" &&
+    grep -q '^ffn_up_exps.weight  *Q5_0  *\[128, 256, 8\]  *4  *1  *180224 *$' "$tmp/preview" && pass=$((pass + 1)) ||
     { fail=$((fail + 1)); echo "FAIL: preview rows"; cat "$tmp/preview"; }
 "$QMOE" compile "$tmp/mx.qmoe" --model "$m" --format table --target gguf --strict > /dev/null 2>"$tmp/strict.err" &&
     { fail=$((fail + 1)); echo "FAIL: preview --strict accepted a fallback"; }
