@@ -101,7 +101,7 @@ printf 'default: 3bit\nbudget 2.0 bits by measured\nattn: 8bit\n' >"$tmp/lo.qmoe
 
 # the engine-fitting recipes: the knapsack solved again under the engine's sets and widths gives a plan
 # the engine serves (tiny-deepseek's 64-128-wide linears keep llama.cpp at 4 bits and above: warned)
-for r in measured-2.5-llamacpp measured-3.0-llamacpp measured-4.5-vllm; do
+for r in measured-2.5-llamacpp measured-3.0-llamacpp measured-5.0-llamacpp measured-4.5-vllm; do
     e=$(sed -n 's/^engine \([a-z.]*\) fit$/\1/p' "$QM_SRCDIR/stdlib/engines/$r.qmoe")
     "$QMOE" compile -I "$QM_SRCDIR/stdlib" "$QM_SRCDIR/stdlib/engines/$r.qmoe" --model "$model" --measure "$tmp/m.yaml" \
         --format table 2>"$tmp/err" > "$tmp/table"
