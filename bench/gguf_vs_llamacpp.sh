@@ -9,10 +9,13 @@
 # importance matrix (collected by tools/llama_ppl.c exactly as llama.cpp's
 # imatrix tool does: tests/gguf.sh checks it bit for bit against the tool)
 # see the same tokens.  Rows (one file each):
-#   qmoe       Q4_0, Q8_0 (uniform 4/8-bit sym, group 32), Q2_K, Q3_K (2/3-bit
-#              group 16), Q4_K (4-bit group 256): GPTQ on ggml's grids;
-#              measured-B-llamacpp for B in $BUDGETS (the measured knapsack
-#              fitted to llama.cpp's constraints: `qmoe measure` once);
+#   qmoe       Q4_0, Q8_0 (uniform 4/8-bit sym, group 32), Q5_0, Q5_1 (5-bit
+#              sym/asym group 32), Q2_K, Q3_K (2/3-bit group 16), Q4_K (4-bit
+#              group 256): GPTQ on ggml's grids; measured-B-llamacpp for B
+#              in $BUDGETS (`budget B bits by measured` fitted to llama.cpp's
+#              constraints, as stdlib/engines/measured-*-llamacpp.qmoe; one
+#              `qmoe measure` at the widths GGUF takes, 2, 3, 4, 5 and 8,
+#              with ggml's group of 32);
 #   llama.cpp  Q4_0, Q8_0 "pure" (every weight matrix at the type: the same
 #              layout and bytes as qmoe's, checked), Q4_0 + imatrix; the
 #              presets Q2_K, Q3_K_S, Q3_K_M, Q4_K_S, Q4_K_M (llama.cpp's own
@@ -35,9 +38,11 @@
 #   MODELS (default "tiny-qwen3moe tiny-mixtral tiny-deepseek"),
 #   BYTES (default 131072), SAMPLES (calibration windows, default 128),
 #   BUDGETS (default "2.5 3.0 3.5"; empty: no measured rows), TYPES (qmoe's
-#   uniform rows, default "Q4_0 Q8_0 Q2_K Q3_K Q4_K"), PRESETS (llama.cpp's,
+#   uniform rows, default "Q4_0 Q8_0 Q5_0 Q5_1 Q2_K Q3_K Q4_K"), PRESETS (llama.cpp's,
 #   default "Q2_K Q3_K_S Q3_K_M Q4_K_S Q4_K_M"; empty: none), LLAMA_THREADS
-#   (llama.cpp's threads, default 2), QM_LLAMA_CACHE (default ./.llama-cache)
+#   (llama.cpp's threads, default 2), QM_LLAMA_CACHE (default ./.llama-cache),
+#   MEASURES (a folder of MODEL.yaml measure files made with the settings
+#   above, e.g. by an earlier run; default: measured here)
 set -eu
 qmoe=${1:-./qmoe}
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,7 +50,7 @@ bytes=${BYTES:-131072}
 samples=${SAMPLES:-128}
 models=${MODELS:-tiny-qwen3moe tiny-mixtral tiny-deepseek}
 budgets=${BUDGETS-2.5 3.0 3.5}
-types=${TYPES-Q4_0 Q8_0 Q2_K Q3_K Q4_K}
+types=${TYPES-Q4_0 Q8_0 Q5_0 Q5_1 Q2_K Q3_K Q4_K}
 presets=${PRESETS-Q2_K Q3_K_S Q3_K_M Q4_K_S Q4_K_M}
 cache=${QM_LLAMA_CACHE:-$PWD/.llama-cache}
 QMOE_PATH=$src/stdlib
@@ -58,11 +63,13 @@ work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 printf 'default: keep\n' > "$work/keep.qmoe"
 printf 'default: 4bit group 32 sym\n' > "$work/Q4_0.qmoe"
 printf 'default: 8bit group 32 sym\n' > "$work/Q8_0.qmoe"
+printf 'default: 5bit group 32 sym\n' > "$work/Q5_0.qmoe"
+printf 'default: 5bit group 32 asym\n' > "$work/Q5_1.qmoe"
 printf 'default: 2bit group 16\n' > "$work/Q2_K.qmoe"
 printf 'default: 3bit group 16\n' > "$work/Q3_K.qmoe"
 printf 'default: 4bit group 256\n' > "$work/Q4_K.qmoe"
-for b in $budgets; do
-    printf 'import "measured/measured-%s"\nengine llama.cpp fit\n' "$b" > "$work/measured-$b-llamacpp.qmoe"
+for b in $budgets; do # any B, not only the stdlib's: what stdlib/engines/measured-*-llamacpp.qmoe say
+    printf 'default: 3bit\nbudget %s bits by measured\nengine llama.cpp fit\n' "$b" > "$work/measured-$b-llamacpp.qmoe"
 done
 
 # gguf MODEL POLICY OUT [OPTIONS]: qmoe's GGUF; "wall cpu peak_MiB" on stdout
@@ -126,7 +133,12 @@ for m in $models; do
         rm -rf "$work/q.gguf.d"
     done
     if [ -n "$budgets" ]; then
-        "$qmoe" measure -q "$src/examples/models/$m" --calib "$calib" --samples "$samples" -o "$work/measure.yaml"
+        if [ -n "${MEASURES:-}" ]; then
+            cp "$MEASURES/$m.yaml" "$work/measure.yaml"
+        else
+            "$qmoe" measure -q "$src/examples/models/$m" --calib "$calib" --samples "$samples" --widths 2,3,4,5,8 \
+                --group 32 -o "$work/measure.yaml"
+        fi
         measure="--measure $work/measure.yaml"
         for b in $budgets; do
             cost=$(gguf "$m" "measured-$b-llamacpp" "$work/q.gguf" 2>/dev/null)
