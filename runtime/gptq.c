@@ -134,7 +134,7 @@ static void grid_from_range(float mn, float mx, int maxq, int sym, int fp16, flo
         mx = 1;
     }
     *scale = (mx - mn) / (float)maxq;
-    if (fp16 && !sym) { /* 7 significant bits (6 at 5 bits): scale * zero (zero < 16, < 32) is then an fp16 value too */
+    if (fp16 && !sym) { /* 7 significant bits (6 at 5 bits): scale * zero (zero < 16, 32) is fp16 too */
         int e, sig = maxq < 16 ? 7 : 6;
         float m = frexpf(*scale, &e);
         *scale = ldexpf(nearbyintf(ldexpf(m, sig)), e - sig);

@@ -19,12 +19,13 @@
  * (m = -scale * zero); the run quantizes with fp16 scales
  * (qm_qspec.fp16_scale) so that a block's stored d and m are GPTQ's grid
  * exactly.  The group-32 types take rows of any multiple of 32, so 5-bit is
- * the width between 4 and 8 that narrow rows can hold.  2- and 3-bit group 16 (the k-quant sub-block)
- * or 256 (the super-block) -> Q2_K and Q3_K, 4-bit group 256 -> Q4_K: GPTQ
- * runs onto a two-level grid fixed first (gptq.h), whose integers the
- * blocks store (see grids[] below); rows not a multiple of 256 fall back to
- * Q4_0/Q4_1 holding the codes (a warning; an error with --strict).  Kept tensors are written in the
- * stored dtype or in job->float_type; norms and the router are F32 as
+ * the width between 4 and 8 that narrow rows can hold.  2- and 3-bit group
+ * 16 (the k-quant sub-block) or 256 (the super-block) -> Q2_K and Q3_K,
+ * 4-bit group 256 -> Q4_K: GPTQ runs onto a two-level grid fixed first
+ * (gptq.h), whose integers the blocks store (see grids[] below); rows not a
+ * multiple of 256 fall back to Q4_0/Q4_1 holding the codes (a warning; an
+ * error with --strict).  Kept tensors are written in the stored dtype or in
+ * job->float_type; norms and the router are F32 as
  * llama.cpp wants them.  Byte-level models get tokenizer.ggml.model "none"
  * with the vocabulary size (llama.cpp then adds dummy tokens).
  *
@@ -561,7 +562,8 @@ static uint32_t file_type(const gstate *s)
 {
     static const uint32_t ftype[QM_GGML_TYPE_COUNT] = {
         [QM_GGML_F32] = 0, [QM_GGML_F16] = 1, [QM_GGML_Q4_0] = 2, [QM_GGML_Q4_1] = 3, [QM_GGML_Q8_0] = 7,
-        [QM_GGML_Q5_0] = 8, [QM_GGML_Q5_1] = 9, [QM_GGML_Q2_K] = 10, [QM_GGML_Q3_K] = 11, [QM_GGML_Q4_K] = 14, [QM_GGML_BF16] = 32, /* Q3_K_S, Q4_K_S */
+        [QM_GGML_Q5_0] = 8, [QM_GGML_Q5_1] = 9, [QM_GGML_Q2_K] = 10, [QM_GGML_Q3_K] = 11, /* Q3_K_S */
+        [QM_GGML_Q4_K] = 14, [QM_GGML_BF16] = 32,                                        /* Q4_K_S */
     };
     uint64_t bytes[QM_GGML_TYPE_COUNT] = {0};
     for (size_t i = 0; i < s->n; i++)
