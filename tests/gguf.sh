@@ -37,8 +37,7 @@
 # the F32 comparison at 131072 bytes is in README.md.
 # The download is cached in $QM_LLAMA_CACHE (default: .llama-cache in the
 # build tree).
-set -u
-: "${QMOE:?}" "${QM_SRCDIR:?}"
+. "${QM_SRCDIR:?}/tests/lib.sh"
 cache=${QM_LLAMA_CACHE:-${QM_BUILDDIR:-.}/.llama-cache}
 bytes=${QM_GGUF_BYTES:-4096}
 engine() { sh "$QM_SRCDIR/tools/llama-engine.sh" "$cache" "$@"; }
@@ -50,10 +49,6 @@ if [ $rc -eq 77 ]; then
 fi
 [ $rc -eq 0 ] || { echo "FAIL: tools/llama-engine.sh setup"; exit 1; }
 
-pass=0 fail=0
-ok() { pass=$((pass + 1)); }
-bad() { fail=$((fail + 1)); echo "FAIL: $*"; }
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 calib="$QM_SRCDIR/examples/data/wikitext2-valid.txt"
 text="$QM_SRCDIR/examples/data/wikitext2-test.txt"
 fast="--ctx 256 --samples 8"
@@ -269,5 +264,4 @@ refuse g128 'default: 4bit group 128 sym' \
     && bad "--keep-type without gguf accepted"
 grep -q "keep-type needs --format gguf" "$tmp/k.err" && ok || bad "--keep-type without gguf: $(cat "$tmp/k.err")"
 
-echo "gguf.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish gguf.sh

@@ -7,20 +7,16 @@
 # tensor list llama.cpp's converter writes, and the same command run again
 # over the finished run writes the same bytes.  Then the GGUF preview of a
 # mixed plan (compile --format table --target gguf) against the file written.
-set -u
-: "${QMOE:?}" "${QM_SRCDIR:?}"
-pass=0 fail=0
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. "${QM_SRCDIR:?}/tests/lib.sh"
 # expect NAME STATUS FIRST_LINE: inspect of corpus input NAME, copied to x.gguf
 expect() {
     cp "$QM_SRCDIR/tests/fuzz/corpus/gguf/$1" "$tmp/x.gguf"
     out=$(cd "$tmp" && "$QMOE" inspect x.gguf 2>&1 | head -1)
     rc=$(cd "$tmp" && "$QMOE" inspect x.gguf >/dev/null 2>&1; echo $?)
     if [ "$rc" = "$2" ] && [ "$out" = "$3" ]; then
-        pass=$((pass + 1))
+        ok
     else
-        fail=$((fail + 1))
-        echo "FAIL: $1: status $rc, '$out'"
+        bad "$1: status $rc, '$out'"
     fi
 }
 e="qmoe: error: x.gguf:"
@@ -42,9 +38,9 @@ expect truncated_data 1 "$e tensor 'f': bytes [224, 368) exceed the data section
 cp "$QM_SRCDIR/tests/fuzz/corpus/gguf/valid" "$tmp/x.gguf"
 (cd "$tmp" && "$QMOE" inspect --tensors x.gguf) > "$tmp/out"
 if grep -q '^f  *Q4_K  *\[256\] 144 bytes$' "$tmp/out" && grep -q '^b  *Q4_0  *\[32, 2\] 36 bytes$' "$tmp/out"; then
-    pass=$((pass + 1))
+    ok
 else
-    fail=$((fail + 1)); echo "FAIL: inspect --tensors:"; cat "$tmp/out"
+    bad "inspect --tensors:"; cat "$tmp/out"
 fi
 m="$QM_SRCDIR/examples/models/tiny-mixtral"
 printf 'default: 4bit group 32 sym\n' > "$tmp/q4.qmoe"
@@ -52,9 +48,9 @@ q() { "$QMOE" quantize -q --plan "$tmp/q4.yaml" --model "$m" --calib "$QM_SRCDIR
     --ctx 128 --samples 4 --format gguf -o "$tmp/q4.gguf"; }
 if "$QMOE" compile "$tmp/q4.qmoe" --model "$m" -o "$tmp/q4.yaml" && q && cp "$tmp/q4.gguf" "$tmp/first.gguf" && q &&
     cmp -s "$tmp/q4.gguf" "$tmp/first.gguf"; then
-    pass=$((pass + 1))
+    ok
 else
-    fail=$((fail + 1)); echo "FAIL: quantize --format gguf twice: not the same bytes"
+    bad "quantize --format gguf twice: not the same bytes"
 fi
 "$QMOE" inspect --tensors "$tmp/q4.gguf" | awk 'NR > 2 { print $1, $2 }' | head -14 > "$tmp/list"
 cat > "$tmp/want" <<'LIST'
@@ -73,7 +69,7 @@ blk.0.ffn_gate_exps.weight Q4_0
 blk.0.ffn_down_exps.weight Q4_0
 blk.0.ffn_up_exps.weight Q4_0
 LIST
-if diff "$tmp/want" "$tmp/list" >/dev/null; then pass=$((pass + 1)); else fail=$((fail + 1)); echo "FAIL: tensor list"; diff "$tmp/want" "$tmp/list"; fi
+if diff "$tmp/want" "$tmp/list" >/dev/null; then ok; else bad "tensor list"; diff "$tmp/want" "$tmp/list"; fi
 
 # compile --format table --target gguf: the file's tensors and bytes before any GPTQ; its total is the data
 # section the quantized file then has (a mixed plan: Q8_0 attention, Q4_0 experts, layer 2's experts at
@@ -82,30 +78,29 @@ if diff "$tmp/want" "$tmp/list" >/dev/null; then pass=$((pass + 1)); else fail=$
 printf 'default: 4bit group 32 sym\nattn: 8bit group 32 sym\nlayers[2].experts: 2bit group 16\nlayers[4].experts: 5bit group 32\n' \
     > "$tmp/mx.qmoe"
 "$QMOE" compile "$tmp/mx.qmoe" --model "$m" --format table --target gguf > "$tmp/preview" 2>"$tmp/preview.err" ||
-    { fail=$((fail + 1)); echo "FAIL: preview: $(cat "$tmp/preview.err")"; }
+    bad "preview: $(cat "$tmp/preview.err")"
 "$QMOE" compile "$tmp/mx.qmoe" --model "$m" -o "$tmp/mx.yaml" &&
     "$QMOE" quantize -q --plan "$tmp/mx.yaml" --model "$m" --calib "$QM_SRCDIR/examples/data/wikitext2-valid.txt" \
         --ctx 128 --samples 4 --format gguf -o "$tmp/mx.gguf" 2>/dev/null ||
-    { fail=$((fail + 1)); echo "FAIL: quantize mx"; }
+    bad "quantize mx"
 data=$("$QMOE" inspect "$tmp/mx.gguf" | sed -n 's/.* tensors, \([0-9]*\) bytes of tensor data.*/\1/p')
 total=$(awk '$1 == "total" { print $3 }' "$tmp/preview")
-[ -n "$data" ] && [ "$data" = "$total" ] && pass=$((pass + 1)) ||
-    { fail=$((fail + 1)); echo "FAIL: preview total '$total', file '$data'"; cat "$tmp/preview"; }
+[ -n "$data" ] && [ "$data" = "$total" ] && ok ||
+    { bad "preview total '$total', file '$data'"; cat "$tmp/preview"; }
 grep -q '^ffn_down_exps.weight  *Q2_K  *\[256, 128, 8\]  *2  *1  *86016 *$' "$tmp/preview" &&
     grep -q '^ffn_gate_exps.weight  *Q4_0  *\[128, 256, 8\]  *2  *1  *147456  *fallback: 2-bit codes; rows of 128 cannot hold Q2_K$' "$tmp/preview" &&
     grep -q '^attn_q.weight  *Q8_0  *\[128, 128\]  *0-5  *6  *' "$tmp/preview" &&
     grep -q '^ffn_down_exps.weight  *Q4_0  *\[256, 128, 8\]  *0-1,3,5  *4  *' "$tmp/preview" &&
     grep -q '^ffn_down_exps.weight  *Q5_0  *\[256, 128, 8\]  *4  *1  *180224 *$' "$tmp/preview" &&
-    grep -q '^ffn_up_exps.weight  *Q5_0  *\[128, 256, 8\]  *4  *1  *180224 *$' "$tmp/preview" && pass=$((pass + 1)) ||
-    { fail=$((fail + 1)); echo "FAIL: preview rows"; cat "$tmp/preview"; }
+    grep -q '^ffn_up_exps.weight  *Q5_0  *\[128, 256, 8\]  *4  *1  *180224 *$' "$tmp/preview" && ok ||
+    { bad "preview rows"; cat "$tmp/preview"; }
 "$QMOE" compile "$tmp/mx.qmoe" --model "$m" --format table --target gguf --strict > /dev/null 2>"$tmp/strict.err" &&
-    { fail=$((fail + 1)); echo "FAIL: preview --strict accepted a fallback"; }
+    bad "preview --strict accepted a fallback"
 grep -q "rows of 128 values cannot hold Q2_K super-blocks of 256 (--strict refuses the Q4_0 fallback)" "$tmp/strict.err" &&
-    pass=$((pass + 1)) || { fail=$((fail + 1)); echo "FAIL: preview --strict: $(cat "$tmp/strict.err")"; }
+    ok || { bad "preview --strict: $(cat "$tmp/strict.err")"; }
 "$QMOE" compile "$tmp/mx.qmoe" --model "$m" --target gguf > /dev/null 2>"$tmp/t.err" &&
-    { fail=$((fail + 1)); echo "FAIL: --target without --format table accepted"; }
-grep -q -- "--target gguf needs --format table" "$tmp/t.err" && pass=$((pass + 1)) ||
-    { fail=$((fail + 1)); echo "FAIL: --target without table: $(cat "$tmp/t.err")"; }
+    bad "--target without --format table accepted"
+grep -q -- "--target gguf needs --format table" "$tmp/t.err" && ok ||
+    { bad "--target without table: $(cat "$tmp/t.err")"; }
 
-echo "gguf_read.sh: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+finish gguf_read.sh
