@@ -251,6 +251,34 @@ qm_status qm_afile_write_bytes(const char *path, const void *data, size_t n, int
  * start over". */
 qm_status qm_afile_read_bytes(const char *path, void *data, size_t n, const char *restart, qm_diag *d);
 
+/* ---- a resumable run's progress state (resume.c) ------------------------ */
+
+/* quantize and measure run layer by layer.  After each layer they save what
+ * the next one needs (hidden states, errors, logs: blobs) in a state
+ * folder, then the state file: what the run is of (named fields: hashes of
+ * its inputs, its settings) and how many layers are done.  Every file is
+ * written atomically and the state file last, so whenever a kill
+ * interrupts, the state file names blobs that exist, and the run resumes
+ * to the same bytes.  The state file reads "NAME VALUE" a line per field,
+ * then "layers_done N". */
+typedef struct qm_resume_field {
+    const char *name, *value; /* value: one line */
+} qm_resume_field;
+/* Compare the state file in dir with fields[0..n): -1 when there is none (or
+ * it cannot be read as one), the index of the first field that differs, or
+ * n when all equal, and then *layers_done is its count. */
+int qm_resume_match(const char *dir, const qm_resume_field *fields, int n, int *layers_done);
+/* Write the state file: fields[0..n) and layers_done. */
+qm_status qm_resume_mark(const char *dir, const qm_resume_field *fields, int n, int layers_done, qm_diag *d);
+/* "DIR/FILE"; caller frees (NULL when out of memory). */
+char *qm_resume_path(const char *dir, const char *file);
+/* Save n bytes as the blob `file`; load exactly n bytes back (a missing
+ * blob or one of another size is QM_EFORMAT, naming dir to remove); drop it
+ * once no longer needed. */
+qm_status qm_resume_save(const char *dir, const char *file, const void *data, size_t n, qm_diag *d);
+qm_status qm_resume_load(const char *dir, const char *file, void *data, size_t n, qm_diag *d);
+void qm_resume_drop(const char *dir, const char *file);
+
 /* ---- progress ------------------------------------------------------------ */
 
 /* A long-running stage reports one line at a time through a callback the

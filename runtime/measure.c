@@ -417,58 +417,16 @@ static qm_status one_layer(mrun *r, int L)
 
 /* ---- progress state ------------------------------------------------------------------------------ */
 
-/* "OUT.qmoe-state/FILE"; caller frees. */
-static char *spath(const mrun *r, const char *file) { return qm_strfmt("%s/%s", r->sdir, file); }
-
-static qm_status save_blob(const mrun *r, const char *file, const void *data, size_t n)
-{
-    char *p = spath(r, file);
-    qm_status st = p ? qm_afile_write_bytes(p, data, n, 1, r->d) : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
-    free(p);
-    return st;
-}
-
-static qm_status load_blob(const mrun *r, const char *file, void *data, size_t n)
-{
-    char *p = spath(r, file);
-    qm_status st = p ? qm_afile_read_bytes(p, data, n, r->sdir, r->d) : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
-    free(p);
-    return st;
-}
-
-/* The state file: what the run is of, and how far it got. */
+/* The state file's one field: what the measure is of, options included
+ * (base.h, resumable runs). */
 typedef struct mstate {
     char key[512];
     int layers_done;
 } mstate;
 
-static int read_state(const mrun *r, mstate *s)
-{
-    char *p = spath(r, "state");
-    const char *why;
-    FILE *f = p ? qm_fopen_regular(p, &why) : NULL;
-    free(p);
-    if (!f)
-        return 0;
-    int ok = fscanf(f, "key %511[^\n]\nlayers_done %d", s->key, &s->layers_done) == 2;
-    fclose(f);
-    return ok;
-}
-
-static qm_status put_state(const void *ctx, FILE *f, qm_diag *d)
-{
-    const mstate *s = ctx;
-    (void)d;
-    fprintf(f, "key %s\nlayers_done %d\n", s->key, s->layers_done);
-    return QM_OK;
-}
-
 static qm_status write_state(const mrun *r, const mstate *s)
 {
-    char *p = spath(r, "state");
-    qm_status st = p ? qm_afile_write(p, put_state, s, 1, r->d) : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
-    free(p);
-    return st;
+    return qm_resume_mark(r->sdir, &(qm_resume_field){"key", s->key}, 1, s->layers_done, r->d);
 }
 
 /* ---- the measure file --------------------------------------------------------------------------- */
@@ -560,7 +518,7 @@ qm_status qm_measure(const char *model_dir, const char *calib_path, const char *
     mrun r = {.o = o, .out = out, .rep = rep, .d = d, .dist = o->dist, .ranks = qm_dist_size(o->dist)};
     qm_tokens toks = {0};
     qm_lock lock = {-1, NULL};
-    mstate cur = {0}, old = {0};
+    mstate cur = {0};
     mout mo = {.r = &r, .calib_path = calib_path};
     char calib_sha[65] = "";
     qm_status st = check_opts(o, d);
@@ -601,13 +559,9 @@ qm_status qm_measure(const char *model_dir, const char *calib_path, const char *
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
     if (st == QM_OK && (st = qm_mkdir(r.sdir, d)) == QM_OK)
         st = qm_dir_lock(r.sdir, &lock, d);
-    if (st == QM_OK && read_state(&r, &old)) {
-        if (strcmp(old.key, cur.key))
-            st = qm_diag_fail(d, QM_EINVAL, "%s holds a measure of another model, calibration text or set of options; "
-                              "remove it or choose another -o", r.sdir);
-        else
-            cur.layers_done = old.layers_done;
-    }
+    if (st == QM_OK && qm_resume_match(r.sdir, &(qm_resume_field){"key", cur.key}, 1, &cur.layers_done) == 0)
+        st = qm_diag_fail(d, QM_EINVAL, "%s holds a measure of another model, calibration text or set of options; "
+                          "remove it or choose another -o", r.sdir);
     size_t T = (size_t)r.B * r.S, D = r.m ? (size_t)r.m->cfg.hidden : 0;
     int total = r.m ? (int)r.m->cfg.layers : 0;
     if (st == QM_OK && !(r.x = malloc(T * D * sizeof *r.x)))
@@ -621,11 +575,11 @@ qm_status qm_measure(const char *model_dir, const char *calib_path, const char *
                 first = first < j ? first : j, n++;
         snprintf(file, sizeof file, "errors-%05d.f64", L);
         if (n)
-            st = load_blob(&r, file, r.err + first * nw, n * nw * sizeof *r.err);
+            st = qm_resume_load(r.sdir, file, r.err + first * nw, n * nw * sizeof *r.err, d);
     }
     if (st == QM_OK && cur.layers_done > 0 && cur.layers_done < total) {
         snprintf(file, sizeof file, "hidden-%05d.f32", cur.layers_done);
-        st = load_blob(&r, file, r.x, T * D * sizeof *r.x);
+        st = qm_resume_load(r.sdir, file, r.x, T * D * sizeof *r.x, d);
         rep->layers_resumed = cur.layers_done;
         qm_diag_note(d, "%s: resuming after layer %d of %d", out, cur.layers_done - 1, total);
     } else if (st == QM_OK && cur.layers_done == 0) {
@@ -649,20 +603,17 @@ qm_status qm_measure(const char *model_dir, const char *calib_path, const char *
             break;
         snprintf(file, sizeof file, "errors-%05d.f64", L);
         if (n)
-            st = save_blob(&r, file, r.err + first * nw, n * nw * sizeof *r.err);
+            st = qm_resume_save(r.sdir, file, r.err + first * nw, n * nw * sizeof *r.err, d);
         snprintf(file, sizeof file, "hidden-%05d.f32", L + 1);
         if (st == QM_OK && L + 1 < total)
-            st = save_blob(&r, file, r.x, T * D * sizeof *r.x);
+            st = qm_resume_save(r.sdir, file, r.x, T * D * sizeof *r.x, d);
         if (st == QM_OK) {
             cur.layers_done = L + 1;
             st = write_state(&r, &cur);
         }
         if (st == QM_OK) { /* the states entering L are no longer needed */
             snprintf(file, sizeof file, "hidden-%05d.f32", L);
-            char *p = spath(&r, file);
-            if (p)
-                remove(p);
-            free(p);
+            qm_resume_drop(r.sdir, file);
         }
         double took = qm_clock() - t;
         say(&r, "layer %d/%d done in %.1f s, %.0f tok/s, ETA %.0f s", L, total, took,

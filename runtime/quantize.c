@@ -393,47 +393,21 @@ typedef struct state {
     int layers_done;
 } state;
 
-/* "OUT/.qmoe-state/FILE"; caller frees. */
-static char *quant_state_path(const run *r, const char *file) { return qm_strfmt("%s/.qmoe-state/%s", r->out, file); }
-
-static int read_state(const run *r, state *s)
+/* The state file's fields: what the run is of (base.h, resumable runs). */
+enum { N_FIELDS = 4 };
+static void fields_of(const state *s, qm_resume_field f[N_FIELDS])
 {
-    char *p = quant_state_path(r, "state");
-    const char *why;
-    FILE *f = p ? qm_fopen_regular(p, &why) : NULL;
-    free(p);
-    if (!f)
-        return 0;
-    int ok = fscanf(f, "plan_sha256 %64s\nconfig_sha256 %64s\ncalib_sha256 %64s\nsettings %255[^\n]\nlayers_done %d",
-                    s->plan, s->config, s->calib, s->settings, &s->layers_done) == 5;
-    fclose(f);
-    return ok;
-}
-
-static qm_status put_state(const void *ctx, FILE *f, qm_diag *d)
-{
-    const state *s = ctx;
-    (void)d;
-    fprintf(f, "plan_sha256 %s\nconfig_sha256 %s\ncalib_sha256 %s\nsettings %s\nlayers_done %d\n", s->plan,
-            s->config, s->calib, s->settings, s->layers_done);
-    return QM_OK;
+    f[0] = (qm_resume_field){"plan_sha256", s->plan};
+    f[1] = (qm_resume_field){"config_sha256", s->config};
+    f[2] = (qm_resume_field){"calib_sha256", s->calib};
+    f[3] = (qm_resume_field){"settings", s->settings};
 }
 
 static qm_status write_state(const run *r, const state *s)
 {
-    char *p = quant_state_path(r, "state");
-    qm_status st = p ? qm_afile_write(p, put_state, s, 1, r->d) : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
-    free(p);
-    return st;
-}
-
-/* Write `n` bytes to `file` under .qmoe-state atomically. */
-static qm_status save_blob(const run *r, const char *file, const void *data, size_t n)
-{
-    char *p = quant_state_path(r, file);
-    qm_status st = p ? qm_afile_write_bytes(p, data, n, 1, r->d) : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
-    free(p);
-    return st;
+    qm_resume_field f[N_FIELDS];
+    fields_of(s, f);
+    return qm_resume_mark(r->sdir, f, N_FIELDS, s->layers_done, r->d);
 }
 
 /* A finished run removes its progress state, so a directory without one
@@ -512,7 +486,7 @@ static qm_status put_log(const void *ctx, FILE *f, qm_diag *d)
         char file[64], *data;
         size_t len;
         snprintf(file, sizeof file, "layer-%05d.log", l);
-        char *p = quant_state_path(r, file);
+        char *p = qm_resume_path(r->sdir, file);
         if (!p)
             st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
         else if ((st = qm_read_file(p, &data, &len, d)) == QM_OK) {
@@ -628,7 +602,7 @@ static qm_status put_hidden(const void *ctx, FILE *f, qm_diag *d)
 /* Save r->xs as .qmoe-state/hidden-L.f32, atomically. */
 static qm_status save_hidden(const run *r, int L)
 {
-    char file[64], *p = quant_state_path(r, hidden_name(file, sizeof file, L));
+    char file[64], *p = qm_resume_path(r->sdir, hidden_name(file, sizeof file, L));
     qm_status st = p ? qm_afile_write(p, put_hidden, r, 1, r->d) : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
     free(p);
     return st;
@@ -637,7 +611,7 @@ static qm_status save_hidden(const run *r, int L)
 /* r->xs from .qmoe-state/hidden-L.f32, which must hold exactly its bytes. */
 static qm_status load_hidden(const run *r, int L)
 {
-    char file[64], *p = quant_state_path(r, hidden_name(file, sizeof file, L));
+    char file[64], *p = qm_resume_path(r->sdir, hidden_name(file, sizeof file, L));
     const char *why;
     FILE *f = p ? qm_fopen_regular(p, &why) : NULL;
     size_t D = (size_t)r->m->cfg.hidden;
@@ -667,10 +641,7 @@ static qm_status load_hidden(const run *r, int L)
 static void drop_hidden(const run *r, int L)
 {
     char file[64];
-    char *h = quant_state_path(r, hidden_name(file, sizeof file, L));
-    if (h)
-        remove(h);
-    free(h);
+    qm_resume_drop(r->sdir, hidden_name(file, sizeof file, L));
 }
 
 static qm_status one_layer(run *r, int L)
@@ -698,7 +669,7 @@ static qm_status one_layer(run *r, int L)
     char file[64];
     snprintf(file, sizeof file, "layer-%05d.log", L);
     if (st == QM_OK)
-        st = save_blob(r, file, logbuf, loglen);
+        st = qm_resume_save(r->sdir, file, logbuf, loglen, r->d);
     if (st == QM_OK)
         st = save_hidden(r, L + 1);
     free(logbuf);
@@ -769,7 +740,7 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
              .ranks = qm_dist_size(o->dist)};
     qm_tokens toks = {0};
     qm_head_w head = {0};
-    state cur = {0}, old = {0};
+    state cur = {0};
     char *sdir = NULL;
     qm_lock lock = {-1, NULL};
     qm_status st = qm_model_open(model_dir, &r.m, d);
@@ -811,22 +782,18 @@ qm_status qm_quantize(const char *plan_path, const char *model_dir, const char *
         snprintf(cur.settings + strlen(cur.settings), sizeof cur.settings - strlen(cur.settings), " gguf=%s",
                  o->gguf_keep ? o->gguf_keep : "stored");
     if (st == QM_OK && (st = qm_mkdir(out_dir, d)) == QM_OK && (st = qm_dir_lock(out_dir, &lock, d)) == QM_OK &&
-        (sdir = qm_strfmt("%s/.qmoe-state", out_dir)))
+        (r.sdir = sdir = qm_strfmt("%s/.qmoe-state", out_dir)))
         st = qm_mkdir(sdir, d);
     if (st == QM_OK)
         st = begin_writers(&r);
-    int resumable = st == QM_OK && read_state(&r, &old);
-    if (st == QM_OK && !resumable)
+    qm_resume_field f[N_FIELDS];
+    fields_of(&cur, f);
+    int same = st == QM_OK ? qm_resume_match(sdir, f, N_FIELDS, &cur.layers_done) : -1;
+    if (st == QM_OK && same < 0)
         st = check_finished(&r, cur.plan);
-    if (resumable) {
-        if (strcmp(old.plan, cur.plan) || strcmp(old.config, cur.config) || strcmp(old.calib, cur.calib) ||
-            strcmp(old.settings, cur.settings))
-            st = qm_diag_fail(d, QM_EINVAL, "%s holds a run of another %s; remove it or choose another -o", out_dir,
-                              strcmp(old.plan, cur.plan) ? "plan" : strcmp(old.config, cur.config) ? "model"
-                              : strcmp(old.calib, cur.calib) ? "calibration text" : "set of options");
-        else
-            cur.layers_done = old.layers_done;
-    }
+    else if (st == QM_OK && same < N_FIELDS)
+        st = qm_diag_fail(d, QM_EINVAL, "%s holds a run of another %s; remove it or choose another -o", out_dir,
+                          (const char *[]){"plan", "model", "calibration text", "set of options"}[same]);
     size_t T = (size_t)r.B * r.S;
     int total = r.m ? (int)r.m->cfg.layers : 0;
     if (st == QM_OK && cur.layers_done < total)

@@ -28,6 +28,7 @@ typedef struct run {
     qm_plan *plan;
     const qm_plan_tensor **by_tensor; /* (m->n) plan entry of each model tensor */
     const char *out;
+    const char *sdir;         /* OUT/.qmoe-state: the progress state (base.h, resumable runs) */
     int B, S;                 /* calibration windows and their length */
     int G;                    /* groups of CHUNK windows: the unit of every pass and store */
     qm_states *xs;            /* (B*S, d) hidden states entering the current layer, by group */

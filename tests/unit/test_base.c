@@ -467,6 +467,47 @@ static void test_diag(void)
 }
 
 /* The one list of widths, and the texts messages build from it. */
+/* A resumable run's state file: read back as written, the first differing
+ * field named, and anything not written by qm_resume_mark() taken as no
+ * state at all (the run starts over, never resumes from garbage). */
+static void test_resume(void)
+{
+    qm_diag *d = qm_diag_new();
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", tu_path("resume"));
+    CU_ASSERT_EQUAL_FATAL(qm_mkdir(dir, d), QM_OK);
+    qm_resume_field f[2] = {{"plan_sha256", "ab12"}, {"settings", "ctx=8 samples=2"}};
+    int done = -7;
+    CU_ASSERT_EQUAL(qm_resume_match(dir, f, 2, &done), -1); /* none yet */
+    CU_ASSERT_EQUAL(qm_resume_mark(dir, f, 2, 3, d), QM_OK);
+    CU_ASSERT_EQUAL(qm_resume_match(dir, f, 2, &done), 2);
+    CU_ASSERT_EQUAL(done, 3);
+    qm_resume_field g[2] = {{"plan_sha256", "ab12"}, {"settings", "ctx=8 samples=3"}};
+    done = -7;
+    CU_ASSERT_EQUAL(qm_resume_match(dir, g, 2, &done), 1);
+    CU_ASSERT_EQUAL(done, -7); /* untouched unless every field equals */
+    CU_ASSERT_EQUAL(qm_resume_match(dir, f, 1, &done), -1); /* another kind of state file */
+    char p[4200];
+    static const char *bad[] = {"plan_sha256 ab12\nsettings ctx=8 samples=2\nlayers_done 3x\n",
+                                "plan_sha256 ab12\nsettings ctx=8 samples=2\nlayers_done -1\n",
+                                "plan_sha256 ab12\nsettings ctx=8 samples=2\n",
+                                "plan_sha256 ab12\nsettings ctx=8 samples=2\nlayers_done 3"};
+    snprintf(p, sizeof p, "%s/state", dir);
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        CU_ASSERT_EQUAL_FATAL(tu_write(p, bad[i], strlen(bad[i])), 0);
+        CU_ASSERT_EQUAL(qm_resume_match(dir, f, 2, &done), -1);
+    }
+    float x[3] = {1, 2, 3}, y[3] = {0};
+    CU_ASSERT_EQUAL(qm_resume_save(dir, "blob.f32", x, sizeof x, d), QM_OK);
+    CU_ASSERT_EQUAL(qm_resume_load(dir, "blob.f32", y, sizeof y, d), QM_OK);
+    CU_ASSERT_EQUAL(memcmp(x, y, sizeof x), 0);
+    CU_ASSERT_EQUAL(qm_resume_load(dir, "blob.f32", y, 2 * sizeof *y, d), QM_EFORMAT);
+    TU_ASSERT_DIAG(d, "missing or of the wrong size; remove");
+    qm_resume_drop(dir, "blob.f32");
+    CU_ASSERT_EQUAL(qm_resume_load(dir, "blob.f32", y, sizeof y, d), QM_EFORMAT);
+    qm_diag_free(d);
+}
+
 static void test_widths(void)
 {
     CU_ASSERT(qm_is_width(2) && qm_is_width(3) && qm_is_width(4) && qm_is_width(5) && qm_is_width(8));
@@ -497,5 +538,6 @@ int main(void)
     CU_add_test(s, "YAML reading: what the strict reader refuses", test_yaml_refusals);
     CU_add_test(s, "diagnostics", test_diag);
     CU_add_test(s, "widths", test_widths);
+    CU_add_test(s, "resumable runs: the state file and blobs", test_resume);
     return tu_run();
 }
