@@ -102,6 +102,13 @@ const qwriter_ops *qwriter_find(const char *name);
 
 extern const qwriter_ops qwriter_gptq, qwriter_fake, qwriter_gguf;
 
+/* GPTQ's settings for a linear planned pt (bits 0 or NULL: kept) whose
+ * rows hold `in` values, as the ggml type the GGUF writer gives it needs
+ * them: s holds the plan's settings (bits, group, sym, act_order, damp) on
+ * entry and the grid's on return.  The one source of the GGUF writer's
+ * settings, for quantize --format gguf and measure --target gguf alike. */
+void qm_gguf_spec(const qm_plan_tensor *pt, uint64_t in, qm_qspec *s);
+
 /* The GGUF file a plan makes (quantize --format gguf), printed to f as a
  * table: rows of tensors alike (base name, ggml type, dims, fallback) with
  * their layers, count and exact bytes, the fallbacks noted, and the total.

@@ -194,7 +194,9 @@ static const ggrid *find_grid(const qm_plan_tensor *pt)
 /* A k-quant tensor whose rows are not a multiple of 256 falls back to the
  * group-32 block of its sym holding GPTQ's codes at the plan's bits: Q4_0
  * (symmetric) or Q4_1. */
-static int is_fallback(const qm_tensor *t, const ggrid *g) { return g->sub && t->shape[t->ndim - 1] % 256; }
+static int row_falls_back(uint64_t in, const ggrid *g) { return g->sub && in % 256; }
+
+static int is_fallback(const qm_tensor *t, const ggrid *g) { return row_falls_back(t->shape[t->ndim - 1], g); }
 
 static int fallback_type(const qm_plan_tensor *pt) { return pt->sym ? QM_GGML_Q4_0 : QM_GGML_Q4_1; }
 
@@ -236,10 +238,8 @@ static int tensor_type(const qwriter_job *j, size_t i)
     return fallback_type(pt);
 }
 
-/* GPTQ's settings for model tensor i, as its ggml type needs them. */
-static void spec(const qwriter_job *j, size_t i, qm_qspec *s)
+void qm_gguf_spec(const qm_plan_tensor *pt, uint64_t in, qm_qspec *s)
 {
-    const qm_plan_tensor *pt = j->by_tensor[i];
     const ggrid *g = pt && pt->bits ? find_grid(pt) : NULL;
     s->fp16_scale = 1;
     if (g && g->type == QM_GGML_Q4_0 && !g->sub) {
@@ -256,7 +256,7 @@ static void spec(const qwriter_job *j, size_t i, qm_qspec *s)
     }
     if (!g || !g->sub)
         return;
-    if (is_fallback(&j->m->t[i], g)) {
+    if (row_falls_back(in, g)) {
         s->group = 32;
         return;
     }
@@ -265,6 +265,13 @@ static void spec(const qwriter_job *j, size_t i, qm_qspec *s)
     s->static_groups = 1;
     s->scale_bits = g->scale_bits;
     s->super = 256 / g->sub;
+}
+
+/* GPTQ's settings for model tensor i, as its ggml type needs them. */
+static void spec(const qwriter_job *j, size_t i, qm_qspec *s)
+{
+    const qm_tensor *t = &j->m->t[i];
+    qm_gguf_spec(j->by_tensor[i], t->shape[t->ndim - 1], s);
 }
 
 /* Append the GGUF tensor of model tensor i (or, for a routed expert, of all
