@@ -41,7 +41,8 @@ static int run(int argc, char **argv)
         {"asym", no_argument, NULL, 'a'},            {"act-order", no_argument, NULL, 'A'},
         {"damp", required_argument, NULL, 'd'},      {"min-expert-tokens", required_argument, NULL, 'e'},
         {"output", required_argument, NULL, 'o'},    {"quiet", no_argument, NULL, 'q'},
-        {"help", no_argument, NULL, 'h'},            {"mpi-timeout", required_argument, NULL, 'T'}, {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},            {"mpi-timeout", required_argument, NULL, 'T'},
+        {"target", required_argument, NULL, 't'},    {NULL, 0, NULL, 0},
     };
     qm_measure_opts o = qm_measure_opts_default();
     const char *calib = NULL, *out = NULL;
@@ -57,6 +58,11 @@ static int run(int argc, char **argv)
         case 'q': quiet = 1; break;
         case 'a': o.sym = 0; break;
         case 'A': o.act_order = 1; break;
+        case 't':
+            if (strcmp(optarg, "gguf") != 0)
+                return qm_cli_usage(&qm_cmd_measure, "--target must be gguf, not '%s'", optarg);
+            o.target = optarg;
+            break;
         case 'x':
             if (qm_cli_long(&qm_cmd_measure, "--ctx", optarg, 1, 1 << 20, &ctx))
                 return QM_EXIT_USAGE;
@@ -143,7 +149,7 @@ const qm_cmd qm_cmd_measure = {
     .run = run,
     .synopsis = "measure MODEL --calib FILE -o MEASURE [--widths 2,3,4,8] [--units linear|expert|layer]\n"
                 "       [--ctx N] [--samples N] [--group N] [--asym] [--act-order] [--damp X]\n"
-                "       [--min-expert-tokens N] [-q]",
+                "       [--min-expert-tokens N] [--target gguf] [-q]",
     .summary = "measure each unit's error at each width, for `budget B bits by measured`",
     .help = "Quantizes every unit of MODEL alone at each width with GPTQ (the settings quantize\n"
             "uses) and writes the error it adds to the residual stream (format in qmoe(1)),\n"
@@ -162,6 +168,9 @@ const qm_cmd qm_cmd_measure = {
             "  --damp X          GPTQ damping (default 0.01)\n"
             "  --min-expert-tokens N\n"
             "                    experts with fewer routed rows are rounded to nearest (default 16)\n"
+            "  --target gguf     rate each width on the grid `quantize --format gguf` writes\n"
+            "                    (ggml's block types, as llama.cpp's fit sets the group and\n"
+            "                    symmetry from the options above); default: GPTQ as given\n"
             "  -q, --quiet       no progress on standard error\n"
             QM_CLI_MPI_TIMEOUT_HELP
             "  -o, --output FILE the measure file (YAML), written atomically\n",

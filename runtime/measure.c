@@ -9,9 +9,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "model/engine.h"
 #include "model/plan.h"
 #include "model/tokens.h"
 #include "runtime/measure_run.h"
+#include "runtime/qwriter.h"
 #include "runtime/sidefile.h"
 
 static const char *const units_names[QM_UNITS_COUNT] = {
@@ -61,6 +63,19 @@ int ms_part_block(qm_part p, int *slot)
     return -1;
 }
 
+/* The model tensor of layer L's linear at (block, slot) of expert ex (-1:
+ * none), or -1. */
+static long tensor_of(const mrun *r, int L, int bk, int slot, int ex)
+{
+    for (size_t i = 0; i < r->m->n; i++) {
+        const qm_tensor *t = &r->m->t[i];
+        int sl;
+        if (t->layer == L && t->expert == ex && ms_part_block(t->part, &sl) == bk && sl == slot)
+            return (long)i;
+    }
+    return -1;
+}
+
 #define say(r, ...) qm_progressf((r)->o->progress, (r)->o->progress_ctx, __VA_ARGS__)
 
 /* The unit's name for tensor canon at granularity g: the canonical name,
@@ -107,9 +122,16 @@ static qm_status build_units(mrun *r)
 
 /* ---- one layer ---------------------------------------------------------------------------------- */
 
-/* The GPTQ settings of a linear at width b. */
-static qm_status spec_of(const mrun *r, const qm_lin *l, int b, const char *what, qm_qspec *s)
+/* The GPTQ settings of a linear (model tensor ti) at width b. */
+static qm_status spec_of(const mrun *r, const qm_lin *l, long ti, int b, const char *what, qm_qspec *s)
 {
+    for (int k = 0; r->spec && k < r->o->n_widths; k++)
+        if (r->o->widths[k] == b) {
+            if (ti < 0)
+                return qm_diag_fail(r->d, QM_EINVAL, "%s is not one of the model's tensors", what);
+            *s = r->spec[(size_t)k * r->m->n + (size_t)ti];
+            return QM_OK;
+        }
     *s = qm_qspec_default();
     s->bits = b;
     s->sym = r->o->sym;
@@ -122,13 +144,82 @@ static qm_status spec_of(const mrun *r, const qm_lin *l, int b, const char *what
     return QM_OK;
 }
 
-/* GPTQ (H given) or round-to-nearest (H NULL) of l at width b into *deq
- * (out, in; caller frees). */
-static qm_status quant(mrun *r, const qm_lin *l, const float *H, long long rows, int b, const char *what, float **deq)
+/* ---- --target gguf: each width on the grid the GGUF file holds ---------------------------------- */
+
+/* The rules of an engine's fit that settle a linear's group size, symmetry
+ * and act-order but not its width: a width is rated as given, so a row too
+ * narrow for 2- and 3-bit k-quants keeps the width and gets the writer's
+ * fallback, as a plan giving it that width does. */
+static int scheme_rule(const qm_eng_rule *x)
+{
+    return x->kind == QM_EC_SYM || x->kind == QM_EC_NO_ACT || x->kind == QM_EC_GROUPS;
+}
+
+qm_status ms_target_specs(mrun *r)
+{
+    const qm_measure_opts *o = r->o;
+    const qm_model *m = r->m;
+    if (!o->target)
+        return QM_OK;
+    const qm_engine *e = NULL; /* the engine reading the target's files: llama.cpp for GGUF */
+    for (size_t k = 0; !e && k < qm_n_engines; k++)
+        if (strcmp(qm_engines[k]->format, o->target) == 0)
+            e = qm_engines[k];
+    if (!e)
+        return qm_diag_fail(r->d, QM_EINVAL, "--target '%s': no engine reads that format", o->target);
+    qm_eng_rule *rules = malloc((e->n_rules + 1) * sizeof *rules);
+    qm_plan_tensor *pt = calloc(m->n + 1, sizeof *pt);      /* one width's plan of every linear */
+    qm_engine_why *why = calloc(m->n + 1, sizeof *why);
+    r->spec = calloc((size_t)o->n_widths * m->n + 1, sizeof *r->spec); /* freed by the run */
+    qm_status st = rules && pt && why && r->spec ? QM_OK : qm_diag_fail(r->d, QM_ENOMEM, "out of memory");
+    size_t nr = 0;
+    for (size_t k = 0; st == QM_OK && k < e->n_rules; k++)
+        if (scheme_rule(&e->rules[k]))
+            rules[nr++] = e->rules[k];
+    qm_engine schemes = {e->name, e->version, e->format, rules, nr};
+    for (int k = 0; st == QM_OK && k < o->n_widths; k++) {
+        int b = o->widths[k];
+        for (size_t i = 0; i < m->n; i++) {
+            const qm_tensor *t = &m->t[i];
+            int slot, lin = t->layer >= 0 && ms_part_block(t->part, &slot) >= 0;
+            uint64_t in = t->shape[t->ndim - 1];
+            /* names read only: the fit changes widths and schemes alone */
+            pt[i] = (qm_plan_tensor){(char *)t->st->name, t->canon, t->ndim, {t->shape[0], t->shape[1]},
+                                     t->st->dtype, lin ? b : 0, lin ? (o->group < 0 ? qm_plan_default_group(in)
+                                                                                    : o->group) : 0,
+                                     lin && o->sym, lin && o->act_order, (char *)"measure"};
+            why[i] = (qm_engine_why){0, 0};
+        }
+        st = qm_engine_fit(&schemes, m, pt, why, r->d);
+        for (size_t i = 0; st == QM_OK && i < m->n; i++) {
+            const qm_tensor *t = &m->t[i];
+            if (!pt[i].bits)
+                continue;
+            if (pt[i].bits != b) /* scheme rules only: never */
+                st = qm_diag_fail(r->d, QM_EINVAL, "%s: fitting %d bits to %s gave %d", t->canon, b, e->name,
+                                  pt[i].bits);
+            qm_qspec *s = &r->spec[(size_t)k * m->n + i];
+            *s = (qm_qspec){.bits = b, .group = pt[i].group, .sym = pt[i].sym, .act_order = pt[i].act_order,
+                            .damp = o->damp};
+            qm_gguf_spec(&pt[i], t->shape[t->ndim - 1], s);
+        }
+        if (st != QM_OK)
+            qm_diag_note(r->d, "while fitting %d bits to %s for --target %s", b, e->name, o->target);
+    }
+    free(rules);
+    free(pt);
+    free(why);
+    return st;
+}
+
+/* GPTQ (H given) or round-to-nearest (H NULL) of l (model tensor ti) at
+ * width b into *deq (out, in; caller frees). */
+static qm_status quant(mrun *r, const qm_lin *l, long ti, const float *H, long long rows, int b, const char *what,
+                       float **deq)
 {
     qm_qspec s;
     qm_qresult q = {0};
-    qm_status st = spec_of(r, l, b, what, &s);
+    qm_status st = spec_of(r, l, ti, b, what, &s);
     if (st != QM_OK)
         return st;
     float *Hc = NULL;
@@ -179,7 +270,8 @@ static qm_status attention(mrun *r, qm_layer_w *w, const float *hA, float *h2, l
         int b = r->o->widths[k];
         float *deq[4] = {0};
         for (int j = 0; st == QM_OK && j < (lin ? 4 : 3); j++)
-            st = quant(r, ls[j], j < 3 ? Hqkv : Ho, j < 3 ? nq : no, b, names[j], &deq[j]);
+            st = quant(r, ls[j], tensor_of(r, w->layer, BLK_ATTN, j, -1), j < 3 ? Hqkv : Ho, j < 3 ? nq : no, b,
+                       names[j], &deq[j]);
         for (int j = 0; st == QM_OK && lin && j < 4; j++) { /* each linear alone */
             float *keep = ls[j]->w;
             ls[j]->w = deq[j];
@@ -195,7 +287,7 @@ static qm_status attention(mrun *r, qm_layer_w *w, const float *hA, float *h2, l
                 ls[j]->w = deq[j];
             st = qm_calib_hessian(&c, QM_PART_O, w->o.in, &H2, &n2, r->d);
             if (st == QM_OK)
-                st = quant(r, &w->o, H2, n2, b, names[3], &deq[3]);
+                st = quant(r, &w->o, tensor_of(r, w->layer, BLK_ATTN, 3, -1), H2, n2, b, names[3], &deq[3]);
             free(H2);
             if (st == QM_OK) {
                 w->o.w = deq[3];
@@ -231,11 +323,12 @@ static qm_status swiglu_rows(mrun *r, const float *X, int n, const float *wt, co
     return QM_OK;
 }
 
-/* One SwiGLU block over its rows X (n, D) with weights wt: per linear
- * (linear units) or as a block (down from the quantized gate and up), at
- * every width, into e's block bk (expert ex).  rtn: round-to-nearest. */
-static qm_status swiglu(mrun *r, qm_lin *g, qm_lin *u, qm_lin *dn, const float *X, int n, const float *wt, int rtn,
-                        int bk, int ex, const char *what, lerr *e)
+/* One SwiGLU block of layer L over its rows X (n, D) with weights wt: per
+ * linear (linear units) or as a block (down from the quantized gate and
+ * up), at every width, into e's block bk (expert ex).  rtn:
+ * round-to-nearest. */
+static qm_status swiglu(mrun *r, int L, qm_lin *g, qm_lin *u, qm_lin *dn, const float *X, int n, const float *wt,
+                        int rtn, int bk, int ex, const char *what, lerr *e)
 {
     int D = g->in, W = g->out, lin = r->o->units == QM_UNITS_LINEAR;
     size_t nD = (size_t)n * D + 1, nW = (size_t)n * W + 1;
@@ -255,7 +348,7 @@ static qm_status swiglu(mrun *r, qm_lin *g, qm_lin *u, qm_lin *dn, const float *
         int b = r->o->widths[k];
         float *deq[3] = {0};
         for (int j = 0; st == QM_OK && j < (lin ? 3 : 2); j++)
-            st = quant(r, ls[j], j < 2 ? H1 : H2, n, b, what, &deq[j]);
+            st = quant(r, ls[j], tensor_of(r, L, bk, j, ex), j < 2 ? H1 : H2, n, b, what, &deq[j]);
         for (int j = 0; st == QM_OK && lin && j < 3; j++) {
             float *keep = ls[j]->w;
             ls[j]->w = deq[j];
@@ -274,7 +367,7 @@ static qm_status swiglu(mrun *r, qm_lin *g, qm_lin *u, qm_lin *dn, const float *
             if (st == QM_OK && (n == 0 || (st = qm_calib_act(X, n, g, u, A, r->d)) == QM_OK)) {
                 if (!rtn)
                     qm_hessian_add(H3, A, n, W);
-                st = quant(r, dn, H3, n, b, what, &deq[2]);
+                st = quant(r, dn, tensor_of(r, L, bk, 2, ex), H3, n, b, what, &deq[2]);
             }
             free(H3);
             if (st == QM_OK) {
@@ -310,7 +403,7 @@ static qm_status ffn(mrun *r, qm_layer_w *w, float *hA, const qm_calib_ffn *fi, 
     char what[64];
     if (st == QM_OK && !w->moe && w->mgate.w && ms_mine(r, WORK_MLP)) {
         snprintf(what, sizeof what, "layer %d's mlp", w->layer);
-        st = swiglu(r, &w->mgate, &w->mup, &w->mdown, f.n2, (int)T, NULL, 0, BLK_MLP, -1, what, e);
+        st = swiglu(r, w->layer, &w->mgate, &w->mup, &w->mdown, f.n2, (int)T, NULL, 0, BLK_MLP, -1, what, e);
     }
     for (int x = 0; st == QM_OK && w->moe && x < m->cfg.experts; x++) {
         int own = ms_mine(r, WORK_EXPERT + x);
@@ -322,8 +415,8 @@ static qm_status ffn(mrun *r, qm_layer_w *w, float *hA, const qm_calib_ffn *fi, 
             break;
         if (w->gate[x].w) {
             if (own)
-                st = swiglu(r, &w->gate[x], &w->up[x], &w->down[x], X, n, wt, n < r->o->min_expert_tokens, BLK_EXPERT,
-                            x, what, e);
+                st = swiglu(r, w->layer, &w->gate[x], &w->up[x], &w->down[x], X, n, wt,
+                            n < r->o->min_expert_tokens, BLK_EXPERT, x, what, e);
             if (st == QM_OK && !r->rank)
                 st = qm_calib_ffn_add(&c, w, &f, x, &w->gate[x], &w->up[x], &w->down[x], ws, y, r->d);
         }
@@ -341,7 +434,7 @@ static qm_status ffn(mrun *r, qm_layer_w *w, float *hA, const qm_calib_ffn *fi, 
             }
         }
         snprintf(what, sizeof what, "layer %d's shared expert", w->layer);
-        st = swiglu(r, &w->sgate, &w->sup, &w->sdown, f.n2, (int)T, sw, 0, BLK_SHARED, -1, what, e);
+        st = swiglu(r, w->layer, &w->sgate, &w->sup, &w->sdown, f.n2, (int)T, sw, 0, BLK_SHARED, -1, what, e);
     }
     if (st == QM_OK && !r->rank)
         st = qm_calib_ffn_add(&c, w, &f, -1, NULL, NULL, NULL, ws, y, r->d);
@@ -468,6 +561,8 @@ static qm_status put_measure(const void *ctx, FILE *f, qm_diag *d)
     qm_yaml_str(y, "damp");
     qm_yaml_real(y, op->damp, 4);
     qm_yaml_kint(y, "min_expert_tokens", op->min_expert_tokens);
+    if (op->target) /* the grid each width was rated on: the file's format's (qmoe(1), MEASURE) */
+        qm_yaml_kstr(y, "target", op->target);
     qm_yaml_close(y);
     qm_yaml_str(y, "units");
     qm_yaml_map(y);
@@ -505,6 +600,8 @@ static qm_status check_opts(const qm_measure_opts *o, qm_diag *d)
     }
     if ((unsigned)o->units >= QM_UNITS_COUNT)
         return qm_diag_fail(d, QM_EINVAL, "--units: unknown; the units are linear, expert and layer");
+    if (o->target && strcmp(o->target, "gguf") != 0)
+        return qm_diag_fail(d, QM_EINVAL, "--target '%s': expected gguf", o->target);
     return QM_OK;
 }
 
@@ -546,6 +643,8 @@ qm_status qm_measure(const char *model_dir, const char *calib_path, const char *
         st = build_units(&r);
     if (st == QM_OK && !r.nu)
         st = qm_diag_fail(d, QM_EINVAL, "%s has no quantizable linears to measure", r.m->dir);
+    if (st == QM_OK)
+        st = ms_target_specs(&r);
     int nw = o->n_widths;
     if (st == QM_OK && !(r.err = calloc(r.nu * (size_t)nw, sizeof *r.err)))
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
@@ -553,8 +652,9 @@ qm_status qm_measure(const char *model_dir, const char *calib_path, const char *
     for (int k = 0; k < nw; k++)
         snprintf(ws + strlen(ws), sizeof ws - strlen(ws), "%s%d", k ? "," : "", o->widths[k]);
     snprintf(cur.key, sizeof cur.key, "config=%.16s calib=%.16s ctx=%d samples=%d widths=%s units=%s group=%d sym=%d "
-             "act_order=%d damp=%g min_expert_tokens=%d", mo.id.config, calib_sha, r.S, r.B, ws,
-             qm_measure_units_name(o->units), o->group, o->sym, o->act_order, o->damp, o->min_expert_tokens);
+             "act_order=%d damp=%g min_expert_tokens=%d target=%s", mo.id.config, calib_sha, r.S, r.B, ws,
+             qm_measure_units_name(o->units), o->group, o->sym, o->act_order, o->damp, o->min_expert_tokens,
+             o->target ? o->target : "none");
     if (st == QM_OK && !(r.sdir = qm_strfmt("%s.qmoe-state", out)))
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
     if (st == QM_OK && (st = qm_mkdir(r.sdir, d)) == QM_OK)
@@ -639,6 +739,7 @@ qm_status qm_measure(const char *model_dir, const char *calib_path, const char *
     free(r.u);
     free(r.owner);
     free(r.err);
+    free(r.spec);
     free(r.x);
     free(r.sdir);
     qm_tokens_free(&toks);

@@ -33,6 +33,10 @@
  * after the last finished layer and gives the same bytes.  The output is
  * written atomically.
  *
+ * With opts.target "gguf" each width is rated on the grid the GGUF file
+ * will hold (ggml's block types), not GPTQ's plain one: what `budget B
+ * bits by measured` with `engine llama.cpp fit` then chooses from.
+ *
  * Under mpirun (opts.dist, dist.h) a layer's work items (the attention,
  * the dense MLP, the shared expert, each routed expert) are spread over
  * the ranks by qm_dist_assign(); rank 0 carries the hidden states, sends
@@ -65,6 +69,13 @@ typedef struct qm_measure_opts {
     int sym, act_order;
     double damp;
     int min_expert_tokens;   /* below this an expert is rounded to nearest, as quantize's default fallback */
+    /* NULL: GPTQ with the settings above.  "gguf": each linear at each
+     * width with exactly the GPTQ settings `quantize --format gguf` uses
+     * for it (qm_gguf_spec(), the GGUF writer's) under a plan of that width
+     * and the settings above as llama.cpp's fit makes them (its group
+     * sizes, symmetry and no act-order; the width held, so rows too narrow
+     * for 2- and 3-bit k-quants get the writer's fallback). */
+    const char *target;
     void (*progress)(void *ctx, const char *line);
     void *progress_ctx;
     /* The MPI job the run is spread over (dist.h); NULL or one process: a

@@ -133,6 +133,8 @@ qm_status ms_follow(const char *model_dir, const qm_measure_opts *o, qm_measure_
         st = qm_model_open(model_dir, &r.m, d);
     if (st == QM_OK)
         st = qm_dist_shape_check(r.dist, &h, model_dir, r.m->n, d);
+    if (st == QM_OK) /* the same command line as rank 0's: the same settings */
+        st = ms_target_specs(&r);
     if (st == QM_OK) {
         r.B = (int)h.B;
         r.S = (int)h.S;
@@ -164,6 +166,7 @@ qm_status ms_follow(const char *model_dir, const qm_measure_opts *o, qm_measure_
     free(e.v);
     free(r.x);
     free(r.owner);
+    free(r.spec);
     qm_model_close(r.m);
     return st;
 }

@@ -12,6 +12,7 @@
 #include "model/plan.h"
 #include "runtime/calib.h"
 #include "runtime/dist.h"
+#include "runtime/gptq.h"
 #include "runtime/measure.h"
 
 /* The blocks of a layer whose changes add up in the residual stream. */
@@ -38,6 +39,8 @@ typedef struct mrun {
     munit *u;         /* (nu) ordered by layer */
     size_t nu;
     double *err;      /* (nu, n_widths) */
+    qm_qspec *spec;   /* --target: (n_widths, m->n) GPTQ's settings of each linear at each width; NULL: the
+                       * options' (spec_of()); owned */
     int B, S;
     float *x;         /* (B*S, d) hidden states entering the current layer (unquantized model) */
     const char *out;
@@ -73,6 +76,10 @@ int ms_part_block(qm_part p, int *slot);
  * rank 0 also carries r->x on to the layer's output.  e->v: zeroed, the
  * layer's size. */
 qm_status ms_layer_work(mrun *r, int L, lerr *e);
+
+/* measure.c: r->spec for r->o->target (nothing without one), on every rank
+ * alike. */
+qm_status ms_target_specs(mrun *r);
 
 /* measure_dist.c */
 /* Rank 0 once its checks pass: the run's shape to the other ranks. */

@@ -61,6 +61,7 @@ static const char *const measure[] = {
     "calibration map", "calibration.file str", "calibration.tokens int", "calibration.ctx int",
     "settings map", "settings.units str", "settings.widths seq", "settings.widths[] int", "settings.group int|str",
     "settings.sym bool", "settings.act_order bool", "settings.damp num", "settings.min_expert_tokens int",
+    "?settings.target str",
     "units map", "units.* map", "units.*.params int", "units.*.error seq", "units.*.error[] num", NULL};
 
 static const char *const quant_log[] = {
