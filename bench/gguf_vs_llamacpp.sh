@@ -15,7 +15,8 @@
 #              in $BUDGETS (`budget B bits by measured` fitted to llama.cpp's
 #              constraints, as stdlib/engines/measured-*-llamacpp.qmoe; one
 #              `qmoe measure` at the widths GGUF takes, 2, 3, 4, 5 and 8,
-#              with ggml's group of 32);
+#              with ggml's group of 32, each width rated on the ggml block
+#              type the file will hold: --target gguf);
 #   llama.cpp  Q4_0, Q8_0 "pure" (every weight matrix at the type: the same
 #              layout and bytes as qmoe's, checked), Q4_0 + imatrix; the
 #              presets Q2_K, Q3_K_S, Q3_K_M, Q4_K_S, Q4_K_M (llama.cpp's own
@@ -32,7 +33,7 @@
 # rows the quantize run's wall and CPU seconds and peak memory; then per
 # model qmoe Q4_0 / llama.cpp Q4_0 + imatrix KLD (the issue's goal: <= 0.5)
 # and, for each llama.cpp preset, the qmoe rows with no more bytes and lower
-# KLD.
+# KLD; and the measure run's wall and CPU seconds.
 #
 # usage: bench/gguf_vs_llamacpp.sh [QMOE]   (default ./qmoe)
 #   MODELS (default "tiny-qwen3moe tiny-mixtral tiny-deepseek"),
@@ -42,7 +43,8 @@
 #   default "Q2_K Q3_K_S Q3_K_M Q4_K_S Q4_K_M"; empty: none), LLAMA_THREADS
 #   (llama.cpp's threads, default 2), QM_LLAMA_CACHE (default ./.llama-cache),
 #   MEASURES (a folder of MODEL.yaml measure files made with the settings
-#   above, e.g. by an earlier run; default: measured here)
+#   above, e.g. by an earlier run; default: measured here), TARGET (measure's
+#   --target, default gguf; empty: GPTQ's plain grid, as before)
 set -eu
 qmoe=${1:-./qmoe}
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -52,6 +54,7 @@ models=${MODELS:-tiny-qwen3moe tiny-mixtral tiny-deepseek}
 budgets=${BUDGETS-2.5 3.0 3.5}
 types=${TYPES-Q4_0 Q8_0 Q5_0 Q5_1 Q2_K Q3_K Q4_K}
 presets=${PRESETS-Q2_K Q3_K_S Q3_K_M Q4_K_S Q4_K_M}
+target=${TARGET-gguf}
 cache=${QM_LLAMA_CACHE:-$PWD/.llama-cache}
 QMOE_PATH=$src/stdlib
 export QMOE_PATH
@@ -136,8 +139,10 @@ for m in $models; do
         if [ -n "${MEASURES:-}" ]; then
             cp "$MEASURES/$m.yaml" "$work/measure.yaml"
         else
-            "$qmoe" measure -q "$src/examples/models/$m" --calib "$calib" --samples "$samples" --widths 2,3,4,5,8 \
-                --group 32 -o "$work/measure.yaml"
+            /usr/bin/time -f '%e %U %S' -o "$work/time" "$qmoe" measure -q "$src/examples/models/$m" \
+                --calib "$calib" --samples "$samples" --widths 2,3,4,5,8 --group 32 ${target:+--target "$target"} \
+                -o "$work/measure.yaml"
+            measure_cost=$(awk '{ printf "%.1f s wall, %.1f s CPU", $1, $2 + $3 }' "$work/time")
         fi
         measure="--measure $work/measure.yaml"
         for b in $budgets; do
@@ -166,6 +171,8 @@ for m in $models; do
                     s == "" ? " none" : s
             }
         }' "$work/rows"
+    [ -z "${measure_cost:-}" ] || echo "$m: qmoe measure${target:+ --target $target}: $measure_cost"
+    measure_cost=
     rm -f "$work"/pure-*.gguf "$base" "$work/imatrix.gguf" "$work/base.lp"
     rm -rf "$base.d"
 done

@@ -346,6 +346,19 @@ qm_status qm_c_fit(qm_cstate *c)
     if (!c->fitted || !c->prefit || !c->fit_why)
         return qm_diag_fail(c->d, QM_ENOMEM, "out of memory");
     memcpy(c->prefit, c->set, m->n * sizeof *c->set);
+    const char *grid = qm_c_measure_target(c);
+    const qm_stmt *at = c->fit_stmt >= 0 ? c->policy->stmt[c->fit_stmt] : NULL;
+    if (grid && strcmp(grid, e->format) != 0) { /* errors rated on another grid than the one the engine reads */
+        char msg[400];
+        snprintf(msg, sizeof msg, "fit %s: the measure file %s rated each width on %s, not on the %s %s reads; "
+                 "measure %s", e->name, c->o->measure, strcmp(grid, "gguf") ? "GPTQ's own grid"
+                 : "ggml's GGUF blocks", strcmp(e->format, "gguf") ? "GPTQ grid" : "GGUF blocks", e->name,
+                 strcmp(e->format, "gguf") ? "without --target" : "with --target gguf");
+        if (at)
+            qm_source_diag(c->d, QM_SEV_WARNING, at->src, at->span, "%s", msg);
+        else
+            qm_diag_warn(c->d, "%s", msg);
+    }
     /* without a budget, the average the rules give is the one to keep */
     double asked = c->has_budget ? c->budget_target : average(c);
     qm_status st = fit_once(c, e);
@@ -362,7 +375,6 @@ qm_status qm_c_fit(qm_cstate *c)
         changed += c->fitted[i];
     }
     double avg = average(c);
-    const qm_stmt *at = c->fit_stmt >= 0 ? c->policy->stmt[c->fit_stmt] : NULL;
     char what[160];
     snprintf(what, sizeof what, "fit %s: %zu linear%s changed", e->name, changed, changed == 1 ? "" : "s");
     if (!c->has_budget) {

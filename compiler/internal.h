@@ -119,6 +119,10 @@ int qm_c_have(qm_cstate *c, qm_scorer s, const qm_source *src, qm_span at);
  * qm_c_measure_free(). */
 qm_status qm_c_measure_read(qm_cstate *c, const char *path);
 void qm_c_measure_free(qm_cstate *c);
+/* The format whose grid the measure file rated each width on: "gguf"
+ * (measure --target gguf: ggml's blocks) or "gptq" (GPTQ's own grid, a
+ * file without settings.target); NULL without a measure file. */
+const char *qm_c_measure_target(const qm_cstate *c);
 /* The measured score (error saved per bit and parameter by a first step
  * up) of linear `tensor` (>= 0), else of expert `expert` of `layer` (>= 0),
  * else of the layer's linears; NAN without a measure file or unit. */

@@ -5,7 +5,8 @@
  *   qmoe_measure: 1
  *   model:       {architecture, layers, experts, config_sha256, tensors_sha256}
  *   calibration: {file, tokens, ctx}
- *   settings:    {units: linear|expert|layer, widths: [2, 3, 4, 8] (any of qm_widths), group, sym, act_order, damp, ...}
+ *   settings:    {units: linear|expert|layer, widths: [2, 3, 4, 8] (any of qm_widths), group, sym, act_order, damp, ...,
+ *                 target: gguf (optional: the grid each width was rated on)}
  *   units:       {NAME: {params: N, error: [e2, e3, e4, e8]}}
  *
  * A unit's name is the canonical name of its linear (`linear`), the part
@@ -42,6 +43,7 @@ enum { MAXW = QM_KS_MAX_WIDTHS };
 
 struct qm_cmeasure {
     const char *path;
+    char target[8];       /* settings.target: "gguf", or "gptq" when absent (qm_c_measure_target()) */
     int units;            /* 0 linear, 1 expert, 2 layer */
     int nw, widths[MAXW];
     size_t nu;
@@ -93,7 +95,7 @@ static qm_status read_model(qm_cstate *c, const char *path, const qm_ynode *v)
     return QM_OK;
 }
 
-/* settings: units and widths. */
+/* settings: units, widths and target. */
 static qm_status read_settings(qm_cstate *c, const char *path, const qm_ynode *v, qm_cmeasure *ms)
 {
     if (!v || v->kind != QM_YMAP)
@@ -112,6 +114,11 @@ static qm_status read_settings(qm_cstate *c, const char *path, const qm_ynode *v
     if (!w || w->kind != QM_YSEQ || w->n < 1 || w->n > QM_WIDTH_COUNT)
         return w ? BAD_AT(w, "settings: widths: expected 1 to %d of [%s]", QM_WIDTH_COUNT, ws)
                  : qm_diag_fail(c->d, QM_EFORMAT, "%s: settings: widths is missing", path);
+    const qm_ynode *t = qm_yin_get(v, "target");
+    const char *ts = t ? qm_yin_str(t) : "gptq";
+    if (t && (!ts || strcmp(ts, "gguf") != 0))
+        return BAD_AT(t, "settings: target is '%.40s', not gguf (or absent: GPTQ's own grid)", ts ? ts : "?");
+    snprintf(ms->target, sizeof ms->target, "%s", ts);
     ms->nw = (int)w->n;
     for (size_t k = 0; k < w->n; k++) {
         long long b;
@@ -254,6 +261,8 @@ qm_status qm_c_measure_read(qm_cstate *c, const char *path)
     qm_arena_free(&doc);
     return st;
 }
+
+const char *qm_c_measure_target(const qm_cstate *c) { return c->ms ? c->ms->target : NULL; }
 
 void qm_c_measure_free(qm_cstate *c)
 {
