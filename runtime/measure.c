@@ -652,9 +652,9 @@ qm_status qm_measure(const char *model_dir, const char *calib_path, const char *
     for (int k = 0; k < nw; k++)
         snprintf(ws + strlen(ws), sizeof ws - strlen(ws), "%s%d", k ? "," : "", o->widths[k]);
     snprintf(cur.key, sizeof cur.key, "config=%.16s calib=%.16s ctx=%d samples=%d widths=%s units=%s group=%d sym=%d "
-             "act_order=%d damp=%g min_expert_tokens=%d target=%s", mo.id.config, calib_sha, r.S, r.B, ws,
+             "act_order=%d damp=%g min_expert_tokens=%d%s%s", mo.id.config, calib_sha, r.S, r.B, ws,
              qm_measure_units_name(o->units), o->group, o->sym, o->act_order, o->damp, o->min_expert_tokens,
-             o->target ? o->target : "none");
+             o->target ? " target=" : "", o->target ? o->target : ""); /* a plain run's key as before */
     if (st == QM_OK && !(r.sdir = qm_strfmt("%s.qmoe-state", out)))
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory");
     if (st == QM_OK && (st = qm_mkdir(r.sdir, d)) == QM_OK)

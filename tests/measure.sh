@@ -52,6 +52,54 @@ if [ -e "$tmp/s.yaml.qmoe-state/state" ]; then
         grep -q 'holds a measure of another model, calibration text or set of options' "$tmp/err" && ok || bad "refusal: $(cat "$tmp/err")"
 fi
 
+# --target gguf: each width on the block type the GGUF file holds (2-bit: Q2_K on layer 0's 512-wide down,
+# the writer's group-32 fallback elsewhere; 4-bit: ggml's Q4_0 grid with its scale search and act-order)
+g="--widths 2,4,8 --group 32"
+"$QMOE" measure "$model" --calib "$calib" $fast $g -q -o "$tmp/g-plain.yaml" && ok || bad "plain measure, group 32"
+"$QMOE" measure "$model" --calib "$calib" $fast $g --target gguf -q -o "$tmp/g.yaml" && ok || bad "--target gguf"
+check_outputs measure "$tmp/g.yaml"
+grep -q '^  target: gguf$' "$tmp/g.yaml" && ok || bad "target not recorded"
+grep -q 'target:' "$tmp/g-plain.yaml" && bad "a plain measure records a target" || ok
+# the same units, other errors: no unit's 2-, 4- or 8-bit error is the plain grid's (8: Q8_0's fp16 scales)
+u=$(grep -c '^  layers\[' "$tmp/g.yaml")
+[ "$u" = 282 ] && ok || bad "--target gguf: $u units, not 282"
+grep '^  layers\[' "$tmp/g-plain.yaml" >"$tmp/gu-plain"
+grep '^  layers\[' "$tmp/g.yaml" >"$tmp/gu"
+paste -d' ' "$tmp/gu-plain" "$tmp/gu" | sed 's/.*error: \[\([^]]*\)\].*error: \[\([^]]*\)\].*/\1, \2/; s/,//g' |
+    awk '{ n++; if ($1 == $4 || $2 == $5 || $3 == $6) same++ } END { exit !(n == 282 && same == 0) }' && ok ||
+    bad "--target gguf gives the plain grid's errors for some unit"
+# the 512-wide down at 2 bits is a Q2_K (two-level, 16-value groups): far less error than GPTQ's 2-bit group 32
+a=$(sed -n 's/^  layers\[0\]\.mlp\.down: .*error: \[\([^,]*\),.*/\1/p' "$tmp/g-plain.yaml")
+b=$(sed -n 's/^  layers\[0\]\.mlp\.down: .*error: \[\([^,]*\),.*/\1/p' "$tmp/g.yaml")
+awk -v a="$a" -v b="$b" 'BEGIN { exit !(b > 0 && b < a / 2) }' && ok || bad "Q2_K error $b against the plain $a"
+# a plain run's state is not resumed by a --target gguf run (nor the other way)
+"$QMOE" measure "$model" --calib "$calib" $fast $g -q -o "$tmp/t.yaml" &
+pid=$!
+i=0
+while [ $i -lt 600 ] && ! grep -qs 'layers_done [1-5]' "$tmp/t.yaml.qmoe-state/state"; do sleep 0.05; i=$((i + 1)); done
+kill -9 $pid 2>/dev/null; wait $pid 2>/dev/null
+if [ -e "$tmp/t.yaml.qmoe-state/state" ]; then
+    "$QMOE" measure "$model" --calib "$calib" $fast $g --target gguf -q -o "$tmp/t.yaml" 2>"$tmp/err" &&
+        bad "--target gguf resumed a plain run" ||
+        grep -q 'holds a measure of another model, calibration text or set of options' "$tmp/err" && ok ||
+        bad "--target refusal: $(cat "$tmp/err")"
+fi
+"$QMOE" measure "$model" --calib "$calib" --target gptq -o "$tmp/x.yaml" 2>"$tmp/err"
+[ $? = 2 ] && grep -q "target must be gguf, not 'gptq'" "$tmp/err" && ok || bad "--target gptq: $(cat "$tmp/err")"
+# compile: engine llama.cpp fit warns of a plain measure file, not of a --target gguf one
+printf 'default: 3bit\nbudget 4.3 bits by measured\nengine llama.cpp fit\n' >"$tmp/gf.qmoe"
+"$QMOE" compile "$tmp/gf.qmoe" --model "$model" --measure "$tmp/g-plain.yaml" -o "$tmp/gp.yaml" 2>"$tmp/err" && ok ||
+    bad "compile with a plain measure: $(cat "$tmp/err")"
+grep -q "warning: fit llama.cpp: the measure file .*g-plain.yaml rated each width on GPTQ's own grid, not on the GGUF blocks llama.cpp reads; measure with --target gguf" "$tmp/err" &&
+    ok || bad "no warning of a plain measure: $(cat "$tmp/err")"
+"$QMOE" compile "$tmp/gf.qmoe" --model "$model" --measure "$tmp/g.yaml" -o "$tmp/gg.yaml" 2>"$tmp/err" && ok ||
+    bad "compile with a gguf measure: $(cat "$tmp/err")"
+grep -q 'rated each width' "$tmp/err" && bad "a gguf measure warned: $(cat "$tmp/err")" || ok
+cmp -s "$tmp/gp.yaml" "$tmp/gg.yaml" && bad "the plans of both measures are the same" || ok
+sed 's/^  target: gguf$/  target: gptq/' "$tmp/g.yaml" >"$tmp/bt.yaml"
+"$QMOE" compile "$tmp/gf.qmoe" --model "$model" --measure "$tmp/bt.yaml" 2>"$tmp/err" && bad "an unknown target" ||
+    grep -q "bt.yaml:[0-9]*:[0-9]*: settings: target is 'gptq', not gguf" "$tmp/err" && ok || bad "bad target: $(cat "$tmp/err")"
+
 # usage errors
 "$QMOE" measure "$model" --calib "$calib" --widths 2,6 -o "$tmp/x.yaml" 2>"$tmp/err"
 [ $? = 1 ] && grep -q 'widths: 6 is not a width; the widths are 2, 3, 4, 5 and 8' "$tmp/err" && ok || bad "--widths 2,6: $(cat "$tmp/err")"

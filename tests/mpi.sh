@@ -114,6 +114,12 @@ for m in tiny-deepseek:linear tiny-mixtral:expert; do
         cmp -s "$tmp/m-1p.yaml" "$tmp/m-n$n.yaml" && ok || bad "${m%:*}: measure of $n ranks differs from one process's"
     done
 done
+# --target gguf: every rank fits the same GGUF settings (Q2_K, the fallback, Q4_0 with act-order)
+ms="measure $model --calib $calib --ctx 128 --samples 4 --widths 2,4 --group 32 --target gguf -q"
+"$QMOE" $ms -o "$tmp/mg-1p.yaml" || bad "measure --target gguf failed"
+$mpirun -n 2 "$QMOE" $ms -o "$tmp/mg-n2.yaml" 2> "$tmp/err" && ok ||
+    bad "mpirun -n 2 measure --target gguf failed: $(tail -5 "$tmp/err")"
+cmp -s "$tmp/mg-1p.yaml" "$tmp/mg-n2.yaml" && ok || bad "measure --target gguf of 2 ranks differs from one process's"
 # kill -9 rank 1 of a measure once layer 1 is saved; 3 ranks resume it
 ms="measure $model --calib $calib --ctx 256 --samples 12 --widths 2,4 -q"
 "$QMOE" $ms -o "$tmp/mk-1p.yaml" || bad "the single-process measure of 12 windows failed"
