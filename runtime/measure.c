@@ -184,10 +184,15 @@ qm_status ms_target_specs(mrun *r)
             int slot, lin = t->layer >= 0 && ms_part_block(t->part, &slot) >= 0;
             uint64_t in = t->shape[t->ndim - 1];
             /* names read only: the fit changes widths and schemes alone */
-            pt[i] = (qm_plan_tensor){(char *)t->st->name, t->canon, t->ndim, {t->shape[0], t->shape[1]},
-                                     t->st->dtype, lin ? b : 0, lin ? (o->group < 0 ? qm_plan_default_group(in)
-                                                                                    : o->group) : 0,
-                                     lin && o->sym, lin && o->act_order, (char *)"measure"};
+            pt[i] = (qm_plan_tensor){.name = (char *)t->st->name, .module = t->canon, .ndim = t->ndim,
+                                     .shape = {t->shape[0], t->shape[1]}, .dtype = t->st->dtype,
+                                     .rule = (char *)"measure"};
+            if (lin) { /* as compile plans width b with these options */
+                pt[i].bits = b;
+                pt[i].group = o->group < 0 ? qm_plan_default_group(in) : o->group;
+                pt[i].sym = o->sym;
+                pt[i].act_order = o->act_order;
+            }
             why[i] = (qm_engine_why){0, 0};
         }
         st = qm_engine_fit(&schemes, m, pt, why, r->d);
@@ -195,9 +200,11 @@ qm_status ms_target_specs(mrun *r)
             const qm_tensor *t = &m->t[i];
             if (!pt[i].bits)
                 continue;
-            if (pt[i].bits != b) /* scheme rules only: never */
+            if (pt[i].bits != b) { /* scheme rules only: never */
                 st = qm_diag_fail(r->d, QM_EINVAL, "%s: fitting %d bits to %s gave %d", t->canon, b, e->name,
                                   pt[i].bits);
+                break;
+            }
             qm_qspec *s = &r->spec[(size_t)k * m->n + i];
             *s = (qm_qspec){.bits = b, .group = pt[i].group, .sym = pt[i].sym, .act_order = pt[i].act_order,
                             .damp = o->damp};
