@@ -28,7 +28,9 @@
  * more than 0.01 bits from the budget's target (or the rules' average) is
  * a warning (an error under --strict) stating the range the engine allows.  A
  * policy no plan can fit (an architecture the engine does not run) is an
- * error saying why.
+ * error saying why.  A measure file whose widths were rated on another
+ * grid than the engine reads (its settings.target against the engine's
+ * format) is a warning naming the measure option to use.
  */
 #include "config.h"
 
