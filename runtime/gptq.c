@@ -189,14 +189,104 @@ static float signed_max_scale(const float *Wt, int out, int r, const int *rows, 
 #undef X
 }
 
+/* ggml's make_qkx3_quants, the asymmetric grids' search with the columns'
+ * importances imp: row r of the group of rows `rows[0..n)` of Wt (in,
+ * out), or rows [c0, c0 + n) when rows is NULL, on codes 0..maxq with
+ * w' = scale q - m.  From the plain grid (lo <= 0 <= hi the group's
+ * extremes, scale (hi - lo) / maxq, m = -lo), 37 candidates 1 / scale =
+ * (maxq - 0.9 + 0.05 t) / (hi - lo), t = 0..36, each with its codes rounded
+ * and w' = a q + b refitted to them by weighted least squares (b <= 0, else
+ * a alone); the one of least weighted squared error wins.  *m gets the
+ * minimum; returns the scale (0 when the group is all zeros). */
+static float fit_asym(const float *Wt, int out, int r, const int *rows, int c0, int n, const float *imp, int maxq,
+                      float *m)
+{
+#define X(k) Wt[(size_t)(rows ? rows[k] : c0 + (k)) * out + r]
+    float lo = 0, hi = 0; /* 0 is always inside the range */
+    double sw = 0, sx = 0;
+    for (int k = 0; k < n; k++) {
+        lo = X(k) < lo ? X(k) : lo;
+        hi = X(k) > hi ? X(k) : hi;
+        sw += imp[k];
+        sx += imp[k] * X(k);
+    }
+    float scale = (hi - lo) / (float)maxq, min = -lo;
+    *m = min;
+    if (hi == lo)
+        return scale;
+    double best = 0;
+    for (int k = 0; k < n; k++) {
+        float q = fminf(fmaxf(nearbyintf((X(k) + min) / scale), 0), (float)maxq);
+        best += imp[k] * ((double)scale * q - min - X(k)) * ((double)scale * q - min - X(k));
+    }
+    for (int t = 0; t <= 36; t++) {
+        float is = ((float)maxq - 0.9f + 0.05f * (float)t) / (hi - lo);
+        double sl = 0, sl2 = 0, sxl = 0;
+        for (int k = 0; k < n; k++) {
+            float q = fminf(fmaxf(nearbyintf(is * (X(k) - lo)), 0), (float)maxq);
+            sl += imp[k] * q;
+            sl2 += imp[k] * q * q;
+            sxl += imp[k] * q * X(k);
+        }
+        double D = sw * sl2 - sl * sl;
+        if (D <= 0)
+            continue;
+        double a = (sw * sxl - sx * sl) / D, b = (sl2 * sx - sl * sxl) / D; /* w' = a q + b */
+        if (b > 0) { /* the minimum must stay <= 0: the scale alone */
+            b = 0;
+            a = sxl / sl2;
+        }
+        if (!(a > 0))
+            continue;
+        double err = 0;
+        for (int k = 0; k < n; k++) {
+            float q = fminf(fmaxf(nearbyintf(is * (X(k) - lo)), 0), (float)maxq);
+            err += imp[k] * (a * q + b - X(k)) * (a * q + b - X(k));
+        }
+        if (err < best) {
+            best = err;
+            scale = (float)a;
+            *m = (float)-b;
+        }
+    }
+    return scale;
+#undef X
+}
+
 /* Grid of each output row r in [r0, r1) over rows `rows[0..n)` of Wt
- * (in, out), or over rows [c0, c0 + n) when rows is NULL: scale[r], zero[r].
- * imp: the n columns' importances (H_ii) for the signed-max grid's search,
- * or NULL. */
+ * (in, out), or over rows [c0, c0 + n) when rows is NULL: scale[r], zero[r]
+ * (and min[r] for the free-minimum grid).  imp: the n columns' importances
+ * (H_ii) for the signed-max and free-minimum searches, or NULL. */
 static void find_params(const float *Wt, int out, int r0, int r1, const int *rows, int c0, int n,
-                        const float *imp, const qm_qspec *s, float *mn, float *mx, float *scale, int32_t *zero)
+                        const float *imp, const qm_qspec *s, float *mn, float *mx, float *scale, int32_t *zero,
+                        float *min)
 {
     int maxq = (1 << s->bits) - 1;
+    if (!s->sym && s->free_min) {
+        for (int r = r0; r < r1; r++) {
+            float m, sc;
+            if (imp) {
+                sc = fit_asym(Wt, out, r, rows, c0, n, imp, maxq, &m);
+            } else {
+                float lo = 0, hi = 0; /* 0 is always inside the range */
+                for (int k = 0; k < n; k++) {
+                    float w = Wt[(size_t)(rows ? rows[k] : c0 + k) * out + r];
+                    lo = w < lo ? w : lo;
+                    hi = w > hi ? w : hi;
+                }
+                sc = (hi - lo) / (float)maxq;
+                m = -lo;
+            }
+            if (s->fp16_scale) {
+                sc = fp16_value(sc);
+                m = fp16_value(m);
+            }
+            scale[r] = sc != 0 ? sc : 0x1p-24f; /* all zeros (m 0): any grid holds them */
+            min[r] = m;
+            zero[r] = 0;
+        }
+        return;
+    }
     if (s->sym && s->signed_max) {
         for (int r = r0; r < r1; r++) {
             float sc = signed_max_scale(Wt, out, r, rows, c0, n, imp, (maxq + 1) / 2, maxq, s->fit_scale);
@@ -249,66 +339,146 @@ static void find_params(const float *Wt, int out, int r0, int r1, const int *row
     }
 }
 
-/* The two-level grids (see gptq.h) of every group of Wt (in, out; column
- * order, static groups): r->scale, zero and lscale and sd, and for the
- * asymmetric form min, lmin and smin.  First each group's own scale (and
- * min) into r->scale (r->min), a group at a time across all rows; then each
- * row's super-groups quantize them. */
-static void find_two_level(const float *Wt, int out, int in, const qm_qspec *s, qm_qresult *r)
+/* A super-group's code for sub-block scale (or minimum) v under its fp16
+ * scale d: round(v / d) in [lo, hi]; a symmetric nonzero scale never gets
+ * code 0 (its sub-block would collapse to 0), an asymmetric scale (lo 1)
+ * never below 1. */
+static float super_code(float v, float d, int lo, int hi, int sym)
 {
-    int gs = s->group, G = in / gs, maxq = (1 << s->bits) - 1, zero = (maxq + 1) / 2;
-    for (int g = 0; g < G; g++) {
-        float *sc = r->scale + (size_t)g * out, *mn = r->min ? r->min + (size_t)g * out : NULL;
-        for (int o = 0; o < out; o++) {
-            float lo = 0, hi = 0; /* 0 is always inside the range */
+    if (d == 0)
+        return 0;
+    float l = fminf(fmaxf(nearbyintf(v / d), (float)lo), (float)hi);
+    if (sym && l == 0 && v != 0)
+        l = (v > 0) == (d > 0) ? 1 : -1;
+    return l;
+}
+
+/* The fp16 scale d of a super-group's S sub-block values v (stride
+ * `stride`), codes in [lo, hi] by super_code().  Plain (w NULL): the value
+ * of largest magnitude on the end code, d = fp16(-vmax / -lo) (sym) or
+ * fp16(max / hi).  With the sub-blocks' importances w (ggml's make_qx_quants
+ * and make_qp_quants over the sub-block scales, weighted by the sub-blocks'
+ * summed importances): candidates 1 / d = (n + 0.1 t) / vmax around the end
+ * code n (t = -9..9 sym, -4..4 asym), each d refitted to its codes by
+ * weighted least squares and rounded to fp16; the d whose codes leave the
+ * least weighted squared error wins. */
+static float fit_super(const float *v, size_t stride, int S, const float *w, int lo, int hi, int sym)
+{
+    float vmax = 0;
+    for (int j = 0; j < S; j++) {
+        float x = v[(size_t)j * stride];
+        vmax = sym ? (fabsf(x) > fabsf(vmax) ? x : vmax) : (x > vmax ? x : vmax);
+    }
+    float nmax = (float)(sym ? -lo : hi), best_d = fp16_value(sym ? -vmax / nmax : vmax / nmax);
+    if (!w || vmax == 0)
+        return best_d;
+    double best = INFINITY;
+    for (int t = sym ? -9 : -4; t <= (sym ? 9 : 4); t++) {
+        float is = (sym ? -(nmax + 0.1f * (float)t) : nmax + 0.1f * (float)t) / vmax;
+        double slx = 0, sl2 = 0;
+        for (int j = 0; j < S; j++) {
+            float x = v[(size_t)j * stride], l = fminf(fmaxf(nearbyintf(is * x), (float)lo), (float)hi);
+            slx += (double)w[j] * x * l;
+            sl2 += (double)w[j] * l * l;
+        }
+        float d = sl2 > 0 ? fp16_value((float)(slx / sl2)) : 0;
+        if (d == 0 || (d > 0) != (is > 0))
+            continue;
+        double err = 0;
+        for (int j = 0; j < S; j++) {
+            float x = v[(size_t)j * stride], e = x - d * super_code(x, d, lo, hi, sym);
+            err += (double)w[j] * e * e;
+        }
+        if (err < best) {
+            best = err;
+            best_d = d;
+        }
+    }
+    return best_d;
+}
+
+/* Group g's own scale (and min) of output rows [o0, o1) into r->scale
+ * (r->min), unquantized, from its group values: rows rows[k] of V (n, out),
+ * or rows c0 + k when rows is NULL, k < group, with importances imp[k]
+ * (H_ii; NULL: the plain grid).  `x` is scratch of (group) floats. */
+static void group_grid(const float *V, int out, int o0, int o1, const int *rows, int c0, const float *imp,
+                       const qm_qspec *s, qm_qresult *r, int g, float *x)
+{
+    int gs = s->group, maxq = (1 << s->bits) - 1, zero = (maxq + 1) / 2;
+    size_t k0 = (size_t)g * out;
+    for (int o = o0; o < o1; o++) {
+        for (int k = 0; k < gs; k++)
+            x[k] = V[(size_t)(rows ? rows[k] : c0 + k) * out + o];
+        if (r->min && imp) {
+            r->scale[k0 + o] = fit_asym(x, 1, 0, NULL, 0, gs, imp, maxq, &r->min[k0 + o]);
+        } else if (imp) {
+            r->scale[k0 + o] = signed_max_scale(x, 1, 0, NULL, 0, gs, imp, zero, maxq, 1);
+        } else {
+            float a = 0, z = 0; /* 0 is always inside the range */
             for (int k = 0; k < gs; k++) {
-                float w = Wt[(size_t)(g * gs + k) * out + o];
-                lo = w < lo ? w : lo;
-                hi = w > hi ? w : hi;
+                a = x[k] < a ? x[k] : a;
+                z = x[k] > z ? x[k] : z;
             }
-            if (mn) {
-                sc[o] = (hi - lo) / (float)maxq;
-                mn[o] = -lo;
+            if (r->min) {
+                r->scale[k0 + o] = (z - a) / (float)maxq;
+                r->min[k0 + o] = -a;
             } else {
-                sc[o] = -(-lo >= hi ? lo : hi) / (float)zero; /* the largest magnitude lands on code 0 */
+                r->scale[k0 + o] = -(-a >= z ? a : z) / (float)zero; /* the largest magnitude lands on code 0 */
             }
         }
     }
-    int S = s->super, half = 1 << (s->scale_bits - 1), nq = (1 << s->scale_bits) - 1;
-    for (int o = 0; o < out; o++)
-        for (int b = 0; b < G / S; b++) {
-            size_t k0 = (size_t)b * S * out + o, sb = (size_t)b * out + o;
-            float vmax = 0, smax = 0, mmax = 0;
-            for (int j = 0; j < S; j++) {
-                float v = r->scale[k0 + (size_t)j * out];
-                vmax = fabsf(v) > fabsf(vmax) ? v : vmax;
-                smax = v > smax ? v : smax;
-                mmax = r->min && r->min[k0 + (size_t)j * out] > mmax ? r->min[k0 + (size_t)j * out] : mmax;
-            }
-            float d = fp16_value(r->min ? smax / (float)nq : -vmax / (float)half);
-            float dm = r->min ? fp16_value(mmax / (float)nq) : 0;
-            r->sd[sb] = d;
-            if (r->min)
-                r->smin[sb] = dm;
-            for (int j = 0; j < S; j++) {
-                size_t k = k0 + (size_t)j * out;
-                float v = r->scale[k], l = d != 0 ? nearbyintf(v / d) : 0;
-                if (r->min) {
-                    l = d != 0 ? fminf(fmaxf(l, 1), (float)nq) : 0;
-                    float m = dm != 0 ? fminf(fmaxf(nearbyintf(r->min[k] / dm), 0), (float)nq) : 0;
-                    r->lmin[k] = (uint8_t)m;
-                    r->min[k] = dm * m;
-                    r->zero[k] = 0;
-                } else {
-                    l = fminf(fmaxf(l, (float)-half), (float)(half - 1));
-                    if (l == 0 && v != 0 && d != 0)
-                        l = (v > 0) == (d > 0) ? 1 : -1;
-                    r->zero[k] = zero;
-                }
-                r->lscale[k] = (int8_t)l;
-                r->scale[k] = d * l;
-            }
+}
+
+/* Group g's scale (and min) of output rows [o0, o1), as group_grid() left
+ * them, onto its super-group's fp16 scales r->sd (r->smin): r->lscale,
+ * scale, zero (and lmin, min). */
+static void group_codes(const qm_qspec *s, qm_qresult *r, int out, int o0, int o1, int g)
+{
+    int maxq = (1 << s->bits) - 1, half = 1 << (s->scale_bits - 1), nq = (1 << s->scale_bits) - 1;
+    int lo = r->min ? 1 : -half, hi = r->min ? nq : half - 1;
+    for (int o = o0; o < o1; o++) {
+        size_t k = (size_t)g * out + o, sb = (size_t)(g / s->super) * out + o;
+        float d = r->sd[sb], l = super_code(r->scale[k], d, lo, hi, !r->min);
+        float m = r->min ? super_code(r->min[k], r->smin[sb], 0, nq, 0) : 0;
+        if (r->min) {
+            r->lmin[k] = (uint8_t)m;
+            r->min[k] = r->smin[sb] * m;
+            r->zero[k] = 0;
+        } else {
+            r->zero[k] = (maxq + 1) / 2;
         }
+        r->lscale[k] = (int8_t)l;
+        r->scale[k] = d * l;
+    }
+}
+
+/* The two-level grid (see gptq.h) of super-group b (groups b S .. b S +
+ * S - 1, S = s->super) of output rows [o0, o1), from its S x group values
+ * (rows rows[k] of V, or c0 + k; importances imp[k], or NULL: as
+ * group_grid()): each group's own scale (and min), then the super-group's
+ * fp16 scale(s) from them, then each group's codes under those.  `x` is
+ * scratch of (group) floats, `sw` of (super). */
+static void super_group(const float *V, int out, int o0, int o1, const int *rows, int c0, const float *imp,
+                        const qm_qspec *s, qm_qresult *r, int b, float *x, float *sw)
+{
+    int gs = s->group, S = s->super, half = 1 << (s->scale_bits - 1), nq = (1 << s->scale_bits) - 1;
+    for (int j = 0; j < S; j++) {
+        double t = 0;
+        for (int k = 0; imp && k < gs; k++)
+            t += imp[(size_t)j * gs + k];
+        sw[j] = (float)t;
+        group_grid(V, out, o0, o1, rows ? rows + (size_t)j * gs : NULL, c0 + j * gs, imp ? imp + (size_t)j * gs : NULL,
+                   s, r, b * S + j, x);
+    }
+    for (int o = o0; o < o1; o++) {
+        size_t k0 = (size_t)b * S * out + o, sb = (size_t)b * out + o;
+        r->sd[sb] = fit_super(r->scale + k0, (size_t)out, S, imp ? sw : NULL, r->min ? 1 : -half, r->min ? nq : half - 1,
+                              !r->min);
+        if (r->min)
+            r->smin[sb] = fit_super(r->min + k0, (size_t)out, S, imp ? sw : NULL, 0, nq, 0);
+    }
+    for (int j = 0; j < S; j++)
+        group_codes(s, r, out, o0, o1, b * S + j);
 }
 
 /* ---- transposes ---------------------------------------------------------------------------- */
@@ -373,6 +543,7 @@ enum { QM_GPTQ_ROWS = 256 };
 typedef struct job {
     const qm_qspec *s;
     int out, in, gs, maxq;
+    int unit;       /* columns whose grids are fixed together: a group, or a two-level grid's super-group */
     float *Wt;      /* (in, out) in processing order */
     float *F;       /* (in, in) factor() of H in processing order, built in the caller's H
                      * (not owned): V' for qm_gptq(), U for qm_gptq_ref() */
@@ -383,9 +554,10 @@ typedef struct job {
     int *perm;      /* (in) processing position -> input column */
     uint8_t *Ct;    /* (in, out) codes, processing order */
     float *mn, *mx; /* (out) scratch */
-    float *grp;     /* (gs, out) qm_gptq()'s dynamic groups: group_values(); else NULL */
-    float *imp;     /* (in) H_ii undamped in processing order, the columns' importance for the
-                     * signed-max grid's search; NULL without a Hessian or that search */
+    float *grp;     /* (unit, out) qm_gptq()'s dynamic groups: group_values(); else NULL */
+    float *x;       /* (gs + super) super_group()'s scratch for dynamic two-level grids; else NULL */
+    float *imp;     /* (in) H_ii undamped in processing order (1 without a Hessian), the columns'
+                     * importance for fit_scale's searches; NULL without them */
 } job;
 
 static void job_free(job *j)
@@ -397,6 +569,7 @@ static void job_free(job *j)
     free(j->mn);
     free(j->mx);
     free(j->grp);
+    free(j->x);
     free(j->imp);
 }
 
@@ -611,10 +784,10 @@ static qm_status setup(const float *W, int out, int in, float *H, int invert, co
     if (s->bits < 2 || s->bits > 8 || s->group < 0 || (s->group && in % s->group))
         return qm_diag_fail(d, QM_EINVAL, "bits %d / group %d do not fit a linear with %d input columns",
                             s->bits, s->group, in);
-    if (s->scale_bits && (s->scale_bits < 2 || s->scale_bits > 8 || !s->static_groups || s->act_order ||
+    if (s->scale_bits && (s->scale_bits < 2 || s->scale_bits > 8 || (!s->static_groups && s->act_order) ||
                           s->group <= 0 || s->super <= 0 || in % (s->group * s->super)))
-        return qm_diag_fail(d, QM_EINVAL, "a two-level grid of %d-bit scales over %d groups of %d needs static "
-                            "groups in column order and rows of a multiple of %d values, not %d", s->scale_bits,
+        return qm_diag_fail(d, QM_EINVAL, "a two-level grid of %d-bit scales over %d groups of %d takes act-order "
+                            "only with static groups, and rows of a multiple of %d values, not %d", s->scale_bits,
                             s->super, s->group, s->group * s->super, in);
     j->s = s;
     j->W = W;
@@ -622,6 +795,7 @@ static qm_status setup(const float *W, int out, int in, float *H, int invert, co
     j->out = out;
     j->in = in;
     j->gs = s->group ? s->group : in;
+    j->unit = j->gs * (s->scale_bits ? s->super : 1);
     j->maxq = (1 << s->bits) - 1;
     r->out = out;
     r->in = in;
@@ -637,23 +811,27 @@ static qm_status setup(const float *W, int out, int in, float *H, int invert, co
     r->scale = malloc((size_t)r->groups * out * sizeof *r->scale);
     r->zero = malloc((size_t)r->groups * out * sizeof *r->zero);
     r->g_idx = malloc((size_t)in * sizeof *r->g_idx);
-    int two = s->scale_bits > 0, asym2 = two && !s->sym;
+    int two = s->scale_bits > 0, asym2 = two && !s->sym, fmin = !s->sym && (two || s->free_min);
     size_t G = (size_t)r->groups * out, SG = two ? G / (size_t)s->super : 0;
     if (two) {
         r->lscale = malloc(G);
         r->sd = malloc(SG * sizeof *r->sd);
     }
-    if (asym2) {
+    if (fmin)
         r->min = malloc(G * sizeof *r->min);
+    if (asym2) {
         r->lmin = malloc(G);
         r->smin = malloc(SG * sizeof *r->smin);
     }
     j->dead = calloc((size_t)in, 1);
+    if (two && !s->static_groups)
+        j->x = malloc((size_t)(j->gs + s->super) * sizeof *j->x);
     keyed *diag = malloc((size_t)in * sizeof *diag);
     qm_status st = QM_OK;
     if (!j->Wt || !j->Ct || !j->perm || !j->mn || !j->mx || !r->deq || !r->codes || !r->scale ||
-        !r->zero || !r->g_idx || !diag || !j->dead || (two && (!r->lscale || !r->sd)) ||
-        (asym2 && (!r->min || !r->lmin || !r->smin)))
+        !r->zero || !r->g_idx || !diag || !j->dead || (two && !s->static_groups && !j->x) ||
+        (two && (!r->lscale || !r->sd)) ||
+        (fmin && !r->min) || (asym2 && (!r->lmin || !r->smin)))
         st = qm_diag_fail(d, QM_ENOMEM, "out of memory for a %d x %d linear", out, in);
     size_t bad = H && st == QM_OK ? qm_first_nonfinite(H, (size_t)in * in) : 0;
     if (st == QM_OK && H && bad < (size_t)in * in)
@@ -671,7 +849,7 @@ static qm_status setup(const float *W, int out, int in, float *H, int invert, co
         qsort(diag, (size_t)in, sizeof *diag, by_desc_key);
     for (int i = 0; st == QM_OK && i < in; i++)
         j->perm[i] = diag[i].idx;
-    if (st == QM_OK && H && s->sym && s->signed_max && s->fit_scale) {
+    if (st == QM_OK && s->fit_scale && ((s->sym && s->signed_max) || s->scale_bits || (!s->sym && s->free_min))) {
         if (!(j->imp = malloc((size_t)in * sizeof *j->imp)))
             st = qm_diag_fail(d, QM_ENOMEM, "out of memory for a %d x %d linear", out, in);
         for (int i = 0; st == QM_OK && i < in; i++)
@@ -703,29 +881,34 @@ static qm_status fixed_groups(job *j, qm_qresult *r, qm_diag *d)
 {
     int out = j->out, in = j->in, gs = j->gs;
     if (!j->s->group) {
-        find_params(j->Wt, out, 0, out, NULL, 0, in, j->imp, j->s, j->mn, j->mx, r->scale, r->zero);
+        find_params(j->Wt, out, 0, out, NULL, 0, in, j->imp, j->s, j->mn, j->mx, r->scale, r->zero, r->min);
         return QM_OK;
     }
-    if (j->s->scale_bits) { /* column order: setup() refuses act-order */
-        find_two_level(j->Wt, out, in, j->s, r);
-        return QM_OK;
-    }
-    int *inv = malloc((size_t)in * sizeof *inv);
-    float *imp = j->imp ? malloc((size_t)gs * sizeof *imp) : NULL; /* (gs) the group's importances; owned */
-    if (!inv || (j->imp && !imp)) {
+    int two = j->s->scale_bits > 0;
+    int *inv = malloc((size_t)in * sizeof *inv);                     /* (in) column -> processing position; owned */
+    float *imp = j->imp ? malloc((size_t)in * sizeof *imp) : NULL;   /* (in) importances in column order; owned */
+    float *x = two ? malloc((size_t)(gs + j->s->super) * sizeof *x) : NULL; /* super_group()'s scratch; owned */
+    if (!inv || (j->imp && !imp) || (two && !x)) {
         free(inv);
+        free(imp);
+        free(x);
         return qm_diag_fail(d, QM_ENOMEM, "out of memory");
     }
     for (int i = 0; i < in; i++)
         inv[j->perm[i]] = i;
-    for (int g = 0; g < r->groups; g++) {
-        for (int k = 0; imp && k < gs; k++)
-            imp[k] = j->imp[inv[(size_t)g * gs + k]];
-        find_params(j->Wt, out, 0, out, inv + (size_t)g * gs, 0, gs, imp, j->s, j->mn, j->mx,
-                    r->scale + (size_t)g * out, r->zero + (size_t)g * out);
-    }
+    for (int c = 0; imp && c < in; c++)
+        imp[c] = j->imp[inv[c]];
+    int sg = two ? gs * j->s->super : 0; /* columns per super-group */
+    for (int b = 0; two && b < in / sg; b++) /* static groups: column order from the original weights */
+        super_group(j->Wt, out, 0, out, inv + (size_t)b * sg, 0, imp ? imp + (size_t)b * sg : NULL, j->s, r, b, x,
+                    x + gs);
+    for (int g = 0; !two && g < r->groups; g++)
+        find_params(j->Wt, out, 0, out, inv + (size_t)g * gs, 0, gs, imp ? imp + (size_t)g * gs : NULL, j->s,
+                    j->mn, j->mx, r->scale + (size_t)g * out, r->zero + (size_t)g * out,
+                    r->min ? r->min + (size_t)g * out : NULL);
     free(inv);
     free(imp);
+    free(x);
     return QM_OK;
 }
 
@@ -764,11 +947,12 @@ static void axpy_sub(int n, float a, const float *restrict x, float *restrict y)
  * needs only V_GG: x_G - W_G = D_F V_FG V_GG^-1 = D_F V'_FG V'_GG^-1.
  * Wt holds W_G + D_F V'_FG (qm_gptq()'s updates so far), so each row's
  * t = x_G - W_G solves t V'_GG = Wt_G - W_G (V'_GG unit upper: forward
- * substitution).  `orig` holds the group's original columns (gs, out). */
-static const float *group_values(job *j, int i, int o0, int o1, const float *orig)
+ * substitution).  `cols` columns from i: a group, or a two-level grid's
+ * super-group; `orig` holds their original values (cols, out). */
+static const float *group_values(job *j, int i, int cols, int o0, int o1, const float *orig)
 {
     int out = j->out, n = o1 - o0;
-    for (int k = 0; k < j->gs; k++) {
+    for (int k = 0; k < cols; k++) {
         float *t = j->grp + (size_t)k * out + o0;
         const float *w = j->Wt + (size_t)(i + k) * out + o0, *w0 = orig + (size_t)k * out + o0;
         for (int o = 0; o < n; o++)
@@ -776,7 +960,7 @@ static const float *group_values(job *j, int i, int o0, int o1, const float *ori
         for (int m = 0; m < k; m++)
             axpy_sub(n, j->F[(size_t)(i + m) * j->in + i + k], j->grp + (size_t)m * out + o0, t);
     }
-    for (int k = 0; k < j->gs; k++) {
+    for (int k = 0; k < cols; k++) {
         float *t = j->grp + (size_t)k * out + o0;
         const float *w0 = orig + (size_t)k * out + o0;
         for (int o = 0; o < n; o++)
@@ -797,10 +981,20 @@ static void quantize_rows(job *j, qm_qresult *r, int i, int o0, int o1, float *d
 {
     int out = j->out, c = j->perm[i];
     int g = fixed(j->s) ? (j->s->group ? c / j->gs : 0) : i / j->gs;
-    if (!fixed(j->s) && i % j->gs == 0) {
+    if (!fixed(j->s) && j->s->scale_bits && i % j->gs == 0) { /* a dynamic two-level grid (gptq.h) */
+        int v = j->grp != NULL, n = i % j->unit ? j->gs : j->unit; /* v: qm_gptq() */
+        const float *V = v ? group_values(j, i, n, o0, o1, dev) : j->Wt, *imp = j->imp ? j->imp + i : NULL;
+        if (n == j->unit) { /* a super-group starts: its fp16 scales, from all its values as they are now */
+            super_group(V, out, o0, o1, NULL, v ? 0 : i, imp, j->s, r, i / j->unit, j->x, j->x + j->gs);
+        } else { /* a later group: its own grid again from its values now, under those fp16 scales */
+            group_grid(V, out, o0, o1, NULL, v ? 0 : i, imp, j->s, r, i / j->gs, j->x);
+            group_codes(j->s, r, out, o0, o1, i / j->gs);
+        }
+    } else if (!fixed(j->s) && !j->s->scale_bits && i % j->gs == 0) {
         int v = j->grp != NULL; /* qm_gptq() */
-        find_params(v ? group_values(j, i, o0, o1, dev) : j->Wt, out, o0, o1, NULL, v ? 0 : i, j->gs,
-                    j->imp ? j->imp + i : NULL, j->s, j->mn, j->mx, r->scale + (size_t)g * out, r->zero + (size_t)g * out);
+        find_params(v ? group_values(j, i, j->gs, o0, o1, dev) : j->Wt, out, o0, o1, NULL, v ? 0 : i, j->gs,
+                    j->imp ? j->imp + i : NULL, j->s, j->mn, j->mx, r->scale + (size_t)g * out, r->zero + (size_t)g * out,
+                    r->min ? r->min + (size_t)g * out : NULL);
     }
     const float *sc = r->scale + (size_t)g * out;
     const int32_t *z = r->zero + (size_t)g * out;
@@ -892,11 +1086,11 @@ qm_status qm_gptq(const float *W, int out, int in, float *H, const qm_qspec *s, 
     qm_status st = setup(W, out, in, H, 0, s, r, &j, d);
     if (st != QM_OK)
         return st;
-    /* Blocks hold whole groups, so a group's grid sees all its updates. */
-    int B = !s->group || QM_GPTQ_BLOCK % s->group == 0 ? QM_GPTQ_BLOCK : s->group;
+    /* Blocks hold whole groups (super-groups of a two-level grid), so a group's grid sees all its updates. */
+    int B = !s->group || QM_GPTQ_BLOCK % j.unit == 0 ? QM_GPTQ_BLOCK : j.unit;
     float *D = malloc((size_t)B * out * sizeof *D); /* (B, out) the block's W - Q; owned */
     if (!fixed(s))
-        j.grp = malloc((size_t)j.gs * out * sizeof *j.grp);
+        j.grp = malloc((size_t)j.unit * out * sizeof *j.grp);
     if (!D || (!fixed(s) && !j.grp) || (fixed(s) && fixed_groups(&j, r, d) != QM_OK)) {
         free(D);
         job_free(&j);

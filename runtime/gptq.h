@@ -54,6 +54,19 @@
  * scale is then rounded to fp16 when fp16_scale asks (at least the
  * smallest fp16 magnitude).  An all-zero group gets the plain grid.
  *
+ * Free-minimum grid (free_min, asymmetric one-level grids; ggml's Q4_1 and
+ * Q5_1, x = d q + m): w' = scale q - min with q = clamp(round((w + min) /
+ * scale), 0, maxq) and no integer zero point: from the group's smallest
+ * and largest weights lo <= 0 <= hi, scale = (hi - lo) / maxq, min = -lo.
+ * With fit_scale, ggml's make_qkx3_quants weighted by H_ii: 37 candidates
+ * 1 / scale = (maxq - 0.9 + 0.05 t) / (hi - lo), t = 0..36, each with its
+ * codes rounded and w' = a q + b refitted to them by weighted least
+ * squares (b <= 0, else a alone), the one of least weighted error
+ * winning.  With fp16_scale both are then rounded to fp16 (a zero scale
+ * becomes the smallest one); d = scale and m = -min are then the block's
+ * own values, and d q (at most 16 significant bits) is exact, so ggml's
+ * d q + m is GPTQ's value bit for bit.  A GPTQ checkpoint cannot hold it.
+ *
  * Groups are taken from the weights as updated so far: a group starting at
  * column c is fixed when column c is reached, from all its columns' current
  * values.  (The reference code reads the later columns of a group before
@@ -63,22 +76,37 @@
  * static groups instead fix every group from the original weights in
  * column order before anything is quantized.
  *
- * Two-level grids (ggml's k-quants; scale_bits > 0, static groups only):
- * each group's grid is computed from the original weights first, then the
- * scales (and minima) of each `super` consecutive groups of a row are
- * themselves quantized under one fp16 scale per super-group, and GPTQ runs
- * onto those fixed grids.  Per group:
+ * Two-level grids (ggml's k-quants; scale_bits > 0): each group's own
+ * grid, then the scales (and minima) of each `super` consecutive groups of
+ * a row (a super-group) quantized under one fp16 scale per super-group, and
+ * GPTQ runs onto those grids.  Per group:
  *   sym   v = the weight of largest magnitude, scale = -v / zero
- *         (v lands on code 0); the super-group's d = fp16(-vmax / 2^(b-1))
- *         for the scale vmax of largest magnitude, l = round(scale / d) in
+ *         (v lands on code 0), or with fit_scale the signed-max search
+ *         above; the super-group's d = fp16(-vmax / 2^(b-1)) for the scale
+ *         vmax of largest magnitude, l = round(scale / d) in
  *         [-2^(b-1), 2^(b-1) - 1] (never 0 for a nonzero scale), and the
  *         group's grid is s = d l, w' = s (q - zero)  (Q3_K: b = 6, zero 4)
  *   asym  scale = (max - min) / maxq, m = -min over the group (0 always
- *         inside); d = fp16(max scale / (2^b - 1)), l = round(scale / d)
- *         in [1, 2^b - 1]; dmin = fp16(max m / (2^b - 1)), k = round(m /
+ *         inside), or with fit_scale the free-minimum search above;
+ *         d = fp16(max scale / (2^b - 1)), l = round(scale / d) in
+ *         [1, 2^b - 1]; dmin = fp16(max m / (2^b - 1)), k = round(m /
  *         dmin) in [0, 2^b - 1]; the grid is s = d l, m' = dmin k,
  *         q = clamp(round((w + m') / s), 0, maxq), w' = s q - m'
  *         (Q2_K: b = 4; Q4_K: b = 6)
+ * With fit_scale, d (and dmin) are searched too, as ggml's make_qx_quants
+ * and make_qp_quants do over the groups' scales with their summed
+ * importances: candidates 1 / d = (n + 0.1 t) / vmax around the end code n
+ * (t = -9..9 sym, -4..4 asym), each refitted to its codes by weighted least
+ * squares and rounded to fp16; the d whose codes (as above) leave the least
+ * weighted squared error of the groups' scales wins.
+ * With static groups (act-order allowed) every grid comes from the
+ * original weights in column order before GPTQ starts.  With dynamic
+ * groups (no act-order) a super-group's d (and dmin) are fixed when GPTQ
+ * reaches its first column, from all its columns' values then (the values
+ * the paper's algorithm holds: group_values() in gptq.c), and each group's
+ * own scale (and min) when GPTQ reaches the group, from its values then,
+ * coded under those d: each grid sees the error feedback of every column
+ * before it.
  * Each product is evaluated in float as ggml's dequantization does, so the
  * stored integers give GPTQ's values bit for bit; a group whose scale is 0
  * (all its weights 0) gets code zero (sym) or 0 (asym).  No MSE search.
@@ -102,7 +130,8 @@ typedef struct qm_qspec {
     int scale_bits;    /* > 0: two-level grid, each group's scale (and min) in this many bits (above) */
     int super;         /* groups per super-group of a two-level grid */
     int signed_max;    /* sym one-level grid: the signed-max grid (ggml's Q4_0 and Q8_0; above) */
-    int fit_scale;     /* with signed_max: search the scale by H_ii-weighted least squares (above) */
+    int fit_scale;     /* signed_max, free_min, two-level: search the scales by H_ii-weighted least squares */
+    int free_min;      /* asym one-level grid: w' = scale q - min, both free (ggml's Q4_1 and Q5_1; above) */
 } qm_qspec;
 
 typedef struct qm_qresult {
@@ -112,8 +141,8 @@ typedef struct qm_qresult {
     float *scale;      /* (groups, out); owned */
     int32_t *zero;     /* (groups, out) in [0, maxq]; owned */
     int32_t *g_idx;    /* (in) group of each input column; owned */
-    /* Two-level grids only (else NULL), all owned: */
-    float *min;        /* (groups, out) asym: m' of w' = scale q - m' */
+    /* Two-level grids only (else NULL; min also free_min), all owned: */
+    float *min;        /* (groups, out) asym: m' of w' = scale q - m'; also free_min's */
     int8_t *lscale;    /* (groups, out) scale = sd l */
     uint8_t *lmin;     /* (groups, out) asym: m' = smin k */
     float *sd, *smin;  /* (groups / super, out) the super-groups' fp16 scales (smin: asym) */

@@ -201,6 +201,9 @@ qm_status qm_pack_linear(const qm_qresult *r, int bits, const char *const names[
     memset(p, 0, sizeof *p);
     if (r->lscale) /* its group scales are not fp16 values, and an asymmetric one has no integer zero */
         return qm_diag_fail(d, QM_EUNSUPPORTED, "%s: a two-level (k-quant) grid has no GPTQ form", names[0]);
+    if (r->min) /* a free minimum is not scale x an integer zero */
+        return qm_diag_fail(d, QM_EUNSUPPORTED, "%s: a grid with a free minimum (GGUF's Q4_1, Q5_1) has no GPTQ form",
+                            names[0]);
     p->qweight = malloc((size_t)in * bits / 32 * out * 4);
     p->qzeros = malloc((size_t)G * out * bits / 32 * 4);
     p->scales = malloc((size_t)G * out * 2);

@@ -425,12 +425,15 @@ static qm_status check_finished(const run *r, const char *plan_sha)
 
 /* ---- output ---------------------------------------------------------------------------------- */
 
-/* Whether every planned tensor's grid has a GPTQ form (not a two-level one). */
+/* Whether every planned tensor's grid has a GPTQ form (not a two-level one,
+ * nor an asymmetric one with a free minimum). */
 static int gptq_holds_all(const run *r)
 {
-    for (size_t i = 0; i < r->m->n; i++)
-        if (r->by_tensor[i] && r->by_tensor[i]->bits && qz_plan_spec(r, i).scale_bits)
+    for (size_t i = 0; i < r->m->n; i++) {
+        qm_qspec s = r->by_tensor[i] && r->by_tensor[i]->bits ? qz_plan_spec(r, i) : (qm_qspec){0};
+        if (s.scale_bits || (s.free_min && !s.sym))
             return 0;
+    }
     return 1;
 }
 

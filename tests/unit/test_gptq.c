@@ -106,7 +106,7 @@ static void test_gptq_thread_count(void)
     int out = 40, in = 640, n = 700, threads = openblas_get_num_threads();
     float *W, *X, *H;
     problem(out, in, n, &W, &X, &H);
-    qm_qspec s = {4, 64, 1, 1, 0, 0, 0.01, 0, 0, 0, 0, 0};
+    qm_qspec s = {4, 64, 1, 1, 0, 0, 0.01, 0, 0, 0, 0, 0, 0};
     qm_diag *d = qm_diag_new();
     qm_qresult r[3], ref;
     for (int t = 0; t < 3; t++) {
@@ -173,12 +173,16 @@ static void test_blocked_matches_reference(void)
     float *W, *X, *H;
     problem(out, in, n, &W, &X, &H);
     const qm_qspec specs[] = {
-        {4, 0, 1, 0, 0, 0, 0.01, 0, 0, 0, 0, 0},  {4, 64, 0, 0, 0, 0, 0.01, 0, 0, 0, 0, 0}, {3, 32, 1, 1, 0, 0, 0.01, 0, 0, 0, 0, 0},
-        {2, 128, 0, 1, 0, 0, 0.01, 0, 0, 0, 0, 0}, {8, 0, 0, 1, 0, 0, 0.01, 0, 0, 0, 0, 0}, {4, 64, 1, 1, 1, 0, 0.01, 0, 0, 0, 0, 0},
-        {4, 256, 0, 0, 0, 1, 0.01, 0, 0, 0, 0, 0}, {3, 0, 0, 0, 0, 1, 0.01, 0, 0, 0, 0, 0},
-        {2, 16, 0, 0, 1, 0, 0.01, 1, 4, 16, 0, 0}, {3, 16, 1, 0, 1, 0, 0.01, 1, 6, 16, 0, 0},
-        {4, 32, 1, 0, 0, 0, 0.01, 1, 0, 0, 1, 1}, {4, 32, 1, 1, 1, 0, 0.01, 1, 0, 0, 1, 1},
-        {8, 32, 1, 0, 0, 0, 0.01, 1, 0, 0, 1, 0},
+        {4, 0, 1, 0, 0, 0, 0.01, 0, 0, 0, 0, 0, 0},  {4, 64, 0, 0, 0, 0, 0.01, 0, 0, 0, 0, 0, 0}, {3, 32, 1, 1, 0, 0, 0.01, 0, 0, 0, 0, 0, 0},
+        {2, 128, 0, 1, 0, 0, 0.01, 0, 0, 0, 0, 0, 0}, {8, 0, 0, 1, 0, 0, 0.01, 0, 0, 0, 0, 0, 0}, {4, 64, 1, 1, 1, 0, 0.01, 0, 0, 0, 0, 0, 0},
+        {4, 256, 0, 0, 0, 1, 0.01, 0, 0, 0, 0, 0, 0}, {3, 0, 0, 0, 0, 1, 0.01, 0, 0, 0, 0, 0, 0},
+        {2, 16, 0, 0, 1, 0, 0.01, 1, 4, 16, 0, 0, 0}, {3, 16, 1, 0, 1, 0, 0.01, 1, 6, 16, 0, 0, 0},
+        {4, 32, 1, 0, 0, 0, 0.01, 1, 0, 0, 1, 1, 0}, {4, 32, 1, 1, 1, 0, 0.01, 1, 0, 0, 1, 1, 0},
+        {8, 32, 1, 0, 0, 0, 0.01, 1, 0, 0, 1, 0, 0},  {2, 16, 0, 1, 1, 0, 0.01, 1, 4, 16, 0, 1, 0},
+        {3, 16, 1, 1, 1, 0, 0.01, 1, 6, 16, 0, 1, 0}, {4, 32, 0, 1, 1, 0, 0.01, 1, 6, 8, 0, 1, 0},
+        {2, 16, 0, 0, 0, 0, 0.01, 1, 4, 16, 0, 1, 0}, {3, 16, 1, 0, 0, 0, 0.01, 1, 6, 16, 0, 1, 0},
+        {4, 32, 0, 0, 0, 0, 0.01, 1, 6, 8, 0, 1, 0},  {4, 32, 0, 0, 0, 0, 0.01, 1, 0, 0, 0, 1, 1},
+        {5, 32, 0, 1, 1, 0, 0.01, 1, 0, 0, 0, 1, 1},
     };
     qm_diag *d = qm_diag_new();
     for (size_t k = 0; k < sizeof specs / sizeof *specs; k++) {
@@ -216,7 +220,7 @@ static void test_beats_round_to_nearest(void)
     problem(out, in, n, &W, &X, &H);
     qm_diag *d = qm_diag_new();
     for (int bits = 2; bits <= 4; bits++) {
-        qm_qspec s = {bits, 32, 1, 1, 0, 0, 0.01, 0, 0, 0, 0, 0};
+        qm_qspec s = {bits, 32, 1, 1, 0, 0, 0.01, 0, 0, 0, 0, 0, 0};
         float *H1 = copy(H, (size_t)in * in);
         qm_qresult g, r;
         CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &s, &g, d), QM_OK);
@@ -229,7 +233,7 @@ static void test_beats_round_to_nearest(void)
         free(H1);
     }
     /* 8 bits is nearly lossless */
-    qm_qspec s8 = {8, 0, 0, 0, 0, 0, 0.01, 0, 0, 0, 0, 0};
+    qm_qspec s8 = {8, 0, 0, 0, 0, 0, 0.01, 0, 0, 0, 0, 0, 0};
     qm_qresult g;
     float *H8 = copy(H, (size_t)in * in); /* GPTQ overwrites its Hessian */
     CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H8, &s8, &g, d), QM_OK);
@@ -246,7 +250,7 @@ static void test_grid(void)
 {
     /* one row, per channel: values on the 2-bit asymmetric grid come back exactly */
     float W[4] = {-1.5f, -0.5f, 0.5f, 1.5f};
-    qm_qspec s = {2, 0, 0, 0, 0, 0, 0.01, 0, 0, 0, 0, 0};
+    qm_qspec s = {2, 0, 0, 0, 0, 0, 0.01, 0, 0, 0, 0, 0, 0};
     qm_qresult r;
     qm_diag *d = qm_diag_new();
     CU_ASSERT_EQUAL_FATAL(qm_rtn(W, 1, 4, &s, &r, d), QM_OK);
@@ -259,7 +263,7 @@ static void test_grid(void)
     CU_ASSERT_EQUAL(r.codes[3], 3);
     qm_qresult_free(&r);
     /* symmetric: zero at the middle of the lopsided grid (maxq + 1) / 2 */
-    qm_qspec sy = {2, 0, 1, 0, 0, 0, 0.01, 0, 0, 0, 0, 0};
+    qm_qspec sy = {2, 0, 1, 0, 0, 0, 0.01, 0, 0, 0, 0, 0, 0};
     float V[2] = {-3.0f, 1.0f};
     CU_ASSERT_EQUAL_FATAL(qm_rtn(V, 1, 2, &sy, &r, d), QM_OK);
     CU_ASSERT_EQUAL(r.zero[0], 2);
@@ -281,7 +285,7 @@ static void test_dead_columns(void)
         X[(size_t)t * in + 5] = X[(size_t)t * in + 40] = 0;
     qm_hessian_add(H, X, n, in);
     qm_hessian_finish(H, in, n);
-    qm_qspec s = {4, 16, 0, 1, 0, 0, 0.01, 0, 0, 0, 0, 0};
+    qm_qspec s = {4, 16, 0, 1, 0, 0, 0.01, 0, 0, 0, 0, 0, 0};
     qm_qresult r;
     qm_diag *d = qm_diag_new();
     CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H, &s, &r, d), QM_OK);
@@ -318,7 +322,7 @@ static void test_own_loss(void)
     qm_diag *d = qm_diag_new();
     for (int ao = 0; ao <= 1; ao++)
         for (int bits = 2; bits <= 8; bits += 2) {
-            qm_qspec s = {bits, 32, 1, ao, 0, 0, 0.01, 0, 0, 0, 0, 0};
+            qm_qspec s = {bits, 32, 1, ao, 0, 0, 0.01, 0, 0, 0, 0, 0, 0};
             float *H1 = copy(H, (size_t)in * in);
             qm_qresult g;
             CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &s, &g, d), QM_OK);
@@ -346,7 +350,7 @@ static void test_extra_damping(void)
         X[(size_t)t * in + 3] = X[(size_t)t * in + 4];
     qm_hessian_add(H, X, n, in);
     qm_hessian_finish(H, in, n);
-    qm_qspec s = {4, 0, 1, 0, 0, 0, 0.0, 0, 0, 0, 0, 0};
+    qm_qspec s = {4, 0, 1, 0, 0, 0, 0.0, 0, 0, 0, 0, 0, 0};
     qm_qresult r;
     qm_diag *d = qm_diag_new();
     float *H0 = copy(H, (size_t)in * in);
@@ -369,7 +373,7 @@ static void test_extra_damping(void)
     free(H0);
     qm_qresult_free(&r);
     /* a group that does not divide the columns is refused */
-    qm_qspec bad = {4, 24, 1, 0, 0, 0, 0.01, 0, 0, 0, 0, 0};
+    qm_qspec bad = {4, 24, 1, 0, 0, 0, 0.01, 0, 0, 0, 0, 0, 0};
     CU_ASSERT_NOT_EQUAL(qm_gptq(W, out, in, H, &bad, &r, d), QM_OK);
     TU_ASSERT_DIAG(d, "group 24 do not fit a linear with 32 input columns");
     qm_diag_free(d);
@@ -408,6 +412,73 @@ static void test_fp16_scales(void)
         free(X);
         free(H);
     }
+}
+
+/* ggml's Q4_1 and Q5_1 grids (free_min): w' = scale q - min with scale and
+ * min fp16 values of their own (no integer zero point), searched by
+ * H_ii-weighted least squares; ggml's d q + m with m = -min gives the same
+ * values bit for bit; with dynamic groups, and with static groups in
+ * act-order, it beats the 7-significant-bit grid with an integer zero, the
+ * blocked form matches the reference (test_blocked_matches_reference), the
+ * bytes are the same on 1-3 threads, and the GPTQ checkpoint refuses it. */
+static void test_free_min(void)
+{
+    int out = 32, in = 256, n = 512;
+    float *W, *X, *H;
+    problem(out, in, n, &W, &X, &H);
+    qm_diag *d = qm_diag_new();
+    for (int v = 0; v < 4; v++) {
+        int bits = v < 2 ? 4 : 5, stat = v % 2, maxq = (1 << bits) - 1;
+        qm_qspec old = {.bits = bits, .group = 32, .damp = 0.01, .fp16_scale = 1};
+        qm_qspec s = old;
+        s.free_min = s.fit_scale = 1;
+        s.static_groups = s.act_order = stat;
+        qm_qresult a, b[3];
+        float *Hc = copy(H, (size_t)in * in);
+        CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, Hc, &old, &a, d), QM_OK);
+        free(Hc);
+        int threads = openblas_get_num_threads();
+        for (int t = 0; t < 3; t++) {
+            Hc = copy(H, (size_t)in * in);
+            openblas_set_num_threads(t + 1);
+            CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, Hc, &s, &b[t], d), QM_OK);
+            free(Hc);
+        }
+        openblas_set_num_threads(threads);
+        CU_ASSERT_FATAL(b[0].min != NULL && b[0].lscale == NULL);
+        for (int t = 1; t < 3; t++) {
+            CU_ASSERT_EQUAL(memcmp(b[0].codes, b[t].codes, (size_t)out * in), 0);
+            CU_ASSERT_EQUAL(memcmp(b[0].min, b[t].min, (size_t)b[0].groups * out * sizeof *b[0].min), 0);
+        }
+        for (int k = 0; k < b[0].groups * out; k++) {
+            CU_ASSERT_EQUAL(qm_f16_to_f32(qm_f32_to_f16(b[0].scale[k])), b[0].scale[k]);
+            CU_ASSERT_EQUAL(qm_f16_to_f32(qm_f32_to_f16(b[0].min[k])), b[0].min[k]);
+            CU_ASSERT(b[0].scale[k] > 0);
+        }
+        for (int o = 0; o < out; o++)
+            for (int i = 0; i < in; i++) {
+                size_t k = (size_t)(i / 32) * out + o, e = (size_t)o * in + i;
+                float q = (float)b[0].codes[e];
+                CU_ASSERT(b[0].codes[e] <= maxq);
+                CU_ASSERT_EQUAL(b[0].g_idx[i], i / 32);
+                CU_ASSERT_EQUAL(b[0].deq[e], b[0].scale[k] * q - b[0].min[k]);
+                CU_ASSERT_EQUAL(b[0].deq[e], q * b[0].scale[k] + -b[0].min[k]); /* ggml: x d + m */
+            }
+        double ea = qm_relative_error(W, a.deq, out, in, H), eb = qm_relative_error(W, b[0].deq, out, in, H);
+        printf("\n    %d-bit asym group 32%s: integer zero %.5f, free min searched %.5f ", bits,
+               stat ? " static, act-order" : "", ea, eb);
+        CU_ASSERT(eb < ea);
+        const char *names[QM_PACK_TENSORS] = {"x.qweight", "x.qzeros", "x.scales", "x.g_idx"};
+        qm_packed_linear p;
+        CU_ASSERT_EQUAL(qm_pack_linear(&b[0], bits, names, &p, d), QM_EUNSUPPORTED);
+        qm_qresult_free(&a);
+        for (int t = 0; t < 3; t++)
+            qm_qresult_free(&b[t]);
+    }
+    qm_diag_free(d);
+    free(W);
+    free(X);
+    free(H);
 }
 
 /* ggml's Q4_0 grid (signed_max): the value of largest magnitude lands on
@@ -499,11 +570,14 @@ static void test_signed_max(void)
 static void test_two_level(void)
 {
     /* ggml's k-quants (Q2_K 2-bit asym over 16, Q3_K 3-bit sym over 16,
-     * Q4_K 4-bit asym over 32; super-blocks of 256): every group's scale is
-     * its super-group's fp16 d times an integer in range, every min dmin
-     * times one, the values are the two-level formula bit for bit, GPTQ
-     * beats round-to-nearest on the same fixed grid, and the GPTQ
-     * checkpoint refuses the result */
+     * Q4_K 4-bit asym over 32; super-blocks of 256), plain and with the
+     * H_ii-weighted scale search in act-order (GGUF's settings): every
+     * group's scale is its super-group's fp16 d times an integer in range,
+     * every min dmin times one, the values are the two-level formula bit
+     * for bit, groups stay in column order, GPTQ beats round-to-nearest on
+     * the same fixed grid, the search and act-order beat the plain grid,
+     * the result is the same bytes on 1-3 threads, and the GPTQ checkpoint
+     * refuses it */
     static const struct {
         int bits, group, sym, scale_bits, lo, hi;
     } k[] = {{2, 16, 0, 4, 1, 15}, {3, 16, 1, 6, -32, 31}, {4, 32, 0, 6, 1, 63}};
@@ -511,44 +585,69 @@ static void test_two_level(void)
     float *W, *X, *H;
     problem(out, in, n, &W, &X, &H);
     qm_diag *d = qm_diag_new();
-    for (size_t t = 0; t < sizeof k / sizeof k[0]; t++) {
-        qm_qspec s = {.bits = k[t].bits, .group = k[t].group, .sym = k[t].sym, .static_groups = 1, .damp = 0.01,
-                      .fp16_scale = 1, .scale_bits = k[t].scale_bits, .super = 256 / k[t].group};
+    for (size_t t = 0; t < 2 * sizeof k / sizeof k[0]; t++) {
+        int fit = t % 2;
+        qm_qspec s = {.bits = k[t / 2].bits, .group = k[t / 2].group, .sym = k[t / 2].sym, .static_groups = 1,
+                      .damp = 0.01, .fp16_scale = 1, .scale_bits = k[t / 2].scale_bits, .super = 256 / k[t / 2].group,
+                      .act_order = fit, .fit_scale = fit};
         float *H1 = copy(H, (size_t)in * in);
         qm_qresult g, r;
         CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &s, &g, d), QM_OK);
         CU_ASSERT_EQUAL_FATAL(qm_rtn(W, out, in, &s, &r, d), QM_OK);
-        CU_ASSERT_FATAL(g.lscale && g.sd && !g.min == !!k[t].sym);
+        CU_ASSERT_FATAL(g.lscale && g.sd && !g.min == !!k[t / 2].sym);
         for (int gi = 0; gi < g.groups; gi++)
             for (int o = 0; o < out; o++) {
                 size_t q = (size_t)gi * out + o, b = (size_t)(gi / s.super) * out + o;
                 CU_ASSERT_EQUAL(qm_f16_to_f32(qm_f32_to_f16(g.sd[b])), g.sd[b]);
-                CU_ASSERT(g.lscale[q] >= k[t].lo && g.lscale[q] <= k[t].hi && g.lscale[q] != 0);
+                CU_ASSERT(g.lscale[q] >= k[t / 2].lo && g.lscale[q] <= k[t / 2].hi && g.lscale[q] != 0);
                 CU_ASSERT_EQUAL(g.scale[q], g.sd[b] * (float)g.lscale[q]);
                 if (g.min) {
                     CU_ASSERT_EQUAL(qm_f16_to_f32(qm_f32_to_f16(g.smin[b])), g.smin[b]);
-                    CU_ASSERT(g.lmin[q] <= k[t].hi);
+                    CU_ASSERT(g.lmin[q] <= k[t / 2].hi);
                     CU_ASSERT_EQUAL(g.min[q], g.smin[b] * (float)g.lmin[q]);
                 }
-                /* the same fixed grid for RTN: static groups from the same weights */
-                CU_ASSERT_EQUAL(g.scale[q], r.scale[q]);
+                /* the same fixed grid for RTN where its importances are GPTQ's (without the search) */
+                if (!fit)
+                    CU_ASSERT_EQUAL(g.scale[q], r.scale[q]);
             }
+        for (int i = 0; i < in; i++) /* act-order or not, groups are runs of columns */
+            CU_ASSERT_EQUAL(g.g_idx[i], i / k[t / 2].group);
         for (int o = 0; o < out; o++)
             for (int i = 0; i < in; i++) {
-                size_t q = (size_t)(i / k[t].group) * out + o, e = (size_t)o * in + i;
+                size_t q = (size_t)(i / k[t / 2].group) * out + o, e = (size_t)o * in + i;
                 float want = g.min ? g.scale[q] * (float)g.codes[e] - g.min[q]
-                                   : g.scale[q] * ((float)g.codes[e] - (float)((1 << k[t].bits) / 2));
+                                   : g.scale[q] * ((float)g.codes[e] - (float)((1 << k[t / 2].bits) / 2));
                 CU_ASSERT_EQUAL(g.deq[e], want);
-                CU_ASSERT(g.codes[e] < (1 << k[t].bits));
+                CU_ASSERT(g.codes[e] < (1 << k[t / 2].bits));
             }
         double eg = qm_relative_error(W, g.deq, out, in, H), er = qm_relative_error(W, r.deq, out, in, H);
-        printf("\n    %d-bit two-level: GPTQ %.4f, RTN %.4f ", k[t].bits, eg, er);
+        printf("\n    %d-bit two-level%s: GPTQ %.4f, RTN %.4f ", k[t / 2].bits, fit ? ", searched, act-order" : "",
+               eg, er);
         CU_ASSERT(eg < 0.8 * er);
+        static double plain;
+        if (!fit)
+            plain = eg;
+        else
+            CU_ASSERT(eg < plain);
         /* quant_log's relative_error from GPTQ's own loss holds on these grids too */
         CU_ASSERT(fabs(g.loss / qm_output_energy(W, out, in, H) - eg) <= 1e-4 * eg);
         const char *names[QM_PACK_TENSORS] = {"x.qweight", "x.qzeros", "x.scales", "x.g_idx"};
         qm_packed_linear p;
-        CU_ASSERT_EQUAL(qm_pack_linear(&g, k[t].bits, names, &p, d), QM_EUNSUPPORTED);
+        CU_ASSERT_EQUAL(qm_pack_linear(&g, k[t / 2].bits, names, &p, d), QM_EUNSUPPORTED);
+        int threads = openblas_get_num_threads();
+        for (int nt = 2; fit && nt <= 3; nt++) { /* the same bytes on 2 and 3 threads */
+            qm_qresult g2;
+            float *H2 = copy(H, (size_t)in * in);
+            openblas_set_num_threads(nt);
+            CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H2, &s, &g2, d), QM_OK);
+            openblas_set_num_threads(threads);
+            CU_ASSERT_EQUAL(memcmp(g.codes, g2.codes, (size_t)out * in), 0);
+            CU_ASSERT_EQUAL(memcmp(g.deq, g2.deq, (size_t)out * in * sizeof *g.deq), 0);
+            CU_ASSERT_EQUAL(memcmp(g.lscale, g2.lscale, (size_t)g.groups * out), 0);
+            CU_ASSERT_EQUAL(memcmp(g.sd, g2.sd, (size_t)g.groups / s.super * out * sizeof *g.sd), 0);
+            qm_qresult_free(&g2);
+            free(H2);
+        }
         qm_qresult_free(&g);
         qm_qresult_free(&r);
         free(H1);
@@ -597,7 +696,7 @@ static void test_pack_roundtrip(void)
         if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
             continue;
         for (int v = 0; v < 4; v++) {
-            qm_qspec s = {bits, v & 1 ? 32 : 0, v & 2 ? 1 : 0, v & 1, 0, 0, 0.01, 0, 0, 0, 0, 0};
+            qm_qspec s = {bits, v & 1 ? 32 : 0, v & 2 ? 1 : 0, v & 1, 0, 0, 0.01, 0, 0, 0, 0, 0, 0};
             float *H1 = copy(H, (size_t)in * in);
             qm_qresult r;
             CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &s, &r, d), QM_OK);
@@ -671,7 +770,7 @@ static void test_gptq_tensor_command(void)
     CU_ASSERT(e > 0 && er > 0 && e < er);
     CU_ASSERT(has_seconds);
     /* the direct computation agrees with what the command printed */
-    qm_qspec s = {3, 32, 1, 1, 0, 0, 0.01, 0, 0, 0, 0, 0};
+    qm_qspec s = {3, 32, 1, 1, 0, 0, 0.01, 0, 0, 0, 0, 0, 0};
     qm_qresult r;
     float *H1 = copy(H, (size_t)in * in);
     CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &s, &r, d), QM_OK);
@@ -716,6 +815,7 @@ int main(void)
     CU_add_test(s, "GPTQ's own loss gives the relative error", test_own_loss);
     CU_add_test(s, "fp16 scales (GGUF's Q8_0, Q4_0, Q4_1)", test_fp16_scales);
     CU_add_test(s, "two-level grids (GGUF's Q2_K, Q3_K, Q4_K)", test_two_level);
+    CU_add_test(s, "the free-minimum grid and its search (GGUF's Q4_1, Q5_1)", test_free_min);
     CU_add_test(s, "the signed-max grid and its scale search (GGUF's Q4_0)", test_signed_max);
     s = CU_add_suite("packing", NULL, NULL);
     CU_add_test(s, "known layouts (4-bit, zeros, 3-bit straddle)", test_pack_known_layout);
