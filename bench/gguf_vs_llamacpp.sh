@@ -9,8 +9,9 @@
 # importance matrix (collected by tools/llama_ppl.c exactly as llama.cpp's
 # imatrix tool does: tests/gguf.sh checks it bit for bit against the tool)
 # see the same tokens.  Rows (one file each):
-#   qmoe       Q4_0, Q8_0 (uniform 4/8-bit sym, group 32), Q5_0, Q5_1 (5-bit
-#              sym/asym group 32), Q2_K, Q3_K (2/3-bit group 16), Q4_K (4-bit
+#   qmoe       Q4_0, Q8_0 (uniform 4/8-bit sym, group 32), Q4_1 (4-bit asym
+#              group 32, on request), Q5_0, Q5_1 (5-bit sym/asym group 32),
+#              Q2_K, Q3_K (2/3-bit group 16), Q4_K (4-bit
 #              group 256): GPTQ on ggml's grids; measured-B-llamacpp for B
 #              in $BUDGETS (`budget B bits by measured` fitted to llama.cpp's
 #              constraints, as stdlib/engines/measured-*-llamacpp.qmoe; one
@@ -65,6 +66,7 @@ calib="$src/examples/data/wikitext2-valid.txt"
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 printf 'default: keep\n' > "$work/keep.qmoe"
 printf 'default: 4bit group 32 sym\n' > "$work/Q4_0.qmoe"
+printf 'default: 4bit group 32 asym\n' > "$work/Q4_1.qmoe"
 printf 'default: 8bit group 32 sym\n' > "$work/Q8_0.qmoe"
 printf 'default: 5bit group 32 sym\n' > "$work/Q5_0.qmoe"
 printf 'default: 5bit group 32 asym\n' > "$work/Q5_1.qmoe"

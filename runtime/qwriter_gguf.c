@@ -16,9 +16,9 @@
  * linears hold GPTQ's own codes on ggml's block grids (no re-rounding):
  * 8-bit symmetric group 32 -> Q8_0, 4- and 5-bit symmetric group 32 ->
  * Q4_0 and Q5_0, 4- and 5-bit asymmetric group 32 -> Q4_1 and Q5_1
- * (m = -scale * zero); the run quantizes with fp16 scales
- * (qm_qspec.fp16_scale) so that a block's stored d and m are GPTQ's grid
- * exactly.  The group-32 types take rows of any multiple of 32, so 5-bit is
+ * (ggml's own grids, searched: see grids[] below); the run quantizes with
+ * fp16 scales (qm_qspec.fp16_scale) so that a block's stored d and m are
+ * GPTQ's grid exactly.  The group-32 types take rows of any multiple of 32, so 5-bit is
  * the width between 4 and 8 that narrow rows can hold.  2- and 3-bit group
  * 16 (the k-quant sub-block) or 256 (the super-block) -> Q2_K and Q3_K,
  * 4-bit group 256 -> Q4_K: GPTQ runs onto a two-level grid fixed first
@@ -162,24 +162,35 @@ static void state_free(gstate *s)
 }
 
 /* How a plan's (bits, group, sym) lands on a ggml type: the group-32 types
- * take GPTQ's own one-level grid (fp16 scales); the k-quants a two-level
+ * take a one-level grid with fp16 scales; the k-quants a two-level
  * grid of `sub`-value sub-blocks with `scale_bits`-bit scales under one
  * fp16 scale per 256 values (gptq.h), in their own form whatever the
  * plan's sym says (Q3_K symmetric, Q2_K and Q4_K scale and minimum).  A
  * plan asks for a k-quant with the sub-block as its group (16 at 2 and 3
- * bits) or with the super-block (group 256 at 2, 3 or 4 bits). */
+ * bits) or with the super-block (group 256 at 2, 3 or 4 bits).
+ *
+ * `own`: the type's own grid rather than GPTQ's: ggml's signed-max grid
+ * (Q4_0, Q5_0: qm_qspec.signed_max) or a free fp16 minimum (Q4_1, Q5_1:
+ * free_min; k-quants have theirs always); `searched`: its scales searched
+ * by H_ii-weighted least squares (fit_scale, as llama.cpp's quantizer
+ * searches them with an importance matrix); `act_order`: static groups in
+ * act-order (GGUF's contiguous blocks admit act-order only so), else
+ * dynamic groups in column order (a k-quant's super-block and sub-block
+ * grids fixed as GPTQ reaches them).  Each setting was kept where llama.cpp's
+ * KLD measured it better on all three example models (README). */
 typedef struct ggrid {
     int bits, group, sym; /* the plan's; sym -1: either */
     int type;
     int sub, scale_bits, ksym; /* k-quants */
+    int own, searched, act_order;
 } ggrid;
 
 static const ggrid grids[] = {
-    {8, 32, 1, QM_GGML_Q8_0, 0, 0, 0},     {4, 32, 1, QM_GGML_Q4_0, 0, 0, 0},
-    {4, 32, 0, QM_GGML_Q4_1, 0, 0, 0},     {5, 32, 1, QM_GGML_Q5_0, 0, 0, 0},
-    {5, 32, 0, QM_GGML_Q5_1, 0, 0, 0},     {2, 16, -1, QM_GGML_Q2_K, 16, 4, 0},
-    {2, 256, -1, QM_GGML_Q2_K, 16, 4, 0},  {3, 16, -1, QM_GGML_Q3_K, 16, 6, 1},
-    {3, 256, -1, QM_GGML_Q3_K, 16, 6, 1},  {4, 256, -1, QM_GGML_Q4_K, 32, 6, 0},
+    {8, 32, 1, QM_GGML_Q8_0, 0, 0, 0, 0, 0, 0},     {4, 32, 1, QM_GGML_Q4_0, 0, 0, 0, 1, 1, 1},
+    {4, 32, 0, QM_GGML_Q4_1, 0, 0, 0, 1, 1, 0},     {5, 32, 1, QM_GGML_Q5_0, 0, 0, 0, 1, 1, 1},
+    {5, 32, 0, QM_GGML_Q5_1, 0, 0, 0, 1, 1, 1},     {2, 16, -1, QM_GGML_Q2_K, 16, 4, 0, 1, 1, 0},
+    {2, 256, -1, QM_GGML_Q2_K, 16, 4, 0, 1, 1, 0},  {3, 16, -1, QM_GGML_Q3_K, 16, 6, 1, 1, 1, 0},
+    {3, 256, -1, QM_GGML_Q3_K, 16, 6, 1, 1, 1, 0},  {4, 256, -1, QM_GGML_Q4_K, 32, 6, 0, 1, 1, 0},
 };
 
 static const ggrid *find_grid(const qm_plan_tensor *pt)
@@ -238,33 +249,28 @@ static int tensor_type(const qwriter_job *j, size_t i)
     return fallback_type(pt);
 }
 
+/* (qwriter.h) The settings grids[] gives each type; a k-quant's fallback
+ * keeps GPTQ's plain grid. */
 void qm_gguf_spec(const qm_plan_tensor *pt, uint64_t in, qm_qspec *s)
 {
     const ggrid *g = pt && pt->bits ? find_grid(pt) : NULL;
     s->fp16_scale = 1;
-    if (g && g->type == QM_GGML_Q4_0 && !g->sub) {
-        /* ggml's own Q4_0 grid (the largest magnitude on code 0, d = max / -8: a
-         * step 15/16 of 2 max / 15's and no clipping), its scale searched by
-         * H_ii-weighted least squares (llama.cpp's imatrix search) from the
-         * original weights, then GPTQ in act-order onto those fixed grids.
-         * Measured by llama.cpp's KLD (README); static groups lower it only
-         * with act-order. */
-        s->signed_max = 1;
-        s->fit_scale = 1;
-        s->static_groups = 1;
-        s->act_order = 1;
-    }
-    if (!g || !g->sub)
+    if (!g)
         return;
     if (row_falls_back(in, g)) {
         s->group = 32;
         return;
     }
-    s->group = g->sub;
-    s->sym = g->ksym;
-    s->static_groups = 1;
-    s->scale_bits = g->scale_bits;
-    s->super = 256 / g->sub;
+    if (g->sub) {
+        s->group = g->sub;
+        s->sym = g->ksym;
+        s->scale_bits = g->scale_bits;
+        s->super = 256 / g->sub;
+    }
+    s->fit_scale = g->searched;
+    s->signed_max = g->own && s->sym && !g->sub;
+    s->free_min = g->own && !s->sym && !g->sub;
+    s->static_groups = s->act_order = g->act_order;
 }
 
 /* GPTQ's settings for model tensor i, as its ggml type needs them. */
@@ -431,7 +437,7 @@ static qm_status put_qrow(const qwriter_job *j, int type, const qm_qresult *q, u
     int bias = biases[type], has_min = type == QM_GGML_Q4_1 || type == QM_GGML_Q5_1;
     for (uint64_t b = 0; b < in / 32; b++) {
         size_t k = (size_t)b * q->out + row;
-        float sc = q->scale[k], mn = -sc * (float)q->zero[k];
+        float sc = q->scale[k], mn = q->min ? -q->min[k] : -sc * (float)q->zero[k]; /* min: free_min's m' */
         rb->d[b] = qm_f32_to_f16(sc);
         rb->m[b] = qm_f32_to_f16(mn);
         if (qm_f16_to_f32(rb->d[b]) != sc || (has_min && qm_f16_to_f32(rb->m[b]) != mn))
