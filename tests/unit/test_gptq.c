@@ -570,8 +570,9 @@ static void test_signed_max(void)
 static void test_two_level(void)
 {
     /* ggml's k-quants (Q2_K 2-bit asym over 16, Q3_K 3-bit sym over 16,
-     * Q4_K 4-bit asym over 32; super-blocks of 256), plain and with the
-     * H_ii-weighted scale search in act-order (GGUF's settings): every
+     * Q4_K 4-bit asym over 32; super-blocks of 256), plain, with the
+     * H_ii-weighted scale search static in act-order, and with the search
+     * on dynamic groups (GGUF's settings): every
      * group's scale is its super-group's fp16 d times an integer in range,
      * every min dmin times one, the values are the two-level formula bit
      * for bit, groups stay in column order, GPTQ beats round-to-nearest on
@@ -585,25 +586,25 @@ static void test_two_level(void)
     float *W, *X, *H;
     problem(out, in, n, &W, &X, &H);
     qm_diag *d = qm_diag_new();
-    for (size_t t = 0; t < 2 * sizeof k / sizeof k[0]; t++) {
-        int fit = t % 2;
-        qm_qspec s = {.bits = k[t / 2].bits, .group = k[t / 2].group, .sym = k[t / 2].sym, .static_groups = 1,
-                      .damp = 0.01, .fp16_scale = 1, .scale_bits = k[t / 2].scale_bits, .super = 256 / k[t / 2].group,
-                      .act_order = fit, .fit_scale = fit};
+    for (size_t t = 0; t < 3 * sizeof k / sizeof k[0]; t++) {
+        int fit = t % 3 > 0, dyn = t % 3 == 2;
+        qm_qspec s = {.bits = k[t / 3].bits, .group = k[t / 3].group, .sym = k[t / 3].sym, .static_groups = !dyn,
+                      .damp = 0.01, .fp16_scale = 1, .scale_bits = k[t / 3].scale_bits, .super = 256 / k[t / 3].group,
+                      .act_order = fit && !dyn, .fit_scale = fit};
         float *H1 = copy(H, (size_t)in * in);
         qm_qresult g, r;
         CU_ASSERT_EQUAL_FATAL(qm_gptq(W, out, in, H1, &s, &g, d), QM_OK);
         CU_ASSERT_EQUAL_FATAL(qm_rtn(W, out, in, &s, &r, d), QM_OK);
-        CU_ASSERT_FATAL(g.lscale && g.sd && !g.min == !!k[t / 2].sym);
+        CU_ASSERT_FATAL(g.lscale && g.sd && !g.min == !!k[t / 3].sym);
         for (int gi = 0; gi < g.groups; gi++)
             for (int o = 0; o < out; o++) {
                 size_t q = (size_t)gi * out + o, b = (size_t)(gi / s.super) * out + o;
                 CU_ASSERT_EQUAL(qm_f16_to_f32(qm_f32_to_f16(g.sd[b])), g.sd[b]);
-                CU_ASSERT(g.lscale[q] >= k[t / 2].lo && g.lscale[q] <= k[t / 2].hi && g.lscale[q] != 0);
+                CU_ASSERT(g.lscale[q] >= k[t / 3].lo && g.lscale[q] <= k[t / 3].hi && g.lscale[q] != 0);
                 CU_ASSERT_EQUAL(g.scale[q], g.sd[b] * (float)g.lscale[q]);
                 if (g.min) {
                     CU_ASSERT_EQUAL(qm_f16_to_f32(qm_f32_to_f16(g.smin[b])), g.smin[b]);
-                    CU_ASSERT(g.lmin[q] <= k[t / 2].hi);
+                    CU_ASSERT(g.lmin[q] <= k[t / 3].hi);
                     CU_ASSERT_EQUAL(g.min[q], g.smin[b] * (float)g.lmin[q]);
                 }
                 /* the same fixed grid for RTN where its importances are GPTQ's (without the search) */
@@ -611,18 +612,18 @@ static void test_two_level(void)
                     CU_ASSERT_EQUAL(g.scale[q], r.scale[q]);
             }
         for (int i = 0; i < in; i++) /* act-order or not, groups are runs of columns */
-            CU_ASSERT_EQUAL(g.g_idx[i], i / k[t / 2].group);
+            CU_ASSERT_EQUAL(g.g_idx[i], i / k[t / 3].group);
         for (int o = 0; o < out; o++)
             for (int i = 0; i < in; i++) {
-                size_t q = (size_t)(i / k[t / 2].group) * out + o, e = (size_t)o * in + i;
+                size_t q = (size_t)(i / k[t / 3].group) * out + o, e = (size_t)o * in + i;
                 float want = g.min ? g.scale[q] * (float)g.codes[e] - g.min[q]
-                                   : g.scale[q] * ((float)g.codes[e] - (float)((1 << k[t / 2].bits) / 2));
+                                   : g.scale[q] * ((float)g.codes[e] - (float)((1 << k[t / 3].bits) / 2));
                 CU_ASSERT_EQUAL(g.deq[e], want);
-                CU_ASSERT(g.codes[e] < (1 << k[t / 2].bits));
+                CU_ASSERT(g.codes[e] < (1 << k[t / 3].bits));
             }
         double eg = qm_relative_error(W, g.deq, out, in, H), er = qm_relative_error(W, r.deq, out, in, H);
-        printf("\n    %d-bit two-level%s: GPTQ %.4f, RTN %.4f ", k[t / 2].bits, fit ? ", searched, act-order" : "",
-               eg, er);
+        printf("\n    %d-bit two-level%s: GPTQ %.4f, RTN %.4f ", k[t / 3].bits,
+               dyn ? ", searched, dynamic" : fit ? ", searched, act-order" : "", eg, er);
         CU_ASSERT(eg < 0.8 * er);
         static double plain;
         if (!fit)
@@ -633,7 +634,7 @@ static void test_two_level(void)
         CU_ASSERT(fabs(g.loss / qm_output_energy(W, out, in, H) - eg) <= 1e-4 * eg);
         const char *names[QM_PACK_TENSORS] = {"x.qweight", "x.qzeros", "x.scales", "x.g_idx"};
         qm_packed_linear p;
-        CU_ASSERT_EQUAL(qm_pack_linear(&g, k[t / 2].bits, names, &p, d), QM_EUNSUPPORTED);
+        CU_ASSERT_EQUAL(qm_pack_linear(&g, k[t / 3].bits, names, &p, d), QM_EUNSUPPORTED);
         int threads = openblas_get_num_threads();
         for (int nt = 2; fit && nt <= 3; nt++) { /* the same bytes on 2 and 3 threads */
             qm_qresult g2;
