@@ -659,6 +659,16 @@ static void test_two_level(void)
     qm_diag_clear(d);
     CU_ASSERT_EQUAL(qm_rtn(W, out, 128, &s, &g, d), QM_EINVAL);
     CU_ASSERT(qm_diag_count(d) == 1 && strstr(qm_diag_text(d, 0), "multiple of 256 values, not 128"));
+    /* act-order with dynamic groups would scatter a group's columns */
+    s.act_order = 1;
+    s.static_groups = 0;
+    qm_diag_clear(d);
+    CU_ASSERT_EQUAL(qm_rtn(W, out, in, &s, &g, d), QM_OK); /* round-to-nearest has no order */
+    qm_qresult_free(&g);
+    float *H1 = copy(H, (size_t)in * in);
+    CU_ASSERT_EQUAL(qm_gptq(W, out, in, H1, &s, &g, d), QM_EINVAL);
+    CU_ASSERT(qm_diag_count(d) == 1 && strstr(qm_diag_text(d, 0), "act-order only with static groups"));
+    free(H1);
     qm_diag_free(d);
     free(W);
     free(X);
