@@ -525,6 +525,14 @@ qm_status qm_model_open(const char *dir, qm_model **out, qm_diag *d)
     return QM_OK;
 }
 
+long qm_model_tensor(const qm_model *m, int layer, qm_part part, int expert)
+{
+    for (size_t i = 0; i < m->n; i++)
+        if (m->t[i].layer == layer && m->t[i].part == part && m->t[i].expert == expert)
+            return (long)i;
+    return -1;
+}
+
 static uint64_t bytes_of(const qm_st_tensor *t) { return t ? t->end - t->begin : 0; }
 
 void qm_model_count(const qm_model *m, uint64_t params[QM_GROUP_COUNT], uint64_t *bytes)

@@ -219,6 +219,9 @@ void qm_model_close(qm_model *m);
 qm_status qm_model_check_output(const qm_model *m, const char *opt, const char *out, int out_is_dir,
                                 const qm_path_input *more, size_t n_more, qm_diag *d);
 
+/* The index in m->t of layer `layer`'s tensor `part` (of routed expert
+ * `expert`; -1: not an expert's), or -1 when the model has none. */
+long qm_model_tensor(const qm_model *m, int layer, qm_part part, int expert);
 /* Parameters per group and bytes at the stored dtypes, over m->t. */
 void qm_model_count(const qm_model *m, uint64_t params[QM_GROUP_COUNT], uint64_t *bytes);
 /* sha256 (hex) of the model's tensor set: each tensor's checkpoint name,

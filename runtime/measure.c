@@ -42,37 +42,37 @@ qm_measure_opts qm_measure_opts_default(void)
 
 /* ---- units ------------------------------------------------------------------------------------ */
 
+/* Each quantizable part's block and its place in the block (0..3). */
+static const struct {
+    qm_part p;
+    int b, slot;
+} blocks[] = {
+    {QM_PART_Q, BLK_ATTN, 0},           {QM_PART_K, BLK_ATTN, 1},           {QM_PART_V, BLK_ATTN, 2},
+    {QM_PART_O, BLK_ATTN, 3},           {QM_PART_MLP_GATE, BLK_MLP, 0},     {QM_PART_MLP_UP, BLK_MLP, 1},
+    {QM_PART_MLP_DOWN, BLK_MLP, 2},     {QM_PART_EXPERT_GATE, BLK_EXPERT, 0}, {QM_PART_EXPERT_UP, BLK_EXPERT, 1},
+    {QM_PART_EXPERT_DOWN, BLK_EXPERT, 2}, {QM_PART_SHARED_GATE, BLK_SHARED, 0}, {QM_PART_SHARED_UP, BLK_SHARED, 1},
+    {QM_PART_SHARED_DOWN, BLK_SHARED, 2},
+};
+
 /* Block of a quantizable part and its place in the block (0..3), or -1. */
 int ms_part_block(qm_part p, int *slot)
 {
-    static const struct {
-        qm_part p;
-        int b, slot;
-    } t[] = {
-        {QM_PART_Q, BLK_ATTN, 0},           {QM_PART_K, BLK_ATTN, 1},           {QM_PART_V, BLK_ATTN, 2},
-        {QM_PART_O, BLK_ATTN, 3},           {QM_PART_MLP_GATE, BLK_MLP, 0},     {QM_PART_MLP_UP, BLK_MLP, 1},
-        {QM_PART_MLP_DOWN, BLK_MLP, 2},     {QM_PART_EXPERT_GATE, BLK_EXPERT, 0}, {QM_PART_EXPERT_UP, BLK_EXPERT, 1},
-        {QM_PART_EXPERT_DOWN, BLK_EXPERT, 2}, {QM_PART_SHARED_GATE, BLK_SHARED, 0}, {QM_PART_SHARED_UP, BLK_SHARED, 1},
-        {QM_PART_SHARED_DOWN, BLK_SHARED, 2},
-    };
-    for (size_t i = 0; i < sizeof t / sizeof *t; i++)
-        if (t[i].p == p) {
-            *slot = t[i].slot;
-            return t[i].b;
+    for (size_t i = 0; i < sizeof blocks / sizeof *blocks; i++)
+        if (blocks[i].p == p) {
+            *slot = blocks[i].slot;
+            return blocks[i].b;
         }
     return -1;
 }
 
 /* The model tensor of layer L's linear at (block, slot) of expert ex (-1:
- * none), or -1. */
+ * none), or -1.  Only --target's settings are kept per tensor (spec_of()),
+ * so without them nothing is looked up. */
 static long tensor_of(const mrun *r, int L, int bk, int slot, int ex)
 {
-    for (size_t i = 0; i < r->m->n; i++) {
-        const qm_tensor *t = &r->m->t[i];
-        int sl;
-        if (t->layer == L && t->expert == ex && ms_part_block(t->part, &sl) == bk && sl == slot)
-            return (long)i;
-    }
+    for (size_t i = 0; r->spec && i < sizeof blocks / sizeof *blocks; i++)
+        if (blocks[i].b == bk && blocks[i].slot == slot)
+            return qm_model_tensor(r->m, L, blocks[i].p, ex);
     return -1;
 }
 

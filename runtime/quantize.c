@@ -29,15 +29,6 @@
 
 /* ---- the linear being quantized ------------------------------------------------------------ */
 
-/* The model tensor of `part` (expert e) in the current layer, or -1. */
-static long find_tensor(run *r, qm_part part, int e)
-{
-    for (size_t i = 0; i < r->m->n; i++)
-        if (r->m->t[i].layer == r->w.layer && r->m->t[i].part == part && r->m->t[i].expert == e)
-            return (long)i;
-    return -1;
-}
-
 /* %.6g as a YAML float that YAML 1.1 readers (PyYAML) take for one too:
  * an exponent needs a '.' before it there ("1.0e-05", not "1e-05"). */
 static void log_real(char *b, size_t size, double v)
@@ -157,7 +148,7 @@ qm_status qz_take_linear(run *r, size_t ti, qm_qresult *res, long long tokens, c
 static qm_status quant_linear(run *r, qm_lin *lin, qm_part part, int e, float *H, int last, long long tokens,
                               const char *fallback, const float *X, int nx)
 {
-    long ti = find_tensor(r, part, e);
+    long ti = qm_model_tensor(r->m, r->w.layer, part, e);
     if (ti < 0 || !lin->w)
         return QM_OK;
     const qm_plan_tensor *pt = r->by_tensor[ti];
@@ -334,7 +325,7 @@ static qm_status ffn(run *r)
     if (w->moe && w->router.w) { /* the router first: it decides what the experts see */
         float *H;
         long long n;
-        long ti = find_tensor(r, QM_PART_ROUTER, -1);
+        long ti = qm_model_tensor(r->m, r->w.layer, QM_PART_ROUTER, -1);
         if (ti >= 0 && r->by_tensor[ti] && r->by_tensor[ti]->bits) {
             if ((st = hessian_of(r, QM_PART_ROUTER, (int)D, &H, &n)) != QM_OK)
                 return st;
